@@ -1,0 +1,103 @@
+"""The catalog: every spec, domain and the code table found under the spec paths.
+
+One load per run: files are read, checked against their JSON Schemas, built into models and
+cross-checked (codes, CEL, domains) before a single provider call is made, so a spec error is
+exit 2 with every problem listed, not a failure in the middle of a run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conformance import validate
+from conformance.codes import CodeTable, code_table_from
+from conformance.domain import Domain, domain_from
+from conformance.source import Problem, SourceError, load_file
+from conformance.spec import Spec, spec_from
+
+DEFAULT_SPECS = Path(__file__).resolve().parent.parent / "specs"
+
+
+def default_specs_dir() -> Path:
+    """./specs of a checkout, else the specs installed with the package."""
+    if (DEFAULT_SPECS / "codes.yaml").is_file():
+        return DEFAULT_SPECS
+    import conformance_specs  # installed data package
+
+    return Path(conformance_specs.__file__).parent
+
+
+@dataclass
+class Catalog:
+    specs: dict[str, Spec] = field(default_factory=dict)
+    domains: dict[str, Domain] = field(default_factory=dict)
+    codes: CodeTable = field(default_factory=lambda: CodeTable({}, {}))
+    root: Path | None = None
+
+    def domain_of(self, spec: Spec) -> Domain:
+        return self.domains[spec.family]
+
+
+def _root_of(path: Path) -> Path:
+    """The specs root (the folder holding codes.yaml) at or above `path`."""
+    for candidate in [path, *path.parents]:
+        if (candidate / "codes.yaml").is_file() and (candidate / "domains").is_dir():
+            return candidate
+    return default_specs_dir()
+
+
+def spec_files(paths: list[Path]) -> list[Path]:
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out.extend(p for p in sorted(path.rglob("*.yaml"))
+                       if "domains" not in p.relative_to(path).parts and p.name != "codes.yaml")
+        else:
+            out.append(path)
+    return out
+
+
+def load_catalog(paths: list[str | Path] | None = None) -> Catalog:
+    """Load and check specs; raise SourceError listing every problem found."""
+    targets = [Path(p) for p in (paths or [default_specs_dir()])]
+    for t in targets:
+        if not t.exists():
+            raise SourceError([Problem(str(t), 1, "", "no such file or directory")])
+    root = _root_of(targets[0].resolve() if targets[0].is_dir() else targets[0].resolve().parent)
+    problems: list[Problem] = []
+    catalog = Catalog(root=root)
+    catalog.codes = _load(root / "codes.yaml", "codes", code_table_from, problems) or catalog.codes
+    for file in sorted((root / "domains").glob("*.yaml")):
+        domain = _load(file, "domain", domain_from, problems)
+        if domain is not None:
+            catalog.domains[domain.family] = domain
+    for file in spec_files(targets):
+        spec = _load(file, "spec", spec_from, problems)
+        if spec is None:
+            continue
+        if spec.id in catalog.specs:
+            problems.append(Problem(str(file), spec.line("id"), "id",
+                                    f"duplicate spec id, also in {catalog.specs[spec.id].file}"))
+            continue
+        catalog.specs[spec.id] = spec
+    for spec in catalog.specs.values():
+        problems.extend(validate.spec_problems(spec, catalog.domains.get(spec.family),
+                                               catalog.codes))
+    problems.extend(validate.catalog_problems(list(catalog.specs.values()), catalog.codes))
+    if problems:
+        raise SourceError(problems)
+    return catalog
+
+
+def _load(file: Path, kind: str, build, problems: list[Problem]):
+    try:
+        doc = load_file(file)
+        found = validate.schema_problems(doc, kind)
+        if found:
+            problems.extend(found)
+            return None
+        return build(doc)
+    except SourceError as exc:
+        problems.extend(exc.problems)
+        return None

@@ -1,0 +1,389 @@
+"""The checks: each takes one spec and a provider and gives a Verdict.
+
+Kinds (DESIGN.md): `scenario` (a table row: given, call, code, then), `oracle` (drawn states
+and arguments; the rules predict the code and the next state), `closed-world` (only
+documented codes or the `also` families), `out-params` (async and out pointers agree with the
+code; Win32 statuses and HRESULTs are not mixed). A failure raises `CheckFailed` with a message
+a person can act on and a reproduction in the spec's own scenario shape.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis.database import ExampleDatabase
+from hypothesis.errors import Unsatisfiable
+
+from conformance.codes import (
+    CodeTable,
+    failed,
+    hex32,
+    is_microsoft_hresult_failure,
+    is_plain_win32,
+)
+from conformance.domain import Domain
+from conformance.oracle import Oracle, OracleError
+from conformance.provider import Outcome, Provider, Unsupported
+from conformance.spec import DIRECT, Scenario, Spec
+from conformance.strategies import Case, cases
+from conformance.world import OUT, ProviderError, Unknown, World
+
+PASSED, FAILED, NOT_APPLICABLE, ERROR = "passed", "failed", "not_applicable", "error"
+
+
+class CheckFailed(Exception):
+    def __init__(self, message: str, repro: dict[str, Any] | None = None,
+                 codes: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.message = message
+        self.repro = repro
+        self.codes = codes
+
+
+class NotApplicable(Exception):
+    pass
+
+
+@dataclass
+class Verdict:
+    status: str
+    message: str = ""
+    codes: dict[str, str] = field(default_factory=dict)
+    repro: dict[str, Any] | None = None
+
+
+@dataclass
+class Settings:
+    max_examples: int = 100
+    seed: int | None = None
+    database: ExampleDatabase | None = None
+    code_page: str = "cp1252"
+
+
+@dataclass
+class Subject:
+    """Everything a check needs about one spec and the provider under test."""
+
+    spec: Spec
+    domain: Domain
+    table: CodeTable
+    provider: Provider
+    observable: tuple[str, ...]
+    settings: Settings = field(default_factory=Settings)
+
+    def __post_init__(self) -> None:
+        self.oracle = Oracle(self.spec, self.table, self.settings.code_page)
+
+
+# -- one trial: build the state, call, look ---------------------------------------------------
+
+@dataclass
+class Trial:
+    world: World
+    state: dict[str, list[dict[str, Any]]]
+    args: dict[str, Any]
+    outcome: Outcome
+
+
+def enact(subject: Subject, steps: list[dict[str, Any]], args: dict[str, Any]) -> Trial:
+    world = World(subject.provider, subject.domain)
+    world.reset()
+    state = subject.domain.empty_state()
+    for raw in steps:
+        step = subject.domain.complete(raw)
+        world.setup(step)
+        subject.domain.apply(state, step)
+    return Trial(world, state, args, world.call(subject.spec, args))
+
+
+def effective(spec: Spec, outcome: Outcome) -> tuple[int, str]:
+    """The operation's result and where it arrived: the call, or the async completion."""
+    if spec.delivery != DIRECT and not failed(outcome.hresult) and outcome.completion is not None:
+        return outcome.completion, "completion"
+    return outcome.hresult, "call"
+
+
+def code_mismatch(subject: Subject, expect: tuple[str, ...], outcome: Outcome) -> str | None:
+    oracle, spec = subject.oracle, subject.spec
+    value, where = effective(spec, outcome)
+    wanted = [oracle.value(s) for s in expect]
+    if value not in wanted:
+        want = " or ".join(oracle.describe(v) for v in wanted)
+        return f"expected {want}, got {oracle.describe(value)} (from the {where})"
+    code = next((c for c in spec.codes if c.value == value), None)
+    if code is not None and code.via not in ("either", where):
+        return (f"{oracle.describe(value)} must arrive through the {code.via}, "
+                f"but arrived through the {where}")
+    return None
+
+
+def canonical(objects: list[dict[str, Any]]) -> list[str]:
+    def norm(value: Any) -> Any:
+        if isinstance(value, list):
+            return sorted((norm(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True,
+                                                                              default=str))
+        if isinstance(value, dict):
+            return {k: norm(v) for k, v in value.items()}
+        return value
+
+    return sorted(json.dumps(norm(o), sort_keys=True, ensure_ascii=False, default=str)
+                  for o in objects)
+
+
+def state_mismatch(trial: Trial, expected: dict[str, list[dict[str, Any]]],
+                   collections: tuple[str, ...]) -> str | None:
+    for coll in collections:
+        try:
+            seen = trial.world.observe(coll)
+        except Unsupported:
+            continue
+        want = [{k: o.get(k) for k in ("id", *trial.world.domain.collections[coll].fields)}
+                for o in expected.get(coll, [])]
+        if canonical(seen) != canonical(want):
+            return (f"{coll} after the call: expected {_objects(want)}, provider has "
+                    f"{_objects(seen)}")
+    return None
+
+
+def _objects(objs: list[dict[str, Any]]) -> str:
+    return "[" + ", ".join(json.dumps(o, ensure_ascii=False, sort_keys=True) for o in objs) + "]"
+
+
+def repro(steps: list[dict[str, Any]], args: dict[str, Any], expect: tuple[str, ...]) -> dict:
+    """A failing case in the spec's scenario shape, ready to paste under `scenarios`."""
+    call = {k: ({"unknown": v.step} if isinstance(v, Unknown) else v)
+            for k, v in args.items() if v != OUT}
+    return {"given": [dict(s) for s in steps], "call": call,
+            "expect": expect[0] if len(expect) == 1 else list(expect)}
+
+
+def context_line(steps: list[dict[str, Any]], args: dict[str, Any]) -> str:
+    given_text = json.dumps(steps, ensure_ascii=False)
+    call_text = json.dumps(repro([], args, ("",))["call"], ensure_ascii=False, default=str)
+    return f"after given {given_text}, call {call_text}"
+
+
+# -- scenario ---------------------------------------------------------------------------------
+
+def scenario_args(spec: Spec, scenario: Scenario) -> dict[str, Any]:
+    """A scenario's `call` as oracle arguments: unknown refs, special names, NULL pointers."""
+    args: dict[str, Any] = {}
+    if spec.this_object is not None:
+        args["this"] = _ref(scenario.call.get("this"))
+    for param in spec.params:
+        value = scenario.call.get(param.name, OUT if param.is_out else None)
+        if isinstance(value, str) and value in param.special:
+            value = spec.constants[value]
+        args[param.name] = _ref(value)
+    return args
+
+
+def _ref(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"unknown"}:
+        return Unknown(value["unknown"])
+    return value
+
+
+def check_scenario(subject: Subject, scenario: Scenario) -> Verdict:
+    spec = subject.spec
+    args = scenario_args(spec, scenario)
+    steps = [dict(s) for s in scenario.given]
+    state = subject.domain.empty_state()
+    for s in steps:
+        subject.domain.apply(state, subject.domain.complete(s))
+    predicted = subject.oracle.predict(state, args)
+    if set(predicted.codes) != set(scenario.expect):
+        raise OracleError(
+            f"{spec.file}:{spec.line('scenarios', scenario.index)}: scenario "
+            f"{scenario.name!r} expects {', '.join(scenario.expect)} but the rules predict "
+            f"{', '.join(predicted.codes)} (rule {predicted.rule.index})")
+    trial = enact(subject, steps, args)
+    codes = {s: FAILED for s in scenario.expect}
+    problem = code_mismatch(subject, scenario.expect, trial.outcome)
+    if problem is None:
+        problem = _then_mismatch(trial, scenario.then)
+    if problem:
+        raise CheckFailed(f"{problem} {context_line(steps, args)}",
+                          repro(steps, args, scenario.expect), scenario.expect)
+    return Verdict(PASSED, codes={s: PASSED for s in codes})
+
+
+def _then_mismatch(trial: Trial, then: dict[str, Any]) -> str | None:
+    for coll, want in then.items():
+        seen = trial.world.observe(coll)
+        if all(isinstance(w, str) for w in want):
+            got = sorted(o["id"] for o in seen)
+            if got != sorted(want):
+                return f"{coll} after the call: expected {sorted(want)}, provider has {got}"
+            continue
+        for w in want:
+            match = [o for o in seen if all(_same(o.get(k), v) for k, v in w.items())]
+            if not match:
+                return f"{coll} after the call: no object like {w} in {_objects(seen)}"
+        if len(seen) != len(want):
+            return f"{coll} after the call: expected {len(want)} objects, provider has " \
+                   f"{_objects(seen)}"
+    return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    return canonical([{"v": a}]) == canonical([{"v": b}])
+
+
+# -- properties -------------------------------------------------------------------------------
+
+def run_property(subject: Subject, body: Callable[[Case], tuple[str, ...]]) -> Verdict:
+    """Run `body` over drawn cases; collect the codes it saw; shrink a failure."""
+    seen: set[str] = set()
+    applicable = [0]
+    unsupported: list[str] = []
+
+    def prop(case: Case) -> None:
+        try:
+            codes = body(case)
+        except Unsupported as exc:
+            unsupported.append(str(exc) or type(exc).__name__)
+            assume(False)
+            return
+        applicable[0] += 1
+        seen.update(codes)
+
+    sets = settings(max_examples=subject.settings.max_examples, deadline=None,
+                    database=subject.settings.database, derandomize=False,
+                    suppress_health_check=list(HealthCheck), print_blob=False,
+                    report_multiple_bugs=False)
+    test = sets(given(cases(subject.spec, subject.domain))(prop))
+    if subject.settings.seed is not None:
+        test = hypothesis_seed(subject.settings.seed)(test)
+    try:
+        test()
+    except CheckFailed as exc:
+        codes = {c: PASSED for c in seen}
+        codes.update({c: FAILED for c in exc.codes})
+        return Verdict(FAILED, exc.message, codes, exc.repro)
+    except Unsatisfiable:
+        pass
+    if not applicable[0]:
+        reason = unsupported[-1] if unsupported else "no case could be built"
+        raise NotApplicable(f"unsupported by the provider: {reason}")
+    return Verdict(PASSED, f"{applicable[0]} examples", {c: PASSED for c in sorted(seen)})
+
+
+def _trial_or_fail(subject: Subject, case: Case, expect: tuple[str, ...]) -> Trial:
+    try:
+        return enact(subject, case.given, case.args)
+    except ProviderError as exc:
+        raise CheckFailed(f"{exc} {context_line(case.given, case.args)}",
+                          repro(case.given, case.args, expect), expect) from None
+
+
+def check_oracle(subject: Subject) -> Verdict:
+    def body(case: Case) -> tuple[str, ...]:
+        state = subject.domain.empty_state()
+        for s in case.given:
+            subject.domain.apply(state, subject.domain.complete(s))
+        predicted = subject.oracle.predict(state, case.args)
+        trial = _trial_or_fail(subject, case, predicted.codes)
+        problem = code_mismatch(subject, predicted.codes, trial.outcome)
+        if problem is None:
+            try:
+                problem = state_mismatch(trial, predicted.state, subject.observable)
+            except ProviderError as exc:
+                problem = str(exc)
+        if problem:
+            raise CheckFailed(f"{problem} {context_line(case.given, case.args)}",
+                              repro(case.given, case.args, predicted.codes), predicted.codes)
+        return predicted.codes
+
+    return run_property(subject, body)
+
+
+def admitted(subject: Subject, value: int) -> bool:
+    if any(c.value == value for c in subject.spec.codes):
+        return True
+    return any(subject.table.admits(entry, value) for entry in subject.spec.also)
+
+
+def check_closed_world(subject: Subject) -> Verdict:
+    def body(case: Case) -> tuple[str, ...]:
+        trial = _trial_or_fail(subject, case, ())
+        for label, value in (("returned", trial.outcome.hresult),
+                             ("completed with", trial.outcome.completion)):
+            if value is not None and not admitted(subject, value):
+                raise CheckFailed(
+                    f"{label} {subject.oracle.describe(value)}, which is neither a documented "
+                    f"code of {subject.spec.id} nor in its `also` list "
+                    f"({', '.join(subject.spec.also) or 'empty'}) "
+                    f"{context_line(case.given, case.args)}",
+                    repro(case.given, case.args, tuple(c.symbol for c in subject.spec.codes)))
+        return ()
+
+    return run_property(subject, body)
+
+
+def out_param_problem(subject: Subject, outcome: Outcome) -> str | None:
+    spec, describe = subject.spec, subject.oracle.describe
+    hr = outcome.hresult
+    documented = {c.value for c in spec.codes}
+    if spec.convention == "win32" and is_microsoft_hresult_failure(hr) and hr not in documented:
+        return (f"returned {describe(hr)}, an HRESULT, where a Win32 or ISDSC status is "
+                "documented (HRESULT_FROM_WIN32 used by mistake?)")
+    if spec.convention == "hresult" and is_plain_win32(hr) and hr not in documented \
+            and not any(subject.table.admits(a, hr) for a in spec.also):
+        return (f"returned {hex32(hr)}, a bare Win32 code, where an HRESULT is documented "
+                "(missing HRESULT_FROM_WIN32?)")
+    outs = [p for p in spec.params if p.is_out and p.name in outcome.outputs]
+    if failed(hr):
+        leaked = [p.name for p in outs if outcome.outputs.get(p.name) is not None]
+        if leaked:
+            return (f"failed with {describe(hr)} but set {', '.join(leaked)}: out-parameters "
+                    "must be NULL on failure")
+        if outcome.completion is not None:
+            return f"failed with {describe(hr)} but reported a completion"
+        return None
+    for p in spec.async_params:
+        if subject.spec.delivery == DIRECT:
+            continue
+        obj = outcome.outputs.get(p.name)
+        if obj is None:
+            return f"succeeded with {describe(hr)} but returned no async object in {p.name}"
+        if outcome.completion is None:
+            return f"succeeded with {describe(hr)} but the async object {p.name} has no result"
+        if not admitted(subject, outcome.completion):
+            return (f"the async object {p.name} completed with "
+                    f"{describe(outcome.completion)}, not a documented code")
+    if not spec.async_params and outcome.completion is not None:
+        return "reported a completion though the method has no async object"
+    return None
+
+
+def check_out_params(subject: Subject) -> Verdict:
+    def body(case: Case) -> tuple[str, ...]:
+        trial = _trial_or_fail(subject, case, ())
+        if case.args and any(p.is_out and case.args.get(p.name) is None
+                             for p in subject.spec.params):
+            return ()  # a NULL out-pointer: nothing can be written through it
+        problem = out_param_problem(subject, trial.outcome)
+        if problem:
+            raise CheckFailed(f"{problem} {context_line(case.given, case.args)}",
+                              repro(case.given, case.args, ()))
+        return ()
+
+    return run_property(subject, body)
+
+
+PROPERTY_CHECKS: dict[str, Callable[[Subject], Verdict]] = {
+    "oracle": check_oracle,
+    "closed-world": check_closed_world,
+    "out-params": check_out_params,
+}
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

@@ -1,0 +1,161 @@
+"""The `conformance` command: run, validate, providers.
+
+Exit codes of `run` (stable): 0 the provider conforms, 1 it does not (or no check ran),
+2 usage or spec error, 3 provider unavailable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILS, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="conformance",
+        description="Test implementations of Windows API return-code contracts against specs.")
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="run the checks against a provider")
+    run.add_argument("--provider", default="reference",
+                     help="a provider name, pkg.module:Class or path/file.py:Class "
+                          "(default: reference)")
+    run.add_argument("--out", default="reports/latest", help="output folder "
+                                                             "(default: reports/latest)")
+    run.add_argument("--profile", default="ci", choices=("quick", "ci", "thorough"))
+    run.add_argument("-k", dest="keyword", default=None,
+                     help="only checks whose name matches this pytest -k expression")
+    run.add_argument("--seed", type=int, default=None, help="make the drawn cases reproducible")
+    run.add_argument("--specs", nargs="+", default=None,
+                     help="spec files or folders (default: the bundled specs)")
+    run.add_argument("--code-page", default="cp1252",
+                     help="the ANSI code page of A entry points (default: cp1252)")
+    run.add_argument("-v", "--verbose", action="store_true", help="pytest's verbose output")
+    run.set_defaults(handler=cmd_run)
+
+    val = sub.add_parser("validate", help="check spec files; exit 2 listing every problem")
+    val.add_argument("paths", nargs="*", help="spec files or folders (default: bundled specs)")
+    val.set_defaults(handler=cmd_validate)
+
+    prov = sub.add_parser("providers", help="list installed providers and their capabilities")
+    prov.add_argument("--json", action="store_true")
+    prov.set_defaults(handler=cmd_providers)
+    return parser
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from conformance.catalog import load_catalog
+    from conformance.source import SourceError
+
+    try:
+        catalog = load_catalog(args.paths or None)
+    except SourceError as exc:
+        for problem in exc.problems:
+            print(problem)
+        print(f"{len(exc.problems)} problem(s)", file=sys.stderr)
+        return EXIT_USAGE
+    codes = sum(len(s.codes) for s in catalog.specs.values())
+    print(f"{len(catalog.specs)} specs, {codes} documented codes, "
+          f"{len(catalog.domains)} domains: valid")
+    return EXIT_OK
+
+
+def cmd_providers(args: argparse.Namespace) -> int:
+    from conformance.provider import ProviderUnavailable, available, load
+
+    listing: dict[str, Any] = {}
+    for name, target in sorted(available().items()):
+        try:
+            provider = load(name)
+            listing[name] = {"target": target, "capabilities": provider.capabilities()}
+            provider.close()
+        except (ProviderUnavailable, Exception) as exc:
+            listing[name] = {"target": target, "error": str(exc)}
+    if args.json:
+        print(json.dumps(listing, indent=2))
+        return EXIT_OK
+    for name, info in listing.items():
+        print(f"{name}  ({info['target']})")
+        if "error" in info:
+            print(f"  unavailable: {info['error']}")
+            continue
+        for key, values in info["capabilities"].items():
+            shown = ", ".join(map(str, values)) if isinstance(values, list) else values
+            print(f"  {key}: {shown}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import pytest
+
+    from conformance.catalog import load_catalog
+    from conformance.plugin import ConformanceSession
+    from conformance.provider import ProviderUnavailable, load
+    from conformance.results import run_verdict
+    from conformance.source import SourceError
+
+    try:
+        catalog = load_catalog(args.specs)
+    except SourceError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        provider = load(args.provider)
+        session = ConformanceSession(catalog, provider, args.provider, Path(args.out),
+                                     args.profile, args.seed, args.code_page)
+    except ProviderUnavailable as exc:
+        print(f"provider unavailable: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    files = sorted({s.file for s in catalog.specs.values()})
+    pytest_args = [*files, "-p", "no:cacheprovider", "-p", "no:randomly", "--rootdir",
+                   str(catalog.root or Path.cwd()), "-c", os.devnull,
+                   "-o", "python_files=", "-W", "ignore::pytest.PytestAssertRewriteWarning",
+                   "-q" if not args.verbose else "-v", "--no-header", "-rN"]
+    if args.keyword:
+        pytest_args += ["-k", args.keyword]
+    code = pytest.main(pytest_args, plugins=[session])
+    if session.summary is None:
+        print(f"the run did not start (pytest exit {int(code)})", file=sys.stderr)
+        return EXIT_USAGE if code == pytest.ExitCode.USAGE_ERROR else EXIT_FAILS
+    verdict = run_verdict(session.summary)
+    print_summary(session.summary, verdict, Path(args.out))
+    if session.summary["totals"]["passed"] + session.summary["totals"]["failed"] == 0:
+        print("no check ran: nothing was tested", file=sys.stderr)
+        return EXIT_FAILS
+    return EXIT_OK if verdict == "conforms" else EXIT_FAILS
+
+
+def print_summary(summary: dict[str, Any], verdict: str, out: Path) -> None:
+    width = max((len(m) for m in summary["methods"]), default=10)
+    print()
+    for method, info in sorted(summary["methods"].items()):
+        codes = info["codes"]
+        marks = " ".join(f"{c}={s}" for c, s in codes.items() if s != "pass")
+        print(f"{method:<{width}}  {info['verdict']:<14} "
+              f"{sum(s == 'pass' for s in codes.values())}/{len(codes)} codes pass"
+              f"{'  ' + marks if marks else ''}")
+    t = summary["totals"]
+    print(f"\n{verdict.upper()}: {t['passed']} passed, {t['failed']} failed, "
+          f"{t['not_applicable']} not applicable, {t['errors']} errors "
+          f"(provider {summary.get('provider')}, profile {summary.get('profile')})")
+    print(f"results: {out / 'results.json'}")

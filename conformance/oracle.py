@@ -1,0 +1,124 @@
+"""The oracle: a spec's CEL rules predict the code and the next abstract state.
+
+Rules are tried in order and the first whose `when` holds decides: its `expect` is the set of
+codes the contract allows, and its `effects` give each changed collection's new value. Every
+expression is compiled once per process; evaluation sees `state`, `args`, `constants` and the
+`ansi()` function (a string as the ANSI code page carries it, for A entry points).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import cel
+
+from conformance.codes import CodeTable
+from conformance.spec import Rule, Spec
+from conformance.world import OUT, Unknown
+
+
+class OracleError(Exception):
+    """A rule could not be evaluated: a defect of the spec, reported with its place."""
+
+
+@lru_cache(maxsize=4096)
+def compiled(source: str) -> cel.Program:
+    return cel.compile(source)
+
+
+def ansi_function(code_page: str):
+    """What a Unicode string becomes after the round trip through an ANSI code page."""
+
+    def ansi(text: Any) -> Any:
+        if not isinstance(text, str):
+            return text
+        return text.encode(code_page, errors="replace").decode(code_page)
+
+    return ansi
+
+
+@dataclass(frozen=True)
+class Prediction:
+    rule: Rule
+    codes: tuple[str, ...]
+    values: tuple[int, ...]
+    state: dict[str, list[dict[str, Any]]]  # the next state, when the call gives one of codes
+
+
+class Oracle:
+    def __init__(self, spec: Spec, codes: CodeTable, code_page: str = "cp1252"):
+        self.spec = spec
+        self.table = codes
+        self.functions = {"ansi": ansi_function(code_page)}
+        self.values = {c.symbol: c.value for c in spec.codes}
+        for entry in spec.also:
+            if entry in codes.symbols:
+                self.values.setdefault(entry, codes.symbols[entry])
+        for rule in spec.rules:  # compile up front: errors surface before any call
+            self._program(rule, "when", rule.when)
+            for coll, expr in rule.effects.items():
+                self._program(rule, f"effects.{coll}", expr)
+
+    def _program(self, rule: Rule, where: str, source: str) -> cel.Program:
+        try:
+            return compiled(source)
+        except Exception as exc:
+            raise OracleError(self._place(rule, where, f"does not compile: {exc}")) from None
+
+    def _place(self, rule: Rule, where: str, message: str) -> str:
+        line = self.spec.line("rules", rule.index, where.split(".")[0])
+        return f"{self.spec.file}:{line}: rules[{rule.index}].{where}: {message}"
+
+    def context(self, state: dict[str, Any], args: dict[str, Any]) -> cel.Context:
+        variables = {"state": state, "args": oracle_args(args),
+                     "constants": dict(self.spec.constants)}
+        return cel.Context(variables, functions=self.functions)
+
+    def predict(self, state: dict[str, Any], args: dict[str, Any]) -> Prediction:
+        ctx = self.context(state, args)
+        for rule in self.spec.rules:
+            try:
+                hit = self._program(rule, "when", rule.when).execute(ctx)
+            except Exception as exc:
+                raise OracleError(self._place(rule, "when", f"{type(exc).__name__}: {exc}")) \
+                    from None
+            if hit is True:
+                return Prediction(rule, rule.expect, tuple(self.value(c) for c in rule.expect),
+                                  self._effects(rule, state, ctx))
+            if hit is not False:
+                raise OracleError(self._place(rule, "when", f"gave {hit!r}, not a bool"))
+        raise OracleError(f"{self.spec.file}: no rule matched; end the rules with when: \"true\"")
+
+    def _effects(self, rule: Rule, state: dict[str, Any], ctx: cel.Context) -> dict[str, Any]:
+        after = copy.deepcopy(state)
+        for coll, expr in rule.effects.items():
+            try:
+                value = self._program(rule, f"effects.{coll}", expr).execute(ctx)
+            except Exception as exc:
+                raise OracleError(self._place(rule, f"effects.{coll}",
+                                              f"{type(exc).__name__}: {exc}")) from None
+            if not isinstance(value, list):
+                raise OracleError(self._place(rule, f"effects.{coll}",
+                                              f"gave {type(value).__name__}, not a list"))
+            after[coll] = value
+        return after
+
+    def value(self, symbol: str) -> int:
+        if symbol in self.values:
+            return self.values[symbol]
+        raise OracleError(f"{self.spec.file}: {symbol} is not a code of {self.spec.id}")
+
+    def describe(self, value: int) -> str:
+        known = {v: k for k, v in reversed(self.values.items())}
+        return self.table.describe(value, known)
+
+
+def oracle_args(args: dict[str, Any]) -> dict[str, Any]:
+    """Arguments as CEL sees them: unknown references become names no object has."""
+    return {k: (v.name if isinstance(v, Unknown) else v) for k, v in args.items()}
+
+
+__all__ = ["OUT", "Oracle", "OracleError", "Prediction", "ansi_function", "compiled"]

@@ -1,0 +1,241 @@
+"""The pytest plugin: spec files become collections of checks with stable names.
+
+Thin by design (as pytest's own plugins are): collection turns each spec into one item per
+scenario and per property check, named `<method id>::<kind>::<case>`; running an item hands off
+to `conformance.checks`; each finished check goes to the results stream. The plugin is inert
+unless `--conformance-provider` is given (or `conformance run` registers it), so installing the
+package does not change anyone else's pytest runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+from conformance import checks
+from conformance.catalog import Catalog, load_catalog
+from conformance.checks import (
+    ERROR,
+    FAILED,
+    NOT_APPLICABLE,
+    PASSED,
+    CheckFailed,
+    NotApplicable,
+    Settings,
+    Subject,
+    Verdict,
+)
+from conformance.oracle import OracleError
+from conformance.profiles import PROFILES
+from conformance.provider import Provider, ProviderUnavailable, Unsupported, load
+from conformance.results import CheckResult, MethodInfo, ResultStream
+from conformance.source import SourceError
+from conformance.spec import Scenario, Spec
+from conformance.world import ProviderError
+
+KINDS = ("scenario", *checks.PROPERTY_CHECKS)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("conformance", "return-code contract checks")
+    group.addoption("--conformance-provider", default=None,
+                    help="provider to test: a name, pkg.module:Class or file.py:Class")
+    group.addoption("--conformance-out", default="reports/latest", help="output folder")
+    group.addoption("--conformance-profile", default="ci", choices=sorted(PROFILES))
+    group.addoption("--conformance-seed", default=None, type=int)
+    group.addoption("--conformance-code-page", default="cp1252",
+                    help="the ANSI code page A entry points convert through")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "conformance(kind): a return-code contract check")
+    name = config.getoption("--conformance-provider", default=None)
+    if name and find_session(config) is None:
+        try:
+            provider = load(name)
+            catalog = load_catalog([Path(a) for a in config.args] or None)
+        except (ProviderUnavailable, SourceError) as exc:
+            raise pytest.UsageError(str(exc)) from None
+        session = ConformanceSession(
+            catalog, provider, name, Path(config.getoption("--conformance-out")),
+            config.getoption("--conformance-profile"), config.getoption("--conformance-seed"),
+            config.getoption("--conformance-code-page"))
+        config.pluginmanager.register(session, "conformance-session")
+
+
+def find_session(config: pytest.Config) -> ConformanceSession | None:
+    """The run's session object, however it was registered (CLI or command-line option)."""
+    for plugin in config.pluginmanager.get_plugins():
+        if isinstance(plugin, ConformanceSession):
+            return plugin
+    return None
+
+
+class ConformanceSession:
+    """One run: the catalog, the provider, the settings, and the results stream."""
+
+    def __init__(self, catalog: Catalog, provider: Provider, provider_name: str, out: Path,
+                 profile: str = "ci", seed: int | None = None, code_page: str = "cp1252"):
+        self.catalog = catalog
+        self.provider = provider
+        self.provider_name = provider_name
+        self.out = out
+        self.profile = profile
+        self.seed = seed
+        self.code_page = code_page
+        self.capabilities = _capabilities(provider)
+        self.settings = Settings(
+            max_examples=PROFILES[profile].max_examples, seed=seed,
+            database=DirectoryBasedExampleDatabase(str(out / ".hypothesis")), code_page=code_page)
+        self.stream: ResultStream | None = None
+        self.summary: dict[str, Any] | None = None
+        self.subjects: dict[str, Subject] = {}
+
+    # -- collection ----------------------------------------------------------------------------
+    def pytest_collect_file(self, file_path: Path, parent: pytest.Collector):
+        spec = self._spec_for(file_path)
+        if spec is not None:
+            return SpecFile.from_parent(parent, path=file_path, spec=spec)
+        return None
+
+    def _spec_for(self, path: Path) -> Spec | None:
+        resolved = str(path.resolve())
+        for spec in self.catalog.specs.values():
+            if str(Path(spec.file).resolve()) == resolved:
+                return spec
+        return None
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        chosen = {item.spec.id for item in session.items if isinstance(item, CheckItem)}
+        methods = {
+            s.id: MethodInfo(s.family, [c.symbol for c in s.codes],
+                             s.interface.get("name", ""), s.file)
+            for s in self.catalog.specs.values() if s.id in chosen
+        }
+        header = {"provider": self.provider_name, "profile": self.profile, "seed": self.seed,
+                  "capabilities": self.capabilities,
+                  "checks_selected": sum(isinstance(i, CheckItem) for i in session.items)}
+        self.stream = ResultStream(self.out, header, methods)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.stream is not None:
+            self.summary = self.stream.close()
+        with contextlib.suppress(Exception):
+            self.provider.close()
+
+    # -- running -------------------------------------------------------------------------------
+    def subject(self, spec: Spec) -> Subject:
+        if spec.id not in self.subjects:
+            domain = self.catalog.domain_of(spec)
+            observable = tuple(c for c in self.capabilities.get("observe", [])
+                               if c in domain.collections)
+            self.subjects[spec.id] = Subject(spec, domain, self.catalog.codes, self.provider,
+                                             observable, self.settings)
+        return self.subjects[spec.id]
+
+    def run(self, item: CheckItem) -> Verdict:
+        spec = item.spec
+        if spec.id not in self.capabilities.get("methods", []):
+            return Verdict(NOT_APPLICABLE, f"unsupported by the provider: method {spec.id} is "
+                                           "not in its capabilities",
+                           _scenario_codes(item))
+        try:
+            subject = self.subject(spec)
+            if item.kind == "scenario":
+                assert item.scenario is not None
+                return checks.check_scenario(subject, item.scenario)
+            return checks.PROPERTY_CHECKS[item.kind](subject)
+        except CheckFailed as exc:
+            return Verdict(FAILED, exc.message, {c: FAILED for c in exc.codes}, exc.repro)
+        except NotApplicable as exc:
+            return Verdict(NOT_APPLICABLE, str(exc), _scenario_codes(item))
+        except Unsupported as exc:
+            return Verdict(NOT_APPLICABLE, f"unsupported by the provider: {exc}",
+                           _scenario_codes(item))
+        except ProviderError as exc:
+            return Verdict(FAILED, str(exc), {c: FAILED for c in _scenario_codes(item)})
+        except OracleError as exc:
+            return Verdict(ERROR, f"spec error: {exc}")
+
+    def record(self, item: CheckItem, verdict: Verdict, duration: float) -> None:
+        if self.stream is None:
+            return
+        self.stream.add(CheckResult(
+            name=item.check_name, method=item.spec.id, kind=item.kind, case=item.case,
+            status=verdict.status, message=verdict.message, codes=verdict.codes,
+            repro=verdict.repro, duration=duration, family=item.spec.family))
+
+
+def _scenario_codes(item: CheckItem) -> dict[str, str]:
+    if item.kind == "scenario" and item.scenario is not None:
+        return {c: NOT_APPLICABLE for c in item.scenario.expect}
+    return {}
+
+
+def _capabilities(provider: Provider) -> dict[str, Any]:
+    try:
+        caps = provider.capabilities()
+    except Exception as exc:
+        raise ProviderUnavailable(
+            f"capabilities() raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(caps, dict):
+        raise ProviderUnavailable(f"capabilities() returned {caps!r}, not a dict")
+    return {k: list(v) if isinstance(v, list | tuple) else v for k, v in caps.items()}
+
+
+class SpecFile(pytest.File):
+    def __init__(self, *, spec: Spec, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.spec = spec
+
+    def collect(self):
+        for scenario in self.spec.scenarios:
+            yield CheckItem.from_parent(self, name=check_name(self.spec, "scenario",
+                                                              checks.slug(scenario.name)),
+                                        spec=self.spec, kind="scenario", scenario=scenario)
+        for kind in checks.PROPERTY_CHECKS:
+            yield CheckItem.from_parent(self, name=check_name(self.spec, kind, "property"),
+                                        spec=self.spec, kind=kind, scenario=None)
+
+
+def check_name(spec: Spec, kind: str, case: str) -> str:
+    """The stable name of a check: `<method id>::<kind>::<case>`."""
+    return f"{spec.id}::{kind}::{case}"
+
+
+class CheckItem(pytest.Item):
+    def __init__(self, *, spec: Spec, kind: str, scenario: Scenario | None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.kind = kind
+        self.scenario = scenario
+        self.case = checks.slug(scenario.name) if scenario else "property"
+        self.check_name = check_name(spec, kind, self.case)
+        self.add_marker(pytest.mark.conformance(kind))
+        self.verdict: Verdict | None = None
+
+    def runtest(self) -> None:
+        session = find_session(self.config)
+        assert session is not None
+        started = time.perf_counter()
+        self.verdict = session.run(self)
+        session.record(self, self.verdict, time.perf_counter() - started)
+        if self.verdict.status == NOT_APPLICABLE:
+            pytest.skip(f"not applicable: {self.verdict.message}")
+        if self.verdict.status in (FAILED, ERROR):
+            raise CheckFailed(self.verdict.message)
+        assert self.verdict.status == PASSED
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:
+        if isinstance(excinfo.value, CheckFailed):
+            return f"{self.check_name}\n  {excinfo.value.message}"
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        line = self.spec.line("scenarios", self.scenario.index) if self.scenario else 1
+        return self.path, line - 1, self.check_name

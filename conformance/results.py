@@ -1,0 +1,170 @@
+"""Results: the stream of finished checks, and results.json built from it (stable format).
+
+Every finished check is one line appended to `results.jsonl` and flushed before the next check
+starts, so nothing already learned is lost if the run dies. `results.json` (per method: verdict,
+per-code status, the checks) is rebuilt from that stream; every report is a reader of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA = 1
+STATUSES = ("passed", "failed", "not_applicable", "error")
+
+
+@dataclass
+class CheckResult:
+    name: str
+    method: str
+    kind: str
+    case: str
+    status: str
+    message: str = ""
+    codes: dict[str, str] = field(default_factory=dict)
+    repro: dict[str, Any] | None = None
+    duration: float = 0.0
+    family: str = ""
+
+
+@dataclass
+class MethodInfo:
+    """What the report needs of a method besides its checks."""
+
+    family: str
+    codes: list[str]
+    interface: str = ""
+    file: str = ""
+
+
+class ResultStream:
+    """Appends checks to results.jsonl and keeps results.json current."""
+
+    def __init__(self, out: Path, header: dict[str, Any], methods: dict[str, MethodInfo]):
+        self.out = out
+        out.mkdir(parents=True, exist_ok=True)
+        self.header = header
+        self.methods = methods
+        self.results: list[CheckResult] = []
+        self._jsonl = open(out / "results.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+        self._write_line({"event": "start", **header,
+                          "methods": {k: asdict(v) for k, v in methods.items()}})
+        self._last_summary = 0.0
+        self.write_summary()
+
+    def _write_line(self, record: dict[str, Any]) -> None:
+        self._jsonl.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        self._jsonl.flush()
+        os.fsync(self._jsonl.fileno())
+
+    def add(self, result: CheckResult) -> None:
+        self.results.append(result)
+        self._write_line({"event": "check", **asdict(result)})
+        if time.monotonic() - self._last_summary > 0.5:
+            self.write_summary()
+
+    def close(self) -> dict[str, Any]:
+        summary = self.write_summary()
+        self._write_line({"event": "end", "totals": summary["totals"]})
+        self._jsonl.close()
+        return summary
+
+    def write_summary(self) -> dict[str, Any]:
+        self._last_summary = time.monotonic()
+        summary = summarize(self.header, self.methods, self.results)
+        tmp = self.out / "results.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str),
+                       encoding="utf-8")
+        tmp.replace(self.out / "results.json")
+        return summary
+
+
+def code_status(statuses: list[str]) -> str:
+    if "fail" in statuses:
+        return "fail"
+    if "pass" in statuses:
+        return "pass"
+    if "not-applicable" in statuses:
+        return "not-applicable"
+    return "untested"
+
+
+def method_verdict(checks: list[CheckResult], codes: dict[str, str]) -> str:
+    """The compliance rule for one method (README: "What the verdicts mean")."""
+    if any(c.status in ("failed", "error") for c in checks):
+        return "fails"
+    if not checks or all(c.status == "not_applicable" for c in checks):
+        return "not-applicable"
+    if any(c.status == "not_applicable" for c in checks) or \
+            any(s != "pass" for s in codes.values()):
+        return "partial"
+    return "conforms"
+
+
+def summarize(header: dict[str, Any], methods: dict[str, MethodInfo],
+              results: list[CheckResult]) -> dict[str, Any]:
+    totals = {"passed": 0, "failed": 0, "not_applicable": 0, "errors": 0}
+    key = {"passed": "passed", "failed": "failed", "not_applicable": "not_applicable",
+           "error": "errors"}
+    by_method: dict[str, list[CheckResult]] = {}
+    for r in results:
+        totals[key[r.status]] += 1
+        by_method.setdefault(r.method, []).append(r)
+    out_methods: dict[str, Any] = {}
+    for method, info in methods.items():
+        checks = by_method.get(method, [])
+        marks: dict[str, list[str]] = {c: [] for c in info.codes}
+        for r in checks:
+            for code, status in r.codes.items():
+                mark = {"passed": "pass", "failed": "fail"}.get(status, "not-applicable")
+                marks.setdefault(code, []).append(mark)
+            if r.status == "not_applicable" and r.kind == "scenario":
+                for code in r.codes:
+                    marks.setdefault(code, []).append("not-applicable")
+        codes = {c: code_status(s) for c, s in marks.items()}
+        out_methods[method] = {
+            "verdict": method_verdict(checks, {c: codes[c] for c in info.codes}),
+            "family": info.family,
+            "codes": codes,
+            "checks": [{"name": r.name, "kind": r.kind, "status": r.status,
+                        "message": r.message, "repro": r.repro,
+                        "duration": round(r.duration, 4)} for r in checks],
+        }
+    return {"schema": SCHEMA, **header, "totals": totals, "methods": out_methods}
+
+
+def run_verdict(summary: dict[str, Any]) -> str:
+    """conforms / fails / partial / not-applicable for the whole run."""
+    verdicts = [m["verdict"] for m in summary["methods"].values()]
+    t = summary["totals"]
+    if t["failed"] or t["errors"] or "fails" in verdicts:
+        return "fails"
+    if not t["passed"]:
+        return "not-applicable"
+    if any(v != "conforms" for v in verdicts):
+        return "partial"
+    return "conforms"
+
+
+def read_stream(path: Path) -> tuple[dict[str, Any], dict[str, MethodInfo], list[CheckResult]]:
+    """Read a results.jsonl back, skipping a torn last line (a run killed mid-write)."""
+    header: dict[str, Any] = {}
+    methods: dict[str, MethodInfo] = {}
+    results: list[CheckResult] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        event = record.pop("event", None)
+        if event == "start":
+            methods = {k: MethodInfo(**v) for k, v in record.pop("methods", {}).items()}
+            header = record
+        elif event == "check":
+            results.append(CheckResult(**record))
+    return header, methods, results

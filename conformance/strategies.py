@@ -1,0 +1,236 @@
+"""Hypothesis strategies derived from a domain and a spec's params.
+
+A drawn case is a list of `given` steps (objects of every collection, each field drawn by its
+type, references to objects drawn earlier, faults) and the call's arguments (existing objects,
+unknown ids, NULL, special values, field values of existing objects, fresh strings: ASCII,
+non-ASCII, and the documented maximum length). Nothing here knows a method by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import strategies as st
+
+from conformance.domain import ANY, FAULT_STEP, Collection, Domain, FieldType
+from conformance.spec import Param, Spec
+from conformance.world import OUT, Unknown
+
+MAX_PER_COLLECTION = 3
+MAX_PER_FAULT = 2
+
+_ASCII = st.characters(min_codepoint=0x20, max_codepoint=0x7E)
+_UNICODE = st.characters(blacklist_categories=("Cs", "Cc"), min_codepoint=0x20)
+_ADDRESSES = ("192.0.2.10", "192.0.2.11", "198.51.100.7", "2001:db8::1", "target.example")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One drawn test case: the steps that build the state, and the call's arguments."""
+
+    given: list[dict[str, Any]]
+    args: dict[str, Any]
+
+
+def text(ftype: FieldType | None, max_size: int = 24) -> st.SearchStrategy[str]:
+    """ASCII, non-ASCII, and (when the domain says) exactly the maximum length."""
+    if ftype is not None and ftype.alphabet == "address":
+        return st.sampled_from(_ADDRESSES) | st.text(_ASCII, max_size=16)
+    limit = ftype.max_length if ftype and ftype.max_length else None
+    small = min(max_size, limit) if limit else max_size
+    options = [st.text(_ASCII, min_size=1, max_size=small), st.text(_UNICODE, min_size=1,
+                                                                     max_size=small)]
+    if limit:
+        options.append(st.text(_ASCII, min_size=limit, max_size=limit))
+        options.append(st.text(_UNICODE, min_size=limit, max_size=limit))
+    return st.one_of(options)
+
+
+def scalar(domain: Domain, ftype: FieldType) -> st.SearchStrategy[Any]:
+    if ftype.kind == "string":
+        return text(ftype)
+    if ftype.kind == "bool":
+        return st.booleans()
+    if ftype.kind == "enum":
+        return st.sampled_from(ftype.choices)
+    if ftype.kind == "uint16":
+        return st.integers(0, 0xFFFF)
+    if ftype.kind == "uint32":
+        return st.integers(0, 0xFFFFFFFF)
+    if ftype.kind == "struct":
+        fields = domain.types[ftype.struct or ""]
+        return st.fixed_dictionaries({k: scalar(domain, t) for k, t in fields.items()})
+    raise ValueError(f"no strategy for field kind {ftype.kind!r}")
+
+
+def _ordered(domain: Domain) -> list[Collection]:
+    """Collections so that every referenced collection comes before its referrers."""
+    done: list[Collection] = []
+    pending = list(domain.collections.values())
+    while pending:
+        for coll in pending:
+            deps = {t.ref for t in _refs(coll.fields)}
+            if all(d in (ANY, coll.name) or any(c.name == d for c in done) for d in deps):
+                done.append(coll)
+                pending.remove(coll)
+                break
+        else:
+            done.extend(pending)
+            break
+    return done
+
+
+def _refs(fields: dict[str, FieldType]) -> list[FieldType]:
+    out = []
+    for t in fields.values():
+        if t.kind == "ref":
+            out.append(t)
+        elif t.kind == "list" and t.item is not None and t.item.kind == "ref":
+            out.append(t.item)
+    return out
+
+
+def draw_given(draw: Any, domain: Domain,
+               require: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """Draw the steps of a state: objects in dependency order, then faults."""
+    require = require or {}
+    steps: list[dict[str, Any]] = []
+    made: dict[str, list[dict[str, Any]]] = {}
+    for coll in _ordered(domain):
+        made[coll.name] = []
+        if any(t.ref not in (ANY, coll.name) and not made.get(t.ref or "")
+               for t in coll.fields.values() if t.kind == "ref"):
+            continue
+        low = require.get(coll.name, 0)
+        count = draw(st.integers(low, max(low, MAX_PER_COLLECTION)))
+        for i in range(1, count + 1):
+            step = {coll.step: f"{coll.prefix}{i}"}
+            for fname, ftype in coll.fields.items():
+                step[fname] = _draw_field(draw, domain, ftype, step, made, fname)
+            if any(step[f] is None for f, t in coll.fields.items() if t.kind == "ref"):
+                continue  # no object it could refer to (e.g. no port of its initiator)
+            steps.append(step)
+            made[coll.name].append({"id": step[coll.step], **step})
+    for kind, fields in domain.faults.items():
+        count = draw(st.integers(0, MAX_PER_FAULT))
+        for _ in range(count):
+            step: dict[str, Any] = {FAULT_STEP: kind}
+            ok = True
+            for fname, ftype in fields.items():
+                pool = _pool(ftype, made)
+                if ftype.kind == "ref" and not pool:
+                    ok = False
+                    break
+                step[fname] = _draw_field(draw, domain, ftype, step, made, fname)
+            if ok and step not in steps:
+                steps.append(step)
+    return steps
+
+
+def _pool(ftype: FieldType, made: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    if ftype.ref == ANY:
+        return [obj for objs in made.values() for obj in objs]
+    return made.get(ftype.ref or "", [])
+
+
+def _draw_field(draw: Any, domain: Domain, ftype: FieldType, step: dict[str, Any],
+                made: dict[str, list[dict[str, Any]]], fname: str) -> Any:
+    if ftype.kind == "ref":
+        pool = _pool(ftype, made)
+        if ftype.same:
+            pool = [o for o in pool if o.get(ftype.same) == step.get(ftype.same)]
+        if not pool:
+            return None
+        return draw(st.sampled_from([o["id"] for o in pool]))
+    if ftype.kind == "list" and ftype.item is not None and ftype.item.kind == "ref":
+        ids = [o["id"] for o in _pool(ftype.item, made)]
+        if not ids:
+            return []
+        return draw(st.lists(st.sampled_from(ids), unique=True, max_size=len(ids)))
+    return draw(scalar(domain, ftype))
+
+
+def draw_args(draw: Any, spec: Spec, domain: Domain,
+              given: list[dict[str, Any]]) -> dict[str, Any]:
+    """Draw the call's arguments against the state the steps build."""
+    args: dict[str, Any] = {}
+    if spec.this_object is not None:
+        names = _names_of(domain, spec.this_object, given)
+        args["this"] = draw(st.sampled_from(names))
+    for param in spec.params:
+        args[param.name] = draw(param_strategy(spec, domain, param, given))
+    return args
+
+
+def param_strategy(spec: Spec, domain: Domain, param: Param,
+                   given: list[dict[str, Any]]) -> st.SearchStrategy[Any]:
+    if param.is_out:
+        return st.sampled_from([OUT, None]) if param.nullable else st.just(OUT)
+    options: list[st.SearchStrategy[Any]] = []
+    if param.refers:
+        names = _names_of(domain, param.refers, given)
+        if names:
+            options.append(st.sampled_from(names))
+        options.append(st.integers(1, 2).map(lambda n, s=param.refers: Unknown(s, n)))
+    elif param.values:
+        step, _, fname = param.values.partition(".")
+        coll = domain.by_step(step)
+        ftype = coll.fields.get(fname) if coll else None
+        existing = [s[fname] for s in given if next(iter(s)) == step and fname in s]
+        if existing:
+            options.append(st.sampled_from(existing))
+        if ftype is not None:
+            options.append(scalar(domain, ftype))
+    else:
+        options.append(_by_c_type(param.type))
+    if param.special:
+        options.append(st.sampled_from([spec.constants[s] for s in param.special]))
+    if param.examples:
+        options.append(st.sampled_from(list(param.examples)))
+    if param.nullable:
+        options.append(st.none())
+    return st.one_of(options)
+
+
+def _by_c_type(ctype: str) -> st.SearchStrategy[Any]:
+    upper = ctype.upper()
+    if "STR" in upper or "WCHAR" in upper or "BSTR" in upper:
+        return text(None)
+    if upper in ("BOOL", "BOOLEAN", "VARIANT_BOOL"):
+        return st.booleans()
+    if upper in ("USHORT", "WORD"):
+        return st.integers(0, 0xFFFF)
+    if upper in ("LONG", "INT", "HRESULT"):
+        return st.integers(-(2**31), 2**31 - 1)
+    return st.integers(0, 0xFFFFFFFF)
+
+
+def _names_of(domain: Domain, step: str, given: list[dict[str, Any]]) -> list[str]:
+    return [s[step] for s in given if next(iter(s)) == step]
+
+
+def _require(domain: Domain, coll: Collection, require: dict[str, int]) -> None:
+    """At least one object of `coll`, and so of every collection it must refer to."""
+    if require.get(coll.name):
+        return
+    require[coll.name] = 1
+    for ref in (t for t in coll.fields.values() if t.kind == "ref"):
+        if ref.ref in domain.collections and ref.ref != coll.name:
+            _require(domain, domain.collections[ref.ref], require)
+
+
+def cases(spec: Spec, domain: Domain) -> st.SearchStrategy[Case]:
+    """Whole cases for a spec: a state with the called object present, then arguments."""
+    require: dict[str, int] = {}
+    if spec.this_object is not None:
+        coll = domain.by_step(spec.this_object)
+        if coll is not None:
+            _require(domain, coll, require)
+
+    @st.composite
+    def _case(draw: Any) -> Case:
+        given = draw_given(draw, domain, require)
+        return Case(given, draw_args(draw, spec, domain, given))
+
+    return _case()

@@ -1,0 +1,1 @@
+"""Implementations under test that ship with the harness (installed as `conformance_providers`)."""
