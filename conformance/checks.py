@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, given, settings, target
 from hypothesis import seed as hypothesis_seed
 from hypothesis.database import ExampleDatabase
 from hypothesis.errors import Unsatisfiable
@@ -31,7 +31,7 @@ from conformance.domain import Domain
 from conformance.oracle import Oracle, OracleError
 from conformance.provider import Outcome, Provider, Unsupported
 from conformance.spec import DIRECT, Scenario, Spec
-from conformance.strategies import Case, cases
+from conformance.strategies import Case, cases, enumerate_cases
 from conformance.world import OUT, ProviderError, Unknown, World
 
 PASSED, FAILED, NOT_APPLICABLE, ERROR = "passed", "failed", "not_applicable", "error"
@@ -39,11 +39,12 @@ PASSED, FAILED, NOT_APPLICABLE, ERROR = "passed", "failed", "not_applicable", "e
 
 class CheckFailed(Exception):
     def __init__(self, message: str, repro: dict[str, Any] | None = None,
-                 codes: tuple[str, ...] = ()):
+                 codes: tuple[str, ...] = (), details: dict[str, Any] | None = None):
         super().__init__(message)
         self.message = message
         self.repro = repro
         self.codes = codes
+        self.details = details
 
 
 class NotApplicable(Exception):
@@ -56,11 +57,14 @@ class Verdict:
     message: str = ""
     codes: dict[str, str] = field(default_factory=dict)
     repro: dict[str, Any] | None = None
+    details: dict[str, Any] | None = None
 
 
 @dataclass
 class Settings:
     max_examples: int = 100
+    exhaustive: int = 1000
+    steer: bool = False  # hypothesis.target toward unseen codes (costly with long strings)
     seed: int | None = None
     database: ExampleDatabase | None = None
     code_page: str = "cp1252"
@@ -121,6 +125,25 @@ def code_mismatch(subject: Subject, expect: tuple[str, ...], outcome: Outcome) -
         return (f"{oracle.describe(value)} must arrive through the {code.via}, "
                 f"but arrived through the {where}")
     return None
+
+
+def details(subject: Subject, trial: Trial | None, expect: tuple[str, ...],
+            state_after: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a person needs beside the message: expected and actual codes, outputs, states."""
+    out: dict[str, Any] = {"expected": [subject.oracle.describe(subject.oracle.value(s))
+                                        for s in expect if s in subject.oracle.values]}
+    if trial is not None:
+        o = trial.outcome
+        out["actual"] = {
+            "hresult": subject.oracle.describe(o.hresult),
+            "completion": None if o.completion is None else subject.oracle.describe(o.completion),
+            "outputs": {k: (v if isinstance(v, str | int | float | bool | type(None)) else repr(v))
+                        for k, v in o.outputs.items()},
+        }
+        out["state_before"] = trial.state
+    if state_after is not None:
+        out["state_expected_after"] = state_after
+    return out
 
 
 def canonical(objects: list[dict[str, Any]]) -> list[str]:
@@ -210,7 +233,8 @@ def check_scenario(subject: Subject, scenario: Scenario) -> Verdict:
         problem = _then_mismatch(trial, scenario.then)
     if problem:
         raise CheckFailed(f"{problem} {context_line(steps, args)}",
-                          repro(steps, args, scenario.expect), scenario.expect)
+                          repro(steps, args, scenario.expect), scenario.expect,
+                          details(subject, trial, scenario.expect))
     return Verdict(PASSED, codes={s: PASSED for s in codes})
 
 
@@ -238,11 +262,26 @@ def _same(a: Any, b: Any) -> bool:
 
 # -- properties -------------------------------------------------------------------------------
 
-def run_property(subject: Subject, body: Callable[[Case], tuple[str, ...]]) -> Verdict:
-    """Run `body` over drawn cases; collect the codes it saw; shrink a failure."""
+def run_property(subject: Subject, body: Callable[[Case], tuple[str, ...]],
+                 exhaustive: bool = True) -> Verdict:
+    """Run `body` on the enumerated small cases, then on drawn ones steered toward codes not
+    yet seen; collect the codes it saw; a drawn failure is shrunk by hypothesis."""
     seen: set[str] = set()
     applicable = [0]
     unsupported: list[str] = []
+    enumerated = 0
+    if exhaustive and subject.settings.exhaustive:
+        for case in enumerate_cases(subject.spec, subject.domain, subject.settings.exhaustive):
+            enumerated += 1
+            try:
+                seen.update(body(case))
+                applicable[0] += 1
+            except Unsupported as exc:
+                unsupported.append(str(exc) or type(exc).__name__)
+            except CheckFailed as exc:
+                codes = {c: PASSED for c in seen}
+                codes.update({c: FAILED for c in exc.codes})
+                return Verdict(FAILED, exc.message, codes, exc.repro, exc.details)
 
     def prop(case: Case) -> None:
         try:
@@ -252,6 +291,8 @@ def run_property(subject: Subject, body: Callable[[Case], tuple[str, ...]]) -> V
             assume(False)
             return
         applicable[0] += 1
+        if subject.settings.steer:
+            target(float(sum(c not in seen for c in codes)), label="codes not seen before")
         seen.update(codes)
 
     sets = settings(max_examples=subject.settings.max_examples, deadline=None,
@@ -266,13 +307,15 @@ def run_property(subject: Subject, body: Callable[[Case], tuple[str, ...]]) -> V
     except CheckFailed as exc:
         codes = {c: PASSED for c in seen}
         codes.update({c: FAILED for c in exc.codes})
-        return Verdict(FAILED, exc.message, codes, exc.repro)
+        return Verdict(FAILED, exc.message, codes, exc.repro, exc.details)
     except Unsatisfiable:
         pass
     if not applicable[0]:
         reason = unsupported[-1] if unsupported else "no case could be built"
         raise NotApplicable(f"unsupported by the provider: {reason}")
-    return Verdict(PASSED, f"{applicable[0]} examples", {c: PASSED for c in sorted(seen)})
+    drawn = applicable[0] - (enumerated if enumerated else 0)
+    note = f"{applicable[0]} examples ({enumerated} enumerated, {max(drawn, 0)} drawn)"
+    return Verdict(PASSED, note, {c: PASSED for c in sorted(seen)})
 
 
 def _trial_or_fail(subject: Subject, case: Case, expect: tuple[str, ...]) -> Trial:
@@ -298,7 +341,8 @@ def check_oracle(subject: Subject) -> Verdict:
                 problem = str(exc)
         if problem:
             raise CheckFailed(f"{problem} {context_line(case.given, case.args)}",
-                              repro(case.given, case.args, predicted.codes), predicted.codes)
+                              repro(case.given, case.args, predicted.codes), predicted.codes,
+                              details(subject, trial, predicted.codes, predicted.state))
         return predicted.codes
 
     return run_property(subject, body)
@@ -321,7 +365,8 @@ def check_closed_world(subject: Subject) -> Verdict:
                     f"code of {subject.spec.id} nor in its `also` list "
                     f"({', '.join(subject.spec.also) or 'empty'}) "
                     f"{context_line(case.given, case.args)}",
-                    repro(case.given, case.args, tuple(c.symbol for c in subject.spec.codes)))
+                    repro(case.given, case.args, tuple(c.symbol for c in subject.spec.codes)),
+                    details=details(subject, trial, ()))
         return ()
 
     return run_property(subject, body)
@@ -372,7 +417,7 @@ def check_out_params(subject: Subject) -> Verdict:
         problem = out_param_problem(subject, trial.outcome)
         if problem:
             raise CheckFailed(f"{problem} {context_line(case.given, case.args)}",
-                              repro(case.given, case.args, ()))
+                              repro(case.given, case.args, ()), details=details(subject, trial, ()))
         return ()
 
     return run_property(subject, body)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis.database import DirectoryBasedExampleDatabase
 
 from conformance import checks
 from conformance.catalog import Catalog, load_catalog
@@ -30,6 +29,7 @@ from conformance.checks import (
     Subject,
     Verdict,
 )
+from conformance.exampledb import FailuresDatabase
 from conformance.oracle import OracleError
 from conformance.profiles import PROFILES
 from conformance.provider import Provider, ProviderUnavailable, Unsupported, load
@@ -90,8 +90,9 @@ class ConformanceSession:
         self.code_page = code_page
         self.capabilities = _capabilities(provider)
         self.settings = Settings(
-            max_examples=PROFILES[profile].max_examples, seed=seed,
-            database=DirectoryBasedExampleDatabase(str(out / ".hypothesis")), code_page=code_page)
+            max_examples=PROFILES[profile].max_examples,
+            exhaustive=PROFILES[profile].exhaustive, steer=PROFILES[profile].steer, seed=seed,
+            database=FailuresDatabase(str(out / ".hypothesis")), code_page=code_page)
         self.stream: ResultStream | None = None
         self.summary: dict[str, Any] | None = None
         self.subjects: dict[str, Subject] = {}
@@ -151,7 +152,8 @@ class ConformanceSession:
                 return checks.check_scenario(subject, item.scenario)
             return checks.PROPERTY_CHECKS[item.kind](subject)
         except CheckFailed as exc:
-            return Verdict(FAILED, exc.message, {c: FAILED for c in exc.codes}, exc.repro)
+            return Verdict(FAILED, exc.message, {c: FAILED for c in exc.codes}, exc.repro,
+                           exc.details)
         except NotApplicable as exc:
             return Verdict(NOT_APPLICABLE, str(exc), _scenario_codes(item))
         except Unsupported as exc:
@@ -168,7 +170,8 @@ class ConformanceSession:
         self.stream.add(CheckResult(
             name=item.check_name, method=item.spec.id, kind=item.kind, case=item.case,
             status=verdict.status, message=verdict.message, codes=verdict.codes,
-            repro=verdict.repro, duration=duration, family=item.spec.family))
+            repro=verdict.repro, duration=duration, family=item.spec.family,
+            details=verdict.details))
 
 
 def _scenario_codes(item: CheckItem) -> dict[str, str]:

@@ -9,14 +9,16 @@ from dataclasses import dataclass
 class Profile:
     name: str
     max_examples: int
+    exhaustive: int
+    steer: bool
     description: str
 
 
 PROFILES = {
     p.name: p
     for p in (
-        Profile("quick", 20, "a smoke run for CI, seconds"),
-        Profile("ci", 100, "the default: every check, a hundred drawn cases each"),
-        Profile("thorough", 1000, "ten times the ci examples, for a release or a lab run"),
+        Profile("quick", 20, 150, False, "a smoke run for CI, seconds"),
+        Profile("ci", 100, 1000, False, "the default: 1000 enumerated, 100 drawn cases per check"),
+        Profile("thorough", 1000, 10000, True, "10x ci, steered to unseen codes"),
     )
 }

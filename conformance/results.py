@@ -30,6 +30,7 @@ class CheckResult:
     repro: dict[str, Any] | None = None
     duration: float = 0.0
     family: str = ""
+    details: dict[str, Any] | None = None
 
 
 @dataclass
@@ -132,7 +133,7 @@ def summarize(header: dict[str, Any], methods: dict[str, MethodInfo],
             "family": info.family,
             "codes": codes,
             "checks": [{"name": r.name, "kind": r.kind, "status": r.status,
-                        "message": r.message, "repro": r.repro,
+                        "message": r.message, "repro": r.repro, "details": r.details,
                         "duration": round(r.duration, 4)} for r in checks],
         }
     return {"schema": SCHEMA, **header, "totals": totals, "methods": out_methods}

@@ -8,6 +8,7 @@ non-ASCII, and the documented maximum length). Nothing here knows a method by na
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,35 +152,54 @@ def _draw_field(draw: Any, domain: Domain, ftype: FieldType, step: dict[str, Any
     return draw(scalar(domain, ftype))
 
 
-def draw_args(draw: Any, spec: Spec, domain: Domain,
-              given: list[dict[str, Any]]) -> dict[str, Any]:
-    """Draw the call's arguments against the state the steps build."""
+@dataclass(frozen=True)
+class Pool:
+    """What arguments can be drawn from: objects present, objects removed, field values."""
+
+    names: dict[str, list[str]]
+    removed: dict[str, list[str]]
+    values: dict[str, list[Any]]
+
+    @classmethod
+    def of(cls, domain: Domain, state: dict[str, list[dict[str, Any]]],
+           removed: dict[str, list[str]] | None = None) -> Pool:
+        names: dict[str, list[str]] = {}
+        values: dict[str, list[Any]] = {}
+        for coll in domain.collections.values():
+            objects = state.get(coll.name, [])
+            names[coll.step] = [o["id"] for o in objects]
+            for fname in coll.fields:
+                values[f"{coll.step}.{fname}"] = [o[fname] for o in objects if fname in o]
+        return cls(names, dict(removed or {}), values)
+
+
+def draw_args(draw: Any, spec: Spec, domain: Domain, pool: Pool) -> dict[str, Any]:
+    """Draw the call's arguments against the objects the pool offers."""
     args: dict[str, Any] = {}
     if spec.this_object is not None:
-        names = _names_of(domain, spec.this_object, given)
-        args["this"] = draw(st.sampled_from(names))
+        args["this"] = draw(st.sampled_from(pool.names[spec.this_object]))
     for param in spec.params:
-        args[param.name] = draw(param_strategy(spec, domain, param, given))
+        args[param.name] = draw(param_strategy(spec, domain, param, pool))
     return args
 
 
 def param_strategy(spec: Spec, domain: Domain, param: Param,
-                   given: list[dict[str, Any]]) -> st.SearchStrategy[Any]:
+                   pool: Pool) -> st.SearchStrategy[Any]:
     if param.is_out:
         return st.sampled_from([OUT, None]) if param.nullable else st.just(OUT)
     options: list[st.SearchStrategy[Any]] = []
     if param.refers:
-        names = _names_of(domain, param.refers, given)
-        if names:
-            options.append(st.sampled_from(names))
+        if pool.names.get(param.refers):
+            options.append(st.sampled_from(pool.names[param.refers]))
+        if pool.removed.get(param.refers):
+            options.append(st.sampled_from(pool.removed[param.refers]))
         options.append(st.integers(1, 2).map(lambda n, s=param.refers: Unknown(s, n)))
     elif param.values:
         step, _, fname = param.values.partition(".")
         coll = domain.by_step(step)
         ftype = coll.fields.get(fname) if coll else None
-        existing = [s[fname] for s in given if next(iter(s)) == step and fname in s]
-        if existing:
-            options.append(st.sampled_from(existing))
+        if pool.values.get(param.values):
+            options.append(st.sampled_from(pool.values[param.values]))
         if ftype is not None:
             options.append(scalar(domain, ftype))
     else:
@@ -206,8 +226,12 @@ def _by_c_type(ctype: str) -> st.SearchStrategy[Any]:
     return st.integers(0, 0xFFFFFFFF)
 
 
-def _names_of(domain: Domain, step: str, given: list[dict[str, Any]]) -> list[str]:
-    return [s[step] for s in given if next(iter(s)) == step]
+def state_of(domain: Domain, given: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The oracle state a list of `given` steps builds."""
+    state = domain.empty_state()
+    for step in given:
+        domain.apply(state, domain.complete(step))
+    return state
 
 
 def _require(domain: Domain, coll: Collection, require: dict[str, int]) -> None:
@@ -231,6 +255,153 @@ def cases(spec: Spec, domain: Domain) -> st.SearchStrategy[Case]:
     @st.composite
     def _case(draw: Any) -> Case:
         given = draw_given(draw, domain, require)
-        return Case(given, draw_args(draw, spec, domain, given))
+        return Case(given, draw_args(draw, spec, domain, Pool.of(domain, state_of(domain, given))))
 
     return _case()
+
+
+# -- the exhaustive phase: small states and every argument class, in a fixed order -----------
+
+_STRING_CLASSES = ("x1", "жé")
+_MAX_ARGS_PER_STATE = 48
+
+
+def relevant(spec: Spec, domain: Domain) -> tuple[list[Collection], list[str]]:
+    """The collections and fault kinds a spec's rules can see (and what those depend on)."""
+    text = " ".join([r.when for r in spec.rules]
+                    + [e for r in spec.rules for e in r.effects.values()])
+    wanted = {c for c in domain.collections if f"state.{c}" in text}
+    for p in spec.params:
+        for step in filter(None, (p.refers, (p.values or "").partition(".")[0])):
+            coll = domain.by_step(step)
+            if coll:
+                wanted.add(coll.name)
+    if spec.this_object and domain.by_step(spec.this_object):
+        wanted.add(domain.by_step(spec.this_object).name)  # type: ignore[union-attr]
+    grew = True
+    while grew:
+        grew = False
+        for name in list(wanted):
+            for t in domain.collections[name].fields.values():
+                if t.kind == "ref" and t.ref in domain.collections and t.ref not in wanted:
+                    wanted.add(t.ref)
+                    grew = True
+    faults = [k for k in domain.faults if f"'{k}'" in text or f'"{k}"' in text]
+    return [c for c in _ordered(domain) if c.name in wanted], faults
+
+
+def _representatives(domain: Domain, ftype: FieldType) -> list[Any]:
+    if ftype.kind == "bool":
+        return [False, True]
+    if ftype.kind == "enum":
+        return list(ftype.choices)
+    if ftype.kind == "string":
+        return [_ADDRESSES[0]] if ftype.alphabet == "address" else list(_STRING_CLASSES)
+    if ftype.kind in ("uint16", "uint32"):
+        return [3260] if ftype.kind == "uint16" else [0]
+    if ftype.kind == "struct":
+        fields = domain.types[ftype.struct or ""]
+        return [{k: _representatives(domain, t)[0] for k, t in fields.items()}]
+    return [None]
+
+
+def _objects(domain: Domain, coll: Collection, count: int,
+             made: dict[str, list[dict[str, Any]]]):
+    """Every way to build `count` objects of `coll` against the objects made so far."""
+    if count == 0:
+        yield []
+        return
+    for rest in _objects(domain, coll, count - 1, made):
+        step = {coll.step: f"{coll.prefix}{count}"}
+        yield from _fill(domain, coll, step, list(coll.fields.items()), made, rest)
+
+
+def _fill(domain, coll, step, fields, made, rest):
+    if not fields:
+        yield [*rest, step]
+        return
+    (fname, ftype), tail = fields[0], fields[1:]
+    if ftype.kind == "ref":
+        pool = _pool(ftype, made)
+        if ftype.same:
+            pool = [o for o in pool if o.get(ftype.same) == step.get(ftype.same)]
+        choices: list[Any] = [o["id"] for o in pool]
+    elif ftype.kind == "list" and ftype.item is not None:
+        ids = [o["id"] for o in _pool(ftype.item, made)]
+        choices = [[], ids] if ids else [[]]
+    else:
+        choices = _representatives(domain, ftype)
+    for choice in choices:
+        yield from _fill(domain, coll, {**step, fname: choice}, tail, made, rest)
+
+
+def _states(domain: Domain, colls: list[Collection], faults: list[str],
+            require: dict[str, int]):
+    def build(i: int, made: dict[str, list[dict[str, Any]]], steps: list[dict[str, Any]]):
+        if i == len(colls):
+            yield from _with_faults(domain, faults, made, steps)
+            return
+        coll = colls[i]
+        for count in range(require.get(coll.name, 0), 3):
+            for objs in _objects(domain, coll, count, made):
+                made2 = {**made, coll.name: [{"id": o[coll.step], **o} for o in objs]}
+                yield from build(i + 1, made2, steps + objs)
+
+    yield from build(0, {}, [])
+
+
+def _with_faults(domain: Domain, faults: list[str], made, steps):
+    options: list[list[dict[str, Any] | None]] = []
+    for kind in faults:
+        instances: list[dict[str, Any] | None] = [None]
+        for filled in _fill(domain, None, {FAULT_STEP: kind},
+                            list(domain.faults[kind].items()), made, []):
+            instances.append(filled[0])
+        options.append(instances)
+    for combo in itertools.product(*options):
+        yield steps + [f for f in combo if f is not None]
+
+
+def _arg_options(spec: Spec, domain: Domain, param: Param, pool: Pool) -> list[Any]:
+    if param.is_out:
+        return [OUT, None] if param.nullable else [OUT]
+    out: list[Any] = []
+    if param.refers:
+        out += [*pool.names.get(param.refers, []), Unknown(param.refers)]
+    elif param.values:
+        step, _, fname = param.values.partition(".")
+        coll = domain.by_step(step)
+        out += list(pool.values.get(param.values, []))
+        if coll and fname in coll.fields:
+            out += _representatives(domain, coll.fields[fname])
+    else:
+        out.append(0)
+    out += [spec.constants[s] for s in param.special] + list(param.examples)
+    if param.nullable:
+        out.append(None)
+    unique: list[Any] = []
+    for v in out:
+        if v not in unique:
+            unique.append(v)
+    return unique
+
+
+def enumerate_cases(spec: Spec, domain: Domain, limit: int):
+    """Small states crossed with every argument class, smallest first, at most `limit`."""
+    colls, faults = relevant(spec, domain)
+    require: dict[str, int] = {}
+    if spec.this_object and domain.by_step(spec.this_object):
+        _require(domain, domain.by_step(spec.this_object), require)  # type: ignore[arg-type]
+    produced = 0
+    for given in _states(domain, colls, faults, require):
+        pool = Pool.of(domain, state_of(domain, given))
+        dims: list[tuple[str, list[Any]]] = []
+        if spec.this_object is not None:
+            dims.append(("this", pool.names.get(spec.this_object, [])))
+        dims += [(p.name, _arg_options(spec, domain, p, pool)) for p in spec.params]
+        combos = itertools.islice(itertools.product(*(d[1] for d in dims)), _MAX_ARGS_PER_STATE)
+        for combo in combos:
+            yield Case(given, dict(zip((d[0] for d in dims), combo, strict=True)))
+            produced += 1
+            if produced >= limit:
+                return
