@@ -80,6 +80,8 @@ class Subject:
     provider: Provider
     observable: tuple[str, ...]
     settings: Settings = field(default_factory=Settings)
+    twin: Subject | None = None  # the W form of an A function, for the variants check
+    reference: Provider | None = None  # the provider to compare with (--differential)
 
     def __post_init__(self) -> None:
         self.oracle = Oracle(self.spec, self.table, self.settings.code_page)
@@ -95,14 +97,21 @@ class Trial:
     outcome: Outcome
 
 
-def enact(subject: Subject, steps: list[dict[str, Any]], args: dict[str, Any]) -> Trial:
-    world = World(subject.provider, subject.domain)
+def prepare(subject: Subject, steps: list[dict[str, Any]],
+            provider: Provider | None = None) -> tuple[World, dict[str, Any]]:
+    """A fresh world with the steps applied, and the oracle state they build."""
+    world = World(provider or subject.provider, subject.domain)
     world.reset()
     state = subject.domain.empty_state()
     for raw in steps:
         step = subject.domain.complete(raw)
         world.setup(step)
         subject.domain.apply(state, step)
+    return world, state
+
+
+def enact(subject: Subject, steps: list[dict[str, Any]], args: dict[str, Any]) -> Trial:
+    world, state = prepare(subject, steps)
     return Trial(world, state, args, world.call(subject.spec, args))
 
 
@@ -159,14 +168,15 @@ def canonical(objects: list[dict[str, Any]]) -> list[str]:
                   for o in objects)
 
 
-def state_mismatch(trial: Trial, expected: dict[str, list[dict[str, Any]]],
+def state_mismatch(world: World, expected: dict[str, list[dict[str, Any]]],
                    collections: tuple[str, ...]) -> str | None:
+    """The first observable collection where the provider differs from the oracle's state."""
     for coll in collections:
         try:
-            seen = trial.world.observe(coll)
+            seen = world.observe(coll)
         except Unsupported:
             continue
-        want = [{k: o.get(k) for k in ("id", *trial.world.domain.collections[coll].fields)}
+        want = [{k: o.get(k) for k in ("id", *world.domain.collections[coll].fields)}
                 for o in expected.get(coll, [])]
         if canonical(seen) != canonical(want):
             return (f"{coll} after the call: expected {_objects(want)}, provider has "
@@ -178,17 +188,29 @@ def _objects(objs: list[dict[str, Any]]) -> str:
     return "[" + ", ".join(json.dumps(o, ensure_ascii=False, sort_keys=True) for o in objs) + "]"
 
 
+def call_args(args: dict[str, Any]) -> dict[str, Any]:
+    """Arguments as a scenario writes them: `{unknown: step}`, NULL out-pointers only."""
+    return {k: ({"unknown": v.step} if isinstance(v, Unknown) else v)
+            for k, v in args.items() if v != OUT}
+
+
+def _expect(expect: tuple[str, ...]) -> str | list[str]:
+    return expect[0] if len(expect) == 1 else list(expect)
+
+
 def repro(steps: list[dict[str, Any]], args: dict[str, Any], expect: tuple[str, ...]) -> dict:
     """A failing case in the spec's scenario shape, ready to paste under `scenarios`."""
-    call = {k: ({"unknown": v.step} if isinstance(v, Unknown) else v)
-            for k, v in args.items() if v != OUT}
-    return {"given": [dict(s) for s in steps], "call": call,
-            "expect": expect[0] if len(expect) == 1 else list(expect)}
+    return {"given": [dict(s) for s in steps], "call": call_args(args), "expect": _expect(expect)}
+
+
+def call_repro(method: str, args: dict[str, Any], expect: tuple[str, ...]) -> dict:
+    """One call of a multi-call reproduction (`calls:`), naming its method."""
+    return {"method": method, "call": call_args(args), "expect": _expect(expect)}
 
 
 def context_line(steps: list[dict[str, Any]], args: dict[str, Any]) -> str:
     given_text = json.dumps(steps, ensure_ascii=False)
-    call_text = json.dumps(repro([], args, ("",))["call"], ensure_ascii=False, default=str)
+    call_text = json.dumps(call_args(args), ensure_ascii=False, default=str)
     return f"after given {given_text}, call {call_text}"
 
 
@@ -336,7 +358,7 @@ def check_oracle(subject: Subject) -> Verdict:
         problem = code_mismatch(subject, predicted.codes, trial.outcome)
         if problem is None:
             try:
-                problem = state_mismatch(trial, predicted.state, subject.observable)
+                problem = state_mismatch(trial.world, predicted.state, subject.observable)
             except ProviderError as exc:
                 problem = str(exc)
         if problem:
@@ -423,10 +445,146 @@ def check_out_params(subject: Subject) -> Verdict:
     return run_property(subject, body)
 
 
+# -- relations between calls, forms and providers ---------------------------------------------
+
+def _fail_on_provider_error(case: Case, expect: tuple[str, ...], fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except ProviderError as exc:
+        raise CheckFailed(f"{exc} {context_line(case.given, case.args)}",
+                          repro(case.given, case.args, expect), expect) from None
+
+
+def check_repeat(subject: Subject) -> Verdict:
+    """Each call is made twice; the second must give what the rules predict for the new state
+    (a remove that succeeds twice, or corrupts what is left, is caught here)."""
+    def body(case: Case) -> tuple[str, ...]:
+        world, state = _fail_on_provider_error(case, (), lambda: prepare(subject, case.given))
+        seen: list[str] = []
+        calls: list[dict[str, Any]] = []
+        for attempt in ("first", "second"):
+            predicted = subject.oracle.predict(state, case.args)
+            calls.append(call_repro(subject.spec.id, case.args, predicted.codes))
+            outcome = _fail_on_provider_error(
+                case, predicted.codes, lambda: world.call(subject.spec, case.args))
+            problem = code_mismatch(subject, predicted.codes, outcome)
+            if problem is None:
+                problem = _fail_on_provider_error(case, predicted.codes, lambda p=predicted:
+                                                  state_mismatch(world, p.state,
+                                                                 subject.observable))
+            if problem:
+                raise CheckFailed(
+                    f"{attempt} of two identical calls: {problem} "
+                    f"{context_line(case.given, case.args)}",
+                    {"given": list(case.given), "calls": calls}, predicted.codes,
+                    details(subject, Trial(world, state, case.args, outcome), predicted.codes,
+                            predicted.state))
+            seen.extend(predicted.codes)
+            state = predicted.state
+        return tuple(seen)
+
+    return run_property(subject, body)
+
+
+def snapshot(world: World, collections: tuple[str, ...]) -> dict[str, list[str]]:
+    out = {}
+    for coll in collections:
+        try:
+            out[coll] = canonical(world.observe(coll))
+        except Unsupported:
+            continue
+    return out
+
+
+def _outcome_text(subject: Subject, outcome: Outcome) -> str:
+    value, where = effective(subject.spec, outcome)
+    return f"{subject.oracle.describe(value)} (from the {where})"
+
+
+def ansi_args(subject: Subject, args: dict[str, Any]) -> dict[str, Any]:
+    """The arguments as the W form receives them after the A form's code-page conversion."""
+    convert = subject.oracle.functions["ansi"]
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return convert(value)
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        return value
+
+    return {k: (v if k == "this" else walk(v)) for k, v in args.items()}
+
+
+def check_variants(subject: Subject) -> Verdict:
+    """The A form must behave as the W form called with its code-page-converted strings:
+    identical on ASCII, '?' where the code page has no character, up to the maximum length."""
+    twin = subject.twin
+    if twin is None:
+        raise NotApplicable("no W twin of this A function is in the catalog")
+
+    def body(case: Case) -> tuple[str, ...]:
+        a_world, _ = _fail_on_provider_error(case, (), lambda: prepare(subject, case.given))
+        a_out = _fail_on_provider_error(case, (), lambda: a_world.call(subject.spec, case.args))
+        a_seen = snapshot(a_world, subject.observable)
+        w_args = ansi_args(subject, case.args)
+        w_world, _ = _fail_on_provider_error(case, (), lambda: prepare(twin, case.given))
+        w_out = _fail_on_provider_error(case, (), lambda: w_world.call(twin.spec, w_args))
+        w_seen = snapshot(w_world, twin.observable)
+        a_code, w_code = effective(subject.spec, a_out)[0], effective(twin.spec, w_out)[0]
+        if a_code != w_code or a_seen != w_seen:
+            what = (f"{subject.spec.id} gave {_outcome_text(subject, a_out)} but "
+                    f"{twin.spec.id} on the converted strings gave {_outcome_text(twin, w_out)}"
+                    if a_code != w_code else
+                    f"{subject.spec.id} and {twin.spec.id} left different state: "
+                    f"{a_seen} vs {w_seen}")
+            raise CheckFailed(f"{what} {context_line(case.given, case.args)}",
+                              repro(case.given, case.args,
+                                    tuple(c.symbol for c in twin.spec.codes
+                                          if c.value == w_code) or ("?",)))
+        return ()
+
+    return run_property(subject, body)
+
+
+def check_differential(subject: Subject) -> Verdict:
+    """The provider against the reference on the same draws: codes and state must agree."""
+    if subject.reference is None:
+        raise NotApplicable("no reference provider to compare with")
+
+    def body(case: Case) -> tuple[str, ...]:
+        world, _ = _fail_on_provider_error(case, (), lambda: prepare(subject, case.given))
+        mine = _fail_on_provider_error(case, (), lambda: world.call(subject.spec, case.args))
+        mine_seen = snapshot(world, subject.observable)
+        ref_world, _ = prepare(subject, case.given, subject.reference)
+        theirs = ref_world.call(subject.spec, case.args)
+        theirs_seen = snapshot(ref_world, subject.observable)
+        mine_code, theirs_code = effective(subject.spec, mine)[0], \
+            effective(subject.spec, theirs)[0]
+        if mine_code != theirs_code or mine_seen != theirs_seen:
+            raise CheckFailed(
+                f"provider gave {_outcome_text(subject, mine)}, the reference gave "
+                f"{_outcome_text(subject, theirs)}"
+                + ("" if mine_seen == theirs_seen else
+                   f"; state differs: {mine_seen} vs reference {theirs_seen}")
+                + f" {context_line(case.given, case.args)}",
+                repro(case.given, case.args, tuple(c.symbol for c in subject.spec.codes
+                                                   if c.value == theirs_code) or ("?",)))
+        return ()
+
+    return run_property(subject, body)
+
+
 PROPERTY_CHECKS: dict[str, Callable[[Subject], Verdict]] = {
     "oracle": check_oracle,
     "closed-world": check_closed_world,
     "out-params": check_out_params,
+}
+
+# Checks that apply only to some specs or some runs: kind -> (check, does it apply?).
+CONDITIONAL_CHECKS: dict[str, tuple[Callable[[Subject], Verdict], Callable[[Spec], bool]]] = {
+    "repeat": (check_repeat, lambda spec: any(r.effects for r in spec.rules)),
+    "variants": (check_variants, lambda spec: spec.charset == "ansi" and spec.twin is not None),
+    "differential": (check_differential, lambda spec: True),
 }
 
 

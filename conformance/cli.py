@@ -49,12 +49,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="spec files or folders (default: the bundled specs)")
     run.add_argument("--code-page", default="cp1252",
                      help="the ANSI code page of A entry points (default: cp1252)")
+    run.add_argument("--differential", action="store_true",
+                     help="also compare the provider with the reference on the same draws")
     run.add_argument("-v", "--verbose", action="store_true", help="pytest's verbose output")
     run.set_defaults(handler=cmd_run)
 
     val = sub.add_parser("validate", help="check spec files; exit 2 listing every problem")
     val.add_argument("paths", nargs="*", help="spec files or folders (default: bundled specs)")
     val.set_defaults(handler=cmd_validate)
+
+    rep = sub.add_parser("replay", help="run a reproduction again: exit 1 while it still "
+                                        "fails, 0 once fixed")
+    rep.add_argument("file", help="a reproduction YAML (DIR/repro/<check>.yaml)")
+    rep.add_argument("--provider", default="reference")
+    rep.add_argument("--specs", nargs="+", default=None)
+    rep.add_argument("--code-page", default="cp1252")
+    rep.set_defaults(handler=cmd_replay)
 
     prov = sub.add_parser("providers", help="list installed providers and their capabilities")
     prov.add_argument("--json", action="store_true")
@@ -77,6 +87,39 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"{len(catalog.specs)} specs, {codes} documented codes, "
           f"{len(catalog.domains)} domains: valid")
     return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from conformance.catalog import load_catalog
+    from conformance.checks import Settings
+    from conformance.provider import ProviderUnavailable, load
+    from conformance.replay import ReproError, load_repro, replay
+    from conformance.source import SourceError
+
+    try:
+        repro = load_repro(args.file)
+        catalog = load_catalog(args.specs)
+    except ReproError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    except SourceError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        provider = load(args.provider)
+    except ProviderUnavailable as exc:
+        print(f"provider unavailable: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    try:
+        result = replay(repro, catalog, provider, Settings(code_page=args.code_page))
+    except ReproError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        provider.close()
+    print(("FIXED: " if result.passed else "STILL FAILS: ") + result.message)
+    return EXIT_OK if result.passed else EXIT_FAILS
 
 
 def cmd_providers(args: argparse.Namespace) -> int:
@@ -122,11 +165,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         provider = load(args.provider)
         session = ConformanceSession(catalog, provider, args.provider, Path(args.out),
-                                     args.profile, args.seed, args.code_page)
+                                     args.profile, args.seed, args.code_page, args.differential)
     except ProviderUnavailable as exc:
         print(f"provider unavailable: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
-    files = sorted({s.file for s in catalog.specs.values()})
+    families = {s.family for s in catalog.specs.values()}
+    files = sorted({s.file for s in catalog.specs.values()}) + sorted(
+        d.file for d in catalog.domains.values() if d.family in families)
     pytest_args = [*files, "-p", "no:cacheprovider", "-p", "no:randomly", "--rootdir",
                    str(catalog.root or Path.cwd()), "-c", os.devnull,
                    "-o", "python_files=", "-W", "ignore::pytest.PytestAssertRewriteWarning",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from conformance import checks
 from conformance.catalog import Catalog, load_catalog
@@ -36,9 +37,10 @@ from conformance.provider import Provider, ProviderUnavailable, Unsupported, loa
 from conformance.results import CheckResult, MethodInfo, ResultStream
 from conformance.source import SourceError
 from conformance.spec import Scenario, Spec
+from conformance.stateful import check_stateful
 from conformance.world import ProviderError
 
-KINDS = ("scenario", *checks.PROPERTY_CHECKS)
+KINDS = ("scenario", *checks.PROPERTY_CHECKS, *checks.CONDITIONAL_CHECKS, "stateful")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -50,6 +52,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--conformance-seed", default=None, type=int)
     group.addoption("--conformance-code-page", default="cp1252",
                     help="the ANSI code page A entry points convert through")
+    group.addoption("--conformance-differential", action="store_true",
+                    help="also compare the provider with the reference on the same draws")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -64,7 +68,8 @@ def pytest_configure(config: pytest.Config) -> None:
         session = ConformanceSession(
             catalog, provider, name, Path(config.getoption("--conformance-out")),
             config.getoption("--conformance-profile"), config.getoption("--conformance-seed"),
-            config.getoption("--conformance-code-page"))
+            config.getoption("--conformance-code-page"),
+            config.getoption("--conformance-differential"))
         config.pluginmanager.register(session, "conformance-session")
 
 
@@ -80,7 +85,8 @@ class ConformanceSession:
     """One run: the catalog, the provider, the settings, and the results stream."""
 
     def __init__(self, catalog: Catalog, provider: Provider, provider_name: str, out: Path,
-                 profile: str = "ci", seed: int | None = None, code_page: str = "cp1252"):
+                 profile: str = "ci", seed: int | None = None, code_page: str = "cp1252",
+                 differential: bool = False):
         self.catalog = catalog
         self.provider = provider
         self.provider_name = provider_name
@@ -93,6 +99,8 @@ class ConformanceSession:
             max_examples=PROFILES[profile].max_examples,
             exhaustive=PROFILES[profile].exhaustive, steer=PROFILES[profile].steer, seed=seed,
             database=FailuresDatabase(str(out / ".hypothesis")), code_page=code_page)
+        self.differential = differential
+        self.reference = load("reference") if differential else None
         self.stream: ResultStream | None = None
         self.summary: dict[str, Any] | None = None
         self.subjects: dict[str, Subject] = {}
@@ -102,7 +110,20 @@ class ConformanceSession:
         spec = self._spec_for(file_path)
         if spec is not None:
             return SpecFile.from_parent(parent, path=file_path, spec=spec)
+        for domain in self.catalog.domains.values():
+            if Path(domain.file).resolve() == file_path.resolve():
+                return DomainFile.from_parent(parent, path=file_path, family=domain.family)
         return None
+
+    def kinds_for(self, spec: Spec) -> list[str]:
+        """The property checks that apply to a spec in this run."""
+        kinds = list(checks.PROPERTY_CHECKS)
+        for kind, (_, applies) in checks.CONDITIONAL_CHECKS.items():
+            if kind == "differential" and not self.differential:
+                continue
+            if applies(spec):
+                kinds.append(kind)
+        return kinds
 
     def _spec_for(self, path: Path) -> Spec | None:
         resolved = str(path.resolve())
@@ -112,13 +133,15 @@ class ConformanceSession:
         return None
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        chosen = {item.spec.id for item in session.items if isinstance(item, CheckItem)}
+        chosen = {item.spec.id for item in session.items
+                  if isinstance(item, CheckItem) and item.spec is not None}
         methods = {
             s.id: MethodInfo(s.family, [c.symbol for c in s.codes],
                              s.interface.get("name", ""), s.file)
             for s in self.catalog.specs.values() if s.id in chosen
         }
         header = {"provider": self.provider_name, "profile": self.profile, "seed": self.seed,
+                  "differential": self.differential,
                   "capabilities": self.capabilities,
                   "checks_selected": sum(isinstance(i, CheckItem) for i in session.items)}
         self.stream = ResultStream(self.out, header, methods)
@@ -135,22 +158,35 @@ class ConformanceSession:
             domain = self.catalog.domain_of(spec)
             observable = tuple(c for c in self.capabilities.get("observe", [])
                                if c in domain.collections)
-            self.subjects[spec.id] = Subject(spec, domain, self.catalog.codes, self.provider,
-                                             observable, self.settings)
+            subject = Subject(spec, domain, self.catalog.codes, self.provider, observable,
+                              self.settings, reference=self.reference)
+            self.subjects[spec.id] = subject
+            twin = self.catalog.specs.get(spec.twin or "")
+            if twin is not None and twin.id in self.capabilities.get("methods", []):
+                subject.twin = self.subject(twin)
         return self.subjects[spec.id]
+
+    def family_subjects(self, family: str) -> list[Subject]:
+        return [self.subject(s) for s in self.catalog.specs.values()
+                if s.family == family and s.id in self.capabilities.get("methods", [])]
 
     def run(self, item: CheckItem) -> Verdict:
         spec = item.spec
-        if spec.id not in self.capabilities.get("methods", []):
+        if spec is not None and spec.id not in self.capabilities.get("methods", []):
             return Verdict(NOT_APPLICABLE, f"unsupported by the provider: method {spec.id} is "
                                            "not in its capabilities",
                            _scenario_codes(item))
         try:
+            if spec is None:
+                return check_stateful(self.family_subjects(item.family),
+                                      self.catalog.domains[item.family])
             subject = self.subject(spec)
             if item.kind == "scenario":
                 assert item.scenario is not None
                 return checks.check_scenario(subject, item.scenario)
-            return checks.PROPERTY_CHECKS[item.kind](subject)
+            if item.kind in checks.PROPERTY_CHECKS:
+                return checks.PROPERTY_CHECKS[item.kind](subject)
+            return checks.CONDITIONAL_CHECKS[item.kind][0](subject)
         except CheckFailed as exc:
             return Verdict(FAILED, exc.message, {c: FAILED for c in exc.codes}, exc.repro,
                            exc.details)
@@ -167,11 +203,35 @@ class ConformanceSession:
     def record(self, item: CheckItem, verdict: Verdict, duration: float) -> None:
         if self.stream is None:
             return
+        method = item.spec.id if item.spec is not None else _blamed(verdict)
+        repro = verdict.repro
+        if repro is not None:
+            repro = {"check": item.check_name, "method": method, **repro}
+            write_repro(self.out, item.check_name, repro)
         self.stream.add(CheckResult(
-            name=item.check_name, method=item.spec.id, kind=item.kind, case=item.case,
+            name=item.check_name, method=method, kind=item.kind, case=item.case,
             status=verdict.status, message=verdict.message, codes=verdict.codes,
-            repro=verdict.repro, duration=duration, family=item.spec.family,
-            details=verdict.details))
+            repro=repro, duration=duration, family=item.family, details=verdict.details))
+
+
+def _blamed(verdict: Verdict) -> str:
+    """The method whose call a family-level failure ended on ("" when it passed)."""
+    for entry in reversed((verdict.repro or {}).get("calls", [])):
+        if "method" in entry:
+            return entry["method"]
+    return ""
+
+
+def write_repro(out: Path, check: str, repro: dict[str, Any]) -> Path:
+    """DIR/repro/<check>.yaml: a reproduction `conformance replay` runs again."""
+    folder = out / "repro"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{checks.slug(check)}.yaml"
+    header = (f"# Reproduction of {check}\n# Run it again: conformance replay {path} "
+              "--provider PROVIDER\n")
+    path.write_text(header + yaml.safe_dump(repro, sort_keys=False, allow_unicode=True),
+                    encoding="utf-8")
+    return path
 
 
 def _scenario_codes(item: CheckItem) -> dict[str, str]:
@@ -198,27 +258,45 @@ class SpecFile(pytest.File):
 
     def collect(self):
         for scenario in self.spec.scenarios:
-            yield CheckItem.from_parent(self, name=check_name(self.spec, "scenario",
+            yield CheckItem.from_parent(self, name=check_name(self.spec.id, "scenario",
                                                               checks.slug(scenario.name)),
                                         spec=self.spec, kind="scenario", scenario=scenario)
-        for kind in checks.PROPERTY_CHECKS:
-            yield CheckItem.from_parent(self, name=check_name(self.spec, kind, "property"),
+        session = find_session(self.config)
+        assert session is not None
+        for kind in session.kinds_for(self.spec):
+            yield CheckItem.from_parent(self, name=check_name(self.spec.id, kind, "property"),
                                         spec=self.spec, kind=kind, scenario=None)
 
 
-def check_name(spec: Spec, kind: str, case: str) -> str:
-    """The stable name of a check: `<method id>::<kind>::<case>`."""
-    return f"{spec.id}::{kind}::{case}"
+class DomainFile(pytest.File):
+    """A family's domain: its stateful machine over every method of the family."""
+
+    def __init__(self, *, family: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.family = family
+
+    def collect(self):
+        yield CheckItem.from_parent(self, name=check_name(self.family, "stateful", "machine"),
+                                    spec=None, kind="stateful", scenario=None,
+                                    family=self.family)
+
+
+def check_name(subject: str, kind: str, case: str) -> str:
+    """The stable name of a check: `<method id>::<kind>::<case>` (a family for stateful)."""
+    return f"{subject}::{kind}::{case}"
 
 
 class CheckItem(pytest.Item):
-    def __init__(self, *, spec: Spec, kind: str, scenario: Scenario | None, **kwargs: Any):
+    def __init__(self, *, spec: Spec | None, kind: str, scenario: Scenario | None,
+                 family: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.spec = spec
         self.kind = kind
         self.scenario = scenario
-        self.case = checks.slug(scenario.name) if scenario else "property"
-        self.check_name = check_name(spec, kind, self.case)
+        self.family = family or (spec.family if spec else "")
+        self.case = checks.slug(scenario.name) if scenario else \
+            ("machine" if spec is None else "property")
+        self.check_name = check_name(spec.id if spec else self.family, kind, self.case)
         self.add_marker(pytest.mark.conformance(kind))
         self.verdict: Verdict | None = None
 
@@ -240,5 +318,6 @@ class CheckItem(pytest.Item):
         return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[Path, int, str]:
-        line = self.spec.line("scenarios", self.scenario.index) if self.scenario else 1
+        line = self.spec.line("scenarios", self.scenario.index) \
+            if self.spec and self.scenario else 1
         return self.path, line - 1, self.check_name

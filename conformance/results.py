@@ -8,7 +8,6 @@ per-code status, the checks) is rebuilt from that stream; every report is a read
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -61,7 +60,6 @@ class ResultStream:
     def _write_line(self, record: dict[str, Any]) -> None:
         self._jsonl.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
         self._jsonl.flush()
-        os.fsync(self._jsonl.fileno())
 
     def add(self, result: CheckResult) -> None:
         self.results.append(result)
@@ -136,7 +134,18 @@ def summarize(header: dict[str, Any], methods: dict[str, MethodInfo],
                         "message": r.message, "repro": r.repro, "details": r.details,
                         "duration": round(r.duration, 4)} for r in checks],
         }
-    return {"schema": SCHEMA, **header, "totals": totals, "methods": out_methods}
+    families: dict[str, Any] = {}
+    for r in results:
+        if r.method not in methods:  # a family-level check that passed (or blamed no method)
+            entry = families.setdefault(r.family, {"checks": []})
+            entry["checks"].append({"name": r.name, "kind": r.kind, "status": r.status,
+                                    "message": r.message, "repro": r.repro,
+                                    "details": r.details, "duration": round(r.duration, 4)})
+    for entry in families.values():
+        entry["verdict"] = method_verdict([CheckResult(c["name"], "", c["kind"], "", c["status"])
+                                           for c in entry["checks"]], {})
+    return {"schema": SCHEMA, **header, "totals": totals, "methods": out_methods,
+            "families": families}
 
 
 def run_verdict(summary: dict[str, Any]) -> str:

@@ -77,6 +77,7 @@ class Spec:
     constants: dict[str, int] = field(default_factory=dict)
     interface: dict[str, Any] = field(default_factory=dict)
     charset: str | None = None
+    twin: str | None = None
     sources: tuple[dict[str, Any], ...] = ()
     findings: tuple[dict[str, Any], ...] = ()
     document: Document | None = field(default=None, compare=False, repr=False)
@@ -142,6 +143,7 @@ def spec_from(doc: Document) -> Spec:
         codes=codes, also=_tuple(returns.get("also")), rules=rules, scenarios=scenarios,
         constants={k: int(v) for k, v in (data.get("constants") or {}).items()},
         interface=dict(data.get("interface") or {}), charset=data.get("charset"),
+        twin=data.get("twin"),
         sources=tuple(data.get("sources") or []), findings=tuple(data.get("findings") or []),
         document=doc, raw=data,
     )

@@ -23,6 +23,7 @@ MAX_PER_FAULT = 2
 
 _ASCII = st.characters(min_codepoint=0x20, max_codepoint=0x7E)
 _UNICODE = st.characters(blacklist_categories=("Cs", "Cc"), min_codepoint=0x20)
+_LATIN1 = st.characters(min_codepoint=0xA0, max_codepoint=0xFF) | _ASCII
 _ADDRESSES = ("192.0.2.10", "192.0.2.11", "198.51.100.7", "2001:db8::1", "target.example")
 
 
@@ -40,8 +41,9 @@ def text(ftype: FieldType | None, max_size: int = 24) -> st.SearchStrategy[str]:
         return st.sampled_from(_ADDRESSES) | st.text(_ASCII, max_size=16)
     limit = ftype.max_length if ftype and ftype.max_length else None
     small = min(max_size, limit) if limit else max_size
-    options = [st.text(_ASCII, min_size=1, max_size=small), st.text(_UNICODE, min_size=1,
-                                                                     max_size=small)]
+    options = [st.text(_ASCII, min_size=1, max_size=small),
+               st.text(_LATIN1, min_size=1, max_size=small),
+               st.text(_UNICODE, min_size=1, max_size=small)]
     if limit:
         options.append(st.text(_ASCII, min_size=limit, max_size=limit))
         options.append(st.text(_UNICODE, min_size=limit, max_size=limit))
@@ -173,6 +175,32 @@ class Pool:
         return cls(names, dict(removed or {}), values)
 
 
+def draw_new_step(draw: Any, domain: Domain, state: dict[str, list[dict[str, Any]]],
+                  counters: dict[str, int]) -> dict[str, Any] | None:
+    """One more object (or fault) for a running state, with a name not used before."""
+    made = {c.name: list(state.get(c.name, [])) for c in domain.collections.values()}
+    kinds = [c for c in _ordered(domain)
+             if all(t.ref in (ANY, c.name) or made.get(t.ref or "")
+                    for t in c.fields.values() if t.kind == "ref")]
+    faults = list(domain.faults)
+    pick = draw(st.sampled_from([("c", c.name) for c in kinds] + [("f", f) for f in faults]))
+    if pick[0] == "f":
+        step: dict[str, Any] = {FAULT_STEP: pick[1]}
+        for fname, ftype in domain.faults[pick[1]].items():
+            step[fname] = _draw_field(draw, domain, ftype, step, made, fname)
+            if ftype.kind == "ref" and step[fname] is None:
+                return None
+        return None if step in state.get("faults", []) else step
+    coll = domain.collections[pick[1]]
+    counters[coll.name] = counters.get(coll.name, len(made[coll.name])) + 1
+    step = {coll.step: f"{coll.prefix}{counters[coll.name]}"}
+    for fname, ftype in coll.fields.items():
+        step[fname] = _draw_field(draw, domain, ftype, step, made, fname)
+        if ftype.kind == "ref" and step[fname] is None:
+            return None
+    return step
+
+
 def draw_args(draw: Any, spec: Spec, domain: Domain, pool: Pool) -> dict[str, Any]:
     """Draw the call's arguments against the objects the pool offers."""
     args: dict[str, Any] = {}
@@ -262,7 +290,8 @@ def cases(spec: Spec, domain: Domain) -> st.SearchStrategy[Case]:
 
 # -- the exhaustive phase: small states and every argument class, in a fixed order -----------
 
-_STRING_CLASSES = ("x1", "жé")
+# ASCII; non-ASCII the usual ANSI code pages carry; non-ASCII they do not.
+_STRING_CLASSES = ("x1", "é1", "жé")
 _MAX_ARGS_PER_STATE = 48
 
 

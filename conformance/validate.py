@@ -76,10 +76,11 @@ def _string_keys(doc: Document, value: Any, path: Path_, problems: list[Problem]
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
+            sub = (*path, key if isinstance(key, str | int) else str(key))  # as source.py keys it
             if not isinstance(key, str):
-                problems.append(Problem(doc.file, doc.line((*path, key)), dotted(path),
+                problems.append(Problem(doc.file, doc.line(sub), dotted(path),
                                         f"key {key!r} is not text: quote it"))
-            out[str(key)] = _string_keys(doc, item, (*path, key), problems)
+            out[str(key)] = _string_keys(doc, item, sub, problems)
         return out
     if isinstance(value, list):
         return [_string_keys(doc, item, (*path, i), problems) for i, item in enumerate(value)]
@@ -116,6 +117,10 @@ def _message(error: ValidationError) -> str:
     if error.validator == "enum":
         hint = _did_you_mean(str(instance), [str(e) for e in expected])
         return f"{_short(instance)} is not one of {', '.join(map(str, expected))}{hint}"
+    if error.validator == "dependentRequired" and isinstance(instance, dict):
+        pairs = [(k, d) for k, deps in expected.items() if k in instance
+                 for d in deps if d not in instance]
+        return "; ".join(f"{k!r} needs {d!r} beside it" for k, d in pairs) or error.message
     if error.validator == "maxProperties" and isinstance(instance, dict):
         return f"too many keys ({', '.join(map(str, instance))}): at most {expected} here"
     return _shorten(error.message)
@@ -198,8 +203,8 @@ class _Check:
 def spec_problems(spec: Spec, domain: Domain | None, codes: CodeTable) -> list[Problem]:
     """Everything the schema cannot see: symbols, CEL, domain names, reachability."""
     check = _Check(spec, domain, codes)
-    if domain is None:
-        known = _known_families(spec.file)
+    known = _known_families(spec.file)
+    if domain is None and spec.family not in known:  # else its domain file failed, and said so
         check.add(("family",), _unknown("family", spec.family, known, "families with a domain"))
     _code_problems(check)
     _param_problems(check)
@@ -235,10 +240,12 @@ def _code_problems(check: _Check) -> None:
         seen.add(code.symbol)
         if code.via == "completion" and spec.delivery == DIRECT:
             check.add((*path, "via"), "a code cannot arrive by completion when delivery is direct")
-        source = spec.raw["returns"]["codes"][i].get("source")
+        rows = (spec.raw.get("returns") or {}).get("codes") or []
+        source = rows[i].get("source") if i < len(rows) else None
         if source is not None and source not in docs:
             check.add((*path, "source"), f"{source!r} is not the doc of any entry in sources")
-    for i, entry in enumerate(spec.also):
+    table_loaded = bool(check.codes.symbols or check.codes.families)
+    for i, entry in enumerate(spec.also if table_loaded else ()):
         if entry not in check.codes.symbols and entry not in check.codes.families:
             names = [*check.codes.symbols, *check.codes.families]
             check.add(("returns", "also", i), f"{entry!r} is neither a symbol nor a family of "
@@ -293,7 +300,7 @@ def _rule_problems(check: _Check) -> None:
     catch_all = next((r.index for r in rules if r.when.strip() == CATCH_ALL), None)
     for rule in rules:
         path = ("rules", rule.index)
-        _expect_problems(check, (*path, "expect"), check.spec.raw["rules"][rule.index]["expect"])
+        _expect_problems(check, (*path, "expect"), _raw(check.spec, "rules", rule.index))
         _cel_problems(check, (*path, "when"), rule.when)
         for name, src in rule.effects.items():
             if check.domain is not None and name not in check.domain.collections:
@@ -309,7 +316,17 @@ def _rule_problems(check: _Check) -> None:
             check.add(("returns", "codes", i), f"unreachable: no rule expects {code.symbol}")
 
 
-def _expect_problems(check: _Check, path: Path_, expect: Any) -> None:
+def _raw(spec: Spec, section: str, index: int) -> Any:
+    """A rule's or scenario's `expect` as written: a string, or a list whose items have lines."""
+    entries = spec.raw.get(section) or []
+    written = entries[index].get("expect") if index < len(entries) else None
+    if written is not None:
+        return written
+    items = (spec.rules if section == "rules" else spec.scenarios)[index].expect
+    return items[0] if len(items) == 1 else list(items)
+
+
+def _expect_problems(check: _Check, path: Path_, expect: str | list[str]) -> None:
     items = [(path, expect)] if isinstance(expect, str) else [
         ((*path, j), s) for j, s in enumerate(expect)]
     allowed = check.expectable
@@ -438,8 +455,7 @@ def _scenario_problems(check: _Check) -> None:
             check.add((*path, "name"),
                       f"scenario name also used by scenarios[{names[scenario.name]}]")
         names.setdefault(scenario.name, scenario.index)
-        _expect_problems(check, (*path, "expect"),
-                         check.spec.raw["scenarios"][scenario.index]["expect"])
+        _expect_problems(check, (*path, "expect"), _raw(check.spec, "scenarios", scenario.index))
         created: dict[str, str] = {}
         if check.domain is not None:
             for j, step in enumerate(scenario.given):
@@ -494,9 +510,10 @@ def _value_problem(domain: Domain, ftype: FieldType, value: Any,
         item = ftype.item or FieldType("string")
         return next((m for v in value if (m := _value_problem(domain, item, v, created))), None)
     if kind == "enum":
-        return None if value in ftype.choices else (
-            f"{_short(value)} is not one of {', '.join(map(str, ftype.choices))} "
-            "(quote YAML words like off, on, yes, no)")
+        if value in ftype.choices:
+            return None
+        quote = " (quote YAML words like off, on, yes, no)" if _is_scalar(value) else ""
+        return f"{_short(value)} is not one of {', '.join(map(str, ftype.choices))}{quote}"
     if kind == "bool":
         return None if isinstance(value, bool) else f"{_short(value)} is not true or false"
     if kind == "string":
@@ -567,8 +584,8 @@ def _arg_ref_problem(check: _Check, value: Any, step: str | None, special: tuple
         target = value[UNKNOWN]
         ok = isinstance(target, str) and check.domain.by_step(target) is not None
         return None if ok else _unknown_step(str(target), check.domain)
-    if value is None and nullable:
-        return None
+    if (value is None and nullable) or (isinstance(value, int) and not isinstance(value, bool)):
+        return None  # NULL where allowed, or a literal id (e.g. a port number) on purpose
     if isinstance(value, str) and (value in created or value in special):
         return None
     known = [*created, *special]

@@ -1,0 +1,136 @@
+"""Replaying a reproduction: the YAML a failing check wrote, run again against a provider.
+
+A reproduction is a scenario in the spec's own shape: `given` steps, then one `call` with its
+`expect` (and optional `then`), or a list of `calls` in which an entry is either a call
+(`method`, `call`, `expect`) or more `given` steps. Every call is checked as the check that
+wrote it would: its code against `expect`, the observable state against the rules' effects,
+and, for out-params and closed-world reproductions, those properties.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from conformance.catalog import Catalog
+from conformance.checks import (
+    Settings,
+    Subject,
+    admitted,
+    code_mismatch,
+    out_param_problem,
+    scenario_args,
+    state_mismatch,
+)
+from conformance.provider import Provider, Unsupported
+from conformance.spec import Scenario
+from conformance.world import ProviderError, World
+
+
+class ReproError(Exception):
+    """The reproduction file cannot be used (not the provider's fault)."""
+
+
+@dataclass
+class ReplayResult:
+    passed: bool
+    message: str
+    calls: int
+
+
+def load_repro(path: str | Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ReproError(f"{path}: cannot read the reproduction: {exc}") from None
+    if not isinstance(data, dict) or not ("call" in data or "calls" in data):
+        raise ReproError(f"{path}: not a reproduction (needs `call` or `calls`)")
+    return data
+
+
+def _calls(repro: dict[str, Any]) -> list[dict[str, Any]]:
+    if "calls" in repro:
+        return list(repro["calls"] or [])
+    return [{"method": repro.get("method"), "call": repro["call"], "expect": repro.get("expect"),
+             "then": repro.get("then")}]
+
+
+def _kind(repro: dict[str, Any]) -> str:
+    parts = str(repro.get("check", "")).split("::")
+    return parts[-2] if len(parts) >= 3 else "scenario"
+
+
+def replay(repro: dict[str, Any], catalog: Catalog, provider: Provider,
+           settings: Settings | None = None) -> ReplayResult:
+    """Run a reproduction; passed is True when the provider now behaves as documented."""
+    calls = _calls(repro)
+    methods = [c.get("method") or repro.get("method") for c in calls if "given" not in c]
+    unknown = [m for m in methods if m not in catalog.specs]
+    if unknown or not methods:
+        raise ReproError(f"unknown method {unknown[0] if unknown else None!r} in the "
+                         "reproduction (is it in the specs given with --specs?)")
+    domain = catalog.domain_of(catalog.specs[methods[0]])
+    observable = tuple(c for c in _observable(provider) if c in domain.collections)
+    subjects = {m: Subject(catalog.specs[m], domain, catalog.codes, provider, observable,
+                           settings or Settings()) for m in set(methods)}
+    world = World(provider, domain)
+    state = domain.empty_state()
+    kind = _kind(repro)
+    try:
+        world.reset()
+        state = _given(world, domain, repro.get("given") or [], state)
+        done = 0
+        for entry in calls:
+            if "given" in entry:
+                state = _given(world, domain, entry["given"] or [], state)
+                continue
+            done += 1
+            subject = subjects[entry.get("method") or repro["method"]]
+            problem, state = _one_call(subject, world, state, entry, kind)
+            if problem:
+                return ReplayResult(False, f"call {done} ({subject.spec.id}): {problem}", done)
+    except ProviderError as exc:
+        return ReplayResult(False, str(exc), 0)
+    except Unsupported as exc:
+        raise ReproError(f"the provider does not support this reproduction: {exc}") from None
+    return ReplayResult(True, f"{done} call(s) behave as documented", done)
+
+
+def _observable(provider: Provider) -> list[str]:
+    try:
+        return list(provider.capabilities().get("observe", []))
+    except Exception:
+        return []
+
+
+def _given(world: World, domain, steps: list[dict[str, Any]], state):
+    for raw in steps:
+        step = domain.complete(raw)
+        world.setup(step)
+        domain.apply(state, step)
+    return state
+
+
+def _one_call(subject: Subject, world: World, state, entry: dict[str, Any], kind: str):
+    spec = subject.spec
+    expect = entry.get("expect")
+    expect_t = tuple(expect) if isinstance(expect, list) else ((expect,) if expect else ())
+    scenario = Scenario("replay", (), dict(entry.get("call") or {}), expect_t)
+    args = scenario_args(spec, scenario)
+    predicted = subject.oracle.predict(state, args)
+    outcome = world.call(spec, args)
+    if kind == "out-params":
+        return out_param_problem(subject, outcome), predicted.state
+    if kind == "closed-world":
+        for value in (outcome.hresult, outcome.completion):
+            if value is not None and not admitted(subject, value):
+                return (f"returned {subject.oracle.describe(value)}, not a documented code",
+                        predicted.state)
+        return None, predicted.state
+    problem = code_mismatch(subject, expect_t or predicted.codes, outcome)
+    if problem is None and kind != "variants":
+        problem = state_mismatch(world, predicted.state, subject.observable)
+    return problem, predicted.state

@@ -1,0 +1,163 @@
+"""The stateful check: one hypothesis state machine per family, built from data.
+
+Its rules are the domain's `given` steps (new objects and faults, at any point) and calls of
+every spec'd method of the family with drawn arguments: existing objects, objects an earlier
+call removed, unknown ids. After each call the provider's code must be what the rules predict
+and every observable collection must equal the oracle's state after the effects; after each
+step the domain's invariants must hold on what the provider shows. Nothing here names a
+method: the machine is the same code for every family.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+
+from conformance.checks import (
+    FAILED,
+    PASSED,
+    CheckFailed,
+    NotApplicable,
+    Subject,
+    Verdict,
+    call_repro,
+    code_mismatch,
+    details,
+    state_mismatch,
+)
+from conformance.domain import FAULTS, Domain
+from conformance.oracle import compiled
+from conformance.provider import Unsupported
+from conformance.strategies import Pool, draw_args, draw_new_step
+from conformance.world import ProviderError, World
+
+STEPS_PER_RUN = 25
+
+
+def callable_subjects(subjects: list[Subject], pool: Pool) -> list[Subject]:
+    """Methods that can be called now: a com-method needs an object to be called on."""
+    return [s for s in subjects if s.spec.this_object is None or pool.names.get(s.spec.this_object)]
+
+
+def build_machine(subjects: list[Subject], domain: Domain) -> type[RuleBasedStateMachine]:
+    provider = subjects[0].provider
+    observable = subjects[0].observable
+
+    class FamilyMachine(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.world = World(provider, domain)
+            self.world.reset()
+            self.state = domain.empty_state()
+            self.removed: dict[str, list[str]] = {}
+            self.trace: list[dict[str, Any]] = []
+            self.counters: dict[str, int] = {}
+
+        def fail(self, message: str, codes: tuple[str, ...] = (),
+                 extra: dict[str, Any] | None = None) -> None:
+            raise CheckFailed(f"{message} (after {len(self.trace)} steps)",
+                              {"given": [], "calls": list(self.trace)}, codes, extra)
+
+        @rule(data=st.data())
+        def add(self, data: st.DataObject) -> None:
+            step = draw_new_step(data.draw, domain, self.state, self.counters)
+            if step is None:
+                return
+            step = domain.complete(step)
+            try:
+                self.world.setup(step)
+            except Unsupported:
+                return
+            except ProviderError as exc:
+                self.trace.append({"given": [step]})
+                self.fail(str(exc))
+            domain.apply(self.state, step)
+            self.trace.append({"given": [step]})
+
+        @rule(data=st.data())
+        def call(self, data: st.DataObject) -> None:
+            pool = Pool.of(domain, self.state, self.removed)
+            choices = callable_subjects(subjects, pool)
+            if not choices:
+                return
+            subject = data.draw(st.sampled_from(choices), label="method")
+            args = draw_args(data.draw, subject.spec, domain, pool)
+            predicted = subject.oracle.predict(self.state, args)
+            entry = call_repro(subject.spec.id, args, predicted.codes)
+            self.trace.append(entry)
+            try:
+                outcome = self.world.call(subject.spec, args)
+            except Unsupported:
+                self.trace.pop()
+                return
+            except ProviderError as exc:
+                self.fail(f"{subject.spec.id}: {exc}", predicted.codes)
+            problem = code_mismatch(subject, predicted.codes, outcome)
+            if problem is None:
+                try:
+                    problem = state_mismatch(self.world, predicted.state, observable)
+                except ProviderError as exc:
+                    problem = str(exc)
+            if problem:
+                self.fail(f"{subject.spec.id}: {problem}", predicted.codes,
+                          details(subject, None, predicted.codes, predicted.state))
+            self._forget_removed(predicted.state)
+            self.state = predicted.state
+
+        def _forget_removed(self, after: dict[str, list[dict[str, Any]]]) -> None:
+            for coll in domain.collections.values():
+                still = {o["id"] for o in after.get(coll.name, [])}
+                gone = [o["id"] for o in self.state.get(coll.name, []) if o["id"] not in still]
+                if gone:
+                    self.removed.setdefault(coll.step, []).extend(gone)
+
+        @invariant()
+        def domain_invariants(self) -> None:
+            if not domain.invariants or not self.trace:
+                return
+            seen: dict[str, Any] = {FAULTS: self.state.get(FAULTS, [])}
+            for coll in domain.collections:
+                if coll in observable:
+                    try:
+                        seen[coll] = self.world.observe(coll)
+                    except Unsupported:
+                        return
+                    except ProviderError as exc:
+                        self.fail(str(exc))
+                else:
+                    seen[coll] = self.state.get(coll, [])
+            for name, rule_text in domain.invariants:
+                try:
+                    holds = compiled(rule_text).execute({"state": seen})
+                except Exception:
+                    holds = False
+                if holds is not True:
+                    self.fail(f"invariant {name!r} ({domain.file}) does not hold on what the "
+                              "provider shows")
+
+    FamilyMachine.__name__ = f"Machine_{domain.family.replace('-', '_')}"
+    return FamilyMachine
+
+
+def check_stateful(subjects: list[Subject], domain: Domain) -> Verdict:
+    """Run the family's machine; a failure is shrunk to the shortest sequence that shows it."""
+    if not subjects:
+        raise NotApplicable("no method of this family is supported by the provider")
+    first = subjects[0].settings
+    machine = build_machine(subjects, domain)
+    sets = settings(max_examples=max(10, first.max_examples // 2), deadline=None,
+                    stateful_step_count=STEPS_PER_RUN, database=first.database,
+                    suppress_health_check=list(HealthCheck), print_blob=False,
+                    report_multiple_bugs=False, derandomize=first.seed is not None)
+    try:
+        run_state_machine_as_test(machine, settings=sets)
+    except CheckFailed as exc:
+        return Verdict(FAILED, exc.message, {c: FAILED for c in exc.codes}, exc.repro,
+                       exc.details)
+    return Verdict(PASSED, f"{sets.max_examples} runs of up to {STEPS_PER_RUN} steps")
+
+
+__all__ = ["PASSED", "build_machine", "check_stateful"]
