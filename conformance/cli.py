@@ -175,7 +175,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     pytest_args = [*files, "-p", "no:cacheprovider", "-p", "no:randomly", "--rootdir",
                    str(catalog.root or Path.cwd()), "-c", os.devnull,
                    "-o", "python_files=", "-W", "ignore::pytest.PytestAssertRewriteWarning",
-                   "-q" if not args.verbose else "-v", "--no-header", "-rN"]
+                   ]
+    pytest_args += ["-v", "--no-header", "-rN"] if args.verbose else ["-p", "no:terminal"]
+    session.show_progress = None if not args.verbose else False
     if args.keyword:
         pytest_args += ["-k", args.keyword]
     code = pytest.main(pytest_args, plugins=[session])
@@ -192,6 +194,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def print_summary(summary: dict[str, Any], verdict: str, out: Path) -> None:
     width = max((len(m) for m in summary["methods"]), default=10)
+    failures = [c for m in summary["methods"].values() for c in m["checks"]
+                if c["status"] in ("failed", "error")]
+    failures += [c for f in summary.get("families", {}).values() for c in f["checks"]
+                 if c["status"] in ("failed", "error")]
+    for check in failures:
+        print(f"FAILED {check['name']}\n  {check['message']}")
+        if check.get("repro"):
+            from conformance.checks import slug
+
+            path = out / "repro" / f"{slug(check['name'])}.yaml"
+            print(f"  reproduce: conformance replay {path} --provider {summary.get('provider')}")
     print()
     for method, info in sorted(summary["methods"].items()):
         codes = info["codes"]

@@ -33,6 +33,7 @@ from conformance.checks import (
 from conformance.exampledb import FailuresDatabase
 from conformance.oracle import OracleError
 from conformance.profiles import PROFILES
+from conformance.progress import Progress
 from conformance.provider import Provider, ProviderUnavailable, Unsupported, load
 from conformance.results import CheckResult, MethodInfo, ResultStream
 from conformance.source import SourceError
@@ -102,6 +103,8 @@ class ConformanceSession:
         self.differential = differential
         self.reference = load("reference") if differential else None
         self.stream: ResultStream | None = None
+        self.progress: Progress | None = None
+        self.show_progress: bool | None = False  # conformance run turns it on
         self.summary: dict[str, Any] | None = None
         self.subjects: dict[str, Subject] = {}
 
@@ -145,8 +148,11 @@ class ConformanceSession:
                   "capabilities": self.capabilities,
                   "checks_selected": sum(isinstance(i, CheckItem) for i in session.items)}
         self.stream = ResultStream(self.out, header, methods)
+        self.progress = Progress(header["checks_selected"], enabled=self.show_progress)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.progress is not None:
+            self.progress.close()
         if self.stream is not None:
             self.summary = self.stream.close()
         with contextlib.suppress(Exception):
@@ -304,8 +310,12 @@ class CheckItem(pytest.Item):
         session = find_session(self.config)
         assert session is not None
         started = time.perf_counter()
+        if session.progress is not None:
+            session.progress.starting(self.check_name)
         self.verdict = session.run(self)
         session.record(self, self.verdict, time.perf_counter() - started)
+        if session.progress is not None:
+            session.progress.finished(self.check_name, self.verdict.status in (FAILED, ERROR))
         if self.verdict.status == NOT_APPLICABLE:
             pytest.skip(f"not applicable: {self.verdict.message}")
         if self.verdict.status in (FAILED, ERROR):
