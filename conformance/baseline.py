@@ -236,9 +236,14 @@ def apply_baseline(summary: dict[str, Any], baseline: Baseline,
     return outcome
 
 
+def _checks(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every check in results.json: the methods' and the family-level ones (stateful)."""
+    groups = [*summary.get("methods", {}).values(), *(summary.get("families") or {}).values()]
+    return [c for info in groups for c in info.get("checks", [])]
+
+
 def _statuses(summary: dict[str, Any]) -> dict[str, str]:
-    return {str(c.get("name")): str(c.get("status"))
-            for info in summary.get("methods", {}).values() for c in info.get("checks", [])}
+    return {str(c.get("name")): str(c.get("status")) for c in _checks(summary)}
 
 
 def _checks_run(summary: dict[str, Any]) -> int:
@@ -272,15 +277,14 @@ def write_baseline(summary: dict[str, Any], path: str | Path,
     previous = {e.check: e for e in keep.known} if keep else {}
     flaky = {e.check for e in keep.flaky} if keep else set()
     known = []
-    for info in summary.get("methods", {}).values():
-        for check in info.get("checks", []):
-            name, status = str(check.get("name")), check.get("status")
-            if status == "passed" or name in flaky:
-                continue
-            old = previous.get(name)
-            reason = old.reason if old else TODO_REASON if status in FAILING else \
-                f"not applicable: {check.get('message') or 'unsupported by the provider'}"
-            known.append(_entry_data(name, reason, old.expires if old else None))
+    for check in _checks(summary):
+        name, status = str(check.get("name")), check.get("status")
+        if status == "passed" or name in flaky:
+            continue
+        old = previous.get(name)
+        reason = old.reason if old else TODO_REASON if status in FAILING else \
+            f"not applicable: {check.get('message') or 'unsupported by the provider'}"
+        known.append(_entry_data(name, reason, old.expires if old else None))
     data: dict[str, Any] = {"baseline": FORMAT, "known": known}
     if keep and keep.flaky:
         data["flaky"] = [_entry_data(e.check, e.reason, e.expires) for e in keep.flaky]

@@ -189,7 +189,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if session.summary["totals"]["passed"] + session.summary["totals"]["failed"] == 0:
         print("no check ran: nothing was tested", file=sys.stderr)
         return EXIT_FAILS
-    return EXIT_OK if verdict == "conforms" else EXIT_FAILS
+    return EXIT_FAILS if verdict == "fails" else EXIT_OK
 
 
 def print_summary(summary: dict[str, Any], verdict: str, out: Path) -> None:

@@ -35,6 +35,7 @@ from conformance.oracle import OracleError
 from conformance.profiles import PROFILES
 from conformance.progress import Progress
 from conformance.provider import Provider, ProviderUnavailable, Unsupported, load
+from conformance.replay import replay
 from conformance.results import CheckResult, MethodInfo, ResultStream
 from conformance.source import SourceError
 from conformance.spec import Scenario, Spec
@@ -189,6 +190,8 @@ class ConformanceSession:
             subject = self.subject(spec)
             if item.kind == "scenario":
                 assert item.scenario is not None
+                if item.scenario.calls:
+                    return self.check_sequence(spec, item.scenario)
                 return checks.check_scenario(subject, item.scenario)
             if item.kind in checks.PROPERTY_CHECKS:
                 return checks.PROPERTY_CHECKS[item.kind](subject)
@@ -205,6 +208,17 @@ class ConformanceSession:
             return Verdict(FAILED, str(exc), {c: FAILED for c in _scenario_codes(item)})
         except OracleError as exc:
             return Verdict(ERROR, f"spec error: {exc}")
+
+    def check_sequence(self, spec: Spec, scenario: Scenario) -> Verdict:
+        """A scenario of several calls: run as its reproduction would be replayed."""
+        repro = {"method": spec.id, "given": list(scenario.given), "calls": list(scenario.calls)}
+        result = replay(repro, self.catalog, self.provider, self.settings)
+        expected = {c for entry in scenario.calls if "expect" in entry
+                    for c in ([entry["expect"]] if isinstance(entry["expect"], str)
+                              else entry["expect"])}
+        if result.passed:
+            return Verdict(PASSED, result.message, {c: PASSED for c in expected})
+        return Verdict(FAILED, result.message, {c: FAILED for c in expected}, repro)
 
     def record(self, item: CheckItem, verdict: Verdict, duration: float) -> None:
         if self.stream is None:

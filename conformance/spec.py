@@ -59,6 +59,7 @@ class Scenario:
     expect: tuple[str, ...]
     then: dict[str, Any] = field(default_factory=dict)
     index: int = 0
+    calls: tuple[dict[str, Any], ...] = ()  # a sequence instead of one call
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,8 @@ def spec_from(doc: Document) -> Spec:
                   for i, r in enumerate(data.get("rules") or []))
     scenarios = tuple(
         Scenario(s["name"], tuple(s.get("given") or []), dict(s.get("call") or {}),
-                 _tuple(s["expect"]), dict(s.get("then") or {}), i)
+                 _tuple(s.get("expect")), dict(s.get("then") or {}), i,
+                 tuple(s.get("calls") or []))
         for i, s in enumerate(data.get("scenarios") or [])
     )
     return Spec(
