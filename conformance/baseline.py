@@ -22,18 +22,18 @@ Exit codes of a run gated by a baseline (`BaselineOutcome.exit_code`):
 
     | the run                                                       | exit |
     | ------------------------------------------------------------- | ---- |
-    | every selected check passed                                   | 0    |
+    | every selected check passed (not-applicable ones aside)       | 0    |
     | the only failures are listed under `known` (or `flaky`)       | 0    |
     | a failed or errored check not in the baseline (a new failure) | 1    |
-    | a not-applicable check not in the baseline                    | 1    |
-    | a documented code no check exercised (`untested`)             | 1    |
     | a `known` entry whose check now passes (stale)                | 1    |
     | a `known` or `flaky` entry past its `expires` date            | 1    |
     | no check ran (nothing selected, or all not applicable)        | 1    |
 
 A baseline only forgives what it lists: with an empty one the gate is exactly that of
-`conformance run` without a baseline (0 only when the run conforms). Entries whose check was
-not selected this run (`-k`) are reported as not run and do not affect the exit code.
+`conformance run` without a baseline (a partial run, with checks not applicable or codes
+untested but nothing failed, exits 0 either way). A `known` entry whose check is not
+applicable this run is neither failing nor stale: it is kept and shown as known. Entries whose
+check was not selected this run (`-k`) are reported as not run and do not affect the exit code.
 """
 
 from __future__ import annotations
@@ -78,29 +78,23 @@ class BaselineOutcome:
     """A run's checks sorted against a baseline, and the exit code that follows."""
 
     new_failures: list[str] = field(default_factory=list)
-    new_not_applicable: list[str] = field(default_factory=list)
     known_failures: list[Entry] = field(default_factory=list)
     stale: list[Entry] = field(default_factory=list)
     expired: list[Entry] = field(default_factory=list)
     flaky_failures: list[Entry] = field(default_factory=list)
-    untested_codes: list[str] = field(default_factory=list)
     not_run: list[Entry] = field(default_factory=list)
     checks_run: int = 0
 
     @property
     def exit_code(self) -> int:
         """0 when the run passes the gate, 1 otherwise (table in the module docstring)."""
-        blocking = (self.new_failures or self.new_not_applicable or self.untested_codes
-                    or self.stale or self.expired or not self.checks_run)
+        blocking = self.new_failures or self.stale or self.expired or not self.checks_run
         return 1 if blocking else 0
 
     def lines(self, file: str = "") -> list[str]:
         """What to print: every reason for the exit code, each naming what to change."""
         at = f"{file}:" if file else "line "
         out = [f"new failure: {n}" for n in self.new_failures]
-        out += [f"not applicable and not in the baseline: {n}" for n in self.new_not_applicable]
-        out += [f"untested: {c} (no check exercised this documented code)"
-                for c in self.untested_codes]
         out += [f"stale baseline entry ({at}{e.line}): {e.check} now passes; remove it"
                 for e in self.stale]
         out += [f"expired baseline entry ({at}{e.line}): {e.check} expired on "
@@ -221,8 +215,6 @@ def apply_baseline(summary: dict[str, Any], baseline: Baseline,
         listed = known.get(name) or flaky.get(name)
         if status in FAILING and listed is None:
             outcome.new_failures.append(name)
-        elif status == "not_applicable" and listed is None:
-            outcome.new_not_applicable.append(name)
         elif status != "passed" and name in known:
             outcome.known_failures.append(known[name])
         elif status in FAILING and name in flaky:
@@ -232,7 +224,6 @@ def apply_baseline(summary: dict[str, Any], baseline: Baseline,
     outcome.expired = [e for e in (*baseline.known, *baseline.flaky)
                        if e.expires is not None and e.expires < today]
     outcome.not_run = [e for e in baseline.known if e.check not in statuses]
-    outcome.untested_codes = _untested(summary)
     return outcome
 
 
@@ -253,11 +244,6 @@ def _checks_run(summary: dict[str, Any]) -> int:
         int(totals.get("errors", 0))
 
 
-def _untested(summary: dict[str, Any]) -> list[str]:
-    return [f"{method}: {code}" for method, info in sorted(summary.get("methods", {}).items())
-            for code, status in info.get("codes", {}).items() if status == "untested"]
-
-
 def flaky_to_retry(summary: dict[str, Any], baseline: Baseline) -> list[str]:
     """Flaky checks that failed this run: the caller re-runs these (e.g. with `-k`)."""
     flaky = {e.check for e in baseline.flaky}
@@ -268,23 +254,22 @@ def flaky_to_retry(summary: dict[str, Any], baseline: Baseline) -> list[str]:
 
 def write_baseline(summary: dict[str, Any], path: str | Path,
                    keep: Baseline | None = None) -> Path:
-    """Write the run's deviations as a baseline, so that the same run then passes the gate.
+    """Write the run's failures as a baseline, so that the same run then passes the gate.
 
-    Failed and errored checks get the reason "TODO: why" (a person must fill it in); checks
-    that were not applicable get their reason from the provider. Entries of `keep` (the
-    baseline being refreshed) keep their reason and expiry, and its flaky list is kept.
+    Each failed or errored check gets the reason "TODO: why" (a person must fill it in) and
+    no expiry. Entries of `keep` (the baseline being refreshed) keep their reason and
+    expiry while their check still fails; its flaky list is kept as it is.
     """
     previous = {e.check: e for e in keep.known} if keep else {}
     flaky = {e.check for e in keep.flaky} if keep else set()
     known = []
     for check in _checks(summary):
         name, status = str(check.get("name")), check.get("status")
-        if status == "passed" or name in flaky:
+        if status not in FAILING or name in flaky:
             continue
         old = previous.get(name)
-        reason = old.reason if old else TODO_REASON if status in FAILING else \
-            f"not applicable: {check.get('message') or 'unsupported by the provider'}"
-        known.append(_entry_data(name, reason, old.expires if old else None))
+        known.append(_entry_data(name, old.reason if old else TODO_REASON,
+                                 old.expires if old else None))
     data: dict[str, Any] = {"baseline": FORMAT, "known": known}
     if keep and keep.flaky:
         data["flaky"] = [_entry_data(e.check, e.reason, e.expires) for e in keep.flaky]

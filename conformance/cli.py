@@ -66,6 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--code-page", default="cp1252")
     rep.set_defaults(handler=cmd_replay)
 
+    doc = sub.add_parser("doctor", help="try a provider's capabilities, steps and observe on "
+                                        "an empty world, before a run")
+    doc.add_argument("--provider", default="reference")
+    doc.add_argument("--specs", nargs="+", default=None)
+    doc.set_defaults(handler=cmd_doctor)
+
+    init = sub.add_parser("init-provider", help="write a provider package skeleton")
+    init.add_argument("name", help="the provider's name (a Python identifier)")
+    init.add_argument("--family", action="append", default=None,
+                      help="families it will implement (default: all)")
+    init.add_argument("--out", default=".", help="folder to create the package in")
+    init.set_defaults(handler=cmd_init_provider)
+
     prov = sub.add_parser("providers", help="list installed providers and their capabilities")
     prov.add_argument("--json", action="store_true")
     prov.set_defaults(handler=cmd_providers)
@@ -120,6 +133,47 @@ def cmd_replay(args: argparse.Namespace) -> int:
         provider.close()
     print(("FIXED: " if result.passed else "STILL FAILS: ") + result.message)
     return EXIT_OK if result.passed else EXIT_FAILS
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from conformance.catalog import load_catalog
+    from conformance.doctor import RAISED, diagnose, render
+    from conformance.provider import ProviderUnavailable, load
+    from conformance.source import SourceError
+
+    try:
+        catalog = load_catalog(args.specs)
+    except SourceError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        provider = load(args.provider)
+    except ProviderUnavailable as exc:
+        print(f"provider unavailable: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    try:
+        rows = diagnose(provider, catalog)
+    finally:
+        provider.close()
+    print(f"provider {args.provider}")
+    print(render(rows))
+    return EXIT_FAILS if any(r.status == RAISED for r in rows) else EXIT_OK
+
+
+def cmd_init_provider(args: argparse.Namespace) -> int:
+    from conformance.catalog import load_catalog
+    from conformance.scaffold import ScaffoldError, write_skeleton
+
+    catalog = load_catalog()
+    try:
+        where = write_skeleton(args.name, Path(args.out), catalog, args.family)
+    except ScaffoldError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote {where}")
+    print(f"next: pip install -e {where} && conformance run --provider {args.name}")
+    return EXIT_OK
 
 
 def cmd_providers(args: argparse.Namespace) -> int:

@@ -202,9 +202,9 @@ class _Check:
                                      message, note))
 
 
-def verify(catalog: Any) -> list[Disagreement]:
+def verify(catalog: Any, meta: Metadata | None = None) -> list[Disagreement]:
     """Every disagreement between the catalog's specs and the metadata (notes left out)."""
-    return [d for d in check(catalog) if not d.note]
+    return [d for d in check(catalog, meta) if not d.note]
 
 
 def check(catalog: Any, meta: Metadata | None = None) -> list[Disagreement]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 ENTRY_POINT_GROUP = "conformance.providers"
+CONTRACT = ("capabilities", "reset", "setup", "call", "observe", "close")
 
 
 class Unsupported(Exception):
@@ -82,7 +83,7 @@ def load(spec: str, **options: Any) -> Provider:
     """Instantiate a provider from a name, 'pkg.module:Class' or 'path/to/file.py:Class'."""
     target = _resolve(spec)
     try:
-        return target(**options)
+        provider = target(**options)
     except Unsupported as exc:
         raise ProviderUnavailable(f"provider {spec!r} unavailable: {exc}") from exc
     except ProviderUnavailable:
@@ -91,6 +92,13 @@ def load(spec: str, **options: Any) -> Provider:
         raise ProviderUnavailable(
             f"provider {spec!r} failed to start: {type(exc).__name__}: {exc}"
         ) from exc
+    missing = [m for m in CONTRACT if not callable(getattr(provider, m, None))]
+    if missing:
+        raise ProviderUnavailable(
+            f"provider {spec!r} ({type(provider).__name__}) lacks {', '.join(missing)}: "
+            "subclass conformance.provider.Provider, or define every method of the contract "
+            "(see docs/writing-a-provider.md)")
+    return provider
 
 
 def _resolve(spec: str) -> Any:

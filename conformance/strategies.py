@@ -319,7 +319,7 @@ def relevant(spec: Spec, domain: Domain) -> tuple[list[Collection], list[str]]:
     return [c for c in _ordered(domain) if c.name in wanted], faults
 
 
-def _representatives(domain: Domain, ftype: FieldType) -> list[Any]:
+def representatives(domain: Domain, ftype: FieldType) -> list[Any]:
     if ftype.kind == "bool":
         return [False, True]
     if ftype.kind == "enum":
@@ -330,7 +330,7 @@ def _representatives(domain: Domain, ftype: FieldType) -> list[Any]:
         return [3260] if ftype.kind == "uint16" else [0]
     if ftype.kind == "struct":
         fields = domain.types[ftype.struct or ""]
-        return [{k: _representatives(domain, t)[0] for k, t in fields.items()}]
+        return [{k: representatives(domain, t)[0] for k, t in fields.items()}]
     return [None]
 
 
@@ -359,7 +359,7 @@ def _fill(domain, coll, step, fields, made, rest):
         ids = [o["id"] for o in _pool(ftype.item, made)]
         choices = [[], ids] if ids else [[]]
     else:
-        choices = _representatives(domain, ftype)
+        choices = representatives(domain, ftype)
     for choice in choices:
         yield from _fill(domain, coll, {**step, fname: choice}, tail, made, rest)
 
@@ -402,7 +402,7 @@ def _arg_options(spec: Spec, domain: Domain, param: Param, pool: Pool) -> list[A
         coll = domain.by_step(step)
         out += list(pool.values.get(param.values, []))
         if coll and fname in coll.fields:
-            out += _representatives(domain, coll.fields[fname])
+            out += representatives(domain, coll.fields[fname])
     else:
         out.append(0)
     out += [spec.constants[s] for s in param.special] + list(param.examples)
