@@ -42,8 +42,9 @@ packages = ["{package}"]
 MODULE = '''\
 """The {name} provider: {name}'s implementation of the return-code contracts.
 
-Fill in one method at a time; the harness turns everything that still raises Unsupported
-into "not applicable", never into "passed". The contract: {guide}.
+Fill in one method at a time; the harness turns everything that still raises
+Unsupported into "not applicable", never into "passed".
+The contract: {guide}.
 """
 
 from __future__ import annotations
