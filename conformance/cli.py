@@ -16,7 +16,15 @@ from typing import Any
 EXIT_OK, EXIT_FAILS, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
 
+DELEGATED = {"extract": "conformance.extract", "verify-metadata": "conformance.metadata"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:  # these parse their own options
+        import importlib
+
+        return importlib.import_module(DELEGATED[argv[0]]).main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
@@ -78,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="families it will implement (default: all)")
     init.add_argument("--out", default=".", help="folder to create the package in")
     init.set_defaults(handler=cmd_init_provider)
+
+    sub.add_parser("extract", help="draft specs from documentation pages (extract --help)")
+    sub.add_parser("verify-metadata",
+                   help="check specs against Microsoft's win32metadata (verify-metadata --help)")
 
     prov = sub.add_parser("providers", help="list installed providers and their capabilities")
     prov.add_argument("--json", action="store_true")
