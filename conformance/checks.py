@@ -18,7 +18,7 @@ from typing import Any
 from hypothesis import HealthCheck, assume, given, settings, target
 from hypothesis import seed as hypothesis_seed
 from hypothesis.database import ExampleDatabase
-from hypothesis.errors import Unsatisfiable
+from hypothesis.errors import Flaky, FlakyFailure, Unsatisfiable
 
 from conformance.codes import (
     CodeTable,
@@ -31,7 +31,7 @@ from conformance.domain import Domain
 from conformance.oracle import Oracle, OracleError
 from conformance.provider import Outcome, Provider, Unsupported
 from conformance.spec import DIRECT, Scenario, Spec
-from conformance.strategies import Case, cases, enumerate_cases
+from conformance.strategies import Case, cases, enumerate_cases, state_of
 from conformance.world import OUT, ProviderError, Unknown, World
 
 PASSED, FAILED, NOT_APPLICABLE, ERROR = "passed", "failed", "not_applicable", "error"
@@ -248,7 +248,11 @@ def check_scenario(subject: Subject, scenario: Scenario) -> Verdict:
             f"{spec.file}:{spec.line('scenarios', scenario.index)}: scenario "
             f"{scenario.name!r} expects {', '.join(scenario.expect)} but the rules predict "
             f"{', '.join(predicted.codes)} (rule {predicted.rule.index})")
-    trial = enact(subject, steps, args)
+    try:
+        trial = enact(subject, steps, args)
+    except ProviderError as exc:
+        raise CheckFailed(f"{exc} {context_line(steps, args)}",
+                          repro(steps, args, scenario.expect), scenario.expect) from None
     codes = {s: FAILED for s in scenario.expect}
     problem = code_mismatch(subject, scenario.expect, trial.outcome)
     if problem is None:
@@ -304,6 +308,8 @@ def run_property(subject: Subject, body: Callable[[Case], tuple[str, ...]],
                 codes = {c: PASSED for c in seen}
                 codes.update({c: FAILED for c in exc.codes})
                 return Verdict(FAILED, exc.message, codes, exc.repro, exc.details)
+        if enumerated and not applicable[0]:
+            raise NotApplicable(f"unsupported by the provider: {unsupported[-1]}")
 
     def prop(case: Case) -> None:
         try:
@@ -332,6 +338,10 @@ def run_property(subject: Subject, body: Callable[[Case], tuple[str, ...]],
         return Verdict(FAILED, exc.message, codes, exc.repro, exc.details)
     except Unsatisfiable:
         pass
+    except (Flaky, FlakyFailure) as exc:
+        return Verdict(FAILED, "the provider is not deterministic: the same case gave a "
+                               f"different result when hypothesis ran it again ({exc})",
+                       {c: PASSED for c in seen})
     if not applicable[0]:
         reason = unsupported[-1] if unsupported else "no case could be built"
         raise NotApplicable(f"unsupported by the provider: {reason}")
@@ -376,19 +386,25 @@ def admitted(subject: Subject, value: int) -> bool:
     return any(subject.table.admits(entry, value) for entry in subject.spec.also)
 
 
+def predicted_codes(subject: Subject, case: Case) -> tuple[str, ...]:
+    """What the rules predict for a case: the `expect` of a reproduction."""
+    return subject.oracle.predict(state_of(subject.domain, case.given), case.args).codes
+
+
 def check_closed_world(subject: Subject) -> Verdict:
     def body(case: Case) -> tuple[str, ...]:
         trial = _trial_or_fail(subject, case, ())
         for label, value in (("returned", trial.outcome.hresult),
                              ("completed with", trial.outcome.completion)):
             if value is not None and not admitted(subject, value):
+                expect = predicted_codes(subject, case)
                 raise CheckFailed(
                     f"{label} {subject.oracle.describe(value)}, which is neither a documented "
                     f"code of {subject.spec.id} nor in its `also` list "
                     f"({', '.join(subject.spec.also) or 'empty'}) "
                     f"{context_line(case.given, case.args)}",
-                    repro(case.given, case.args, tuple(c.symbol for c in subject.spec.codes)),
-                    details=details(subject, trial, ()))
+                    repro(case.given, case.args, expect), expect,
+                    details=details(subject, trial, expect))
         return ()
 
     return run_property(subject, body)
@@ -406,7 +422,7 @@ def out_param_problem(subject: Subject, outcome: Outcome) -> str | None:
         return (f"returned {hex32(hr)}, a bare Win32 code, where an HRESULT is documented "
                 "(missing HRESULT_FROM_WIN32?)")
     outs = [p for p in spec.params if p.is_out and p.name in outcome.outputs]
-    if failed(hr):
+    if (hr != 0 if spec.convention == "win32" else failed(hr)):
         leaked = [p.name for p in outs if outcome.outputs.get(p.name) is not None]
         if leaked:
             return (f"failed with {describe(hr)} but set {', '.join(leaked)}: out-parameters "
@@ -438,8 +454,12 @@ def check_out_params(subject: Subject) -> Verdict:
             return ()  # a NULL out-pointer: nothing can be written through it
         problem = out_param_problem(subject, trial.outcome)
         if problem:
+            expect = predicted_codes(subject, case)
+            given_code = effective(subject.spec, trial.outcome)[0]
+            blamed = tuple(c.symbol for c in subject.spec.codes if c.value == given_code)
             raise CheckFailed(f"{problem} {context_line(case.given, case.args)}",
-                              repro(case.given, case.args, ()), details=details(subject, trial, ()))
+                              repro(case.given, case.args, expect), blamed or expect,
+                              details=details(subject, trial, expect))
         return ()
 
     return run_property(subject, body)

@@ -208,6 +208,8 @@ class ConformanceSession:
             return Verdict(FAILED, str(exc), {c: FAILED for c in _scenario_codes(item)})
         except OracleError as exc:
             return Verdict(ERROR, f"spec error: {exc}")
+        except Exception as exc:  # the harness must record every check, whatever happened
+            return Verdict(ERROR, f"the check could not complete: {type(exc).__name__}: {exc}")
 
     def check_sequence(self, spec: Spec, scenario: Scenario) -> Verdict:
         """A scenario of several calls: run as its reproduction would be replayed."""

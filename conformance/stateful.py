@@ -14,6 +14,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from hypothesis.errors import Flaky, FlakyFailure
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from conformance.checks import (
@@ -148,15 +149,19 @@ def check_stateful(subjects: list[Subject], domain: Domain) -> Verdict:
         raise NotApplicable("no method of this family is supported by the provider")
     first = subjects[0].settings
     machine = build_machine(subjects, domain)
+    seeded = first.seed is not None  # a seeded run is derandomized, so it has no database
     sets = settings(max_examples=max(10, first.max_examples // 2), deadline=None,
-                    stateful_step_count=STEPS_PER_RUN, database=first.database,
+                    stateful_step_count=STEPS_PER_RUN,
+                    database=None if seeded else first.database,
                     suppress_health_check=list(HealthCheck), print_blob=False,
-                    report_multiple_bugs=False, derandomize=first.seed is not None)
+                    report_multiple_bugs=False, derandomize=seeded)
     try:
         run_state_machine_as_test(machine, settings=sets)
     except CheckFailed as exc:
         return Verdict(FAILED, exc.message, {c: FAILED for c in exc.codes}, exc.repro,
                        exc.details)
+    except (Flaky, FlakyFailure) as exc:
+        return Verdict(FAILED, f"the provider is not deterministic across replays: {exc}")
     return Verdict(PASSED, f"{sets.max_examples} runs of up to {STEPS_PER_RUN} steps")
 
 
