@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="spec files or folders (default: the bundled specs)")
     run.add_argument("--code-page", default="cp1252",
                      help="the ANSI code page of A entry points (default: cp1252)")
+    run.add_argument("--baseline", default=None, metavar="FILE",
+                     help="known deviations (and flaky checks) that do not fail the run")
+    run.add_argument("--write-baseline", default=None, metavar="FILE",
+                     help="write this run's failures as a baseline")
+    run.add_argument("--allure", action="store_true",
+                     help="also render the Allure 3 HTML report into DIR/allure-report")
     run.add_argument("--differential", action="store_true",
                      help="also compare the provider with the reference on the same draws")
     run.add_argument("-v", "--verbose", action="store_true", help="pytest's verbose output")
@@ -65,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check spec files; exit 2 listing every problem")
     val.add_argument("paths", nargs="*", help="spec files or folders (default: bundled specs)")
     val.set_defaults(handler=cmd_validate)
+
+    rpt = sub.add_parser("report", help="rebuild results.json and the reports of a run folder "
+                                        "from its results.jsonl (also after a killed run)")
+    rpt.add_argument("out", help="the run's output folder")
+    rpt.add_argument("--allure", action="store_true", help="also render the Allure 3 report")
+    rpt.add_argument("--specs", nargs="+", default=None)
+    rpt.set_defaults(handler=cmd_report)
 
     rep = sub.add_parser("replay", help="run a reproduction again: exit 1 while it still "
                                         "fails, 0 once fixed")
@@ -224,6 +237,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         catalog = load_catalog(args.specs)
+        baseline = _load_baseline(args.baseline)
     except SourceError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -235,13 +249,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ProviderUnavailable as exc:
         print(f"provider unavailable: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    if baseline is not None:
+        session.retry = {e.check for e in baseline.flaky}
     families = {s.family for s in catalog.specs.values()}
     files = sorted({s.file for s in catalog.specs.values()}) + sorted(
         d.file for d in catalog.domains.values() if d.family in families)
     pytest_args = [*files, "-p", "no:cacheprovider", "-p", "no:randomly", "--rootdir",
                    str(catalog.root or Path.cwd()), "-c", os.devnull,
-                   "-o", "python_files=", "-W", "ignore::pytest.PytestAssertRewriteWarning",
-                   ]
+                   "-o", "python_files=", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
     pytest_args += ["-v", "--no-header", "-rN"] if args.verbose else ["-p", "no:terminal"]
     session.show_progress = None if not args.verbose else False
     if args.keyword:
@@ -250,12 +265,75 @@ def cmd_run(args: argparse.Namespace) -> int:
     if session.summary is None:
         print(f"the run did not start (pytest exit {int(code)})", file=sys.stderr)
         return EXIT_USAGE if code == pytest.ExitCode.USAGE_ERROR else EXIT_FAILS
+    out = Path(args.out)
+    _write_reports(session.summary, out, catalog, args.allure)
     verdict = run_verdict(session.summary)
-    print_summary(session.summary, verdict, Path(args.out))
-    if session.summary["totals"]["passed"] + session.summary["totals"]["failed"] == 0:
+    print_summary(session.summary, verdict, out)
+    if args.write_baseline:
+        from conformance.baseline import write_baseline
+
+        print(f"baseline: {write_baseline(session.summary, args.write_baseline, keep=baseline)}")
+    if baseline is not None:
+        return _gate(session.summary, baseline, args.baseline)
+    t = session.summary["totals"]
+    if t["passed"] + t["failed"] + t["errors"] == 0:
         print("no check ran: nothing was tested", file=sys.stderr)
         return EXIT_FAILS
     return EXIT_FAILS if verdict == "fails" else EXIT_OK
+
+
+def _load_baseline(path: str | None):
+    if path is None:
+        return None
+    from conformance.baseline import load_baseline
+
+    return load_baseline(path)
+
+
+def _gate(summary: dict[str, Any], baseline, path: str) -> int:
+    """The exit code with a baseline: known failures pass, stale or expired entries fail."""
+    from datetime import date
+
+    from conformance.baseline import apply_baseline
+
+    outcome = apply_baseline(summary, baseline, date.today())
+    for line in outcome.lines(path):
+        print(line, file=sys.stderr)
+    return outcome.exit_code
+
+
+def _write_reports(summary: dict[str, Any], out: Path, catalog, allure: bool) -> None:
+    from conformance.reporting import render_allure_report, spec_sources, write_reports
+
+    write_reports(summary, out, spec_sources(catalog.specs.values()))
+    print(f"report: {out / 'report.html'}  (also junit.xml, allure-results/)")
+    if allure:
+        render_allure_report(out)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from conformance.catalog import load_catalog
+    from conformance.results import read_stream, run_verdict, summarize, write_summary
+    from conformance.source import SourceError
+
+    out = Path(args.out)
+    stream = out / "results.jsonl"
+    if not stream.is_file():
+        print(f"{stream}: no results stream to build a report from", file=sys.stderr)
+        return EXIT_USAGE
+    header, methods, results = read_stream(stream)
+    summary = summarize(header, methods, results)
+    write_summary(summary, out)
+    try:
+        catalog = load_catalog(args.specs)
+    except SourceError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    _write_reports(summary, out, catalog, args.allure)
+    verdict = run_verdict(summary)
+    print(f"{len(results)} checks read back from {stream}; verdict {verdict}")
+    return EXIT_FAILS if verdict == "fails" or not results else EXIT_OK
 
 
 def print_summary(summary: dict[str, Any], verdict: str, out: Path) -> None:

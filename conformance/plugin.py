@@ -36,6 +36,7 @@ from conformance.profiles import PROFILES
 from conformance.progress import Progress
 from conformance.provider import Provider, ProviderUnavailable, Unsupported, load
 from conformance.replay import replay
+from conformance.reporting.model import run_versions
 from conformance.results import CheckResult, MethodInfo, ResultStream
 from conformance.source import SourceError
 from conformance.spec import Scenario, Spec
@@ -102,6 +103,8 @@ class ConformanceSession:
             exhaustive=PROFILES[profile].exhaustive, steer=PROFILES[profile].steer, seed=seed,
             database=FailuresDatabase(str(out / ".hypothesis")), code_page=code_page)
         self.differential = differential
+        self.retry: set[str] = set()  # flaky checks (from a baseline): run again on failure
+        self.retries = 2
         self.reference = load("reference") if differential else None
         self.stream: ResultStream | None = None
         self.progress: Progress | None = None
@@ -145,6 +148,7 @@ class ConformanceSession:
             for s in self.catalog.specs.values() if s.id in chosen
         }
         header = {"provider": self.provider_name, "profile": self.profile, "seed": self.seed,
+                  "versions": run_versions(),
                   "differential": self.differential,
                   "capabilities": self.capabilities,
                   "checks_selected": sum(isinstance(i, CheckItem) for i in session.items)}
@@ -210,6 +214,20 @@ class ConformanceSession:
             return Verdict(ERROR, f"spec error: {exc}")
         except Exception as exc:  # the harness must record every check, whatever happened
             return Verdict(ERROR, f"the check could not complete: {type(exc).__name__}: {exc}")
+
+    def run_with_retries(self, item: CheckItem) -> Verdict:
+        """Run a check; a check the baseline calls flaky gets more tries, noted in its message."""
+        verdict = self.run(item)
+        tries = 1
+        while verdict.status == FAILED and item.check_name in self.retry and \
+                tries <= self.retries:
+            tries += 1
+            first = verdict
+            verdict = self.run(item)
+            if verdict.status == PASSED:
+                verdict.message = (f"flaky: passed on try {tries} after failing: "
+                                   f"{first.message}")
+        return verdict
 
     def check_sequence(self, spec: Spec, scenario: Scenario) -> Verdict:
         """A scenario of several calls: run as its reproduction would be replayed."""
@@ -328,7 +346,7 @@ class CheckItem(pytest.Item):
         started = time.perf_counter()
         if session.progress is not None:
             session.progress.starting(self.check_name)
-        self.verdict = session.run(self)
+        self.verdict = session.run_with_retries(self)
         session.record(self, self.verdict, time.perf_counter() - started)
         if session.progress is not None:
             session.progress.finished(self.check_name, self.verdict.status in (FAILED, ERROR))

@@ -75,12 +75,16 @@ class ResultStream:
 
     def write_summary(self) -> dict[str, Any]:
         self._last_summary = time.monotonic()
-        summary = summarize(self.header, self.methods, self.results)
-        tmp = self.out / "results.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str),
-                       encoding="utf-8")
-        tmp.replace(self.out / "results.json")
-        return summary
+        return write_summary(summarize(self.header, self.methods, self.results), self.out)
+
+
+def write_summary(summary: dict[str, Any], out: Path) -> dict[str, Any]:
+    """results.json, replaced atomically so a reader never sees half a file."""
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str),
+                   encoding="utf-8")
+    tmp.replace(out / "results.json")
+    return summary
 
 
 def code_status(statuses: list[str]) -> str:
@@ -131,7 +135,8 @@ def summarize(header: dict[str, Any], methods: dict[str, MethodInfo],
             "family": info.family,
             "codes": codes,
             "checks": [{"name": r.name, "kind": r.kind, "status": r.status,
-                        "message": r.message, "repro": r.repro, "details": r.details,
+                        "message": r.message, "codes": r.codes, "repro": r.repro,
+                        "details": r.details,
                         "duration": round(r.duration, 4)} for r in checks],
         }
     families: dict[str, Any] = {}

@@ -1,0 +1,573 @@
+"""`conformance agent`: serve one provider to remote harnesses (protocol: conformance.protocol).
+
+    conformance agent --provider windows --listen 0.0.0.0:7700 --token-file t   # machine under test
+    conformance run --provider remote+tcp://host:7700 --token-file t             # the harness
+
+Each connection gets its own provider instance, created after an authenticated hello and
+called from the connection's own thread only (COM-style providers need that affinity). A
+watchdog bounds every wait: the hello, each request (idle or slow clients) and each provider
+call. Malformed requests are answered with an error and the connection goes on; refusals are
+logged to stderr. Without a token the agent only binds a loopback address.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import socket
+import socketserver
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conformance import protocol
+from conformance.protocol import LineReader, MessageTooLarge, ProtocolError, TruncatedMessage
+from conformance.provider import Provider, ProviderUnavailable, load
+
+log = logging.getLogger("conformance.agent")
+
+EXIT_OK, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 2, 3
+
+
+class AgentUsageError(ValueError):
+    """A configuration the agent refuses to start with (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """What every connection of one agent shares: the provider to create and the limits."""
+
+    provider_spec: str
+    token: str | None = None
+    call_timeout: float | None = 60.0
+    max_message: int = protocol.MAX_MESSAGE
+    idle_timeout: float | None = 300.0  # a whole request must arrive within this
+    hello_timeout: float | None = 10.0
+    max_errors: int = 100  # malformed requests before the connection is closed
+    max_messages: int = 50_000_000  # requests per connection
+    max_connections: int = 64
+
+    def poll(self) -> float:
+        """The watchdog's period: a tenth of the shortest timeout, within [20 ms, 0.5 s]."""
+        timeouts = [t for t in (self.call_timeout, self.idle_timeout, self.hello_timeout) if t]
+        return min(0.5, max(0.02, min(timeouts, default=5.0) / 10))
+
+
+# -- channels: the byte stream of one connection ---------------------------------------------------
+
+class Channel:
+    """A connection's byte stream; `abort` unblocks a reader from another thread."""
+
+    peer = "?"
+
+    def recv(self, size: int) -> bytes:
+        raise NotImplementedError
+
+    def send(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class SocketChannel(Channel):
+    def __init__(self, sock: socket.socket, peer: str):
+        self.sock = sock
+        self.peer = peer
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def recv(self, size: int) -> bytes:
+        return self.sock.recv(size)
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.abort()
+        self.sock.close()
+
+
+class StdioChannel(Channel):
+    """stdin/stdout of the agent process; fd 1 is moved aside so stray prints go to stderr."""
+
+    peer = "stdio"
+
+    def __init__(self) -> None:
+        self._in = sys.stdin.fileno()
+        self._out = os.dup(sys.stdout.fileno())
+        sys.stdout.flush()
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+        sys.stdout = sys.stderr
+        if os.name == "nt":  # pragma: no cover - Windows only
+            import msvcrt
+
+            msvcrt.setmode(self._in, os.O_BINARY)
+            msvcrt.setmode(self._out, os.O_BINARY)
+
+    def recv(self, size: int) -> bytes:
+        return os.read(self._in, size)
+
+    def send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._out, view):]
+
+    def abort(self) -> None:
+        # The reader cannot be unblocked portably and the provider may be stuck: a stdio
+        # agent serves one connection, so it ends the process once its last word is sent.
+        logging.shutdown()
+        os._exit(1)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._out)
+
+
+# -- one connection ----------------------------------------------------------------------------
+
+class Session:
+    """One connection: hello, then requests until close, end of stream or a limit."""
+
+    def __init__(self, config: AgentConfig, channel: Channel,
+                 on_abort: Callable[[], None] = lambda: None):
+        self.config = config
+        self.channel = channel
+        self.reader = LineReader(channel.recv, config.max_message)
+        self.watchdog = protocol.Watchdog(config.poll())
+        self.provider: Provider | None = None
+        self._write_lock = threading.Lock()
+        self._finished = False  # nothing more may be written (timeout, bye, refusal)
+        self._on_abort = on_abort
+        self.errors = 0
+        self.requests = 0
+
+    def run(self) -> None:
+        log.info("connection from %s", self.channel.peer)
+        try:
+            if self._handshake():
+                self._serve()
+        except OSError as exc:
+            if not self._finished:
+                log.info("connection from %s lost: %s", self.channel.peer, exc)
+        finally:
+            self.watchdog.stop()
+            if self.provider is not None and not self._finished:
+                self._close_provider()
+            with contextlib.suppress(OSError):
+                self.channel.close()
+
+    # -- writing, and ending the connection from the watchdog --
+    def send(self, message: dict[str, Any]) -> bool:
+        with self._write_lock:
+            if self._finished:
+                return False
+            self.channel.send(protocol.encode(message))
+            return True
+
+    def last_word(self, message: dict[str, Any], why: str) -> None:
+        """Send a final message, close the stream, log why; later writes are dropped."""
+        with self._write_lock:
+            if self._finished:
+                return
+            self._finished = True
+            with contextlib.suppress(OSError):
+                self.channel.send(protocol.encode(message))
+        log.warning("%s: %s", self.channel.peer, why)
+        self._on_abort()
+        self.channel.abort()
+
+    def _wait(self, seconds: float | None, message: dict[str, Any], why: str) -> None:
+        self.watchdog.arm(seconds, lambda: self.last_word(message, why))
+
+    # -- hello --
+    def _handshake(self) -> bool:
+        why = f"no hello within {self.config.hello_timeout} s"
+        self._wait(self.config.hello_timeout, {"refused": why}, f"refused: {why}")
+        try:
+            line = self.reader.read_line()
+            message = protocol.decode(line) if line is not None else None
+        except ProtocolError as exc:
+            return self.watchdog.disarm() and self._refuse(
+                f"the first message must be a hello: {exc}")
+        if not self.watchdog.disarm():
+            return False  # the hello timed out and was refused already
+        if message is None:
+            log.info("%s closed the connection before the hello", self.channel.peer)
+            return False
+        reason = self._check_hello(message)
+        if reason:
+            return self._refuse(reason)
+        return self._welcome()
+
+    def _check_hello(self, message: dict[str, Any]) -> str | None:
+        """Why the hello is refused, or None."""
+        if "hello" not in message:
+            return ('the first message must be a hello: {"hello": '
+                    f'{protocol.PROTOCOL_VERSION}, "token": "..."}}')
+        version = message["hello"]
+        if version != protocol.PROTOCOL_VERSION or isinstance(version, bool):
+            return (f"protocol version {json_short(version)} is not supported: this agent "
+                    f"speaks version {protocol.PROTOCOL_VERSION}")
+        if self.config.token is None:
+            return None
+        token = message.get("token")
+        if token is None:
+            return "a token is required: give the harness the agent's token file (--token-file)"
+        if not isinstance(token, str) or not hmac.compare_digest(
+                token.encode("utf-8", "surrogatepass"), self.config.token.encode("utf-8")):
+            return "wrong token"
+        return None
+
+    def _refuse(self, reason: str) -> bool:
+        self.last_word({"refused": reason}, f"refused: {reason}")
+        return False
+
+    def _welcome(self) -> bool:
+        spec = self.config.provider_spec
+        why = f"provider {spec!r} did not start within {self.config.call_timeout} s"
+        self._wait(self.config.call_timeout, {"refused": why}, why)
+        reason = None
+        try:
+            self.provider = load(spec)
+            capabilities = protocol.json_safe(self.provider.capabilities())
+        except ProviderUnavailable as exc:
+            reason = f"provider unavailable: {exc}"
+        except Exception as exc:
+            reason = f"provider unavailable: capabilities() raised {type(exc).__name__}: {exc}"
+        if not self.watchdog.disarm():
+            return False
+        if reason is not None:
+            return self._refuse(reason)
+        limits = {"max_message": self.config.max_message,
+                  "call_timeout": self.config.call_timeout,
+                  "idle_timeout": self.config.idle_timeout}
+        name = getattr(self.provider, "name", None) or spec
+        self.send({"welcome": protocol.PROTOCOL_VERSION, "provider": str(name),
+                   "capabilities": capabilities, "limits": limits})
+        log.info("%s: welcome, provider %s", self.channel.peer, name)
+        return True
+
+    # -- requests --
+    def _serve(self) -> None:
+        idle = self.config.idle_timeout
+        bye = {"bye": f"no complete request within {idle} s"}
+        while True:
+            self._wait(idle, bye, f"closed: {bye['bye']}")
+            try:
+                line: bytes | ProtocolError | None = self.reader.read_line()
+            except MessageTooLarge as exc:
+                line = exc
+            except TruncatedMessage as exc:
+                if self.watchdog.disarm():
+                    self.last_word(protocol.failure(None, "protocol", str(exc)), str(exc))
+                return
+            if not self.watchdog.disarm():
+                return  # the watchdog ended the connection
+            if line is None:
+                log.info("%s closed the connection", self.channel.peer)
+                return
+            if not self._handle(line):
+                return
+
+    def _handle(self, line: bytes | ProtocolError) -> bool:
+        """Answer one line; False once the connection must end."""
+        try:
+            if isinstance(line, ProtocolError):
+                raise line
+            if not line.strip():
+                return True
+            request_id, op, params = protocol.parse_request(protocol.decode(line))
+        except ProtocolError as exc:
+            return self._malformed(exc)
+        self.requests += 1
+        if self.requests > self.config.max_messages:
+            self.last_word({"bye": f"over {self.config.max_messages} requests on one "
+                                   "connection; reconnect"}, "request limit reached")
+            return False
+        response = self._run(request_id, op, params)
+        if response is None:
+            return False
+        data = protocol.encode(response)
+        if len(data) > self.config.max_message + 1:
+            response = protocol.failure(
+                request_id, "provider", f"the result of {protocol.describe(op, params)} is "
+                f"{len(data)} bytes, over the message limit of {self.config.max_message}")
+        return self.send(response) and op != "close"
+
+    def _malformed(self, exc: ProtocolError) -> bool:
+        self.errors += 1
+        log.warning("%s: malformed request: %s", self.channel.peer, exc)
+        if self.errors > self.config.max_errors:
+            self.last_word({"bye": f"too many malformed requests ({self.errors})"},
+                           "closed: too many malformed requests")
+            return False
+        return self.send(protocol.failure(exc.request_id, "protocol", str(exc)))
+
+    def _run(self, request_id: Any, op: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        """Call the provider under the per-call timeout; None when it timed out."""
+        what = protocol.describe(op, params)
+        limit = self.config.call_timeout
+        timeout = protocol.failure(
+            request_id, "timeout", f"the provider did not answer {what} within {limit} s; "
+            "the agent closes the connection since the provider is stuck")
+        self._wait(limit, timeout, f"timeout in {what}")
+        try:
+            response = protocol.ok(request_id, self._dispatch(op, params))
+        except (Exception, SystemExit) as exc:
+            response = protocol.failure(request_id, **protocol.error_from_exception(exc))
+        return response if self.watchdog.disarm() else None
+
+    def _dispatch(self, op: str, params: dict[str, Any]) -> Any:
+        provider = self.provider
+        assert provider is not None
+        if op == "call":
+            return protocol.outcome_to_json(provider.call(params["method"], params["args"]))
+        if op == "setup":
+            return protocol.json_safe(provider.setup(params["step"]))
+        if op == "observe":
+            return protocol.json_safe(provider.observe(params["collection"]))
+        if op == "capabilities":
+            return protocol.json_safe(provider.capabilities())
+        if op == "reset":
+            provider.reset()
+            return None
+        self.provider = None  # close
+        provider.close()
+        return None
+
+    def _close_provider(self) -> None:
+        provider, self.provider = self.provider, None
+        try:
+            if provider is not None:
+                provider.close()
+        except Exception as exc:
+            log.warning("%s: provider.close() raised %s: %s", self.channel.peer,
+                        type(exc).__name__, exc)
+
+
+def json_short(value: Any) -> str:
+    return json.dumps(value, default=repr)[:60]
+
+
+# -- TCP -----------------------------------------------------------------------------------------
+
+class AgentServer(socketserver.ThreadingTCPServer):
+    """A thread per connection, each with its own Session and provider."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int], config: AgentConfig):
+        self.address_family = _family(address[0])
+        self.config = config
+        self.slots = threading.BoundedSemaphore(config.max_connections)
+        super().__init__(address, _Handler)
+
+    @property
+    def address(self) -> str:
+        host, port = self.server_address[:2]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: AgentServer
+
+    def handle(self) -> None:
+        host, port = self.client_address[:2]
+        channel = SocketChannel(self.request, f"{host}:{port}")
+        if not self.server.slots.acquire(blocking=False):
+            limit = self.server.config.max_connections
+            log.warning("%s: refused: too many connections (%d)", channel.peer, limit)
+            with contextlib.suppress(OSError):
+                channel.send(protocol.encode({"refused": f"too many connections (limit {limit})"}))
+            return
+        released = threading.Event()
+
+        def release() -> None:  # once, whether the session ends or is stuck in its provider
+            if not released.is_set():
+                released.set()
+                self.server.slots.release()
+
+        try:
+            Session(self.server.config, channel, on_abort=release).run()
+        finally:
+            release()
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def make_tcp_server(config: AgentConfig, host: str = "127.0.0.1", port: int = 0) -> AgentServer:
+    """Bind (port 0: any free port); refuses a non-loopback address without a token."""
+    if host == "localhost":
+        host = "127.0.0.1"
+    server = AgentServer((host, port), config)
+    bound = server.server_address[0]
+    if config.token is None and not is_loopback(bound):
+        server.server_close()
+        raise AgentUsageError(
+            f"refusing to listen on {host or 'every interface'} without a token: anyone who "
+            "can reach it could drive the provider; give --token-file, or listen on loopback "
+            "(127.0.0.1, ::1)")
+    return server
+
+
+def serve_tcp(provider_spec: str, host: str, port: int, token: str | None,
+              call_timeout: float | None, **limits: Any) -> None:
+    """Serve until interrupted; prints `listening on HOST:PORT` once bound."""
+    _serve_forever(make_tcp_server(AgentConfig(provider_spec, token, call_timeout, **limits),
+                                   host, port))
+
+
+def _serve_forever(server: AgentServer) -> None:
+    print(f"listening on {server.address}", flush=True)
+    log.info("serving provider %s on %s (token %s)", server.config.provider_spec, server.address,
+             "required" if server.config.token else "not required: loopback only")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+def serve_stdio(provider_spec: str, token: str | None, call_timeout: float | None,
+                **limits: Any) -> None:
+    """Serve one connection on stdin/stdout; stdout carries nothing but the protocol."""
+    limits.setdefault("idle_timeout", None)  # the parent process owns this connection
+    limits.setdefault("hello_timeout", None)
+    Session(AgentConfig(provider_spec, token, call_timeout, **limits), StdioChannel()).run()
+
+
+# -- command line --------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `conformance agent` (shared by cli.py and `python -m conformance.agent`)."""
+    parser.add_argument("--provider", required=True,
+                        help="the provider to serve: a name, pkg.module:Class or file.py:Class")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--listen", metavar="HOST:PORT",
+                       help="serve over TCP (port 0: any free port; printed on startup)")
+    where.add_argument("--stdio", action="store_true",
+                       help="serve one connection on stdin/stdout")
+    parser.add_argument("--token-file", help="file holding the token clients must present "
+                                             "(required to listen on a non-loopback address)")
+    parser.add_argument("--call-timeout", type=_seconds, default=60.0,
+                        help="seconds a provider call may take (default 60)")
+    parser.add_argument("--idle-timeout", type=_seconds, default=300.0,
+                        help="seconds a TCP client has to send each complete request "
+                             "(default 300)")
+    parser.add_argument("--max-message", type=int, default=protocol.MAX_MESSAGE,
+                        metavar="BYTES", help=f"longest message (default {protocol.MAX_MESSAGE})")
+    parser.add_argument("--max-connections", type=int, default=64,
+                        help="simultaneous TCP connections (default 64)")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+def run_args(args: argparse.Namespace) -> int:
+    """Run the agent from parsed options; returns the exit code."""
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s conformance-agent %(levelname)s %(message)s")
+    try:
+        token = read_token(args.token_file) if args.token_file else None
+        if args.max_message < 64:
+            raise AgentUsageError("--max-message must be at least 64 bytes")
+        if args.stdio:
+            serve_stdio(args.provider, token, args.call_timeout, max_message=args.max_message)
+            return EXIT_OK
+        host, port = parse_listen(args.listen)
+        _check_provider(args.provider)
+        try:
+            server = make_tcp_server(
+                AgentConfig(args.provider, token, args.call_timeout, max_message=args.max_message,
+                            idle_timeout=args.idle_timeout, max_connections=args.max_connections),
+                host, port)
+        except OSError as exc:
+            raise AgentUsageError(f"cannot listen on {args.listen}: {exc}") from None
+        _serve_forever(server)
+    except AgentUsageError as exc:
+        print(f"conformance agent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ProviderUnavailable as exc:
+        print(f"conformance agent: provider unavailable: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="conformance agent",
+                                     description="Serve a provider to remote harnesses.")
+    add_arguments(parser)
+    return run_args(parser.parse_args(argv))
+
+
+def _check_provider(spec: str) -> None:
+    """Fail at startup, not at the first connection, when the provider cannot load."""
+    provider = load(spec)
+    with contextlib.suppress(Exception):
+        provider.close()
+
+
+def _seconds(text: str) -> float | None:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("a timeout is >= 0 (0: none)")
+    return value or None
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """HOST:PORT, [V6]:PORT, :PORT or PORT (loopback when the host is left out)."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "", text
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        number = int(port)
+    except ValueError:
+        raise AgentUsageError(f"--listen {text!r}: expected HOST:PORT") from None
+    if not 0 <= number <= 65535:
+        raise AgentUsageError(f"--listen {text!r}: port out of range")
+    return host or "127.0.0.1", number
+
+
+def read_token(path: str) -> str:
+    """The token in a file (surrounding whitespace ignored); warns when others can read it."""
+    file = Path(path)
+    try:
+        token = file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AgentUsageError(f"cannot read token file {path}: {exc}") from None
+    if not token:
+        raise AgentUsageError(f"token file {path} is empty")
+    if os.name == "posix" and file.stat().st_mode & 0o077:
+        log.warning("token file %s is readable by other users (chmod 600 it)", path)
+    return token
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,329 @@
+"""report.html: the one page a provider vendor reads after a run.
+
+One self-contained file (inline CSS, no script, no network), so it can be mailed, attached
+to a CI job or opened from a share years later. Jinja2 renders it with autoescaping on:
+messages, code symbols, provider names and spec sources all come from outside the harness
+and are only ever inserted as text. The view model is built here in plain Python, so the
+template stays a layout and the logic can be tested without a browser.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shlex
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from conformance.reporting.model import (
+    STATUS_ORDER,
+    Check,
+    data_yaml,
+    has_check_codes,
+    iter_checks,
+    repro_file,
+    repro_yaml,
+    split_code,
+    versions,
+)
+from conformance.results import run_verdict
+
+REPORT_NAME = "report.html"
+
+VERDICT_MEANINGS = (
+    ("conforms", "every check passed and every documented code was exercised and passed."),
+    ("partial", "nothing failed, but some checks were not applicable to this provider (it "
+                "raised Unsupported) or some documented code was never exercised."),
+    ("fails", "at least one check failed (or a spec error stopped one)."),
+    ("not-applicable", "the provider supports none of it."),
+)
+CODE_MEANINGS = (
+    ("pass", "every check that touched the code passed"),
+    ("fail", "a check that touched the code failed"),
+    ("untested", "no check reached the code"),
+    ("not-applicable", "the checks that would reach it were not applicable"),
+)
+
+def write_html(summary: dict[str, Any], out: Path,
+               specs: dict[str, dict[str, Any]] | None = None) -> Path:
+    """Render `out/report.html` from a results.json summary; return its path.
+
+    `specs` maps a method id to {"file", "sources", "values"} (see `spec_sources`), so each
+    failure can name the page its contract came from and each code show its value.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / REPORT_NAME
+    html = render_html(summary, specs)
+    tmp = path.with_suffix(".html.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def render_html(summary: dict[str, Any], specs: dict[str, dict[str, Any]] | None = None) -> str:
+    """The page as a string (what `write_html` writes)."""
+    template = _env().get_template("report.html.j2")
+    return template.render(**view(summary, specs or {}))
+
+
+@functools.cache
+def _env() -> Environment:
+    """One Jinja environment per process; autoescape is forced on for every template."""
+    return Environment(
+        loader=PackageLoader("conformance.reporting", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+# -- the view model -------------------------------------------------------------------------
+
+def view(summary: dict[str, Any], specs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Everything the template shows, as plain data."""
+    anchors = _anchors(summary)
+    totals = {"passed": 0, "failed": 0, "not_applicable": 0, "errors": 0,
+              **summary.get("totals", {})}
+    verdict = run_verdict({"totals": totals, "methods": summary.get("methods", {})})
+    return {
+        "provider": str(summary.get("provider", "")),
+        "profile": str(summary.get("profile", "")),
+        "seed": summary.get("seed"),
+        "schema": summary.get("schema"),
+        "capabilities": _capabilities(summary.get("capabilities")),
+        "versions": versions(summary),
+        "versions_recorded": isinstance(summary.get("versions"), dict),
+        "totals": totals,
+        "checks_total": sum(int(v) for v in totals.values()),
+        "verdict": verdict,
+        "verdict_line": verdict_line(verdict, summary, totals),
+        "families": families(summary, specs, anchors),
+        "counted": has_check_codes(summary),
+        "failures": failures(summary, specs, anchors),
+        "failure_count": totals["failed"] + totals["errors"],
+        "not_applicable": not_applicable(summary),
+        "all_checks": all_checks(summary, anchors),
+        "verdict_meanings": VERDICT_MEANINGS,
+        "code_meanings": CODE_MEANINGS,
+        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def verdict_line(verdict: str, summary: dict[str, Any], totals: dict[str, int]) -> str:
+    """One sentence a person can repeat in a meeting."""
+    methods = summary.get("methods", {})
+    n_methods = len(methods)
+    total = sum(int(v) for v in totals.values())
+    bad = totals["failed"] + totals["errors"]
+    if verdict == "fails":
+        failing = sum(m.get("verdict") == "fails" for m in methods.values())
+        errors = f" ({totals['errors']} stopped by a spec error)" if totals["errors"] else ""
+        return (f"Does not conform: {bad} of {total} checks failed{errors}, "
+                f"in {failing} of {n_methods} methods.")
+    if verdict == "conforms":
+        return (f"Conforms: all {total} selected checks passed and every documented code "
+                f"of the {n_methods} methods was exercised.")
+    if verdict == "partial":
+        untested = sum(s == "untested" for m in methods.values()
+                       for s in m.get("codes", {}).values())
+        parts = [f"{totals['not_applicable']} checks not applicable"] \
+            if totals["not_applicable"] else []
+        parts += [f"{untested} documented codes never exercised"] if untested else []
+        return f"Partly conforms: nothing failed, but {' and '.join(parts) or 'some gaps'}."
+    return "Nothing was tested: no selected check applied to this provider."
+
+
+def _capabilities(raw: Any) -> list[tuple[str, list[str]]]:
+    if not isinstance(raw, dict):
+        return []
+    return [(str(k), [str(x) for x in v] if isinstance(v, list) else [str(v)])
+            for k, v in raw.items()]
+
+
+def _anchors(summary: dict[str, Any]) -> dict[str, str]:
+    """Check name -> a unique, attribute-safe fragment id (names come from specs)."""
+    anchors: dict[str, str] = {}
+    for index, check in enumerate(iter_checks(summary)):
+        slug = re.sub(r"[^a-z0-9]+", "-", check.name.lower()).strip("-")[:80]
+        anchors.setdefault(check.name, f"check-{index}-{slug}")
+    return anchors
+
+
+def method_anchor(method: str) -> str:
+    return "method-" + re.sub(r"[^a-z0-9]+", "-", method.lower()).strip("-")
+
+
+def family_anchor(family: str) -> str:
+    return "family-" + re.sub(r"[^a-z0-9]+", "-", family.lower()).strip("-")
+
+
+def owner_anchor(check: Check) -> str:
+    """Where a check's row is in the matrix: its method, or its family's heading."""
+    return method_anchor(check.method) if check.method else family_anchor(check.family)
+
+
+def families(summary: dict[str, Any], specs: dict[str, dict[str, Any]],
+             anchors: dict[str, str]) -> list[dict[str, Any]]:
+    """Matrix rows grouped by family, families and methods in name order."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for method, info in summary.get("methods", {}).items():
+        row = matrix_row(method, info, specs.get(method, {}), anchors)
+        grouped.setdefault(str(info.get("family", "")), []).append(row)
+    return [{"name": name or "(no family)", "anchor": family_anchor(name),
+             "methods": sorted(rows, key=lambda r: r["id"])}
+            for name, rows in sorted(grouped.items())]
+
+
+def matrix_row(method: str, info: dict[str, Any], spec: dict[str, Any],
+               anchors: dict[str, str]) -> dict[str, Any]:
+    checks = [Check(method, str(info.get("family", "")), c) for c in info.get("checks", [])]
+    values = spec.get("values", {})
+    cells = [code_cell(str(code), str(status), checks, values.get(code, ""), anchors)
+             for code, status in info.get("codes", {}).items()]
+    return {
+        "id": method,
+        "anchor": method_anchor(method),
+        "verdict": str(info.get("verdict", "")),
+        "cells": cells,
+        "tally": tally(checks),
+    }
+
+
+def tally(checks: list[Check]) -> str:
+    """`9 checks: 5 passed, 4 failed` (only the statuses that occur)."""
+    words = {"passed": "passed", "failed": "failed", "error": "errors",
+             "not_applicable": "not applicable"}
+    parts = [f"{n} {words[s]}" for s in ("passed", "failed", "error", "not_applicable")
+             if (n := sum(c.status == s for c in checks))]
+    noun = "check" if len(checks) == 1 else "checks"
+    return f"{len(checks)} {noun}: {', '.join(parts)}" if parts else "no checks ran"
+
+
+def code_cell(code: str, status: str, checks: list[Check], value: str,
+              anchors: dict[str, str]) -> dict[str, Any]:
+    """One code of one method: its status, how many checks touched it, where its failure is."""
+    touching = [c for c in checks if code in c.codes]
+    failing = [c for c in touching if c.codes[code] == "failed" or c.status == "error"]
+    css = status if status in ("pass", "fail", "untested", "not-applicable") else "untested"
+    return {
+        "symbol": code,
+        "value": value,
+        "status": css,
+        "touching": len(touching),
+        "failing": len(failing),
+        "href": "#" + anchors[failing[0].name] if failing else "",
+    }
+
+
+def failures(summary: dict[str, Any], specs: dict[str, dict[str, Any]],
+             anchors: dict[str, str]) -> list[dict[str, Any]]:
+    """Failed and errored checks, grouped by method in the matrix's order."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    order: dict[str, tuple[str, str, str]] = {}
+    for check in iter_checks(summary):
+        if check.status in ("failed", "error"):
+            grouped.setdefault(check.owner, []).append(
+                failure(check, specs, anchors, str(summary.get("provider", ""))))
+            order[check.owner] = (check.family, check.method, owner_anchor(check))
+    return [{"id": m, "anchor": order[m][2], "failures": grouped[m]}
+            for m in sorted(grouped, key=order.__getitem__)]
+
+
+def not_applicable(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Not-applicable checks grouped by method and reason: one reason usually covers many."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for check in iter_checks(summary):
+        if check.status == "not_applicable":
+            grouped.setdefault((check.owner, check.message), []).append(check.name)
+    return [{"method": method, "reason": reason or "(no reason given)", "checks": names}
+            for (method, reason), names in sorted(grouped.items())]
+
+
+def failure(check: Check, specs: dict[str, dict[str, Any]], anchors: dict[str, str],
+            provider: str) -> dict[str, Any]:
+    """Everything needed to understand and replay one failed or errored check."""
+    details = check.details
+    actual = details.get("actual") if isinstance(details.get("actual"), dict) else {}
+    spec = specs.get(check.method, {})
+    expected = [str(e) for e in details.get("expected") or []]
+    return {
+        "anchor": anchors[check.name],
+        "method_anchor": owner_anchor(check),
+        "name": check.name,
+        "method": check.owner,
+        "kind": check.kind,
+        "status": check.status,
+        "message": check.message,
+        "expected": [split_code(e) for e in expected],
+        "actual_hresult": _actual(actual.get("hresult"), expected),
+        "actual_completion": _actual(actual.get("completion"), expected),
+        "outputs": [(str(k), _shown(v)) for k, v in (actual.get("outputs") or {}).items()],
+        "repro": repro_yaml(check.repro),
+        "replay": f"conformance replay {repro_file(check.name)} --provider "
+                  f"{shlex.quote(provider)}" if check.repro else "",
+        "state_before": data_yaml(details.get("state_before")),
+        "state_after": data_yaml(details.get("state_expected_after")),
+        "spec_file": str(spec.get("file", "")),
+        "sources": [_source(s) for s in spec.get("sources", []) if isinstance(s, dict)],
+    }
+
+
+def _actual(described: Any, expected: list[str]) -> tuple[str, str, str] | None:
+    """(symbol, hex, css) of a returned code: red where it is not what the spec expected.
+
+    Without an expectation (closed-world, out-params) only a value with no documented
+    symbol is marked: the message says what was wrong with the others.
+    """
+    if not described:
+        return None
+    symbol, hex_ = split_code(described)
+    wanted = {split_code(e)[1] or split_code(e)[0] for e in expected}
+    if expected:
+        css = "want" if (hex_ or symbol) in wanted else "got"
+    else:
+        css = "plain" if symbol else "got"
+    return symbol, hex_, css
+
+
+def _shown(value: Any) -> str:
+    """An output parameter as a C programmer reads it: None is NULL."""
+    return "NULL" if value is None else str(value)
+
+
+def _source(source: dict[str, Any]) -> dict[str, Any]:
+    """A spec source; a URL becomes a link only for http(s), never javascript: and friends."""
+    url = str(source.get("url", "") or "")
+    fields = source.get("fields")
+    return {
+        "doc": str(source.get("doc", "") or url),
+        "url": url if url.startswith(("https://", "http://")) else "",
+        "format": str(source.get("format", "") or ""),
+        "lang": str(source.get("lang", "") or ""),
+        "fields": ", ".join(map(str, fields)) if isinstance(fields, list) else "",
+        "note": str(source.get("note", "") or ""),
+    }
+
+
+def all_checks(summary: dict[str, Any], anchors: dict[str, str]) -> list[dict[str, Any]]:
+    """Per method (then per family, for family-level checks), every check: failures first."""
+    groups: dict[str, list[Check]] = {}
+    for check in iter_checks(summary):
+        groups.setdefault(check.owner, []).append(check)
+    verdicts = {str(f): str(i.get("verdict", "")) for f, i in
+                (summary.get("families") or {}).items()}
+    verdicts.update({m: str(i.get("verdict", "")) for m, i in summary.get("methods", {}).items()})
+    rank = {s: i for i, s in enumerate(STATUS_ORDER)}
+    out = []
+    for owner, checks in sorted(groups.items(), key=lambda g: (not g[1][0].method, g[0])):
+        checks.sort(key=lambda c: (rank.get(c.status, 9), c.name))
+        out.append({
+            "id": owner,
+            "family_level": not checks[0].method,
+            "verdict": verdicts.get(owner, ""),
+            "checks": [{"name": c.name, "kind": c.kind, "status": c.status,
+                        "message": c.message, "duration": c.duration,
+                        "href": "#" + anchors[c.name]
+                        if c.status in ("failed", "error") else ""} for c in checks],
+        })
+    return out
