@@ -136,6 +136,17 @@ def code_mismatch(subject: Subject, expect: tuple[str, ...], outcome: Outcome) -
     return None
 
 
+def outputs_mismatch(world: World, expected: dict[str, Any], outcome: Outcome) -> str | None:
+    """Out-parameters the rule predicts (enumerations, property structs) against the provider's,
+    in scenario names; lists compare as sets, as enumeration order is not documented."""
+    for name, want in expected.items():
+        got = world.output_names(outcome.outputs.get(name))
+        if canonical([{"v": got}]) != canonical([{"v": want}]):
+            return (f"{name}: expected {json.dumps(want, ensure_ascii=False, default=str)}, "
+                    f"provider gave {json.dumps(got, ensure_ascii=False, default=str)}")
+    return None
+
+
 def details(subject: Subject, trial: Trial | None, expect: tuple[str, ...],
             state_after: dict[str, Any] | None = None) -> dict[str, Any]:
     """What a person needs beside the message: expected and actual codes, outputs, states."""
@@ -254,7 +265,8 @@ def check_scenario(subject: Subject, scenario: Scenario) -> Verdict:
         raise CheckFailed(f"{exc} {context_line(steps, args)}",
                           repro(steps, args, scenario.expect), scenario.expect) from None
     codes = {s: FAILED for s in scenario.expect}
-    problem = code_mismatch(subject, scenario.expect, trial.outcome)
+    problem = code_mismatch(subject, scenario.expect, trial.outcome) or \
+        outputs_mismatch(trial.world, predicted.outputs, trial.outcome)
     if problem is None:
         problem = _then_mismatch(trial, scenario.then)
     if problem:
@@ -365,7 +377,8 @@ def check_oracle(subject: Subject) -> Verdict:
             subject.domain.apply(state, subject.domain.complete(s))
         predicted = subject.oracle.predict(state, case.args)
         trial = _trial_or_fail(subject, case, predicted.codes)
-        problem = code_mismatch(subject, predicted.codes, trial.outcome)
+        problem = code_mismatch(subject, predicted.codes, trial.outcome) or \
+            outputs_mismatch(trial.world, predicted.outputs, trial.outcome)
         if problem is None:
             try:
                 problem = state_mismatch(trial.world, predicted.state, subject.observable)

@@ -46,6 +46,7 @@ class Prediction:
     codes: tuple[str, ...]
     values: tuple[int, ...]
     state: dict[str, list[dict[str, Any]]]  # the next state, when the call gives one of codes
+    outputs: dict[str, Any]  # expected out-parameter values (scenario names), when given
 
 
 class Oracle:
@@ -61,6 +62,8 @@ class Oracle:
             self._program(rule, "when", rule.when)
             for coll, expr in rule.effects.items():
                 self._program(rule, f"effects.{coll}", expr)
+            for name, expr in rule.outputs.items():
+                self._program(rule, f"outputs.{name}", expr)
 
     def _program(self, rule: Rule, where: str, source: str) -> cel.Program:
         try:
@@ -87,7 +90,7 @@ class Oracle:
                     from None
             if hit is True:
                 return Prediction(rule, rule.expect, tuple(self.value(c) for c in rule.expect),
-                                  self._effects(rule, state, ctx))
+                                  self._effects(rule, state, ctx), self._outputs(rule, ctx))
             if hit is not False:
                 raise OracleError(self._place(rule, "when", f"gave {hit!r}, not a bool"))
         raise OracleError(f"{self.spec.file}: no rule matched; end the rules with when: \"true\"")
@@ -105,6 +108,16 @@ class Oracle:
                                               f"gave {type(value).__name__}, not a list"))
             after[coll] = value
         return after
+
+    def _outputs(self, rule: Rule, ctx: cel.Context) -> dict[str, Any]:
+        out = {}
+        for name, expr in rule.outputs.items():
+            try:
+                out[name] = self._program(rule, f"outputs.{name}", expr).execute(ctx)
+            except Exception as exc:
+                raise OracleError(self._place(rule, f"outputs.{name}",
+                                              f"{type(exc).__name__}: {exc}")) from None
+        return out
 
     def value(self, symbol: str) -> int:
         if symbol in self.values:

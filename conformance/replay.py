@@ -22,6 +22,7 @@ from conformance.checks import (
     admitted,
     code_mismatch,
     out_param_problem,
+    outputs_mismatch,
     scenario_args,
     state_mismatch,
 )
@@ -131,6 +132,8 @@ def _one_call(subject: Subject, world: World, state, entry: dict[str, Any], kind
                         predicted.state)
         return None, predicted.state
     problem = code_mismatch(subject, expect_t or predicted.codes, outcome)
+    if problem is None and kind != "variants":
+        problem = outputs_mismatch(world, predicted.outputs, outcome)
     if problem is None and kind != "variants":
         problem = state_mismatch(world, predicted.state, subject.observable)
     return problem, predicted.state

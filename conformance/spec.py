@@ -49,6 +49,7 @@ class Rule:
     expect: tuple[str, ...]
     effects: dict[str, str] = field(default_factory=dict)
     index: int = 0
+    outputs: dict[str, str] = field(default_factory=dict)  # out-param -> expected value (CEL)
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,8 @@ def spec_from(doc: Document) -> Spec:
     )
     codes = tuple(Code(c["symbol"], int(c["value"]), c.get("doc", ""), c.get("via", "either"))
                   for c in returns.get("codes") or [])
-    rules = tuple(Rule(str(r["when"]), _tuple(r["expect"]), dict(r.get("effects") or {}), i)
+    rules = tuple(Rule(str(r["when"]), _tuple(r["expect"]), dict(r.get("effects") or {}), i,
+                       dict(r.get("outputs") or {}))
                   for i, r in enumerate(data.get("rules") or []))
     scenarios = tuple(
         Scenario(s["name"], tuple(s.get("given") or []), dict(s.get("call") or {}),

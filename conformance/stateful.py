@@ -27,6 +27,7 @@ from conformance.checks import (
     call_repro,
     code_mismatch,
     details,
+    outputs_mismatch,
     state_mismatch,
 )
 from conformance.domain import FAULTS, Domain
@@ -96,7 +97,8 @@ def build_machine(subjects: list[Subject], domain: Domain) -> type[RuleBasedStat
                 return
             except ProviderError as exc:
                 self.fail(f"{subject.spec.id}: {exc}", predicted.codes)
-            problem = code_mismatch(subject, predicted.codes, outcome)
+            problem = code_mismatch(subject, predicted.codes, outcome) or \
+                outputs_mismatch(self.world, predicted.outputs, outcome)
             if problem is None:
                 try:
                     problem = state_mismatch(self.world, predicted.state, observable)

@@ -306,6 +306,13 @@ def _rule_problems(check: _Check) -> None:
             if check.domain is not None and name not in check.domain.collections:
                 check.add((*path, "effects", name), _unknown_collection(name, check.domain))
             _cel_problems(check, (*path, "effects", name), src)
+        outs = {p.name for p in check.spec.params if p.is_out}
+        for name, src in rule.outputs.items():
+            if name not in outs:
+                check.add((*path, "outputs", name),
+                          f"{name!r} is not an out-parameter of {check.spec.id} "
+                          f"(out-parameters: {', '.join(sorted(outs)) or 'none'})")
+            _cel_problems(check, (*path, "outputs", name), src)
         if catch_all is not None and rule.index > catch_all:
             check.add(path, f"never reached: rules[{catch_all}] matches always (when: \"true\")")
     if catch_all is None:

@@ -131,6 +131,19 @@ class World:
             out.append(item)
         return out
 
+    def output_names(self, value: Any) -> Any:
+        """An out-parameter's value with every provider id it holds turned into its name."""
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            for (_, ident), name in self.names.items():
+                if ident == str(value) and isinstance(value, str):
+                    return name
+            return value
+        if isinstance(value, list):
+            return [self.output_names(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.output_names(v) for k, v in value.items()}
+        return value
+
     def name_of(self, collection: str, pid: Any) -> str:
         key = str(pid)
         if collection == ANY:

@@ -1,0 +1,598 @@
+"""Providers that are not in this process: an agent over TCP or stdio, and recorded cassettes.
+
+- `RemoteProvider`: `remote+tcp://HOST:PORT` or `remote+stdio:COMMAND` (COMMAND is started and
+  speaks conformance.protocol on its stdin/stdout, e.g. `conformance agent --provider
+  reference --stdio`, or `ssh host conformance agent --provider windows --stdio`).
+- `RecordingProvider`: wraps any provider and writes each exchange to a JSONL cassette
+  (`--record FILE`), in the protocol's encoding with request ids replaced by op names.
+- `CassetteProvider`: `replay:FILE` answers from a cassette, in order, and fails clearly on a
+  request the cassette does not hold next.
+
+A lost connection fails the request in flight (the harness turns it into a failed check);
+the next `reset()` reconnects, which gives a fresh provider on the agent's side. Until that
+reset, other requests fail too rather than run against a world that no longer exists.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import itertools
+import json
+import logging
+import os
+import shlex
+import socket
+import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+from conformance import protocol
+from conformance.protocol import LineReader, MessageTooLarge, ProtocolError
+from conformance.provider import Outcome, Provider, ProviderUnavailable
+
+log = logging.getLogger("conformance.remote")
+
+TCP_SCHEME = "remote+tcp://"
+STDIO_SCHEME = "remote+stdio:"
+REPLAY_SCHEME = "replay:"
+CASSETTE_VERSION = 1
+_FRESH_OPS = frozenset({"reset", "capabilities", "close"})  # need no world on the agent side
+_MAX_AGENT_MESSAGE = 64 << 20  # the most we accept an agent to announce as its limit
+
+
+def open_remote(spec: str, **options: Any) -> Provider:
+    """The provider for a `remote+tcp://`, `remote+stdio:` or `replay:` spec (for load())."""
+    try:
+        if spec.startswith(REPLAY_SCHEME):
+            return CassetteProvider(spec[len(REPLAY_SCHEME):])
+        if spec.startswith((TCP_SCHEME, STDIO_SCHEME)):
+            return RemoteProvider(spec, **options)
+    except TypeError as exc:  # an option the provider does not take
+        raise ProviderUnavailable(f"provider {spec!r}: {exc}") from None
+    raise ProviderUnavailable(f"unknown remote provider {spec!r}: use {TCP_SCHEME}HOST:PORT, "
+                              f"{STDIO_SCHEME}COMMAND or {REPLAY_SCHEME}FILE")
+
+
+class AgentRefused(ConnectionError):
+    """The agent could not be reached or would not serve us; the message says why."""
+
+
+class _NotRun(Exception):
+    """The connection ended before the agent read the request (a `bye`, or send failed)."""
+
+
+# -- transports -----------------------------------------------------------------------------------
+
+class _Transport:
+    """A byte stream to one agent; `set_timeout` bounds the wait for the next answer."""
+
+    where = "?"
+
+    def send(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def recv(self, size: int) -> bytes:
+        raise NotImplementedError
+
+    def set_timeout(self, seconds: float | None) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def why_ended(self) -> str:
+        """What is known about why the stream ended ('' when nothing more is known)."""
+        return ""
+
+
+class _TcpTransport(_Transport):
+    def __init__(self, host: str, port: int, connect_timeout: float):
+        self.where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.sock = socket.create_connection((host, port), timeout=connect_timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv(self, size: int) -> bytes:
+        return self.sock.recv(size)
+
+    def set_timeout(self, seconds: float | None) -> None:
+        self.sock.settimeout(seconds)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class _StdioTransport(_Transport):
+    """An agent process on pipes; a watchdog kills it when an answer is overdue."""
+
+    def __init__(self, argv: list[str], connect_timeout: float):
+        self.where = f"`{shlex.join(argv)}`"
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, bufsize=0)
+        assert self.proc.stdin and self.proc.stdout and self.proc.stderr
+        self._stdin: IO[bytes] = self.proc.stdin
+        self._stdout = self.proc.stdout.fileno()
+        self._tail: collections.deque[str] = collections.deque(maxlen=5)
+        self._drain = threading.Thread(target=self._read_stderr, args=(self.proc.stderr,),
+                                       name="conformance-agent-stderr", daemon=True)
+        self._drain.start()
+        self._watchdog = protocol.Watchdog(poll=0.05)
+        self._timeout: float | None = None
+        self.timed_out = False
+
+    def _read_stderr(self, stream: IO[bytes]) -> None:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip()
+            self._tail.append(line)
+            log.info("agent: %s", line)
+
+    def send(self, data: bytes) -> None:
+        self._stdin.write(data)
+        self._stdin.flush()
+
+    def recv(self, size: int) -> bytes:
+        data = os.read(self._stdout, size)
+        if self.timed_out:
+            raise TimeoutError(f"no answer within {self._timeout} s")
+        return data
+
+    def set_timeout(self, seconds: float | None) -> None:
+        self._timeout = seconds
+        if seconds is None:
+            self._watchdog.disarm()
+        else:
+            self._watchdog.arm(seconds, self._expire)
+
+    def _expire(self) -> None:
+        self.timed_out = True
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+
+    def close(self) -> None:
+        self._watchdog.stop()
+        with contextlib.suppress(OSError):
+            self._stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        with contextlib.suppress(OSError):
+            os.close(self._stdout)
+
+    def why_ended(self) -> str:
+        try:
+            code = self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            return ""
+        self._drain.join(timeout=1)
+        said = f": {self._tail[-1]}" if self._tail else ""
+        return f" (the agent process exited with code {code}{said})"
+
+
+def _transport_factory(spec: str) -> Callable[[float], _Transport]:
+    """How to open a new stream for a spec; a malformed spec is ProviderUnavailable now."""
+    if spec.startswith(TCP_SCHEME):
+        try:
+            parts = urlsplit(spec)
+            host, port = parts.hostname, parts.port
+        except ValueError as exc:
+            raise ProviderUnavailable(f"{spec!r}: {exc}") from None
+        if not host or port is None:
+            raise ProviderUnavailable(f"{spec!r}: expected {TCP_SCHEME}HOST:PORT")
+        return lambda timeout: _TcpTransport(host, port, timeout)
+    try:
+        argv = shlex.split(spec[len(STDIO_SCHEME):], posix=os.name != "nt")
+    except ValueError as exc:
+        raise ProviderUnavailable(f"{spec!r}: {exc}") from None
+    if not argv:
+        raise ProviderUnavailable(f"{spec!r}: expected {STDIO_SCHEME}COMMAND")
+    return lambda timeout: _StdioTransport(argv, timeout)
+
+
+class _Connection:
+    """One open stream after a successful hello."""
+
+    def __init__(self, transport: _Transport, reader: LineReader, welcome: dict[str, Any]):
+        self.transport = transport
+        self.reader = reader
+        self.welcome = welcome
+        limits = welcome.get("limits") if isinstance(welcome.get("limits"), dict) else {}
+        announced = limits.get("max_message")
+        if isinstance(announced, int) and 64 <= announced <= _MAX_AGENT_MESSAGE:
+            reader.limit = announced
+        self.max_message = reader.limit
+        call_timeout = limits.get("call_timeout")
+        self.call_timeout = call_timeout if isinstance(call_timeout, int | float) else None
+
+
+# -- the remote provider --------------------------------------------------------------------------
+
+class RemoteProvider(Provider):
+    """A provider served by `conformance agent`; the hello happens here, in the constructor.
+
+    Options: `token_file` (the agent's token), `timeout` (seconds to wait for any answer;
+    default: the agent's call timeout plus 10 s), `connect_timeout` (connect and hello).
+    """
+
+    name = "remote"
+
+    def __init__(self, spec: str, *, token_file: str | None = None,
+                 timeout: float | None = None, connect_timeout: float = 10.0):
+        self.spec = spec
+        self._open_transport = _transport_factory(spec)
+        self._token = _read_token(token_file) if token_file else None
+        self._timeout = timeout
+        self._connect_timeout = connect_timeout
+        self._lock = threading.RLock()
+        self._ids = itertools.count(1)
+        self._stale = False  # a connection was lost since the last reset
+        try:
+            self._conn: _Connection | None = self._connect()
+        except AgentRefused as exc:
+            raise ProviderUnavailable(str(exc)) from None
+        self.welcome = self._conn.welcome
+        self.name = str(self.welcome.get("provider") or self.name)
+
+    # -- the contract --
+    def capabilities(self) -> dict[str, list[str]]:
+        return self._request("capabilities")
+
+    def reset(self) -> None:
+        self._request("reset")
+        self._stale = False
+
+    def setup(self, step: dict[str, Any]) -> str:
+        return self._request("setup", step=step)
+
+    def call(self, method_id: str, args: dict[str, Any]) -> Outcome:
+        return protocol.outcome_from_json(self._request("call", method=method_id, args=args))
+
+    def observe(self, collection: str) -> list[dict[str, Any]]:
+        return self._request("observe", collection=collection)
+
+    def close(self) -> None:
+        """Say goodbye (the agent closes its provider) and end the stream; never raises."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is None:
+                return
+            try:
+                conn.transport.send(protocol.encode(protocol.request(next(self._ids), "close")))
+                conn.transport.set_timeout(5.0)
+                conn.reader.read_line()
+            except (OSError, ProtocolError):
+                pass
+            finally:
+                conn.transport.close()
+
+    # -- connecting --
+    def _connect(self) -> _Connection:
+        """Open a stream and do the hello; AgentRefused says why it did not work."""
+        try:
+            transport = self._open_transport(self._connect_timeout)
+        except OSError as exc:
+            raise AgentRefused(f"cannot reach the agent {self._where()}: {exc}") from None
+        try:
+            return self._hello(transport)
+        except BaseException:
+            transport.close()
+            raise
+
+    def _hello(self, transport: _Transport) -> _Connection:
+        where = transport.where
+        reader = LineReader(transport.recv)
+        try:
+            transport.send(protocol.encode(protocol.hello(self._token)))
+            transport.set_timeout(self._connect_timeout)
+            line = reader.read_line()
+            answer = protocol.decode(line) if line is not None else None
+        except (OSError, ProtocolError) as exc:
+            raise AgentRefused(f"the agent at {where} did not answer the hello: "
+                               f"{exc}{transport.why_ended()}") from None
+        if answer is None:
+            raise AgentRefused(f"the agent at {where} closed the connection without answering "
+                               f"the hello{transport.why_ended()}")
+        if "refused" in answer:
+            raise AgentRefused(f"the agent at {where} refused the connection: "
+                               f"{answer['refused']}")
+        version = answer.get("welcome")
+        if version != protocol.PROTOCOL_VERSION:
+            raise AgentRefused(f"the agent at {where} answered the hello with protocol version "
+                               f"{version!r}; this harness speaks version "
+                               f"{protocol.PROTOCOL_VERSION}: {json.dumps(answer)[:200]}")
+        return _Connection(transport, reader, answer)
+
+    def _where(self) -> str:
+        return self.spec[len(TCP_SCHEME):] if self.spec.startswith(TCP_SCHEME) else \
+            f"`{self.spec[len(STDIO_SCHEME):]}`"
+
+    # -- requests --
+    def _request(self, op: str, **params: Any) -> Any:
+        what = protocol.describe(op, params)
+        with self._lock:
+            if self._stale and op not in _FRESH_OPS:
+                raise ConnectionError(
+                    f"{what} not sent: the connection to the agent was lost earlier in this "
+                    "test case, and with it the agent's world (the next reset reconnects)")
+            for attempt in range(2):
+                try:
+                    return self._exchange(op, params, what)
+                except _NotRun as exc:
+                    if op in _FRESH_OPS and attempt == 0:
+                        continue  # nothing depended on the old connection: try a new one
+                    raise ConnectionError(f"the agent ended the connection before {what}: "
+                                          f"{exc}") from None
+            raise AssertionError("unreachable")
+
+    def _exchange(self, op: str, params: dict[str, Any], what: str) -> Any:
+        conn = self._conn or self._reconnect(what)
+        request_id = next(self._ids)
+        data = protocol.encode(protocol.request(request_id, op, **params))
+        if len(data) - 1 > conn.max_message:
+            raise ValueError(f"{what} is {len(data) - 1} bytes as a request, over the agent's "
+                             f"message limit of {conn.max_message} bytes; it was not sent")
+        try:
+            conn.transport.send(data)
+        except OSError as exc:
+            self._drop()
+            raise _NotRun(f"{exc}{conn.transport.why_ended()}") from None
+        return self._answer(conn, request_id, what)
+
+    def _answer(self, conn: _Connection, request_id: int, what: str) -> Any:
+        timeout = self._timeout or (conn.call_timeout + 10 if conn.call_timeout else None)
+        try:
+            conn.transport.set_timeout(timeout)
+            line = conn.reader.read_line()
+            conn.transport.set_timeout(None)
+        except MessageTooLarge as exc:
+            raise protocol.RemoteProtocolError(f"the agent's answer to {what}: {exc}") from None
+        except TimeoutError:
+            self._drop()
+            raise TimeoutError(f"no answer from the agent to {what} within {timeout} s; the "
+                               "connection was closed (the next reset reconnects)") from None
+        except (OSError, ProtocolError) as exc:
+            self._drop()
+            raise ConnectionError(f"connection to the agent lost during {what}: "
+                                  f"{exc}{conn.transport.why_ended()}") from None
+        if line is None:
+            self._drop()
+            raise ConnectionError(f"connection to the agent lost during {what}: the agent "
+                                  f"closed the connection{conn.transport.why_ended()}")
+        try:
+            message = protocol.decode(line)
+        except ProtocolError as exc:
+            self._drop()
+            raise ConnectionError(f"the agent's answer to {what} is malformed: {exc}; the "
+                                  "connection was closed") from None
+        return self._result(message, request_id, what)
+
+    def _result(self, message: dict[str, Any], request_id: int, what: str) -> Any:
+        if message.get("id") not in (request_id, None) and "bye" not in message:
+            self._drop()
+            raise ConnectionError(f"the agent's answer to {what} is not an answer to it: "
+                                  f"{json.dumps(message)[:200]}; the connection was closed")
+        if "bye" in message:
+            self._drop()
+            raise _NotRun(str(message["bye"]))
+        if message.get("ok") is True:
+            return message.get("result")
+        exc = protocol.exception_from_error(message.get("error"))
+        if isinstance(exc, TimeoutError):
+            self._drop()  # the agent closes a connection whose provider is stuck
+        raise exc
+
+    def _reconnect(self, what: str) -> _Connection:
+        try:
+            self._conn = self._connect()
+        except AgentRefused as exc:
+            raise ConnectionError(f"cannot reconnect to the agent for {what}: {exc}") from None
+        return self._conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        self._stale = True
+        if conn is not None:
+            conn.transport.close()
+
+
+def _read_token(path: str) -> str:
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProviderUnavailable(f"cannot read token file {path}: {exc}") from None
+    if not token:
+        raise ProviderUnavailable(f"token file {path} is empty")
+    return token
+
+
+# -- recording and replay -------------------------------------------------------------------------
+
+class CassetteMismatch(Exception):
+    """A replayed request that the cassette does not hold next."""
+
+
+class RecordingProvider(Provider):
+    """Passes every request to `inner` and appends the exchange to a JSONL cassette.
+
+    Line 1 is a header; then one line per exchange: `{"op", "args", "result" | "error"}`,
+    with args and results as the agent protocol encodes them and provider ids as given, so
+    that `replay:FILE` can hand the same ids back to the harness.
+    """
+
+    def __init__(self, inner: Provider, path: str | Path):
+        self.inner = inner
+        self.name = getattr(inner, "name", "provider")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("wb")
+        self._lock = threading.Lock()
+        self._write({"cassette": CASSETTE_VERSION, "protocol": protocol.PROTOCOL_VERSION,
+                     "provider": self.name})
+
+    def capabilities(self) -> dict[str, list[str]]:
+        return self._exchange("capabilities", {}, self.inner.capabilities)
+
+    def reset(self) -> None:
+        self._exchange("reset", {}, self.inner.reset)
+
+    def setup(self, step: dict[str, Any]) -> str:
+        return self._exchange("setup", {"step": step}, lambda: self.inner.setup(step))
+
+    def call(self, method_id: str, args: dict[str, Any]) -> Outcome:
+        return self._exchange("call", {"method": method_id, "args": args},
+                              lambda: self.inner.call(method_id, args),
+                              protocol.outcome_to_json)
+
+    def observe(self, collection: str) -> list[dict[str, Any]]:
+        return self._exchange("observe", {"collection": collection},
+                              lambda: self.inner.observe(collection))
+
+    def close(self) -> None:
+        try:
+            self._exchange("close", {}, self.inner.close)
+        finally:
+            with self._lock:
+                self._file.close()
+
+    def _exchange(self, op: str, params: dict[str, Any], run: Callable[[], Any],
+                  encode: Callable[[Any], Any] = protocol.json_safe) -> Any:
+        entry: dict[str, Any] = {"op": op, "args": protocol.json_safe(params)}
+        try:
+            result = run()
+        except Exception as exc:
+            entry["error"] = protocol.error_from_exception(exc)
+            self._write(entry)
+            raise
+        entry["result"] = encode(result)
+        self._write(entry)
+        return result
+
+    def _write(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            if not self._file.closed:
+                self._file.write(protocol.encode(entry))
+                self._file.flush()
+
+
+class CassetteProvider(Provider):
+    """Answers from a cassette, in recorded order; anything else raises CassetteMismatch.
+
+    Deterministic by construction: it holds no state but a position in the cassette. Once a
+    request does not match, every later one fails too (the run is out of step with it).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        header, self._entries = _read_cassette(self.path)
+        self.name = str(header.get("provider", "replay"))
+        self._next = 0
+        self._derailed: str | None = None
+        self._lock = threading.Lock()
+
+    def capabilities(self) -> dict[str, list[str]]:
+        return self._play("capabilities", {})
+
+    def reset(self) -> None:
+        self._play("reset", {})
+
+    def setup(self, step: dict[str, Any]) -> str:
+        return self._play("setup", {"step": step})
+
+    def call(self, method_id: str, args: dict[str, Any]) -> Outcome:
+        return protocol.outcome_from_json(self._play("call", {"method": method_id, "args": args}))
+
+    def observe(self, collection: str) -> list[dict[str, Any]]:
+        return self._play("observe", {"collection": collection})
+
+    def close(self) -> None:
+        with self._lock:
+            if self._derailed is None and self._next < len(self._entries) \
+                    and self._entries[self._next][1]["op"] == "close":
+                self._next += 1
+
+    @property
+    def remaining(self) -> int:
+        """Exchanges recorded but not played yet."""
+        return len(self._entries) - self._next
+
+    def _play(self, op: str, params: dict[str, Any]) -> Any:
+        asked = _canonical(params)
+        with self._lock:
+            entry = self._take(op, params, asked)
+        if "error" in entry:
+            raise protocol.exception_from_error(entry["error"])
+        return entry.get("result")
+
+    def _take(self, op: str, params: dict[str, Any], asked: Any) -> dict[str, Any]:
+        what = protocol.describe(op, params)
+        if self._derailed is not None:
+            raise CassetteMismatch(f"cassette {self.path} is out of step with this run since "
+                                   f"{self._derailed}; {what} is not played")
+        if self._next >= len(self._entries):
+            raise CassetteMismatch(f"cassette {self.path} holds no exchange for {what}: all "
+                                   f"{len(self._entries)} recorded exchanges were played")
+        line, entry = self._entries[self._next]
+        if entry["op"] != op or entry["args"] != asked:
+            held = protocol.describe(entry["op"], entry["args"])
+            difference = _difference(asked, entry["args"]) if entry["op"] == op else ""
+            self._derailed = f"line {line} ({what} asked, {held} held)"
+            raise CassetteMismatch(f"cassette {self.path} does not hold {what}{difference}: "
+                                   f"its next exchange (line {line}) is {held}")
+        self._next += 1
+        return entry
+
+
+def _canonical(params: dict[str, Any]) -> Any:
+    """Params as they read back from a cassette, so they compare equal to recorded ones."""
+    return json.loads(protocol.encode(protocol.json_safe(params)))
+
+
+def _difference(asked: Any, held: Any, path: str = "") -> str:
+    """Where two requests of the same op first differ, for the mismatch message."""
+    if isinstance(asked, dict) and isinstance(held, dict):
+        for key in sorted(set(asked) | set(held), key=str):
+            if asked.get(key, _ABSENT) != held.get(key, _ABSENT):
+                return _difference(asked.get(key, _ABSENT), held.get(key, _ABSENT),
+                                   f"{path}.{key}" if path else str(key))
+        return ""
+    shown = [("absent" if v is _ABSENT else json.dumps(v)[:120]) for v in (asked, held)]
+    return f" ({path}: asked {shown[0]}, the cassette holds {shown[1]})"
+
+
+_ABSENT = object()
+
+
+def _read_cassette(path: Path) -> tuple[dict[str, Any], list[tuple[int, dict[str, Any]]]]:
+    """The header and the (line number, exchange) pairs; ProviderUnavailable if unreadable."""
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as exc:
+        raise ProviderUnavailable(f"cassette {path}: {exc}") from None
+    entries = []
+    header: dict[str, Any] = {}
+    for number, line in enumerate(lines, 1):
+        try:
+            message = protocol.decode(line)
+        except ProtocolError as exc:
+            raise ProviderUnavailable(f"cassette {path}, line {number}: {exc}") from None
+        if number == 1:
+            header = message
+            if message.get("cassette") != CASSETTE_VERSION:
+                raise ProviderUnavailable(f"cassette {path}: line 1 is not a cassette "
+                                          f"header of version {CASSETTE_VERSION}")
+            continue
+        if not isinstance(message.get("op"), str) or not isinstance(message.get("args"), dict):
+            raise ProviderUnavailable(f"cassette {path}, line {number}: an exchange needs "
+                                      "'op' and 'args'")
+        entries.append((number, message))
+    if not header:
+        raise ProviderUnavailable(f"cassette {path} is empty")
+    return header, entries
