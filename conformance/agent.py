@@ -172,11 +172,12 @@ class Session:
                 self.channel.close()
 
     # -- writing, and ending the connection from the watchdog --
-    def send(self, message: dict[str, Any]) -> bool:
+    def send(self, message: dict[str, Any] | bytes) -> bool:
+        data = message if isinstance(message, bytes) else protocol.encode(message)
         with self._write_lock:
             if self._finished:
                 return False
-            self.channel.send(protocol.encode(message))
+            self.channel.send(data)
             return True
 
     def last_word(self, message: dict[str, Any], why: str) -> None:
@@ -304,10 +305,10 @@ class Session:
             return False
         data = protocol.encode(response)
         if len(data) > self.config.max_message + 1:
-            response = protocol.failure(
+            data = protocol.encode(protocol.failure(
                 request_id, "provider", f"the result of {protocol.describe(op, params)} is "
-                f"{len(data)} bytes, over the message limit of {self.config.max_message}")
-        return self.send(response) and op != "close"
+                f"{len(data) - 1} bytes, over the message limit of {self.config.max_message}"))
+        return self.send(data) and op != "close"
 
     def _malformed(self, exc: ProtocolError) -> bool:
         self.errors += 1
@@ -320,17 +321,18 @@ class Session:
 
     def _run(self, request_id: Any, op: str, params: dict[str, Any]) -> dict[str, Any] | None:
         """Call the provider under the per-call timeout; None when it timed out."""
-        what = protocol.describe(op, params)
-        limit = self.config.call_timeout
-        timeout = protocol.failure(
-            request_id, "timeout", f"the provider did not answer {what} within {limit} s; "
-            "the agent closes the connection since the provider is stuck")
-        self._wait(limit, timeout, f"timeout in {what}")
+        self.watchdog.arm(self.config.call_timeout, lambda: self._timed_out(request_id, op, params))
         try:
             response = protocol.ok(request_id, self._dispatch(op, params))
         except (Exception, SystemExit) as exc:
             response = protocol.failure(request_id, **protocol.error_from_exception(exc))
         return response if self.watchdog.disarm() else None
+
+    def _timed_out(self, request_id: Any, op: str, params: dict[str, Any]) -> None:
+        what, limit = protocol.describe(op, params), self.config.call_timeout
+        self.last_word(protocol.failure(
+            request_id, "timeout", f"the provider did not answer {what} within {limit} s; "
+            "the agent closes the connection since the provider is stuck"), f"timeout in {what}")
 
     def _dispatch(self, op: str, params: dict[str, Any]) -> Any:
         provider = self.provider

@@ -53,7 +53,7 @@ def spec_files(paths: list[Path]) -> list[Path]:
         if path.is_dir():
             out.extend(p for p in sorted(path.rglob("*.yaml"))
                        if "domains" not in p.relative_to(path).parts and p.name != "codes.yaml")
-        else:
+        elif "domains" not in path.parts and path.name != "codes.yaml":
             out.append(path)
     return out
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also render the Allure 3 HTML report into DIR/allure-report")
     run.add_argument("--differential", action="store_true",
                      help="also compare the provider with the reference on the same draws")
+    run.add_argument("-n", "--workers", type=int, default=0, metavar="N",
+                     help="run the checks in N processes (pytest-xdist); with --provider "
+                          "P1,P2,... each worker takes its own provider (one agent per host)")
     run.add_argument("-v", "--verbose", action="store_true", help="pytest's verbose output")
     run.set_defaults(handler=cmd_run)
 
@@ -243,7 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
     try:
-        provider = load(args.provider)
+        provider = load(args.provider.split(",")[0])
         session = ConformanceSession(catalog, provider, args.provider, Path(args.out),
                                      args.profile, args.seed, args.code_page, args.differential)
     except ProviderUnavailable as exc:
@@ -254,13 +258,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     families = {s.family for s in catalog.specs.values()}
     files = sorted({s.file for s in catalog.specs.values()}) + sorted(
         d.file for d in catalog.domains.values() if d.family in families)
-    pytest_args = [*files, "-p", "no:cacheprovider", "-p", "no:randomly", "--rootdir",
+    pytest_args = [*files, "-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:benchmark",
+                   "--rootdir",
                    str(catalog.root or Path.cwd()), "-c", os.devnull,
                    "-o", "python_files=", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
     pytest_args += ["-v", "--no-header", "-rN"] if args.verbose else ["-p", "no:terminal"]
     session.show_progress = None if not args.verbose else False
     if args.keyword:
         pytest_args += ["-k", args.keyword]
+    if args.workers:
+        shutil.rmtree(Path(args.out) / "workers", ignore_errors=True)
+        pytest_args += ["-p", "xdist", "-n", str(args.workers), "--conformance-provider",
+                        args.provider, "--conformance-out", args.out, "--conformance-profile",
+                        args.profile, "--conformance-code-page", args.code_page]
+        pytest_args += ["--conformance-seed", str(args.seed)] if args.seed is not None else []
+        pytest_args += ["--conformance-differential"] if args.differential else []
     code = pytest.main(pytest_args, plugins=[session])
     if session.summary is None:
         print(f"the run did not start (pytest exit {int(code)})", file=sys.stderr)

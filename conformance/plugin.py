@@ -37,7 +37,7 @@ from conformance.progress import Progress
 from conformance.provider import Provider, ProviderUnavailable, Unsupported, load
 from conformance.replay import replay
 from conformance.reporting.model import run_versions
-from conformance.results import CheckResult, MethodInfo, ResultStream
+from conformance.results import CheckResult, MethodInfo, ResultStream, merge_streams
 from conformance.source import SourceError
 from conformance.spec import Scenario, Spec
 from conformance.stateful import check_stateful
@@ -63,6 +63,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "conformance(kind): a return-code contract check")
     name = config.getoption("--conformance-provider", default=None)
     if name and find_session(config) is None:
+        worker = getattr(config, "workerinput", {}).get("workerid")
+        name = pick_for_worker(name, worker)
         try:
             provider = load(name)
             catalog = load_catalog([Path(a) for a in config.args] or None)
@@ -73,7 +75,18 @@ def pytest_configure(config: pytest.Config) -> None:
             config.getoption("--conformance-profile"), config.getoption("--conformance-seed"),
             config.getoption("--conformance-code-page"),
             config.getoption("--conformance-differential"))
+        session.worker = worker
         config.pluginmanager.register(session, "conformance-session")
+
+
+def pick_for_worker(providers: str, worker: str | None) -> str:
+    """`P1,P2,...` gives each xdist worker its own provider (one agent per host): gwN takes
+    entry N modulo their number."""
+    choices = [p.strip() for p in providers.split(",") if p.strip()]
+    if len(choices) <= 1 or worker is None:
+        return choices[0] if choices else providers
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    return choices[index % len(choices)]
 
 
 def find_session(config: pytest.Config) -> ConformanceSession | None:
@@ -104,6 +117,7 @@ class ConformanceSession:
             database=FailuresDatabase(str(out / ".hypothesis")), code_page=code_page)
         self.differential = differential
         self.retry: set[str] = set()  # flaky checks (from a baseline): run again on failure
+        self.worker: str | None = None  # the xdist worker id, in a parallel run
         self.retries = 2
         self.reference = load("reference") if differential else None
         self.stream: ResultStream | None = None
@@ -152,7 +166,11 @@ class ConformanceSession:
                   "differential": self.differential,
                   "capabilities": self.capabilities,
                   "checks_selected": sum(isinstance(i, CheckItem) for i in session.items)}
-        self.stream = ResultStream(self.out, header, methods)
+        if self.worker is not None:
+            self.stream = ResultStream(self.out, header, methods,
+                                       f"workers/{self.worker}.jsonl", summary=False)
+        else:
+            self.stream = ResultStream(self.out, header, methods)
         self.progress = Progress(header["checks_selected"], enabled=self.show_progress)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -160,6 +178,10 @@ class ConformanceSession:
             self.progress.close()
         if self.stream is not None:
             self.summary = self.stream.close()
+        elif self.worker is None and session.config.getoption("numprocesses", None):
+            parts = list((self.out / "workers").glob("*.jsonl"))
+            if parts:  # the controller of a parallel run: merge what the workers wrote
+                self.summary = merge_streams(self.out, parts)
         with contextlib.suppress(Exception):
             self.provider.close()
 

@@ -178,12 +178,15 @@ def _remote_exception(type_name: str, text: str) -> RemoteProviderError:
 
 # -- messages ------------------------------------------------------------------------------------
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=repr)
+
+
 def encode(message: dict[str, Any]) -> bytes:
     """One message as a line; values JSON cannot hold become their repr."""
     try:
-        text = json.dumps(message, separators=(",", ":"), allow_nan=False, default=repr)
+        text = _ENCODER.encode(message)
     except (TypeError, ValueError):
-        text = json.dumps(json_safe(message), separators=(",", ":"))
+        text = _ENCODER.encode(json_safe(message))
     return text.encode("ascii") + b"\n"
 
 

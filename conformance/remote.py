@@ -68,21 +68,51 @@ class _NotRun(Exception):
 # -- transports -----------------------------------------------------------------------------------
 
 class _Transport:
-    """A byte stream to one agent; `set_timeout` bounds the wait for the next answer."""
+    """A blocking byte stream to one agent, with a watchdog that bounds each wait.
+
+    Blocking I/O plus a watchdog that interrupts the stream costs one system call per read
+    or write; a socket timeout would add a poll() to each.
+    """
 
     where = "?"
+
+    def __init__(self) -> None:
+        self._watchdog = protocol.Watchdog(poll=0.05)
+        self._timeout: float | None = None
+        self.timed_out = False
 
     def send(self, data: bytes) -> None:
         raise NotImplementedError
 
-    def recv(self, size: int) -> bytes:
+    def _read(self, size: int) -> bytes:
         raise NotImplementedError
 
-    def set_timeout(self, seconds: float | None) -> None:
+    def _interrupt(self) -> None:
+        """Unblock a pending read from the watchdog's thread (the stream is lost)."""
         raise NotImplementedError
+
+    def recv(self, size: int) -> bytes:
+        data = self._read(size)
+        if self.timed_out:
+            raise TimeoutError(f"no answer within {self._timeout} s")
+        return data
+
+    def begin_wait(self, seconds: float | None) -> None:
+        """Bound the wait for the answer about to be read (None: wait as long as it takes)."""
+        self._timeout = seconds
+        self._watchdog.arm(seconds, self._expire)
+
+    def end_wait(self) -> None:
+        """The answer arrived."""
+        self._watchdog.disarm()
+
+    def _expire(self) -> None:
+        self.timed_out = True
+        with contextlib.suppress(OSError):
+            self._interrupt()
 
     def close(self) -> None:
-        raise NotImplementedError
+        self._watchdog.stop()
 
     def why_ended(self) -> str:
         """What is known about why the stream ended ('' when nothing more is known)."""
@@ -91,28 +121,32 @@ class _Transport:
 
 class _TcpTransport(_Transport):
     def __init__(self, host: str, port: int, connect_timeout: float):
+        super().__init__()
         self.where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.sock = socket.create_connection((host, port), timeout=connect_timeout)
+        self.sock.settimeout(None)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def recv(self, size: int) -> bytes:
+    def _read(self, size: int) -> bytes:
         return self.sock.recv(size)
 
-    def set_timeout(self, seconds: float | None) -> None:
-        self.sock.settimeout(seconds)
+    def _interrupt(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
+        super().close()
         with contextlib.suppress(OSError):
             self.sock.close()
 
 
 class _StdioTransport(_Transport):
-    """An agent process on pipes; a watchdog kills it when an answer is overdue."""
+    """An agent process on pipes; an overdue answer kills it."""
 
     def __init__(self, argv: list[str], connect_timeout: float):
+        super().__init__()
         self.where = f"`{shlex.join(argv)}`"
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, bufsize=0)
@@ -123,9 +157,6 @@ class _StdioTransport(_Transport):
         self._drain = threading.Thread(target=self._read_stderr, args=(self.proc.stderr,),
                                        name="conformance-agent-stderr", daemon=True)
         self._drain.start()
-        self._watchdog = protocol.Watchdog(poll=0.05)
-        self._timeout: float | None = None
-        self.timed_out = False
 
     def _read_stderr(self, stream: IO[bytes]) -> None:
         for raw in iter(stream.readline, b""):
@@ -137,26 +168,14 @@ class _StdioTransport(_Transport):
         self._stdin.write(data)
         self._stdin.flush()
 
-    def recv(self, size: int) -> bytes:
-        data = os.read(self._stdout, size)
-        if self.timed_out:
-            raise TimeoutError(f"no answer within {self._timeout} s")
-        return data
+    def _read(self, size: int) -> bytes:
+        return os.read(self._stdout, size)
 
-    def set_timeout(self, seconds: float | None) -> None:
-        self._timeout = seconds
-        if seconds is None:
-            self._watchdog.disarm()
-        else:
-            self._watchdog.arm(seconds, self._expire)
-
-    def _expire(self) -> None:
-        self.timed_out = True
-        with contextlib.suppress(OSError):
-            self.proc.kill()
+    def _interrupt(self) -> None:
+        self.proc.kill()
 
     def close(self) -> None:
-        self._watchdog.stop()
+        super().close()
         with contextlib.suppress(OSError):
             self._stdin.close()
         try:
@@ -165,7 +184,7 @@ class _StdioTransport(_Transport):
             self.proc.kill()
             self.proc.wait()
         with contextlib.suppress(OSError):
-            os.close(self._stdout)
+            self.proc.stdout.close()  # type: ignore[union-attr]
 
     def why_ended(self) -> str:
         try:
@@ -266,7 +285,7 @@ class RemoteProvider(Provider):
                 return
             try:
                 conn.transport.send(protocol.encode(protocol.request(next(self._ids), "close")))
-                conn.transport.set_timeout(5.0)
+                conn.transport.begin_wait(5.0)
                 conn.reader.read_line()
             except (OSError, ProtocolError):
                 pass
@@ -291,8 +310,9 @@ class RemoteProvider(Provider):
         reader = LineReader(transport.recv)
         try:
             transport.send(protocol.encode(protocol.hello(self._token)))
-            transport.set_timeout(self._connect_timeout)
+            transport.begin_wait(self._connect_timeout)
             line = reader.read_line()
+            transport.end_wait()
             answer = protocol.decode(line) if line is not None else None
         except (OSError, ProtocolError) as exc:
             raise AgentRefused(f"the agent at {where} did not answer the hello: "
@@ -316,69 +336,77 @@ class RemoteProvider(Provider):
 
     # -- requests --
     def _request(self, op: str, **params: Any) -> Any:
-        what = protocol.describe(op, params)
         with self._lock:
             if self._stale and op not in _FRESH_OPS:
                 raise ConnectionError(
-                    f"{what} not sent: the connection to the agent was lost earlier in this "
-                    "test case, and with it the agent's world (the next reset reconnects)")
+                    f"{protocol.describe(op, params)} not sent: the connection to the agent was "
+                    "lost earlier in this test case, and with it the agent's world (the next "
+                    "reset reconnects)")
             for attempt in range(2):
                 try:
-                    return self._exchange(op, params, what)
+                    return self._exchange(op, params)
                 except _NotRun as exc:
                     if op in _FRESH_OPS and attempt == 0:
                         continue  # nothing depended on the old connection: try a new one
-                    raise ConnectionError(f"the agent ended the connection before {what}: "
-                                          f"{exc}") from None
+                    raise ConnectionError(f"the agent ended the connection before "
+                                          f"{protocol.describe(op, params)}: {exc}") from None
             raise AssertionError("unreachable")
 
-    def _exchange(self, op: str, params: dict[str, Any], what: str) -> Any:
-        conn = self._conn or self._reconnect(what)
+    def _exchange(self, op: str, params: dict[str, Any]) -> Any:
+        conn = self._conn or self._reconnect(op, params)
         request_id = next(self._ids)
         data = protocol.encode(protocol.request(request_id, op, **params))
         if len(data) - 1 > conn.max_message:
-            raise ValueError(f"{what} is {len(data) - 1} bytes as a request, over the agent's "
-                             f"message limit of {conn.max_message} bytes; it was not sent")
+            raise ValueError(f"{protocol.describe(op, params)} is {len(data) - 1} bytes as a "
+                             f"request, over the agent's message limit of {conn.max_message} "
+                             "bytes; it was not sent")
         try:
             conn.transport.send(data)
         except OSError as exc:
             self._drop()
             raise _NotRun(f"{exc}{conn.transport.why_ended()}") from None
-        return self._answer(conn, request_id, what)
+        return self._answer(conn, request_id, op, params)
 
-    def _answer(self, conn: _Connection, request_id: int, what: str) -> Any:
+    def _answer(self, conn: _Connection, request_id: int, op: str,
+                params: dict[str, Any]) -> Any:
         timeout = self._timeout or (conn.call_timeout + 10 if conn.call_timeout else None)
         try:
-            conn.transport.set_timeout(timeout)
+            conn.transport.begin_wait(timeout)
             line = conn.reader.read_line()
-            conn.transport.set_timeout(None)
+            conn.transport.end_wait()
         except MessageTooLarge as exc:
-            raise protocol.RemoteProtocolError(f"the agent's answer to {what}: {exc}") from None
+            raise protocol.RemoteProtocolError(
+                f"the agent's answer to {protocol.describe(op, params)}: {exc}") from None
         except TimeoutError:
             self._drop()
-            raise TimeoutError(f"no answer from the agent to {what} within {timeout} s; the "
-                               "connection was closed (the next reset reconnects)") from None
+            raise TimeoutError(f"no answer from the agent to {protocol.describe(op, params)} "
+                               f"within {timeout} s; the connection was closed (the next reset "
+                               "reconnects)") from None
         except (OSError, ProtocolError) as exc:
             self._drop()
-            raise ConnectionError(f"connection to the agent lost during {what}: "
+            raise ConnectionError(f"connection to the agent lost during "
+                                  f"{protocol.describe(op, params)}: "
                                   f"{exc}{conn.transport.why_ended()}") from None
         if line is None:
             self._drop()
-            raise ConnectionError(f"connection to the agent lost during {what}: the agent "
-                                  f"closed the connection{conn.transport.why_ended()}")
+            raise ConnectionError(f"connection to the agent lost during "
+                                  f"{protocol.describe(op, params)}: the agent closed the "
+                                  f"connection{conn.transport.why_ended()}")
         try:
             message = protocol.decode(line)
         except ProtocolError as exc:
             self._drop()
-            raise ConnectionError(f"the agent's answer to {what} is malformed: {exc}; the "
-                                  "connection was closed") from None
-        return self._result(message, request_id, what)
+            raise ConnectionError(f"the agent's answer to {protocol.describe(op, params)} is "
+                                  f"malformed: {exc}; the connection was closed") from None
+        return self._result(message, request_id, op, params)
 
-    def _result(self, message: dict[str, Any], request_id: int, what: str) -> Any:
+    def _result(self, message: dict[str, Any], request_id: int, op: str,
+                params: dict[str, Any]) -> Any:
         if message.get("id") not in (request_id, None) and "bye" not in message:
             self._drop()
-            raise ConnectionError(f"the agent's answer to {what} is not an answer to it: "
-                                  f"{json.dumps(message)[:200]}; the connection was closed")
+            raise ConnectionError(f"the agent's answer to {protocol.describe(op, params)} is "
+                                  f"not an answer to it: {json.dumps(message)[:200]}; the "
+                                  "connection was closed")
         if "bye" in message:
             self._drop()
             raise _NotRun(str(message["bye"]))
@@ -389,11 +417,12 @@ class RemoteProvider(Provider):
             self._drop()  # the agent closes a connection whose provider is stuck
         raise exc
 
-    def _reconnect(self, what: str) -> _Connection:
+    def _reconnect(self, op: str, params: dict[str, Any]) -> _Connection:
         try:
             self._conn = self._connect()
         except AgentRefused as exc:
-            raise ConnectionError(f"cannot reconnect to the agent for {what}: {exc}") from None
+            raise ConnectionError(f"cannot reconnect to the agent for "
+                                  f"{protocol.describe(op, params)}: {exc}") from None
         return self._conn
 
     def _drop(self) -> None:

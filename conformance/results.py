@@ -45,13 +45,15 @@ class MethodInfo:
 class ResultStream:
     """Appends checks to results.jsonl and keeps results.json current."""
 
-    def __init__(self, out: Path, header: dict[str, Any], methods: dict[str, MethodInfo]):
+    def __init__(self, out: Path, header: dict[str, Any], methods: dict[str, MethodInfo],
+                 stream: str = "results.jsonl", summary: bool = True):
         self.out = out
-        out.mkdir(parents=True, exist_ok=True)
+        (out / stream).parent.mkdir(parents=True, exist_ok=True)
         self.header = header
         self.methods = methods
         self.results: list[CheckResult] = []
-        self._jsonl = open(out / "results.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+        self.summary = summary  # a worker of a parallel run leaves results.json to the controller
+        self._jsonl = open(out / stream, "w", encoding="utf-8")  # noqa: SIM115
         self._write_line({"event": "start", **header,
                           "methods": {k: asdict(v) for k, v in methods.items()}})
         self._last_summary = 0.0
@@ -75,7 +77,8 @@ class ResultStream:
 
     def write_summary(self) -> dict[str, Any]:
         self._last_summary = time.monotonic()
-        return write_summary(summarize(self.header, self.methods, self.results), self.out)
+        summary = summarize(self.header, self.methods, self.results)
+        return write_summary(summary, self.out) if self.summary else summary
 
 
 def write_summary(summary: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -164,6 +167,24 @@ def run_verdict(summary: dict[str, Any]) -> str:
     if any(v != "conforms" for v in verdicts):
         return "partial"
     return "conforms"
+
+
+def merge_streams(out: Path, paths: list[Path]) -> dict[str, Any]:
+    """One results.jsonl and results.json from the streams of a parallel run's workers."""
+    header: dict[str, Any] = {}
+    methods: dict[str, MethodInfo] = {}
+    results: list[CheckResult] = []
+    for path in sorted(paths):
+        part_header, part_methods, part_results = read_stream(path)
+        header = header or part_header
+        methods.update(part_methods)
+        results.extend(part_results)
+    header = {**header, "workers": len(paths),
+              "checks_selected": max(int(header.get("checks_selected", 0)), len(results))}
+    stream = ResultStream(out, header, methods)
+    for result in results:
+        stream.add(result)
+    return stream.close()
 
 
 def read_stream(path: Path) -> tuple[dict[str, Any], dict[str, MethodInfo], list[CheckResult]]:
