@@ -250,17 +250,15 @@ def check_scenario(subject: Subject, scenario: Scenario) -> Verdict:
     spec = subject.spec
     args = scenario_args(spec, scenario)
     steps = [dict(s) for s in scenario.given]
-    state = subject.domain.empty_state()
-    for s in steps:
-        subject.domain.apply(state, subject.domain.complete(s))
-    predicted = subject.oracle.predict(state, args)
-    if set(predicted.codes) != set(scenario.expect):
-        raise OracleError(
-            f"{spec.file}:{spec.line('scenarios', scenario.index)}: scenario "
-            f"{scenario.name!r} expects {', '.join(scenario.expect)} but the rules predict "
-            f"{', '.join(predicted.codes)} (rule {predicted.rule.index})")
     try:
-        trial = enact(subject, steps, args)
+        world, state = prepare(subject, steps)
+        predicted = subject.oracle.predict(state, args)
+        if set(predicted.codes) != set(scenario.expect):
+            raise OracleError(
+                f"{spec.file}:{spec.line('scenarios', scenario.index)}: scenario "
+                f"{scenario.name!r} expects {', '.join(scenario.expect)} but the rules predict "
+                f"{', '.join(predicted.codes)} (rule {predicted.rule.index})")
+        trial = Trial(world, state, args, world.call(spec, args))
     except ProviderError as exc:
         raise CheckFailed(f"{exc} {context_line(steps, args)}",
                           repro(steps, args, scenario.expect), scenario.expect) from None

@@ -8,7 +8,7 @@ expression is compiled once per process; evaluation sees `state`, `args`, `const
 
 from __future__ import annotations
 
-import copy
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -58,6 +58,12 @@ class Oracle:
         for entry in spec.also:
             if entry in codes.symbols:
                 self.values.setdefault(entry, codes.symbols[entry])
+        text = " ".join([r.when for r in spec.rules] + [e for r in spec.rules
+                                                         for e in (*r.effects.values(),
+                                                                   *r.outputs.values())])
+        # Only the collections the rules read are handed to CEL: converting the state is the
+        # largest cost of an evaluation, and most collections are not read by a given method.
+        self.reads = frozenset(re.findall(r"\bstate\.([A-Za-z_][A-Za-z0-9_]*)", text))
         for rule in spec.rules:  # compile up front: errors surface before any call
             self._program(rule, "when", rule.when)
             for coll, expr in rule.effects.items():
@@ -76,7 +82,8 @@ class Oracle:
         return f"{self.spec.file}:{line}: rules[{rule.index}].{where}: {message}"
 
     def context(self, state: dict[str, Any], args: dict[str, Any]) -> cel.Context:
-        variables = {"state": state, "args": oracle_args(args),
+        variables = {"state": {k: v for k, v in state.items() if k in self.reads},
+                     "args": oracle_args(args),
                      "constants": dict(self.spec.constants)}
         return cel.Context(variables, functions=self.functions)
 
@@ -96,8 +103,8 @@ class Oracle:
         raise OracleError(f"{self.spec.file}: no rule matched; end the rules with when: \"true\"")
 
     def _effects(self, rule: Rule, state: dict[str, Any], ctx: cel.Context) -> dict[str, Any]:
-        after = copy.deepcopy(state)
-        for coll, expr in rule.effects.items():
+        after = {name: list(objects) for name, objects in state.items()}  # objects are not
+        for coll, expr in rule.effects.items():  # mutated: copying the lists is enough
             try:
                 value = self._program(rule, f"effects.{coll}", expr).execute(ctx)
             except Exception as exc:

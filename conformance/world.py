@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +61,7 @@ class World:
         for key, value in step.items():
             if key != kind:
                 sent[key] = self._to_ids(fields[key], value)
-        created = _guard(lambda: self.provider.setup(sent), f"setup({_short(sent)})")
+        created = _guard(lambda: self.provider.setup(sent), lambda: f"setup({_short(sent)})")
         self.steps.append(step)
         if kind == FAULT_STEP:
             return
@@ -84,7 +85,7 @@ class World:
         """The provider value for a reference: a known name's id, or a made-up unknown id."""
         coll = self.domain.by_step(step)
         id_type = coll.id if coll else "string"
-        raw = _unknown_id(id_type, ref) if isinstance(ref, Unknown) else self.ids.get(ref, ref)
+        raw = unknown_id(id_type, ref) if isinstance(ref, Unknown) else self.ids.get(ref, ref)
         return int(raw) if id_type == "uint32" and isinstance(raw, str) and raw.isdigit() else raw
 
     def provider_args(self, spec: Spec, args: dict[str, Any]) -> dict[str, Any]:
@@ -166,7 +167,7 @@ class World:
 _MISSING = object()
 
 
-def _unknown_id(id_type: str, ref: Unknown) -> str:
+def unknown_id(id_type: str, ref: Unknown) -> str:
     if id_type == "guid":
         return str(uuid.uuid5(_UNKNOWN_NS, ref.name))
     if id_type == "uint32":
@@ -194,7 +195,7 @@ def check_outcome(outcome: Any, where: str) -> Outcome:
     return outcome
 
 
-def _guard(fn, what: str):
+def _guard(fn, what: str | Callable[[], str]):
     try:
         return fn()
     except Unsupported:
@@ -202,7 +203,8 @@ def _guard(fn, what: str):
     except ProviderError:
         raise
     except Exception as exc:
-        raise ProviderError(f"provider raised in {what}: {type(exc).__name__}: {exc}") from exc
+        where = what() if callable(what) else what  # built only when needed: it is costly
+        raise ProviderError(f"provider raised in {where}: {type(exc).__name__}: {exc}") from exc
 
 
 def _short(value: Any, limit: int = 200) -> str:

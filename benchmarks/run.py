@@ -1,0 +1,303 @@
+"""Every benchmark of the harness, each figure beside its goal, measured in one run.
+
+    python benchmarks/run.py [--quick] [--only NAME ...]
+
+Figures are ratios taken in the same run wherever possible, so a loaded or slower machine
+moves both sides alike. They are reported, never asserted: nothing here gates CI. The table is
+printed and written as JSON to reports/benchmarks.json:
+{"figures": [{"name", "value", "unit", "goal", "met"}], "machine": {...}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+
+from conformance import checks  # noqa: E402
+from conformance.catalog import load_catalog  # noqa: E402
+from conformance.oracle import Oracle  # noqa: E402
+from conformance.provider import load  # noqa: E402
+from conformance.strategies import cases, state_of  # noqa: E402
+from conformance.world import Unknown, unknown_id  # noqa: E402
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float
+    unit: str
+    goal: str
+    met: bool
+    note: str = ""
+
+
+def _subjects(max_examples: int):
+    catalog = load_catalog()
+    provider = load("reference")
+    caps = provider.capabilities()
+    out = []
+    for spec in catalog.specs.values():
+        domain = catalog.domain_of(spec)
+        observable = tuple(c for c in caps["observe"] if c in domain.collections)
+        out.append(checks.Subject(spec, domain, catalog.codes, provider, observable,
+                                  checks.Settings(max_examples=max_examples, exhaustive=0)))
+    return catalog, out
+
+
+def _floor_rate(subject: checks.Subject, examples: int) -> float:
+    """Hypothesis drawing the same states and arguments and evaluating the same compiled rules,
+    with no provider and no pytest: what the oracle check cannot go below."""
+    oracle = Oracle(subject.spec, subject.table)
+    count = [0]
+
+    @settings(max_examples=examples, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(cases(subject.spec, subject.domain))
+    def floor(case: Any) -> None:
+        oracle.predict(state_of(subject.domain, case.given), case.args)
+        count[0] += 1
+
+    started = time.process_time()
+    floor()
+    return count[0] / (time.process_time() - started)
+
+
+def _oracle_rate(subject: checks.Subject) -> float:
+    started = time.process_time()
+    verdict = checks.check_oracle(subject)
+    assert verdict.status == "passed", verdict.message
+    examples = int(verdict.message.split()[0])
+    return examples / (time.process_time() - started)
+
+
+def oracle_throughput(quick: bool) -> list[Figure]:
+    examples = 100 if quick else 400
+    _, subjects = _subjects(examples)
+    harness = floor = 0.0
+    for subject in subjects:
+        floor += _floor_rate(subject, examples)
+        harness += _oracle_rate(subject)
+    n = len(subjects)
+    ratio = harness / floor
+    return [
+        Figure("oracle-checked calls per second (one core, reference, mean over specs)",
+               round(harness / n, 1), "calls/s", "-", True),
+        Figure("  floor: hypothesis + compiled CEL, no provider", round(floor / n, 1),
+               "calls/s", "-", True),
+        Figure("oracle check vs its floor", round(ratio, 2), "x", ">= 0.7", ratio >= 0.7),
+    ]
+
+
+def _direct(provider: Any, spec: Any, scenario: Any, domain: Any) -> None:
+    """The same calls as a scenario, made on the provider by hand: the least work possible."""
+    provider.reset()
+    ids: dict[str, str] = {}
+    for raw in scenario.given:
+        step = domain.complete(raw)
+        kind, name = next(iter(step.items()))
+        sent = {k: (v if k == kind else _ids(v, ids)) for k, v in step.items()}
+        ids[name] = provider.setup(sent)
+    args = checks.scenario_args(spec, scenario)
+    sent = {}
+    for key, value in args.items():
+        if isinstance(value, Unknown):
+            coll = domain.by_step(value.step)
+            value = unknown_id(coll.id if coll else "string", value)
+        if isinstance(value, str) and value in ids:
+            value = ids[value]
+        if value != checks.OUT:
+            sent[key] = int(value) if key.endswith("PortNumber") and str(value).isdigit() \
+                else value
+    provider.call(spec.id, sent)
+    for coll in scenario.then:
+        provider.observe(coll)
+
+
+def _ids(value: Any, ids: dict[str, str]) -> Any:
+    if isinstance(value, list):
+        return [ids.get(v, v) if isinstance(v, str) else v for v in value]
+    return ids.get(value, value) if isinstance(value, str) else value
+
+
+def harness_overhead(quick: bool) -> list[Figure]:
+    rounds = 60 if quick else 200
+    _, subjects = _subjects(10)
+    single = [(s, sc) for s in subjects for sc in s.spec.scenarios if not sc.calls]
+    started = time.process_time()
+    for _ in range(rounds):
+        for subject, scenario in single:
+            checks.check_scenario(subject, scenario)
+    engine = time.process_time() - started
+    started = time.process_time()
+    for _ in range(rounds):
+        for subject, scenario in single:
+            _direct(subject.provider, subject.spec, scenario, subject.domain)
+    bare = time.process_time() - started
+    ratio = engine / bare
+    return [Figure("scenario through the engine vs the same calls on the provider",
+                   round(ratio, 2), "x", "<= 3", ratio <= 3,
+                   f"{len(single) * rounds} scenarios; engine {engine:.2f}s, bare {bare:.2f}s")]
+
+
+def _run_wall(args: list[str]) -> float:
+    out = tempfile.mkdtemp(prefix="bench-")
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "conformance", "run", "--out", out, *args],
+                          capture_output=True, text=True, check=False, cwd=ROOT)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"conformance run {' '.join(args)} exited {done.returncode}: "
+                           f"{done.stderr[-500:]}")
+    return wall
+
+
+def parallel(quick: bool) -> list[Figure]:
+    profile = "quick" if quick else "ci"
+    serial = _run_wall(["--profile", profile, "--seed", "1"])
+    two = _run_wall(["--profile", profile, "--seed", "1", "-n", "2"])
+    speedup = serial / two
+    return [Figure(f"-n 2 vs -n 0 wall time ({profile} profile)", round(speedup, 2), "x faster",
+                   ">= 1.7", speedup >= 1.7,
+                   f"-n 0 {serial:.1f}s, -n 2 {two:.1f}s, {os.cpu_count()} cores")]
+
+
+def remote(quick: bool) -> list[Figure]:
+    try:
+        import remote_ratio  # benchmarks/remote_ratio.py
+    except ImportError:
+        return [Figure("remote vs in-process", 0, "x", "<= 1.5", False,
+                       "benchmarks/remote_ratio.py is missing")]
+    return [Figure(**f) for f in remote_ratio.figures(quick)]
+
+
+def extraction(quick: bool) -> list[Figure]:
+    import extract_throughput
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = extract_throughput.generate(500 if quick else 3000, Path(tmp))
+        extract_throughput.measure(paths[:50], extract_throughput.FIXTURES / "specs")
+        got = extract_throughput.measure(paths, extract_throughput.FIXTURES / "specs")
+    rate = got["extract_pages_per_s"]
+    return [Figure("extraction pages per second (one core, CPU time)", rate, "pages/s",
+                   ">= 500", rate >= 500, f"{got['pages']} pages, {got['specs']} specs")]
+
+
+SCALE_SCRIPT = """
+import resource, sys, time
+sys.path.insert(0, {root!r})
+started = time.perf_counter()
+from conformance.catalog import load_catalog
+catalog = load_catalog([{specs!r}])
+loaded = time.perf_counter() - started
+import pytest
+from conformance.plugin import ConformanceSession
+from conformance.provider import load
+from pathlib import Path
+session = ConformanceSession(catalog, load("reference"), "reference", Path({out!r}))
+files = sorted({{s.file for s in catalog.specs.values()}})
+started = time.perf_counter()
+code = pytest.main([*files, "--collect-only", "-p", "no:terminal", "-p", "no:cacheprovider",
+                    "-c", "/dev/null", "--rootdir", {specs!r}], plugins=[session])
+collected = time.perf_counter() - started
+assert code == 0 and session.stream is not None, f"collection failed: pytest exit {{code}}"
+items = session.stream.header["checks_selected"]
+print(len(catalog.specs), items, round(loaded, 2), round(collected, 2),
+      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def _generate_specs(count: int, folder: Path) -> Path:
+    """`count` specs: the bundled ones copied with their ids and symbols made unique."""
+    import shutil
+
+    src = ROOT / "specs"
+    shutil.copytree(src / "domains", folder / "domains")
+    shutil.copy(src / "codes.yaml", folder / "codes.yaml")
+    (folder / "gen").mkdir()
+    bundled = sorted(p for p in src.rglob("*.yaml")
+                     if "domains" not in p.parts and p.name != "codes.yaml")
+    texts = [p.read_text(encoding="utf-8") for p in bundled]
+    for i in range(count):
+        text = texts[i % len(texts)]
+        text = text.replace("\nid: ", f"\nid: Gen{i}_", 1).replace("twin: ", f"twin: Gen{i}_")
+        (folder / "gen" / f"s{i:05d}.yaml").write_text(text, encoding="utf-8")
+    return folder
+
+
+def scale(quick: bool) -> list[Figure]:
+    figures = []
+    for count in ((200, 1000) if quick else (1000, 10000)):
+        with tempfile.TemporaryDirectory() as tmp:
+            specs = _generate_specs(count, Path(tmp) / "specs")
+            script = SCALE_SCRIPT.format(root=str(ROOT), specs=str(specs), out=str(Path(tmp)))
+            done = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                                  text=True, check=False)
+            if done.returncode != 0:
+                raise RuntimeError(done.stderr[-800:])
+            n, items, loaded, collected, rss_kb = done.stdout.split()[-5:]
+            figures.append(Figure(f"load + check {n} specs", float(loaded), "s", "-", True))
+            figures.append(Figure(f"collect the {items} checks of {n} specs", float(collected),
+                                  "s", "-", True))
+            figures.append(Figure(f"peak memory with {n} specs", round(int(rss_kb) / 1024, 1),
+                                  "MiB", "-", True))
+    return figures
+
+
+BENCHMARKS: dict[str, Callable[[bool], list[Figure]]] = {
+    "oracle": oracle_throughput,
+    "overhead": harness_overhead,
+    "remote": remote,
+    "parallel": parallel,
+    "extraction": extraction,
+    "scale": scale,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller samples, a few minutes")
+    parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS))
+    parser.add_argument("--out", default=str(ROOT / "reports" / "benchmarks.json"))
+    args = parser.parse_args(argv)
+    figures: list[Figure] = []
+    for name in args.only or BENCHMARKS:
+        try:
+            figures += BENCHMARKS[name](args.quick)
+        except Exception as exc:  # one broken benchmark must not hide the others
+            figures.append(Figure(name, 0, "-", "-", False, f"{type(exc).__name__}: {exc}"))
+    width = max(len(f.name) for f in figures)
+    for f in figures:
+        mark = "" if f.goal == "-" else ("  met" if f.met else "  NOT MET")
+        print(f"{f.name:<{width}}  {f.value:>10} {f.unit:<9} goal {f.goal:<7}{mark}"
+              f"{'  (' + f.note + ')' if f.note else ''}")
+    machine = {"cores": os.cpu_count(), "python": platform.python_version(),
+               "machine": platform.machine(), "load_average_1m": round(os.getloadavg()[0], 2),
+               "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"figures": [asdict(f) for f in figures], "machine": machine},
+                              indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {out} (load average {machine['load_average_1m']} on "
+          f"{machine['cores']} cores)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
