@@ -405,8 +405,36 @@ def _selections(tokens: list[_Token]) -> Iterator[tuple[str, str | None]]:
             yield tok.text, None
 
 
+MAX_CEL_LENGTH = 4096
+MAX_COMPREHENSION_DEPTH = 3
+
+
+def comprehension_depth(tokens: list[_Token]) -> int:
+    """How deeply `.map(...)`, `.exists(...)` and the other macros nest: each level multiplies
+    the work, so a bound here bounds an evaluation's time and memory (CEL has no timeout)."""
+    depth = deepest = 0
+    stack: list[bool] = []
+    for i, tok in enumerate(tokens):
+        if tok.text == "(":
+            is_macro = i >= 2 and tokens[i - 1].text in MACROS and tokens[i - 2].text == "."
+            stack.append(is_macro)
+            depth += is_macro
+            deepest = max(deepest, depth)
+        elif tok.text == ")" and stack:
+            depth -= stack.pop()
+    return deepest
+
+
 def _cel_problems(check: _Check, path: Path_, src: str) -> None:
     """Compile one expression and check every name it uses against the spec and domain."""
+    if len(src) > MAX_CEL_LENGTH:
+        check.add(path, f"expression is {len(src)} characters; at most {MAX_CEL_LENGTH}")
+        return
+    depth = comprehension_depth(_tokens(src))
+    if depth > MAX_COMPREHENSION_DEPTH:
+        check.add(path, f"comprehensions nest {depth} deep; at most {MAX_COMPREHENSION_DEPTH} "
+                        "(each level multiplies the work of an evaluation)")
+        return
     try:
         program = cel.compile(src)
     except (ValueError, TypeError, RuntimeError) as exc:

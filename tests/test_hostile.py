@@ -1,0 +1,125 @@
+"""Hostile specs: whatever bytes a spec file holds, loading it ends in a clear, located error.
+
+A corpus of known nasty cases (alias bombs, deep nesting, huge files, invalid UTF-8, CEL that
+recurses or allocates without bound) and a hypothesis fuzz over mutated real specs. Every
+outcome must be a loaded catalog or a SourceError whose problems name the file: never another
+exception, never unbounded time or memory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conformance.catalog import load_catalog
+from conformance.source import MAX_BYTES, SourceError
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+TARGET = "vds/IVdsIscsiInitiatorAdapter.LogoutFromTarget.yaml"
+
+
+@pytest.fixture
+def specs(tmp_path: Path) -> Path:
+    root = tmp_path / "specs"
+    shutil.copytree(SPECS, root, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    return root
+
+
+def load_outcome(root: Path) -> list[str]:
+    """[] when the catalog loads; else the problems, each of which must name a file."""
+    try:
+        load_catalog([root])
+    except SourceError as exc:
+        assert exc.problems, "a SourceError without problems"
+        for problem in exc.problems:
+            assert problem.file and problem.line >= 1, problem
+        return [str(p) for p in exc.problems]
+    return []
+
+
+ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+    f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+    for i in range(9))
+
+CORPUS = {
+    "alias bomb": ALIAS_BOMB.encode(),
+    "deep nesting": ("[" * 5000 + "]" * 5000).encode(),
+    "deep mappings": ("a:\n" + "".join("  " * i + "b:\n" for i in range(1, 3000))).encode(),
+    "invalid UTF-8": b"spec: 1\nid: \xff\xfe\xfa\n",
+    "binary": bytes(range(256)) * 8,
+    "empty": b"",
+    "only a comment": b"# nothing\n",
+    "a list": b"- 1\n- 2\n",
+    "a scalar": b"42\n",
+    "huge": b"spec: 1\nsummary: " + b"x" * (MAX_BYTES + 10) + b"\n",
+    "tabs": b"spec: 1\n\tid: x\n",
+    "python tag": b"!!python/object/apply:os.system ['echo pwned']\n",
+    "unknown tag": b"spec: !custom 1\n",
+    "NUL bytes": b"spec: 1\x00\x00\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS))
+def test_nasty_files_give_located_errors(specs: Path, name: str) -> None:
+    (specs / TARGET).write_bytes(CORPUS[name])
+    started = time.perf_counter()
+    problems = load_outcome(specs)
+    assert time.perf_counter() - started < 20
+    assert problems and all(TARGET in p for p in problems), problems
+
+
+def _rule(specs: Path, expression: str) -> list[str]:
+    path = specs / TARGET
+    text = path.read_text(encoding="utf-8")
+    text = text.replace('  - when: "!state.sessions.exists(s, s.target == args.targetId)"',
+                        f"  - when: {expression!r}", 1)
+    path.write_text(text, encoding="utf-8")
+    return load_outcome(specs)
+
+
+def test_cel_that_multiplies_work_is_refused(specs: Path) -> None:
+    nested = "[1,2,3,4,5,6,7,8,9].map(a, [1,2,3,4,5,6,7,8,9].map(b, [1,2,3,4,5,6,7,8,9].map(" \
+             "c, [1,2,3,4,5,6,7,8,9].map(d, a + b + c + d)))).size() > 0"
+    problems = _rule(specs, nested)
+    assert any("comprehensions nest 4 deep" in p for p in problems), problems
+
+
+def test_enormous_cel_is_refused(specs: Path) -> None:
+    problems = _rule(specs, " || ".join(["args.targetId == 'x'"] * 400))
+    assert any("characters; at most" in p for p in problems), problems
+
+
+def test_python_tags_are_never_constructed(specs: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    (specs / TARGET).write_text(
+        f"!!python/object/apply:os.system ['touch {marker}']\n", encoding="utf-8")
+    assert load_outcome(specs)
+    assert not marker.exists()
+
+
+_MUTATION = st.tuples(st.integers(0, 10_000), st.integers(0, 40),
+                      st.text(alphabet=st.sampled_from(list(":-[]{}&*!|>'\"#\n \t?,%@`")) |
+                              st.characters(), max_size=8))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(_MUTATION, min_size=1, max_size=4))
+def test_mutated_specs_load_or_fail_cleanly(tmp_path_factory: pytest.TempPathFactory,
+                                            mutations: list[tuple[int, int, str]]) -> None:
+    root = tmp_path_factory.mktemp("fuzz") / "specs"
+    shutil.copytree(SPECS, root, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    path = root / TARGET
+    text = path.read_text(encoding="utf-8")
+    for at, cut, insert in mutations:
+        at %= len(text) + 1
+        text = text[:at] + insert + text[at + cut:]
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    started = time.perf_counter()
+    load_outcome(root)
+    assert time.perf_counter() - started < 20
