@@ -35,6 +35,7 @@ from conformance.provider import Provider, ProviderUnavailable, load
 log = logging.getLogger("conformance.agent")
 
 EXIT_OK, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 2, 3
+HELLO_LIMIT = 64 << 10  # bytes an unauthenticated peer may make the agent hold
 
 
 class AgentUsageError(ValueError):
@@ -166,8 +167,7 @@ class Session:
                 log.info("connection from %s lost: %s", self.channel.peer, exc)
         finally:
             self.watchdog.stop()
-            if self.provider is not None and not self._finished:
-                self._close_provider()
+            self._close_provider()  # this thread is free, so the provider is no longer busy
             with contextlib.suppress(OSError):
                 self.channel.close()
 
@@ -193,18 +193,22 @@ class Session:
         self.channel.abort()
 
     def _wait(self, seconds: float | None, message: dict[str, Any], why: str) -> None:
+        """Arm the watchdog: past `seconds`, send `message` and end the connection."""
         self.watchdog.arm(seconds, lambda: self.last_word(message, why))
 
     # -- hello --
     def _handshake(self) -> bool:
         why = f"no hello within {self.config.hello_timeout} s"
         self._wait(self.config.hello_timeout, {"refused": why}, f"refused: {why}")
+        self.reader.limit = min(HELLO_LIMIT, self.config.max_message)
         try:
             line = self.reader.read_line()
             message = protocol.decode(line) if line is not None else None
         except ProtocolError as exc:
             return self.watchdog.disarm() and self._refuse(
                 f"the first message must be a hello: {exc}")
+        finally:
+            self.reader.limit = self.config.max_message
         if not self.watchdog.disarm():
             return False  # the hello timed out and was refused already
         if message is None:
@@ -372,7 +376,7 @@ class AgentServer(socketserver.ThreadingTCPServer):
     """A thread per connection, each with its own Session and provider."""
 
     daemon_threads = True
-    allow_reuse_address = True
+    allow_reuse_address = os.name == "posix"  # on Windows it would let others take the port
     block_on_close = False
 
     def __init__(self, address: tuple[str, int], config: AgentConfig):

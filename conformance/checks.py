@@ -31,7 +31,7 @@ from conformance.domain import Domain
 from conformance.oracle import Oracle, OracleError
 from conformance.provider import Outcome, Provider, Unsupported
 from conformance.spec import DIRECT, Scenario, Spec
-from conformance.strategies import Case, cases, enumerate_cases, state_of
+from conformance.strategies import Allowed, Case, cases, enumerate_cases, state_of
 from conformance.world import OUT, ProviderError, Unknown, World
 
 PASSED, FAILED, NOT_APPLICABLE, ERROR = "passed", "failed", "not_applicable", "error"
@@ -82,6 +82,7 @@ class Subject:
     settings: Settings = field(default_factory=Settings)
     twin: Subject | None = None  # the W form of an A function, for the variants check
     reference: Provider | None = None  # the provider to compare with (--differential)
+    allowed: Allowed | None = None  # what the provider's capabilities say it can build
 
     def __post_init__(self) -> None:
         self.oracle = Oracle(self.spec, self.table, self.settings.code_page)
@@ -307,7 +308,8 @@ def run_property(subject: Subject, body: Callable[[Case], tuple[str, ...]],
     unsupported: list[str] = []
     enumerated = 0
     if exhaustive and subject.settings.exhaustive:
-        for case in enumerate_cases(subject.spec, subject.domain, subject.settings.exhaustive):
+        for case in enumerate_cases(subject.spec, subject.domain, subject.settings.exhaustive,
+                                    subject.allowed):
             enumerated += 1
             try:
                 seen.update(body(case))
@@ -337,7 +339,7 @@ def run_property(subject: Subject, body: Callable[[Case], tuple[str, ...]],
                     database=subject.settings.database, derandomize=False,
                     suppress_health_check=list(HealthCheck), print_blob=False,
                     report_multiple_bugs=False)
-    test = sets(given(cases(subject.spec, subject.domain))(prop))
+    test = sets(given(cases(subject.spec, subject.domain, subject.allowed))(prop))
     if subject.settings.seed is not None:
         test = hypothesis_seed(subject.settings.seed)(test)
     try:

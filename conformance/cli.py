@@ -17,7 +17,8 @@ from typing import Any
 EXIT_OK, EXIT_FAILS, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
 
-DELEGATED = {"extract": "conformance.extract", "verify-metadata": "conformance.metadata"}
+DELEGATED = {"extract": "conformance.extract", "verify-metadata": "conformance.metadata",
+             "agent": "conformance.agent"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="spec files or folders (default: the bundled specs)")
     run.add_argument("--code-page", default="cp1252",
                      help="the ANSI code page of A entry points (default: cp1252)")
+    run.add_argument("--token-file", default=None,
+                     help="the agent's token, for remote+tcp:// and remote+stdio: providers")
+    run.add_argument("--record", default=None, metavar="FILE",
+                     help="write every exchange with the provider to a JSONL cassette "
+                          "(play it back with --provider replay:FILE)")
     run.add_argument("--baseline", default=None, metavar="FILE",
                      help="known deviations (and flaky checks) that do not fail the run")
     run.add_argument("--write-baseline", default=None, metavar="FILE",
@@ -66,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also render the Allure 3 HTML report into DIR/allure-report")
     run.add_argument("--differential", action="store_true",
                      help="also compare the provider with the reference on the same draws")
+    run.add_argument("--strict", action="store_true",
+                     help="exit 1 unless the run conforms (a partial run exits 0 otherwise)")
     run.add_argument("-n", "--workers", type=int, default=0, metavar="N",
                      help="run the checks in N processes (pytest-xdist); with --provider "
                           "P1,P2,... each worker takes its own provider (one agent per host)")
@@ -87,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "fails, 0 once fixed")
     rep.add_argument("file", help="a reproduction YAML (DIR/repro/<check>.yaml)")
     rep.add_argument("--provider", default="reference")
+    rep.add_argument("--token-file", default=None)
     rep.add_argument("--specs", nargs="+", default=None)
     rep.add_argument("--code-page", default="cp1252")
     rep.set_defaults(handler=cmd_replay)
@@ -104,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--out", default=".", help="folder to create the package in")
     init.set_defaults(handler=cmd_init_provider)
 
+    sub.add_parser("agent", help="serve a provider over TCP or stdio (agent --help)")
     sub.add_parser("extract", help="draft specs from documentation pages (extract --help)")
     sub.add_parser("verify-metadata",
                    help="check specs against Microsoft's win32metadata (verify-metadata --help)")
@@ -149,7 +159,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
     try:
-        provider = load(args.provider)
+        provider = load(args.provider, token_file=args.token_file)
     except ProviderUnavailable as exc:
         print(f"provider unavailable: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
@@ -239,6 +249,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from conformance.results import run_verdict
     from conformance.source import SourceError
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        print(f"--out {args.out}: exists and is not a folder", file=sys.stderr)
+        return EXIT_USAGE
     try:
         catalog = load_catalog(args.specs)
         baseline = _load_baseline(args.baseline)
@@ -247,7 +260,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
     try:
-        provider = load(args.provider.split(",")[0])
+        provider = load(args.provider.split(",")[0], token_file=args.token_file)
+        if args.record:
+            from conformance.remote import RecordingProvider
+
+            provider = RecordingProvider(provider, args.record)
         session = ConformanceSession(catalog, provider, args.provider, Path(args.out),
                                      args.profile, args.seed, args.code_page, args.differential)
     except ProviderUnavailable as exc:
@@ -273,6 +290,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                         args.profile, "--conformance-code-page", args.code_page]
         pytest_args += ["--conformance-seed", str(args.seed)] if args.seed is not None else []
         pytest_args += ["--conformance-differential"] if args.differential else []
+        pytest_args += ["--conformance-token-file", args.token_file] if args.token_file else []
     code = pytest.main(pytest_args, plugins=[session])
     if session.summary is None:
         print(f"the run did not start (pytest exit {int(code)})", file=sys.stderr)
@@ -290,6 +308,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     t = session.summary["totals"]
     if t["passed"] + t["failed"] + t["errors"] == 0:
         print("no check ran: nothing was tested", file=sys.stderr)
+        return EXIT_FAILS
+    if args.strict and verdict != "conforms":
         return EXIT_FAILS
     return EXIT_FAILS if verdict == "fails" else EXIT_OK
 

@@ -35,12 +35,13 @@ from conformance.oracle import OracleError
 from conformance.profiles import PROFILES
 from conformance.progress import Progress
 from conformance.provider import Provider, ProviderUnavailable, Unsupported, load
-from conformance.replay import replay
+from conformance.replay import ReplayUnsupported, replay
 from conformance.reporting.model import run_versions
 from conformance.results import CheckResult, MethodInfo, ResultStream, merge_streams
 from conformance.source import SourceError
 from conformance.spec import Scenario, Spec
 from conformance.stateful import check_stateful
+from conformance.strategies import Allowed
 from conformance.world import ProviderError
 
 KINDS = ("scenario", *checks.PROPERTY_CHECKS, *checks.CONDITIONAL_CHECKS, "stateful")
@@ -55,6 +56,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--conformance-seed", default=None, type=int)
     group.addoption("--conformance-code-page", default="cp1252",
                     help="the ANSI code page A entry points convert through")
+    group.addoption("--conformance-token-file", default=None,
+                    help="the agent's token, for remote providers")
     group.addoption("--conformance-differential", action="store_true",
                     help="also compare the provider with the reference on the same draws")
 
@@ -66,7 +69,7 @@ def pytest_configure(config: pytest.Config) -> None:
         worker = getattr(config, "workerinput", {}).get("workerid")
         name = pick_for_worker(name, worker)
         try:
-            provider = load(name)
+            provider = load(name, token_file=config.getoption("--conformance-token-file"))
             catalog = load_catalog([Path(a) for a in config.args] or None)
         except (ProviderUnavailable, SourceError) as exc:
             raise pytest.UsageError(str(exc)) from None
@@ -118,6 +121,7 @@ class ConformanceSession:
         self.differential = differential
         self.retry: set[str] = set()  # flaky checks (from a baseline): run again on failure
         self.worker: str | None = None  # the xdist worker id, in a parallel run
+        self._by_path: dict[Path, Spec] | None = None
         self.retries = 2
         self.reference = load("reference") if differential else None
         self.stream: ResultStream | None = None
@@ -131,9 +135,10 @@ class ConformanceSession:
         spec = self._spec_for(file_path)
         if spec is not None:
             return SpecFile.from_parent(parent, path=file_path, spec=spec)
-        for domain in self.catalog.domains.values():
-            if Path(domain.file).resolve() == file_path.resolve():
-                return DomainFile.from_parent(parent, path=file_path, family=domain.family)
+        if file_path.suffix == ".yaml":
+            for domain in self.catalog.domains.values():
+                if Path(domain.file).resolve() == file_path.resolve():
+                    return DomainFile.from_parent(parent, path=file_path, family=domain.family)
         return None
 
     def kinds_for(self, spec: Spec) -> list[str]:
@@ -147,11 +152,9 @@ class ConformanceSession:
         return kinds
 
     def _spec_for(self, path: Path) -> Spec | None:
-        resolved = str(path.resolve())
-        for spec in self.catalog.specs.values():
-            if str(Path(spec.file).resolve()) == resolved:
-                return spec
-        return None
+        if self._by_path is None:  # resolved once: collection asks for every file it sees
+            self._by_path = {Path(s.file).resolve(): s for s in self.catalog.specs.values()}
+        return self._by_path.get(path.resolve())
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         chosen = {item.spec.id for item in session.items
@@ -192,12 +195,19 @@ class ConformanceSession:
             observable = tuple(c for c in self.capabilities.get("observe", [])
                                if c in domain.collections)
             subject = Subject(spec, domain, self.catalog.codes, self.provider, observable,
-                              self.settings, reference=self.reference)
+                              self.settings, reference=self.reference,
+                              allowed=self.allowed())
             self.subjects[spec.id] = subject
             twin = self.catalog.specs.get(spec.twin or "")
             if twin is not None and twin.id in self.capabilities.get("methods", []):
                 subject.twin = self.subject(twin)
         return self.subjects[spec.id]
+
+    def allowed(self) -> Allowed:
+        """What the provider declares it can build; undeclared lists mean everything."""
+        steps, faults = self.capabilities.get("steps"), self.capabilities.get("faults")
+        return Allowed(frozenset(steps) if isinstance(steps, list) else None,
+                       frozenset(faults) if isinstance(faults, list) else None)
 
     def family_subjects(self, family: str) -> list[Subject]:
         return [self.subject(s) for s in self.catalog.specs.values()
@@ -254,13 +264,19 @@ class ConformanceSession:
     def check_sequence(self, spec: Spec, scenario: Scenario) -> Verdict:
         """A scenario of several calls: run as its reproduction would be replayed."""
         repro = {"method": spec.id, "given": list(scenario.given), "calls": list(scenario.calls)}
-        result = replay(repro, self.catalog, self.provider, self.settings)
         expected = {c for entry in scenario.calls if "expect" in entry
+                    and entry.get("method", spec.id) == spec.id
                     for c in ([entry["expect"]] if isinstance(entry["expect"], str)
                               else entry["expect"])}
+        try:
+            result = replay(repro, self.catalog, self.provider, self.settings)
+        except ReplayUnsupported as exc:
+            return Verdict(NOT_APPLICABLE, str(exc), {c: NOT_APPLICABLE for c in expected})
         if result.passed:
             return Verdict(PASSED, result.message, {c: PASSED for c in expected})
-        return Verdict(FAILED, result.message, {c: FAILED for c in expected}, repro)
+        blamed = {c: FAILED for c in result.expected if c in expected} if result.expected \
+            else {c: FAILED for c in expected}
+        return Verdict(FAILED, result.message, blamed, repro)
 
     def record(self, item: CheckItem, verdict: Verdict, duration: float) -> None:
         if self.stream is None:

@@ -17,6 +17,7 @@ from typing import Any
 
 ENTRY_POINT_GROUP = "conformance.providers"
 CONTRACT = ("capabilities", "reset", "setup", "call", "observe", "close")
+REMOTE_SCHEMES = ("remote+tcp://", "remote+stdio:", "replay:")
 
 
 class Unsupported(Exception):
@@ -80,7 +81,13 @@ def available() -> dict[str, str]:
 
 
 def load(spec: str, **options: Any) -> Provider:
-    """Instantiate a provider from a name, 'pkg.module:Class' or 'path/to/file.py:Class'."""
+    """Instantiate a provider from a name, 'pkg.module:Class', 'path/to/file.py:Class',
+    'remote+tcp://HOST:PORT', 'remote+stdio:COMMAND' or 'replay:CASSETTE'."""
+    if spec.startswith(REMOTE_SCHEMES):
+        from conformance.remote import open_remote
+
+        return open_remote(spec, **options)
+    options.pop("token_file", None)  # only remote providers take a token
     target = _resolve(spec)
     try:
         provider = target(**options)

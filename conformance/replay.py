@@ -35,11 +35,16 @@ class ReproError(Exception):
     """The reproduction file cannot be used (not the provider's fault)."""
 
 
+class ReplayUnsupported(ReproError):
+    """The provider does not support a step or call the reproduction needs."""
+
+
 @dataclass
 class ReplayResult:
     passed: bool
     message: str
     calls: int
+    expected: tuple[str, ...] = ()  # what the failing call should have given
 
 
 def load_repro(path: str | Path) -> dict[str, Any]:
@@ -92,11 +97,14 @@ def replay(repro: dict[str, Any], catalog: Catalog, provider: Provider,
             subject = subjects[entry.get("method") or repro["method"]]
             problem, state = _one_call(subject, world, state, entry, kind)
             if problem:
-                return ReplayResult(False, f"call {done} ({subject.spec.id}): {problem}", done)
+                expect = entry.get("expect")
+                return ReplayResult(False, f"call {done} ({subject.spec.id}): {problem}", done,
+                                    tuple(expect) if isinstance(expect, list)
+                                    else ((expect,) if expect else ()))
     except ProviderError as exc:
         return ReplayResult(False, str(exc), 0)
     except Unsupported as exc:
-        raise ReproError(f"the provider does not support this reproduction: {exc}") from None
+        raise ReplayUnsupported(f"unsupported by the provider: {exc}") from None
     return ReplayResult(True, f"{done} call(s) behave as documented", done)
 
 

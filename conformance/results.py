@@ -127,11 +127,10 @@ def summarize(header: dict[str, Any], methods: dict[str, MethodInfo],
         marks: dict[str, list[str]] = {c: [] for c in info.codes}
         for r in checks:
             for code, status in r.codes.items():
-                mark = {"passed": "pass", "failed": "fail"}.get(status, "not-applicable")
-                marks.setdefault(code, []).append(mark)
-            if r.status == "not_applicable" and r.kind == "scenario":
-                for code in r.codes:
-                    marks.setdefault(code, []).append("not-applicable")
+                if code not in marks:
+                    continue  # an `also` code: outside the documented table
+                marks[code].append({"passed": "pass", "failed": "fail"}.get(status,
+                                                                            "not-applicable"))
         codes = {c: code_status(s) for c, s in marks.items()}
         out_methods[method] = {
             "verdict": method_verdict(checks, {c: codes[c] for c in info.codes}),

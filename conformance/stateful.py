@@ -44,9 +44,11 @@ def callable_subjects(subjects: list[Subject], pool: Pool) -> list[Subject]:
     return [s for s in subjects if s.spec.this_object is None or pool.names.get(s.spec.this_object)]
 
 
-def build_machine(subjects: list[Subject], domain: Domain) -> type[RuleBasedStateMachine]:
+def build_machine(subjects: list[Subject], domain: Domain,
+                  calls_made: list[int] | None = None) -> type[RuleBasedStateMachine]:
     provider = subjects[0].provider
     observable = subjects[0].observable
+    calls_made = calls_made if calls_made is not None else [0]
 
     class FamilyMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -97,6 +99,7 @@ def build_machine(subjects: list[Subject], domain: Domain) -> type[RuleBasedStat
                 return
             except ProviderError as exc:
                 self.fail(f"{subject.spec.id}: {exc}", predicted.codes)
+            calls_made[0] += 1
             problem = code_mismatch(subject, predicted.codes, outcome) or \
                 outputs_mismatch(self.world, predicted.outputs, outcome)
             if problem is None:
@@ -150,7 +153,8 @@ def check_stateful(subjects: list[Subject], domain: Domain) -> Verdict:
     if not subjects:
         raise NotApplicable("no method of this family is supported by the provider")
     first = subjects[0].settings
-    machine = build_machine(subjects, domain)
+    calls_made = [0]
+    machine = build_machine(subjects, domain, calls_made)
     seeded = first.seed is not None  # a seeded run is derandomized, so it has no database
     sets = settings(max_examples=max(10, first.max_examples // 2), deadline=None,
                     stateful_step_count=STEPS_PER_RUN,
@@ -164,7 +168,10 @@ def check_stateful(subjects: list[Subject], domain: Domain) -> Verdict:
                        exc.details)
     except (Flaky, FlakyFailure) as exc:
         return Verdict(FAILED, f"the provider is not deterministic across replays: {exc}")
-    return Verdict(PASSED, f"{sets.max_examples} runs of up to {STEPS_PER_RUN} steps")
+    if not calls_made[0]:
+        raise NotApplicable("unsupported by the provider: no call of the family could be made")
+    return Verdict(PASSED, f"{sets.max_examples} runs of up to {STEPS_PER_RUN} steps, "
+                           f"{calls_made[0]} calls")
 
 
 __all__ = ["PASSED", "build_machine", "check_stateful"]

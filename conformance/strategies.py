@@ -94,14 +94,32 @@ def _refs(fields: dict[str, FieldType]) -> list[FieldType]:
     return out
 
 
-def draw_given(draw: Any, domain: Domain,
-               require: dict[str, int] | None = None) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Allowed:
+    """The steps and faults a provider can build (from its capabilities); None: all of them.
+    Drawing what it cannot build would only make cases it rejects."""
+
+    steps: frozenset[str] | None = None
+    faults: frozenset[str] | None = None
+
+    def step(self, name: str) -> bool:
+        return self.steps is None or name in self.steps
+
+    def fault(self, name: str) -> bool:
+        return self.faults is None or name in self.faults
+
+
+def draw_given(draw: Any, domain: Domain, require: dict[str, int] | None = None,
+               allowed: Allowed | None = None) -> list[dict[str, Any]]:
     """Draw the steps of a state: objects in dependency order, then faults."""
     require = require or {}
+    allowed = allowed or Allowed()
     steps: list[dict[str, Any]] = []
     made: dict[str, list[dict[str, Any]]] = {}
     for coll in _ordered(domain):
         made[coll.name] = []
+        if not allowed.step(coll.step):
+            continue
         if any(t.ref not in (ANY, coll.name) and not made.get(t.ref or "")
                for t in coll.fields.values() if t.kind == "ref"):
             continue
@@ -116,6 +134,8 @@ def draw_given(draw: Any, domain: Domain,
             steps.append(step)
             made[coll.name].append({"id": step[coll.step], **step})
     for kind, fields in domain.faults.items():
+        if not allowed.fault(kind):
+            continue
         count = draw(st.integers(0, MAX_PER_FAULT))
         for _ in range(count):
             step: dict[str, Any] = {FAULT_STEP: kind}
@@ -272,7 +292,7 @@ def _require(domain: Domain, coll: Collection, require: dict[str, int]) -> None:
             _require(domain, domain.collections[ref.ref], require)
 
 
-def cases(spec: Spec, domain: Domain) -> st.SearchStrategy[Case]:
+def cases(spec: Spec, domain: Domain, allowed: Allowed | None = None) -> st.SearchStrategy[Case]:
     """Whole cases for a spec: a state with the called object present, then arguments."""
     require: dict[str, int] = {}
     if spec.this_object is not None:
@@ -282,7 +302,7 @@ def cases(spec: Spec, domain: Domain) -> st.SearchStrategy[Case]:
 
     @st.composite
     def _case(draw: Any) -> Case:
-        given = draw_given(draw, domain, require)
+        given = draw_given(draw, domain, require, allowed)
         return Case(given, draw_args(draw, spec, domain, Pool.of(domain, state_of(domain, given))))
 
     return _case()
@@ -415,9 +435,12 @@ def _arg_options(spec: Spec, domain: Domain, param: Param, pool: Pool) -> list[A
     return unique
 
 
-def enumerate_cases(spec: Spec, domain: Domain, limit: int):
+def enumerate_cases(spec: Spec, domain: Domain, limit: int, allowed: Allowed | None = None):
     """Small states crossed with every argument class, smallest first, at most `limit`."""
+    allowed = allowed or Allowed()
     colls, faults = relevant(spec, domain)
+    colls = [c for c in colls if allowed.step(c.step)]
+    faults = [f for f in faults if allowed.fault(f)]
     require: dict[str, int] = {}
     if spec.this_object and domain.by_step(spec.this_object):
         _require(domain, domain.by_step(spec.this_object), require)  # type: ignore[arg-type]
