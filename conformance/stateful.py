@@ -15,7 +15,13 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky, FlakyFailure
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
 from conformance.checks import (
     FAILED,
@@ -33,7 +39,7 @@ from conformance.checks import (
 from conformance.domain import FAULTS, Domain
 from conformance.oracle import compiled
 from conformance.provider import Unsupported
-from conformance.strategies import Pool, draw_args, draw_new_step
+from conformance.strategies import Pool, draw_args, draw_given, draw_new_step, require_objects
 from conformance.world import ProviderError, World
 
 STEPS_PER_RUN = 25
@@ -48,6 +54,11 @@ def build_machine(subjects: list[Subject], domain: Domain,
                   calls_made: list[int] | None = None) -> type[RuleBasedStateMachine]:
     provider = subjects[0].provider
     observable = subjects[0].observable
+    require: dict[str, int] = {}
+    for subject in subjects:
+        coll = domain.by_step(subject.spec.this_object or "")
+        if coll is not None:
+            require_objects(domain, coll, require)
     calls_made = calls_made if calls_made is not None else [0]
 
     class FamilyMachine(RuleBasedStateMachine):
@@ -64,6 +75,24 @@ def build_machine(subjects: list[Subject], domain: Domain,
                  extra: dict[str, Any] | None = None) -> None:
             raise CheckFailed(f"{message} (after {len(self.trace)} steps)",
                               {"given": [], "calls": list(self.trace)}, codes, extra)
+
+        @initialize(data=st.data())
+        def start(self, data: st.DataObject) -> None:
+            """A drawn starting state with an object for every method to be called on."""
+            for raw in draw_given(data.draw, domain, require, subjects[0].allowed):
+                step = domain.complete(raw)
+                try:
+                    self.world.setup(step)
+                except Unsupported:
+                    continue
+                except ProviderError as exc:
+                    self.trace.append({"given": [step]})
+                    self.fail(str(exc))
+                domain.apply(self.state, step)
+                self.trace.append({"given": [step]})
+                coll = domain.by_step(next(iter(step)))
+                if coll is not None:
+                    self.counters[coll.name] = self.counters.get(coll.name, 0) + 1
 
         @rule(data=st.data())
         def add(self, data: st.DataObject) -> None:

@@ -282,14 +282,14 @@ def state_of(domain: Domain, given: list[dict[str, Any]]) -> dict[str, list[dict
     return state
 
 
-def _require(domain: Domain, coll: Collection, require: dict[str, int]) -> None:
+def require_objects(domain: Domain, coll: Collection, require: dict[str, int]) -> None:
     """At least one object of `coll`, and so of every collection it must refer to."""
     if require.get(coll.name):
         return
     require[coll.name] = 1
     for ref in (t for t in coll.fields.values() if t.kind == "ref"):
         if ref.ref in domain.collections and ref.ref != coll.name:
-            _require(domain, domain.collections[ref.ref], require)
+            require_objects(domain, domain.collections[ref.ref], require)
 
 
 def cases(spec: Spec, domain: Domain, allowed: Allowed | None = None) -> st.SearchStrategy[Case]:
@@ -298,7 +298,7 @@ def cases(spec: Spec, domain: Domain, allowed: Allowed | None = None) -> st.Sear
     if spec.this_object is not None:
         coll = domain.by_step(spec.this_object)
         if coll is not None:
-            _require(domain, coll, require)
+            require_objects(domain, coll, require)
 
     @st.composite
     def _case(draw: Any) -> Case:
@@ -443,7 +443,7 @@ def enumerate_cases(spec: Spec, domain: Domain, limit: int, allowed: Allowed | N
     faults = [f for f in faults if allowed.fault(f)]
     require: dict[str, int] = {}
     if spec.this_object and domain.by_step(spec.this_object):
-        _require(domain, domain.by_step(spec.this_object), require)  # type: ignore[arg-type]
+        require_objects(domain, domain.by_step(spec.this_object), require)  # type: ignore[arg-type]
     produced = 0
     for given in _states(domain, colls, faults, require):
         pool = Pool.of(domain, state_of(domain, given))
