@@ -123,18 +123,21 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Run]:
 # The four per-method kinds this file proves, as a -k expression; the newer repeat, variants
 # and stateful checks are not what it sets out to prove, and they cost time here.
 FOUR = "(scenario or oracle or closed-world or out-params)"
+SEED_METHODS = (LOGOUT, REMOVE_PORTAL, REMOVE_W, REMOVE_A, LOGOFF)
 
 
 def test_reference_conforms_with_every_documented_code_passing(run: Callable[..., Run]) -> None:
-    result = run("reference", FOUR)
+    seeds = f"({' or '.join(m.split('::')[-1] for m in SEED_METHODS)})"
+    result = run("reference", f"{seeds} and {FOUR}")
     assert result.code == 0, result.stdout + result.stderr
-    assert set(result.results["methods"]) == {LOGOUT, REMOVE_PORTAL, REMOVE_W, REMOVE_A, LOGOFF}
-    for method_id, info in result.results["methods"].items():
+    assert set(result.results["methods"]) >= set(SEED_METHODS)
+    for method_id in SEED_METHODS:  # -k can touch other methods whose case names mention these
+        info = result.results["methods"][method_id]
         assert info["verdict"] == "conforms", (method_id, info)
         assert set(info["codes"].values()) == {"pass"}, (method_id, info["codes"])
         assert {c["kind"] for c in info["checks"]} >= set(KINDS), method_id
     totals = result.results["totals"]
-    assert totals["failed"] == totals["errors"] == totals["not_applicable"] == 0
+    assert totals["failed"] == totals["errors"] == 0
     assert totals["passed"] > 0
 
 
