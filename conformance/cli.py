@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -59,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="spec files or folders (default: the bundled specs)")
     run.add_argument("--code-page", default="cp1252",
                      help="the ANSI code page of A entry points (default: cp1252)")
+    run.add_argument("--isolate", action="store_true",
+                     help="run the provider in a worker process (the agent over stdio): a hang "
+                          "or crash fails only the check in flight, and the worker restarts")
+    run.add_argument("--call-timeout", type=float, default=30.0, metavar="S",
+                     help="with --isolate: seconds a provider call may take (default 30)")
     run.add_argument("--token-file", default=None,
                      help="the agent's token, for remote+tcp:// and remote+stdio: providers")
     run.add_argument("--record", default=None, metavar="FILE",
@@ -249,6 +255,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from conformance.results import run_verdict
     from conformance.source import SourceError
 
+    if args.isolate and "://" not in args.provider and not args.provider.startswith(
+            ("remote+", "replay:")):
+        args.provider = isolated(args.provider, args.call_timeout)
     if Path(args.out).exists() and not Path(args.out).is_dir():
         print(f"--out {args.out}: exists and is not a folder", file=sys.stderr)
         return EXIT_USAGE
@@ -312,6 +321,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.strict and verdict != "conforms":
         return EXIT_FAILS
     return EXIT_FAILS if verdict == "fails" else EXIT_OK
+
+
+def isolated(provider: str, call_timeout: float) -> str:
+    """The provider served by an agent in a child process over stdio."""
+    command = [sys.executable, "-m", "conformance", "agent", "--provider", provider, "--stdio",
+               "--call-timeout", str(call_timeout), "--log-level", "WARNING"]
+    return "remote+stdio:" + " ".join(shlex.quote(part) for part in command)
 
 
 def _load_baseline(path: str | None):
@@ -380,7 +396,8 @@ def print_summary(summary: dict[str, Any], verdict: str, out: Path) -> None:
             from conformance.checks import slug
 
             path = out / "repro" / f"{slug(check['name'])}.yaml"
-            print(f"  reproduce: conformance replay {path} --provider {summary.get('provider')}")
+            provider = shlex.quote(str(summary.get("provider")))
+            print(f"  reproduce: conformance replay {path} --provider {provider}")
     print()
     for method, info in sorted(summary["methods"].items()):
         codes = info["codes"]
