@@ -1,0 +1,143 @@
+"""Remote vs in-process: the whole suite through `conformance agent` on loopback, timed.
+
+    python benchmarks/remote_ratio.py [--profile quick|ci] [--no-stdio] [-k EXPR] [--rounds N]
+
+Runs `conformance run --provider reference` in-process, then through an agent over TCP on
+127.0.0.1 (and over stdio), each as its own process with the same seed, and reports the wall
+times, the remote/in-process ratio (goal: at most 1.5x) and whether every check's verdict and
+message came out the same. Rounds are interleaved and the median kept, so a machine whose load
+changes moves every side alike. Writes reports/benchmarks-remote.json:
+{"figures": [{"name", "value", "unit", "goal", "met", "note"}], "runs": {...}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+GOAL = 1.5
+
+SHIM = '''\
+import sys
+from conformance.remote import RemoteProvider
+
+class Tcp(RemoteProvider):
+    def __init__(self):
+        super().__init__("remote+tcp://{address}")
+
+class Stdio(RemoteProvider):
+    def __init__(self):
+        super().__init__("remote+stdio:" + sys.executable
+                         + " -m conformance.agent --provider reference --stdio --log-level WARNING")
+'''
+
+
+def start_agent() -> tuple[subprocess.Popen[str], str]:
+    """`conformance agent` on 127.0.0.1, any free port: the process and its address."""
+    agent = subprocess.Popen([sys.executable, "-m", "conformance.agent", "--provider",
+                              "reference", "--listen", "127.0.0.1:0", "--log-level", "WARNING"],
+                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert agent.stdout is not None
+    line = agent.stdout.readline().strip()
+    if not line.startswith("listening on "):
+        agent.kill()
+        raise SystemExit(f"the agent did not start: {line!r}")
+    return agent, line.split()[-1]
+
+
+def timed_run(provider: str, out: Path, profile: str, keyword: str | None) -> float:
+    """Wall seconds of one `conformance run` process (exit 0 or 1 both count: it finished)."""
+    argv = [sys.executable, "-m", "conformance", "run", "--provider", provider, "--out",
+            str(out), "--profile", profile, "--seed", "1"]
+    if keyword:
+        argv += ["-k", keyword]
+    started = time.perf_counter()
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"{provider}: exit {done.returncode}\n{done.stderr[-2000:]}")
+    return elapsed
+
+
+def verdicts(out: Path) -> dict[str, Any]:
+    """Each check's status and message, each method's verdict: what must not depend on where
+    the provider runs."""
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    groups = [*results["methods"].values(), *results.get("families", {}).values()]
+    return {"checks": {c["name"]: [c["status"], c["message"]] for g in groups
+                       for c in g["checks"]},
+            "methods": {k: [m["verdict"], m["codes"]] for k, m in results["methods"].items()}}
+
+
+def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    names = sorted(set(a["checks"]) | set(b["checks"]))
+    return [n for n in names if a["checks"].get(n) != b["checks"].get(n)] + \
+        [m for m in sorted(set(a["methods"]) | set(b["methods"]))
+         if a["methods"].get(m) != b["methods"].get(m)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="quick", choices=("quick", "ci", "thorough"))
+    parser.add_argument("-k", dest="keyword", default=None, help="a pytest -k selection")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--no-stdio", dest="stdio", action="store_false")
+    parser.add_argument("--out", default=str(ROOT / "reports" / "benchmarks-remote.json"))
+    args = parser.parse_args(argv)
+
+    agent, address = start_agent()
+    sides = {"in-process": "reference"}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            shim = Path(tmp) / "remote_shim.py"
+            shim.write_text(SHIM.format(address=address), encoding="utf-8")
+            sides["tcp"] = f"{shim}:Tcp"
+            if args.stdio:
+                sides["stdio"] = f"{shim}:Stdio"
+            times: dict[str, list[float]] = {side: [] for side in sides}
+            seen: dict[str, dict[str, Any]] = {}
+            for round_ in range(args.rounds):
+                for side, provider in sides.items():
+                    out = Path(tmp) / f"{side}-{round_}"
+                    times[side].append(timed_run(provider, out, args.profile, args.keyword))
+                    seen[side] = verdicts(out)
+                    print(f"round {round_ + 1}: {side:<10} {times[side][-1]:7.2f} s", flush=True)
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)
+
+    base = statistics.median(times["in-process"])
+    figures, runs = [], {}
+    for side in sides:
+        wall = statistics.median(times[side])
+        diff = differences(seen["in-process"], seen[side])
+        runs[side] = {"wall_s": round(wall, 3), "checks": len(seen[side]["checks"]),
+                      "same_verdicts_as_in_process": not diff, "differing": diff[:20]}
+        if side == "in-process":
+            continue
+        ratio = wall / base
+        label = "remote" if side == "tcp" else "remote over stdio"
+        figures.append({
+            "name": f"{label} vs in-process ({args.profile} profile)", "value": round(ratio, 3),
+            "unit": "x", "goal": GOAL, "met": ratio <= GOAL,
+            "note": f"{wall:.2f} s vs {base:.2f} s wall, {len(seen[side]['checks'])} checks, "
+                    f"verdicts {'identical' if not diff else f'differ on {len(diff)}'}"})
+        print(f"{side}: {wall:.2f} s vs in-process {base:.2f} s = {ratio:.2f}x (goal <= {GOAL}x); "
+              f"verdicts {'identical' if not diff else 'DIFFER: ' + ', '.join(diff[:5])}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"figures": figures, "runs": runs}, indent=2) + "\n",
+                              encoding="utf-8")
+    print(f"written: {args.out}")
+    return 0 if all(r["same_verdicts_as_in_process"] for r in runs.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
