@@ -303,8 +303,8 @@ def test_ids_and_observed_shapes(p: ReferenceProvider) -> None:
     assert p.observe("initiator_adapters") == [{"id": adapter, "name": ""}]
     assert p.observe("sessions") == [{"id": session, "target": target}]
     assert p.observe("portal_groups") == [
-        {"id": group, "target": target, "tag": 0, "portals": [portal], "deleted": False},
-        {"id": empty_group, "target": target, "tag": 0, "portals": [], "deleted": False},
+        {"id": group, "target": target, "tag": 0, "portals": [portal]},
+        {"id": empty_group, "target": target, "tag": 0, "portals": []},
     ]
     i0 = p.setup({"initiator": "I0"})
     i1 = p.setup({"initiator": "I1"})

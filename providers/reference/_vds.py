@@ -69,10 +69,9 @@ class _Target:
 
 @dataclass
 class _PortalGroup:
-    target: str
+    target: str | None  # None once Delete succeeded: no longer one of the target's groups
     tag: int = 0
     portals: list[str] = field(default_factory=list)
-    deleted: bool = False  # Delete succeeded; the caller may still hold the interface
 
 
 class VdsWorld(World):
@@ -150,8 +149,7 @@ class VdsWorld(World):
         self._portals[new] = None
 
     def _create_group(self, new: str, fields: Mapping[str, Any]) -> None:
-        check_step(fields, "portal_group", required=("target",),
-                   optional=("portals", "tag", "deleted"))
+        check_step(fields, "portal_group", required=("target",), optional=("portals", "tag"))
         target = self._ref(fields["target"], self._targets, "target")
         listed = fields.get("portals") or []
         if not isinstance(listed, list):
@@ -159,12 +157,10 @@ class VdsWorld(World):
         portals = [self._ref(p, self._portals, "portal") for p in listed]
         if len(set(portals)) != len(portals):
             raise ValueError("portal_group: a portal is listed more than once")
-        tag, deleted = fields.get("tag", 0), fields.get("deleted", False)
+        tag = fields.get("tag", 0)
         if not isinstance(tag, int) or isinstance(tag, bool) or not 0 <= tag <= 0xFFFF:
             raise ValueError(f"portal_group: tag is a USHORT, got {tag!r}")
-        if not isinstance(deleted, bool):
-            raise ValueError(f"portal_group: deleted must be a bool, got {deleted!r}")
-        self._groups[new] = _PortalGroup(target, tag, portals, deleted)
+        self._groups[new] = _PortalGroup(target, tag, portals)
 
     def inject(self, kind: str, fields: Mapping[str, Any]) -> None:
         if kind == "logout_fails":
@@ -272,10 +268,12 @@ class VdsWorld(World):
         """GUID_NULL lets the initiator choose; a named portal must serve the target, that is
         be in one of the target's portal groups that still exists."""
         portal = guid_key(portal_id)
-        if portal == GUID_NULL:
-            return True
-        return any(g.target == target and not g.deleted and portal in g.portals
-                   for g in self._groups.values())
+        return portal == GUID_NULL or any(portal in g.portals for g in self._live_groups(target))
+
+    def _live_groups(self, target: str | None) -> list[_PortalGroup]:
+        """The target's portal groups that have not been deleted (by anyone)."""
+        return [g for key, g in self._groups.items()
+                if target is not None and g.target == target and key not in self._deleted]
 
     def _initiator_portal_of(self, adapter: str, portal_id: Any) -> bool:
         portal = guid_key(portal_id)
@@ -317,7 +315,7 @@ class VdsWorld(World):
         group = self._groups.get(key or "")
         if key is None or group is None:
             return direct(VDS_E_OBJECT_NOT_FOUND, {out: None})
-        if group.deleted or key in self._deleted:
+        if group.target is None or key in self._deleted:
             return direct(VDS_E_OBJECT_DELETED, {out: None})
         if self._cache_corrupt:
             return direct(VDS_E_PROVIDER_CACHE_CORRUPT, {out: None})
@@ -357,8 +355,7 @@ class VdsWorld(World):
         portal = guid_key(args["portalId"])
         if portal is None or portal not in self._portals:
             return direct(VDS_E_OBJECT_NOT_FOUND, {"ppAsync": None})
-        if any(g.target == group.target and not g.deleted and portal in g.portals
-               for g in self._groups.values()):
+        if any(portal in g.portals for g in self._live_groups(group.target)):
             return direct(E_INVALIDARG, {"ppAsync": None})
         group.portals.append(portal)
         return self._async(S_OK)
@@ -376,14 +373,15 @@ class VdsWorld(World):
         return self._async(S_OK)
 
     def _delete(self, args: Mapping[str, Any]) -> Outcome:
-        """Only an empty group can go; the caller's pointer then answers VDS_E_OBJECT_DELETED."""
+        """Only an empty group can go; it leaves its target, and the caller's pointer then
+        answers VDS_E_OBJECT_DELETED."""
         checked = self._group_check(args, "ppAsync", busy=True)
         if isinstance(checked, Outcome):
             return checked
         _, group = checked
         if group.portals:
             return direct(VDS_E_ASSOCIATED_PORTALS_EXIST, {"ppAsync": None})
-        group.deleted = True
+        group.target = None
         return self._async(S_OK)
 
     # -- observe -------------------------------------------------------------------------
@@ -401,8 +399,7 @@ class VdsWorld(World):
             return [{"id": p} for p in self._portals]
         if collection == "portal_groups":
             return [
-                {"id": g, "target": group.target, "tag": group.tag,
-                 "portals": list(group.portals), "deleted": group.deleted}
+                {"id": g, "target": group.target, "tag": group.tag, "portals": list(group.portals)}
                 for g, group in self._groups.items()
             ]
         raise Unsupported(f"collection {collection!r}")

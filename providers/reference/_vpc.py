@@ -579,8 +579,9 @@ def _guest_of(value: Any) -> dict[str, Any]:
 
 
 def _vm_row(vm_id: str, vm: _VirtualMachine) -> dict[str, Any]:
+    guest = {**vm.guest, "version_info": dict(vm.guest["version_info"])}  # strings and numbers
     return {
-        "id": vm_id, "guest": copy.deepcopy(vm.guest), "heartbeat": vm.heartbeat,
+        "id": vm_id, "guest": guest, "heartbeat": vm.heartbeat,
         "remote_desktop": vm.remote_desktop, "dvd_drive": vm.dvd_drive,
         "time_sync": vm.time_sync, "screen_locked": vm.screen_locked,
         "never_started": vm.never_started, "power": vm.power, "additions": vm.additions,
