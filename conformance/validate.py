@@ -652,9 +652,31 @@ class _Seen:
     path: str
 
 
+def _sequence_problems(specs: list[Spec]) -> list[Problem]:
+    """A multi-call scenario may call another method only if its spec is loaded too, in the
+    same family (so a run fails at exit 2, before any call, rather than mid-run)."""
+    by_id = {s.id: s for s in specs}
+    problems = []
+    for spec in specs:
+        for scenario in spec.scenarios:
+            for j, entry in enumerate(scenario.calls):
+                method = entry.get("method") if isinstance(entry, dict) else None
+                if method is None or spec.document is None:
+                    continue
+                where = ("scenarios", scenario.index, "calls", j, "method")
+                other = by_id.get(method)
+                if other is None:
+                    problems.append(spec.document.problem(
+                        where, f"unknown method {method!r}: its spec is not among those loaded"))
+                elif other.family != spec.family:
+                    problems.append(spec.document.problem(
+                        where, f"{method!r} is in family {other.family}, not {spec.family}"))
+    return problems
+
+
 def catalog_problems(specs: list[Spec], codes: CodeTable) -> list[Problem]:
     """Across files: one value per symbol, and symbols whose severity matches their value."""
-    problems: list[Problem] = []
+    problems: list[Problem] = _sequence_problems(specs)
     table = _table_locations(specs, codes)
     first: dict[str, _Seen] = dict(table)
     for symbol, seen in table.items():
