@@ -4,9 +4,10 @@
 
 Runs `conformance run --provider reference` in-process, then through an agent over TCP on
 127.0.0.1 (and over stdio), each as its own process with the same seed, and reports the wall
-times, the remote/in-process ratio (goal: at most 1.5x) and whether every check's verdict and
-message came out the same. Rounds are interleaved and the median kept, so a machine whose load
-changes moves every side alike. Writes reports/benchmarks-remote.json:
+times, the remote/in-process ratio (goal: at most 1.5x) and whether every check's verdict
+(status, per-code results, method verdicts) and message came out the same. Rounds are
+interleaved and the median kept, so a machine whose load changes moves every side alike.
+Writes reports/benchmarks-remote.json:
 {"figures": [{"name", "value", "unit", "goal", "met", "note"}], "runs": {...}}.
 """
 
@@ -77,11 +78,18 @@ def verdicts(out: Path) -> dict[str, Any]:
             "methods": {k: [m["verdict"], m["codes"]] for k, m in results["methods"].items()}}
 
 
-def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+def differences(a: dict[str, Any], b: dict[str, Any], part: int | None = None) -> list[str]:
+    """Checks (and methods) whose outcome differs; part 0 compares statuses only, part 1
+    messages only, None both."""
+    def pick(value: Any) -> Any:
+        return value if value is None or part is None else value[part]
+
     names = sorted(set(a["checks"]) | set(b["checks"]))
-    return [n for n in names if a["checks"].get(n) != b["checks"].get(n)] + \
-        [m for m in sorted(set(a["methods"]) | set(b["methods"]))
-         if a["methods"].get(m) != b["methods"].get(m)]
+    checks = [n for n in names if pick(a["checks"].get(n)) != pick(b["checks"].get(n))]
+    if part == 1:
+        return checks
+    return checks + [m for m in sorted(set(a["methods"]) | set(b["methods"]))
+                     if a["methods"].get(m) != b["methods"].get(m)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,9 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     figures, runs = [], {}
     for side in sides:
         wall = statistics.median(times[side])
-        diff = differences(seen["in-process"], seen[side])
+        diff = differences(seen["in-process"], seen[side], 0)
+        worded = differences(seen["in-process"], seen[side], 1)
         runs[side] = {"wall_s": round(wall, 3), "checks": len(seen[side]["checks"]),
-                      "same_verdicts_as_in_process": not diff, "differing": diff[:20]}
+                      "same_verdicts_as_in_process": not diff, "differing": diff[:20],
+                      "messages_differing": worded[:20]}
         if side == "in-process":
             continue
         ratio = wall / base
@@ -129,9 +139,11 @@ def main(argv: list[str] | None = None) -> int:
             "name": f"{label} vs in-process ({args.profile} profile)", "value": round(ratio, 3),
             "unit": "x", "goal": GOAL, "met": ratio <= GOAL,
             "note": f"{wall:.2f} s vs {base:.2f} s wall, {len(seen[side]['checks'])} checks, "
-                    f"verdicts {'identical' if not diff else f'differ on {len(diff)}'}"})
+                    f"verdicts {'identical' if not diff else f'differ on {len(diff)}'}, "
+                    f"messages differ on {len(worded)}"})
         print(f"{side}: {wall:.2f} s vs in-process {base:.2f} s = {ratio:.2f}x (goal <= {GOAL}x); "
-              f"verdicts {'identical' if not diff else 'DIFFER: ' + ', '.join(diff[:5])}")
+              f"verdicts {'identical' if not diff else 'DIFFER: ' + ', '.join(diff[:5])}; "
+              f"messages differ on {', '.join(worded[:5]) or 'none'}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"figures": figures, "runs": runs}, indent=2) + "\n",
                               encoding="utf-8")
