@@ -84,8 +84,7 @@ def load_catalog(paths: list[str | Path] | None = None) -> Catalog:
     for spec in catalog.specs.values():
         problems.extend(validate.spec_problems(spec, catalog.domains.get(spec.family),
                                                catalog.codes))
-    problems.extend(validate.catalog_problems(list(catalog.specs.values()), catalog.codes,
-                                              complete=not problems))
+    problems.extend(validate.catalog_problems(list(catalog.specs.values()), catalog.codes))
     if problems:
         raise SourceError(problems)
     return catalog

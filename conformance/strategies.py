@@ -9,6 +9,7 @@ non-ASCII, and the documented maximum length). Nothing here knows a method by na
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -315,10 +316,27 @@ _STRING_CLASSES = ("x1", "é1", "жé")
 _MAX_ARGS_PER_STATE = 48
 
 
+def _rule_text(spec: Spec) -> str:
+    return " ".join([r.when for r in spec.rules]
+                    + [e for r in spec.rules for e in (*r.effects.values(), *r.outputs.values())])
+
+
+def read_fields(spec: Spec, domain: Domain) -> frozenset[str]:
+    """The object fields a spec's rules mention (as `.field`), plus those its params draw from.
+
+    A name is counted wherever it appears, whichever collection it belongs to: over-counting
+    only costs enumeration time, missing one would hide a rule.
+    """
+    text = _rule_text(spec)
+    names = {f for c in domain.collections.values() for f in c.fields}
+    read = {f for f in names if re.search(rf"\.{re.escape(f)}\b", text)}
+    read |= {p.values.partition(".")[2] for p in spec.params if p.values}
+    return frozenset(read)
+
+
 def relevant(spec: Spec, domain: Domain) -> tuple[list[Collection], list[str]]:
     """The collections and fault kinds a spec's rules can see (and what those depend on)."""
-    text = " ".join([r.when for r in spec.rules]
-                    + [e for r in spec.rules for e in r.effects.values()])
+    text = _rule_text(spec)
     wanted = {c for c in domain.collections if f"state.{c}" in text}
     for p in spec.params:
         for step in filter(None, (p.refers, (p.values or "").partition(".")[0])):
@@ -355,17 +373,21 @@ def representatives(domain: Domain, ftype: FieldType) -> list[Any]:
 
 
 def _objects(domain: Domain, coll: Collection, count: int,
-             made: dict[str, list[dict[str, Any]]]):
-    """Every way to build `count` objects of `coll` against the objects made so far."""
+             made: dict[str, list[dict[str, Any]]], read: frozenset[str] | None = None):
+    """Every way to build `count` objects of `coll` against the objects made so far.
+
+    Fields outside `read` (those the spec's rules never look at) take one value only: varying
+    them multiplies the states without reaching another rule.
+    """
     if count == 0:
         yield []
         return
-    for rest in _objects(domain, coll, count - 1, made):
+    for rest in _objects(domain, coll, count - 1, made, read):
         step = {coll.step: f"{coll.prefix}{count}"}
-        yield from _fill(domain, coll, step, list(coll.fields.items()), made, rest)
+        yield from _fill(domain, coll, step, list(coll.fields.items()), made, rest, read)
 
 
-def _fill(domain, coll, step, fields, made, rest):
+def _fill(domain, coll, step, fields, made, rest, read: frozenset[str] | None = None):
     if not fields:
         yield [*rest, step]
         return
@@ -380,19 +402,21 @@ def _fill(domain, coll, step, fields, made, rest):
         choices = [[], ids] if ids else [[]]
     else:
         choices = representatives(domain, ftype)
+    if read is not None and fname not in read:
+        choices = choices[:1]
     for choice in choices:
-        yield from _fill(domain, coll, {**step, fname: choice}, tail, made, rest)
+        yield from _fill(domain, coll, {**step, fname: choice}, tail, made, rest, read)
 
 
 def _states(domain: Domain, colls: list[Collection], faults: list[str],
-            require: dict[str, int]):
+            require: dict[str, int], read: frozenset[str] | None = None):
     def build(i: int, made: dict[str, list[dict[str, Any]]], steps: list[dict[str, Any]]):
         if i == len(colls):
             yield from _with_faults(domain, faults, made, steps)
             return
         coll = colls[i]
         for count in range(require.get(coll.name, 0), 3):
-            for objs in _objects(domain, coll, count, made):
+            for objs in _objects(domain, coll, count, made, read):
                 made2 = {**made, coll.name: [{"id": o[coll.step], **o} for o in objs]}
                 yield from build(i + 1, made2, steps + objs)
 
@@ -445,7 +469,7 @@ def enumerate_cases(spec: Spec, domain: Domain, limit: int, allowed: Allowed | N
     if spec.this_object and domain.by_step(spec.this_object):
         require_objects(domain, domain.by_step(spec.this_object), require)  # type: ignore[arg-type]
     produced = 0
-    for given in _states(domain, colls, faults, require):
+    for given in _states(domain, colls, faults, require, read_fields(spec, domain)):
         pool = Pool.of(domain, state_of(domain, given))
         dims: list[tuple[str, list[Any]]] = []
         if spec.this_object is not None:

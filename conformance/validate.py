@@ -674,10 +674,9 @@ def _sequence_problems(specs: list[Spec]) -> list[Problem]:
     return problems
 
 
-def catalog_problems(specs: list[Spec], codes: CodeTable, complete: bool = True) -> list[Problem]:
+def catalog_problems(specs: list[Spec], codes: CodeTable) -> list[Problem]:
     """Across files: one value per symbol, and symbols whose severity matches their value."""
-    # a spec that failed to load would make every sequence calling it look wrong
-    problems: list[Problem] = _sequence_problems(specs) if complete else []
+    problems: list[Problem] = _sequence_problems(specs)
     table = _table_locations(specs, codes)
     first: dict[str, _Seen] = dict(table)
     for symbol, seen in table.items():

@@ -12,13 +12,41 @@ from conformance.provider import Outcome, Provider, Unsupported, load
 
 LOGOUT = "IVdsIscsiInitiatorAdapter::LogoutFromTarget"
 REMOVE_PORTAL = "IVdsIscsiPortalGroup::RemovePortal"
+VDS_METHODS = [
+    f"IVdsIscsiInitiatorAdapter::{m}"
+    for m in ("GetProperties", "QueryInitiatorPortals", "LoginToTarget", "LogoutFromTarget")
+] + [
+    f"IVdsIscsiPortalGroup::{m}"
+    for m in ("GetProperties", "GetTarget", "QueryAssociatedPortals", "AddPortal",
+              "RemovePortal", "Delete")
+]
 REMOVE_W = "RemoveIScsiPersistentTargetW"
 REMOVE_A = "RemoveIScsiPersistentTargetA"
+ISCSI_DISCOVERY_METHODS = [
+    f"{name}{form}"
+    for name in ("AddIScsiStaticTarget", "RemoveIScsiStaticTarget", "ReportIScsiPersistentLogins",
+                 "RemoveIScsiPersistentTarget", "LoginIScsiTarget")
+    for form in "WA"
+] + ["LogoutIScsiTarget"]
 LOGOFF = "IVMGuestOS::Logoff"
+VPC_METHODS = [
+    f"IVMGuestOS::{m}"
+    for m in ("GetOsVersionInfo", "GetParameter", "InstallIntegrationComponents",
+              "IsUserLoggedOn", "Logoff", "Restart", "SetParameter", "Shutdown",
+              "put_IsHostTimeSyncEnabled")
+] + [
+    f"IVMGuestOS::get_{p}"
+    for p in ("CanShutdown", "ComputerName", "CSDVersion", "HeartbeatPercentage",
+              "IntegrationComponentsVersion", "IsHeartbeating", "IsHostTimeSyncEnabled",
+              "MultipleUserSessionsAllowed", "OSBuildNumber", "OSMajorVersion",
+              "OSMinorVersion", "OSName", "OSPlatformId", "OSVersion", "ProductType",
+              "ScreenLocked", "ServicePackMajor", "ServicePackMinor", "SuiteMask",
+              "TerminalServerPort", "TerminalServicesInitialized")
+]
 
 S_OK = 0
 VDS_E_OBJECT_NOT_FOUND = 0x80042405
-VDS_E_OPERATION_PENDING = 0x80042409
+VDS_E_ANOTHER_CALL_IN_PROGRESS = 0x80042404
 VDS_E_OBJECT_DELETED = 0x8004240B
 VDS_E_PROVIDER_CACHE_CORRUPT = 0x8004241F
 VDS_E_ISCSI_LOGOUT_FAILED = 0x80042709
@@ -39,6 +67,7 @@ VM_E_ADDITIONS_FEATURE_NOT_AVAIL = 0xA0040505
 
 ALL_COLLECTIONS = [
     "initiator_adapters",
+    "initiator_portals",
     "targets",
     "sessions",
     "portals",
@@ -46,6 +75,7 @@ ALL_COLLECTIONS = [
     "initiators",
     "ports",
     "persistent_targets",
+    "static_targets",
     "virtual_machines",
     "logon_sessions",
 ]
@@ -84,10 +114,12 @@ def assert_async(outcome: Outcome, completion: int, out: str) -> None:
 
 def test_capabilities_list_every_method_step_fault_and_collection(p: ReferenceProvider) -> None:
     caps = p.capabilities()
-    assert sorted(caps["methods"]) == sorted([LOGOUT, REMOVE_PORTAL, REMOVE_W, REMOVE_A, LOGOFF])
+    assert sorted(caps["methods"]) == sorted([*VDS_METHODS, *ISCSI_DISCOVERY_METHODS,
+                                              *VPC_METHODS])
     assert sorted(caps["steps"]) == sorted(
         [
             "initiator_adapter",
+            "initiator_portal",
             "target",
             "session",
             "portal",
@@ -95,20 +127,32 @@ def test_capabilities_list_every_method_step_fault_and_collection(p: ReferencePr
             "initiator",
             "port",
             "persistent_target",
+            "static_target",
+            "iscsi_session",
             "virtual_machine",
             "logon_session",
+            "guest_parameter",
             "fault",
         ]
     )
     assert sorted(caps["faults"]) == sorted(
         [
             "logout_fails",
+            "login_fails",
+            "properties_incomplete",
             "provider_cache_corrupt",
             "operation_pending",
             "object_deleted",
+            "session_device_in_use",
+            "persistent_login_store_fails",
             "configuration_unknown",
             "guest_timeout",
             "unexpected_error",
+            "out_of_memory",
+            "shutdown_in_progress",
+            "guest_not_ready",
+            "media_unmount_fails",
+            "integration_components_iso_missing",
         ]
     )
     assert sorted(caps["observe"]) == sorted(ALL_COLLECTIONS)
@@ -133,7 +177,8 @@ def test_reset_empties_every_collection_and_clears_faults(p: ReferenceProvider) 
     p.setup({"fault": "provider_cache_corrupt"})
     portal = p.setup({"portal": "P1"})
     p.setup({"portal_group": "G1", "target": target, "portals": [portal]})
-    p.setup({"initiator_adapter": "A1"})
+    adapter = p.setup({"initiator_adapter": "A1"})
+    p.setup({"initiator_portal": "IP1", "adapter": adapter})
     initiator = p.setup({"initiator": "I1"})
     port = p.setup({"port": "N1", "initiator": initiator})
     p.setup(
@@ -145,6 +190,7 @@ def test_reset_empties_every_collection_and_clears_faults(p: ReferenceProvider) 
             "portal": {"SymbolicName": "", "Address": "a", "Socket": 1},
         }
     )
+    p.setup({"static_target": "ST1", "target_name": "iqn.x"})
     vm = p.setup(
         {"virtual_machine": "VM1", "power": "running", "additions": True, "execute_access": True}
     )
@@ -164,7 +210,7 @@ def test_reset_empties_every_collection_and_clears_faults(p: ReferenceProvider) 
         == S_OK
     )
     assert p.setup({"initiator": "I"}) == "ROOT\\ISCSIPRT\\0000_0"
-    assert p.setup({"port": "N", "initiator": "ROOT\\ISCSIPRT\\0000_0"}) == "0"
+    assert p.setup({"port": "N", "initiator": "ROOT\\ISCSIPRT\\0000_0"}) == "1000"
 
 
 @pytest.mark.parametrize(
@@ -183,7 +229,7 @@ def test_reset_empties_every_collection_and_clears_faults(p: ReferenceProvider) 
         ({"fault": "object_deleted", "object": str(uuid.uuid4())}, ValueError),
         ({"fault": "guest_timeout", "vm": "vm-9"}, ValueError),
         (
-            {"virtual_machine": "V", "power": "paused", "additions": True, "execute_access": True},
+            {"virtual_machine": "V", "power": "asleep", "additions": True, "execute_access": True},
             ValueError,
         ),
         (
@@ -254,43 +300,44 @@ def test_ids_and_observed_shapes(p: ReferenceProvider) -> None:
     empty_group = p.setup({"portal_group": "G2", "target": target})
     for vds_id in (adapter, target, session, portal, group, empty_group):
         assert str(uuid.UUID(vds_id)) == vds_id
-    assert p.observe("initiator_adapters") == [{"id": adapter}]
+    assert p.observe("initiator_adapters") == [{"id": adapter, "name": ""}]
     assert p.observe("sessions") == [{"id": session, "target": target}]
     assert p.observe("portal_groups") == [
-        {"id": group, "target": target, "portals": [portal]},
-        {"id": empty_group, "target": target, "portals": []},
+        {"id": group, "target": target, "tag": 0, "portals": [portal]},
+        {"id": empty_group, "target": target, "tag": 0, "portals": []},
     ]
     i0 = p.setup({"initiator": "I0"})
     i1 = p.setup({"initiator": "I1"})
     assert (i0, i1) == ("ROOT\\ISCSIPRT\\0000_0", "ROOT\\ISCSIPRT\\0001_0")
     ports = [p.setup({"port": f"N{n}", "initiator": i}) for n, i in enumerate((i0, i1, i0))]
-    assert ports == ["0", "1", "2"]
+    assert ports == ["1000", "1001", "1002"]
     assert p.observe("ports") == [
-        {"id": "0", "initiator": i0},
-        {"id": "1", "initiator": i1},
-        {"id": "2", "initiator": i0},
+        {"id": "1000", "initiator": i0},
+        {"id": "1001", "initiator": i1},
+        {"id": "1002", "initiator": i0},
     ]
     portal_value = {"SymbolicName": "s", "Address": "10.0.0.1", "Socket": 3260}
     pt = p.setup(
         {
             "persistent_target": "PT",
             "initiator": i1,
-            "port": "1",
+            "port": "1001",
             "target_name": "iqn.t",
             "portal": portal_value,
         }
     )
     assert p.observe("persistent_targets") == [
-        {"id": pt, "initiator": i1, "port": "1", "target_name": "iqn.t", "portal": portal_value}
+        {"id": pt, "initiator": i1, "port": "1001", "target_name": "iqn.t", "portal": portal_value}
     ]
     vm = p.setup(
         {"virtual_machine": "V", "power": "saved", "additions": False, "execute_access": True}
     )
     logon = p.setup({"logon_session": "L", "vm": vm})
-    assert p.observe("virtual_machines") == [
-        {"id": vm, "power": "saved", "additions": False, "execute_access": True}
-    ]
-    assert p.observe("logon_sessions") == [{"id": logon, "vm": vm}]
+    (row,) = p.observe("virtual_machines")
+    assert {k: row[k] for k in ("id", "power", "additions", "execute_access")} == {
+        "id": vm, "power": "saved", "additions": False, "execute_access": True
+    }
+    assert p.observe("logon_sessions") == [{"id": logon, "vm": vm, "kind": "rdp"}]
 
 
 def test_observe_returns_copies(p: ReferenceProvider) -> None:
@@ -462,7 +509,7 @@ def test_remove_portal_unknown_group_is_object_not_found(
     [
         (["object_deleted", "provider_cache_corrupt", "operation_pending"], VDS_E_OBJECT_DELETED),
         (["provider_cache_corrupt", "operation_pending"], VDS_E_PROVIDER_CACHE_CORRUPT),
-        (["operation_pending"], VDS_E_OPERATION_PENDING),
+        (["operation_pending"], VDS_E_ANOTHER_CALL_IN_PROGRESS),
     ],
 )
 def test_remove_portal_faults_in_precedence_order(

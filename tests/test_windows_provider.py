@@ -864,6 +864,7 @@ NOT_APPLICABLE = (
 # A step field, fault, method or argument the backend was not written for: not applicable
 # on a real machine (never a wrong verdict), and not a failure of the backend's own logic.
 UNKNOWN_SHAPE = re.compile(r"unexpected field|unexpected argument|^method '|fault kind|"
+                           r"unsupported by the provider: method '|"
                            r"step kind|has no fault|the provider does not support this "
                            r"reproduction: (method|step kind|fault kind|.*unexpected)")
 
