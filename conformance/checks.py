@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hypothesis import HealthCheck, assume, given, settings, target
+from hypothesis import HealthCheck, Phase, assume, given, settings, target
 from hypothesis import seed as hypothesis_seed
 from hypothesis.database import ExampleDatabase
 from hypothesis.errors import Flaky, FlakyFailure, Unsatisfiable
@@ -68,6 +68,11 @@ class Settings:
     seed: int | None = None
     database: ExampleDatabase | None = None
     code_page: str = "cp1252"
+
+
+# Hypothesis's explain phase replays a shrunk failure under a tracer to annotate it; the harness
+# reports its own reproduction, and on a state machine that phase costs more than shrinking.
+PHASES = tuple(p for p in Phase if p is not Phase.explain)
 
 
 @dataclass
@@ -335,7 +340,7 @@ def run_property(subject: Subject, body: Callable[[Case], tuple[str, ...]],
             target(float(sum(c not in seen for c in codes)), label="codes not seen before")
         seen.update(codes)
 
-    sets = settings(max_examples=subject.settings.max_examples, deadline=None,
+    sets = settings(max_examples=subject.settings.max_examples, deadline=None, phases=PHASES,
                     database=subject.settings.database, derandomize=False,
                     suppress_health_check=list(HealthCheck), print_blob=False,
                     report_multiple_bugs=False)

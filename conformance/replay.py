@@ -26,6 +26,7 @@ from conformance.checks import (
     scenario_args,
     state_mismatch,
 )
+from conformance.oracle import Oracle
 from conformance.provider import Provider, Unsupported
 from conformance.spec import Scenario
 from conformance.world import ProviderError, World
@@ -145,3 +146,114 @@ def _one_call(subject: Subject, world: World, state, entry: dict[str, Any], kind
     if problem is None and kind != "variants":
         problem = state_mismatch(world, predicted.state, subject.observable)
     return problem, predicted.state
+
+
+def _failing_method(repro: dict[str, Any], result: ReplayResult) -> str | None:
+    """The method of the call a failed replay stopped at; None when it failed before a call."""
+    if result.passed or result.calls < 1:
+        return None
+    calls = [c for c in _calls(repro) if "given" not in c]
+    return calls[result.calls - 1].get("method") or repro.get("method")
+
+
+def _names(entries: list[dict[str, Any]]) -> set[str]:
+    """The scenario names the `given` entries create (a step's first key holds the name)."""
+    return {str(next(iter(step.values()))) for e in entries if "given" in e
+            for step in e["given"] or [] if step and next(iter(step)) != "fault"}
+
+
+def _mentions(value: Any) -> set[str]:
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, dict):
+        return {n for v in value.values() for n in _mentions(v)}
+    if isinstance(value, list):
+        return {n for v in value for n in _mentions(v)}
+    return set()
+
+
+def _dangling(entries: list[dict[str, Any]], named: set[str]) -> bool:
+    """Whether an entry mentions an object of the original sequence that no entry now makes."""
+    made = _names(entries)
+    for e in entries:
+        if "given" in e:
+            used = {n for step in e["given"] or [] for n in _mentions(list(step.values())[1:])}
+        else:
+            used = _mentions(e.get("call") or {})
+        if (used & named) - made:
+            return True
+    return False
+
+
+def _without_expects(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e if "given" in e else {k: v for k, v in e.items() if k != "expect"}
+            for e in entries]
+
+
+def predicted_expects(repro: dict[str, Any], catalog: Catalog,
+                      settings: Settings | None = None) -> dict[str, Any]:
+    """The reproduction with each call's `expect` what the rules give after the steps before
+    it: what a shortened sequence must be checked against."""
+    calls = _calls(repro)
+    first = next(c.get("method") or repro.get("method") for c in calls if "given" not in c)
+    domain = catalog.domain_of(catalog.specs[first])
+    state = domain.empty_state()
+    for raw in repro.get("given") or []:
+        domain.apply(state, domain.complete(raw))
+    out: list[dict[str, Any]] = []
+    oracles: dict[str, Oracle] = {}
+    for entry in calls:
+        if "given" in entry:
+            for raw in entry["given"] or []:
+                domain.apply(state, domain.complete(raw))
+            out.append(entry)
+            continue
+        spec = catalog.specs[entry.get("method") or repro["method"]]
+        if spec.id not in oracles:
+            oracles[spec.id] = Oracle(spec, catalog.codes, (settings or Settings()).code_page)
+        args = scenario_args(spec, Scenario("replay", (), dict(entry.get("call") or {}), ()))
+        predicted = oracles[spec.id].predict(state, args)
+        codes = list(predicted.codes)
+        out.append({**entry, "expect": codes[0] if len(codes) == 1 else codes})
+        state = predicted.state
+    return {**repro, "calls": out}
+
+
+def minimize(repro: dict[str, Any], catalog: Catalog, provider: Provider,
+             settings: Settings | None = None, max_replays: int = 200) -> dict[str, Any]:
+    """Drop calls and given steps one at a time while the reproduction still fails at the same
+    method, so that every entry left is needed (hypothesis's shrinker can stop short of that on
+    a state machine). Each try re-predicts the codes, as the shorter sequence changes them."""
+    if "calls" not in repro:
+        return repro
+    try:
+        target = _failing_method(repro, replay(repro, catalog, provider, settings))
+    except ReproError:
+        return repro
+    if target is None:
+        return repro
+    entries = _without_expects(list(repro["calls"]))
+    named = _names(entries) | _names([{"given": repro.get("given") or []}])
+    replays, shrunk = 1, True
+    while shrunk and replays < max_replays:
+        shrunk = False
+        for i in reversed(range(len(entries))):
+            candidate = {**repro, "calls": entries[:i] + entries[i + 1:]}
+            if not any("given" not in e for e in candidate["calls"]) or \
+                    _dangling(candidate["calls"], named):
+                continue
+            replays += 1
+            try:
+                result = replay(candidate, catalog, provider, settings)
+            except (ReproError, ProviderError, KeyError, ValueError, TypeError):
+                continue
+            if _failing_method(candidate, result) == target:
+                entries, shrunk = candidate["calls"], True
+            if replays >= max_replays:
+                break
+    if len(entries) == len(repro["calls"]):
+        return repro
+    try:
+        return predicted_expects({**repro, "calls": entries}, catalog, settings)
+    except Exception:  # the rules cannot say: keep what was recorded
+        return repro

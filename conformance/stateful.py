@@ -23,9 +23,11 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from conformance.catalog import Catalog
 from conformance.checks import (
     FAILED,
     PASSED,
+    PHASES,
     CheckFailed,
     NotApplicable,
     Subject,
@@ -39,7 +41,15 @@ from conformance.checks import (
 from conformance.domain import FAULTS, Domain
 from conformance.oracle import compiled
 from conformance.provider import Unsupported
-from conformance.strategies import Pool, draw_args, draw_given, draw_new_step, require_objects
+from conformance.replay import minimize
+from conformance.strategies import (
+    Pool,
+    draw_args,
+    draw_given,
+    draw_new_step,
+    require_objects,
+    sampled,
+)
 from conformance.world import ProviderError, World
 
 STEPS_PER_RUN = 25
@@ -116,7 +126,7 @@ def build_machine(subjects: list[Subject], domain: Domain,
             choices = callable_subjects(subjects, pool)
             if not choices:
                 return
-            subject = data.draw(st.sampled_from(choices), label="method")
+            subject = data.draw(sampled(choices), label="method")
             args = draw_args(data.draw, subject.spec, domain, pool)
             predicted = subject.oracle.predict(self.state, args)
             entry = call_repro(subject.spec.id, args, predicted.codes)
@@ -177,6 +187,19 @@ def build_machine(subjects: list[Subject], domain: Domain,
     return FamilyMachine
 
 
+def _minimized(repro: dict[str, Any] | None, subjects: list[Subject],
+               domain: Domain) -> dict[str, Any] | None:
+    """The shrunk sequence with every call and step it does not need taken out."""
+    if repro is None:
+        return None
+    catalog = Catalog({s.spec.id: s.spec for s in subjects}, {domain.family: domain},
+                      subjects[0].table)
+    try:
+        return minimize(repro, catalog, subjects[0].provider, subjects[0].settings)
+    except Exception:  # minimizing is a nicety: never lose the failure over it
+        return repro
+
+
 def check_stateful(subjects: list[Subject], domain: Domain) -> Verdict:
     """Run the family's machine; a failure is shrunk to the shortest sequence that shows it."""
     if not subjects:
@@ -185,7 +208,7 @@ def check_stateful(subjects: list[Subject], domain: Domain) -> Verdict:
     calls_made = [0]
     machine = build_machine(subjects, domain, calls_made)
     seeded = first.seed is not None  # a seeded run is derandomized, so it has no database
-    sets = settings(max_examples=max(10, first.max_examples // 2), deadline=None,
+    sets = settings(max_examples=max(10, first.max_examples // 2), deadline=None, phases=PHASES,
                     stateful_step_count=STEPS_PER_RUN,
                     database=None if seeded else first.database,
                     suppress_health_check=list(HealthCheck), print_blob=False,
@@ -193,8 +216,8 @@ def check_stateful(subjects: list[Subject], domain: Domain) -> Verdict:
     try:
         run_state_machine_as_test(machine, settings=sets)
     except CheckFailed as exc:
-        return Verdict(FAILED, exc.message, {c: FAILED for c in exc.codes}, exc.repro,
-                       exc.details)
+        return Verdict(FAILED, exc.message, {c: FAILED for c in exc.codes},
+                       _minimized(exc.repro, subjects, domain), exc.details)
     except (Flaky, FlakyFailure) as exc:
         return Verdict(FAILED, f"the provider is not deterministic across replays: {exc}")
     if not calls_made[0]:

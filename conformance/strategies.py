@@ -8,6 +8,7 @@ non-ASCII, and the documented maximum length). Nothing here knows a method by na
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from dataclasses import dataclass
@@ -51,7 +52,50 @@ def text(ftype: FieldType | None, max_size: int = 24) -> st.SearchStrategy[str]:
     return st.one_of(options)
 
 
+_SCALARS: dict[Any, st.SearchStrategy[Any]] = {}
+
+
+@functools.lru_cache(maxsize=8192)
+def _sampled(values: tuple[Any, ...]) -> st.SearchStrategy[Any]:
+    return st.sampled_from(values)
+
+
+def sampled(values: Any) -> st.SearchStrategy[Any]:
+    """`sampled_from`, the same strategy object for the same values: hypothesis validates and
+    analyses each new strategy object, which costs more than the draw itself."""
+    values = tuple(values)
+    try:
+        return _sampled(values)
+    except TypeError:  # unhashable values (dicts): built each time
+        return st.sampled_from(values)
+
+
+@functools.lru_cache(maxsize=1024)
+def integers(low: int, high: int) -> st.SearchStrategy[int]:
+    return st.integers(low, high)
+
+
+@functools.lru_cache(maxsize=4096)
+def _subsets(ids: tuple[str, ...]) -> st.SearchStrategy[list[str]]:
+    return st.lists(st.sampled_from(ids), unique=True, max_size=len(ids))
+
+
 def scalar(domain: Domain, ftype: FieldType) -> st.SearchStrategy[Any]:
+    """The strategy for a scalar field, built once per type: hypothesis spends less time on a
+    strategy it has seen (and building one-of text strategies on every draw is not free)."""
+    key: Any = ftype
+    if ftype.kind == "struct":
+        key = (ftype, tuple(domain.types[ftype.struct or ""].items()))
+    try:
+        found = _SCALARS.get(key)
+    except TypeError:  # an enum of structured values: built each time
+        return _scalar(domain, ftype)
+    if found is None:
+        found = _SCALARS[key] = _scalar(domain, ftype)
+    return found
+
+
+def _scalar(domain: Domain, ftype: FieldType) -> st.SearchStrategy[Any]:
     if ftype.kind == "string":
         return text(ftype)
     if ftype.kind == "bool":
@@ -68,8 +112,18 @@ def scalar(domain: Domain, ftype: FieldType) -> st.SearchStrategy[Any]:
     raise ValueError(f"no strategy for field kind {ftype.kind!r}")
 
 
+_ORDER: dict[int, tuple[Domain, list[Collection]]] = {}
+
+
 def _ordered(domain: Domain) -> list[Collection]:
     """Collections so that every referenced collection comes before its referrers."""
+    known = _ORDER.get(id(domain))
+    if known is None or known[0] is not domain:
+        known = _ORDER[id(domain)] = (domain, _order(domain))
+    return known[1]
+
+
+def _order(domain: Domain) -> list[Collection]:
     done: list[Collection] = []
     pending = list(domain.collections.values())
     while pending:
@@ -125,7 +179,7 @@ def draw_given(draw: Any, domain: Domain, require: dict[str, int] | None = None,
                for t in coll.fields.values() if t.kind == "ref"):
             continue
         low = require.get(coll.name, 0)
-        count = draw(st.integers(low, max(low, MAX_PER_COLLECTION)))
+        count = draw(integers(low, max(low, MAX_PER_COLLECTION)))
         for i in range(1, count + 1):
             step = {coll.step: f"{coll.prefix}{i}"}
             for fname, ftype in coll.fields.items():
@@ -137,7 +191,7 @@ def draw_given(draw: Any, domain: Domain, require: dict[str, int] | None = None,
     for kind, fields in domain.faults.items():
         if not allowed.fault(kind):
             continue
-        count = draw(st.integers(0, MAX_PER_FAULT))
+        count = draw(integers(0, MAX_PER_FAULT))
         for _ in range(count):
             step: dict[str, Any] = {FAULT_STEP: kind}
             ok = True
@@ -166,12 +220,12 @@ def _draw_field(draw: Any, domain: Domain, ftype: FieldType, step: dict[str, Any
             pool = [o for o in pool if o.get(ftype.same) == step.get(ftype.same)]
         if not pool:
             return None
-        return draw(st.sampled_from([o["id"] for o in pool]))
+        return draw(sampled(o["id"] for o in pool))
     if ftype.kind == "list" and ftype.item is not None and ftype.item.kind == "ref":
         ids = [o["id"] for o in _pool(ftype.item, made)]
         if not ids:
             return []
-        return draw(st.lists(st.sampled_from(ids), unique=True, max_size=len(ids)))
+        return draw(_subsets(tuple(ids)))
     return draw(scalar(domain, ftype))
 
 
@@ -204,7 +258,7 @@ def draw_new_step(draw: Any, domain: Domain, state: dict[str, list[dict[str, Any
              if all(t.ref in (ANY, c.name) or made.get(t.ref or "")
                     for t in c.fields.values() if t.kind == "ref")]
     faults = list(domain.faults)
-    pick = draw(st.sampled_from([("c", c.name) for c in kinds] + [("f", f) for f in faults]))
+    pick = draw(sampled([("c", c.name) for c in kinds] + [("f", f) for f in faults]))
     if pick[0] == "f":
         step: dict[str, Any] = {FAULT_STEP: pick[1]}
         for fname, ftype in domain.faults[pick[1]].items():
@@ -226,7 +280,7 @@ def draw_args(draw: Any, spec: Spec, domain: Domain, pool: Pool) -> dict[str, An
     """Draw the call's arguments against the objects the pool offers."""
     args: dict[str, Any] = {}
     if spec.this_object is not None:
-        args["this"] = draw(st.sampled_from(pool.names[spec.this_object]))
+        args["this"] = draw(sampled(pool.names[spec.this_object]))
     for param in spec.params:
         args[param.name] = draw(param_strategy(spec, domain, param, pool))
     return args
@@ -239,16 +293,16 @@ def param_strategy(spec: Spec, domain: Domain, param: Param,
     options: list[st.SearchStrategy[Any]] = []
     if param.refers:
         if pool.names.get(param.refers):
-            options.append(st.sampled_from(pool.names[param.refers]))
+            options.append(sampled(pool.names[param.refers]))
         if pool.removed.get(param.refers):
-            options.append(st.sampled_from(pool.removed[param.refers]))
+            options.append(sampled(pool.removed[param.refers]))
         options.append(st.integers(1, 2).map(lambda n, s=param.refers: Unknown(s, n)))
     elif param.values:
         step, _, fname = param.values.partition(".")
         coll = domain.by_step(step)
         ftype = coll.fields.get(fname) if coll else None
         if pool.values.get(param.values):
-            options.append(st.sampled_from(pool.values[param.values]))
+            options.append(sampled(pool.values[param.values]))
         if ftype is not None:
             options.append(scalar(domain, ftype))
     else:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from conformance_providers.reference import ReferenceProvider
-from hypothesis import HealthCheck, Phase, find, settings
+from hypothesis import HealthCheck, find, settings
 from hypothesis import strategies as st
 
 from conformance import catalog as catalog_module
@@ -95,19 +95,6 @@ def _catalog_parsed_once() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(catalog_module, "load_catalog", load)
         yield
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _no_explain_phase() -> Iterator[None]:
-    """Hypothesis's explain phase replays a shrunk failure many more times to annotate it, which
-    no check reports: leave it out here (check_stateful sets no phases; this fills them in)."""
-    settings.register_profile("vpc-family-before", settings.default)
-    settings.register_profile("vpc-family", phases=[p for p in Phase if p is not Phase.explain])
-    settings.load_profile("vpc-family")
-    try:
-        yield
-    finally:
-        settings.load_profile("vpc-family-before")
 
 
 Run = Callable[[str, str], dict[str, Any]]

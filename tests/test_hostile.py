@@ -23,11 +23,21 @@ SPECS = Path(__file__).resolve().parent.parent / "specs"
 TARGET = "vds/IVdsIscsiInitiatorAdapter.LogoutFromTarget.yaml"
 
 
+def copy_specs(root: Path) -> Path:
+    """The code table, the domains and the target's family: enough for every reference the
+    target makes, and each load stays cheap (the fuzz loads it many times)."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.py")
+    family = TARGET.split("/")[0]
+    for part in ("domains", "schema", family):
+        if (SPECS / part).is_dir():
+            shutil.copytree(SPECS / part, root / part, ignore=ignore)
+    shutil.copy(SPECS / "codes.yaml", root / "codes.yaml")
+    return root
+
+
 @pytest.fixture
 def specs(tmp_path: Path) -> Path:
-    root = tmp_path / "specs"
-    shutil.copytree(SPECS, root, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
-    return root
+    return copy_specs(tmp_path / "specs")
 
 
 def load_outcome(root: Path) -> list[str]:
@@ -112,8 +122,7 @@ _MUTATION = st.tuples(st.integers(0, 10_000), st.integers(0, 40),
 @given(st.lists(_MUTATION, min_size=1, max_size=4))
 def test_mutated_specs_load_or_fail_cleanly(tmp_path_factory: pytest.TempPathFactory,
                                             mutations: list[tuple[int, int, str]]) -> None:
-    root = tmp_path_factory.mktemp("fuzz") / "specs"
-    shutil.copytree(SPECS, root, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    root = copy_specs(tmp_path_factory.mktemp("fuzz") / "specs")
     path = root / TARGET
     text = path.read_text(encoding="utf-8")
     for at, cut, insert in mutations:
