@@ -28,6 +28,7 @@ from conformance.codes import (
     is_plain_win32,
 )
 from conformance.domain import Domain
+from conformance.observed import ObservedPolicy
 from conformance.oracle import Oracle, OracleError
 from conformance.provider import Outcome, Provider, Unsupported
 from conformance.spec import DIRECT, Scenario, Spec
@@ -68,6 +69,7 @@ class Settings:
     seed: int | None = None
     database: ExampleDatabase | None = None
     code_page: str = "cp1252"
+    observed: ObservedPolicy | None = None  # None: strict, nothing is excused
 
 
 # Hypothesis's explain phase replays a shrunk failure under a tracer to annotate it; the harness
@@ -128,17 +130,50 @@ def effective(spec: Spec, outcome: Outcome) -> tuple[int, str]:
     return outcome.hresult, "call"
 
 
-def code_mismatch(subject: Subject, expect: tuple[str, ...], outcome: Outcome) -> str | None:
+def code_mismatch(subject: Subject, expect: tuple[str, ...], outcome: Outcome,
+                  state: dict[str, Any] | None = None,
+                  args: dict[str, Any] | None = None) -> str | None:
+    """Why the provider's code is not what the rules predict, or None when it is (or when the
+    run's `--observed lenient` policy excuses it by an `observed` entry of the spec: `state`
+    and `args` are those the rules saw, needed for an entry with a `when`; by default those of
+    the oracle's last prediction)."""
     oracle, spec = subject.oracle, subject.spec
     value, where = effective(spec, outcome)
     wanted = [oracle.value(s) for s in expect]
     if value not in wanted:
+        if observed_excuse(subject, expect, value, state, args) is not None:
+            return None
         want = " or ".join(oracle.describe(v) for v in wanted)
         return f"expected {want}, got {oracle.describe(value)} (from the {where})"
     code = next((c for c in spec.codes if c.value == value), None)
     if code is not None and code.via not in ("either", where):
         return (f"{oracle.describe(value)} must arrive through the {code.via}, "
                 f"but arrived through the {where}")
+    return None
+
+
+def observed_excuse(subject: Subject, expect: tuple[str, ...], value: int,
+                    state: dict[str, Any] | None, args: dict[str, Any] | None) -> Any:
+    """The `observed` entry that excuses `value` where the rules predict `expect`, or None.
+
+    The one place a departure recorded in a spec is judged: only under `--observed lenient`,
+    only for a provider that declares a Windows version the entry's `windows` prefixes, only
+    for the entry's code, only in place of its `instead_of`, only where its `when` holds."""
+    policy = subject.settings.observed
+    if policy is None or not policy.lenient:
+        return None
+    if (state is None or args is None) and subject.oracle.last is not None:
+        state, args = subject.oracle.last  # the call the rules were last asked about
+    for entry in subject.spec.observed:
+        if not policy.applies(entry) or subject.oracle.values.get(entry.code) != value:
+            continue
+        if entry.instead_of is not None and entry.instead_of not in expect:
+            continue
+        if entry.when and (state is None or args is None
+                           or not subject.oracle.observed_holds(entry, state, args)):
+            continue
+        policy.note(subject.spec.id, entry, expect)
+        return entry
     return None
 
 
@@ -269,7 +304,7 @@ def check_scenario(subject: Subject, scenario: Scenario) -> Verdict:
         raise CheckFailed(f"{exc} {context_line(steps, args)}",
                           repro(steps, args, scenario.expect), scenario.expect) from None
     codes = {s: FAILED for s in scenario.expect}
-    problem = code_mismatch(subject, scenario.expect, trial.outcome) or \
+    problem = code_mismatch(subject, scenario.expect, trial.outcome, state, args) or \
         outputs_mismatch(trial.world, predicted.outputs, trial.outcome)
     if problem is None:
         problem = _then_mismatch(trial, scenario.then)
@@ -382,7 +417,7 @@ def check_oracle(subject: Subject) -> Verdict:
             subject.domain.apply(state, subject.domain.complete(s))
         predicted = subject.oracle.predict(state, case.args)
         trial = _trial_or_fail(subject, case, predicted.codes)
-        problem = code_mismatch(subject, predicted.codes, trial.outcome) or \
+        problem = code_mismatch(subject, predicted.codes, trial.outcome, state, case.args) or \
             outputs_mismatch(trial.world, predicted.outputs, trial.outcome)
         if problem is None:
             try:
@@ -415,7 +450,10 @@ def check_closed_world(subject: Subject) -> Verdict:
         for label, value in (("returned", trial.outcome.hresult),
                              ("completed with", trial.outcome.completion)):
             if value is not None and not admitted(subject, value):
-                expect = predicted_codes(subject, case)
+                state = state_of(subject.domain, case.given)
+                expect = subject.oracle.predict(state, case.args).codes
+                if observed_excuse(subject, expect, value, state, case.args) is not None:
+                    continue
                 raise CheckFailed(
                     f"{label} {subject.oracle.describe(value)}, which is neither a documented "
                     f"code of {subject.spec.id} nor in its `also` list "
@@ -505,7 +543,7 @@ def check_repeat(subject: Subject) -> Verdict:
             calls.append(call_repro(subject.spec.id, case.args, predicted.codes))
             outcome = _fail_on_provider_error(
                 case, predicted.codes, lambda: world.call(subject.spec, case.args))
-            problem = code_mismatch(subject, predicted.codes, outcome)
+            problem = code_mismatch(subject, predicted.codes, outcome, state, case.args)
             if problem is None:
                 problem = _fail_on_provider_error(case, predicted.codes, lambda p=predicted:
                                                   state_mismatch(world, p.state,

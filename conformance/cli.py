@@ -16,6 +16,18 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_FAILS, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+DEFAULT_CHECK_TIMEOUT = 300.0  # as conformance.budget (not imported: keep `--help` light)
+
+
+def _seconds(text: str) -> float:
+    """A timeout option: seconds >= 0, where 0 means no limit."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("a timeout is a number of seconds >= 0 (0: no limit)")
+    return value
 
 
 DELEGATED = {"extract": "conformance.extract", "verify-metadata": "conformance.metadata",
@@ -52,24 +64,43 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: reference)")
     run.add_argument("--out", default="reports/latest", help="output folder "
                                                              "(default: reports/latest)")
-    run.add_argument("--profile", default="ci", choices=("quick", "ci", "thorough"))
+    run.add_argument("--profile", default=None, choices=("quick", "ci", "thorough"),
+                     help="example counts (default: ci, or the one a replayed cassette was "
+                          "recorded with)")
     run.add_argument("-k", dest="keyword", default=None,
                      help="only checks whose name matches this pytest -k expression")
-    run.add_argument("--seed", type=int, default=None, help="make the drawn cases reproducible")
+    run.add_argument("--seed", type=int, default=None,
+                     help="make the drawn cases reproducible (a replayed cassette gives its own)")
     run.add_argument("--specs", nargs="+", default=None,
                      help="spec files or folders (default: the bundled specs)")
-    run.add_argument("--code-page", default="cp1252",
-                     help="the ANSI code page of A entry points (default: cp1252)")
+    run.add_argument("--code-page", default=None,
+                     help="the ANSI code page of A entry points (default: cp1252, or a replayed "
+                          "cassette's)")
+    run.add_argument("--observed", default="strict", choices=("strict", "lenient"),
+                     help="lenient: a result a spec records under `observed` for the Windows "
+                          "version the provider declares passes, marked as observed; never for "
+                          "a provider that declares none, such as the reference (default: "
+                          "strict, a departure fails like any wrong code)")
+    run.add_argument("--in-process", action="store_true",
+                     help="load the provider into the harness's own process (for debugging): "
+                          "by default a provider given by name, module or file runs in a "
+                          "worker process (the agent over stdio), so that a hang or a crash "
+                          "fails only the check in flight and the worker is replaced")
     run.add_argument("--isolate", action="store_true",
-                     help="run the provider in a worker process (the agent over stdio): a hang "
-                          "or crash fails only the check in flight, and the worker restarts")
-    run.add_argument("--call-timeout", type=float, default=30.0, metavar="S",
-                     help="with --isolate: seconds a provider call may take (default 30)")
+                     help=argparse.SUPPRESS)  # the default now; kept for old command lines
+    run.add_argument("--call-timeout", type=_seconds, default=30.0, metavar="S",
+                     help="seconds a provider call may take in the worker process "
+                          "(default 30; 0: no limit)")
+    run.add_argument("--check-timeout", type=_seconds, default=DEFAULT_CHECK_TIMEOUT,
+                     metavar="S", help="seconds a check may take, all its calls included "
+                                       f"(default {DEFAULT_CHECK_TIMEOUT:g}; 0: no limit)")
     run.add_argument("--token-file", default=None,
                      help="the agent's token, for remote+tcp:// and remote+stdio: providers")
     run.add_argument("--record", default=None, metavar="FILE",
-                     help="write every exchange with the provider to a JSONL cassette "
-                          "(play it back with --provider replay:FILE)")
+                     help="write every exchange with the provider to a JSONL cassette, filed "
+                          "by check, with the run's seed (one is drawn if --seed is not given) "
+                          "and profile; with -n N each worker records its part and FILE gets "
+                          "them merged. Play it back with --provider replay:FILE")
     run.add_argument("--baseline", default=None, metavar="FILE",
                      help="known deviations (and flaky checks) that do not fail the run")
     run.add_argument("--write-baseline", default=None, metavar="FILE",
@@ -252,12 +283,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from conformance.catalog import load_catalog
     from conformance.plugin import ConformanceSession
     from conformance.provider import ProviderUnavailable, load
+    from conformance.remote import is_local, isolated
     from conformance.results import run_verdict
     from conformance.source import SourceError
 
-    if args.isolate and "://" not in args.provider and not args.provider.startswith(
-            ("remote+", "replay:")):
-        args.provider = isolated(args.provider, args.call_timeout)
+    if args.isolate and args.in_process:
+        print("--isolate and --in-process contradict each other (isolation is the default)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    isolate = not args.in_process
     if Path(args.out).exists() and not Path(args.out).is_dir():
         print(f"--out {args.out}: exists and is not a folder", file=sys.stderr)
         return EXIT_USAGE
@@ -268,16 +302,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
+    first = args.provider.split(",")[0]
     try:
-        provider = load(args.provider.split(",")[0], token_file=args.token_file)
+        provider = load(isolated(first, args.call_timeout) if isolate else first,
+                        token_file=args.token_file)
+        problem = _run_settings(args, provider)
+        if problem:
+            print(problem, file=sys.stderr)
+            return EXIT_USAGE
         if args.record:
             from conformance.remote import RecordingProvider
 
-            provider = RecordingProvider(provider, args.record)
+            provider = RecordingProvider(
+                provider, args.record, parts=bool(args.workers),
+                header={"profile": args.profile, "seed": args.seed, "code_page": args.code_page})
         session = ConformanceSession(catalog, provider, args.provider, Path(args.out),
-                                     args.profile, args.seed, args.code_page, args.differential)
+                                     args.profile, args.seed, args.code_page, args.differential,
+                                     args.check_timeout, observed=args.observed)
     except ProviderUnavailable as exc:
-        print(f"provider unavailable: {exc}", file=sys.stderr)
+        print(f"provider unavailable: {_unavailable(exc, isolate and is_local(first))}",
+              file=sys.stderr)
         return EXIT_UNAVAILABLE
     if baseline is not None:
         session.retry = {e.check for e in baseline.flaky}
@@ -300,6 +344,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         pytest_args += ["--conformance-seed", str(args.seed)] if args.seed is not None else []
         pytest_args += ["--conformance-differential"] if args.differential else []
         pytest_args += ["--conformance-token-file", args.token_file] if args.token_file else []
+        pytest_args += ["--conformance-check-timeout", str(args.check_timeout)]
+        pytest_args += ["--conformance-observed", args.observed]
+        pytest_args += ["--conformance-record", args.record] if args.record else []
+        pytest_args += ["--conformance-isolate", "--conformance-call-timeout",
+                        str(args.call_timeout)] if isolate else []
     code = pytest.main(pytest_args, plugins=[session])
     if session.summary is None:
         print(f"the run did not start (pytest exit {int(code)})", file=sys.stderr)
@@ -323,11 +372,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_FAILS if verdict == "fails" else EXIT_OK
 
 
-def isolated(provider: str, call_timeout: float) -> str:
-    """The provider served by an agent in a child process over stdio."""
-    command = [sys.executable, "-m", "conformance", "agent", "--provider", provider, "--stdio",
-               "--call-timeout", str(call_timeout), "--log-level", "WARNING"]
-    return "remote+stdio:" + " ".join(shlex.quote(part) for part in command)
+def _run_settings(args: argparse.Namespace, provider: Any) -> str | None:
+    """Settle the seed, profile and code page: a replayed cassette gives those it was recorded
+    with (a different one given here is an error: the run would ask for exchanges the cassette
+    does not hold); a recorded run without --seed draws one, so that it can be replayed."""
+    from conformance.remote import CassetteProvider, cassette_of
+
+    cassette = cassette_of(provider)
+    if isinstance(cassette, CassetteProvider):
+        for option in ("seed", "profile", "code_page"):
+            recorded, given = cassette.header.get(option), getattr(args, option)
+            flag = "--" + option.replace("_", "-")
+            if recorded is None or given == recorded:
+                continue
+            if given is not None:
+                return (f"{flag} {given}: the cassette {cassette.path} was recorded with "
+                        f"{flag} {recorded}, and a replay with another would ask for exchanges "
+                        f"it does not hold; leave {flag} out to use the recorded one")
+            setattr(args, option, recorded)
+    args.profile = args.profile if args.profile in ("quick", "ci", "thorough") else "ci"
+    args.code_page = args.code_page or "cp1252"
+    if args.record and args.seed is None:
+        import random
+
+        args.seed = random.SystemRandom().randrange(1 << 31)
+        print(f"recording with --seed {args.seed} (the cassette keeps it for its replay)",
+              file=sys.stderr)
+    return None
+
+
+def _unavailable(exc: Exception, in_worker: bool) -> str:
+    """Why the provider is unavailable; for a provider in a worker process, the reason the
+    worker gave (not the worker's command line)."""
+    refused = getattr(exc, "refused", None)
+    if in_worker and refused:
+        return str(refused).removeprefix("provider unavailable: ")
+    return str(exc)
 
 
 def _load_baseline(path: str | None):

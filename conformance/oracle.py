@@ -16,7 +16,7 @@ from typing import Any
 import cel
 
 from conformance.codes import CodeTable
-from conformance.spec import Rule, Spec
+from conformance.spec import Observed, Rule, Spec
 from conformance.world import OUT, Unknown
 
 
@@ -54,13 +54,17 @@ class Oracle:
         self.spec = spec
         self.table = codes
         self.functions = {"ansi": ansi_function(code_page)}
+        # The state and arguments of the last prediction: the call being judged, for an
+        # `observed` entry's `when` where the caller does not pass them (the stateful machine).
+        self.last: tuple[dict[str, Any], dict[str, Any]] | None = None
         self.values = {c.symbol: c.value for c in spec.codes}
-        for entry in spec.also:
+        for entry in (*spec.also, *(o.code for o in spec.observed)):
             if entry in codes.symbols:
                 self.values.setdefault(entry, codes.symbols[entry])
         text = " ".join([r.when for r in spec.rules] + [e for r in spec.rules
                                                          for e in (*r.effects.values(),
-                                                                   *r.outputs.values())])
+                                                                   *r.outputs.values())]
+                        + [o.when for o in spec.observed if o.when])
         # Only the collections the rules read are handed to CEL: converting the state is the
         # largest cost of an evaluation, and most collections are not read by a given method.
         self.reads = frozenset(re.findall(r"\bstate\.([A-Za-z_][A-Za-z0-9_]*)", text))
@@ -70,6 +74,9 @@ class Oracle:
                 self._program(rule, f"effects.{coll}", expr)
             for name, expr in rule.outputs.items():
                 self._program(rule, f"outputs.{name}", expr)
+        for entry in spec.observed:
+            if entry.when:
+                self._observed_program(entry)
 
     def _program(self, rule: Rule, where: str, source: str) -> cel.Program:
         try:
@@ -88,6 +95,7 @@ class Oracle:
         return cel.Context(variables, functions=self.functions)
 
     def predict(self, state: dict[str, Any], args: dict[str, Any]) -> Prediction:
+        self.last = (state, args)
         ctx = self.context(state, args)
         for rule in self.spec.rules:
             try:
@@ -101,6 +109,30 @@ class Oracle:
             if hit is not False:
                 raise OracleError(self._place(rule, "when", f"gave {hit!r}, not a bool"))
         raise OracleError(f"{self.spec.file}: no rule matched; end the rules with when: \"true\"")
+
+    def _observed_program(self, entry: Observed) -> cel.Program:
+        try:
+            return compiled(entry.when or "true")
+        except Exception as exc:
+            raise OracleError(self._observed_place(entry, f"does not compile: {exc}")) from None
+
+    def _observed_place(self, entry: Observed, message: str) -> str:
+        line = self.spec.line("observed", entry.index, "when")
+        return f"{self.spec.file}:{line}: observed[{entry.index}].when: {message}"
+
+    def observed_holds(self, entry: Observed, state: dict[str, Any],
+                       args: dict[str, Any]) -> bool:
+        """Whether an `observed` entry's condition holds for this call (no `when`: always)."""
+        if not entry.when:
+            return True
+        try:
+            hit = self._observed_program(entry).execute(self.context(state, args))
+        except Exception as exc:
+            raise OracleError(self._observed_place(entry, f"{type(exc).__name__}: {exc}")) \
+                from None
+        if not isinstance(hit, bool):
+            raise OracleError(self._observed_place(entry, f"gave {hit!r}, not a bool"))
+        return hit
 
     def _effects(self, rule: Rule, state: dict[str, Any], ctx: cel.Context) -> dict[str, Any]:
         after = {name: list(objects) for name, objects in state.items()}  # objects are not

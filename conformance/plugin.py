@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from conformance import checks
+from conformance.budget import DEFAULT_CHECK_TIMEOUT, Budgeted, CheckTimedOut
 from conformance.catalog import Catalog, load_catalog
 from conformance.checks import (
     ERROR,
@@ -31,10 +32,18 @@ from conformance.checks import (
     Verdict,
 )
 from conformance.exampledb import FailuresDatabase
+from conformance.observed import (
+    POLICIES,
+    STRICT,
+    ObservedPolicy,
+    declared_version,
+    describe_hits,
+)
 from conformance.oracle import OracleError
 from conformance.profiles import PROFILES
 from conformance.progress import Progress
 from conformance.provider import Provider, ProviderUnavailable, Unsupported, load
+from conformance.remote import RecordingProvider, cassette_of, cassette_part, isolated
 from conformance.replay import ReplayUnsupported, replay
 from conformance.reporting.model import run_versions
 from conformance.results import CheckResult, MethodInfo, ResultStream, merge_streams
@@ -60,6 +69,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="the agent's token, for remote providers")
     group.addoption("--conformance-differential", action="store_true",
                     help="also compare the provider with the reference on the same draws")
+    group.addoption("--conformance-isolate", action="store_true",
+                    help="run a provider given by name, module or file in a worker process "
+                         "(the agent over stdio), replaced after a crash or a hang")
+    group.addoption("--conformance-call-timeout", default=30.0, type=float,
+                    help="with --conformance-isolate: seconds a provider call may take")
+    group.addoption("--conformance-check-timeout", default=DEFAULT_CHECK_TIMEOUT, type=float,
+                    help="seconds a check may take (0: no limit)")
+    group.addoption("--conformance-observed", default=STRICT, choices=POLICIES,
+                    help="lenient: a result a spec records under `observed` for the provider's "
+                         "Windows version passes, marked as observed (default strict)")
+    group.addoption("--conformance-record", default=None, metavar="FILE",
+                    help="record the provider's exchanges for a cassette: an xdist worker "
+                         "writes its part next to FILE, merged into FILE at the end")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -68,16 +90,29 @@ def pytest_configure(config: pytest.Config) -> None:
     if name and find_session(config) is None:
         worker = getattr(config, "workerinput", {}).get("workerid")
         name = pick_for_worker(name, worker)
+        spec = isolated(name, config.getoption("--conformance-call-timeout")) \
+            if config.getoption("--conformance-isolate") else name
         try:
-            provider = load(name, token_file=config.getoption("--conformance-token-file"))
+            provider = load(spec, token_file=config.getoption("--conformance-token-file"))
             catalog = load_catalog([Path(a) for a in config.args] or None)
         except (ProviderUnavailable, SourceError) as exc:
             raise pytest.UsageError(str(exc)) from None
+        record = config.getoption("--conformance-record", default=None)
+        if record:
+            provider = RecordingProvider(  # the controller of `pytest -n` merges the parts
+                provider, cassette_part(record, worker),
+                parts=worker is None and bool(config.getoption("numprocesses", default=None)),
+                header={"worker": worker or "",
+                        "profile": config.getoption("--conformance-profile"),
+                        "seed": config.getoption("--conformance-seed"),
+                        "code_page": config.getoption("--conformance-code-page")})
         session = ConformanceSession(
             catalog, provider, name, Path(config.getoption("--conformance-out")),
             config.getoption("--conformance-profile"), config.getoption("--conformance-seed"),
             config.getoption("--conformance-code-page"),
-            config.getoption("--conformance-differential"))
+            config.getoption("--conformance-differential"),
+            config.getoption("--conformance-check-timeout"),
+            observed=config.getoption("--conformance-observed", default=STRICT))
         session.worker = worker
         config.pluginmanager.register(session, "conformance-session")
 
@@ -105,9 +140,11 @@ class ConformanceSession:
 
     def __init__(self, catalog: Catalog, provider: Provider, provider_name: str, out: Path,
                  profile: str = "ci", seed: int | None = None, code_page: str = "cp1252",
-                 differential: bool = False):
+                 differential: bool = False, check_timeout: float | None = DEFAULT_CHECK_TIMEOUT,
+                 observed: str = STRICT):
         self.catalog = catalog
-        self.provider = provider
+        self.provider = Budgeted(provider)  # every request of a check runs against its deadline
+        self.check_timeout = check_timeout or None  # seconds per check (--check-timeout)
         self.provider_name = provider_name
         self.out = out
         self.profile = profile
@@ -117,7 +154,15 @@ class ConformanceSession:
         self.settings = Settings(
             max_examples=PROFILES[profile].max_examples,
             exhaustive=PROFILES[profile].exhaustive, steer=PROFILES[profile].steer, seed=seed,
-            database=FailuresDatabase(str(out / ".hypothesis")), code_page=code_page)
+            database=FailuresDatabase(str(out / ".hypothesis")), code_page=code_page,
+            observed=ObservedPolicy(observed, declared_version(self.capabilities)))
+        self.observed = observed
+        self._cassette = cassette_of(provider)  # a recording or replaying provider, or None
+        self._unpin: Any = None
+        if self._cassette is not None:  # failures saved by an earlier run would change the
+            self.settings.database = None  # draws: a cassette holds what the seed alone gives
+        if self._cassette is not None or seed is not None:  # the same seed, the same draws,
+            self._unpin = pin_draws()  # whatever other modules this process has loaded
         self.differential = differential
         self.retry: set[str] = set()  # flaky checks (from a baseline): run again on failure
         self.worker: str | None = None  # the xdist worker id, in a parallel run
@@ -167,6 +212,7 @@ class ConformanceSession:
         header = {"provider": self.provider_name, "profile": self.profile, "seed": self.seed,
                   "versions": run_versions(),
                   "differential": self.differential,
+                  "observed": self.observed,
                   "capabilities": self.capabilities,
                   "checks_selected": sum(isinstance(i, CheckItem) for i in session.items)}
         if self.worker is not None:
@@ -185,6 +231,11 @@ class ConformanceSession:
             parts = list((self.out / "workers").glob("*.jsonl"))
             if parts:  # the controller of a parallel run: merge what the workers wrote
                 self.summary = merge_streams(self.out, parts)
+        if self._cassette is not None:
+            self._cassette.begin_check(None)  # what follows belongs to the run, not a check
+        if self._unpin is not None:
+            self._unpin()
+            self._unpin = None
         with contextlib.suppress(Exception):
             self.provider.close()
 
@@ -214,6 +265,17 @@ class ConformanceSession:
                 if s.family == family and s.id in self.capabilities.get("methods", [])]
 
     def run(self, item: CheckItem) -> Verdict:
+        """Run one check within its budget; a timeout fails it and replaces the worker."""
+        self.provider.start(self.check_timeout)
+        try:
+            return self.run_unbudgeted(item)
+        except CheckTimedOut as exc:
+            self.provider.replace_worker()
+            return Verdict(FAILED, exc.message, {c: FAILED for c in _scenario_codes(item)})
+        finally:
+            self.provider.stop()
+
+    def run_unbudgeted(self, item: CheckItem) -> Verdict:
         spec = item.spec
         if spec is not None and spec.id not in self.capabilities.get("methods", []):
             return Verdict(NOT_APPLICABLE, f"unsupported by the provider: method {spec.id} is "
@@ -286,10 +348,23 @@ class ConformanceSession:
         if repro is not None:
             repro = {"check": item.check_name, "method": method, **repro}
             write_repro(self.out, item.check_name, repro)
+        observed = self.settings.observed.take() if self.settings.observed else []
+        message = verdict.message
+        if observed and verdict.status == PASSED:
+            message = "; ".join(m for m in (describe_hits(observed), message) if m)
         self.stream.add(CheckResult(
             name=item.check_name, method=method, kind=item.kind, case=item.case,
-            status=verdict.status, message=verdict.message, codes=verdict.codes,
-            repro=repro, duration=duration, family=item.family, details=verdict.details))
+            status=verdict.status, message=message, codes=verdict.codes,
+            repro=repro, duration=duration, family=item.family, details=verdict.details,
+            observed=observed or None))
+
+    def begin(self, item: CheckItem) -> None:
+        """A check starts: no excuse carried over from the last one; a cassette being recorded
+        or replayed files the check's exchanges under its name."""
+        if self.settings.observed is not None:
+            self.settings.observed.take()
+        if self._cassette is not None:
+            self._cassette.begin_check(item.check_name)
 
 
 def _blamed(verdict: Verdict) -> str:
@@ -316,6 +391,32 @@ def _scenario_codes(item: CheckItem) -> dict[str, str]:
     if item.kind == "scenario" and item.scenario is not None:
         return {c: NOT_APPLICABLE for c in item.scenario.expect}
     return {}
+
+
+def pin_draws() -> Any:
+    """Make hypothesis's draws depend on the seed alone, for a recorded or replayed run; returns
+    the function that undoes it.
+
+    Hypothesis (6.131 and later) mixes into its draws constants read from the source of every
+    local module loaded in the process, so a worker of `-n 2` whose provider runs in another
+    process, and a replay that loads no provider at all, would draw other cases from the same
+    seed. Only the global constants are kept. This reaches into hypothesis's internals; where
+    they differ, nothing is changed (and a replay may then stop with a clear mismatch)."""
+    try:
+        from hypothesis.internal.conjecture import providers as hp
+        empty = hp.Constants(integers=hp.SortedSet(), floats=hp.SortedSet(key=hp.float_to_int),
+                             bytes=hp.SortedSet(), strings=hp.SortedSet())
+        original = hp._get_local_constants
+        hp.CONSTANTS_CACHE.cache.clear()
+    except (ImportError, AttributeError, TypeError):
+        return lambda: None
+    hp._get_local_constants = lambda: empty
+
+    def unpin() -> None:
+        hp._get_local_constants = original
+        hp.CONSTANTS_CACHE.cache.clear()
+
+    return unpin
 
 
 def _capabilities(provider: Provider) -> dict[str, Any]:
@@ -384,6 +485,7 @@ class CheckItem(pytest.Item):
         started = time.perf_counter()
         if session.progress is not None:
             session.progress.starting(self.check_name)
+        session.begin(self)
         self.verdict = session.run_with_retries(self)
         session.record(self, self.verdict, time.perf_counter() - started)
         if session.progress is not None:

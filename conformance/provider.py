@@ -53,7 +53,9 @@ class Provider:
     name: str = "provider"
 
     def capabilities(self) -> dict[str, list[str]]:
-        """{"methods": [...ids], "steps": [...], "faults": [...], "observe": [...]}"""
+        """{"methods": [...ids], "steps": [...], "faults": [...], "observe": [...]}, and
+        optionally "windows_version": "10.0.19045" for a backend that shows a real Windows's
+        behaviour (only then may a spec's `observed` entries excuse a result)."""
         return {"methods": [], "steps": [], "faults": [], "observe": []}
 
     def reset(self) -> None:

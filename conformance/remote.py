@@ -22,9 +22,12 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import socket
 import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -57,8 +60,44 @@ def open_remote(spec: str, **options: Any) -> Provider:
                               f"{STDIO_SCHEME}COMMAND or {REPLAY_SCHEME}FILE")
 
 
+def is_local(spec: str) -> bool:
+    """A provider this process would load itself (a name, module or file), not a remote one."""
+    return "://" not in spec and not spec.startswith((TCP_SCHEME, STDIO_SCHEME, REPLAY_SCHEME))
+
+
+def isolated(provider: str, call_timeout: float | None) -> str:
+    """The provider served by an agent in a child process over stdio (a worker process that
+    the harness replaces after a crash or a hang); remote and replayed providers unchanged."""
+    if not is_local(provider):
+        return provider
+    command = [sys.executable, "-m", "conformance", "agent", "--provider", provider, "--stdio",
+               "--call-timeout", str(call_timeout or 0), "--log-level", "WARNING"]
+    return STDIO_SCHEME + shlex.join(command)
+
+
+class CallTimedOut(TimeoutError):
+    """A request got no answer in time: the agent's per-call timeout fired, or the harness
+    stopped waiting (its own wait, or the check's deadline when `budget` is true).
+
+    `seconds` is the limit that fired, `what` the request (`call(M)`, `reset()`...).
+    """
+
+    def __init__(self, message: str, seconds: float | None, what: str, budget: bool = False):
+        super().__init__(message)
+        self.seconds = seconds
+        self.what = what
+        self.budget = budget
+
+
 class AgentRefused(ConnectionError):
-    """The agent could not be reached or would not serve us; the message says why."""
+    """The agent could not be reached or would not serve us; the message says why.
+
+    `refused` is the agent's own reason when it answered the hello with a refusal.
+    """
+
+    def __init__(self, message: str, refused: str | None = None):
+        super().__init__(message)
+        self.refused = refused
 
 
 class _NotRun(Exception):
@@ -239,6 +278,9 @@ class RemoteProvider(Provider):
 
     Options: `token_file` (the agent's token), `timeout` (seconds to wait for any answer;
     default: the agent's call timeout plus 10 s), `connect_timeout` (connect and hello).
+    `deadline` (a time.monotonic() value, or None) bounds every wait further: the harness sets
+    it to the end of the check's budget. A ProviderUnavailable raised here carries `refused`,
+    the agent's own reason when it refused the hello (else None).
     """
 
     name = "remote"
@@ -253,10 +295,13 @@ class RemoteProvider(Provider):
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._stale = False  # a connection was lost since the last reset
+        self.deadline: float | None = None
         try:
             self._conn: _Connection | None = self._connect()
         except AgentRefused as exc:
-            raise ProviderUnavailable(str(exc)) from None
+            error = ProviderUnavailable(str(exc))
+            error.refused = exc.refused  # type: ignore[attr-defined]
+            raise error from None
         self.welcome = self._conn.welcome
         self.name = str(self.welcome.get("provider") or self.name)
 
@@ -276,6 +321,31 @@ class RemoteProvider(Provider):
 
     def observe(self, collection: str) -> list[dict[str, Any]]:
         return self._request("observe", collection=collection)
+
+    def connect(self) -> bool:
+        """Open a connection now if there is none (for a stdio agent: start a new worker), so
+        that its start-up is not counted in the next check; False if that failed (the next
+        request tries again, and its error says why). The world stays stale until a reset."""
+        with self._lock:
+            if self._conn is not None:
+                return True
+            try:
+                self._conn = self._connect()
+            except AgentRefused as exc:
+                log.info("no new connection before the next check: %s", exc)
+                return False
+            return True
+
+    def restart(self) -> None:
+        """End the connection now, without a goodbye (a stdio agent process is killed): the
+        next reset starts a fresh one. For a provider that may be stuck; never raises."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            self._stale = True
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.transport._interrupt()
+            conn.transport.close()
 
     def close(self) -> None:
         """Say goodbye (the agent closes its provider) and end the stream; never raises."""
@@ -322,7 +392,7 @@ class RemoteProvider(Provider):
                                f"the hello{transport.why_ended()}")
         if "refused" in answer:
             raise AgentRefused(f"the agent at {where} refused the connection: "
-                               f"{answer['refused']}")
+                               f"{answer['refused']}", str(answer["refused"]))
         version = answer.get("welcome")
         if version != protocol.PROTOCOL_VERSION:
             raise AgentRefused(f"the agent at {where} answered the hello with protocol version "
@@ -370,6 +440,11 @@ class RemoteProvider(Provider):
     def _answer(self, conn: _Connection, request_id: int, op: str,
                 params: dict[str, Any]) -> Any:
         timeout = self._timeout or (conn.call_timeout + 10 if conn.call_timeout else None)
+        budget = False
+        if self.deadline is not None:
+            left = max(self.deadline - time.monotonic(), 0.001)
+            if timeout is None or left < timeout:
+                timeout, budget = left, True
         try:
             conn.transport.begin_wait(timeout)
             line = conn.reader.read_line()
@@ -379,9 +454,14 @@ class RemoteProvider(Provider):
                 f"the agent's answer to {protocol.describe(op, params)}: {exc}") from None
         except TimeoutError:
             self._drop()
-            raise TimeoutError(f"no answer from the agent to {protocol.describe(op, params)} "
-                               f"within {timeout} s; the connection was closed (the next reset "
-                               "reconnects)") from None
+            what = protocol.describe(op, params)
+            if budget:
+                raise CallTimedOut(f"no answer from the agent to {what} before the check's "
+                                   "deadline; the connection was closed (the next reset "
+                                   "reconnects)", timeout, what, budget=True) from None
+            raise CallTimedOut(f"timed out after {timeout:g} s in {what}: no answer from the "
+                               "agent; the connection was closed (the next reset reconnects)",
+                               timeout, what) from None
         except (OSError, ProtocolError) as exc:
             self._drop()
             raise ConnectionError(f"connection to the agent lost during "
@@ -414,7 +494,11 @@ class RemoteProvider(Provider):
             return message.get("result")
         exc = protocol.exception_from_error(message.get("error"))
         if isinstance(exc, TimeoutError):
+            limit = self._conn.call_timeout if self._conn is not None else None
             self._drop()  # the agent closes a connection whose provider is stuck
+            what = protocol.describe(op, params)
+            after = f"after {limit:g} s " if limit else ""
+            raise CallTimedOut(f"timed out {after}in {what}: {exc}", limit, what) from None
         raise exc
 
     def _reconnect(self, op: str, params: dict[str, Any]) -> _Connection:
@@ -451,20 +535,40 @@ class CassetteMismatch(Exception):
 class RecordingProvider(Provider):
     """Passes every request to `inner` and appends the exchange to a JSONL cassette.
 
-    Line 1 is a header; then one line per exchange: `{"op", "args", "result" | "error"}`,
-    with args and results as the agent protocol encodes them and provider ids as given, so
-    that `replay:FILE` can hand the same ids back to the harness.
+    Line 1 is a header (plus `header`: the run's seed, profile and code page, which a replay
+    takes as its own); then one line per exchange: `{"op", "args", "result" | "error"}`, with
+    args and results as the agent protocol encodes them and provider ids as given, so that
+    `replay:FILE` can hand the same ids back to the harness. An exchange made during a check
+    carries the check's name (`"check"`, see `begin_check`), so that a replay finds a check's
+    exchanges whatever order the checks run in.
+
+    With `parts` (the controller of a parallel run), each xdist worker records into its own
+    part file (`cassette_part`); `close` merges the parts into this cassette.
     """
 
-    def __init__(self, inner: Provider, path: str | Path):
+    def __init__(self, inner: Provider, path: str | Path,
+                 header: dict[str, Any] | None = None, parts: bool = False):
         self.inner = inner
         self.name = getattr(inner, "name", "provider")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.parts = parts_folder(self.path) if parts else None
+        if self.parts is not None:
+            shutil.rmtree(self.parts, ignore_errors=True)  # parts of an earlier run
         self._file = self.path.open("wb")
         self._lock = threading.Lock()
+        self._check: str | None = None
         self._write({"cassette": CASSETTE_VERSION, "protocol": protocol.PROTOCOL_VERSION,
-                     "provider": self.name})
+                     "provider": self.name, **(header or {})})
+
+    def begin_check(self, name: str | None) -> None:
+        """File the exchanges that follow under check `name` (None: the run's own); a cassette
+        being replayed underneath (re-recording a replay) moves to that check too."""
+        with self._lock:
+            self._check = name
+        inner = cassette_of(self.inner)
+        if inner is not None:
+            inner.begin_check(name)
 
     def capabilities(self) -> dict[str, list[str]]:
         return self._exchange("capabilities", {}, self.inner.capabilities)
@@ -490,10 +594,15 @@ class RecordingProvider(Provider):
         finally:
             with self._lock:
                 self._file.close()
+            if self.parts is not None:
+                merge_cassette(self.path, sorted(self.parts.glob("*.jsonl")))
+                shutil.rmtree(self.parts, ignore_errors=True)
 
     def _exchange(self, op: str, params: dict[str, Any], run: Callable[[], Any],
                   encode: Callable[[Any], Any] = protocol.json_safe) -> Any:
         entry: dict[str, Any] = {"op": op, "args": protocol.json_safe(params)}
+        if self._check is not None:
+            entry["check"] = self._check
         try:
             result = run()
         except Exception as exc:
@@ -516,15 +625,42 @@ class CassetteProvider(Provider):
 
     Deterministic by construction: it holds no state but a position in the cassette. Once a
     request does not match, every later one fails too (the run is out of step with it).
+
+    A cassette whose exchanges carry check names (recorded by `conformance run --record`) is
+    played per check: `begin_check(name)` moves to that check's exchanges, in their recorded
+    order, so checks may run in any order and on any number of workers. Requests outside a
+    check (the run's `capabilities`) are answered by the run's recorded ones. `header` holds
+    the recorded run's seed, profile and code page.
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        header, self._entries = _read_cassette(self.path)
-        self.name = str(header.get("provider", "replay"))
+        self.header, entries = _read_cassette(self.path)
+        self.name = str(self.header.get("provider", "replay"))
+        self._checks: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        self._run: list[tuple[int, dict[str, Any]]] = []
+        for line, entry in entries:
+            if isinstance(entry.get("check"), str):
+                self._checks.setdefault(entry["check"], []).append((line, entry))
+            else:
+                self._run.append((line, entry))
+        self.by_check = bool(self._checks)
+        self._entries = [] if self.by_check else entries  # the sequence being played
+        self._check: str | None = None
+        self._played: dict[str | None, int] = {}
         self._next = 0
         self._derailed: str | None = None
         self._lock = threading.Lock()
+
+    def begin_check(self, name: str | None) -> None:
+        """Play check `name`'s exchanges from its first (None: the run's own requests)."""
+        if not self.by_check:
+            return
+        with self._lock:
+            self._check = name
+            self._entries = self._checks.get(name, []) if name is not None else []
+            self._next = 0
+            self._derailed = None
 
     def capabilities(self) -> dict[str, list[str]]:
         return self._play("capabilities", {})
@@ -546,10 +682,14 @@ class CassetteProvider(Provider):
             if self._derailed is None and self._next < len(self._entries) \
                     and self._entries[self._next][1]["op"] == "close":
                 self._next += 1
+                self._played[self._check] = self._next
 
     @property
     def remaining(self) -> int:
-        """Exchanges recorded but not played yet."""
+        """Exchanges recorded but not played yet (of the checks, in a cassette by check)."""
+        if self.by_check:
+            return sum(len(e) for e in self._checks.values()) - sum(
+                n for name, n in self._played.items() if name is not None)
         return len(self._entries) - self._next
 
     def _play(self, op: str, params: dict[str, Any]) -> Any:
@@ -562,12 +702,19 @@ class CassetteProvider(Provider):
 
     def _take(self, op: str, params: dict[str, Any], asked: Any) -> dict[str, Any]:
         what = protocol.describe(op, params)
+        if self.by_check and self._check is None:
+            return self._run_request(op, what, asked)
+        if self.by_check and self._check not in self._checks:
+            raise CassetteMismatch(f"cassette {self.path} holds no exchange of check "
+                                   f"{self._check} (for {what}): the recorded run did not run "
+                                   "it, or it made no request then")
         if self._derailed is not None:
             raise CassetteMismatch(f"cassette {self.path} is out of step with this run since "
                                    f"{self._derailed}; {what} is not played")
         if self._next >= len(self._entries):
+            of = f" of check {self._check}" if self._check is not None else ""
             raise CassetteMismatch(f"cassette {self.path} holds no exchange for {what}: all "
-                                   f"{len(self._entries)} recorded exchanges were played")
+                                   f"{len(self._entries)} recorded exchanges{of} were played")
         line, entry = self._entries[self._next]
         if entry["op"] != op or entry["args"] != asked:
             held = protocol.describe(entry["op"], entry["args"])
@@ -576,7 +723,58 @@ class CassetteProvider(Provider):
             raise CassetteMismatch(f"cassette {self.path} does not hold {what}{difference}: "
                                    f"its next exchange (line {line}) is {held}")
         self._next += 1
+        self._played[self._check] = self._next
         return entry
+
+    def _run_request(self, op: str, what: str, asked: Any) -> dict[str, Any]:
+        """A request outside any check: the run's recorded answer to the same request."""
+        for _, entry in self._run:
+            if entry["op"] == op and entry["args"] == asked:
+                return entry
+        raise CassetteMismatch(f"cassette {self.path} holds no {what} made outside a check")
+
+
+def parts_folder(path: Path) -> Path:
+    """Where the xdist workers of a run recording `path` write their parts."""
+    return path.with_name(path.name + ".parts")
+
+
+def cassette_part(path: str | Path, worker: str | None) -> Path:
+    """The file a process records into: `path` itself, or an xdist worker's own part (the
+    pid tells apart a worker that xdist replaced after a crash)."""
+    if worker is None:
+        return Path(path)
+    return parts_folder(Path(path)) / f"{worker}-{os.getpid()}.jsonl"
+
+
+def cassette_of(provider: Any) -> RecordingProvider | CassetteProvider | None:
+    """The recording or replaying provider behind `provider` (through wrappers), or None."""
+    for _ in range(10):
+        if isinstance(provider, RecordingProvider | CassetteProvider):
+            return provider
+        provider = getattr(provider, "inner", None)
+        if provider is None:
+            return None
+    return None
+
+
+def merge_cassette(path: Path, parts: list[Path]) -> None:
+    """Merge the workers' parts into the cassette at `path`, whose header and run-level
+    exchanges (the controller's) come first, then every check's exchanges, checks in name
+    order, each check's in recorded order: the same run gives the same file, however its
+    checks were spread over workers."""
+    header, own = _read_cassette(path)
+    checks: dict[str, list[dict[str, Any]]] = {}
+    for part in sorted(parts):
+        _, entries = _read_cassette(part)
+        for _, entry in entries:
+            if isinstance(entry.get("check"), str):
+                checks.setdefault(entry["check"], []).append(entry)
+    lines = [{**header, "parts": len(parts)}, *(e for _, e in own if "check" not in e)]
+    lines += [entry for name in sorted(checks) for entry in checks[name]]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(b"".join(protocol.encode(line) for line in lines))
+    tmp.replace(path)
 
 
 def _canonical(params: dict[str, Any]) -> Any:

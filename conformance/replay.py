@@ -140,7 +140,7 @@ def _one_call(subject: Subject, world: World, state, entry: dict[str, Any], kind
                 return (f"returned {subject.oracle.describe(value)}, not a documented code",
                         predicted.state)
         return None, predicted.state
-    problem = code_mismatch(subject, expect_t or predicted.codes, outcome)
+    problem = code_mismatch(subject, expect_t or predicted.codes, outcome, state, args)
     if problem is None and kind != "variants":
         problem = outputs_mismatch(world, predicted.outputs, outcome)
     if problem is None and kind != "variants":

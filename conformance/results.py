@@ -30,6 +30,7 @@ class CheckResult:
     duration: float = 0.0
     family: str = ""
     details: dict[str, Any] | None = None
+    observed: list[dict[str, Any]] | None = None  # `observed` entries that excused results
 
 
 @dataclass
@@ -139,20 +140,43 @@ def summarize(header: dict[str, Any], methods: dict[str, MethodInfo],
             "checks": [{"name": r.name, "kind": r.kind, "status": r.status,
                         "message": r.message, "codes": r.codes, "repro": r.repro,
                         "details": r.details,
-                        "duration": round(r.duration, 4)} for r in checks],
+                        "duration": round(r.duration, 4),
+                        **({"observed": r.observed} if r.observed else {})} for r in checks],
         }
+        excused = observed_codes(method, results)
+        if excused:
+            out_methods[method]["observed"] = excused
     families: dict[str, Any] = {}
     for r in results:
         if r.method not in methods:  # a family-level check that passed (or blamed no method)
             entry = families.setdefault(r.family, {"checks": []})
             entry["checks"].append({"name": r.name, "kind": r.kind, "status": r.status,
                                     "message": r.message, "repro": r.repro,
-                                    "details": r.details, "duration": round(r.duration, 4)})
+                                    "details": r.details, "duration": round(r.duration, 4),
+                                    **({"observed": r.observed} if r.observed else {})})
     for entry in families.values():
         entry["verdict"] = method_verdict([CheckResult(c["name"], "", c["kind"], "", c["status"])
                                            for c in entry["checks"]], {})
     return {"schema": SCHEMA, **header, "totals": totals, "methods": out_methods,
             "families": families}
+
+
+def observed_codes(method: str, results: list[CheckResult]) -> dict[str, list[dict[str, Any]]]:
+    """Documented code -> the `observed` entries of `method` that stood in for it, with the
+    checks they excused (a family's stateful check excuses calls of several methods)."""
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for r in results:
+        for hit in r.observed or ():
+            if hit.get("method") != method:
+                continue
+            for code in [hit["instead_of"]] if hit.get("instead_of") else hit.get("expected", []):
+                entry = out.setdefault(code, {}).setdefault(hit["entry"], {
+                    "entry": hit["entry"], "windows": hit.get("windows"), "code": hit.get("code"),
+                    "source": hit.get("source", ""), "checks": [], "times": 0})
+                entry["times"] += int(hit.get("times", 1))
+                if r.name not in entry["checks"]:
+                    entry["checks"].append(r.name)
+    return {code: list(entries.values()) for code, entries in sorted(out.items())}
 
 
 def run_verdict(summary: dict[str, Any]) -> str:

@@ -64,6 +64,21 @@ class Scenario:
 
 
 @dataclass(frozen=True)
+class Observed:
+    """How a Windows version was seen to behave where it departs from the page: on `windows`
+    (a version prefix), when `when` holds, the call gives `code` instead of `instead_of` (or
+    of whatever the rules predict). Whether that passes is the run's `--observed` policy."""
+
+    windows: str
+    code: str
+    when: str | None = None
+    instead_of: str | None = None
+    source: str = ""
+    note: str = ""
+    index: int = 0
+
+
+@dataclass(frozen=True)
 class Spec:
     id: str
     family: str
@@ -82,6 +97,7 @@ class Spec:
     twin: str | None = None
     sources: tuple[dict[str, Any], ...] = ()
     findings: tuple[dict[str, Any], ...] = ()
+    observed: tuple[Observed, ...] = ()
     document: Document | None = field(default=None, compare=False, repr=False)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -149,5 +165,9 @@ def spec_from(doc: Document) -> Spec:
         interface=dict(data.get("interface") or {}), charset=data.get("charset"),
         twin=data.get("twin"),
         sources=tuple(data.get("sources") or []), findings=tuple(data.get("findings") or []),
+        observed=tuple(
+            Observed(str(o["windows"]), o["code"], o.get("when"), o.get("instead_of"),
+                     o.get("source", ""), o.get("note", ""), i)
+            for i, o in enumerate(data.get("observed") or [])),
         document=doc, raw=data,
     )

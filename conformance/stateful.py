@@ -13,14 +13,15 @@ from __future__ import annotations
 from typing import Any
 
 from hypothesis import HealthCheck, settings
+from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky, FlakyFailure
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    get_state_machine_test,
     initialize,
     invariant,
     rule,
-    run_state_machine_as_test,
 )
 
 from conformance.catalog import Catalog
@@ -42,6 +43,7 @@ from conformance.domain import FAULTS, Domain
 from conformance.oracle import compiled
 from conformance.provider import Unsupported
 from conformance.replay import minimize
+from conformance.spec import Spec
 from conformance.strategies import (
     Pool,
     draw_args,
@@ -58,6 +60,26 @@ STEPS_PER_RUN = 25
 def callable_subjects(subjects: list[Subject], pool: Pool) -> list[Subject]:
     """Methods that can be called now: a com-method needs an object to be called on."""
     return [s for s in subjects if s.spec.this_object is None or pool.names.get(s.spec.this_object)]
+
+
+def _used(spec: Spec, args: dict[str, Any]) -> dict[str, list[str]]:
+    """The objects a call's arguments name, by step."""
+    used: dict[str, list[str]] = {}
+    pairs = [(spec.this_object, args.get("this"))]
+    pairs += [(p.refers, args.get(p.name)) for p in spec.params if p.refers]
+    for step, name in pairs:
+        if step and isinstance(name, str):
+            used.setdefault(step, []).append(name)
+    return used
+
+
+def _merged(recent: list[dict[str, list[str]]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for used in recent:
+        for step, names in used.items():
+            known = out.setdefault(step, [])
+            known.extend(n for n in names if n not in known)
+    return out
 
 
 def build_machine(subjects: list[Subject], domain: Domain,
@@ -80,6 +102,7 @@ def build_machine(subjects: list[Subject], domain: Domain,
             self.removed: dict[str, list[str]] = {}
             self.trace: list[dict[str, Any]] = []
             self.counters: dict[str, int] = {}
+            self.recent: list[dict[str, list[str]]] = []  # objects the last two steps used
 
         def fail(self, message: str, codes: tuple[str, ...] = (),
                  extra: dict[str, Any] | None = None) -> None:
@@ -119,15 +142,18 @@ def build_machine(subjects: list[Subject], domain: Domain,
                 self.fail(str(exc))
             domain.apply(self.state, step)
             self.trace.append({"given": [step]})
+            kind = next(iter(step))
+            self.recent = [*self.recent[-1:], {kind: [str(step[kind])]}]
 
         @rule(data=st.data())
         def call(self, data: st.DataObject) -> None:
-            pool = Pool.of(domain, self.state, self.removed)
+            pool = Pool.of(domain, self.state, self.removed, _merged(self.recent))
             choices = callable_subjects(subjects, pool)
             if not choices:
                 return
             subject = data.draw(sampled(choices), label="method")
             args = draw_args(data.draw, subject.spec, domain, pool)
+            self.recent = [*self.recent[-1:], _used(subject.spec, args)]
             predicted = subject.oracle.predict(self.state, args)
             entry = call_repro(subject.spec.id, args, predicted.codes)
             self.trace.append(entry)
@@ -207,14 +233,17 @@ def check_stateful(subjects: list[Subject], domain: Domain) -> Verdict:
     first = subjects[0].settings
     calls_made = [0]
     machine = build_machine(subjects, domain, calls_made)
-    seeded = first.seed is not None  # a seeded run is derandomized, so it has no database
+    seeded = first.seed is not None  # a seeded run draws from the seed alone: no database
     sets = settings(max_examples=max(10, first.max_examples // 2), deadline=None, phases=PHASES,
                     stateful_step_count=STEPS_PER_RUN,
                     database=None if seeded else first.database,
                     suppress_health_check=list(HealthCheck), print_blob=False,
-                    report_multiple_bugs=False, derandomize=seeded)
+                    report_multiple_bugs=False)
+    test = get_state_machine_test(machine, settings=sets)
+    if seeded:  # (derandomize would seed from the machine class's source, not from --seed)
+        test = hypothesis_seed(first.seed)(test)
     try:
-        run_state_machine_as_test(machine, settings=sets)
+        test()
     except CheckFailed as exc:
         return Verdict(FAILED, exc.message, {c: FAILED for c in exc.codes},
                        _minimized(exc.repro, subjects, domain), exc.details)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hypothesis import strategies as st
@@ -231,15 +231,18 @@ def _draw_field(draw: Any, domain: Domain, ftype: FieldType, step: dict[str, Any
 
 @dataclass(frozen=True)
 class Pool:
-    """What arguments can be drawn from: objects present, objects removed, field values."""
+    """What arguments can be drawn from: objects present, objects removed, field values, and
+    the objects the last calls used (a bug across calls is most often about one object)."""
 
     names: dict[str, list[str]]
     removed: dict[str, list[str]]
     values: dict[str, list[Any]]
+    recent: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, domain: Domain, state: dict[str, list[dict[str, Any]]],
-           removed: dict[str, list[str]] | None = None) -> Pool:
+           removed: dict[str, list[str]] | None = None,
+           recent: dict[str, list[str]] | None = None) -> Pool:
         names: dict[str, list[str]] = {}
         values: dict[str, list[Any]] = {}
         for coll in domain.collections.values():
@@ -247,7 +250,15 @@ class Pool:
             names[coll.step] = [o["id"] for o in objects]
             for fname in coll.fields:
                 values[f"{coll.step}.{fname}"] = [o[fname] for o in objects if fname in o]
-        return cls(names, dict(removed or {}), values)
+        return cls(names, dict(removed or {}), values, dict(recent or {}))
+
+    def objects(self, step: str) -> st.SearchStrategy[str] | None:
+        """An object of `step` to use: often one the last calls used, else any present."""
+        present = self.names.get(step) or []
+        if not present:
+            return None
+        recent = [n for n in self.recent.get(step, []) if n in present]
+        return sampled(recent) | sampled(present) if recent else sampled(present)
 
 
 def draw_new_step(draw: Any, domain: Domain, state: dict[str, list[dict[str, Any]]],
@@ -280,7 +291,8 @@ def draw_args(draw: Any, spec: Spec, domain: Domain, pool: Pool) -> dict[str, An
     """Draw the call's arguments against the objects the pool offers."""
     args: dict[str, Any] = {}
     if spec.this_object is not None:
-        args["this"] = draw(sampled(pool.names[spec.this_object]))
+        objects = pool.objects(spec.this_object)
+        args["this"] = draw(st.nothing() if objects is None else objects)
     for param in spec.params:
         args[param.name] = draw(param_strategy(spec, domain, param, pool))
     return args
@@ -292,8 +304,9 @@ def param_strategy(spec: Spec, domain: Domain, param: Param,
         return st.sampled_from([OUT, None]) if param.nullable else st.just(OUT)
     options: list[st.SearchStrategy[Any]] = []
     if param.refers:
-        if pool.names.get(param.refers):
-            options.append(sampled(pool.names[param.refers]))
+        present = pool.objects(param.refers)
+        if present is not None:
+            options.append(present)
         if pool.removed.get(param.refers):
             options.append(sampled(pool.removed[param.refers]))
         options.append(st.integers(1, 2).map(lambda n, s=param.refers: Unknown(s, n)))

@@ -212,6 +212,7 @@ def spec_problems(spec: Spec, domain: Domain | None, codes: CodeTable) -> list[P
     _rule_problems(check)
     _scenario_problems(check)
     _finding_problems(check)
+    _observed_problems(check)
     return check.problems
 
 
@@ -639,6 +640,27 @@ def _finding_problems(check: _Check) -> None:
         if source is not None and source not in docs:
             check.add(("findings", i, "source"),
                       f"{source!r} is not the doc of any entry in sources")
+
+
+def _observed_problems(check: _Check) -> None:
+    """`observed` entries: a code Windows can give, a documented code it replaces, CEL like a
+    rule's `when` (the version string itself is the schema's)."""
+    known = list(dict.fromkeys([*check.expectable, *check.codes.symbols]))
+    for entry in check.spec.observed:
+        path = ("observed", entry.index)
+        if entry.code not in known:
+            check.add((*path, "code"),
+                      _unknown("code", entry.code, known, "returns.codes and codes.yaml"))
+        if entry.instead_of is not None:
+            if entry.instead_of not in check.expectable:
+                check.add((*path, "instead_of"),
+                          _unknown("code", entry.instead_of, check.expectable,
+                                   "returns.codes and returns.also"))
+            elif entry.instead_of == entry.code:
+                check.add((*path, "instead_of"), f"{entry.code} replaces itself: an observed "
+                                                 "code must differ from the documented one")
+        if entry.when is not None:
+            _cel_problems(check, (*path, "when"), entry.when)
 
 
 # --------------------------------------------------------------------------- the catalog

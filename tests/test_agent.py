@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 from conformance_providers.reference import ReferenceProvider
+from support import catalog_parsed_once, verdicts
 
 from conformance import agent, protocol
-from conformance import catalog as catalog_module
 from conformance.agent import AgentConfig, AgentServer, make_tcp_server
 from conformance.cli import main
 from conformance.protocol import (
@@ -175,15 +175,6 @@ def run(out: Path, provider: str, keyword: str | None = None) -> tuple[int, str]
     return code, stderr.getvalue()
 
 
-def verdicts(out: Path) -> dict[str, Any]:
-    """What a run concluded: each check's status and message, each method's verdict and codes."""
-    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    groups = [*results["methods"].values(), *results.get("families", {}).values()]
-    return {"checks": {c["name"]: (c["status"], c["message"]) for g in groups
-                       for c in g["checks"]},
-            "methods": {name: (m["verdict"], m["codes"]) for name, m in results["methods"].items()}}
-
-
 def same_as(expected: dict[str, Any], code: int, out: Path, method: str) -> None:
     """The run at `out` concluded what the in-process run did on the same checks, and ran
     every check of `method` that the in-process run did."""
@@ -198,17 +189,7 @@ def same_as(expected: dict[str, Any], code: int, out: Path, method: str) -> None
 
 @pytest.fixture(scope="module", autouse=True)
 def _catalog_once() -> Iterator[None]:
-    """Parse the bundled specs once for the module's runs (as test_checks.py does)."""
-    real, cache = catalog_module.load_catalog, {}
-
-    def load_catalog(paths: Any = None) -> Any:
-        key = None if paths is None else tuple(map(str, paths))
-        if key not in cache:
-            cache[key] = real(paths)
-        return cache[key]
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(catalog_module, "load_catalog", load_catalog)
+    with catalog_parsed_once():
         yield
 
 

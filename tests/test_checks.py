@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 from broken_providers import LOGOFF, LOGOUT, REMOVE_A, REMOVE_PORTAL, REMOVE_W
+from support import catalog_parsed_once
 
-from conformance import catalog as catalog_module
 from conformance.cli import main
 
 BROKEN = Path(__file__).resolve().parent / "broken_providers.py"
@@ -68,10 +68,10 @@ class Run:
         return [json.loads(line) for line in text.splitlines()]
 
 
-def run_cli(out: Path, provider: str, keyword: str | None = None) -> Run:
+def run_cli(out: Path, provider: str, keyword: str | None = None, *extra: str) -> Run:
     """`conformance run` in-process, quick profile, fixed seed; output captured."""
     argv = ["run", "--provider", provider, "--out", str(out), "--profile", "quick",
-            "--seed", "1"]
+            "--seed", "1", "--in-process", *extra]  # isolation: tests/test_isolation.py
     if keyword is not None:
         argv += ["-k", keyword]
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -82,25 +82,13 @@ def run_cli(out: Path, provider: str, keyword: str | None = None) -> Run:
 
 @pytest.fixture(scope="module", autouse=True)
 def _catalog_parsed_once() -> Iterator[None]:
-    """Parse the bundled specs once for the module, not once per run; keep gc passes short.
+    """Parse the bundled specs once for the module; keep gc passes short.
 
-    The YAML parse costs over a second per run and the catalog is read-only, so every run
-    still goes through `main` but shares one parsed catalog (the first run parses it). Each
-    in-process pytest session ends with five full gc passes over the whole heap; freezing
-    what exists before the runs keeps those passes to what the runs themselves allocate.
+    Each in-process pytest session ends with five full gc passes over the whole heap;
+    freezing what exists before the runs keeps those passes to what the runs allocate.
     """
     gc.freeze()
-    real = catalog_module.load_catalog
-    cache: dict[tuple[str, ...] | None, Any] = {}
-
-    def load_catalog(paths: list[str | Path] | None = None) -> Any:
-        key = None if paths is None else tuple(str(p) for p in paths)
-        if key not in cache:
-            cache[key] = real(paths)
-        return cache[key]
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(catalog_module, "load_catalog", load_catalog)
+    with catalog_parsed_once():
         yield
     gc.unfreeze()
 
@@ -489,8 +477,10 @@ def test_out_params_repro_is_a_valid_scenario(run: Callable[..., Run]) -> None:
     assert repro["expect"], repro
 
 
-def test_a_check_that_crashes_is_recorded_and_fails_the_run(run: Callable[..., Run]) -> None:
-    result = run(broken("FlakyWrongCode"), f"{only(LOGOFF)} and {FOUR}")
+def test_a_check_that_crashes_is_recorded_and_fails_the_run(tmp_path: Path) -> None:
+    # (in-process, as every run here: FlakyWrongCode trips on hypothesis's test context, which
+    # exists only in the harness's own process, not in a worker process)
+    result = run_cli(tmp_path, broken("FlakyWrongCode"), f"{only(LOGOFF)} and {FOUR}")
     assert result.code != 0, result.stdout
     lines = [e for e in result.stream() if e["event"] == "check"]
     assert len(lines) == result.stream()[0]["checks_selected"]

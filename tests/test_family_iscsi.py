@@ -89,7 +89,8 @@ def reference_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("iscsi-reference")
     keyword = " or ".join([*METHODS, FAMILY])
     code = main(
-        ["run", "--profile", "quick", "--specs", str(SPECS), "-k", keyword, "--out", str(out)]
+        ["run", "--profile", "quick", "--specs", str(SPECS), "-k", keyword, "--out", str(out),
+         "--in-process"]
     )
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     return {"exit": code, "results": results}

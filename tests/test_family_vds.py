@@ -98,7 +98,8 @@ class StaleDeletedGroupProvider(ReferenceProvider):
 
 def run(out: Path, *args: str) -> tuple[int, dict[str, Any]]:
     """`conformance run` on the family's specs; its exit code and results.json."""
-    code = main(["run", "--specs", str(SPECS), "--seed", SEED, "--out", str(out), *args])
+    code = main(["run", "--specs", str(SPECS), "--seed", SEED, "--out", str(out), "--in-process",
+                 *args])
     return code, json.loads((out / "results.json").read_text(encoding="utf-8"))
 
 

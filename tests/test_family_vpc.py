@@ -20,6 +20,7 @@ import pytest
 from conformance_providers.reference import ReferenceProvider
 from hypothesis import HealthCheck, find, settings
 from hypothesis import strategies as st
+from support import catalog_parsed_once
 
 from conformance import catalog as catalog_module
 from conformance.catalog import Catalog
@@ -82,18 +83,7 @@ BROKEN = f"{Path(__file__).resolve()}:{MemoizedGuestQueries.__name__}"
 
 @pytest.fixture(scope="module", autouse=True)
 def _catalog_parsed_once() -> Iterator[None]:
-    """Every run reads the same specs: parse them once for the module."""
-    real = catalog_module.load_catalog
-    cache: dict[tuple[str, ...] | None, Catalog] = {}
-
-    def load(paths: list[str | Path] | None = None) -> Catalog:
-        key = None if paths is None else tuple(str(p) for p in paths)
-        if key not in cache:
-            cache[key] = real(paths)
-        return cache[key]
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(catalog_module, "load_catalog", load)
+    with catalog_parsed_once():
         yield
 
 
@@ -111,7 +101,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
         if key not in done:
             out = tmp_path_factory.mktemp("run")
             argv = ["run", "--provider", provider, "--out", str(out), "--profile", "quick",
-                    "--seed", "1", "--specs", str(SPECS / FAMILY), "-k", keyword]
+                    "--seed", "1", "--specs", str(SPECS / FAMILY), "-k", keyword, "--in-process"]
             with contextlib.redirect_stdout(io.StringIO()), \
                     contextlib.redirect_stderr(io.StringIO()):
                 code = main(argv)

@@ -1,24 +1,42 @@
 """A harness that survives its providers: crashes, hangs, and a run killed half-way.
 
-With --isolate the provider runs in a worker process (the agent over stdio); a crash or a hang
-fails the check in flight, the worker restarts, and every other check still runs. A run killed
-with SIGKILL loses nothing already finished: `conformance report DIR` rebuilds from the stream.
+By default `conformance run` runs the provider in a worker process (the agent over stdio); a
+crash (os._exit, a segfault) or a hang fails the check in flight, the worker is replaced, and
+every other check still runs. A check over its budget (--check-timeout), or a call over the
+per-call timeout (--call-timeout), fails with "timed out after N s in METHOD". `--in-process`
+loads the provider into the harness's own process. A provider that cannot load exits 3 at
+startup with its reason. A run killed with SIGKILL loses nothing already finished:
+`conformance report DIR` rebuilds from the stream.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+from support import catalog_parsed_once
 
 from conformance.cli import main
 
+LOGOUT = "IVdsIscsiInitiatorAdapter::LogoutFromTarget"
+LOGOFF = "IVMGuestOS::Logoff"
+REMOVE_PORTAL = "IVdsIscsiPortalGroup::RemovePortal"
+ONE_PORTAL_SCENARIO = "removes-a-member-portal"  # one passing check of another method
+
 PROVIDERS = '''
-import os, time
+import ctypes, os, time
+from pathlib import Path
+
+from conformance.provider import ProviderUnavailable
 from conformance_providers.reference import ReferenceProvider
 
 
@@ -31,6 +49,15 @@ class Exits(ReferenceProvider):
         return super().call(method_id, args)
 
 
+class Segfaults(ReferenceProvider):
+    """Logoff dereferences NULL through ctypes: SIGSEGV, as a bug inside a DLL would."""
+
+    def call(self, method_id, args):
+        if method_id == "IVMGuestOS::Logoff":
+            ctypes.string_at(0)
+        return super().call(method_id, args)
+
+
 class Hangs(ReferenceProvider):
     """LogoutFromTarget never returns."""
 
@@ -38,7 +65,37 @@ class Hangs(ReferenceProvider):
         if method_id == "IVdsIscsiInitiatorAdapter::LogoutFromTarget":
             time.sleep(3600)
         return super().call(method_id, args)
+
+
+class Slow(ReferenceProvider):
+    """LogoutFromTarget answers, but takes its time."""
+
+    def call(self, method_id, args):
+        if method_id == "IVdsIscsiInitiatorAdapter::LogoutFromTarget":
+            time.sleep(0.3)
+        return super().call(method_id, args)
+
+
+class Pid(ReferenceProvider):
+    """Notes the process it was created in (in pids.txt beside this file)."""
+
+    def __init__(self):
+        super().__init__()
+        with open(Path(__file__).with_name("pids.txt"), "a") as pids:
+            pids.write(f"{os.getpid()}\\n")
+
+
+class NeedsAUnicorn(ReferenceProvider):
+    def __init__(self):
+        raise ProviderUnavailable("needs a unicorn: none is attached to this machine")
 '''
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _catalog_parsed_once() -> Iterator[None]:
+    """What these tests time is the provider's worker, not the YAML parse."""
+    with catalog_parsed_once():
+        yield
 
 
 def _providers(tmp_path: Path) -> Path:
@@ -48,35 +105,122 @@ def _providers(tmp_path: Path) -> Path:
 
 
 def _run(tmp_path: Path, provider: str, keyword: str, *extra: str) -> tuple[int, dict]:
+    """`conformance run` as a user types it (no isolation option: the default)."""
     out = tmp_path / "out"
-    code = main(["run", "--provider", provider, "--isolate", "--profile", "quick", "--seed",
-                 "1", "--out", str(out), "-k", keyword, *extra])
+    code = main(["run", "--provider", provider, "--profile", "quick", "--seed", "1",
+                 "--out", str(out), "-k", keyword, *extra])
     return code, json.loads((out / "results.json").read_text(encoding="utf-8"))
 
 
-def test_a_crashing_provider_fails_only_its_checks(tmp_path: Path) -> None:
-    provider = f"{_providers(tmp_path)}:Exits"
-    code, results = _run(tmp_path, provider, "(Logoff or RemovePortal) and scenario")
+def _pids(tmp_path: Path) -> list[int]:
+    path = tmp_path / "pids.txt"
+    pids = [int(line) for line in path.read_text(encoding="utf-8").split()]
+    path.unlink()
+    return pids
+
+
+@pytest.mark.parametrize(("provider", "said"), [
+    ("Exits", "agent process exited with code 7"),
+    ("Segfaults", "agent process exited with code " + (f"{-signal.SIGSEGV}" if os.name == "posix"
+                                                       else "")),
+])
+def test_a_crashing_provider_fails_only_its_checks(provider: str, said: str,
+                                                   tmp_path: Path) -> None:
+    code, results = _run(tmp_path, f"{_providers(tmp_path)}:{provider}",
+                         f"{LOGOFF} and (scenario and (the-vm-is-off or no-one-is-logged-on) "
+                         f"or out-params) or {ONE_PORTAL_SCENARIO}")
     assert code == 1
-    logoff = results["methods"]["IVMGuestOS::Logoff"]
+    logoff = results["methods"][LOGOFF]
     assert logoff["verdict"] == "fails"
-    assert all("agent process exited with code 7" in c["message"] for c in logoff["checks"])
-    assert results["methods"]["IVdsIscsiPortalGroup::RemovePortal"]["verdict"] != "fails"
+    assert {c["kind"] for c in logoff["checks"]} == {"scenario", "out-params"}
+    for check in logoff["checks"]:
+        assert check["status"] == "failed" and said in check["message"], check
+    portal = results["methods"][REMOVE_PORTAL]["checks"]
+    assert [c["status"] for c in portal] == ["passed"]  # on a new worker, after the crash
 
 
 def test_a_hanging_call_times_out_and_the_run_goes_on(tmp_path: Path) -> None:
+    """Each check that calls the hanging method ends at its first timed-out call (a property
+    check too: hypothesis does not shrink a timeout), so the run takes about call timeout x
+    checks that hang + the normal time."""
     provider = f"{_providers(tmp_path)}:Hangs"
     started = time.monotonic()
     code, results = _run(tmp_path, provider,
-                         "(logs-out-of-every-session-to-the-target or removes-a-member-portal)",
-                         "--call-timeout", "1")
+                         f"logs-out-of-every-session-to-the-target or {LOGOUT} and oracle "
+                         f"or {ONE_PORTAL_SCENARIO}", "--call-timeout", "0.5")
     assert code == 1
-    assert time.monotonic() - started < 60
-    (check,) = results["methods"]["IVdsIscsiInitiatorAdapter::LogoutFromTarget"]["checks"]
-    assert check["status"] == "failed"
-    assert "within 1.0 s" in check["message"], check["message"]
-    portal = results["methods"]["IVdsIscsiPortalGroup::RemovePortal"]["checks"]
+    assert time.monotonic() - started < 30
+    checks = results["methods"][LOGOUT]["checks"]
+    assert {c["kind"] for c in checks} == {"scenario", "oracle"}
+    for check in checks:
+        assert check["status"] == "failed", check
+        assert check["message"].startswith(f"timed out after 0.5 s in {LOGOUT}"), check
+        assert "--call-timeout" in check["message"]
+    portal = results["methods"][REMOVE_PORTAL]["checks"]
     assert [c["status"] for c in portal] == ["passed"]
+    stream = (tmp_path / "out" / "results.jsonl").read_text(encoding="utf-8")
+    assert stream.count('"event": "check"') == len(checks) + 1  # every check recorded
+
+
+def test_a_check_over_its_budget_fails_and_the_worker_is_replaced(tmp_path: Path) -> None:
+    """The per-call timeout (30 s by default) would not fire: the check's budget does, kills
+    the worker in the middle of the call, and the next check runs on a new one."""
+    provider = f"{_providers(tmp_path)}:Hangs"
+    started = time.monotonic()
+    code, results = _run(tmp_path, provider,
+                         f"logs-out-of-every-session-to-the-target or {ONE_PORTAL_SCENARIO}",
+                         "--check-timeout", "1")
+    assert code == 1
+    assert time.monotonic() - started < 20
+    (check,) = results["methods"][LOGOUT]["checks"]
+    assert check["status"] == "failed"
+    assert check["message"].startswith(f"timed out after 1 s in {LOGOUT}"), check["message"]
+    assert "--check-timeout" in check["message"] and "worker was replaced" in check["message"]
+    assert [c["status"] for c in results["methods"][REMOVE_PORTAL]["checks"]] == ["passed"]
+
+
+def test_the_budget_holds_in_process_too_between_calls(tmp_path: Path) -> None:
+    code, results = _run(tmp_path, f"{_providers(tmp_path)}:Slow",
+                         f"{LOGOUT} and oracle or {ONE_PORTAL_SCENARIO}",
+                         "--in-process", "--check-timeout", "1")
+    assert code == 1
+    (check,) = results["methods"][LOGOUT]["checks"]
+    assert check["message"].startswith(f"timed out after 1 s in {LOGOUT}"), check["message"]
+    assert [c["status"] for c in results["methods"][REMOVE_PORTAL]["checks"]] == ["passed"]
+
+
+def test_isolation_is_the_default_and_in_process_is_asked_for(tmp_path: Path) -> None:
+    provider = f"{_providers(tmp_path)}:Pid"
+    for option in ([], ["--isolate"]):  # --isolate: the old spelling of the default
+        code, results = _run(tmp_path, provider, ONE_PORTAL_SCENARIO, *option)
+        assert code == 0 and results["provider"] == provider
+        assert os.getpid() not in _pids(tmp_path), option
+    code, results = _run(tmp_path, provider, ONE_PORTAL_SCENARIO, "--in-process")
+    assert code == 0 and results["provider"] == provider
+    assert _pids(tmp_path) == [os.getpid()]
+
+
+def _unavailable(tmp_path: Path, provider: str, *extra: str) -> tuple[int, str]:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["run", "--provider", provider, "--profile", "quick",
+                     "--out", str(tmp_path / "out"), *extra])
+    assert not (tmp_path / "out" / "results.json").exists()
+    return code, err.getvalue()
+
+
+def test_an_unloadable_provider_exits_3_at_startup_with_its_reason(tmp_path: Path) -> None:
+    """The worker refuses the hello with the provider's reason; the harness says it as an
+    in-process run would, without the worker's command line, before any check runs."""
+    provider = f"{_providers(tmp_path)}:NeedsAUnicorn"
+    for option in ([], ["--in-process"]):
+        code, said = _unavailable(tmp_path, provider, *option)
+        assert code == 3, said
+        assert said.startswith("provider unavailable: needs a unicorn: none is attached"), said
+        assert "agent" not in said
+    if sys.platform != "win32":
+        code, said = _unavailable(tmp_path, "windows")
+        assert code == 3 and said.startswith("provider unavailable: needs Windows"), said
 
 
 def test_a_killed_run_keeps_every_finished_check(tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ def run_conformance(tmp: Path, provider: str, keyword: str) -> dict[str, Any]:
     """`conformance run` in-process; the summary with per-check codes from results.jsonl."""
     out = tmp / "out"
     argv = ["run", "--provider", provider, "--out", str(out), "--profile", "quick",
-            "--seed", "1", "-k", keyword]
+            "--seed", "1", "--in-process", "-k", keyword]
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         main(argv)
     summary = json.loads((out / "results.json").read_text(encoding="utf-8"))

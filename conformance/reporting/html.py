@@ -45,6 +45,8 @@ CODE_MEANINGS = (
     ("fail", "a check that touched the code failed"),
     ("untested", "no check reached the code"),
     ("not-applicable", "the checks that would reach it were not applicable"),
+    ("observed", "(a mark beside pass) the provider gave another code, which the spec records "
+                 "under `observed` for its Windows version, and the run was --observed lenient"),
 )
 
 def write_html(summary: dict[str, Any], out: Path,
@@ -90,6 +92,9 @@ def view(summary: dict[str, Any], specs: dict[str, dict[str, Any]]) -> dict[str,
         "provider": str(summary.get("provider", "")),
         "profile": str(summary.get("profile", "")),
         "seed": summary.get("seed"),
+        "observed_policy": str(summary.get("observed") or "strict"),
+        "windows_version": str((summary.get("capabilities") or {}).get("windows_version", "")
+                               if isinstance(summary.get("capabilities"), dict) else ""),
         "schema": summary.get("schema"),
         "capabilities": _capabilities(summary.get("capabilities")),
         "versions": versions(summary),
@@ -179,7 +184,9 @@ def matrix_row(method: str, info: dict[str, Any], spec: dict[str, Any],
                anchors: dict[str, str]) -> dict[str, Any]:
     checks = [Check(method, str(info.get("family", "")), c) for c in info.get("checks", [])]
     values = spec.get("values", {})
-    cells = [code_cell(str(code), str(status), checks, values.get(code, ""), anchors)
+    observed = info.get("observed") if isinstance(info.get("observed"), dict) else {}
+    cells = [code_cell(str(code), str(status), checks, values.get(code, ""), anchors,
+                       observed.get(code))
              for code, status in info.get("codes", {}).items()]
     return {
         "id": method,
@@ -201,8 +208,9 @@ def tally(checks: list[Check]) -> str:
 
 
 def code_cell(code: str, status: str, checks: list[Check], value: str,
-              anchors: dict[str, str]) -> dict[str, Any]:
-    """One code of one method: its status, how many checks touched it, where its failure is."""
+              anchors: dict[str, str], observed: Any = None) -> dict[str, Any]:
+    """One code of one method: its status, how many checks touched it, where its failure is,
+    and the `observed` entries that stood in for it (a pass that is a recorded departure)."""
     touching = [c for c in checks if code in c.codes]
     failing = [c for c in touching if c.codes[code] == "failed" or c.status == "error"]
     css = status if status in ("pass", "fail", "untested", "not-applicable") else "untested"
@@ -213,7 +221,24 @@ def code_cell(code: str, status: str, checks: list[Check], value: str,
         "touching": len(touching),
         "failing": len(failing),
         "href": "#" + anchors[failing[0].name] if failing else "",
+        "observed": observed_text(observed),
     }
+
+
+def observed_text(entries: Any) -> str:
+    """`ERROR_X on Windows 10.0.19045 (observed[0], 3 times in 1 check)` per entry, or ""."""
+    if not isinstance(entries, list):
+        return ""
+    parts = []
+    for e in entries:
+        if not isinstance(e, dict):
+            continue
+        checks = e.get("checks") if isinstance(e.get("checks"), list) else []
+        times = "once" if e.get("times") == 1 else f"{e.get('times')} times"
+        parts.append(f"{e.get('code')} on Windows {e.get('windows')} "
+                     f"(observed[{e.get('entry')}], {times} in {len(checks)} "
+                     f"check{'' if len(checks) == 1 else 's'}; {e.get('source', '')})")
+    return "; ".join(parts)
 
 
 def failures(summary: dict[str, Any], specs: dict[str, dict[str, Any]],
@@ -323,6 +348,7 @@ def all_checks(summary: dict[str, Any], anchors: dict[str, str]) -> list[dict[st
             "verdict": verdicts.get(owner, ""),
             "checks": [{"name": c.name, "kind": c.kind, "status": c.status,
                         "message": c.message, "duration": c.duration,
+                        "observed": bool(c.data.get("observed")),
                         "href": "#" + anchors[c.name]
                         if c.status in ("failed", "error") else ""} for c in checks],
         })

@@ -89,12 +89,16 @@ class WindowsProvider(Provider):
         self._by_collection = _index(self._families, "collections")
 
     def capabilities(self) -> dict[str, list[str]]:
-        return {
+        caps: dict[str, Any] = {
             "methods": list(self._by_method),
             "steps": [*self._by_step, FAULT_STEP],
             "faults": list(self._by_fault),
             "observe": list(self._by_collection),
         }
+        if sys.platform == "win32" and self._ole is not None:  # this machine's APIs, not fakes
+            version = sys.getwindowsversion()  # type: ignore[attr-defined]
+            caps["windows_version"] = f"{version.major}.{version.minor}.{version.build}"
+        return caps
 
     def reset(self) -> None:
         """Remove what the last case created (ledger only), then forget every name."""
