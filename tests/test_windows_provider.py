@@ -693,8 +693,6 @@ FakeDllNames = ("RemoveIScsiPersistentTargetA", "RemoveIScsiPersistentTargetW",
                 "GetIScsiSessionListW", "LogoutIScsiTarget")
 
 
-@pytest.mark.skip(reason="crashes the interpreter inside a ctypes callback on Linux at times; "
-                  "to be fixed before it runs again (it runs on the Windows runner as written)")
 def test_iscsidsc_calls_marshal_through_the_declared_prototypes() -> None:
     seen: list[Any] = []
     info = _structs.struct("PERSISTENT_ISCSI_LOGIN_INFOW")
@@ -736,11 +734,14 @@ def test_iscsidsc_calls_marshal_through_the_declared_prototypes() -> None:
                      persistent, portal[0].Socket))
         return 0
 
-    api = IscsiDsc(FakeDll({"ReportIScsiInitiatorListW": initiators,
-                            "ReportIScsiPersistentLoginsW": report,
-                            "AddIScsiStaticTargetW": add_static,
-                            "RemoveIScsiPersistentTargetA": remove_a,
-                            "LoginIScsiTargetW": login}), code_page="cp1252")
+    # The callbacks live as long as `dll` does: IscsiDsc keeps only the function pointers, so
+    # a FakeDll left to the garbage collector frees the code they point to.
+    dll = FakeDll({"ReportIScsiInitiatorListW": initiators,
+                   "ReportIScsiPersistentLoginsW": report,
+                   "AddIScsiStaticTargetW": add_static,
+                   "RemoveIScsiPersistentTargetA": remove_a,
+                   "LoginIScsiTargetW": login})
+    api = IscsiDsc(dll, code_page="cp1252")
     assert api.initiators() == [INST0]
     assert api.persistent_logins() == [PersistentLogin(INST0, 3, "iqn.x",
                                                        Portal("", "192.0.2.5", 3260))]
@@ -756,6 +757,7 @@ def test_iscsidsc_calls_marshal_through_the_declared_prototypes() -> None:
         ("login", "iqn.y", INST0, 1, 1, 3260),
         ("A", INST0.encode(), 9, "iqn.café-????".encode("cp1252"), b"192.0.2.9"),
         ("A", INST0.encode(), ISCSI_ALL_INITIATOR_PORTS, b"iqn.z", None)]
+    assert len(dll.keep) == len(FakeDllNames)  # (and `dll` is alive until here)
 
 
 # =========================================================================== config
