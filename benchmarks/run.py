@@ -1,6 +1,8 @@
 """Every benchmark of the harness, each figure beside its goal, measured in one run.
 
-    python benchmarks/run.py [--quick] [--only NAME ...]
+    python benchmarks/run.py [--quick | --full] [--only NAME ...]
+
+--quick: smaller samples (the quick profile, 200 and 1,000 specs); --full: also 10,000 specs.
 
 Figures are ratios taken in the same run wherever possible, so a loaded or slower machine
 moves both sides alike. They are reported, never asserted: nothing here gates CI. The table is
@@ -211,10 +213,12 @@ from conformance.plugin import ConformanceSession
 from conformance.provider import load
 from pathlib import Path
 session = ConformanceSession(catalog, load("reference"), "reference", Path({out!r}))
+from conformance.cli import collection_args
 files = sorted({{s.file for s in catalog.specs.values()}})
 started = time.perf_counter()
-code = pytest.main([*files, "--collect-only", "-p", "no:terminal", "-p", "no:cacheprovider",
-                    "-c", "/dev/null", "--rootdir", {specs!r}], plugins=[session])
+code = pytest.main([*collection_args(files), "--collect-only", "-p", "no:terminal",
+                    "-p", "no:cacheprovider", "-c", "/dev/null", "--rootdir", {specs!r}],
+                   plugins=[session])
 collected = time.perf_counter() - started
 assert code == 0 and session.stream is not None, f"collection failed: pytest exit {{code}}"
 items = session.stream.header["checks_selected"]
@@ -224,7 +228,10 @@ print(len(catalog.specs), items, round(loaded, 2), round(collected, 2),
 
 
 def _generate_specs(count: int, folder: Path) -> Path:
-    """`count` specs: the bundled ones copied with their ids and symbols made unique."""
+    """`count` specs: the bundled ones copied in groups, each group's ids made unique (Gen{g}_)
+    and its references to other specs (`method:` of multi-call scenarios, `twin:`) pointing
+    into the same group, or into group 0 for the part of the last group that is not copied."""
+    import re
     import shutil
 
     src = ROOT / "specs"
@@ -232,18 +239,31 @@ def _generate_specs(count: int, folder: Path) -> Path:
     shutil.copy(src / "codes.yaml", folder / "codes.yaml")
     (folder / "gen").mkdir()
     bundled = sorted(p for p in src.rglob("*.yaml")
-                     if "domains" not in p.parts and p.name != "codes.yaml")
+                     if "domains" not in p.parts and "schema" not in p.parts
+                     and p.name != "codes.yaml")
     texts = [p.read_text(encoding="utf-8") for p in bundled]
+    ids = [re.search(r"^id: *['\"]?([^'\"\n]+?)['\"]? *$", t, re.M) for t in texts]
+    index = {m.group(1): i for i, m in enumerate(ids) if m}
+    reference = re.compile(r"(\b(?:method|twin|id): *)(['\"]?)([^\s'\",{}\[\]]+)\2")
+    per_group = len(texts)
     for i in range(count):
-        text = texts[i % len(texts)]
-        text = text.replace("\nid: ", f"\nid: Gen{i}_", 1).replace("twin: ", f"twin: Gen{i}_")
+        group = i // per_group
+
+        def renamed(match: re.Match[str], group: int = group) -> str:
+            name = match.group(3)
+            if name not in index:
+                return match.group(0)
+            g = group if group * per_group + index[name] < count else 0
+            return f"{match.group(1)}{match.group(2)}Gen{g}_{name}{match.group(2)}"
+
+        text = reference.sub(renamed, texts[i % per_group])
         (folder / "gen" / f"s{i:05d}.yaml").write_text(text, encoding="utf-8")
     return folder
 
 
 def scale(quick: bool) -> list[Figure]:
     figures = []
-    for count in ((200, 1000) if quick else (1000, 10000)):
+    for count in ((200, 1000) if quick else (1000, 10000) if FULL else (1000,)):
         with tempfile.TemporaryDirectory() as tmp:
             specs = _generate_specs(count, Path(tmp) / "specs")
             script = SCALE_SCRIPT.format(root=str(ROOT), specs=str(specs), out=str(Path(tmp)))
@@ -260,6 +280,8 @@ def scale(quick: bool) -> list[Figure]:
     return figures
 
 
+FULL = False  # --full: also the 10,000-spec scale (collection grows faster than linearly: long)
+
 BENCHMARKS: dict[str, Callable[[bool], list[Figure]]] = {
     "oracle": oracle_throughput,
     "overhead": harness_overhead,
@@ -273,9 +295,13 @@ BENCHMARKS: dict[str, Callable[[bool], list[Figure]]] = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller samples, a few minutes")
+    parser.add_argument("--full", action="store_true",
+                        help="also scale to 10,000 specs (may take very long)")
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS))
     parser.add_argument("--out", default=str(ROOT / "reports" / "benchmarks.json"))
     args = parser.parse_args(argv)
+    global FULL
+    FULL = args.full and not args.quick
     figures: list[Figure] = []
     for name in args.only or BENCHMARKS:
         try:

@@ -124,7 +124,10 @@ class StdioChannel(Channel):
         return os.read(self._in, size)
 
     def send(self, data: bytes) -> None:
-        view = memoryview(data)
+        written = os.write(self._out, data)
+        if written == len(data):  # the usual case: one write
+            return
+        view = memoryview(data)[written:]
         while view:
             view = view[os.write(self._out, view):]
 
@@ -263,7 +266,8 @@ class Session:
                   "idle_timeout": self.config.idle_timeout}
         name = getattr(self.provider, "name", None) or spec
         self.send({"welcome": protocol.PROTOCOL_VERSION, "provider": str(name),
-                   "capabilities": capabilities, "limits": limits})
+                   "capabilities": capabilities, "limits": limits,
+                   "ops": [*protocol.OPS, *protocol.OPTIONAL_OPS]})
         log.info("%s: welcome, provider %s", self.channel.peer, name)
         return True
 
@@ -271,8 +275,14 @@ class Session:
     def _serve(self) -> None:
         idle = self.config.idle_timeout
         bye = {"bye": f"no complete request within {idle} s"}
+        why = f"closed: {bye['bye']}"
+
+        def on_idle() -> None:
+            self.last_word(bye, why)
+
         while True:
-            self._wait(idle, bye, f"closed: {bye['bye']}")
+            if idle is not None:  # else nothing to arm: a stdio agent waits for its parent
+                self.watchdog.arm(idle, on_idle)
             try:
                 line: bytes | ProtocolError | None = self.reader.read_line()
             except MessageTooLarge as exc:
@@ -281,7 +291,7 @@ class Session:
                 if self.watchdog.disarm():
                     self.last_word(protocol.failure(None, "protocol", str(exc)), str(exc))
                 return
-            if not self.watchdog.disarm():
+            if idle is not None and not self.watchdog.disarm():
                 return  # the watchdog ended the connection
             if line is None:
                 log.info("%s closed the connection", self.channel.peer)
@@ -294,9 +304,11 @@ class Session:
         try:
             if isinstance(line, ProtocolError):
                 raise line
-            if not line.strip():
+            if not line or line.isspace():
                 return True
             request_id, op, params = protocol.parse_request(protocol.decode(line))
+            batch = protocol.parse_batch(request_id, params["requests"]) \
+                if op == "batch" else None
         except ProtocolError as exc:
             return self._malformed(exc)
         self.requests += 1
@@ -304,7 +316,8 @@ class Session:
             self.last_word({"bye": f"over {self.config.max_messages} requests on one "
                                    "connection; reconnect"}, "request limit reached")
             return False
-        response = self._run(request_id, op, params)
+        response = self._run(request_id, op, params) if batch is None else \
+            self._run_batch(request_id, batch)
         if response is None:
             return False
         data = protocol.encode(response)
@@ -331,6 +344,37 @@ class Session:
         except (Exception, SystemExit) as exc:
             response = protocol.failure(request_id, **protocol.error_from_exception(exc))
         return response if self.watchdog.disarm() else None
+
+    def _run_batch(self, request_id: Any,
+                   batch: list[tuple[str, dict[str, Any], list[list[Any]], bool]]
+                   ) -> dict[str, Any] | None:
+        """Run a batch's requests in order, each as `_run` would; stop after a failure or a
+        missing id. None when one timed out (the connection is ended)."""
+        answers: list[dict[str, Any]] = []
+        results: list[Any] = []
+        for op, params, refs, expect_id in batch:
+            if refs:
+                try:
+                    for ref in refs:
+                        source = results[ref[0]]
+                        if not protocol.is_id(source):
+                            raise ProtocolError(f"batch ref to answer {ref[0]}, which is no id")
+                        params = protocol.put_ref(params, ref[1:], str(source))
+                except ProtocolError as exc:
+                    self.errors += 1
+                    answers.append({"ok": False, "error": {"kind": "protocol",
+                                                           "message": str(exc)}})
+                    break
+            self.requests += 1
+            answer = self._run(request_id, op, params)
+            if answer is None:
+                return None
+            del answer["id"]
+            answers.append(answer)
+            results.append(answer.get("result"))
+            if not answer["ok"] or (expect_id and not protocol.is_id(answer["result"])):
+                break
+        return protocol.ok(request_id, answers)
 
     def _timed_out(self, request_id: Any, op: str, params: dict[str, Any]) -> None:
         what, limit = protocol.describe(op, params), self.config.call_timeout

@@ -62,6 +62,8 @@ class Budgeted(Provider):
         self.seconds: float | None = None
         self.deadline: float | None = None
         self.last = "no provider request yet"
+        if callable(getattr(inner, "reset_and_setup", None)):  # offered only when inner has it
+            self.reset_and_setup = self._reset_and_setup
 
     # -- the session's side --
     def start(self, seconds: float | None) -> None:
@@ -103,6 +105,14 @@ class Budgeted(Provider):
 
     def observe(self, collection: str) -> list[dict[str, Any]]:
         return self._request(f"observe({collection!r})", lambda: self.inner.observe(collection))
+
+    def _reset_and_setup(self, steps: list[tuple[dict[str, Any], list[Any], bool]]) -> list[Any]:
+        """reset() and the setups in one request (see World.reset_and_setup)."""
+        where = f"setup({next(iter(steps[-1][0]), '?')})" if steps else "reset()"
+        results = self._request(where, lambda: self.inner.reset_and_setup(steps))
+        done = steps[:max(len(results) - 1, 0)]
+        self.last = f"setup({next(iter(done[-1][0]), '?')})" if done else "reset()"
+        return results
 
     def close(self) -> None:
         self.stop()

@@ -109,11 +109,10 @@ def prepare(subject: Subject, steps: list[dict[str, Any]],
             provider: Provider | None = None) -> tuple[World, dict[str, Any]]:
     """A fresh world with the steps applied, and the oracle state they build."""
     world = World(provider or subject.provider, subject.domain)
-    world.reset()
     state = subject.domain.empty_state()
-    for raw in steps:
-        step = subject.domain.complete(raw)
-        world.setup(step)
+    completed = [subject.domain.complete(raw) for raw in steps]
+    world.reset_and_setup(completed)  # one round trip to a worker process
+    for step in completed:
         subject.domain.apply(state, step)
     return world, state
 

@@ -42,6 +42,21 @@ something else, so the harness can say so exactly as it would in-process. Error 
 - "timeout": the provider did not answer within the agent's per-call timeout; the agent then
   closes the connection, since its provider is stuck.
 
+Optional ops, offered in the welcome's `"ops"` list (an agent that sends no such list offers
+none, and a harness then makes the same requests one at a time)::
+
+    -> {"id": N, "op": "batch", "requests": [REQUEST, ...]}
+    <- {"id": N, "ok": true, "result": [ANSWER, ...]}
+
+A batch saves round trips: each REQUEST is a request without an id (`{"op": "setup", "step":
+{...}}`; not close, not batch), run in order exactly as if sent alone, each under the per-call
+timeout; each ANSWER is `{"ok": true, "result": ...}` or `{"ok": false, "error": {...}}`. The
+batch stops after the first request that fails, and after a request marked `"expect_id": true`
+whose result is not an id (a non-empty string, or an integer): the answers then end there, and
+the requests after it were not run. A request may take ids from earlier answers of its batch:
+`"refs": [[K, PATH...], ...]` puts answer K's result (as a string) at PATH in its params (keys
+and list indexes, e.g. `[0, "step", "Disks", 1]`). A malformed batch is one protocol error.
+
 When the agent ends a connection on its own (idle client, too many malformed messages) it
 first sends `{"bye": REASON}`, so the harness knows its next request was never run.
 """
@@ -62,6 +77,8 @@ PROTOCOL_VERSION = 1
 MAX_MESSAGE = 1 << 20  # bytes per line, newline excluded
 CLIENT = "conformance/0.1"
 OPS = ("capabilities", "reset", "setup", "call", "observe", "close")
+OPTIONAL_OPS = ("batch",)  # offered in the welcome's "ops"
+BATCHABLE = frozenset({"capabilities", "reset", "setup", "call", "observe"})
 ERROR_KINDS = ("unsupported", "provider", "protocol", "timeout")
 
 # Fields each op requires, with their JSON type: checked before the provider sees anything.
@@ -70,6 +87,7 @@ _PARAMS: dict[str, dict[str, type]] = {
     "setup": {"step": dict},
     "call": {"method": str, "args": dict},
     "observe": {"collection": str},
+    "batch": {"requests": list},
 }
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,99}")
 
@@ -225,7 +243,8 @@ def parse_request(message: dict[str, Any]) -> tuple[Any, str, dict[str, Any]]:
         raise ProtocolError("a request needs an 'id' (an int or a string)")
     op = message.get("op")
     if op not in _PARAMS:
-        raise ProtocolError(f"unknown op {op!r}; ops: {', '.join(OPS)}", request_id)
+        raise ProtocolError(f"unknown op {op!r}; ops: {', '.join(OPS + OPTIONAL_OPS)}",
+                            request_id)
     params = {}
     for name, kind in _PARAMS[op].items():
         value = message.get(name)
@@ -237,6 +256,60 @@ def parse_request(message: dict[str, Any]) -> tuple[Any, str, dict[str, Any]]:
 
 
 _JSON_NAMES = {dict: "object", str: "string", list: "array"}
+
+
+def parse_batch(request_id: Any, requests: list[Any]) -> list[tuple[str, dict[str, Any],
+                                                                     list[list[Any]], bool]]:
+    """The (op, params, refs, expect_id) of each request of a batch, or ProtocolError."""
+    out = []
+    for index, item in enumerate(requests):
+        if not isinstance(item, dict):
+            raise ProtocolError(f"batch request {index} is not a JSON object", request_id)
+        _, op, params = parse_request({**item, "id": request_id})
+        if op not in BATCHABLE:
+            raise ProtocolError(f"batch request {index}: op {op!r} cannot be batched",
+                                request_id)
+        refs = item.get("refs", [])
+        if not isinstance(refs, list) or not all(
+                isinstance(r, list) and len(r) >= 2 and isinstance(r[0], int)
+                and not isinstance(r[0], bool) and 0 <= r[0] < index
+                and all(isinstance(k, str | int) and not isinstance(k, bool) for k in r[1:])
+                for r in refs):
+            raise ProtocolError(f"batch request {index}: 'refs' must be a list of "
+                                "[EARLIER_INDEX, KEY_OR_INDEX, ...]", request_id)
+        out.append((op, params, refs, item.get("expect_id") is True))
+    return out
+
+
+def is_id(value: Any) -> bool:
+    """What `setup` must return: a non-empty string or an integer (not a bool)."""
+    return (isinstance(value, str) and value != "") or (
+        isinstance(value, int) and not isinstance(value, bool))
+
+
+def put_ref(params: dict[str, Any], path: list[Any], value: str) -> dict[str, Any]:
+    """A copy of `params` with `value` at `path`, the containers on the path copied; a path
+    that leads nowhere is a ProtocolError."""
+    top = dict(params)
+    node: Any = top
+    for key in path[:-1]:
+        try:
+            child = node[key]
+        except (KeyError, IndexError, TypeError):
+            raise ProtocolError(f"batch ref path {path!r} leads nowhere") from None
+        if isinstance(child, dict):
+            child = dict(child)
+        elif isinstance(child, list):
+            child = list(child)
+        else:
+            raise ProtocolError(f"batch ref path {path!r} leads nowhere")
+        node[key] = child
+        node = child
+    try:
+        node[path[-1]] = value
+    except (IndexError, TypeError):
+        raise ProtocolError(f"batch ref path {path!r} leads nowhere") from None
+    return top
 
 
 def ok(request_id: Any, result: Any) -> dict[str, Any]:
@@ -255,6 +328,11 @@ def describe(op: str, params: dict[str, Any]) -> str:
         return f"observe({params.get('collection')!r})"
     if op == "setup":
         return f"setup({json.dumps(params.get('step'), default=repr)[:120]})"
+    if op == "batch":
+        items = params.get("requests") or []
+        first = items[0] if items and isinstance(items[0], dict) else {}
+        return (f"batch of {len(items)} (from "
+                f"{describe(str(first.get('op')), first) if first else 'nothing'})")
     return f"{op}()"
 
 

@@ -100,6 +100,10 @@ class AgentRefused(ConnectionError):
         self.refused = refused
 
 
+class _TooLarge(ValueError):
+    """A request over the agent's message limit; it was not sent."""
+
+
 class _NotRun(Exception):
     """The connection ended before the agent read the request (a `bye`, or send failed)."""
 
@@ -269,6 +273,8 @@ class _Connection:
         self.max_message = reader.limit
         call_timeout = limits.get("call_timeout")
         self.call_timeout = call_timeout if isinstance(call_timeout, int | float) else None
+        ops = welcome.get("ops")
+        self.batch = isinstance(ops, list) and "batch" in ops  # an optional op: see protocol
 
 
 # -- the remote provider --------------------------------------------------------------------------
@@ -321,6 +327,66 @@ class RemoteProvider(Provider):
 
     def observe(self, collection: str) -> list[dict[str, Any]]:
         return self._request("observe", collection=collection)
+
+    def reset_and_setup(self, steps: list[tuple[dict[str, Any], list[list[Any]], bool]]
+                        ) -> list[Any]:
+        """`reset()`, then `setup(step)` for each step, in one round trip when the agent offers
+        batches (else one request each, the same requests): what each returned, or the
+        exception it raised, stopping after the first exception, and after a step marked
+        `expect_id` that returned no id. A step's refs, `[K, KEY_OR_INDEX...]`, put the id step
+        K returned at that place in the step. Timeouts and a lost connection raise as for a
+        single request."""
+        requests: list[dict[str, Any]] = [{"op": "reset"}]
+        for step, refs, expect_id in steps:
+            item: dict[str, Any] = {"op": "setup", "step": step}
+            if refs:
+                item["refs"] = [[k + 1, "step", *path] for k, *path in refs]
+            if expect_id:
+                item["expect_id"] = True
+            requests.append(item)
+        with self._lock:
+            if self._conn is not None and self._conn.batch and not self._stale:
+                try:
+                    return self._batch(requests)
+                except _TooLarge:  # not sent: one request at a time fits
+                    pass
+        return self._one_by_one(requests)
+
+    def _batch(self, requests: list[dict[str, Any]]) -> list[Any]:
+        answers = self._request("batch", requests=requests)
+        self._stale = False  # the reset ran
+        if not isinstance(answers, list) or not answers:
+            raise protocol.RemoteProtocolError(f"the agent answered a batch with "
+                                               f"{json.dumps(answers)[:200]}")
+        out: list[Any] = []
+        for answer in answers:
+            if isinstance(answer, dict) and answer.get("ok") is True:
+                out.append(answer.get("result"))
+            else:
+                error = answer.get("error") if isinstance(answer, dict) else None
+                out.append(protocol.exception_from_error(error))
+                break
+        return out
+
+    def _one_by_one(self, requests: list[dict[str, Any]]) -> list[Any]:
+        out: list[Any] = []
+        for item in requests:
+            params = {k: v for k, v in item.items() if k not in ("op", "refs", "expect_id")}
+            try:
+                for k, *path in item.get("refs", ()):
+                    params = protocol.put_ref(params, path, str(out[k]))
+                result = self._request(item["op"], **params)
+                if item["op"] == "reset":
+                    self._stale = False
+            except CallTimedOut:
+                raise
+            except Exception as exc:
+                out.append(exc)
+                break
+            out.append(result)
+            if item.get("expect_id") and not protocol.is_id(result):
+                break
+        return out
 
     def connect(self) -> bool:
         """Open a connection now if there is none (for a stdio agent: start a new worker), so
@@ -427,7 +493,7 @@ class RemoteProvider(Provider):
         request_id = next(self._ids)
         data = protocol.encode(protocol.request(request_id, op, **params))
         if len(data) - 1 > conn.max_message:
-            raise ValueError(f"{protocol.describe(op, params)} is {len(data) - 1} bytes as a "
+            raise _TooLarge(f"{protocol.describe(op, params)} is {len(data) - 1} bytes as a "
                              f"request, over the agent's message limit of {conn.max_message} "
                              "bytes; it was not sent")
         try:
@@ -440,6 +506,8 @@ class RemoteProvider(Provider):
     def _answer(self, conn: _Connection, request_id: int, op: str,
                 params: dict[str, Any]) -> Any:
         timeout = self._timeout or (conn.call_timeout + 10 if conn.call_timeout else None)
+        if op == "batch" and timeout is not None:  # each request has the per-call timeout
+            timeout += (len(params["requests"]) - 1) * (conn.call_timeout or 0)
         budget = False
         if self.deadline is not None:
             left = max(self.deadline - time.monotonic(), 0.001)
@@ -560,6 +628,8 @@ class RecordingProvider(Provider):
         self._check: str | None = None
         self._write({"cassette": CASSETTE_VERSION, "protocol": protocol.PROTOCOL_VERSION,
                      "provider": self.name, **(header or {})})
+        if callable(getattr(inner, "reset_and_setup", None)):  # offered only when inner has it
+            self.reset_and_setup = self._reset_and_setup
 
     def begin_check(self, name: str | None) -> None:
         """File the exchanges that follow under check `name` (None: the run's own); a cassette
@@ -597,6 +667,40 @@ class RecordingProvider(Provider):
             if self.parts is not None:
                 merge_cassette(self.path, sorted(self.parts.glob("*.jsonl")))
                 shutil.rmtree(self.parts, ignore_errors=True)
+
+    def _reset_and_setup(self, steps: list[tuple[dict[str, Any], list[list[Any]], bool]]
+                         ) -> list[Any]:
+        """The batch of `RemoteProvider.reset_and_setup`, recorded as the exchanges it stands
+        for: the reset, then each setup with the ids filled in as the provider got it."""
+        try:
+            results = self.inner.reset_and_setup(steps)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self._write(self._entry("reset", {}, error=exc))
+            raise
+        for index, result in enumerate(results):
+            if index == 0:
+                params: dict[str, Any] = {}
+            else:
+                step, refs, _ = steps[index - 1]
+                params = {"step": step}
+                for k, *path in refs:
+                    params = protocol.put_ref(params, ["step", *path], str(results[k + 1]))
+            op = "reset" if index == 0 else "setup"
+            if isinstance(result, BaseException):
+                self._write(self._entry(op, params, error=result))
+            else:
+                self._write(self._entry(op, params, result=protocol.json_safe(result)))
+        return results
+
+    def _entry(self, op: str, params: dict[str, Any], **outcome: Any) -> dict[str, Any]:
+        entry: dict[str, Any] = {"op": op, "args": protocol.json_safe(params)}
+        if self._check is not None:
+            entry["check"] = self._check
+        if "error" in outcome:
+            entry["error"] = protocol.error_from_exception(outcome["error"])
+        else:
+            entry["result"] = outcome["result"]
+        return entry
 
     def _exchange(self, op: str, params: dict[str, Any], run: Callable[[], Any],
                   encode: Callable[[Any], Any] = protocol.json_safe) -> Any:
