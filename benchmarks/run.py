@@ -280,7 +280,7 @@ def scale(quick: bool) -> list[Figure]:
     return figures
 
 
-FULL = False  # --full: also the 10,000-spec scale (collection grows faster than linearly: long)
+FULL = False  # --full: also the 10,000-spec scale (a few minutes: generating and loading)
 
 BENCHMARKS: dict[str, Callable[[bool], list[Figure]]] = {
     "oracle": oracle_throughput,
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller samples, a few minutes")
     parser.add_argument("--full", action="store_true",
-                        help="also scale to 10,000 specs (may take very long)")
+                        help="also scale to 10,000 specs (a few minutes)")
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS))
     parser.add_argument("--out", default=str(ROOT / "reports" / "benchmarks.json"))
     args = parser.parse_args(argv)
