@@ -48,10 +48,14 @@ class World:
     steps: list[dict[str, Any]] = field(default_factory=list)
 
     def reset(self) -> None:
+        self._forget()
+        _guard(self.provider.reset, "reset()")
+
+    def _forget(self) -> None:
+        """No object made so far is known any more: the provider is about to reset."""
         self.ids.clear()
         self.names.clear()
         self.steps.clear()
-        _guard(self.provider.reset, "reset()")
 
     def setup(self, step: dict[str, Any]) -> None:
         """Apply one completed `given` step through the provider."""
@@ -69,9 +73,7 @@ class World:
             for step in steps:
                 self.setup(step)
             return
-        self.ids.clear()
-        self.names.clear()
-        self.steps.clear()
+        self._forget()
         made: dict[str, int] = {}  # name -> the step of this batch that creates it
         requests = []
         for index, step in enumerate(steps):
