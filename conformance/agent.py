@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance import protocol
+from conformance.cli import timeout_seconds
 from conformance.protocol import LineReader, MessageTooLarge, ProtocolError, TruncatedMessage
 from conformance.provider import Provider, ProviderUnavailable, load
 
@@ -584,10 +585,8 @@ def _check_provider(spec: str) -> None:
 
 
 def _seconds(text: str) -> float | None:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("a timeout is >= 0 (0: none)")
-    return value or None
+    """A timeout option, checked as `conformance run` checks its own; 0 (no limit) is None."""
+    return timeout_seconds(text) or None
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -19,7 +19,7 @@ EXIT_OK, EXIT_FAILS, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 DEFAULT_CHECK_TIMEOUT = 300.0  # as conformance.budget (not imported: keep `--help` light)
 
 
-def _seconds(text: str) -> float:
+def timeout_seconds(text: str) -> float:
     """A timeout option: seconds >= 0, where 0 means no limit."""
     try:
         value = float(text)
@@ -88,10 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "fails only the check in flight and the worker is replaced")
     run.add_argument("--isolate", action="store_true",
                      help=argparse.SUPPRESS)  # the default now; kept for old command lines
-    run.add_argument("--call-timeout", type=_seconds, default=30.0, metavar="S",
+    run.add_argument("--call-timeout", type=timeout_seconds, default=30.0, metavar="S",
                      help="seconds a provider call may take in the worker process "
                           "(default 30; 0: no limit)")
-    run.add_argument("--check-timeout", type=_seconds, default=DEFAULT_CHECK_TIMEOUT,
+    run.add_argument("--check-timeout", type=timeout_seconds, default=DEFAULT_CHECK_TIMEOUT,
                      metavar="S", help="seconds a check may take, all its calls included "
                                        f"(default {DEFAULT_CHECK_TIMEOUT:g}; 0: no limit)")
     run.add_argument("--token-file", default=None,
