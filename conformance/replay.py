@@ -29,6 +29,7 @@ from conformance.checks import (
 from conformance.oracle import Oracle
 from conformance.provider import Provider, Unsupported
 from conformance.spec import Scenario
+from conformance.strategies import state_of
 from conformance.world import ProviderError, World
 
 
@@ -197,9 +198,7 @@ def predicted_expects(repro: dict[str, Any], catalog: Catalog,
     calls = _calls(repro)
     first = next(c.get("method") or repro.get("method") for c in calls if "given" not in c)
     domain = catalog.domain_of(catalog.specs[first])
-    state = domain.empty_state()
-    for raw in repro.get("given") or []:
-        domain.apply(state, domain.complete(raw))
+    state = state_of(domain, repro.get("given") or [])
     out: list[dict[str, Any]] = []
     oracles: dict[str, Oracle] = {}
     for entry in calls:
