@@ -2,31 +2,25 @@
 
 Rules are tried in order and the first whose `when` holds decides: its `expect` is the set of
 codes the contract allows, and its `effects` give each changed collection's new value. Every
-expression is compiled once per process; evaluation sees `state`, `args`, `constants` and the
-`ansi()` function (a string as the ANSI code page carries it, for A entry points).
+expression is compiled once per process (conformance.expression: `cel` is the reference, a
+Python translation the fast path); evaluation sees `state`, `args`, `constants` and the `ansi()`
+function (a string as the ANSI code page carries it, for A entry points).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
-import cel
-
 from conformance.codes import CodeTable
+from conformance.expression import Expression, Scope, compiled
 from conformance.spec import Observed, Rule, Spec
 from conformance.world import OUT, Unknown
 
 
 class OracleError(Exception):
     """A rule could not be evaluated: a defect of the spec, reported with its place."""
-
-
-@lru_cache(maxsize=4096)
-def compiled(source: str) -> cel.Program:
-    return cel.compile(source)
 
 
 def ansi_function(code_page: str):
@@ -54,6 +48,7 @@ class Oracle:
         self.spec = spec
         self.table = codes
         self.functions = {"ansi": ansi_function(code_page)}
+        self.constants = dict(spec.constants)
         # The state and arguments of the last prediction: the call being judged, for an
         # `observed` entry's `when` where the caller does not pass them (the stateful machine).
         self.last: tuple[dict[str, Any], dict[str, Any]] | None = None
@@ -66,7 +61,7 @@ class Oracle:
                                                                    *r.outputs.values())]
                         + [o.when for o in spec.observed if o.when])
         # Only the collections the rules read are handed to CEL: converting the state is the
-        # largest cost of an evaluation, and most collections are not read by a given method.
+        # largest cost of an evaluation by `cel`, and most collections are not read.
         self.reads = frozenset(re.findall(r"\bstate\.([A-Za-z_][A-Za-z0-9_]*)", text))
         for rule in spec.rules:  # compile up front: errors surface before any call
             self._program(rule, "when", rule.when)
@@ -78,7 +73,7 @@ class Oracle:
             if entry.when:
                 self._observed_program(entry)
 
-    def _program(self, rule: Rule, where: str, source: str) -> cel.Program:
+    def _program(self, rule: Rule, where: str, source: str) -> Expression:
         try:
             return compiled(source)
         except Exception as exc:
@@ -88,18 +83,18 @@ class Oracle:
         line = self.spec.line("rules", rule.index, where.split(".")[0])
         return f"{self.spec.file}:{line}: rules[{rule.index}].{where}: {message}"
 
-    def context(self, state: dict[str, Any], args: dict[str, Any]) -> cel.Context:
+    def scope(self, state: dict[str, Any], args: dict[str, Any]) -> Scope:
         variables = {"state": {k: v for k, v in state.items() if k in self.reads},
                      "args": oracle_args(args),
-                     "constants": dict(self.spec.constants)}
-        return cel.Context(variables, functions=self.functions)
+                     "constants": self.constants}
+        return Scope(variables, self.functions)
 
     def predict(self, state: dict[str, Any], args: dict[str, Any]) -> Prediction:
         self.last = (state, args)
-        ctx = self.context(state, args)
+        ctx = self.scope(state, args)
         for rule in self.spec.rules:
             try:
-                hit = self._program(rule, "when", rule.when).execute(ctx)
+                hit = self._program(rule, "when", rule.when).evaluate(ctx)
             except Exception as exc:
                 raise OracleError(self._place(rule, "when", f"{type(exc).__name__}: {exc}")) \
                     from None
@@ -110,7 +105,7 @@ class Oracle:
                 raise OracleError(self._place(rule, "when", f"gave {hit!r}, not a bool"))
         raise OracleError(f"{self.spec.file}: no rule matched; end the rules with when: \"true\"")
 
-    def _observed_program(self, entry: Observed) -> cel.Program:
+    def _observed_program(self, entry: Observed) -> Expression:
         try:
             return compiled(entry.when or "true")
         except Exception as exc:
@@ -126,7 +121,7 @@ class Oracle:
         if not entry.when:
             return True
         try:
-            hit = self._observed_program(entry).execute(self.context(state, args))
+            hit = self._observed_program(entry).evaluate(self.scope(state, args))
         except Exception as exc:
             raise OracleError(self._observed_place(entry, f"{type(exc).__name__}: {exc}")) \
                 from None
@@ -134,25 +129,25 @@ class Oracle:
             raise OracleError(self._observed_place(entry, f"gave {hit!r}, not a bool"))
         return hit
 
-    def _effects(self, rule: Rule, state: dict[str, Any], ctx: cel.Context) -> dict[str, Any]:
+    def _effects(self, rule: Rule, state: dict[str, Any], ctx: Scope) -> dict[str, Any]:
         after = {name: list(objects) for name, objects in state.items()}  # objects are not
         for coll, expr in rule.effects.items():  # mutated: copying the lists is enough
             try:
-                value = self._program(rule, f"effects.{coll}", expr).execute(ctx)
+                value = self._program(rule, f"effects.{coll}", expr).evaluate(ctx)
             except Exception as exc:
                 raise OracleError(self._place(rule, f"effects.{coll}",
                                               f"{type(exc).__name__}: {exc}")) from None
             if not isinstance(value, list):
                 raise OracleError(self._place(rule, f"effects.{coll}",
                                               f"gave {type(value).__name__}, not a list"))
-            after[coll] = value
+            after[coll] = list(value)  # never the list of the state it was computed from
         return after
 
-    def _outputs(self, rule: Rule, ctx: cel.Context) -> dict[str, Any]:
+    def _outputs(self, rule: Rule, ctx: Scope) -> dict[str, Any]:
         out = {}
         for name, expr in rule.outputs.items():
             try:
-                out[name] = self._program(rule, f"outputs.{name}", expr).execute(ctx)
+                out[name] = self._program(rule, f"outputs.{name}", expr).evaluate(ctx)
             except Exception as exc:
                 raise OracleError(self._place(rule, f"outputs.{name}",
                                               f"{type(exc).__name__}: {exc}")) from None

@@ -40,7 +40,7 @@ from conformance.checks import (
     state_mismatch,
 )
 from conformance.domain import FAULTS, Domain
-from conformance.oracle import compiled
+from conformance.expression import Scope, compiled
 from conformance.provider import Unsupported
 from conformance.replay import minimize
 from conformance.spec import Spec
@@ -202,7 +202,7 @@ def build_machine(subjects: list[Subject], domain: Domain,
                     seen[coll] = self.state.get(coll, [])
             for name, rule_text in domain.invariants:
                 try:
-                    holds = compiled(rule_text).execute({"state": seen})
+                    holds = compiled(rule_text).evaluate(Scope({"state": seen}, {}))
                 except Exception:
                     holds = False
                 if holds is not True:
