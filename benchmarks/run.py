@@ -34,9 +34,10 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 from conformance import checks  # noqa: E402
 from conformance.catalog import load_catalog  # noqa: E402
+from conformance.expression import compiled  # noqa: E402
 from conformance.oracle import Oracle  # noqa: E402
 from conformance.provider import load  # noqa: E402
-from conformance.strategies import cases, state_of  # noqa: E402
+from conformance.strategies import cases, enumerate_cases, state_of  # noqa: E402
 from conformance.world import Unknown, unknown_id  # noqa: E402
 
 
@@ -104,6 +105,45 @@ def oracle_throughput(quick: bool) -> list[Figure]:
         Figure("  floor: hypothesis + compiled CEL, no provider", round(floor / n, 1),
                "calls/s", "-", True),
         Figure("oracle check vs its floor", round(ratio, 2), "x", ">= 0.7", ratio >= 0.7),
+    ]
+
+
+def _prediction_seconds(subjects: list[checks.Subject], rounds: int) -> float:
+    """CPU seconds to predict every enumerated case of every spec `rounds` times."""
+    work = []
+    for subject in subjects:
+        for case in enumerate_cases(subject.spec, subject.domain, 40):
+            work.append((subject.oracle, state_of(subject.domain, case.given), case.args))
+    started = time.process_time()
+    for _ in range(rounds):
+        for oracle, state, args in work:
+            oracle.predict(state, args)
+    return (time.process_time() - started) / (rounds * len(work))
+
+
+def cel_translation(quick: bool) -> list[Figure]:
+    """The oracle's predictions with each rule's Python translation, and with `cel` alone: the
+    measured reason the translation exists (conformance/expression.py)."""
+    _, subjects = _subjects(10)
+    rounds = 3 if quick else 10
+    translated = _prediction_seconds(subjects, rounds)
+    saved = {}
+    for subject in subjects:  # the same expressions, run by cel only
+        for rule in subject.spec.rules:
+            for source in (rule.when, *rule.effects.values(), *rule.outputs.values()):
+                saved.setdefault(source, compiled(source).fast)
+                compiled(source).fast = None
+    try:
+        reference = _prediction_seconds(subjects, rounds)
+    finally:
+        for source, fast in saved.items():
+            compiled(source).fast = fast
+    return [
+        Figure("oracle prediction with the CEL translation", round(translated * 1e6, 1), "us",
+               "-", True),
+        Figure("  the same with cel alone", round(reference * 1e6, 1), "us", "-", True),
+        Figure("CEL translation speed-up per prediction", round(reference / translated, 1),
+               "x", "-", True),
     ]
 
 
@@ -284,6 +324,7 @@ FULL = False  # --full: also the 10,000-spec scale (a few minutes: generating an
 
 BENCHMARKS: dict[str, Callable[[bool], list[Figure]]] = {
     "oracle": oracle_throughput,
+    "cel": cel_translation,
     "overhead": harness_overhead,
     "remote": remote,
     "parallel": parallel,
