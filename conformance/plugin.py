@@ -10,6 +10,8 @@ package does not change anyone else's pytest runs.
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ import yaml
 
 from conformance import checks
 from conformance.budget import DEFAULT_CHECK_TIMEOUT, Budgeted, CheckTimedOut
-from conformance.catalog import Catalog, load_catalog
+from conformance.catalog import Catalog, gc_paused, load_catalog
 from conformance.checks import (
     ERROR,
     FAILED,
@@ -176,6 +178,12 @@ class ConformanceSession:
         self.subjects: dict[str, Subject] = {}
 
     # -- collection ----------------------------------------------------------------------------
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collection(self, session: pytest.Session):
+        """Items are many and long-lived: no cyclic collection while they are made."""
+        with gc_paused():
+            return (yield)
+
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector):
         spec = self._spec_for(file_path)
         if spec is not None:
@@ -198,8 +206,10 @@ class ConformanceSession:
 
     def _spec_for(self, path: Path) -> Spec | None:
         if self._by_path is None:  # resolved once: collection asks for every file it sees
-            self._by_path = {Path(s.file).resolve(): s for s in self.catalog.specs.values()}
-        return self._by_path.get(path.resolve())
+            self._by_path = {Path(os.path.realpath(s.file)): s
+                             for s in self.catalog.specs.values()}
+        found = self._by_path.get(path)  # usually given resolved already: no system calls
+        return found if found is not None else self._by_path.get(path.resolve())
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         chosen = {item.spec.id for item in session.items
@@ -437,14 +447,16 @@ class SpecFile(pytest.File):
 
     def collect(self):
         for scenario in self.spec.scenarios:
-            yield CheckItem.from_parent(self, name=check_name(self.spec.id, "scenario",
-                                                              checks.slug(scenario.name)),
-                                        spec=self.spec, kind="scenario", scenario=scenario)
+            case = checks.slug(scenario.name)
+            yield CheckItem.from_parent(self, name=check_name(self.spec.id, "scenario", case),
+                                        spec=self.spec, kind="scenario", scenario=scenario,
+                                        case=case)
         session = find_session(self.config)
         assert session is not None
         for kind in session.kinds_for(self.spec):
             yield CheckItem.from_parent(self, name=check_name(self.spec.id, kind, "property"),
-                                        spec=self.spec, kind=kind, scenario=None)
+                                        spec=self.spec, kind=kind, scenario=None,
+                                        case="property")
 
 
 class DomainFile(pytest.File):
@@ -465,18 +477,27 @@ def check_name(subject: str, kind: str, case: str) -> str:
     return f"{subject}::{kind}::{case}"
 
 
+@functools.cache
+def kind_marker(kind: str) -> pytest.MarkDecorator:
+    """`conformance(kind)`, made once per kind and shared: marks are immutable."""
+    return pytest.mark.conformance(kind)
+
+
 class CheckItem(pytest.Item):
     def __init__(self, *, spec: Spec | None, kind: str, scenario: Scenario | None,
-                 family: str | None = None, **kwargs: Any):
+                 family: str | None = None, case: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.spec = spec
         self.kind = kind
         self.scenario = scenario
         self.family = family or (spec.family if spec else "")
-        self.case = checks.slug(scenario.name) if scenario else \
-            ("machine" if spec is None else "property")
-        self.check_name = check_name(spec.id if spec else self.family, kind, self.case)
-        self.add_marker(pytest.mark.conformance(kind))
+        if case is None:  # the collectors pass it; computed for items made elsewhere
+            case = checks.slug(scenario.name) if scenario else \
+                ("machine" if spec is None else "property")
+        self.case = case
+        name = check_name(spec.id if spec else self.family, kind, self.case)
+        self.check_name = self.name if self.name == name else name  # one string, not two
+        self.add_marker(kind_marker(kind))
         self.verdict: Verdict | None = None
 
     def runtest(self) -> None:

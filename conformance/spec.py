@@ -15,8 +15,11 @@ from conformance.source import Document, load_file
 
 DIRECT, IVDSASYNC, IVMTASK = "direct", "ivdsasync", "ivmtask"
 
+# The model classes use __slots__: a catalog of 10,000 specs holds about 250,000 of them, each
+# otherwise carrying an attribute dict.
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class Code:
     symbol: str
     value: int
@@ -24,7 +27,7 @@ class Code:
     via: str = "either"  # call | completion | either: where the code may arrive
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Param:
     name: str
     direction: str
@@ -43,7 +46,7 @@ class Param:
         return self.direction in ("out", "inout")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rule:
     when: str
     expect: tuple[str, ...]
@@ -52,7 +55,7 @@ class Rule:
     outputs: dict[str, str] = field(default_factory=dict)  # out-param -> expected value (CEL)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
     given: tuple[dict[str, Any], ...]
@@ -63,7 +66,7 @@ class Scenario:
     calls: tuple[dict[str, Any], ...] = ()  # a sequence instead of one call
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Observed:
     """How a Windows version was seen to behave where it departs from the page: on `windows`
     (a version prefix), when `when` holds, the call gives `code` instead of `instead_of` (or
@@ -78,7 +81,7 @@ class Observed:
     index: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Spec:
     id: str
     family: str

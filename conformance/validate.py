@@ -11,8 +11,9 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import numbers
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,11 @@ from typing import Any
 import cel
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
+
+try:  # jsonschema's own equality, so the compiled test means what it means; private, so
+    from jsonschema._utils import equal, uniq  # a release without it only loses the fast path
+except ImportError:  # pragma: no cover - depends on the installed jsonschema
+    equal = uniq = None  # type: ignore[assignment]
 
 from conformance.codes import CodeTable, failed, hex32
 from conformance.domain import ANY, FAULT_STEP, FAULTS, Domain, FieldType
@@ -47,6 +53,9 @@ def schema_problems(doc: Document, kind: str) -> list[Problem]:
     """Check `doc.data` against `specs/schema/<kind>.schema.json`, one Problem per error."""
     if kind not in SCHEMA_KINDS:
         raise ValueError(f"unknown schema kind {kind!r} (one of {', '.join(SCHEMA_KINDS)})")
+    accept = _acceptor(kind)
+    if doc.text_keys and accept is not None and accept(doc.data):
+        return []  # valid: jsonschema would find nothing, and is far slower to say so
     problems: list[Problem] = []
     data = _string_keys(doc, doc.data, (), problems)
     errors = sorted(_validator(kind).iter_errors(data),
@@ -69,6 +78,247 @@ def _validator(kind: str) -> Draft202012Validator:
                           ) from None
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
+
+
+# A document is checked by a plain-Python test compiled from the schema, which says only
+# whether it is valid; jsonschema finds and describes the errors of one that is not. The test
+# implements exactly the keywords below, with jsonschema's meaning (its type checker, `equal`
+# and `uniq`); a schema using any other keyword gets no test, and jsonschema decides alone.
+
+_Accept = Callable[[Any], bool]
+# Keywords that never fail a document: `format` asserts nothing without a format checker, and
+# `then`/`else` are read by `if`.
+_ANNOTATIONS = frozenset({"$schema", "$id", "$defs", "$comment", "title", "description",
+                          "examples", "default", "deprecated", "readOnly", "writeOnly",
+                          "format", "then", "else"})
+
+
+def _is_integer(x: Any) -> bool:
+    return (isinstance(x, int) and not isinstance(x, bool)) or \
+        (isinstance(x, float) and x.is_integer())
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, numbers.Number) and not isinstance(x, bool)
+
+
+_TYPE_TESTS: dict[str, _Accept] = {
+    "array": lambda x: isinstance(x, list),
+    "boolean": lambda x: isinstance(x, bool),
+    "integer": _is_integer,
+    "null": lambda x: x is None,
+    "number": _is_number,
+    "object": lambda x: isinstance(x, dict),
+    "string": lambda x: isinstance(x, str),
+}
+
+
+class _Unsupported(Exception):
+    """The schema uses something the compiled test does not implement."""
+
+
+@functools.cache
+def _acceptor(kind: str) -> _Accept | None:
+    """The compiled validity test of a schema, or None where only jsonschema can tell."""
+    if equal is None or uniq is None:
+        return None
+    try:
+        return _SchemaCompiler(_validator(kind).schema).compile()
+    except _Unsupported:
+        return None
+
+
+def _yes(x: Any) -> bool:
+    return True
+
+
+def _no(x: Any) -> bool:
+    return False
+
+
+def _every(tests: list[_Accept]) -> _Accept:
+    if not tests:
+        return _yes
+    if len(tests) == 1:
+        return tests[0]
+    frozen = tuple(tests)
+
+    def accept(x: Any) -> bool:
+        for test in frozen:  # noqa: SIM110 - a loop, not all(...): no generator per value
+            if not test(x):
+                return False
+        return True
+
+    return accept
+
+
+class _SchemaCompiler:
+    """Turns a JSON Schema (2020-12, `#/...` references only) into nested closures."""
+
+    def __init__(self, root: Any):
+        self.root = root
+        self.refs: dict[str, _Accept] = {}
+        self.pending: set[str] = set()
+
+    def compile(self) -> _Accept:
+        return self.schema(self.root, top=True)
+
+    def schema(self, schema: Any, top: bool = False) -> _Accept:
+        if schema is True or schema is False:
+            return _yes if schema else _no
+        if not isinstance(schema, dict) or ("$id" in schema and not top):
+            raise _Unsupported(repr(schema)[:60])
+        tests = []
+        for keyword, value in schema.items():
+            if keyword in _ANNOTATIONS:
+                continue
+            build = self.dollar_ref if keyword == "$ref" else getattr(self, f"k_{keyword}", None)
+            if build is None:
+                raise _Unsupported(keyword)
+            tests.append(build(value, schema))
+        return _every(tests)
+
+    def ref(self, target: str) -> _Accept:
+        if target in self.refs:
+            return self.refs[target]
+        if target in self.pending:  # a recursive reference: found when called
+            return lambda x: self.refs[target](x)
+        self.pending.add(target)
+        self.refs[target] = self.schema(self.resolve(target))
+        self.pending.discard(target)
+        return self.refs[target]
+
+    def resolve(self, target: str) -> Any:
+        if not target.startswith("#") or (target != "#" and not target.startswith("#/")):
+            raise _Unsupported(target)
+        node = self.root
+        for part in target[2:].split("/") if target != "#" else []:
+            part = part.replace("~1", "/").replace("~0", "~")
+            try:
+                node = node[int(part)] if isinstance(node, list) else node[part]
+            except (KeyError, IndexError, ValueError, TypeError):
+                raise _Unsupported(target) from None
+        return node
+
+    # -- keywords: each returns a test of one instance ---------------------------------------
+    def dollar_ref(self, value: str, schema: dict) -> _Accept:
+        return self.ref(value)
+
+    def k_type(self, value: Any, schema: dict) -> _Accept:
+        names = [value] if isinstance(value, str) else list(value)
+        if any(n not in _TYPE_TESTS for n in names):
+            raise _Unsupported(f"type {value!r}")
+        tests = tuple(_TYPE_TESTS[n] for n in names)
+        return tests[0] if len(tests) == 1 else (lambda x: any(t(x) for t in tests))
+
+    def k_properties(self, value: dict, schema: dict) -> _Accept:
+        pairs = tuple((name, self.schema(sub)) for name, sub in value.items())
+
+        def accept(x: Any) -> bool:
+            if isinstance(x, dict):
+                for name, test in pairs:
+                    if name in x and not test(x[name]):
+                        return False
+            return True
+
+        return accept
+
+    def k_patternProperties(self, value: dict, schema: dict) -> _Accept:
+        pairs = tuple((re.compile(p), self.schema(sub)) for p, sub in value.items())
+
+        def accept(x: Any) -> bool:
+            if isinstance(x, dict):
+                for regex, test in pairs:
+                    for k, v in x.items():
+                        if regex.search(k) and not test(v):
+                            return False
+            return True
+
+        return accept
+
+    def k_additionalProperties(self, value: Any, schema: dict) -> _Accept:
+        known = frozenset(schema.get("properties", {}))
+        joined = "|".join(schema.get("patternProperties", {}))  # as jsonschema joins them
+        pattern = re.compile(joined) if joined else None
+        test = self.schema(value)
+
+        def accept(x: Any) -> bool:
+            if isinstance(x, dict):
+                for k, v in x.items():
+                    if k not in known and not (pattern and pattern.search(k)) and not test(v):
+                        return False
+            return True
+
+        return accept
+
+    def k_propertyNames(self, value: Any, schema: dict) -> _Accept:
+        test = self.schema(value)
+        return lambda x: not isinstance(x, dict) or all(test(k) for k in x)
+
+    def k_required(self, value: list, schema: dict) -> _Accept:
+        names = tuple(value)
+        return lambda x: not isinstance(x, dict) or all(n in x for n in names)
+
+    def k_dependentRequired(self, value: dict, schema: dict) -> _Accept:
+        pairs = tuple((k, tuple(deps)) for k, deps in value.items())
+        return lambda x: not isinstance(x, dict) or all(
+            d in x for k, deps in pairs if k in x for d in deps)
+
+    def k_minProperties(self, value: int, schema: dict) -> _Accept:
+        return lambda x: not isinstance(x, dict) or len(x) >= value
+
+    def k_maxProperties(self, value: int, schema: dict) -> _Accept:
+        return lambda x: not isinstance(x, dict) or len(x) <= value
+
+    def k_items(self, value: Any, schema: dict) -> _Accept:
+        test = self.schema(value)  # prefixItems is not implemented, so never beside it
+        return lambda x: not isinstance(x, list) or all(test(i) for i in x)
+
+    def k_minItems(self, value: int, schema: dict) -> _Accept:
+        return lambda x: not isinstance(x, list) or len(x) >= value
+
+    def k_uniqueItems(self, value: bool, schema: dict) -> _Accept:
+        return (lambda x: not isinstance(x, list) or uniq(x)) if value else _yes
+
+    def k_pattern(self, value: str, schema: dict) -> _Accept:
+        regex = re.compile(value)
+        return lambda x: not isinstance(x, str) or regex.search(x) is not None
+
+    def k_minLength(self, value: int, schema: dict) -> _Accept:
+        return lambda x: not isinstance(x, str) or len(x) >= value
+
+    def k_minimum(self, value: Any, schema: dict) -> _Accept:
+        return lambda x: not _is_number(x) or not x < value
+
+    def k_maximum(self, value: Any, schema: dict) -> _Accept:
+        return lambda x: not _is_number(x) or not x > value
+
+    def k_const(self, value: Any, schema: dict) -> _Accept:
+        return lambda x: equal(x, value)
+
+    def k_enum(self, value: list, schema: dict) -> _Accept:
+        return lambda x: any(equal(e, x) for e in value)
+
+    def k_not(self, value: Any, schema: dict) -> _Accept:
+        test = self.schema(value)
+        return lambda x: not test(x)
+
+    def k_allOf(self, value: list, schema: dict) -> _Accept:
+        return _every([self.schema(sub) for sub in value])
+
+    def k_anyOf(self, value: list, schema: dict) -> _Accept:
+        tests = tuple(self.schema(sub) for sub in value)
+        return lambda x: any(t(x) for t in tests)
+
+    def k_oneOf(self, value: list, schema: dict) -> _Accept:
+        tests = tuple(self.schema(sub) for sub in value)
+        return lambda x: sum(1 for t in tests if t(x)) == 1
+
+    def k_if(self, value: Any, schema: dict) -> _Accept:
+        cond = self.schema(value)
+        then = self.schema(schema["then"]) if "then" in schema else _yes
+        else_ = self.schema(schema["else"]) if "else" in schema else _yes
+        return lambda x: then(x) if cond(x) else else_(x)
 
 
 def _string_keys(doc: Document, value: Any, path: Path_, problems: list[Problem]) -> Any:
@@ -200,10 +450,12 @@ class _Check:
         return [c.symbol for c in self.spec.codes] + extra
 
 
-def spec_problems(spec: Spec, domain: Domain | None, codes: CodeTable) -> list[Problem]:
-    """Everything the schema cannot see: symbols, CEL, domain names, reachability."""
+def spec_problems(spec: Spec, domain: Domain | None, codes: CodeTable,
+                  families: dict[Path, list[str]] | None = None) -> list[Problem]:
+    """Everything the schema cannot see: symbols, CEL, domain names, reachability.
+    `families` memoizes the families found beside each folder, across one catalog's specs."""
     check = _Check(spec, domain, codes)
-    known = _known_families(spec.file)
+    known = _known_families(spec.file, {} if families is None else families)
     if domain is None and spec.family not in known:  # else its domain file failed, and said so
         check.add(("family",), _unknown("family", spec.family, known, "families with a domain"))
     _code_problems(check)
@@ -226,8 +478,11 @@ def _specs_root(file: str) -> Path:
     return default_specs_dir()
 
 
-def _known_families(file: str) -> list[str]:
-    return sorted(p.stem for p in (_specs_root(file) / "domains").glob("*.yaml"))
+def _known_families(file: str, memo: dict[Path, list[str]]) -> list[str]:
+    folder = Path(file).resolve().parent
+    if folder not in memo:
+        memo[folder] = sorted(p.stem for p in (_specs_root(file) / "domains").glob("*.yaml"))
+    return memo[folder]
 
 
 def _code_problems(check: _Check) -> None:
@@ -426,29 +681,46 @@ def comprehension_depth(tokens: list[_Token]) -> int:
     return deepest
 
 
-def _cel_problems(check: _Check, path: Path_, src: str) -> None:
-    """Compile one expression and check every name it uses against the spec and domain."""
+@dataclass(frozen=True)
+class _CelFacts:
+    """What checking an expression needs from its text alone: specs share most expressions
+    (`true`, the same guards in each A and W twin), so each source is compiled once."""
+
+    error: str | None  # the expression itself is wrong: too long, too deep, not CEL
+    unknown: tuple[str, ...] = ()  # free names no expression may use
+    selections: tuple[tuple[str, str | None], ...] = ()
+
+
+@functools.lru_cache(maxsize=8192)
+def _cel_facts(src: str) -> _CelFacts:
     if len(src) > MAX_CEL_LENGTH:
-        check.add(path, f"expression is {len(src)} characters; at most {MAX_CEL_LENGTH}")
-        return
-    depth = comprehension_depth(_tokens(src))
+        return _CelFacts(f"expression is {len(src)} characters; at most {MAX_CEL_LENGTH}")
+    tokens = _tokens(src)
+    depth = comprehension_depth(tokens)
     if depth > MAX_COMPREHENSION_DEPTH:
-        check.add(path, f"comprehensions nest {depth} deep; at most {MAX_COMPREHENSION_DEPTH} "
-                        "(each level multiplies the work of an evaluation)")
-        return
+        return _CelFacts(f"comprehensions nest {depth} deep; at most {MAX_COMPREHENSION_DEPTH} "
+                         "(each level multiplies the work of an evaluation)")
     try:
         program = cel.compile(src)
     except (ValueError, TypeError, RuntimeError) as exc:
-        check.add(path, _cel_error(exc))
-        return
-    tokens = _tokens(src)
+        return _CelFacts(_cel_error(exc))
     bound = _comprehension_vars(tokens)
-    for name in program.variables():
-        if name in (STATE, ARGS, CONSTANTS) or name in bound or name in BUILTIN_NAMES:
-            continue
+    unknown = tuple(name for name in program.variables()
+                    if name not in (STATE, ARGS, CONSTANTS) and name not in bound
+                    and name not in BUILTIN_NAMES)
+    return _CelFacts(None, unknown, tuple(_selections(tokens)))
+
+
+def _cel_problems(check: _Check, path: Path_, src: str) -> None:
+    """Check one expression, and every name it uses against the spec and domain."""
+    facts = _cel_facts(src)
+    if facts.error is not None:
+        check.add(path, facts.error)
+        return
+    for name in facts.unknown:
         check.add(path, f"unknown variable {name!r}: expressions see only state, args, "
                         "constants and their own comprehension variables")
-    for root, member in _selections(tokens):
+    for root, member in facts.selections:
         message = _selection_problem(check, root, member)
         if message:
             check.add(path, message)
@@ -668,10 +940,17 @@ def _observed_problems(check: _Check) -> None:
 
 @dataclass(frozen=True)
 class _Seen:
+    """Where a symbol's value is written; its line is looked up only for a message."""
+
     value: int
     file: str
-    line: int
     path: str
+    doc: Document | None = None
+    at: Path_ = ()
+
+    @property
+    def line(self) -> int:
+        return self.doc.line(self.at) if self.doc is not None else 1
 
 
 def _sequence_problems(specs: list[Spec]) -> list[Problem]:
@@ -708,7 +987,8 @@ def catalog_problems(specs: list[Spec], codes: CodeTable) -> list[Problem]:
     for spec in specs:
         for i, code in enumerate(spec.codes):
             path = f"returns.codes[{i}].value"
-            here = _Seen(code.value, spec.file, spec.line("returns", "codes", i, "value"), path)
+            here = _Seen(code.value, spec.file, path, spec.document,
+                         ("returns", "codes", i, "value"))
             earlier = first.setdefault(code.symbol, here)
             if earlier.value != code.value:
                 problems.append(Problem(here.file, here.line, path,
@@ -729,8 +1009,7 @@ def _table_locations(specs: list[Spec], codes: CodeTable) -> dict[str, _Seen]:
         doc = load_file(file) if root else None
     except SourceError:
         doc = None
-    line = (lambda s: doc.line(("symbols", s))) if doc else (lambda s: 1)
-    return {symbol: _Seen(value, file, line(symbol), f"symbols.{symbol}")
+    return {symbol: _Seen(value, file, f"symbols.{symbol}", doc, ("symbols", symbol))
             for symbol, value in codes.symbols.items()}
 
 
