@@ -49,6 +49,7 @@ class Oracle:
         self.table = codes
         self.functions = {"ansi": ansi_function(code_page)}
         self.constants = dict(spec.constants)
+        self.programs: dict[str, Expression] = {}
         # The state and arguments of the last prediction: the call being judged, for an
         # `observed` entry's `when` where the caller does not pass them (the stateful machine).
         self.last: tuple[dict[str, Any], dict[str, Any]] | None = None
@@ -74,8 +75,14 @@ class Oracle:
                 self._observed_program(entry)
 
     def _program(self, rule: Rule, where: str, source: str) -> Expression:
+        """The expression, kept by this oracle: no shared-cache lookup per evaluation, and
+        nothing the shared cache evicts has to be compiled again."""
+        found = self.programs.get(source)
+        if found is not None:
+            return found
         try:
-            return compiled(source)
+            found = self.programs[source] = compiled(source)
+            return found
         except Exception as exc:
             raise OracleError(self._place(rule, where, f"does not compile: {exc}")) from None
 
