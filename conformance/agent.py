@@ -160,6 +160,7 @@ class Session:
         self._on_abort = on_abort
         self.errors = 0
         self.requests = 0
+        self._doing: tuple[str, dict[str, Any]] = ("batch", {})  # the batch request running
 
     def run(self) -> None:
         log.info("connection from %s", self.channel.peer)
@@ -321,7 +322,12 @@ class Session:
             self._run_batch(request_id, batch)
         if response is None:
             return False
-        data = protocol.encode(response)
+        try:
+            data = protocol.encode(response)
+        except ValueError as exc:  # a result JSON cannot hold even as repr (a cycle)
+            data = protocol.encode(protocol.failure(
+                request_id, "provider", f"the result of {protocol.describe(op, params)} "
+                f"cannot be sent: {exc}"))
         if len(data) > self.config.max_message + 1:
             data = protocol.encode(protocol.failure(
                 request_id, "provider", f"the result of {protocol.describe(op, params)} is "
@@ -346,36 +352,42 @@ class Session:
             response = protocol.failure(request_id, **protocol.error_from_exception(exc))
         return response if self.watchdog.disarm() else None
 
-    def _run_batch(self, request_id: Any,
-                   batch: list[tuple[str, dict[str, Any], list[list[Any]], bool]]
+    def _run_batch(self, request_id: Any, batch: list[protocol.BatchItem]
                    ) -> dict[str, Any] | None:
-        """Run a batch's requests in order, each as `_run` would; stop after a failure or a
-        missing id. None when one timed out (the connection is ended)."""
+        """Run a batch's requests in order, each under the per-call timeout (one watchdog
+        armed for the batch, its deadline moved per request), until one stops it (see
+        protocol.stops). None when one timed out (the connection is ended)."""
         answers: list[dict[str, Any]] = []
         results: list[Any] = []
-        for op, params, refs, expect_id in batch:
-            if refs:
-                try:
-                    for ref in refs:
-                        source = results[ref[0]]
-                        if not protocol.is_id(source):
-                            raise ProtocolError(f"batch ref to answer {ref[0]}, which is no id")
-                        params = protocol.put_ref(params, ref[1:], str(source))
-                except ProtocolError as exc:
-                    self.errors += 1
-                    answers.append({"ok": False, "error": {"kind": "protocol",
-                                                           "message": str(exc)}})
-                    break
-            self.requests += 1
-            answer = self._run(request_id, op, params)
-            if answer is None:
-                return None
-            del answer["id"]
-            answers.append(answer)
-            results.append(answer.get("result"))
-            if not answer["ok"] or (expect_id and not protocol.is_id(answer["result"])):
+        limit, watchdog = self.config.call_timeout, self.watchdog
+        watchdog.arm(limit, lambda: self._timed_out(request_id, *self._doing))
+        for item in batch:
+            try:
+                params = protocol.fill_refs(item, results) if item.refs or item.int_refs \
+                    else item.params
+            except ValueError as exc:  # a ref to no id, or to no place in the params
+                self.errors += 1
+                answers.append({"ok": False, "error": {"kind": "protocol", "message": str(exc)}})
                 break
-        return protocol.ok(request_id, answers)
+            self.requests += 1
+            self._doing = (item.op, params)
+            watchdog.extend(limit)
+            try:
+                answer = {"ok": True, "result": self._dispatch(item.op, params)}
+            except (Exception, SystemExit) as exc:
+                answer = {"ok": False, "error": protocol.error_from_exception(exc)}
+            if watchdog.fired:
+                return None
+            answers.append(answer)
+            result = answer.get("result")
+            results.append(result)
+            if not answer["ok"]:
+                if not item.may_fail:
+                    break
+            elif (item.expect_id or item.expect_outcome) and protocol.stops(
+                    item, protocol.outcome_from_json(result) if item.expect_outcome else result):
+                break
+        return protocol.ok(request_id, answers) if watchdog.disarm() else None
 
     def _timed_out(self, request_id: Any, op: str, params: dict[str, Any]) -> None:
         what, limit = protocol.describe(op, params), self.config.call_timeout
@@ -387,11 +399,12 @@ class Session:
         provider = self.provider
         assert provider is not None
         if op == "call":
-            return protocol.outcome_to_json(provider.call(params["method"], params["args"]))
+            return protocol.outcome_to_json(provider.call(params["method"], params["args"]),
+                                            safe=False)
         if op == "setup":
-            return protocol.json_safe(provider.setup(params["step"]))
-        if op == "observe":
-            return protocol.json_safe(provider.observe(params["collection"]))
+            return protocol.json_safe(provider.setup(params["step"]))  # an id, checked here
+        if op == "observe":  # made JSON-safe by `protocol.encode` only if it has to be
+            return provider.observe(params["collection"])
         if op == "capabilities":
             return protocol.json_safe(provider.capabilities())
         if op == "reset":

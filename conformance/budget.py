@@ -62,8 +62,10 @@ class Budgeted(Provider):
         self.seconds: float | None = None
         self.deadline: float | None = None
         self.last = "no provider request yet"
-        if callable(getattr(inner, "reset_and_setup", None)):  # offered only when inner has it
-            self.reset_and_setup = self._reset_and_setup
+        if callable(getattr(inner, "batch", None)):  # offered only when inner has it
+            self.batch = self._batch
+        if callable(getattr(inner, "submit", None)):
+            self.submit = self._submit
 
     # -- the session's side --
     def start(self, seconds: float | None) -> None:
@@ -106,13 +108,19 @@ class Budgeted(Provider):
     def observe(self, collection: str) -> list[dict[str, Any]]:
         return self._request(f"observe({collection!r})", lambda: self.inner.observe(collection))
 
-    def _reset_and_setup(self, steps: list[tuple[dict[str, Any], list[Any], bool]]) -> list[Any]:
-        """reset() and the setups in one request (see World.reset_and_setup)."""
-        where = f"setup({next(iter(steps[-1][0]), '?')})" if steps else "reset()"
-        results = self._request(where, lambda: self.inner.reset_and_setup(steps))
-        done = steps[:max(len(results) - 1, 0)]
-        self.last = f"setup({next(iter(done[-1][0]), '?')})" if done else "reset()"
+    def _batch(self, requests: list[dict[str, Any]]) -> list[Any]:
+        """Several requests in one (see World.reset_and_setup); a timeout names the call of
+        the batch if it has one (what hangs is the method under test), else its last setup."""
+        results = self._request(_main(requests), lambda: self.inner.batch(requests))
+        if isinstance(results, list) and results:
+            self.last = _where(requests[min(len(results), len(requests)) - 1])
         return results
+
+    def _submit(self, batches: list[list[dict[str, Any]]]) -> bool:
+        """Test cases sent ahead (see RemoteProvider.submit); none once the check is late."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return False
+        return self.inner.submit(batches)
 
     def close(self) -> None:
         self.stop()
@@ -141,3 +149,20 @@ class Budgeted(Provider):
             return ("the provider runs in-process (--in-process), where a call cannot be "
                     "interrupted: the budget is checked between calls")
         return "the provider's worker was replaced"
+
+
+def _where(request: dict[str, Any]) -> str:
+    """A batch request named as `Budgeted` names the single one."""
+    op = request.get("op")
+    if op == "call":
+        return str(request.get("method"))
+    if op == "setup":
+        return f"setup({next(iter(request.get('step') or {}), '?')})"
+    if op == "observe":
+        return f"observe({request.get('collection')!r})"
+    return f"{op}()"
+
+
+def _main(requests: list[dict[str, Any]]) -> str:
+    calls = [r for r in requests if r.get("op") == "call"]
+    return _where(calls[0] if calls else requests[-1])

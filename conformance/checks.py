@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,7 @@ from conformance.oracle import Oracle, OracleError
 from conformance.provider import Outcome, Provider, Unsupported
 from conformance.spec import DIRECT, Scenario, Spec
 from conformance.strategies import Allowed, Case, cases, enumerate_cases, state_of
-from conformance.world import OUT, ProviderError, Unknown, World
+from conformance.world import OUT, ProviderError, Then, Unknown, World
 
 PASSED, FAILED, NOT_APPLICABLE, ERROR = "passed", "failed", "not_applicable", "error"
 
@@ -90,6 +91,10 @@ class Subject:
     twin: Subject | None = None  # the W form of an A function, for the variants check
     reference: Provider | None = None  # the provider to compare with (--differential)
     allowed: Allowed | None = None  # what the provider's capabilities say it can build
+    # id(given) -> [(given, then, completed steps, batch)]: cases sent ahead (looking_ahead),
+    # in order; cases may share one `given` list
+    planned: dict[int, deque[tuple[Any, Then, list[dict[str, Any]], list[dict[str, Any]]]]] = \
+        field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.oracle = Oracle(self.spec, self.table, self.settings.code_page)
@@ -105,20 +110,28 @@ class Trial:
     outcome: Outcome
 
 
-def prepare(subject: Subject, steps: list[dict[str, Any]],
-            provider: Provider | None = None) -> tuple[World, dict[str, Any]]:
-    """A fresh world with the steps applied, and the oracle state they build."""
+def prepare(subject: Subject, steps: list[dict[str, Any]], provider: Provider | None = None,
+            then: Then | None = None) -> tuple[World, dict[str, Any]]:
+    """A fresh world with the steps applied, and the oracle state they build. `then` is the
+    call the caller makes next on the world and what it may observe after it: a worker
+    process answers all of it in one round trip."""
     world = World(provider or subject.provider, subject.domain)
     state = subject.domain.empty_state()
-    completed = [subject.domain.complete(raw) for raw in steps]
-    world.reset_and_setup(completed)  # one round trip to a worker process
+    planned = subject.planned.get(id(steps)) if subject.planned else None
+    if planned and planned[0][0] is steps and planned[0][1] == then and provider is None:
+        _, _, completed, requests = planned.popleft()  # built when it was sent ahead
+    else:
+        completed, requests = [subject.domain.complete(raw) for raw in steps], None
+    world.reset_and_setup(completed, then, requests)
     for step in completed:
         subject.domain.apply(state, step)
     return world, state
 
 
-def enact(subject: Subject, steps: list[dict[str, Any]], args: dict[str, Any]) -> Trial:
-    world, state = prepare(subject, steps)
+def enact(subject: Subject, steps: list[dict[str, Any]], args: dict[str, Any],
+          observe: tuple[str, ...] = ()) -> Trial:
+    """Build the steps, make the call, and read the `observe` collections after it."""
+    world, state = prepare(subject, steps, then=Then(subject.spec, args, observe))
     return Trial(world, state, args, world.call(subject.spec, args))
 
 
@@ -290,14 +303,22 @@ def check_scenario(subject: Subject, scenario: Scenario) -> Verdict:
     spec = subject.spec
     args = scenario_args(spec, scenario)
     steps = [dict(s) for s in scenario.given]
+    state = state_of(subject.domain, steps)
+    wrong: OracleError | None = None  # raised after the setups, the call not made
     try:
-        world, state = prepare(subject, steps)
         predicted = subject.oracle.predict(state, args)
         if set(predicted.codes) != set(scenario.expect):
-            raise OracleError(
+            wrong = OracleError(
                 f"{spec.file}:{spec.line('scenarios', scenario.index)}: scenario "
                 f"{scenario.name!r} expects {', '.join(scenario.expect)} but the rules predict "
                 f"{', '.join(predicted.codes)} (rule {predicted.rule.index})")
+    except OracleError as exc:
+        wrong = exc
+    then = Then(spec, args, tuple(scenario.then)) if wrong is None else None
+    try:
+        world, _ = prepare(subject, steps, then=then)
+        if wrong is not None:
+            raise wrong
         trial = Trial(world, state, args, world.call(spec, args))
     except ProviderError as exc:
         raise CheckFailed(f"{exc} {context_line(steps, args)}",
@@ -338,17 +359,24 @@ def _same(a: Any, b: Any) -> bool:
 
 # -- properties -------------------------------------------------------------------------------
 
+# The worlds one case of a check builds, in order: (subject, given steps, the call after them).
+Plan = Callable[[Case], list[tuple["Subject", list[dict[str, Any]], Then]]]
+LOOKAHEAD = 8  # enumerated cases sent to a worker process ahead of the one being judged
+
+
 def run_property(subject: Subject, body: Callable[[Case], tuple[str, ...]],
-                 exhaustive: bool = True) -> Verdict:
+                 exhaustive: bool = True, plan: Plan | None = None) -> Verdict:
     """Run `body` on the enumerated small cases, then on drawn ones steered toward codes not
-    yet seen; collect the codes it saw; a drawn failure is shrunk by hypothesis."""
+    yet seen; collect the codes it saw; a drawn failure is shrunk by hypothesis. `plan` says
+    which worlds `body` builds for a case, so a worker process can run the enumerated cases
+    ahead of their judging."""
     seen: set[str] = set()
     applicable = [0]
     unsupported: list[str] = []
     enumerated = 0
     if exhaustive and subject.settings.exhaustive:
-        for case in enumerate_cases(subject.spec, subject.domain, subject.settings.exhaustive,
-                                    subject.allowed):
+        for case in looking_ahead(subject, plan, enumerate_cases(
+                subject.spec, subject.domain, subject.settings.exhaustive, subject.allowed)):
             enumerated += 1
             try:
                 seen.update(body(case))
@@ -401,9 +429,54 @@ def run_property(subject: Subject, body: Callable[[Case], tuple[str, ...]],
     return Verdict(PASSED, note, {c: PASSED for c in sorted(seen)})
 
 
-def _trial_or_fail(subject: Subject, case: Case, expect: tuple[str, ...]) -> Trial:
+def looking_ahead(subject: Subject, plan: Plan | None, cases: Iterable[Case]) -> Iterator[Case]:
+    """The cases in order; a provider that takes test cases ahead (`submit`: a worker
+    process) gets the next ones' requests first, and runs them while this one is judged. The
+    requests are those `body` makes, so its results are the same either way."""
+    submit = getattr(subject.provider, "submit", None)
+    if plan is None or submit is None:
+        yield from cases
+        return
+    pending = iter(cases)
+    upcoming: deque[Case] = deque()
+    sent = 0  # the first `sent` of `upcoming` were taken by the provider
+    planned: dict[int, Subject] = {}  # the subjects that keep batches built ahead
     try:
-        return enact(subject, case.given, case.args)
+        while True:
+            while len(upcoming) < LOOKAHEAD and (case := next(pending, None)) is not None:
+                upcoming.append(case)
+            while sent < len(upcoming) and submit(_batches(plan, upcoming[sent], planned)):
+                sent += 1
+            if not upcoming:
+                return
+            sent = max(sent - 1, 0)
+            yield upcoming.popleft()
+    finally:  # what was built for cases sent but not judged (the check ended first)
+        for subject_ in planned.values():
+            subject_.planned.clear()
+
+
+def _batches(plan: Plan, case: Case, planned: dict[int, Subject]) -> list[list[dict[str, Any]]]:
+    """The batches of a case's worlds, kept for `prepare` so it need not build them again."""
+    out = []
+    for subject, steps, then in plan(case):
+        completed = [subject.domain.complete(raw) for raw in steps]
+        requests = World(subject.provider, subject.domain).batch_requests(completed, then)
+        subject.planned.setdefault(id(steps), deque()).append((steps, then, completed, requests))
+        planned[id(subject)] = subject
+        out.append(requests)
+    return out
+
+
+def _one_world(subject: Subject, observe: tuple[str, ...]) -> Plan:
+    """The plan of a check whose case is one world: the given steps, then the call."""
+    return lambda case: [(subject, case.given, Then(subject.spec, case.args, observe))]
+
+
+def _trial_or_fail(subject: Subject, case: Case, expect: tuple[str, ...],
+                   observe: tuple[str, ...] = ()) -> Trial:
+    try:
+        return enact(subject, case.given, case.args, observe)
     except ProviderError as exc:
         raise CheckFailed(f"{exc} {context_line(case.given, case.args)}",
                           repro(case.given, case.args, expect), expect) from None
@@ -415,7 +488,7 @@ def check_oracle(subject: Subject) -> Verdict:
         for s in case.given:
             subject.domain.apply(state, subject.domain.complete(s))
         predicted = subject.oracle.predict(state, case.args)
-        trial = _trial_or_fail(subject, case, predicted.codes)
+        trial = _trial_or_fail(subject, case, predicted.codes, subject.observable)
         problem = code_mismatch(subject, predicted.codes, trial.outcome, state, case.args) or \
             outputs_mismatch(trial.world, predicted.outputs, trial.outcome)
         if problem is None:
@@ -429,7 +502,7 @@ def check_oracle(subject: Subject) -> Verdict:
                               details(subject, trial, predicted.codes, predicted.state))
         return predicted.codes
 
-    return run_property(subject, body)
+    return run_property(subject, body, plan=_one_world(subject, subject.observable))
 
 
 def admitted(subject: Subject, value: int) -> bool:
@@ -462,7 +535,7 @@ def check_closed_world(subject: Subject) -> Verdict:
                     details=details(subject, trial, expect))
         return ()
 
-    return run_property(subject, body)
+    return run_property(subject, body, plan=_one_world(subject, ()))
 
 
 def out_param_problem(subject: Subject, outcome: Outcome) -> str | None:
@@ -517,7 +590,7 @@ def check_out_params(subject: Subject) -> Verdict:
                               details=details(subject, trial, expect))
         return ()
 
-    return run_property(subject, body)
+    return run_property(subject, body, plan=_one_world(subject, ()))
 
 
 # -- relations between calls, forms and providers ---------------------------------------------
@@ -534,14 +607,17 @@ def check_repeat(subject: Subject) -> Verdict:
     """Each call is made twice; the second must give what the rules predict for the new state
     (a remove that succeeds twice, or corrupts what is left, is caught here)."""
     def body(case: Case) -> tuple[str, ...]:
-        world, state = _fail_on_provider_error(case, (), lambda: prepare(subject, case.given))
+        then = Then(subject.spec, case.args, subject.observable, calls=2)
+        world, state = _fail_on_provider_error(case, (), lambda: prepare(subject, case.given,
+                                                                         then=then))
         seen: list[str] = []
         calls: list[dict[str, Any]] = []
         for attempt in ("first", "second"):
             predicted = subject.oracle.predict(state, case.args)
             calls.append(call_repro(subject.spec.id, case.args, predicted.codes))
             outcome = _fail_on_provider_error(
-                case, predicted.codes, lambda: world.call(subject.spec, case.args))
+                case, predicted.codes, lambda: world.call(subject.spec, case.args,
+                                                          subject.observable))
             problem = code_mismatch(subject, predicted.codes, outcome, state, case.args)
             if problem is None:
                 problem = _fail_on_provider_error(case, predicted.codes, lambda p=predicted:
@@ -558,7 +634,10 @@ def check_repeat(subject: Subject) -> Verdict:
             state = predicted.state
         return tuple(seen)
 
-    return run_property(subject, body)
+    def plan(case: Case) -> list[tuple[Subject, list[dict[str, Any]], Then]]:
+        return [(subject, case.given, Then(subject.spec, case.args, subject.observable, 2))]
+
+    return run_property(subject, body, plan=plan)
 
 
 def snapshot(world: World, collections: tuple[str, ...]) -> dict[str, list[str]]:
@@ -598,11 +677,15 @@ def check_variants(subject: Subject) -> Verdict:
         raise NotApplicable("no W twin of this A function is in the catalog")
 
     def body(case: Case) -> tuple[str, ...]:
-        a_world, _ = _fail_on_provider_error(case, (), lambda: prepare(subject, case.given))
+        a_then = Then(subject.spec, case.args, subject.observable)
+        a_world, _ = _fail_on_provider_error(case, (), lambda: prepare(subject, case.given,
+                                                                       then=a_then))
         a_out = _fail_on_provider_error(case, (), lambda: a_world.call(subject.spec, case.args))
         a_seen = snapshot(a_world, subject.observable)
         w_args = ansi_args(subject, case.args)
-        w_world, _ = _fail_on_provider_error(case, (), lambda: prepare(twin, case.given))
+        w_then = Then(twin.spec, w_args, twin.observable)
+        w_world, _ = _fail_on_provider_error(case, (), lambda: prepare(twin, case.given,
+                                                                       then=w_then))
         w_out = _fail_on_provider_error(case, (), lambda: w_world.call(twin.spec, w_args))
         w_seen = snapshot(w_world, twin.observable)
         a_code, w_code = effective(subject.spec, a_out)[0], effective(twin.spec, w_out)[0]
@@ -618,7 +701,11 @@ def check_variants(subject: Subject) -> Verdict:
                                           if c.value == w_code) or ("?",)))
         return ()
 
-    return run_property(subject, body)
+    def plan(case: Case) -> list[tuple[Subject, list[dict[str, Any]], Then]]:
+        w_then = Then(twin.spec, ansi_args(subject, case.args), twin.observable)
+        return [*_one_world(subject, subject.observable)(case), (twin, case.given, w_then)]
+
+    return run_property(subject, body, plan=plan if twin.provider is subject.provider else None)
 
 
 def check_differential(subject: Subject) -> Verdict:
@@ -627,10 +714,12 @@ def check_differential(subject: Subject) -> Verdict:
         raise NotApplicable("no reference provider to compare with")
 
     def body(case: Case) -> tuple[str, ...]:
-        world, _ = _fail_on_provider_error(case, (), lambda: prepare(subject, case.given))
+        then = Then(subject.spec, case.args, subject.observable)
+        world, _ = _fail_on_provider_error(case, (), lambda: prepare(subject, case.given,
+                                                                     then=then))
         mine = _fail_on_provider_error(case, (), lambda: world.call(subject.spec, case.args))
         mine_seen = snapshot(world, subject.observable)
-        ref_world, _ = prepare(subject, case.given, subject.reference)
+        ref_world, _ = prepare(subject, case.given, subject.reference, then)
         theirs = ref_world.call(subject.spec, case.args)
         theirs_seen = snapshot(ref_world, subject.observable)
         mine_code, theirs_code = effective(subject.spec, mine)[0], \
@@ -646,7 +735,7 @@ def check_differential(subject: Subject) -> Verdict:
                                                    if c.value == theirs_code) or ("?",)))
         return ()
 
-    return run_property(subject, body)
+    return run_property(subject, body, plan=_one_world(subject, subject.observable))
 
 
 PROPERTY_CHECKS: dict[str, Callable[[Subject], Verdict]] = {

@@ -51,11 +51,22 @@ none, and a harness then makes the same requests one at a time)::
 A batch saves round trips: each REQUEST is a request without an id (`{"op": "setup", "step":
 {...}}`; not close, not batch), run in order exactly as if sent alone, each under the per-call
 timeout; each ANSWER is `{"ok": true, "result": ...}` or `{"ok": false, "error": {...}}`. The
-batch stops after the first request that fails, and after a request marked `"expect_id": true`
-whose result is not an id (a non-empty string, or an integer): the answers then end there, and
-the requests after it were not run. A request may take ids from earlier answers of its batch:
-`"refs": [[K, PATH...], ...]` puts answer K's result (as a string) at PATH in its params (keys
-and list indexes, e.g. `[0, "step", "Disks", 1]`). A malformed batch is one protocol error.
+batch stops after the first request that fails (unless it is marked `"may_fail": true`: an
+observe the harness reads whatever its neighbours give), after a request marked
+`"expect_id": true`
+whose result is not an id (a non-empty string, or an integer), and after a request marked
+`"expect_outcome": true` whose result is not an Outcome the harness accepts (`outcome_problem`):
+the answers then end there, and the requests after it were not run. A request may take ids
+from earlier answers of its batch: `"refs": [[K, PATH...], ...]` puts answer K's result (as a
+string) at PATH in its params (keys and list indexes, e.g. `[0, "step", "Disks", 1]`);
+`"int_refs"` does the same with an id of decimal digits as an integer (a uint32 id, as the
+harness passes one). A malformed batch is one protocol error. So a test case is one round
+trip: reset, its setups, the call (`expect_outcome`) and the observes the harness reads next.
+
+The agent answers requests in the order they came, so a harness may send a request before the
+answer to the previous one has arrived: it sends the test cases it knows are coming (a
+property check's enumerated cases, each a batch that starts with a reset) while it judges
+earlier ones, and reads their answers in order.
 
 When the agent ends a connection on its own (idle client, too many malformed messages) it
 first sends `{"bye": REASON}`, so the harness knows its next request was never run.
@@ -69,7 +80,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from conformance.provider import Outcome, Unsupported
 
@@ -124,6 +135,14 @@ class RemoteProtocolError(Exception):
 
 def json_safe(value: Any) -> Any:
     """A JSON-encodable copy: containers kept, keys as strings, anything else as its repr."""
+    kind = type(value)  # exact types first: this runs on every answer the agent sends
+    if kind in _PLAIN:
+        return value
+    if kind is dict:
+        return {k if type(k) is str else str(k): v if type(v) in _PLAIN else json_safe(v)
+                for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _PLAIN else json_safe(v) for v in value]
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
@@ -135,12 +154,21 @@ def json_safe(value: Any) -> Any:
     return repr(value)
 
 
-def outcome_to_json(outcome: Any) -> dict[str, Any]:
-    """An Outcome as JSON; anything else is wrapped so the harness can reject it itself."""
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def outcome_to_json(outcome: Any, safe: bool = True) -> dict[str, Any]:
+    """An Outcome as JSON; anything else is wrapped so the harness can reject it itself.
+    With `safe` false the values are left for `encode` to make JSON-safe when it must."""
+    convert = json_safe if safe else _same
     if not isinstance(outcome, Outcome):
-        return {"not_outcome": json_safe(outcome)}
-    return {"hresult": json_safe(outcome.hresult), "outputs": json_safe(outcome.outputs),
-            "completion": json_safe(outcome.completion)}
+        return {"not_outcome": convert(outcome)}
+    return {"hresult": convert(outcome.hresult), "outputs": convert(outcome.outputs),
+            "completion": convert(outcome.completion)}
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def outcome_from_json(data: Any) -> Any:
@@ -204,7 +232,10 @@ def encode(message: dict[str, Any]) -> bytes:
     try:
         text = _ENCODER.encode(message)
     except (TypeError, ValueError):
-        text = _ENCODER.encode(json_safe(message))
+        try:
+            text = _ENCODER.encode(json_safe(message))
+        except RecursionError:
+            raise ValueError("it holds itself (a reference cycle)") from None
     return text.encode("ascii") + b"\n"
 
 
@@ -241,6 +272,10 @@ def parse_request(message: dict[str, Any]) -> tuple[Any, str, dict[str, Any]]:
     request_id = message.get("id")
     if isinstance(request_id, bool) or not isinstance(request_id, int | str):
         raise ProtocolError("a request needs an 'id' (an int or a string)")
+    return (request_id, *_op_params(message, request_id))
+
+
+def _op_params(message: dict[str, Any], request_id: Any) -> tuple[str, dict[str, Any]]:
     op = message.get("op")
     if op not in _PARAMS:
         raise ProtocolError(f"unknown op {op!r}; ops: {', '.join(OPS + OPTIONAL_OPS)}",
@@ -252,33 +287,163 @@ def parse_request(message: dict[str, Any]) -> tuple[Any, str, dict[str, Any]]:
             raise ProtocolError(f"{op} needs {name!r} as a JSON {_JSON_NAMES[kind]}, got "
                                 f"{json.dumps(value)[:80]}", request_id)
         params[name] = value
-    return request_id, op, params
+    return op, params
 
 
 _JSON_NAMES = {dict: "object", str: "string", list: "array"}
 
 
-def parse_batch(request_id: Any, requests: list[Any]) -> list[tuple[str, dict[str, Any],
-                                                                     list[list[Any]], bool]]:
-    """The (op, params, refs, expect_id) of each request of a batch, or ProtocolError."""
+class BatchItem(NamedTuple):
+    """One request of a batch: what to run, where earlier answers go, and when to stop."""
+
+    op: str
+    params: dict[str, Any]
+    refs: tuple[tuple[Any, ...], ...] = ()
+    int_refs: tuple[tuple[Any, ...], ...] = ()
+    expect_id: bool = False
+    expect_outcome: bool = False
+    may_fail: bool = False
+
+
+def parse_batch(request_id: Any, requests: list[Any]) -> list[BatchItem]:
+    """Each request of a batch as a BatchItem, or ProtocolError naming the first bad one."""
     out = []
     for index, item in enumerate(requests):
-        if not isinstance(item, dict):
-            raise ProtocolError(f"batch request {index} is not a JSON object", request_id)
-        _, op, params = parse_request({**item, "id": request_id})
-        if op not in BATCHABLE:
-            raise ProtocolError(f"batch request {index}: op {op!r} cannot be batched",
-                                request_id)
-        refs = item.get("refs", [])
-        if not isinstance(refs, list) or not all(
-                isinstance(r, list) and len(r) >= 2 and isinstance(r[0], int)
-                and not isinstance(r[0], bool) and 0 <= r[0] < index
-                and all(isinstance(k, str | int) and not isinstance(k, bool) for k in r[1:])
-                for r in refs):
-            raise ProtocolError(f"batch request {index}: 'refs' must be a list of "
-                                "[EARLIER_INDEX, KEY_OR_INDEX, ...]", request_id)
-        out.append((op, params, refs, item.get("expect_id") is True))
+        params = _fast_params(item)
+        if params is None:
+            params = _slow_batch_params(request_id, index, item)  # raises what is wrong
+        out.append(BatchItem(
+            item["op"], params,
+            _refs(item, "refs", index, request_id) if "refs" in item else (),
+            _refs(item, "int_refs", index, request_id) if "int_refs" in item else (),
+            item.get("expect_id") is True, item.get("expect_outcome") is True,
+            item.get("may_fail") is True))
     return out
+
+
+def _fast_params(item: Any) -> dict[str, Any] | None:
+    """A well-formed batch request's params, or None (`_slow_batch_params` says what is
+    wrong): the agent reads every request of every batch, so the usual case goes first."""
+    try:
+        fields = _BATCH_FIELDS[item["op"]]
+    except (TypeError, KeyError):
+        return None
+    params = {}
+    for name, kind in fields:
+        value = item.get(name)
+        if type(value) is not kind:
+            return None
+        params[name] = value
+    return params
+
+
+_BATCH_FIELDS = {op: tuple(fields.items()) for op, fields in _PARAMS.items() if op in BATCHABLE}
+
+
+def _slow_batch_params(request_id: Any, index: int, item: Any) -> dict[str, Any]:
+    """A batch request's params checked one by one, for the message when one is wrong."""
+    if not isinstance(item, dict):
+        raise ProtocolError(f"batch request {index} is not a JSON object", request_id)
+    op, params = _op_params(item, request_id)
+    if op not in BATCHABLE:
+        raise ProtocolError(f"batch request {index}: op {op!r} cannot be batched", request_id)
+    return params
+
+
+def _refs(item: dict[str, Any], key: str, index: int,
+          request_id: Any) -> tuple[tuple[Any, ...], ...]:
+    refs = item[key]
+    if not isinstance(refs, list) or not all(
+            isinstance(r, list) and len(r) >= 2 and isinstance(r[0], int)
+            and not isinstance(r[0], bool) and 0 <= r[0] < index
+            and all(isinstance(k, str | int) and not isinstance(k, bool) for k in r[1:])
+            for r in refs):
+        raise ProtocolError(f"batch request {index}: {key!r} must be a list of "
+                            "[EARLIER_INDEX, KEY_OR_INDEX, ...]", request_id)
+    return tuple(tuple(r) for r in refs)
+
+
+def batch_item(request: dict[str, Any]) -> BatchItem:
+    """A batch request the harness built (trusted: no checks) as a BatchItem."""
+    params = {k: v for k, v in request.items() if k not in _BATCH_KEYS}
+    return BatchItem(request["op"], params, tuple(map(tuple, request.get("refs", ()))),
+                     tuple(map(tuple, request.get("int_refs", ()))),
+                     request.get("expect_id") is True, request.get("expect_outcome") is True,
+                     request.get("may_fail") is True)
+
+
+_BATCH_KEYS = frozenset({"op", "refs", "int_refs", "expect_id", "expect_outcome", "may_fail"})
+
+
+def fill_refs(item: BatchItem, results: list[Any]) -> dict[str, Any]:
+    """The item's params with the ids of earlier results put in; ProtocolError when a ref
+    points at a result that is no id, or at a place the params do not have. An int ref whose
+    id is not all digits goes in as a string, as `World.id_for` passes it."""
+    params = item.params
+    for refs, as_int in ((item.refs, False), (item.int_refs, True)):
+        for ref in refs:
+            source = results[ref[0]]
+            if not is_id(source):
+                raise ProtocolError(f"batch ref to answer {ref[0]}, which is no id")
+            text = str(source)
+            value: Any = int(text) if as_int and text.isdigit() else text
+            params = put_ref(params, list(ref[1:]), value)
+    return params
+
+
+def stops(item: BatchItem, result: Any) -> bool:
+    """Whether a batch ends after `item` gave `result` (a value, or the exception raised)."""
+    if isinstance(result, BaseException):
+        return not item.may_fail
+    if item.expect_id and not is_id(result):
+        return True
+    return item.expect_outcome and outcome_problem(result, item.op) is not None
+
+
+def run_each(items: list[BatchItem], perform: Callable[[str, dict[str, Any]], Any]
+             ) -> list[Any]:
+    """A batch run one request at a time through `perform(op, params)`, with the batch's
+    rules (refs filled in, the stops): each result, or the Exception it raised."""
+    results: list[Any] = []
+    for item in items:
+        try:
+            result = perform(item.op, fill_refs(item, results) if item.refs or item.int_refs
+                             else item.params)
+        except Exception as exc:
+            result = exc
+        results.append(result)
+        if stops(item, result):
+            break
+    return results
+
+
+def outcome_problem(outcome: Any, where: str) -> str | None:
+    """Why the harness refuses what a call returned (not an Outcome of unsigned 32-bit codes
+    and a dict of outputs), or None: one rule for the engine and for a batch's stop."""
+    if not isinstance(outcome, Outcome):
+        return f"{where} returned {short(outcome)}, not an Outcome"
+    for label, value in (("hresult", outcome.hresult), ("completion", outcome.completion)):
+        if value is None and label == "completion":
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"{where}: Outcome.{label} is {value!r}, not an int"
+        if value < 0:
+            return (f"{where}: Outcome.{label} is negative ({value}); return the unsigned "
+                    f"32-bit value (value & 0xFFFFFFFF = 0x{value & 0xFFFFFFFF:08X})")
+        if value > 0xFFFFFFFF:
+            return f"{where}: Outcome.{label} 0x{value:X} is wider than 32 bits"
+    if not isinstance(outcome.outputs, dict):
+        return f"{where}: Outcome.outputs is {short(outcome.outputs)}, not a dict"
+    return None
+
+
+def short(value: Any, limit: int = 200) -> str:
+    """A value as JSON for a message, cut to `limit` characters."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=repr)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def is_id(value: Any) -> bool:
@@ -287,7 +452,7 @@ def is_id(value: Any) -> bool:
         isinstance(value, int) and not isinstance(value, bool))
 
 
-def put_ref(params: dict[str, Any], path: list[Any], value: str) -> dict[str, Any]:
+def put_ref(params: dict[str, Any], path: list[Any], value: Any) -> dict[str, Any]:
     """A copy of `params` with `value` at `path`, the containers on the path copied; a path
     that leads nowhere is a ProtocolError."""
     top = dict(params)
@@ -329,10 +494,11 @@ def describe(op: str, params: dict[str, Any]) -> str:
     if op == "setup":
         return f"setup({json.dumps(params.get('step'), default=repr)[:120]})"
     if op == "batch":
-        items = params.get("requests") or []
-        first = items[0] if items and isinstance(items[0], dict) else {}
-        return (f"batch of {len(items)} (from "
-                f"{describe(str(first.get('op')), first) if first else 'nothing'})")
+        items = [i for i in params.get("requests") or [] if isinstance(i, dict)]
+        ops = [str(i.get("op")) for i in items]
+        shown = " ... ".join(describe(o, i) for o, i in zip(ops, items, strict=True)
+                             if o in ("reset", "call"))
+        return f"a batch of {len(items)} requests" + (f" ({shown})" if shown else "")
     return f"{op}()"
 
 
@@ -429,6 +595,16 @@ class Watchdog:
             self._thread = threading.Thread(target=self._watch, name="conformance-watchdog",
                                             daemon=True)
             self._thread.start()
+
+    def extend(self, seconds: float | None) -> None:
+        """Move an armed deadline to `seconds` from now, keeping its action: one store, no
+        lock, for the agent's per-request limit inside a batch."""
+        if seconds is not None:
+            self._deadline = time.monotonic() + seconds
+
+    @property
+    def fired(self) -> bool:
+        return self._fired
 
     def disarm(self) -> bool:
         """False when the deadline had already passed (the action ran or is running)."""

@@ -2,7 +2,9 @@
 
 - `RemoteProvider`: `remote+tcp://HOST:PORT` or `remote+stdio:COMMAND` (COMMAND is started and
   speaks conformance.protocol on its stdin/stdout, e.g. `conformance agent --provider
-  reference --stdio`, or `ssh host conformance agent --provider windows --stdio`).
+  reference --stdio`, or `ssh host conformance agent --provider windows --stdio`). A test
+  case travels as one `batch`; `submit` sends the next cases before their turn, so the agent
+  runs them while the harness judges the one before (their answers are read in order).
 - `RecordingProvider`: wraps any provider and writes each exchange to a JSONL cassette
   (`--record FILE`), in the protocol's encoding with request ids replaced by op names.
 - `CassetteProvider`: `replay:FILE` answers from a cassette, in order, and fails clearly on a
@@ -29,6 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -259,6 +262,20 @@ def _transport_factory(spec: str) -> Callable[[float], _Transport]:
     return lambda timeout: _StdioTransport(argv, timeout)
 
 
+AHEAD_CASES = 8  # test cases a RemoteProvider keeps sent ahead of the engine (`submit`)
+_AHEAD_BYTES = 32 << 10  # and their bytes at most: well under a pipe's buffer, so neither
+# side can block writing while the other does
+
+
+@dataclass(frozen=True)
+class _Ahead:
+    """A batch sent before the engine asked for it (`submit`), its answer not read yet."""
+
+    request_id: int
+    requests: list[dict[str, Any]]
+    size: int
+
+
 class _Connection:
     """One open stream after a successful hello."""
 
@@ -301,6 +318,7 @@ class RemoteProvider(Provider):
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._stale = False  # a connection was lost since the last reset
+        self._ahead: collections.deque[_Ahead] = collections.deque()  # in the order sent
         self.deadline: float | None = None
         try:
             self._conn: _Connection | None = self._connect()
@@ -328,65 +346,98 @@ class RemoteProvider(Provider):
     def observe(self, collection: str) -> list[dict[str, Any]]:
         return self._request("observe", collection=collection)
 
-    def reset_and_setup(self, steps: list[tuple[dict[str, Any], list[list[Any]], bool]]
-                        ) -> list[Any]:
-        """`reset()`, then `setup(step)` for each step, in one round trip when the agent offers
-        batches (else one request each, the same requests): what each returned, or the
-        exception it raised, stopping after the first exception, and after a step marked
-        `expect_id` that returned no id. A step's refs, `[K, KEY_OR_INDEX...]`, put the id step
-        K returned at that place in the step. Timeouts and a lost connection raise as for a
-        single request."""
-        requests: list[dict[str, Any]] = [{"op": "reset"}]
-        for step, refs, expect_id in steps:
-            item: dict[str, Any] = {"op": "setup", "step": step}
-            if refs:
-                item["refs"] = [[k + 1, "step", *path] for k, *path in refs]
-            if expect_id:
-                item["expect_id"] = True
-            requests.append(item)
+    def batch(self, requests: list[dict[str, Any]]) -> list[Any]:
+        """Batch requests (see protocol: op, params, refs, expect_*) in one round trip when
+        the agent offers batches, else one at a time with the same rules: what each returned
+        (a call's Outcome), or the exception that ended the batch. Timeouts and a lost
+        connection raise as for a single request. A batch that starts with a reset may go on
+        a new connection, as a reset would; one sent ahead (`submit`) is not sent again."""
+        fresh = requests[0]["op"] == "reset"
         with self._lock:
-            if self._conn is not None and self._conn.batch and not self._stale:
+            if self._ahead:
+                results = self._take_ahead(requests)
+                if results is not None:
+                    return results
+            if fresh and self._conn is None:
+                self.connect()
+            if self._conn is not None and self._conn.batch and (fresh or not self._stale):
                 try:
-                    return self._batch(requests)
+                    answers = self._send("batch", {"requests": requests}, fresh)
                 except _TooLarge:  # not sent: one request at a time fits
-                    pass
-        return self._one_by_one(requests)
+                    return self._one_by_one(requests)
+                if fresh:
+                    self._stale = False  # the reset ran
+                return _results(answers, requests)
+            return self._one_by_one(requests)
 
-    def _batch(self, requests: list[dict[str, Any]]) -> list[Any]:
-        answers = self._request("batch", requests=requests)
-        self._stale = False  # the reset ran
-        if not isinstance(answers, list) or not answers:
-            raise protocol.RemoteProtocolError(f"the agent answered a batch with "
-                                               f"{json.dumps(answers)[:200]}")
-        out: list[Any] = []
-        for answer in answers:
-            if isinstance(answer, dict) and answer.get("ok") is True:
-                out.append(answer.get("result"))
-            else:
-                error = answer.get("error") if isinstance(answer, dict) else None
-                out.append(protocol.exception_from_error(error))
-                break
-        return out
+    def submit(self, batches: list[list[dict[str, Any]]]) -> bool:
+        """Send the batches of test cases the engine will ask for next (each starts with a
+        reset), so that the agent runs them while the engine judges earlier ones; `batch`
+        with the same requests then reads the answer. All or nothing: False, nothing sent,
+        when the agent takes no batches or `AHEAD_CASES` (or `_AHEAD_BYTES`) would be
+        exceeded. Never raises: a lost connection shows at the next request."""
+        with self._lock:
+            conn = self._conn
+            if conn is None or not conn.batch or \
+                    len(self._ahead) + len(batches) > AHEAD_CASES or \
+                    not all(b and b[0].get("op") == "reset" for b in batches):
+                return False
+            sent: list[_Ahead] = []
+            data = b"".join(self._ahead_line(requests, sent) for requests in batches)
+            if any(a.size - 1 > conn.max_message for a in sent) or \
+                    sum(a.size for a in (*self._ahead, *sent)) > _AHEAD_BYTES:
+                return False
+            try:
+                conn.transport.send(data)
+            except OSError:
+                self._drop()
+                return False
+            self._ahead.extend(sent)
+            return True
+
+    def _ahead_line(self, requests: list[dict[str, Any]], sent: list[_Ahead]) -> bytes:
+        request_id = next(self._ids)
+        line = protocol.encode(protocol.request(request_id, "batch", requests=requests))
+        sent.append(_Ahead(request_id, requests, len(line)))
+        return line
+
+    def _take_ahead(self, requests: list[dict[str, Any]]) -> list[Any] | None:
+        """The answer to a batch sent ahead with these requests (those sent before it are
+        read and dropped: the engine went past them), or None when there is none."""
+        found = next((i for i, a in enumerate(self._ahead) if a.requests == requests), None)
+        if found is None:
+            return None
+        for _ in range(found):
+            self._skip_ahead()
+        conn = self._conn
+        if conn is None or not self._ahead:  # lost while reading the skipped answers
+            return None
+        ahead = self._ahead.popleft()
+        try:
+            answers = self._answer(conn, ahead.request_id, "batch", {"requests": requests})
+        except _NotRun:  # the agent ended the connection first: send it again on a new one
+            return None
+        self._stale = False
+        return _results(answers, requests)
+
+    def _skip_ahead(self) -> None:
+        """Read and drop the answer to the oldest batch sent ahead."""
+        ahead, conn = self._ahead.popleft(), self._conn
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                self._answer(conn, ahead.request_id, "batch", {"requests": ahead.requests})
 
     def _one_by_one(self, requests: list[dict[str, Any]]) -> list[Any]:
-        out: list[Any] = []
-        for item in requests:
-            params = {k: v for k, v in item.items() if k not in ("op", "refs", "expect_id")}
-            try:
-                for k, *path in item.get("refs", ()):
-                    params = protocol.put_ref(params, path, str(out[k]))
-                result = self._request(item["op"], **params)
-                if item["op"] == "reset":
-                    self._stale = False
-            except CallTimedOut:
-                raise
-            except Exception as exc:
-                out.append(exc)
-                break
-            out.append(result)
-            if item.get("expect_id") and not protocol.is_id(result):
-                break
-        return out
+        results = protocol.run_each([protocol.batch_item(r) for r in requests], self._perform)
+        if results and isinstance(results[-1], CallTimedOut):
+            raise results[-1]
+        return results
+
+    def _perform(self, op: str, params: dict[str, Any]) -> Any:
+        result = self._request(op, **params)
+        if op == "reset":
+            self._stale = False
+        return protocol.outcome_from_json(result) if op == "call" else result
 
     def connect(self) -> bool:
         """Open a connection now if there is none (for a stdio agent: start a new worker), so
@@ -408,6 +459,7 @@ class RemoteProvider(Provider):
         with self._lock:
             conn, self._conn = self._conn, None
             self._stale = True
+            self._ahead.clear()
         if conn is not None:
             with contextlib.suppress(OSError):
                 conn.transport._interrupt()
@@ -417,6 +469,7 @@ class RemoteProvider(Provider):
         """Say goodbye (the agent closes its provider) and end the stream; never raises."""
         with self._lock:
             conn, self._conn = self._conn, None
+            self._ahead.clear()  # their answers come first: the close is answered after them
             if conn is None:
                 return
             try:
@@ -472,17 +525,29 @@ class RemoteProvider(Provider):
 
     # -- requests --
     def _request(self, op: str, **params: Any) -> Any:
+        return self._send(op, params, op in _FRESH_OPS)
+
+    def _send(self, op: str, params: dict[str, Any], fresh: bool) -> Any:
+        """One request and its answer; `fresh`: it needs no world on the agent's side (a
+        reset, or a batch that starts with one), so it may go on a new connection."""
         with self._lock:
-            if self._stale and op not in _FRESH_OPS:
+            if self._stale and not fresh:
                 raise ConnectionError(
                     f"{protocol.describe(op, params)} not sent: the connection to the agent was "
                     "lost earlier in this test case, and with it the agent's world (the next "
                     "reset reconnects)")
+            if self._ahead and not fresh:
+                raise RuntimeError(
+                    f"{protocol.describe(op, params)} not sent: the agent has run test cases "
+                    "sent ahead since this one's world was built (a harness bug: the engine "
+                    "announced cases it did not ask for in order)")
+            while self._ahead:
+                self._skip_ahead()
             for attempt in range(2):
                 try:
                     return self._exchange(op, params)
                 except _NotRun as exc:
-                    if op in _FRESH_OPS and attempt == 0:
+                    if fresh and attempt == 0:
                         continue  # nothing depended on the old connection: try a new one
                     raise ConnectionError(f"the agent ended the connection before "
                                           f"{protocol.describe(op, params)}: {exc}") from None
@@ -580,8 +645,30 @@ class RemoteProvider(Provider):
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
         self._stale = True
+        self._ahead.clear()
         if conn is not None:
             conn.transport.close()
+
+
+def _results(answers: Any, requests: list[dict[str, Any]]) -> list[Any]:
+    """A batch's answers as results: a call's as an Outcome, an error as its exception; they
+    end at an error, unless its request may fail."""
+    if not isinstance(answers, list) or not answers:
+        raise protocol.RemoteProtocolError(f"the agent answered a batch with "
+                                           f"{json.dumps(answers)[:200]}")
+    out: list[Any] = []
+    for answer, request in zip(answers, [*requests, *[{}] * (len(answers) - len(requests))],
+                               strict=False):
+        if type(answer) is dict and answer.get("ok") is True:
+            result = answer.get("result")
+            out.append(protocol.outcome_from_json(result) if request.get("op") == "call"
+                       else result)
+            continue
+        error = answer.get("error") if isinstance(answer, dict) else None
+        out.append(protocol.exception_from_error(error))
+        if request.get("may_fail") is not True:
+            break
+    return out
 
 
 def _read_token(path: str) -> str:
@@ -628,8 +715,10 @@ class RecordingProvider(Provider):
         self._check: str | None = None
         self._write({"cassette": CASSETTE_VERSION, "protocol": protocol.PROTOCOL_VERSION,
                      "provider": self.name, **(header or {})})
-        if callable(getattr(inner, "reset_and_setup", None)):  # offered only when inner has it
-            self.reset_and_setup = self._reset_and_setup
+        if callable(getattr(inner, "batch", None)):  # offered only when inner has it
+            self.batch = self._batch
+        if callable(getattr(inner, "submit", None)):  # recorded when `batch` reads the answer
+            self.submit = inner.submit
 
     def begin_check(self, name: str | None) -> None:
         """File the exchanges that follow under check `name` (None: the run's own); a cassette
@@ -668,28 +757,25 @@ class RecordingProvider(Provider):
                 merge_cassette(self.path, sorted(self.parts.glob("*.jsonl")))
                 shutil.rmtree(self.parts, ignore_errors=True)
 
-    def _reset_and_setup(self, steps: list[tuple[dict[str, Any], list[list[Any]], bool]]
-                         ) -> list[Any]:
-        """The batch of `RemoteProvider.reset_and_setup`, recorded as the exchanges it stands
-        for: the reset, then each setup with the ids filled in as the provider got it."""
+    def _batch(self, requests: list[dict[str, Any]]) -> list[Any]:
+        """A batch (see RemoteProvider.batch), recorded as the exchanges it stands for, each
+        with the ids filled in as the provider got them: a replay makes them one by one."""
+        items = [protocol.batch_item(r) for r in requests]
         try:
-            results = self.inner.reset_and_setup(steps)  # type: ignore[attr-defined]
+            results = self.inner.batch(requests)  # type: ignore[attr-defined]
         except Exception as exc:
-            self._write(self._entry("reset", {}, error=exc))
+            self._write(self._entry(items[0].op, items[0].params, error=exc))
             raise
-        for index, result in enumerate(results):
-            if index == 0:
-                params: dict[str, Any] = {}
-            else:
-                step, refs, _ = steps[index - 1]
-                params = {"step": step}
-                for k, *path in refs:
-                    params = protocol.put_ref(params, ["step", *path], str(results[k + 1]))
-            op = "reset" if index == 0 else "setup"
+        for item, result in zip(items, results, strict=False):
+            try:
+                params = protocol.fill_refs(item, results)
+            except ValueError:  # the provider's side refused the ref: it got the name
+                params = item.params
             if isinstance(result, BaseException):
-                self._write(self._entry(op, params, error=result))
+                self._write(self._entry(item.op, params, error=result))
             else:
-                self._write(self._entry(op, params, result=protocol.json_safe(result)))
+                encode = protocol.outcome_to_json if item.op == "call" else protocol.json_safe
+                self._write(self._entry(item.op, params, result=encode(result)))
         return results
 
     def _entry(self, op: str, params: dict[str, Any], **outcome: Any) -> dict[str, Any]:

@@ -9,12 +9,12 @@ can be compared field by field.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from conformance import protocol
 from conformance.domain import ANY, FAULT_STEP, Domain, FieldType
 from conformance.provider import Outcome, Provider, Unsupported
 from conformance.spec import Param, Spec
@@ -39,13 +39,44 @@ class Unknown:
         return f"{self.step}?{self.n}"
 
 
+@dataclass(frozen=True)
+class Then:
+    """What a test case does right after its setups: one call, and the collections it may
+    read next. Told in advance, it lets a provider in another process answer the whole case
+    in one round trip; the provider gets the same requests either way."""
+
+    spec: Spec
+    args: dict[str, Any]
+    observe: tuple[str, ...] = ()
+    calls: int = 1  # the same call made again (with its observations) after the first
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """The id that setup request `index` of a batch will return, for object `name`."""
+
+    index: int
+    name: str
+    as_int: bool = False
+
+
 @dataclass
 class World:
     provider: Provider
     domain: Domain
-    ids: dict[str, str] = field(default_factory=dict)  # name -> provider id
+    ids: dict[str, Any] = field(default_factory=dict)  # name -> provider id
     names: dict[tuple[str, str], str] = field(default_factory=dict)  # (collection, id) -> name
     steps: list[dict[str, Any]] = field(default_factory=list)
+    # answers that came ahead of the engine's asking: the announced call's, and observations
+    _ahead: tuple[str, tuple[str, ...], list[Any]] | None = field(default=None, repr=False)
+    # what each collection read since the last request that changes state (or its exception)
+    _seen: dict[str, Any] = field(default_factory=dict, repr=False)
+    _then: Then | None = field(default=None, repr=False)  # announced, not made yet
+    _pending: int = field(default=0, repr=False)  # `_Pending` ids handed out while building
+    # "call" / "setup" -> the collections the engine read after the last one (read ahead next)
+    _habit: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    _since: list[str] = field(default_factory=list, repr=False)  # read since the last change
+    _changed: str | None = field(default=None, repr=False)  # the kind of the last change
 
     def reset(self) -> None:
         self._forget()
@@ -56,48 +87,120 @@ class World:
         self.ids.clear()
         self.names.clear()
         self.steps.clear()
+        self._ahead = None
+        self._seen.clear()
+        self._then = None
+        self._changed = None
+        self._since = []
+
+    def _changing(self, kind: str) -> None:
+        """A request of `kind` that changes the provider's state is next: what the engine read
+        after the previous one becomes what is read ahead after the next of that kind, and
+        what was read is out of date."""
+        if self._changed is not None:
+            self._habit[self._changed] = tuple(self._since)
+        self._changed = kind
+        self._since = []
+        self._seen.clear()
 
     def setup(self, step: dict[str, Any]) -> None:
-        """Apply one completed `given` step through the provider."""
+        """Apply one completed `given` step through the provider; the collections read after
+        the previous setup are read with it (one round trip to a worker process)."""
+        self._changing("setup")
         sent = self._sent(step)
-        created = _guard(lambda: self.provider.setup(sent), lambda: f"setup({_short(sent)})")
-        self._created(step, sent, created)
+        what = lambda: f"setup({_short(sent)})"  # noqa: E731 - built only when needed
+        observe = self._habit.get("setup", ())
+        if not observe:
+            created = _guard(lambda: self.provider.setup(sent), what)
+        else:
+            request = {"op": "setup", "step": sent}
+            if next(iter(step)) != FAULT_STEP:
+                request["expect_id"] = True
+            answers = self._run([request, *map(_observe_request, observe)], what())
+            _reraise(answers[0], what)
+            created = answers[0]
+            self._seen = dict(zip(observe, answers[1:], strict=False))
+        self._created(step, what, created)
 
-    def reset_and_setup(self, steps: list[dict[str, Any]]) -> None:
-        """`reset()`, then `setup(step)` for each completed step. A provider in another process
-        offers `reset_and_setup` to make the same requests in one round trip (ids of objects
-        made in the batch are filled in on its side); the results and errors are the same."""
-        batched = getattr(self.provider, "reset_and_setup", None)
-        if batched is None:
+    def reset_and_setup(self, steps: list[dict[str, Any]], then: Then | None = None,
+                        requests: list[dict[str, Any]] | None = None) -> None:
+        """`reset()`, then `setup(step)` for each completed step; with `then`, the call the
+        engine makes next (`call`) and the observations after it are made now as well when
+        the provider takes batches (a worker process: one round trip, ids of objects made in
+        the batch filled in on its side). Results and errors are those of single requests,
+        each raised when the engine asks for it. `requests`: `batch_requests(steps, then)`
+        when the caller has it already."""
+        batch = getattr(self.provider, "batch", None)
+        if batch is None:
             self.reset()
             for step in steps:
                 self.setup(step)
+            self._then = then
             return
-        self._forget()
-        made: dict[str, int] = {}  # name -> the step of this batch that creates it
-        requests = []
-        for index, step in enumerate(steps):
-            kind, name = next(iter(step.items()))
-            fields = self.domain.fields_of_step(step)
-            sent, refs = {kind: name}, []
-            for key, value in step.items():
-                if key != kind:
-                    sent[key] = _refs_to(fields[key], value, made, refs, [key])
-            requests.append((sent, refs, kind != FAULT_STEP))
-            if kind != FAULT_STEP:
-                made[name] = index
-        results = _guard(lambda: batched(requests), "reset()")
-        if not results or len(results) > len(steps) + 1:
-            raise ProviderError(f"reset_and_setup answered {len(results or [])} results for "
-                                f"{len(steps) + 1} requests")
+        if requests is None:
+            requests = self.batch_requests(steps, then)
+        else:
+            self._forget()
+        results = self._batch(batch, requests, "reset()")
         _reraise(results[0], "reset()")
-        for step, created in zip(steps, results[1:], strict=False):
-            sent = self._sent(step)
-            _reraise(created, lambda sent=sent: f"setup({_short(sent)})")
-            self._created(step, sent, created)
-        if len(results) <= len(steps):
-            raise ProviderError(f"reset_and_setup stopped after {len(results) - 1} of "
-                                f"{len(steps)} steps without saying why")
+        for step, created in zip(steps, results[1:len(steps) + 1], strict=False):
+            what = lambda step=step: f"setup({_short(self._sent(step))})"  # noqa: E731
+            _reraise(created, what)  # built only when needed: it is costly
+            self._created(step, what, created)
+        if then is not None and len(requests) > len(steps) + 1:
+            self._ahead = (then.spec.id, then.observe, results[len(steps) + 1:])
+
+    def batch_requests(self, steps: list[dict[str, Any]], then: Then | None = None
+                       ) -> list[dict[str, Any]]:
+        """The batch `reset_and_setup(steps, then)` sends (this world forgets its objects)."""
+        self._forget()
+        requests = self._setup_requests(steps) + self._then_requests(then)
+        self._forget()  # the ids pending in the requests
+        return requests
+
+    def _setup_requests(self, steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The reset and setup requests of a batch; ids made in it are left `_Pending`."""
+        requests: list[dict[str, Any]] = [{"op": "reset"}]
+        for index, step in enumerate(steps, 1):
+            kind, name = next(iter(step.items()))
+            handed = self._pending
+            request = {"op": "setup", "step": self._sent(step)}
+            if self._pending != handed:  # the step refers to objects made in this batch
+                _with_refs(request, "step")
+            if kind != FAULT_STEP:
+                request["expect_id"] = True
+                self.ids[name] = _Pending(index, name)
+            requests.append(request)
+        return requests
+
+    def _then_requests(self, then: Then | None) -> list[dict[str, Any]]:
+        """The call and observe requests of a batch (none when the arguments cannot be
+        built: `call` then raises what building them raises, after the setups)."""
+        if then is None:
+            return []
+        handed = self._pending
+        try:
+            sent = self.provider_args(then.spec, then.args)
+        except Exception:
+            return []
+        call = _call_request(then.spec.id, sent)
+        return _call_requests(_with_refs(call, "args") if self._pending != handed else call,
+                              then)
+
+    def _batch(self, batch: Callable[[list[dict[str, Any]]], list[Any]],
+               requests: list[dict[str, Any]], what: str) -> list[Any]:
+        """A provider's answers to a batch, refused with a ProviderError when they cannot be
+        the answers to these requests (too many, none, or ending for no reason)."""
+        results = _guard(lambda: batch(requests), what)
+        count = len(results) if isinstance(results, list) else 0
+        if not 1 <= count <= len(requests):
+            raise ProviderError(f"the provider answered a batch of {len(requests)} requests "
+                                f"({what} first) with {_short(results)}")
+        if count < len(requests) and not protocol.stops(protocol.batch_item(requests[count - 1]),
+                                                        results[-1]):
+            raise ProviderError(f"the provider's batch stopped after {count} of "
+                                f"{len(requests)} requests ({what} first) without saying why")
+        return results
 
     def _sent(self, step: dict[str, Any]) -> dict[str, Any]:
         """A step as the provider gets it: references as provider ids."""
@@ -109,13 +212,13 @@ class World:
                 sent[key] = self._to_ids(fields[key], value)
         return sent
 
-    def _created(self, step: dict[str, Any], sent: dict[str, Any], created: Any) -> None:
+    def _created(self, step: dict[str, Any], what: Callable[[], str], created: Any) -> None:
         kind, name = next(iter(step.items()))
         self.steps.append(step)
         if kind == FAULT_STEP:
             return
         if not isinstance(created, str | int) or isinstance(created, bool) or created == "":
-            raise ProviderError(f"setup({_short(sent)}) returned {created!r}; it must return "
+            raise ProviderError(f"{what()} returned {created!r}; it must return "
                                 "the provider's id for the new object as a non-empty str")
         created = str(created)
         coll = self.domain.by_step(kind)
@@ -125,7 +228,12 @@ class World:
 
     def _to_ids(self, ftype: FieldType, value: Any) -> Any:
         if ftype.kind == "ref":
-            return self.ids.get(value, value) if isinstance(value, str) else value
+            if not isinstance(value, str):
+                return value
+            got = self.ids.get(value, value)
+            if type(got) is _Pending:
+                self._pending += 1
+            return got
         if ftype.kind == "list" and ftype.item is not None and isinstance(value, list):
             return [self._to_ids(ftype.item, v) for v in value]
         return value
@@ -135,6 +243,9 @@ class World:
         coll = self.domain.by_step(step)
         id_type = coll.id if coll else "string"
         raw = unknown_id(id_type, ref) if isinstance(ref, Unknown) else self.ids.get(ref, ref)
+        if type(raw) is _Pending:
+            self._pending += 1
+            return _Pending(raw.index, raw.name, id_type == "uint32")
         return int(raw) if id_type == "uint32" and isinstance(raw, str) and raw.isdigit() else raw
 
     def provider_args(self, spec: Spec, args: dict[str, Any]) -> dict[str, Any]:
@@ -158,15 +269,65 @@ class World:
             return self.id_for(param.refers, value)
         return value
 
-    def call(self, spec: Spec, args: dict[str, Any]) -> Outcome:
+    def call(self, spec: Spec, args: dict[str, Any],
+             observe: tuple[str, ...] | None = None) -> Outcome:
+        """Call the method; then, when the provider accepted the call, read the `observe`
+        collections (all of them, so the provider sees the same requests however it is
+        reached; None: those the engine read after the previous call), for `observe()` to
+        hand out. The call announced to `reset_and_setup` is answered from its batch."""
+        self._changing("call")
         sent = self.provider_args(spec, args)
-        outcome = _guard(lambda: self.provider.call(spec.id, sent), f"call({spec.id})")
-        return check_outcome(outcome, spec.id)
+        if observe is None:
+            observe = self._habit.get("call", ())
+        if self._ahead is not None:
+            method, observe, answers = self._ahead
+            self._ahead = None
+            if method != spec.id:
+                raise RuntimeError(f"call({spec.id}) is not the call announced: {method}")
+        else:
+            then, self._then = self._then, None
+            if then is None or then.spec.id != spec.id:
+                then = Then(spec, args, observe)
+            observe = then.observe
+            answers = self._run(_call_requests(_call_request(spec.id, sent), then),
+                                f"call({spec.id})")
+        _reraise(answers[0], f"call({spec.id})")
+        outcome = check_outcome(answers[0], spec.id)
+        size = 1 + len(observe)
+        self._seen = dict(zip(observe, answers[1:size], strict=False))
+        if len(answers) > size:  # the calls announced after this one
+            self._ahead = (spec.id, observe, answers[size:])
+        return outcome
+
+    def _run(self, requests: list[dict[str, Any]], what: str) -> list[Any]:
+        """Requests as one batch when the provider takes batches, else one at a time with
+        the same rules: each result, or the exception that ended them."""
+        batch = getattr(self.provider, "batch", None)
+        if batch is not None:
+            return self._batch(batch, requests, what)
+        return protocol.run_each([protocol.batch_item(r) for r in requests], self._perform)
+
+    def _perform(self, op: str, params: dict[str, Any]) -> Any:
+        if op == "call":
+            return self.provider.call(params["method"], params["args"])
+        if op == "observe":
+            return self.provider.observe(params["collection"])
+        if op == "setup":
+            return self.provider.setup(params["step"])
+        return self.provider.reset()
 
     def observe(self, collection: str) -> list[dict[str, Any]]:
         """The provider's view of a collection, in scenario names and declared fields only."""
         coll = self.domain.collections[collection]
-        rows = _guard(lambda: self.provider.observe(collection), f"observe({collection!r})")
+        if collection not in self._since:
+            self._since.append(collection)
+        if collection not in self._seen:  # not read since the state last changed
+            try:
+                self._seen[collection] = self.provider.observe(collection)
+            except Exception as exc:
+                self._seen[collection] = exc
+        rows = self._seen[collection]
+        _reraise(rows, lambda: f"observe({collection!r})")
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise ProviderError(f"observe({collection!r}) returned {_short(rows)}; it must "
                                 "return a list of dicts")
@@ -226,35 +387,54 @@ def unknown_id(id_type: str, ref: Unknown) -> str:
 
 def check_outcome(outcome: Any, where: str) -> Outcome:
     """Refuse what is not an Outcome of 32-bit unsigned codes, with a message that says why."""
-    if not isinstance(outcome, Outcome):
-        raise ProviderError(f"{where} returned {_short(outcome)}, not an Outcome")
-    for label, value in (("hresult", outcome.hresult), ("completion", outcome.completion)):
-        if value is None and label == "completion":
-            continue
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ProviderError(f"{where}: Outcome.{label} is {value!r}, not an int")
-        if value < 0:
-            raise ProviderError(f"{where}: Outcome.{label} is negative ({value}); return the "
-                                f"unsigned 32-bit value (value & 0xFFFFFFFF = "
-                                f"0x{value & 0xFFFFFFFF:08X})")
-        if value > 0xFFFFFFFF:
-            raise ProviderError(f"{where}: Outcome.{label} 0x{value:X} is wider than 32 bits")
-    if not isinstance(outcome.outputs, dict):
-        raise ProviderError(f"{where}: Outcome.outputs is {_short(outcome.outputs)}, not a dict")
+    problem = protocol.outcome_problem(outcome, where)
+    if problem is not None:
+        raise ProviderError(problem)
     return outcome
 
 
-def _refs_to(ftype: FieldType, value: Any, made: dict[str, int], refs: list[list[Any]],
-             path: list[Any]) -> Any:
-    """`World._to_ids` for a batch: a reference to an object made earlier in the batch becomes
-    `[step index, *path]` in `refs` (its place in the step), filled in by the provider."""
-    if ftype.kind == "ref":
-        if isinstance(value, str) and value in made:
-            refs.append([made[value], *path])
-        return value
-    if ftype.kind == "list" and ftype.item is not None and isinstance(value, list):
-        return [_refs_to(ftype.item, v, made, refs, [*path, i]) for i, v in enumerate(value)]
+def _call_request(method: str, args: dict[str, Any]) -> dict[str, Any]:
+    return {"op": "call", "method": method, "args": args, "expect_outcome": True}
+
+
+def _call_requests(call: dict[str, Any], then: Then) -> list[dict[str, Any]]:
+    """The call and the observations after it, as many times as `then` makes the call."""
+    return [call, *map(_observe_request, then.observe)] * then.calls
+
+
+def _observe_request(collection: str) -> dict[str, Any]:
+    return {"op": "observe", "collection": collection, "may_fail": True}
+
+
+def _with_refs(request: dict[str, Any], key: str) -> dict[str, Any]:
+    """The request with each `_Pending` id under `key` back to its name, and a ref (an int
+    ref for a uint32 id) telling the provider's side where the id goes."""
+    refs: list[list[Any]] = []
+    int_refs: list[list[Any]] = []
+    request[key] = _take_pending(request[key], [key], refs, int_refs)
+    if refs:
+        request["refs"] = refs
+    if int_refs:
+        request["int_refs"] = int_refs
+    return request
+
+
+def _take_pending(value: Any, path: list[Any], refs: list[list[Any]],
+                  int_refs: list[list[Any]]) -> Any:
+    kind = type(value)
+    if kind is _Pending:
+        (int_refs if value.as_int else refs).append([value.index, *path])
+        return value.name
+    if kind is dict:
+        return {k: _take_pending(v, [*path, k], refs, int_refs) if type(v) in _HOLDERS else v
+                for k, v in value.items()}
+    if kind is list:
+        return [_take_pending(v, [*path, i], refs, int_refs) if type(v) in _HOLDERS else v
+                for i, v in enumerate(value)]
     return value
+
+
+_HOLDERS = frozenset({_Pending, dict, list})  # what may hold a pending id
 
 
 def _reraise(result: Any, what: str | Callable[[], str]) -> None:
@@ -279,9 +459,4 @@ def _guard(fn, what: str | Callable[[], str]):
         raise ProviderError(f"provider raised in {where}: {type(exc).__name__}: {exc}") from exc
 
 
-def _short(value: Any, limit: int = 200) -> str:
-    try:
-        text = json.dumps(value, ensure_ascii=False, default=repr)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+_short = protocol.short
