@@ -111,27 +111,29 @@ class Trial:
 
 
 def prepare(subject: Subject, steps: list[dict[str, Any]], provider: Provider | None = None,
-            then: Then | None = None) -> tuple[World, dict[str, Any]]:
-    """A fresh world with the steps applied, and the oracle state they build. `then` is the
-    call the caller makes next on the world and what it may observe after it: a worker
-    process answers all of it in one round trip."""
+            then: Then | None = None, state: dict[str, Any] | None = None
+            ) -> tuple[World, dict[str, Any]]:
+    """A fresh world with the steps applied, and the oracle state they build (`state`: the
+    caller built it already). `then` is the call the caller makes next on the world and what
+    it may observe after it: a worker process answers all of it in one round trip."""
     world = World(provider or subject.provider, subject.domain)
-    state = subject.domain.empty_state()
     planned = subject.planned.get(id(steps)) if subject.planned else None
     if planned and planned[0][0] is steps and planned[0][1] == then and provider is None:
         _, _, completed, requests = planned.popleft()  # built when it was sent ahead
     else:
         completed, requests = [subject.domain.complete(raw) for raw in steps], None
     world.reset_and_setup(completed, then, requests)
-    for step in completed:
-        subject.domain.apply(state, step)
+    if state is None:
+        state = subject.domain.empty_state()
+        for step in completed:
+            subject.domain.apply(state, step)
     return world, state
 
 
 def enact(subject: Subject, steps: list[dict[str, Any]], args: dict[str, Any],
-          observe: tuple[str, ...] = ()) -> Trial:
+          observe: tuple[str, ...] = (), state: dict[str, Any] | None = None) -> Trial:
     """Build the steps, make the call, and read the `observe` collections after it."""
-    world, state = prepare(subject, steps, then=Then(subject.spec, args, observe))
+    world, state = prepare(subject, steps, then=Then(subject.spec, args, observe), state=state)
     return Trial(world, state, args, world.call(subject.spec, args))
 
 
@@ -316,7 +318,7 @@ def check_scenario(subject: Subject, scenario: Scenario) -> Verdict:
         wrong = exc
     then = Then(spec, args, tuple(scenario.then)) if wrong is None else None
     try:
-        world, _ = prepare(subject, steps, then=then)
+        world, _ = prepare(subject, steps, then=then, state=state)
         if wrong is not None:
             raise wrong
         trial = Trial(world, state, args, world.call(spec, args))
@@ -474,9 +476,9 @@ def _one_world(subject: Subject, observe: tuple[str, ...]) -> Plan:
 
 
 def _trial_or_fail(subject: Subject, case: Case, expect: tuple[str, ...],
-                   observe: tuple[str, ...] = ()) -> Trial:
+                   observe: tuple[str, ...] = (), state: dict[str, Any] | None = None) -> Trial:
     try:
-        return enact(subject, case.given, case.args, observe)
+        return enact(subject, case.given, case.args, observe, state)
     except ProviderError as exc:
         raise CheckFailed(f"{exc} {context_line(case.given, case.args)}",
                           repro(case.given, case.args, expect), expect) from None
@@ -484,11 +486,9 @@ def _trial_or_fail(subject: Subject, case: Case, expect: tuple[str, ...],
 
 def check_oracle(subject: Subject) -> Verdict:
     def body(case: Case) -> tuple[str, ...]:
-        state = subject.domain.empty_state()
-        for s in case.given:
-            subject.domain.apply(state, subject.domain.complete(s))
+        state = state_of(subject.domain, case.given)
         predicted = subject.oracle.predict(state, case.args)
-        trial = _trial_or_fail(subject, case, predicted.codes, subject.observable)
+        trial = _trial_or_fail(subject, case, predicted.codes, subject.observable, state)
         problem = code_mismatch(subject, predicted.codes, trial.outcome, state, case.args) or \
             outputs_mismatch(trial.world, predicted.outputs, trial.outcome)
         if problem is None:
