@@ -164,11 +164,12 @@ _INT64 = (-(2**63), 2**63 - 1)
 class _Parser:
     """Recursive descent over CEL's grammar, emitting one Python expression."""
 
-    def __init__(self, source: str):
-        self.tokens = _tokens(source)
+    def __init__(self, tokens: list[tuple[str, str]], bound: list[str] | None = None,
+                 strings: set[str] | None = None):
+        self.tokens = tokens
         self.pos = 0
-        self.bound: list[str] = []  # comprehension variables in scope, innermost last
-        self.strings: set[str] = set()  # the Python code of string literals (map keys)
+        self.bound = [] if bound is None else bound  # comprehension variables, innermost last
+        self.strings = set() if strings is None else strings  # string literals' code (map keys)
 
     def peek(self) -> tuple[str, str]:
         return self.tokens[self.pos]
@@ -371,11 +372,7 @@ class _Parser:
         end = self.pos
         if last_dot < 0 or last_dot + 2 != end or self.tokens[last_dot + 1][0] != "ident":
             raise Untranslatable("has() needs a field selection")
-        inner = _Parser.__new__(_Parser)
-        inner.tokens = [*self.tokens[start:last_dot], ("end", "")]
-        inner.pos = 0
-        inner.bound = self.bound
-        inner.strings = self.strings
+        inner = _Parser([*self.tokens[start:last_dot], ("end", "")], self.bound, self.strings)
         code = inner.parse()
         return f"_has({code}, {self.tokens[last_dot + 1][1]!r})"
 
@@ -709,7 +706,7 @@ _NAMESPACE["__builtins__"] = {"all": all, "any": any, "sum": sum, "list": list, 
 
 def translate(source: str) -> Fast:
     """The Python function of a CEL expression, taking the variables and custom functions."""
-    code = _Parser(source).parse()
+    code = _Parser(_tokens(source)).parse()
     with warnings.catch_warnings():  # e.g. "'int' object is not subscriptable": CEL decides
         warnings.simplefilter("ignore")
         return eval(compile(f"lambda V, F: {code}", "<cel>", "eval"), dict(_NAMESPACE))

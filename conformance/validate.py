@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cel
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
@@ -29,6 +28,7 @@ except ImportError:  # pragma: no cover - depends on the installed jsonschema
 
 from conformance.codes import CodeTable, failed, hex32
 from conformance.domain import ANY, FAULT_STEP, FAULTS, Domain, FieldType
+from conformance.expression import compiled
 from conformance.source import Document, Path_, Problem, SourceError, dotted, load_file
 from conformance.spec import DIRECT, Param, Spec
 
@@ -701,7 +701,7 @@ def _cel_facts(src: str) -> _CelFacts:
         return _CelFacts(f"comprehensions nest {depth} deep; at most {MAX_COMPREHENSION_DEPTH} "
                          "(each level multiplies the work of an evaluation)")
     try:
-        program = cel.compile(src)
+        program = compiled(src).program  # the one compilation the oracle uses too
     except (ValueError, TypeError, RuntimeError) as exc:
         return _CelFacts(_cel_error(exc))
     bound = _comprehension_vars(tokens)
