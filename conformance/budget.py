@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from conformance.operations import Tally, request_kind
 from conformance.provider import Outcome, Provider
 from conformance.remote import CallTimedOut
 
@@ -62,6 +63,8 @@ class Budgeted(Provider):
         self.seconds: float | None = None
         self.deadline: float | None = None
         self.last = "no provider request yet"
+        self.operations = Tally()  # every operation of the run
+        self.check_operations = Tally()  # those of the check in progress
         if callable(getattr(inner, "batch", None)):  # offered only when inner has it
             self.batch = self._batch
         if callable(getattr(inner, "submit", None)):
@@ -77,6 +80,7 @@ class Budgeted(Provider):
         self.seconds = seconds or None
         self.deadline = time.monotonic() + seconds if seconds else None
         self.last = "no provider request yet"
+        self.check_operations = Tally()
         if self.worker is not None:
             self.worker.deadline = self.deadline
 
@@ -97,22 +101,35 @@ class Budgeted(Provider):
         return self._request("capabilities()", self.inner.capabilities)
 
     def reset(self) -> None:
+        self._count("reset")
         self._request("reset()", self.inner.reset)
 
     def setup(self, step: dict[str, Any]) -> str:
+        self._count("setup")
         return self._request(f"setup({next(iter(step), '?')})", lambda: self.inner.setup(step))
 
     def call(self, method_id: str, args: dict[str, Any]) -> Outcome:
+        self._count("call")
         return self._request(method_id, lambda: self.inner.call(method_id, args))
 
     def observe(self, collection: str) -> list[dict[str, Any]]:
+        self._count("observe")
         return self._request(f"observe({collection!r})", lambda: self.inner.observe(collection))
+
+    def _count(self, kind: str, n: int = 1) -> None:
+        """One more operation asked of the provider (counted whether or not it succeeds)."""
+        self.operations.add(kind, n)
+        self.check_operations.add(kind, n)
 
     def _batch(self, requests: list[dict[str, Any]]) -> list[Any]:
         """Several requests in one (see World.reset_and_setup); a timeout names the call of
         the batch if it has one (what hangs is the method under test), else its last setup."""
         results = self._request(_main(requests), lambda: self.inner.batch(requests))
+        self.operations.batches += 1
+        self.check_operations.batches += 1
         if isinstance(results, list) and results:
+            for request in requests[:len(results)]:  # the requests the provider performed
+                self._count(request_kind(request))
             self.last = _where(requests[min(len(results), len(requests)) - 1])
         return results
 

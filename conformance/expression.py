@@ -116,6 +116,58 @@ def _tokens(source: str) -> list[tuple[str, str]]:
     return out
 
 
+def operands(source: str) -> tuple[str, list[str]]:
+    """A rule's top-level operands, for condition coverage: `("||", [a, b])` for `a || b`,
+    `("&&", [a, b, c])` for `a && b && c`, `("", [source])` when neither operator joins the
+    whole expression (a ternary, a call, one comparison). Parentheses around the whole are
+    looked through; an expression the tokenizer cannot read is one operand."""
+    spans: list[tuple[str, int, int]] = []
+    pos = 0
+    while pos < len(source):
+        match = _TOKEN.match(source, pos)
+        if match is None or match.lastgroup == "bytes":
+            return "", [source.strip()]
+        if match.lastgroup != "ws":
+            spans.append((match.group(), match.start(), match.end()))
+        pos = match.end()
+    while len(spans) >= 2 and spans[0][0] == "(" and spans[-1][0] == ")" and \
+            _closes_first(spans):
+        spans = spans[1:-1]
+    if not spans:
+        return "", [source.strip()]
+    depth, tops = 0, {"&&": [], "||": [], "?": []}
+    for i, (text, _, _) in enumerate(spans):
+        if text in "([{" and text:
+            depth += 1
+        elif text in ")]}" and text:
+            depth -= 1
+        elif depth == 0 and text in tops:
+            tops[text].append(i)
+    body = source[spans[0][1]:spans[-1][2]]
+    if tops["?"]:
+        return "", [body.strip()]
+    joiner = "||" if tops["||"] else "&&" if tops["&&"] else ""
+    if not joiner:
+        return "", [body.strip()]
+    cuts, out, start = tops[joiner], [], spans[0][1]
+    for i in cuts:
+        out.append(source[start:spans[i][1]].strip())
+        start = spans[i][2]
+    out.append(source[start:spans[-1][2]].strip())
+    return joiner, out
+
+
+def _closes_first(spans: list[tuple[str, int, int]]) -> bool:
+    """Whether the parenthesis opening `spans` is the one that closes it last."""
+    depth = 0
+    for i, (text, _, _) in enumerate(spans):
+        depth += text in ("(", "[", "{")
+        depth -= text in (")", "]", "}")
+        if depth == 0:
+            return i == len(spans) - 1
+    return False
+
+
 def _string_value(text: str) -> str:
     raw = text[0] in "rR"
     if raw:

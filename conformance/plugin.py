@@ -41,6 +41,7 @@ from conformance.observed import (
     declared_version,
     describe_hits,
 )
+from conformance.operations import Tally
 from conformance.oracle import OracleError
 from conformance.profiles import PROFILES
 from conformance.progress import Progress
@@ -176,6 +177,7 @@ class ConformanceSession:
         self.show_progress: bool | None = False  # conformance run turns it on
         self.summary: dict[str, Any] | None = None
         self.subjects: dict[str, Subject] = {}
+        self.item_operations = Tally()
 
     # -- collection ----------------------------------------------------------------------------
     @pytest.hookimpl(wrapper=True)
@@ -284,6 +286,7 @@ class ConformanceSession:
             return Verdict(FAILED, exc.message, {c: FAILED for c in _scenario_codes(item)})
         finally:
             self.provider.stop()
+            self.item_operations.merge(self.provider.check_operations)
 
     def run_unbudgeted(self, item: CheckItem) -> Verdict:
         spec = item.spec
@@ -366,13 +369,14 @@ class ConformanceSession:
             name=item.check_name, method=method, kind=item.kind, case=item.case,
             status=verdict.status, message=message, codes=verdict.codes,
             repro=repro, duration=duration, family=item.family, details=verdict.details,
-            observed=observed or None))
+            observed=observed or None, operations=self.item_operations.as_dict()))
 
     def begin(self, item: CheckItem) -> None:
         """A check starts: no excuse carried over from the last one; a cassette being recorded
         or replayed files the check's exchanges under its name."""
         if self.settings.observed is not None:
             self.settings.observed.take()
+        self.item_operations = Tally()  # every try of the check (a flaky one runs again)
         if self._cassette is not None:
             self._cassette.begin_check(item.check_name)
 

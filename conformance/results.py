@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conformance.operations import Tally
+
 SCHEMA = 1
 STATUSES = ("passed", "failed", "not_applicable", "error")
 
@@ -31,6 +33,7 @@ class CheckResult:
     family: str = ""
     details: dict[str, Any] | None = None
     observed: list[dict[str, Any]] | None = None  # `observed` entries that excused results
+    operations: dict[str, int] | None = None  # provider operations the check made, by kind
 
 
 @dataclass
@@ -119,9 +122,12 @@ def summarize(header: dict[str, Any], methods: dict[str, MethodInfo],
     key = {"passed": "passed", "failed": "failed", "not_applicable": "not_applicable",
            "error": "errors"}
     by_method: dict[str, list[CheckResult]] = {}
+    operations = Tally()
     for r in results:
         totals[key[r.status]] += 1
         by_method.setdefault(r.method, []).append(r)
+        if r.operations:
+            operations.merge(r.operations)
     out_methods: dict[str, Any] = {}
     for method, info in methods.items():
         checks = by_method.get(method, [])
@@ -141,6 +147,7 @@ def summarize(header: dict[str, Any], methods: dict[str, MethodInfo],
                         "message": r.message, "codes": r.codes, "repro": r.repro,
                         "details": r.details,
                         "duration": round(r.duration, 4),
+                        **({"operations": r.operations} if r.operations is not None else {}),
                         **({"observed": r.observed} if r.observed else {})} for r in checks],
         }
         excused = observed_codes(method, results)
@@ -153,12 +160,14 @@ def summarize(header: dict[str, Any], methods: dict[str, MethodInfo],
             entry["checks"].append({"name": r.name, "kind": r.kind, "status": r.status,
                                     "message": r.message, "repro": r.repro,
                                     "details": r.details, "duration": round(r.duration, 4),
+                                    **({"operations": r.operations}
+                                       if r.operations is not None else {}),
                                     **({"observed": r.observed} if r.observed else {})})
     for entry in families.values():
         entry["verdict"] = method_verdict([CheckResult(c["name"], "", c["kind"], "", c["status"])
                                            for c in entry["checks"]], {})
-    return {"schema": SCHEMA, **header, "totals": totals, "methods": out_methods,
-            "families": families}
+    return {"schema": SCHEMA, **header, "totals": totals,
+            "operations": operations.as_dict(), "methods": out_methods, "families": families}
 
 
 def observed_codes(method: str, results: list[CheckResult]) -> dict[str, list[dict[str, Any]]]:

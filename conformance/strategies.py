@@ -417,6 +417,7 @@ def relevant(spec: Spec, domain: Domain) -> tuple[list[Collection], list[str]]:
         grew = False
         for name in list(wanted):
             for t in domain.collections[name].fields.values():
+                t = t.item if t.kind == "list" and t.item is not None else t
                 if t.kind == "ref" and t.ref in domain.collections and t.ref not in wanted:
                     wanted.add(t.ref)
                     grew = True
@@ -454,11 +455,12 @@ def _objects(domain: Domain, coll: Collection, count: int,
         yield from _fill(domain, coll, step, list(coll.fields.items()), made, rest, read)
 
 
-def _fill(domain, coll, step, fields, made, rest, read: frozenset[str] | None = None):
-    if not fields:
-        yield [*rest, step]
-        return
-    (fname, ftype), tail = fields[0], fields[1:]
+def field_choices(domain: Domain, fname: str, ftype: FieldType, step: dict[str, Any],
+                  made: dict[str, list[dict[str, Any]]],
+                  read: frozenset[str] | None = None) -> list[Any]:
+    """The values a small state gives one field of a new object (or fault): each object it
+    may refer to, each representative of its type; one value only for a field the spec's
+    rules never read."""
     if ftype.kind == "ref":
         pool = _pool(ftype, made)
         if ftype.same:
@@ -471,7 +473,15 @@ def _fill(domain, coll, step, fields, made, rest, read: frozenset[str] | None = 
         choices = representatives(domain, ftype)
     if read is not None and fname not in read:
         choices = choices[:1]
-    for choice in choices:
+    return choices
+
+
+def _fill(domain, coll, step, fields, made, rest, read: frozenset[str] | None = None):
+    if not fields:
+        yield [*rest, step]
+        return
+    (fname, ftype), tail = fields[0], fields[1:]
+    for choice in field_choices(domain, fname, ftype, step, made, read):
         yield from _fill(domain, coll, {**step, fname: choice}, tail, made, rest, read)
 
 
@@ -502,20 +512,29 @@ def _with_faults(domain: Domain, faults: list[str], made, steps):
         yield steps + [f for f in combo if f is not None]
 
 
-def _arg_options(spec: Spec, domain: Domain, param: Param, pool: Pool) -> list[Any]:
+def _arg_options(spec: Spec, domain: Domain, param: Param, pool: Pool,
+                 boundaries: bool = False) -> list[Any]:
+    """The values one argument takes in small cases; with `boundaries`, also the edge
+    strings of its type (empty, one character, the longest allowed and one past it)."""
     if param.is_out:
         return [OUT, None] if param.nullable else [OUT]
     out: list[Any] = []
+    ftype = param_field(domain, param)
     if param.refers:
         out += [*pool.names.get(param.refers, []), Unknown(param.refers)]
     elif param.values:
-        step, _, fname = param.values.partition(".")
-        coll = domain.by_step(step)
         out += list(pool.values.get(param.values, []))
-        if coll and fname in coll.fields:
-            out += representatives(domain, coll.fields[fname])
+        if ftype is not None:
+            out += representatives(domain, ftype)
+    elif is_text(param):
+        out += list(_STRING_CLASSES)
+    elif is_flag(param):
+        out += [False, True]
     else:
         out.append(0)
+    if boundaries and (is_text(param) or (ftype is not None and ftype.kind == "string")) \
+            and not param.refers:
+        out += [*boundary_strings(ftype), *_STRING_CLASSES]
     out += [spec.constants[s] for s in param.special] + list(param.examples)
     if param.nullable:
         out.append(None)
@@ -526,8 +545,38 @@ def _arg_options(spec: Spec, domain: Domain, param: Param, pool: Pool) -> list[A
     return unique
 
 
-def enumerate_cases(spec: Spec, domain: Domain, limit: int, allowed: Allowed | None = None):
-    """Small states crossed with every argument class, smallest first, at most `limit`."""
+def param_field(domain: Domain, param: Param) -> FieldType | None:
+    """The domain field a parameter's values come from (`values: step.field`), if any."""
+    if not param.values:
+        return None
+    step, _, fname = param.values.partition(".")
+    coll = domain.by_step(step)
+    return coll.fields.get(fname) if coll else None
+
+
+def is_text(param: Param) -> bool:
+    """Whether a parameter is a string by its C type (PSTR, LPCWSTR, BSTR, ...)."""
+    upper = param.type.upper()
+    return "STR" in upper or "WCHAR" in upper or "BSTR" in upper
+
+
+def is_flag(param: Param) -> bool:
+    """Whether a parameter is a boolean by its C type."""
+    return param.type.upper() in ("BOOL", "BOOLEAN", "VARIANT_BOOL")
+
+
+def boundary_strings(ftype: FieldType | None) -> list[str]:
+    """Empty, one character, and (when the type gives a maximum) the longest and one past."""
+    out = ["", "x"]
+    if ftype is not None and ftype.max_length:
+        out += ["n" * ftype.max_length, "n" * (ftype.max_length + 1)]
+    return out
+
+
+def case_space(spec: Spec, domain: Domain, allowed: Allowed | None = None
+               ) -> tuple[list[Collection], list[str], dict[str, int], frozenset[str]]:
+    """What the small cases of a spec are built from: the collections and faults its rules
+    can see (those the provider can build), the objects the call needs, the fields read."""
     allowed = allowed or Allowed()
     colls, faults = relevant(spec, domain)
     colls = [c for c in colls if allowed.step(c.step)]
@@ -535,13 +584,66 @@ def enumerate_cases(spec: Spec, domain: Domain, limit: int, allowed: Allowed | N
     require: dict[str, int] = {}
     if spec.this_object and domain.by_step(spec.this_object):
         require_objects(domain, domain.by_step(spec.this_object), require)  # type: ignore[arg-type]
+    return colls, faults, require, read_fields(spec, domain)
+
+
+def arguments_of(spec: Spec, domain: Domain, pool: Pool,
+                 boundaries: bool = False) -> list[tuple[str, list[Any]]]:
+    """Each argument's name and the values small cases give it."""
+    dims: list[tuple[str, list[Any]]] = []
+    if spec.this_object is not None:
+        dims.append(("this", pool.names.get(spec.this_object, [])))
+    dims += [(p.name, _arg_options(spec, domain, p, pool, boundaries)) for p in spec.params]
+    return dims
+
+
+def sample_case(spec: Spec, domain: Domain, rng: Any,
+                space: tuple[list[Collection], list[str], dict[str, int], frozenset[str]],
+                boundaries: bool = True) -> tuple[Case, dict[str, Any]] | None:
+    """One small case drawn with `rng` (a `random.Random`) from the same space as
+    `enumerate_cases`, and the state its steps build: the planner's way to reach
+    combinations far down that order."""
+    colls, faults, require, read = space
+    made: dict[str, list[dict[str, Any]]] = {}
+    steps: list[dict[str, Any]] = []
+    for coll in colls:
+        objects: list[dict[str, Any]] = []
+        for i in range(1, rng.randint(require.get(coll.name, 0), 2) + 1):
+            step: dict[str, Any] = {coll.step: f"{coll.prefix}{i}"}
+            for fname, ftype in coll.fields.items():
+                choices = field_choices(domain, fname, ftype, step, made, read)
+                if not choices:
+                    break
+                step[fname] = rng.choice(choices)
+            else:
+                objects.append(step)
+                continue
+            break
+        if len(objects) < require.get(coll.name, 0):
+            return None
+        made[coll.name] = [{"id": o[coll.step], **o} for o in objects]
+        steps += objects
+    for kind in faults:
+        if rng.random() < 0.5:
+            continue
+        instances = [f[0] for f in _fill(domain, None, {FAULT_STEP: kind},
+                                         list(domain.faults[kind].items()), made, [])]
+        if instances:
+            steps.append(rng.choice(instances))
+    state = state_of(domain, steps)
+    dims = arguments_of(spec, domain, Pool.of(domain, state), boundaries)
+    if any(not values for _, values in dims):
+        return None
+    return Case(steps, {name: rng.choice(values) for name, values in dims}), state
+
+
+def enumerate_cases(spec: Spec, domain: Domain, limit: int, allowed: Allowed | None = None,
+                    boundaries: bool = False):
+    """Small states crossed with every argument class, smallest first, at most `limit`."""
+    colls, faults, require, read = case_space(spec, domain, allowed)
     produced = 0
-    for given in _states(domain, colls, faults, require, read_fields(spec, domain)):
-        pool = Pool.of(domain, state_of(domain, given))
-        dims: list[tuple[str, list[Any]]] = []
-        if spec.this_object is not None:
-            dims.append(("this", pool.names.get(spec.this_object, [])))
-        dims += [(p.name, _arg_options(spec, domain, p, pool)) for p in spec.params]
+    for given in _states(domain, colls, faults, require, read):
+        dims = arguments_of(spec, domain, Pool.of(domain, state_of(domain, given)), boundaries)
         combos = itertools.islice(itertools.product(*(d[1] for d in dims)), _MAX_ARGS_PER_STATE)
         for combo in combos:
             yield Case(given, dict(zip((d[0] for d in dims), combo, strict=True)))
