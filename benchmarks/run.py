@@ -60,7 +60,7 @@ def _subjects(max_examples: int):
         domain = catalog.domain_of(spec)
         observable = tuple(c for c in caps["observe"] if c in domain.collections)
         out.append(checks.Subject(spec, domain, catalog.codes, provider, observable,
-                                  checks.Settings(max_examples=max_examples, exhaustive=0)))
+                                  checks.Settings(max_examples=max_examples)))
     return catalog, out
 
 

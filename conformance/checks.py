@@ -29,11 +29,15 @@ from conformance.codes import (
     is_plain_win32,
 )
 from conformance.domain import Domain
+from conformance.engine import Call, Execution, Executions, execute
 from conformance.observed import ObservedPolicy
+from conformance.operations import Costs
 from conformance.oracle import Oracle, OracleError
+from conformance.plan import Context as PlanContext
+from conformance.plan import SpecPlan, plan_spec
 from conformance.provider import Outcome, Provider, Unsupported
 from conformance.spec import DIRECT, Scenario, Spec
-from conformance.strategies import Allowed, Case, cases, enumerate_cases, state_of
+from conformance.strategies import Allowed, Case, call_args, cases, state_of
 from conformance.world import OUT, ProviderError, Then, Unknown, World
 
 PASSED, FAILED, NOT_APPLICABLE, ERROR = "passed", "failed", "not_applicable", "error"
@@ -64,13 +68,16 @@ class Verdict:
 
 @dataclass
 class Settings:
-    max_examples: int = 100
-    exhaustive: int = 1000
+    max_examples: int = 0  # drawn cases per property check after the plan (exploration)
+    tier: int = 1  # the plan's coverage: 0 rules, codes and effects; 1 also conditions, ...
     steer: bool = False  # hypothesis.target toward unseen codes (costly with long strings)
     seed: int | None = None
     database: ExampleDatabase | None = None
     code_page: str = "cp1252"
     observed: ObservedPolicy | None = None  # None: strict, nothing is excused
+    costs: Costs = field(default_factory=Costs)  # what the provider's operations cost
+    machine_runs: int = 10  # runs of the family machine
+    machine_seed: bool = True  # the family machine draws from a fixed seed (a gate)
 
 
 # Hypothesis's explain phase replays a shrunk failure under a tracer to annotate it; the harness
@@ -95,9 +102,31 @@ class Subject:
     # in order; cases may share one `given` list
     planned: dict[int, deque[tuple[Any, Then, list[dict[str, Any]], list[dict[str, Any]]]]] = \
         field(default_factory=dict, repr=False, compare=False)
+    repeat: bool | None = None  # cases make their call twice (None: when the repeat check applies)
 
     def __post_init__(self) -> None:
         self.oracle = Oracle(self.spec, self.table, self.settings.code_page)
+        self._plan: SpecPlan | None = None
+        self.executions = Executions(self)
+
+    @property
+    def plan(self) -> SpecPlan:
+        """The spec's planned cases (made here from the subject when no run planned them)."""
+        if self._plan is None:
+            self._plan = plan_spec(self.spec, self.plan_context())
+        return self._plan
+
+    @plan.setter
+    def plan(self, value: SpecPlan) -> None:
+        self._plan = value
+        self.executions = Executions(self)
+
+    def plan_context(self) -> PlanContext:
+        repeat = self.repeat if self.repeat is not None else \
+            KINDS["repeat"].applies(self.spec, self.settings)
+        return PlanContext(self.domain, self.table, self.allowed or Allowed(),
+                           self.settings.costs, self.observable, self.settings.tier, repeat,
+                           self.settings.code_page)
 
 
 # -- one trial: build the state, call, look ---------------------------------------------------
@@ -254,19 +283,13 @@ def _objects(objs: list[dict[str, Any]]) -> str:
     return "[" + ", ".join(json.dumps(o, ensure_ascii=False, sort_keys=True) for o in objs) + "]"
 
 
-def call_args(args: dict[str, Any]) -> dict[str, Any]:
-    """Arguments as a scenario writes them: `{unknown: step}`, NULL out-pointers only."""
-    return {k: ({"unknown": v.step} if isinstance(v, Unknown) else v)
-            for k, v in args.items() if v != OUT}
-
-
 def _expect(expect: tuple[str, ...]) -> str | list[str]:
     return expect[0] if len(expect) == 1 else list(expect)
 
 
 def repro(steps: list[dict[str, Any]], args: dict[str, Any], expect: tuple[str, ...]) -> dict:
     """A failing case in the spec's scenario shape, ready to paste under `scenarios`."""
-    return {"given": [dict(s) for s in steps], "call": call_args(args), "expect": _expect(expect)}
+    return Case(steps, args).scenario(expect)
 
 
 def call_repro(method: str, args: dict[str, Any], expect: tuple[str, ...]) -> dict:
@@ -359,52 +382,231 @@ def _same(a: Any, b: Any) -> bool:
     return canonical([{"v": a}]) == canonical([{"v": b}])
 
 
-# -- properties -------------------------------------------------------------------------------
+# -- judging one call -------------------------------------------------------------------------
+
+Judge = Callable[["Subject", Call, World], "str | None"]
+
+
+def rows_mismatch(domain: Domain, seen: dict[str, Any],
+                  expected: dict[str, list[dict[str, Any]]]) -> str | None:
+    """The first collection read after a call where the provider differs from the oracle's
+    next state (a collection the provider cannot show is skipped; one it failed to show is the
+    problem)."""
+    for coll, rows in seen.items():
+        if isinstance(rows, Unsupported):
+            continue
+        if isinstance(rows, Exception):
+            return str(rows)
+        want = [{k: o.get(k) for k in ("id", *domain.collections[coll].fields)}
+                for o in expected.get(coll, [])]
+        if canonical(rows) != canonical(want):
+            return (f"{coll} after the call: expected {_objects(want)}, provider has "
+                    f"{_objects(rows)}")
+    return None
+
+
+def judge_rules(subject: Subject, call: Call, world: World) -> str | None:
+    """`oracle`: the code (and where it arrived), the out-parameters and the next state."""
+    assert call.outcome is not None
+    predicted = call.prediction
+    return (code_mismatch(subject, predicted.codes, call.outcome, call.state, call.args)
+            or outputs_mismatch(world, predicted.outputs, call.outcome)
+            or rows_mismatch(subject.domain, call.seen, predicted.state))
+
+
+def judge_code(subject: Subject, call: Call, world: World) -> str | None:
+    """The code alone (a variants reproduction: the W form decides the state)."""
+    assert call.outcome is not None
+    return code_mismatch(subject, call.prediction.codes, call.outcome, call.state, call.args)
+
+
+def judge_documented(subject: Subject, call: Call, world: World) -> str | None:
+    """`closed-world`: the code is documented, or in the spec's `also` families."""
+    assert call.outcome is not None
+    for label, value in (("returned", call.outcome.hresult),
+                         ("completed with", call.outcome.completion)):
+        if value is None or admitted(subject, value):
+            continue
+        if observed_excuse(subject, call.prediction.codes, value, call.state,
+                           call.args) is not None:
+            continue
+        return (f"{label} {subject.oracle.describe(value)}, which is neither a documented code "
+                f"of {subject.spec.id} nor in its `also` list "
+                f"({', '.join(subject.spec.also) or 'empty'})")
+    return None
+
+
+def judge_out_params(subject: Subject, call: Call, world: World) -> str | None:
+    """`out-params`: out and async pointers agree with the code; no HRESULT for a status."""
+    assert call.outcome is not None
+    if any(p.is_out and call.args.get(p.name) is None for p in subject.spec.params):
+        return None  # a NULL out-pointer: nothing can be written through it
+    return out_param_problem(subject, call.outcome)
+
+
+def blame_predicted(subject: Subject, call: Call) -> tuple[str, ...]:
+    return call.prediction.codes
+
+
+def blame_given(subject: Subject, call: Call) -> tuple[str, ...]:
+    """The documented code the provider gave (out-params: that code's contract was broken)."""
+    if call.outcome is None:
+        return call.prediction.codes
+    given_code = effective(subject.spec, call.outcome)[0]
+    return tuple(c.symbol for c in subject.spec.codes if c.value == given_code) or \
+        call.prediction.codes
+
+
+# -- the check kinds: one registry ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Target:
+    """What one check item runs on: a spec's subject (with a scenario for a scenario check),
+    or a family's subjects and domain for the family check."""
+
+    subject: Subject | None = None
+    scenario: Scenario | None = None
+    family: list[Subject] = field(default_factory=list)
+    domain: Domain | None = None
+    catalog: Any = None
+
+
+@dataclass(frozen=True)
+class CheckKind:
+    """A kind of check, declared once: its name, how many items it makes (one per `scenario`
+    of a spec, one per `spec`, or one per `family`), when it applies, how it runs, and, for
+    the kinds that judge planned cases, how it judges one call and which calls of a case."""
+
+    name: str
+    scope: str  # "scenario" | "spec" | "family"
+    run: Callable[[Target], Verdict]
+    applies: Callable[[Spec, Settings], bool] = lambda spec, settings: True
+    judge: Judge | None = None  # one call (planned cases and `conformance replay`)
+    blame: Callable[[Subject, Call], tuple[str, ...]] = blame_predicted
+    calls: int = 1  # the calls of a planned case it judges (repeat: both)
+    marks_codes: bool = True  # the codes of the cases it passes are marked pass
+    repro: str = "call"  # its reproductions: one `call`, or a sequence of `calls`
+    optional: bool = False  # collected only when the run asks for it (--differential)
+    description: str = ""
+
+    def replay_judge(self) -> Judge:
+        """How `conformance replay` judges each call of this kind's reproduction."""
+        return self.judge or judge_rules
+
+
+def _failure(subject: Subject, kind: CheckKind, run: Execution, index: int, problem: str,
+             call: Call | None) -> CheckFailed:
+    """A planned case's failure: the message, the reproduction in the kind's shape, the
+    codes it blames and the details."""
+    case = run.case
+    expect = kind.blame(subject, call) if call is not None else ()
+    text = f"{problem} {context_line(case.given, case.args)}"
+    if kind.repro == "calls":
+        ordinal = ("first", "second", "third")[min(index, 2)]
+        text = f"{ordinal} of {len(run.calls)} identical calls: {text}" \
+            if len(run.calls) > 1 else text
+        shown = [call_repro(subject.spec.id, c.args, c.prediction.codes)
+                 for c in run.calls[:index + 1]]
+        reproduction = {"given": list(case.given), "calls": shown}
+    else:
+        reproduction = repro(case.given, case.args, expect)
+    info = None
+    if call is not None and call.outcome is not None and run.world is not None:
+        info = details(subject, Trial(run.world, call.state, call.args, call.outcome), expect,
+                       call.prediction.state if kind.judge is judge_rules else None)
+    return CheckFailed(text, reproduction, expect, info)
+
+
+def judge_execution(subject: Subject, kind: CheckKind, run: Execution) -> tuple[str, ...]:
+    """The codes a kind saw pass in one executed case; CheckFailed at its first problem."""
+    assert kind.judge is not None
+    if run.error is not None:
+        predicted = subject.oracle.predict(state_of(subject.domain, run.case.given),
+                                           run.case.args)
+        raise CheckFailed(f"{run.error} {context_line(run.case.given, run.case.args)}",
+                          repro(run.case.given, run.case.args, predicted.codes),
+                          predicted.codes)
+    seen: list[str] = []
+    assert run.world is not None
+    for index, call in enumerate(run.calls[:kind.calls]):
+        if call.error is not None:
+            raise _failure(subject, kind, run, index, str(call.error), call)
+        problem = kind.judge(subject, call, run.world)
+        if problem:
+            raise _failure(subject, kind, run, index, problem, call)
+        seen.extend(call.prediction.codes)
+    return tuple(seen) if kind.marks_codes else ()
+
+
+def planned_check(kind_name: str) -> Callable[[Target], Verdict]:
+    """A check that judges the spec's planned cases (executed once for every such kind), then,
+    when the profile explores, drawn cases of its own."""
+    def run(target: Target) -> Verdict:
+        subject = target.subject
+        assert subject is not None
+        kind = KINDS[kind_name]
+        if subject.plan.error:
+            raise OracleError(subject.plan.error)
+        seen: set[str] = set()
+        applicable, unsupported = 0, []
+        for execution in subject.executions.planned():
+            if execution.unsupported is not None:
+                unsupported.append(str(execution.unsupported) or "Unsupported")
+                continue
+            applicable += 1
+            try:
+                seen.update(judge_execution(subject, kind, execution))
+            except CheckFailed as exc:
+                return _failed(seen, exc)
+        verdict = explore(subject, kind, seen, applicable, unsupported)
+        if verdict is not None:
+            return verdict
+        if not applicable:
+            reason = unsupported[-1] if unsupported else "no case could be built"
+            raise NotApplicable(f"unsupported by the provider: {reason}")
+        return Verdict(PASSED, f"{applicable} planned cases" + (
+            f", {len(unsupported)} the provider could not build" if unsupported else ""),
+            {c: PASSED for c in sorted(seen)})
+
+    return run
+
+
+def _failed(seen: set[str], exc: CheckFailed) -> Verdict:
+    codes = {c: PASSED for c in seen}
+    codes.update({c: FAILED for c in exc.codes})
+    return Verdict(FAILED, exc.message, codes, exc.repro, exc.details)
+
+
+# -- exploration: drawn cases after the plan (the thorough profile) ---------------------------
+
+LOOKAHEAD = 8  # planned cases sent to a worker process ahead of the one being executed
 
 # The worlds one case of a check builds, in order: (subject, given steps, the call after them).
 Plan = Callable[[Case], list[tuple["Subject", list[dict[str, Any]], Then]]]
-LOOKAHEAD = 8  # enumerated cases sent to a worker process ahead of the one being judged
 
 
-def run_property(subject: Subject, body: Callable[[Case], tuple[str, ...]],
-                 exhaustive: bool = True, plan: Plan | None = None) -> Verdict:
-    """Run `body` on the enumerated small cases, then on drawn ones steered toward codes not
-    yet seen; collect the codes it saw; a drawn failure is shrunk by hypothesis. `plan` says
-    which worlds `body` builds for a case, so a worker process can run the enumerated cases
-    ahead of their judging."""
-    seen: set[str] = set()
-    applicable = [0]
-    unsupported: list[str] = []
-    enumerated = 0
-    if exhaustive and subject.settings.exhaustive:
-        for case in looking_ahead(subject, plan, enumerate_cases(
-                subject.spec, subject.domain, subject.settings.exhaustive, subject.allowed)):
-            enumerated += 1
-            try:
-                seen.update(body(case))
-                applicable[0] += 1
-            except Unsupported as exc:
-                unsupported.append(str(exc) or type(exc).__name__)
-            except CheckFailed as exc:
-                codes = {c: PASSED for c in seen}
-                codes.update({c: FAILED for c in exc.codes})
-                return Verdict(FAILED, exc.message, codes, exc.repro, exc.details)
-        if enumerated and not applicable[0]:
-            raise NotApplicable(f"unsupported by the provider: {unsupported[-1]}")
+def explore(subject: Subject, kind: CheckKind, seen: set[str], applicable: int,
+            unsupported: list[str]) -> Verdict | None:
+    """Hypothesis-drawn cases judged by `kind`, when the profile explores (max_examples);
+    None when it does not or they all pass (the caller then gives the plan's verdict)."""
+    examples = subject.settings.max_examples
+    if not examples or kind.judge is None:
+        return None
+    drawn = [0]
 
     def prop(case: Case) -> None:
-        try:
-            codes = body(case)
-        except Unsupported as exc:
-            unsupported.append(str(exc) or type(exc).__name__)
+        run = execute(subject, case, calls=kind.calls, observe=subject.plan.observe)
+        if run.unsupported is not None:
+            unsupported.append(str(run.unsupported) or "Unsupported")
             assume(False)
             return
-        applicable[0] += 1
+        codes = judge_execution(subject, kind, run)
+        drawn[0] += 1
         if subject.settings.steer:
             target(float(sum(c not in seen for c in codes)), label="codes not seen before")
         seen.update(codes)
 
-    sets = settings(max_examples=subject.settings.max_examples, deadline=None, phases=PHASES,
+    sets = settings(max_examples=examples, deadline=None, phases=PHASES,
                     database=subject.settings.database, derandomize=False,
                     suppress_health_check=list(HealthCheck), print_blob=False,
                     report_multiple_bugs=False)
@@ -414,27 +616,24 @@ def run_property(subject: Subject, body: Callable[[Case], tuple[str, ...]],
     try:
         test()
     except CheckFailed as exc:
-        codes = {c: PASSED for c in seen}
-        codes.update({c: FAILED for c in exc.codes})
-        return Verdict(FAILED, exc.message, codes, exc.repro, exc.details)
+        return _failed(seen, exc)
     except Unsatisfiable:
         pass
     except (Flaky, FlakyFailure) as exc:
         return Verdict(FAILED, "the provider is not deterministic: the same case gave a "
                                f"different result when hypothesis ran it again ({exc})",
                        {c: PASSED for c in seen})
-    if not applicable[0]:
+    if not applicable and not drawn[0]:
         reason = unsupported[-1] if unsupported else "no case could be built"
         raise NotApplicable(f"unsupported by the provider: {reason}")
-    drawn = applicable[0] - (enumerated if enumerated else 0)
-    note = f"{applicable[0]} examples ({enumerated} enumerated, {max(drawn, 0)} drawn)"
-    return Verdict(PASSED, note, {c: PASSED for c in sorted(seen)})
+    return Verdict(PASSED, f"{applicable} planned cases, {drawn[0]} drawn",
+                   {c: PASSED for c in sorted(seen)})
 
 
 def looking_ahead(subject: Subject, plan: Plan | None, cases: Iterable[Case]) -> Iterator[Case]:
     """The cases in order; a provider that takes test cases ahead (`submit`: a worker
     process) gets the next ones' requests first, and runs them while this one is judged. The
-    requests are those `body` makes, so its results are the same either way."""
+    requests are those the engine makes, so its results are the same either way."""
     submit = getattr(subject.provider, "submit", None)
     if plan is None or submit is None:
         yield from cases
@@ -470,41 +669,6 @@ def _batches(plan: Plan, case: Case, planned: dict[int, Subject]) -> list[list[d
     return out
 
 
-def _one_world(subject: Subject, observe: tuple[str, ...]) -> Plan:
-    """The plan of a check whose case is one world: the given steps, then the call."""
-    return lambda case: [(subject, case.given, Then(subject.spec, case.args, observe))]
-
-
-def _trial_or_fail(subject: Subject, case: Case, expect: tuple[str, ...],
-                   observe: tuple[str, ...] = (), state: dict[str, Any] | None = None) -> Trial:
-    try:
-        return enact(subject, case.given, case.args, observe, state)
-    except ProviderError as exc:
-        raise CheckFailed(f"{exc} {context_line(case.given, case.args)}",
-                          repro(case.given, case.args, expect), expect) from None
-
-
-def check_oracle(subject: Subject) -> Verdict:
-    def body(case: Case) -> tuple[str, ...]:
-        state = state_of(subject.domain, case.given)
-        predicted = subject.oracle.predict(state, case.args)
-        trial = _trial_or_fail(subject, case, predicted.codes, subject.observable, state)
-        problem = code_mismatch(subject, predicted.codes, trial.outcome, state, case.args) or \
-            outputs_mismatch(trial.world, predicted.outputs, trial.outcome)
-        if problem is None:
-            try:
-                problem = state_mismatch(trial.world, predicted.state, subject.observable)
-            except ProviderError as exc:
-                problem = str(exc)
-        if problem:
-            raise CheckFailed(f"{problem} {context_line(case.given, case.args)}",
-                              repro(case.given, case.args, predicted.codes), predicted.codes,
-                              details(subject, trial, predicted.codes, predicted.state))
-        return predicted.codes
-
-    return run_property(subject, body, plan=_one_world(subject, subject.observable))
-
-
 def admitted(subject: Subject, value: int) -> bool:
     if any(c.value == value for c in subject.spec.codes):
         return True
@@ -514,28 +678,6 @@ def admitted(subject: Subject, value: int) -> bool:
 def predicted_codes(subject: Subject, case: Case) -> tuple[str, ...]:
     """What the rules predict for a case: the `expect` of a reproduction."""
     return subject.oracle.predict(state_of(subject.domain, case.given), case.args).codes
-
-
-def check_closed_world(subject: Subject) -> Verdict:
-    def body(case: Case) -> tuple[str, ...]:
-        trial = _trial_or_fail(subject, case, ())
-        for label, value in (("returned", trial.outcome.hresult),
-                             ("completed with", trial.outcome.completion)):
-            if value is not None and not admitted(subject, value):
-                state = state_of(subject.domain, case.given)
-                expect = subject.oracle.predict(state, case.args).codes
-                if observed_excuse(subject, expect, value, state, case.args) is not None:
-                    continue
-                raise CheckFailed(
-                    f"{label} {subject.oracle.describe(value)}, which is neither a documented "
-                    f"code of {subject.spec.id} nor in its `also` list "
-                    f"({', '.join(subject.spec.also) or 'empty'}) "
-                    f"{context_line(case.given, case.args)}",
-                    repro(case.given, case.args, expect), expect,
-                    details=details(subject, trial, expect))
-        return ()
-
-    return run_property(subject, body, plan=_one_world(subject, ()))
 
 
 def out_param_problem(subject: Subject, outcome: Outcome) -> str | None:
@@ -574,71 +716,7 @@ def out_param_problem(subject: Subject, outcome: Outcome) -> str | None:
     return None
 
 
-def check_out_params(subject: Subject) -> Verdict:
-    def body(case: Case) -> tuple[str, ...]:
-        trial = _trial_or_fail(subject, case, ())
-        if case.args and any(p.is_out and case.args.get(p.name) is None
-                             for p in subject.spec.params):
-            return ()  # a NULL out-pointer: nothing can be written through it
-        problem = out_param_problem(subject, trial.outcome)
-        if problem:
-            expect = predicted_codes(subject, case)
-            given_code = effective(subject.spec, trial.outcome)[0]
-            blamed = tuple(c.symbol for c in subject.spec.codes if c.value == given_code)
-            raise CheckFailed(f"{problem} {context_line(case.given, case.args)}",
-                              repro(case.given, case.args, expect), blamed or expect,
-                              details=details(subject, trial, expect))
-        return ()
-
-    return run_property(subject, body, plan=_one_world(subject, ()))
-
-
-# -- relations between calls, forms and providers ---------------------------------------------
-
-def _fail_on_provider_error(case: Case, expect: tuple[str, ...], fn: Callable[[], Any]) -> Any:
-    try:
-        return fn()
-    except ProviderError as exc:
-        raise CheckFailed(f"{exc} {context_line(case.given, case.args)}",
-                          repro(case.given, case.args, expect), expect) from None
-
-
-def check_repeat(subject: Subject) -> Verdict:
-    """Each call is made twice; the second must give what the rules predict for the new state
-    (a remove that succeeds twice, or corrupts what is left, is caught here)."""
-    def body(case: Case) -> tuple[str, ...]:
-        then = Then(subject.spec, case.args, subject.observable, calls=2)
-        world, state = _fail_on_provider_error(case, (), lambda: prepare(subject, case.given,
-                                                                         then=then))
-        seen: list[str] = []
-        calls: list[dict[str, Any]] = []
-        for attempt in ("first", "second"):
-            predicted = subject.oracle.predict(state, case.args)
-            calls.append(call_repro(subject.spec.id, case.args, predicted.codes))
-            outcome = _fail_on_provider_error(
-                case, predicted.codes, lambda: world.call(subject.spec, case.args,
-                                                          subject.observable))
-            problem = code_mismatch(subject, predicted.codes, outcome, state, case.args)
-            if problem is None:
-                problem = _fail_on_provider_error(case, predicted.codes, lambda p=predicted:
-                                                  state_mismatch(world, p.state,
-                                                                 subject.observable))
-            if problem:
-                raise CheckFailed(
-                    f"{attempt} of two identical calls: {problem} "
-                    f"{context_line(case.given, case.args)}",
-                    {"given": list(case.given), "calls": calls}, predicted.codes,
-                    details(subject, Trial(world, state, case.args, outcome), predicted.codes,
-                            predicted.state))
-            seen.extend(predicted.codes)
-            state = predicted.state
-        return tuple(seen)
-
-    def plan(case: Case) -> list[tuple[Subject, list[dict[str, Any]], Then]]:
-        return [(subject, case.given, Then(subject.spec, case.args, subject.observable, 2))]
-
-    return run_property(subject, body, plan=plan)
-
+# -- relations between forms and providers ----------------------------------------------------
 
 def snapshot(world: World, collections: tuple[str, ...]) -> dict[str, list[str]]:
     out = {}
@@ -648,6 +726,12 @@ def snapshot(world: World, collections: tuple[str, ...]) -> dict[str, list[str]]
         except Unsupported:
             continue
     return out
+
+
+def _seen_snapshot(call: Call) -> dict[str, list[str]]:
+    """The collections read after a call, as comparable text (those shown, not the errors)."""
+    return {coll: canonical(rows) for coll, rows in call.seen.items()
+            if not isinstance(rows, Exception)}
 
 
 def _outcome_text(subject: Subject, outcome: Outcome) -> str:
@@ -669,29 +753,52 @@ def ansi_args(subject: Subject, args: dict[str, Any]) -> dict[str, Any]:
     return {k: (v if k == "this" else walk(v)) for k, v in args.items()}
 
 
-def check_variants(subject: Subject) -> Verdict:
+def _first_call(subject: Subject, run: Execution) -> Call:
+    """The first call of an executed case; a case that broke the contract fails the check."""
+    if run.error is not None or not run.calls or run.calls[0].error is not None:
+        error = run.error or (run.calls[0].error if run.calls else None)
+        raise CheckFailed(f"{error} {context_line(run.case.given, run.case.args)}",
+                          repro(run.case.given, run.case.args, ()))
+    return run.calls[0]
+
+
+def check_variants(target: Target) -> Verdict:
     """The A form must behave as the W form called with its code-page-converted strings:
-    identical on ASCII, '?' where the code page has no character, up to the maximum length."""
+    identical on ASCII, '?' where the code page has no character, up to the maximum length.
+    Each planned A case is paired with the W form's execution of the converted case (one of
+    the W form's own planned cases whenever they agree, as they do on ASCII)."""
+    subject = target.subject
+    assert subject is not None
     twin = subject.twin
     if twin is None:
         raise NotApplicable("no W twin of this A function is in the catalog")
-
-    def body(case: Case) -> tuple[str, ...]:
-        a_then = Then(subject.spec, case.args, subject.observable)
-        a_world, _ = _fail_on_provider_error(case, (), lambda: prepare(subject, case.given,
-                                                                       then=a_then))
-        a_out = _fail_on_provider_error(case, (), lambda: a_world.call(subject.spec, case.args))
-        a_seen = snapshot(a_world, subject.observable)
-        w_args = ansi_args(subject, case.args)
-        w_then = Then(twin.spec, w_args, twin.observable)
-        w_world, _ = _fail_on_provider_error(case, (), lambda: prepare(twin, case.given,
-                                                                       then=w_then))
-        w_out = _fail_on_provider_error(case, (), lambda: w_world.call(twin.spec, w_args))
-        w_seen = snapshot(w_world, twin.observable)
-        a_code, w_code = effective(subject.spec, a_out)[0], effective(twin.spec, w_out)[0]
+    if subject.plan.error:
+        raise OracleError(subject.plan.error)
+    if twin.provider is subject.provider:
+        twin.executions.planned()  # the W form's own cases: most pairs are among them
+    pairs = 0
+    for a_run in subject.executions.planned():
+        if a_run.unsupported is not None:
+            continue
+        case = a_run.case
+        a_call = _first_call(subject, a_run)
+        w_case = Case(case.given, ansi_args(subject, case.args))
+        w_run = twin.executions.get(w_case, observe=twin.plan.observe)
+        if w_run.unsupported is not None:
+            continue
+        w_call = _first_call(twin, w_run)
+        pairs += 1
+        assert a_call.outcome is not None and w_call.outcome is not None
+        a_code = effective(subject.spec, a_call.outcome)[0]
+        w_code = effective(twin.spec, w_call.outcome)[0]
+        a_seen, w_seen = _seen_snapshot(a_call), _seen_snapshot(w_call)
+        shared = set(a_seen) & set(w_seen)
+        a_seen = {k: v for k, v in a_seen.items() if k in shared}
+        w_seen = {k: v for k, v in w_seen.items() if k in shared}
         if a_code != w_code or a_seen != w_seen:
-            what = (f"{subject.spec.id} gave {_outcome_text(subject, a_out)} but "
-                    f"{twin.spec.id} on the converted strings gave {_outcome_text(twin, w_out)}"
+            what = (f"{subject.spec.id} gave {_outcome_text(subject, a_call.outcome)} but "
+                    f"{twin.spec.id} on the converted strings gave "
+                    f"{_outcome_text(twin, w_call.outcome)}"
                     if a_code != w_code else
                     f"{subject.spec.id} and {twin.spec.id} left different state: "
                     f"{a_seen} vs {w_seen}")
@@ -699,57 +806,128 @@ def check_variants(subject: Subject) -> Verdict:
                               repro(case.given, case.args,
                                     tuple(c.symbol for c in twin.spec.codes
                                           if c.value == w_code) or ("?",)))
-        return ()
-
-    def plan(case: Case) -> list[tuple[Subject, list[dict[str, Any]], Then]]:
-        w_then = Then(twin.spec, ansi_args(subject, case.args), twin.observable)
-        return [*_one_world(subject, subject.observable)(case), (twin, case.given, w_then)]
-
-    return run_property(subject, body, plan=plan if twin.provider is subject.provider else None)
+    if not pairs:
+        raise NotApplicable("unsupported by the provider: no planned case could be built "
+                            "in both forms")
+    return Verdict(PASSED, f"{pairs} planned cases in both forms")
 
 
-def check_differential(subject: Subject) -> Verdict:
-    """The provider against the reference on the same draws: codes and state must agree."""
+def check_differential(target: Target) -> Verdict:
+    """The provider against the reference on the planned cases: codes and state must agree."""
+    subject = target.subject
+    assert subject is not None
     if subject.reference is None:
         raise NotApplicable("no reference provider to compare with")
-
-    def body(case: Case) -> tuple[str, ...]:
-        then = Then(subject.spec, case.args, subject.observable)
-        world, _ = _fail_on_provider_error(case, (), lambda: prepare(subject, case.given,
-                                                                     then=then))
-        mine = _fail_on_provider_error(case, (), lambda: world.call(subject.spec, case.args))
-        mine_seen = snapshot(world, subject.observable)
-        ref_world, _ = prepare(subject, case.given, subject.reference, then)
+    observe = subject.plan.observe
+    pairs = 0
+    for mine_run in subject.executions.planned():
+        if mine_run.unsupported is not None:
+            continue
+        case = mine_run.case
+        mine = _first_call(subject, mine_run)
+        ref_world, _ = prepare(subject, case.given, subject.reference,
+                               Then(subject.spec, case.args, observe))
         theirs = ref_world.call(subject.spec, case.args)
-        theirs_seen = snapshot(ref_world, subject.observable)
-        mine_code, theirs_code = effective(subject.spec, mine)[0], \
-            effective(subject.spec, theirs)[0]
+        theirs_seen = snapshot(ref_world, observe)
+        mine_seen = {k: v for k, v in _seen_snapshot(mine).items() if k in theirs_seen}
+        pairs += 1
+        assert mine.outcome is not None
+        mine_code = effective(subject.spec, mine.outcome)[0]
+        theirs_code = effective(subject.spec, theirs)[0]
         if mine_code != theirs_code or mine_seen != theirs_seen:
             raise CheckFailed(
-                f"provider gave {_outcome_text(subject, mine)}, the reference gave "
+                f"provider gave {_outcome_text(subject, mine.outcome)}, the reference gave "
                 f"{_outcome_text(subject, theirs)}"
                 + ("" if mine_seen == theirs_seen else
                    f"; state differs: {mine_seen} vs reference {theirs_seen}")
                 + f" {context_line(case.given, case.args)}",
                 repro(case.given, case.args, tuple(c.symbol for c in subject.spec.codes
                                                    if c.value == theirs_code) or ("?",)))
-        return ()
+    if not pairs:
+        raise NotApplicable("unsupported by the provider: no planned case could be built")
+    return Verdict(PASSED, f"{pairs} planned cases agree with the reference")
 
-    return run_property(subject, body, plan=_one_world(subject, subject.observable))
+
+def run_scenario(target: Target) -> Verdict:
+    """A scenario of the spec: one call (`check_scenario`), or a sequence of `calls`
+    replayed as its reproduction would be."""
+    assert target.subject is not None and target.scenario is not None
+    if target.scenario.calls:
+        return check_sequence(target)
+    return check_scenario(target.subject, target.scenario)
 
 
-PROPERTY_CHECKS: dict[str, Callable[[Subject], Verdict]] = {
-    "oracle": check_oracle,
-    "closed-world": check_closed_world,
-    "out-params": check_out_params,
-}
+def check_sequence(target: Target) -> Verdict:
+    """A scenario of several calls: run as its reproduction would be replayed."""
+    from conformance.replay import ReplayUnsupported, replay
 
-# Checks that apply only to some specs or some runs: kind -> (check, does it apply?).
-CONDITIONAL_CHECKS: dict[str, tuple[Callable[[Subject], Verdict], Callable[[Spec], bool]]] = {
-    "repeat": (check_repeat, lambda spec: any(r.effects for r in spec.rules)),
-    "variants": (check_variants, lambda spec: spec.charset == "ansi" and spec.twin is not None),
-    "differential": (check_differential, lambda spec: True),
-}
+    subject, scenario = target.subject, target.scenario
+    assert subject is not None and scenario is not None
+    spec = subject.spec
+    sequence = {"method": spec.id, "given": list(scenario.given),
+                "calls": list(scenario.calls)}
+    expected = {c for entry in scenario.calls if "expect" in entry
+                and entry.get("method", spec.id) == spec.id
+                for c in ([entry["expect"]] if isinstance(entry["expect"], str)
+                          else entry["expect"])}
+    try:
+        result = replay(sequence, target.catalog, subject.provider, subject.settings)
+    except ReplayUnsupported as exc:
+        return Verdict(NOT_APPLICABLE, str(exc), {c: NOT_APPLICABLE for c in expected})
+    if result.passed:
+        return Verdict(PASSED, result.message, {c: PASSED for c in expected})
+    blamed = {c: FAILED for c in result.expected if c in expected} if result.expected \
+        else {c: FAILED for c in expected}
+    return Verdict(FAILED, result.message, blamed, sequence)
+
+
+def run_family(target: Target) -> Verdict:
+    from conformance.stateful import check_stateful
+
+    assert target.domain is not None
+    return check_stateful(target.family, target.domain)
+
+
+def _tier(minimum: int) -> Callable[[Spec, Settings], bool]:
+    return lambda spec, settings: settings.tier >= minimum
+
+
+def _has_effects(spec: Spec, settings: Settings) -> bool:
+    return settings.tier >= 1 and any(r.effects for r in spec.rules)
+
+
+def _has_twin(spec: Spec, settings: Settings) -> bool:
+    return settings.tier >= 1 and spec.charset == "ansi" and spec.twin is not None
+
+
+KINDS: dict[str, CheckKind] = {k.name: k for k in (
+    CheckKind("scenario", "scenario", run_scenario,
+              description="a scenario of the spec: given, call, code, then"),
+    CheckKind("oracle", "spec", planned_check("oracle"), judge=judge_rules,
+              description="the rules' code, out-parameters and next state on the plan"),
+    CheckKind("closed-world", "spec", planned_check("closed-world"), judge=judge_documented,
+              marks_codes=False,
+              description="only documented codes, or the spec's `also` families"),
+    CheckKind("out-params", "spec", planned_check("out-params"), judge=judge_out_params,
+              blame=blame_given, marks_codes=False,
+              description="out and async pointers agree with the code"),
+    CheckKind("repeat", "spec", planned_check("repeat"), applies=_has_effects,
+              judge=judge_rules, calls=2, repro="calls",
+              description="each planned call made twice: the second as the rules predict"),
+    CheckKind("variants", "spec", check_variants, applies=_has_twin, judge=judge_code,
+              description="the A form behaves as the W form on converted strings"),
+    CheckKind("differential", "spec", check_differential, optional=True, judge=judge_code,
+              description="the provider agrees with the reference on the plan"),
+    CheckKind("stateful", "family", run_family, repro="calls",
+              description="the family's machine: steps and calls of every method"),
+)}
+
+
+def kinds_for(spec: Spec, settings: Settings, optional: frozenset[str] = frozenset()
+              ) -> list[CheckKind]:
+    """The per-spec kinds that apply to a spec in a run (`optional`: those asked for)."""
+    return [k for k in KINDS.values() if k.scope == "spec" and k.applies(spec, settings)
+            and (not k.optional or k.name in optional)]
 
 
 def slug(text: str) -> str:

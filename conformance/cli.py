@@ -19,6 +19,16 @@ EXIT_OK, EXIT_FAILS, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 DEFAULT_CHECK_TIMEOUT = 300.0  # as conformance.budget (not imported: keep `--help` light)
 
 
+def budget_option(text: str) -> Any:
+    """--budget: a time or a number of operations (conformance.operations.parse_budget)."""
+    from conformance.operations import parse_budget
+
+    try:
+        return parse_budget(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def timeout_seconds(text: str) -> float:
     """A timeout option: seconds >= 0, where 0 means no limit."""
     try:
@@ -65,8 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="reports/latest", help="output folder "
                                                              "(default: reports/latest)")
     run.add_argument("--profile", default=None, choices=("quick", "ci", "thorough"),
-                     help="example counts (default: ci, or the one a replayed cassette was "
+                     help="what the plan covers: quick every rule, code and effect; ci also "
+                          "conditions, argument classes, faults, repeat and variants; thorough "
+                          "also drawn cases (default: ci, or the one a replayed cassette was "
                           "recorded with)")
+    run.add_argument("--budget", type=budget_option, default=None, metavar="BUDGET",
+                     help="keep the run within a provider time (90s, 10m, 1h, by the costs "
+                          "the provider declares) or a number of operations (5000ops): the "
+                          "planner keeps the cheapest cases, rules and codes first, and says "
+                          "what it left out")
     run.add_argument("-k", dest="keyword", default=None,
                      help="only checks whose name matches this pytest -k expression")
     run.add_argument("--seed", type=int, default=None,
@@ -117,8 +134,31 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="pytest's verbose output")
     run.set_defaults(handler=cmd_run)
 
+    pln = sub.add_parser("plan", help="print the run's plan (cases, coverage, operations, "
+                                      "estimated time) without running anything")
+    pln.add_argument("--provider", default="reference",
+                     help="the provider whose capabilities and costs the plan is made for")
+    pln.add_argument("--profile", default="ci", choices=("quick", "ci", "thorough"))
+    pln.add_argument("-k", dest="keyword", default=None,
+                     help="only checks whose name matches this pytest -k expression")
+    pln.add_argument("--seed", type=int, default=None,
+                     help="accepted as run takes it; the plan never depends on it")
+    pln.add_argument("--budget", type=budget_option, default=None, metavar="BUDGET",
+                     help="a time (10m) or a number of operations (5000ops) to plan within")
+    pln.add_argument("--specs", nargs="+", default=None)
+    pln.add_argument("--differential", action="store_true")
+    pln.add_argument("--in-process", action="store_true",
+                     help="load the provider into this process to ask its capabilities")
+    pln.add_argument("--token-file", default=None)
+    pln.add_argument("--cases", action="store_true",
+                     help="also list every planned case in the spec's scenario shape")
+    pln.add_argument("--json", action="store_true", help="the plan as JSON, for tools")
+    pln.set_defaults(handler=cmd_plan)
+
     val = sub.add_parser("validate", help="check spec files; exit 2 listing every problem")
     val.add_argument("paths", nargs="*", help="spec files or folders (default: bundled specs)")
+    val.add_argument("--no-reach", action="store_true",
+                     help="skip the search for rules no case can make the first to match")
     val.set_defaults(handler=cmd_validate)
 
     rpt = sub.add_parser("report", help="rebuild results.json and the reports of a run folder "
@@ -173,8 +213,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"{len(exc.problems)} problem(s)", file=sys.stderr)
         return EXIT_USAGE
     codes = sum(len(s.codes) for s in catalog.specs.values())
+    warnings: list[str] = []
+    if not args.no_reach:
+        from conformance.plan import rule_warnings
+
+        warnings = rule_warnings(catalog)
+        for warning in warnings:
+            print(warning)
     print(f"{len(catalog.specs)} specs, {codes} documented codes, "
-          f"{len(catalog.domains)} domains: valid")
+          f"{len(catalog.domains)} domains: valid"
+          + (f", {len(warnings)} warning(s)" if warnings else ""))
     return EXIT_OK
 
 
@@ -318,27 +366,21 @@ def cmd_run(args: argparse.Namespace) -> int:
                 header={"profile": args.profile, "seed": args.seed, "code_page": args.code_page})
         session = ConformanceSession(catalog, provider, args.provider, Path(args.out),
                                      args.profile, args.seed, args.code_page, args.differential,
-                                     args.check_timeout, observed=args.observed)
+                                     args.check_timeout, observed=args.observed,
+                                     budget=args.budget)
     except ProviderUnavailable as exc:
         print(f"provider unavailable: {_unavailable(exc, isolate and is_local(first))}",
               file=sys.stderr)
         return EXIT_UNAVAILABLE
     if baseline is not None:
         session.retry = {e.check for e in baseline.flaky}
-    families = {s.family for s in catalog.specs.values()}
-    files = sorted({s.file for s in catalog.specs.values()}) + sorted(
-        d.file for d in catalog.domains.values() if d.family in families)
-    pytest_args = [*collection_args(files), "-p", "no:cacheprovider", "-p", "no:randomly",
-                   "-p", "no:benchmark", "--rootdir",
-                   str(catalog.root or Path.cwd()), "-c", os.devnull,
-                   "-o", "python_files=", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
-    pytest_args += ["-v", "--no-header", "-rN"] if args.verbose else ["-p", "no:terminal"]
+    pytest_args = pytest_selection(catalog, args.keyword, args.verbose)
     session.show_progress = None if not args.verbose else False
-    if args.keyword:
-        pytest_args += ["-k", args.keyword]
+    session.show_plan = True
     if args.workers:
         shutil.rmtree(Path(args.out) / "workers", ignore_errors=True)
-        pytest_args += ["-p", "xdist", "-n", str(args.workers), "--conformance-provider",
+        pytest_args += ["-p", "xdist", "-n", str(args.workers), "--dist", "loadfile",
+                        "--conformance-provider",
                         args.provider, "--conformance-out", args.out, "--conformance-profile",
                         args.profile, "--conformance-code-page", args.code_page]
         pytest_args += ["--conformance-seed", str(args.seed)] if args.seed is not None else []
@@ -346,6 +388,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         pytest_args += ["--conformance-token-file", args.token_file] if args.token_file else []
         pytest_args += ["--conformance-check-timeout", str(args.check_timeout)]
         pytest_args += ["--conformance-observed", args.observed]
+        pytest_args += ["--conformance-budget", args.budget.source] if args.budget else []
         pytest_args += ["--conformance-record", args.record] if args.record else []
         pytest_args += ["--conformance-isolate", "--conformance-call-timeout",
                         str(args.call_timeout)] if isolate else []
@@ -370,6 +413,69 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.strict and verdict != "conforms":
         return EXIT_FAILS
     return EXIT_FAILS if verdict == "fails" else EXIT_OK
+
+
+def pytest_selection(catalog: Any, keyword: str | None, verbose: bool = False) -> list[str]:
+    """The pytest arguments that collect a catalog's checks (and select them with -k)."""
+    families = {s.family for s in catalog.specs.values()}
+    files = sorted({s.file for s in catalog.specs.values()}) + sorted(
+        d.file for d in catalog.domains.values() if d.family in families)
+    pytest_args = [*collection_args(files), "-p", "no:cacheprovider", "-p", "no:randomly",
+                   "-p", "no:benchmark", "--rootdir",
+                   str(catalog.root or Path.cwd()), "-c", os.devnull,
+                   "-o", "python_files=", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+    pytest_args += ["-v", "--no-header", "-rN"] if verbose else ["-p", "no:terminal"]
+    if keyword:
+        pytest_args += ["-k", keyword]
+    return pytest_args
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """`conformance plan`: the run's plan, made with the oracle alone; nothing is executed
+    (the provider is asked for its capabilities only)."""
+    import pytest
+
+    from conformance.catalog import load_catalog
+    from conformance.plugin import ConformanceSession
+    from conformance.provider import ProviderUnavailable, load
+    from conformance.remote import is_local, isolated
+    from conformance.source import SourceError
+
+    try:
+        catalog = load_catalog(args.specs)
+    except SourceError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    isolate = not args.in_process
+    try:
+        provider = load(isolated(args.provider, 30.0) if isolate else args.provider,
+                        token_file=args.token_file)
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="conformance-plan-") as out:
+            session = ConformanceSession(catalog, provider, args.provider, Path(out),
+                                         args.profile, args.seed, budget=args.budget,
+                                         differential=args.differential)
+            session.planning_only = True
+            code = pytest.main([*pytest_selection(catalog, args.keyword), "--collect-only"],
+                               plugins=[session])
+            provider.close()
+    except ProviderUnavailable as exc:
+        print(f"provider unavailable: {_unavailable(exc, isolate and is_local(args.provider))}",
+              file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    if session.plan is None:
+        print(f"no plan was made (pytest exit {int(code)})", file=sys.stderr)
+        return EXIT_USAGE
+    from conformance.plan import render_plan
+
+    if args.json:
+        print(json.dumps({"provider": args.provider, "profile": args.profile,
+                          **session.plan.as_json()}, indent=2, ensure_ascii=False))
+    else:
+        print(render_plan(session.plan, args.provider, args.profile, args.cases))
+    return EXIT_OK if session.plan.specs or session.plan.fixed.total else EXIT_FAILS
 
 
 def _run_settings(args: argparse.Namespace, provider: Any) -> str | None:
@@ -504,6 +610,20 @@ def print_summary(summary: dict[str, Any], verdict: str, out: Path) -> None:
         print(f"{method:<{width}}  {info['verdict']:<14} "
               f"{sum(s == 'pass' for s in codes.values())}/{len(codes)} codes pass"
               f"{'  ' + marks if marks else ''}")
+    ops = summary.get("operations") or {}
+    if ops:
+        plan = summary.get("plan") or {}
+        estimated = f"; the plan estimated {plan['operations']['total']}" \
+            if plan.get("operations") else ""
+        print(f"\noperations: {ops.get('total', 0)} (reset {ops.get('reset', 0)}, setup "
+              f"{ops.get('setup', 0)}, call {ops.get('call', 0)}, observe "
+              f"{ops.get('observe', 0)})"
+              + (f" in {ops['batches']} round trips" if ops.get("batches") else "")
+              + estimated)
+        coverage = plan.get("coverage") or {}
+        if coverage:
+            print("coverage: " + ", ".join(f"{k} {v['covered']}/{v['total']}"
+                                           for k, v in coverage.items() if v.get("total")))
     t = summary["totals"]
     print(f"\n{verdict.upper()}: {t['passed']} passed, {t['failed']} failed, "
           f"{t['not_applicable']} not applicable, {t['errors']} errors "

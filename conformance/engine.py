@@ -49,6 +49,7 @@ class Execution:
     error: ProviderError | None = None  # reset or a setup broke the contract
     unsupported: Unsupported | None = None  # a step, the call or a collection it cannot do
     observe: tuple[str, ...] = ()
+    requested: int = 1  # the calls asked for (fewer were made when one broke the contract)
 
 
 def execute(subject: Subject, case: Case, state: dict[str, Any] | None = None,
@@ -58,7 +59,7 @@ def execute(subject: Subject, case: Case, state: dict[str, Any] | None = None,
     from conformance.checks import prepare  # the one place a case's world is built
 
     state = state_of(subject.domain, case.given) if state is None else state
-    run = Execution(case, None, observe=observe)
+    run = Execution(case, None, observe=observe, requested=calls)
     try:
         run.world, _ = prepare(subject, case.given,
                                then=Then(subject.spec, case.args, observe, calls), state=state)
@@ -118,8 +119,7 @@ class Executions:
         """The execution of `case` (with at least `calls` calls and `observe` read), made now
         if no check made it yet."""
         found = self.by_key.get(case_key(case))
-        if found is not None and len(found.calls) >= min(calls, 1) and \
-                set(observe) <= set(found.observe):
+        if found is not None and found.requested >= calls and set(observe) <= set(found.observe):
             return found
         run = execute(self.subject, case, calls=calls, observe=observe)
         self.by_key[case_key(case)] = run

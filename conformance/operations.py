@@ -120,6 +120,7 @@ class Budget:
 
     seconds: float | None = None
     operations: int | None = None
+    source: str = ""  # as it was given (passed on to the workers of a parallel run)
 
     def allows(self, operations: int, seconds: float) -> bool:
         if self.operations is not None and operations > self.operations:
@@ -146,8 +147,8 @@ def parse_budget(text: str) -> Budget:
     if unit.startswith("op"):
         if number != int(number) or number < 1:
             raise ValueError(f"{text!r}: a budget of operations is a whole number >= 1")
-        return Budget(operations=int(number))
-    return Budget(seconds=number * _UNIT_SECONDS[unit])
+        return Budget(operations=int(number), source=text.strip())
+    return Budget(seconds=number * _UNIT_SECONDS[unit], source=text.strip())
 
 
 def duration(seconds: float) -> str:

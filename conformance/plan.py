@@ -691,11 +691,57 @@ class RunPlan:
                             if v["total"])
         budget = f"; budget {self.budget}: {self.left_out()} items left out" \
             if self.budget else ""
-        return (f"plan: {self.cases()} cases over {len(self.specs)} methods, "
+        methods = f"{len(self.specs)} method" + ("" if len(self.specs) == 1 else "s")
+        return (f"plan: {self.cases()} cases over {methods}, "
                 f"{ops.total} operations (reset {ops.counts['reset']}, setup "
                 f"{ops.counts['setup']}, call {ops.counts['call']}, observe "
                 f"{ops.counts['observe']}), about {duration(self.seconds())} on this provider; "
                 f"coverage {covered}{budget}")
+
+
+    def as_json(self) -> dict[str, Any]:
+        """`conformance plan --json`: the run's figures and each method's plan with its cases
+        in the spec's scenario shape."""
+        return {**self.summary(), "methods": {
+            spec_id: {**plan.summary(),
+                      "planned": [{**c.case.scenario(c.prediction.codes),
+                                   "rule": c.prediction.rule.index,
+                                   "covers": sorted(k for k in c.covers if k in plan.goals),
+                                   "operations": c.operations.total,
+                                   "seconds": round(c.seconds, 4)} for c in plan.cases]}
+            for spec_id, plan in self.specs.items()}}
+
+
+def render_plan(plan: RunPlan, provider: str, profile: str, cases: bool = False) -> str:
+    """`conformance plan` as text: a row per method, the totals, then what no case reaches
+    and what the budget left out, each with the reason."""
+    lines = [f"plan for provider {provider}, profile {profile} (the same whatever --seed)"]
+    width = max((len(s) for s in plan.specs), default=6)
+    kinds = [k for k in GOAL_KINDS]
+    lines.append(f"{'method':<{width}}  {'cases':>5} {'ops':>6} {'time':>9}  "
+                 + " ".join(f"{k[:10]:>10}" for k in kinds))
+    for spec_id, spec_plan in sorted(plan.specs.items()):
+        cov = spec_plan.coverage()
+        lines.append(f"{spec_id:<{width}}  {len(spec_plan.cases):>5} "
+                     f"{spec_plan.operations().total:>6} {duration(spec_plan.seconds()):>9}  "
+                     + " ".join(f"{cov[k]['covered']:>4}/{cov[k]['total']:<5}" for k in kinds))
+        if cases:
+            for case, tier in zip(spec_plan.cases, spec_plan.tiers, strict=True):
+                shown = json.dumps(case.case.scenario(case.prediction.codes), ensure_ascii=False,
+                                   default=str)
+                lines.append(f"    tier {tier}, rule {case.prediction.rule.index}, "
+                             f"{case.operations.total} ops: {shown}")
+    if plan.fixed.total:
+        lines.append(f"scenarios and family checks (estimated): {plan.fixed.total} operations, "
+                     f"about {duration(plan.fixed_seconds)}")
+    lines.append(plan.headline())
+    for title, attr in (("not reachable", "unreachable"), ("left out", "left_out")):
+        entries = [(spec_id, p.goals[k].label, why) for spec_id, p in sorted(plan.specs.items())
+                   for k, why in getattr(p, attr).items()]
+        if entries:
+            lines.append(f"{title} ({len(entries)}):")
+            lines += [f"  {spec_id}: {label}: {why}" for spec_id, label, why in entries]
+    return "\n".join(lines)
 
 
 def apply_budget(plans: list[SpecPlan], budget: Budget, fixed: Tally,
@@ -724,3 +770,25 @@ def apply_budget(plans: list[SpecPlan], budget: Budget, fixed: Tally,
         plan.tiers = [plan.tiers[i] for i in indices]
         for key in sorted(before - plan.covered, key=list(plan.goals).index):
             plan.left_out[key] = f"left out to stay within the budget ({budget})"
+
+
+def rule_warnings(catalog: Any) -> list[str]:
+    """A rule no case can make the first to match is usually a mistake in the spec (dead, or
+    shadowed by an earlier rule): `conformance validate` warns of each, with its file:line.
+    The search is the planner's, over everything the domain can build (tier 0: rules and
+    codes)."""
+    warnings: list[str] = []
+    for spec in catalog.specs.values():
+        domain = catalog.domain_of(spec)
+        ctx = Context(domain, catalog.codes, Allowed(), Costs(), (), tier=0)
+        plan = plan_spec(spec, ctx)
+        if plan.error:
+            continue  # validation reports what cannot be evaluated
+        for rule in spec.rules:
+            key = f"rule:{rule.index}"
+            if key in plan.unreachable:
+                warnings.append(
+                    f"{spec.file}:{spec.line('rules', rule.index)}: rules[{rule.index}]: "
+                    "warning: no case makes this rule the first to match (dead, shadowed by an "
+                    "earlier rule, or reachable only after a sequence of calls)")
+    return warnings

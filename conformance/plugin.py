@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,16 @@ from conformance.catalog import Catalog, gc_paused, load_catalog
 from conformance.checks import (
     ERROR,
     FAILED,
+    KINDS,
     NOT_APPLICABLE,
     PASSED,
     CheckFailed,
     NotApplicable,
     Settings,
     Subject,
+    Target,
     Verdict,
+    kinds_for,
 )
 from conformance.exampledb import FailuresDatabase
 from conformance.observed import (
@@ -41,22 +45,19 @@ from conformance.observed import (
     declared_version,
     describe_hits,
 )
-from conformance.operations import Tally
+from conformance.operations import Budget, Costs, CostsError, Tally, parse_budget
 from conformance.oracle import OracleError
+from conformance.plan import RunPlan, SpecPlan, apply_budget
 from conformance.profiles import PROFILES
 from conformance.progress import Progress
 from conformance.provider import Provider, ProviderUnavailable, Unsupported, load
 from conformance.remote import RecordingProvider, cassette_of, cassette_part, isolated
-from conformance.replay import ReplayUnsupported, replay
 from conformance.reporting.model import run_versions
 from conformance.results import CheckResult, MethodInfo, ResultStream, merge_streams
 from conformance.source import SourceError
 from conformance.spec import Scenario, Spec
-from conformance.stateful import check_stateful
 from conformance.strategies import Allowed
 from conformance.world import ProviderError
-
-KINDS = ("scenario", *checks.PROPERTY_CHECKS, *checks.CONDITIONAL_CHECKS, "stateful")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -82,6 +83,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--conformance-observed", default=STRICT, choices=POLICIES,
                     help="lenient: a result a spec records under `observed` for the provider's "
                          "Windows version passes, marked as observed (default strict)")
+    group.addoption("--conformance-budget", default=None, metavar="BUDGET",
+                    help="keep the plan within a time (10m) or a number of operations (5000ops)")
     group.addoption("--conformance-record", default=None, metavar="FILE",
                     help="record the provider's exchanges for a cassette: an xdist worker "
                          "writes its part next to FILE, merged into FILE at the end")
@@ -115,9 +118,17 @@ def pytest_configure(config: pytest.Config) -> None:
             config.getoption("--conformance-code-page"),
             config.getoption("--conformance-differential"),
             config.getoption("--conformance-check-timeout"),
-            observed=config.getoption("--conformance-observed", default=STRICT))
+            observed=config.getoption("--conformance-observed", default=STRICT),
+            budget=_budget_option(config.getoption("--conformance-budget", default=None)))
         session.worker = worker
         config.pluginmanager.register(session, "conformance-session")
+
+
+def _budget_option(text: str | None) -> Budget | None:
+    try:
+        return parse_budget(text) if text else None
+    except ValueError as exc:
+        raise pytest.UsageError(f"--conformance-budget: {exc}") from None
 
 
 def pick_for_worker(providers: str, worker: str | None) -> str:
@@ -144,7 +155,7 @@ class ConformanceSession:
     def __init__(self, catalog: Catalog, provider: Provider, provider_name: str, out: Path,
                  profile: str = "ci", seed: int | None = None, code_page: str = "cp1252",
                  differential: bool = False, check_timeout: float | None = DEFAULT_CHECK_TIMEOUT,
-                 observed: str = STRICT):
+                 observed: str = STRICT, budget: Budget | None = None):
         self.catalog = catalog
         self.provider = Budgeted(provider)  # every request of a check runs against its deadline
         self.check_timeout = check_timeout or None  # seconds per check (--check-timeout)
@@ -154,11 +165,20 @@ class ConformanceSession:
         self.seed = seed
         self.code_page = code_page
         self.capabilities = _capabilities(provider)
+        try:
+            costs = Costs.of(self.capabilities)
+        except CostsError as exc:
+            raise ProviderUnavailable(str(exc)) from None
+        chosen = PROFILES[profile]
         self.settings = Settings(
-            max_examples=PROFILES[profile].max_examples,
-            exhaustive=PROFILES[profile].exhaustive, steer=PROFILES[profile].steer, seed=seed,
+            max_examples=chosen.explore, tier=chosen.tier, steer=chosen.steer, seed=seed,
             database=FailuresDatabase(str(out / ".hypothesis")), code_page=code_page,
-            observed=ObservedPolicy(observed, declared_version(self.capabilities)))
+            observed=ObservedPolicy(observed, declared_version(self.capabilities)),
+            costs=costs, machine_runs=chosen.machine_runs, machine_seed=chosen.seeded)
+        self.budget = budget
+        self.plan: RunPlan | None = None
+        self.show_plan = False  # conformance run prints the plan before the checks run
+        self.planning_only = False  # conformance plan: collect and plan, write nothing
         self.observed = observed
         self._cassette = cassette_of(provider)  # a recording or replaying provider, or None
         self._unpin: Any = None
@@ -197,14 +217,9 @@ class ConformanceSession:
         return None
 
     def kinds_for(self, spec: Spec) -> list[str]:
-        """The property checks that apply to a spec in this run."""
-        kinds = list(checks.PROPERTY_CHECKS)
-        for kind, (_, applies) in checks.CONDITIONAL_CHECKS.items():
-            if kind == "differential" and not self.differential:
-                continue
-            if applies(spec):
-                kinds.append(kind)
-        return kinds
+        """The per-spec check kinds that apply to a spec in this run."""
+        optional = frozenset({"differential"} if self.differential else ())
+        return [k.name for k in kinds_for(spec, self.settings, optional)]
 
     def _spec_for(self, path: Path) -> Spec | None:
         if self._by_path is None:  # resolved once: collection asks for every file it sees
@@ -214,11 +229,17 @@ class ConformanceSession:
         return found if found is not None else self._by_path.get(path.resolve())
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        chosen = {item.spec.id for item in session.items
-                  if isinstance(item, CheckItem) and item.spec is not None}
+        items = [i for i in session.items if isinstance(i, CheckItem)]
+        chosen = {item.spec.id for item in items if item.spec is not None}
+        self.plan = self.make_plan(items)
+        if self.planning_only:
+            return
+        if self.worker is None and self.show_plan:
+            _say(self.plan.headline())
         methods = {
             s.id: MethodInfo(s.family, [c.symbol for c in s.codes],
-                             s.interface.get("name", ""), s.file)
+                             s.interface.get("name", ""), s.file,
+                             _plan_of(self.plan.specs.get(s.id)))
             for s in self.catalog.specs.values() if s.id in chosen
         }
         header = {"provider": self.provider_name, "profile": self.profile, "seed": self.seed,
@@ -226,13 +247,84 @@ class ConformanceSession:
                   "differential": self.differential,
                   "observed": self.observed,
                   "capabilities": self.capabilities,
-                  "checks_selected": sum(isinstance(i, CheckItem) for i in session.items)}
+                  "plan": self.plan.summary(),
+                  "checks_selected": len(items)}
         if self.worker is not None:
             self.stream = ResultStream(self.out, header, methods,
                                        f"workers/{self.worker}.jsonl", summary=False)
         else:
             self.stream = ResultStream(self.out, header, methods)
         self.progress = Progress(header["checks_selected"], enabled=self.show_progress)
+
+    def make_plan(self, items: list[CheckItem]) -> RunPlan:
+        """The run's plan for the selected checks, made with the oracle alone: the planned
+        cases of each spec whose property checks were selected (twice-called where its repeat
+        check is), within the budget, and an estimate of the scenarios and family checks."""
+        by_spec: dict[str, set[str]] = {}
+        fixed = Tally()
+        seconds = 0.0
+        for item in items:
+            if item.spec is not None and KINDS[item.kind].scope == "spec":
+                by_spec.setdefault(item.spec.id, set()).add(item.kind)
+                if item.kind == "variants" and item.spec.twin:  # pairs with the W form's cases
+                    by_spec.setdefault(item.spec.twin, set())
+                continue
+            ops, secs = self.estimate(item)
+            fixed.merge(ops)
+            seconds += secs
+        plans: list[SpecPlan] = []
+        for spec_id, kinds in by_spec.items():
+            spec = self.catalog.specs.get(spec_id)
+            if spec is None or spec_id not in self.capabilities.get("methods", []):
+                continue
+            subject = self.subject(spec)
+            subject.repeat = "repeat" in kinds
+            plans.append(subject.plan)
+        if self.budget is not None:
+            apply_budget(plans, self.budget, fixed, seconds)
+            for plan in plans:
+                self.subject(plan.spec).plan = plan  # the executions follow the kept cases
+        return RunPlan({p.spec.id: p for p in plans}, self.budget, fixed, seconds)
+
+    def estimate(self, item: CheckItem) -> tuple[Tally, float]:
+        """What a check outside the plan should cost: a scenario's steps, calls and reads; a
+        family machine's sequences (each step a setup or a call, and the reads after it)."""
+        costs, ops, seconds = self.settings.costs, Tally(), 0.0
+        if KINDS[item.kind].scope == "scenario" and item.scenario is not None:
+            scenario = item.scenario
+            steps = [*scenario.given, *(s for c in scenario.calls for s in c.get("given", []))]
+            calls = max(1, sum("given" not in c for c in scenario.calls))
+            ops.add("reset")
+            ops.add("setup", len(steps))
+            ops.add("call", calls)
+            ops.add("observe", len(scenario.then) if not scenario.calls else
+                    calls * len(self.capabilities.get("observe", [])))
+            seconds = costs.of_op("reset") + sum(costs.of_op("setup", str(next(iter(s))))
+                                                 for s in steps) + \
+                calls * costs.of_op("call", item.spec.id if item.spec else "*") + \
+                ops.counts["observe"] * costs.of_op("observe")
+        elif KINDS[item.kind].scope == "family":
+            from conformance.stateful import STEPS_PER_RUN
+
+            domain = self.catalog.domains[item.family]
+            runs = self.settings.machine_runs
+            reads = len([c for c in self.capabilities.get("observe", [])
+                         if c in domain.collections])
+            ops.add("reset", runs)
+            ops.add("call", runs * STEPS_PER_RUN // 2)
+            ops.add("setup", runs * STEPS_PER_RUN // 2)
+            ops.add("observe", runs * STEPS_PER_RUN * reads)
+            seconds = sum(n * costs.of_op(k) for k, n in ops.counts.items())
+        return ops, seconds
+
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """The controller of a parallel run: print the plan once, from the first worker's
+        collection (every worker collects the same items and makes the same plan)."""
+        if self.plan is not None or not self.show_plan:
+            return
+        items = [_PlannedItem.of(self, nodeid) for nodeid in ids]
+        self.plan = self.make_plan([i for i in items if i is not None])  # type: ignore[misc]
+        _say(self.plan.headline())
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.progress is not None:
@@ -295,18 +387,7 @@ class ConformanceSession:
                                            "not in its capabilities",
                            _scenario_codes(item))
         try:
-            if spec is None:
-                return check_stateful(self.family_subjects(item.family),
-                                      self.catalog.domains[item.family])
-            subject = self.subject(spec)
-            if item.kind == "scenario":
-                assert item.scenario is not None
-                if item.scenario.calls:
-                    return self.check_sequence(spec, item.scenario)
-                return checks.check_scenario(subject, item.scenario)
-            if item.kind in checks.PROPERTY_CHECKS:
-                return checks.PROPERTY_CHECKS[item.kind](subject)
-            return checks.CONDITIONAL_CHECKS[item.kind][0](subject)
+            return KINDS[item.kind].run(self.target(item))
         except CheckFailed as exc:
             return Verdict(FAILED, exc.message, {c: FAILED for c in exc.codes}, exc.repro,
                            exc.details)
@@ -322,6 +403,13 @@ class ConformanceSession:
         except Exception as exc:  # the harness must record every check, whatever happened
             return Verdict(ERROR, f"the check could not complete: {type(exc).__name__}: {exc}")
 
+    def target(self, item: CheckItem) -> Target:
+        """What the item's check runs on."""
+        if item.spec is None:
+            return Target(family=self.family_subjects(item.family),
+                          domain=self.catalog.domains[item.family], catalog=self.catalog)
+        return Target(self.subject(item.spec), item.scenario, catalog=self.catalog)
+
     def run_with_retries(self, item: CheckItem) -> Verdict:
         """Run a check; a check the baseline calls flaky gets more tries, noted in its message."""
         verdict = self.run(item)
@@ -335,23 +423,6 @@ class ConformanceSession:
                 verdict.message = (f"flaky: passed on try {tries} after failing: "
                                    f"{first.message}")
         return verdict
-
-    def check_sequence(self, spec: Spec, scenario: Scenario) -> Verdict:
-        """A scenario of several calls: run as its reproduction would be replayed."""
-        repro = {"method": spec.id, "given": list(scenario.given), "calls": list(scenario.calls)}
-        expected = {c for entry in scenario.calls if "expect" in entry
-                    and entry.get("method", spec.id) == spec.id
-                    for c in ([entry["expect"]] if isinstance(entry["expect"], str)
-                              else entry["expect"])}
-        try:
-            result = replay(repro, self.catalog, self.provider, self.settings)
-        except ReplayUnsupported as exc:
-            return Verdict(NOT_APPLICABLE, str(exc), {c: NOT_APPLICABLE for c in expected})
-        if result.passed:
-            return Verdict(PASSED, result.message, {c: PASSED for c in expected})
-        blamed = {c: FAILED for c in result.expected if c in expected} if result.expected \
-            else {c: FAILED for c in expected}
-        return Verdict(FAILED, result.message, blamed, repro)
 
     def record(self, item: CheckItem, verdict: Verdict, duration: float) -> None:
         if self.stream is None:
@@ -381,6 +452,41 @@ class ConformanceSession:
             self._cassette.begin_check(item.check_name)
 
 
+def _say(line: str) -> None:
+    """A line for the person running the run, before the checks start (stdout, flushed: a CI
+    log shows it at once)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _plan_of(plan: SpecPlan | None) -> dict[str, Any] | None:
+    return plan.summary() if plan is not None else None
+
+
+class _PlannedItem:
+    """A collected item the controller of a parallel run knows by its node id only."""
+
+    def __init__(self, spec: Spec | None, kind: str, scenario: Scenario | None, family: str):
+        self.spec, self.kind, self.scenario, self.family = spec, kind, scenario, family
+
+    @classmethod
+    def of(cls, session: ConformanceSession, nodeid: str) -> _PlannedItem | None:
+        _, _, name = nodeid.partition("::")
+        parts = name.split("::")
+        if len(parts) < 3:
+            return None
+        kind, case = parts[-2], parts[-1]
+        if kind not in KINDS:
+            return None
+        if KINDS[kind].scope == "family":
+            return cls(None, kind, None, "::".join(parts[:-2]))
+        spec = session.catalog.specs.get("::".join(parts[:-2]))
+        if spec is None:
+            return None
+        scenario = next((s for s in spec.scenarios if checks.slug(s.name) == case), None)
+        return cls(spec, kind, scenario, spec.family)
+
+
 def _blamed(verdict: Verdict) -> str:
     """The method whose call a family-level failure ended on ("" when it passed)."""
     for entry in reversed((verdict.repro or {}).get("calls", [])):
@@ -402,7 +508,7 @@ def write_repro(out: Path, check: str, repro: dict[str, Any]) -> Path:
 
 
 def _scenario_codes(item: CheckItem) -> dict[str, str]:
-    if item.kind == "scenario" and item.scenario is not None:
+    if KINDS[item.kind].scope == "scenario" and item.scenario is not None:
         return {c: NOT_APPLICABLE for c in item.scenario.expect}
     return {}
 
@@ -450,11 +556,12 @@ class SpecFile(pytest.File):
         self.spec = spec
 
     def collect(self):
-        for scenario in self.spec.scenarios:
-            case = checks.slug(scenario.name)
-            yield CheckItem.from_parent(self, name=check_name(self.spec.id, "scenario", case),
-                                        spec=self.spec, kind="scenario", scenario=scenario,
-                                        case=case)
+        for kind in (k.name for k in KINDS.values() if k.scope == "scenario"):
+            for scenario in self.spec.scenarios:
+                case = checks.slug(scenario.name)
+                yield CheckItem.from_parent(self, name=check_name(self.spec.id, kind, case),
+                                            spec=self.spec, kind=kind, scenario=scenario,
+                                            case=case)
         session = find_session(self.config)
         assert session is not None
         for kind in session.kinds_for(self.spec):
@@ -471,9 +578,10 @@ class DomainFile(pytest.File):
         self.family = family
 
     def collect(self):
-        yield CheckItem.from_parent(self, name=check_name(self.family, "stateful", "machine"),
-                                    spec=None, kind="stateful", scenario=None,
-                                    family=self.family)
+        for kind in (k.name for k in KINDS.values() if k.scope == "family"):
+            yield CheckItem.from_parent(self, name=check_name(self.family, kind, "machine"),
+                                        spec=None, kind=kind, scenario=None,
+                                        family=self.family)
 
 
 def check_name(subject: str, kind: str, case: str) -> str:

@@ -1,4 +1,13 @@
-"""Profiles: how hard the property checks look (hypothesis examples per check)."""
+"""Profiles: what a run's plan covers, and whether it explores beyond it.
+
+A profile is a coverage level, not a count of cases: the planner chooses the cases that reach
+it (conformance.plan). `quick` covers every rule, code and effect; `ci` (the default) also
+each operand of a rule deciding alone (MC/DC), every argument class and every fault a rule
+reads, and adds the repeat and variants checks; `thorough` adds hypothesis-drawn cases on top
+of the plan (`explore` per property check), steered toward codes not seen yet. The family
+machine runs `machine_runs` sequences; outside `thorough` it draws them from a fixed seed, so
+that the same provider gets the same verdict on every run.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +17,28 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Profile:
     name: str
-    max_examples: int
-    exhaustive: int
+    tier: int  # plan coverage: 0 rules, codes, effects; 1 also conditions, arguments, faults
+    explore: int  # hypothesis-drawn cases per property check after the plan
+    machine_runs: int  # sequences of the family machine
     steer: bool
     description: str
+
+    @property
+    def seeded(self) -> bool:
+        """Whether the family machine draws from a fixed seed (the run can gate)."""
+        return not self.explore
 
 
 PROFILES = {
     p.name: p
     for p in (
-        Profile("quick", 20, 150, False, "a smoke run for CI, seconds"),
-        Profile("ci", 100, 1000, False, "the default: 1000 enumerated, 100 drawn cases per check"),
-        Profile("thorough", 1000, 10000, True, "10x ci, steered to unseen codes"),
+        Profile("quick", 0, 0, 3, False,
+                "every rule, code and effect; seconds on the reference"),
+        Profile("ci", 1, 0, 6, False,
+                "the default: also conditions (MC/DC), argument classes, faults, repeat and "
+                "variants"),
+        Profile("thorough", 1, 200, 100, True,
+                "the ci plan, then 200 drawn cases per property check, steered to unseen codes, "
+                "and 100 sequences of each family machine"),
     )
 }

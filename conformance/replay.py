@@ -9,7 +9,7 @@ and, for out-params and closed-world reproductions, those properties.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +17,13 @@ import yaml
 
 from conformance.catalog import Catalog
 from conformance.checks import (
+    KINDS,
     Settings,
     Subject,
-    admitted,
-    code_mismatch,
-    out_param_problem,
-    outputs_mismatch,
+    judge_rules,
     scenario_args,
-    state_mismatch,
 )
+from conformance.engine import Call
 from conformance.oracle import Oracle
 from conformance.provider import Provider, Unsupported
 from conformance.spec import Scenario
@@ -126,27 +124,25 @@ def _given(world: World, domain, steps: list[dict[str, Any]], state):
 
 
 def _one_call(subject: Subject, world: World, state, entry: dict[str, Any], kind: str):
+    """Make one call of the reproduction and judge it as its check kind judges a call."""
     spec = subject.spec
     expect = entry.get("expect")
     expect_t = tuple(expect) if isinstance(expect, list) else ((expect,) if expect else ())
     scenario = Scenario("replay", (), dict(entry.get("call") or {}), expect_t)
     args = scenario_args(spec, scenario)
     predicted = subject.oracle.predict(state, args)
-    outcome = world.call(spec, args)
-    if kind == "out-params":
-        return out_param_problem(subject, outcome), predicted.state
-    if kind == "closed-world":
-        for value in (outcome.hresult, outcome.completion):
-            if value is not None and not admitted(subject, value):
-                return (f"returned {subject.oracle.describe(value)}, not a documented code",
-                        predicted.state)
-        return None, predicted.state
-    problem = code_mismatch(subject, expect_t or predicted.codes, outcome, state, args)
-    if problem is None and kind != "variants":
-        problem = outputs_mismatch(world, predicted.outputs, outcome)
-    if problem is None and kind != "variants":
-        problem = state_mismatch(world, predicted.state, subject.observable)
-    return problem, predicted.state
+    if expect_t:  # the reproduction says what the call must give
+        predicted = replace(predicted, codes=expect_t,
+                            values=tuple(subject.oracle.value(c) for c in expect_t))
+    outcome = world.call(spec, args, subject.observable)
+    call = Call(state, args, predicted, outcome)
+    for coll in subject.observable:
+        try:
+            call.seen[coll] = world.observe(coll)
+        except (Unsupported, ProviderError) as exc:
+            call.seen[coll] = exc
+    judge = KINDS[kind].replay_judge() if kind in KINDS else judge_rules
+    return judge(subject, call, world), predicted.state
 
 
 def _failing_method(repro: dict[str, Any], result: ReplayResult) -> str | None:

@@ -44,6 +44,7 @@ class MethodInfo:
     codes: list[str]
     interface: str = ""
     file: str = ""
+    plan: dict[str, Any] | None = None  # the method's planned cases and their coverage
 
 
 class ResultStream:
@@ -150,6 +151,8 @@ def summarize(header: dict[str, Any], methods: dict[str, MethodInfo],
                         **({"operations": r.operations} if r.operations is not None else {}),
                         **({"observed": r.observed} if r.observed else {})} for r in checks],
         }
+        if info.plan is not None:
+            out_methods[method]["plan"] = info.plan
         excused = observed_codes(method, results)
         if excused:
             out_methods[method]["observed"] = excused

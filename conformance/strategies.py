@@ -36,6 +36,17 @@ class Case:
     given: list[dict[str, Any]]
     args: dict[str, Any]
 
+    def scenario(self, expect: tuple[str, ...]) -> dict[str, Any]:
+        """The case in the spec's scenario shape, ready to paste under `scenarios`."""
+        return {"given": [dict(s) for s in self.given], "call": call_args(self.args),
+                "expect": expect[0] if len(expect) == 1 else list(expect)}
+
+
+def call_args(args: dict[str, Any]) -> dict[str, Any]:
+    """Arguments as a scenario writes them: `{unknown: step}`, NULL out-pointers only."""
+    return {k: ({"unknown": v.step} if isinstance(v, Unknown) else v)
+            for k, v in args.items() if v != OUT}
+
 
 def text(ftype: FieldType | None, max_size: int = 24) -> st.SearchStrategy[str]:
     """ASCII, non-ASCII, and (when the domain says) exactly the maximum length."""

@@ -20,13 +20,13 @@ from hypothesis import strategies as st
 
 from conformance.catalog import Catalog, default_specs_dir, load_catalog
 from conformance.checks import (
-    CONDITIONAL_CHECKS,
     PASSED,
-    PROPERTY_CHECKS,
     Settings,
     Subject,
+    Target,
     Verdict,
     check_scenario,
+    kinds_for,
 )
 from conformance.cli import main
 from conformance.domain import Domain
@@ -85,11 +85,11 @@ def subjects(catalog: Catalog, provider: Provider, config: Settings) -> dict[str
 
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One `conformance run --profile quick` over the family, shared by the tests below."""
+    """One `conformance run --profile ci` over the family, shared by the tests below."""
     out = tmp_path_factory.mktemp("iscsi-reference")
     keyword = " or ".join([*METHODS, FAMILY])
     code = main(
-        ["run", "--profile", "quick", "--specs", str(SPECS), "-k", keyword, "--out", str(out),
+        ["run", "--profile", "ci", "--specs", str(SPECS), "-k", keyword, "--out", str(out),
          "--in-process"]
     )
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
@@ -270,18 +270,15 @@ class StaticTargetsReportedAsLogins(ReferenceProvider):
 def single_method_verdicts(catalog: Catalog, provider: Provider) -> dict[str, Verdict]:
     """Every check of one method: its one-call scenarios and its property checks (oracle,
     closed-world, out-params, and repeat or variants where they apply), on a small budget."""
-    config = Settings(max_examples=4, exhaustive=24, seed=0)
+    config = Settings(seed=0)
     verdicts: dict[str, Verdict] = {}
     for method, subject in subjects(catalog, provider, config).items():
         spec: Spec = subject.spec
         for scenario in spec.scenarios:
             if not scenario.calls:
                 verdicts[f"{method}::scenario::{scenario.name}"] = check_scenario(subject, scenario)
-        for kind, check in PROPERTY_CHECKS.items():
-            verdicts[f"{method}::{kind}"] = check(subject)
-        for kind, (check, applies) in CONDITIONAL_CHECKS.items():
-            if kind != "differential" and applies(spec):
-                verdicts[f"{method}::{kind}"] = check(subject)
+        for kind in kinds_for(spec, config):
+            verdicts[f"{method}::{kind.name}"] = kind.run(Target(subject, catalog=catalog))
     return verdicts
 
 
@@ -311,7 +308,8 @@ def test_only_the_family_machine_catches_it_with_a_short_reproduction(
     provider = StaticTargetsReportedAsLogins()
     # 100 examples make 50 runs of the machine: the quick profile's 10 miss a two-call bug about
     # one time in ten. The seed derandomizes them, so the test is repeatable.
-    family = list(subjects(catalog, provider, Settings(max_examples=100, seed=0)).values())
+    family = list(subjects(catalog, provider, Settings(machine_runs=50, machine_seed=False,
+                                                       seed=0)).values())
     verdict = check_stateful(family, catalog.domains[FAMILY])
     assert verdict.status == "failed"
     assert "ReportIScsiPersistentLogins" in verdict.message

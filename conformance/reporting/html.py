@@ -109,6 +109,8 @@ def view(summary: dict[str, Any], specs: dict[str, dict[str, Any]]) -> dict[str,
         "failure_count": totals["failed"] + totals["errors"],
         "not_applicable": not_applicable(summary),
         "all_checks": all_checks(summary, anchors),
+        "operations": operations(summary),
+        "coverage": coverage(summary),
         "verdict_meanings": VERDICT_MEANINGS,
         "code_meanings": CODE_MEANINGS,
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -330,6 +332,65 @@ def _source(source: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+OPERATION_KINDS = ("reset", "setup", "call", "observe")
+GOAL_KINDS = ("rules", "codes", "effects", "conditions", "arguments", "faults")
+
+
+def operations(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """What the run asked of the provider, by kind, beside what its plan estimated."""
+    made = summary.get("operations")
+    if not isinstance(made, dict):
+        return None  # a results.json from before operations were counted
+    plan = summary.get("plan") if isinstance(summary.get("plan"), dict) else {}
+    estimated = plan.get("operations") if isinstance(plan.get("operations"), dict) else {}
+    return {"total": _int(made.get("total")), "batches": _int(made.get("batches")),
+            "kinds": [(k, _int(made.get(k)), _int(estimated.get(k)) if estimated else None)
+                      for k in OPERATION_KINDS],
+            "estimated": _int(estimated.get("total")) if estimated else None,
+            "seconds": plan.get("seconds"), "cases": plan.get("cases"),
+            "budget": plan.get("budget"), "left_out": _int(plan.get("left_out"))}
+
+
+def coverage(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The plan's coverage per method (covered/total per goal kind) and every item no case
+    reached or the budget left out, with the reason."""
+    rows, missing = [], []
+    totals = {k: [0, 0] for k in GOAL_KINDS}
+    for method, info in sorted(summary.get("methods", {}).items()):
+        plan = info.get("plan") if isinstance(info, dict) else None
+        if not isinstance(plan, dict) or not isinstance(plan.get("coverage"), dict):
+            continue
+        cov = plan["coverage"]
+        cells = []
+        for kind in GOAL_KINDS:
+            got = cov.get(kind) if isinstance(cov.get(kind), dict) else {}
+            covered, total = _int(got.get("covered")), _int(got.get("total"))
+            totals[kind][0] += covered
+            totals[kind][1] += total
+            cells.append({"covered": covered, "total": total, "full": covered == total})
+        rows.append({"method": method, "cases": _int(plan.get("cases")),
+                     "operations": _int((plan.get("operations") or {}).get("total")),
+                     "cells": cells})
+        for key, label in (("unreachable", "not reachable"), ("left_out", "left out")):
+            for entry in cov.get(key) or []:
+                if isinstance(entry, dict):
+                    missing.append({"method": method, "what": label,
+                                    "item": str(entry.get("item", "")),
+                                    "kind": str(entry.get("kind", "")),
+                                    "why": str(entry.get("why", ""))})
+    if not rows:
+        return None
+    return {"rows": rows, "kinds": GOAL_KINDS, "missing": missing,
+            "totals": [{"covered": c, "total": t, "full": c == t} for c, t in totals.values()]}
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def all_checks(summary: dict[str, Any], anchors: dict[str, str]) -> list[dict[str, Any]]:
     """Per method (then per family, for family-level checks), every check: failures first."""
     groups: dict[str, list[Check]] = {}
@@ -348,6 +409,8 @@ def all_checks(summary: dict[str, Any], anchors: dict[str, str]) -> list[dict[st
             "verdict": verdicts.get(owner, ""),
             "checks": [{"name": c.name, "kind": c.kind, "status": c.status,
                         "message": c.message, "duration": c.duration,
+                        "operations": _int((c.data.get("operations") or {}).get("total"))
+                        if isinstance(c.data.get("operations"), dict) else None,
                         "observed": bool(c.data.get("observed")),
                         "href": "#" + anchors[c.name]
                         if c.status in ("failed", "error") else ""} for c in checks],
