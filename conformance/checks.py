@@ -119,6 +119,10 @@ class Subject:
     @plan.setter
     def plan(self, value: SpecPlan) -> None:
         self._plan = value
+        self.forget_executions()
+
+    def forget_executions(self) -> None:
+        """The planned cases are executed again when a check next asks for them."""
         self.executions = Executions(self)
 
     def plan_context(self) -> PlanContext:
@@ -498,7 +502,7 @@ def _failure(subject: Subject, kind: CheckKind, run: Execution, index: int, prob
              call: Call | None) -> CheckFailed:
     """A planned case's failure: the message, the reproduction in the kind's shape, the
     codes it blames and the details."""
-    case = run.case
+    case = Case([subject.domain.minimal(step) for step in run.case.given], run.case.args)
     expect = kind.blame(subject, call) if call is not None else ()
     text = f"{problem} {context_line(case.given, case.args)}"
     if kind.repro == "calls":
@@ -557,7 +561,7 @@ def planned_check(kind_name: str) -> Callable[[Target], Verdict]:
             try:
                 seen.update(judge_execution(subject, kind, execution))
             except CheckFailed as exc:
-                return _failed(seen, exc)
+                return _failed(seen, shrink(subject, kind, execution, exc))
         verdict = explore(subject, kind, seen, applicable, unsupported)
         if verdict is not None:
             return verdict
@@ -569,6 +573,72 @@ def planned_check(kind_name: str) -> Callable[[Target], Verdict]:
             {c: PASSED for c in sorted(seen)})
 
     return run
+
+
+SHRINK_TRIES = 30  # executions a failure may spend on finding a smaller case that shows it
+
+
+def shrink(subject: Subject, kind: CheckKind, run: Execution,
+           failure: CheckFailed) -> CheckFailed:
+    """The failure on the smallest case found that still fails the same way: a fault, an
+    object or a field's value taken out at a time, each try one execution (at most
+    SHRINK_TRIES), kept when the kind fails again blaming the same codes. A planned case
+    covers several goals at once; a person reads the one thing that breaks."""
+    best, tries = failure, 0
+    case = run.case
+    improved = True
+    while improved and tries < SHRINK_TRIES:
+        improved = False
+        for smaller in simpler_cases(subject, case):
+            if tries >= SHRINK_TRIES:
+                break
+            tries += 1
+            attempt = execute(subject, smaller, calls=subject.plan.calls,
+                              observe=subject.plan.observe)
+            if attempt.unsupported is not None:
+                continue
+            try:
+                judge_execution(subject, kind, attempt)
+            except CheckFailed as exc:
+                if exc.codes == failure.codes:
+                    best, case, improved = exc, smaller, True
+                    break
+    return best
+
+
+def simpler_cases(subject: Subject, case: Case) -> Iterator[Case]:
+    """Cases one simplification away, in a fixed order: a fault taken away, an object no
+    other step or argument names taken away, a field set back to its default."""
+    domain = subject.domain
+    named = _mentions(case.args)
+    for i, step in enumerate(case.given):
+        kind = next(iter(step))
+        rest = case.given[:i] + case.given[i + 1:]
+        if kind == "fault" or (step[kind] not in named and step[kind] not in _mentions(rest)):
+            yield Case(rest, case.args)
+    for i, step in enumerate(case.given):
+        try:
+            fields = domain.fields_of_step(step)
+        except KeyError:
+            continue
+        for name, ftype in fields.items():
+            if ftype.kind in ("ref", "list") or name not in step:
+                continue
+            default = ftype.default(domain)
+            if step[name] != default:
+                yield Case([*case.given[:i], {**step, name: default}, *case.given[i + 1:]],
+                           case.args)
+
+
+def _mentions(value: Any) -> set[Any]:
+    """Every string a step list or an argument map holds (the names it refers to)."""
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, dict):
+        return {n for v in value.values() for n in _mentions(v)}
+    if isinstance(value, list | tuple):
+        return {n for v in value for n in _mentions(v)}
+    return set()
 
 
 def _failed(seen: set[str], exc: CheckFailed) -> Verdict:

@@ -107,6 +107,18 @@ class Domain:
                 out[name] = ftype.default(self)
         return out
 
+    def minimal(self, step: dict[str, Any]) -> dict[str, Any]:
+        """The step with every field left at its default taken out: what a person reads in a
+        reproduction (`complete` puts them back)."""
+        try:
+            fields = self.fields_of_step(step)
+        except KeyError:
+            return dict(step)
+        kind = next(iter(step))
+        return {k: v for k, v in step.items()
+                if k == kind or k not in fields or v != fields[k].default(self)
+                or type(v) is not type(fields[k].default(self))}
+
     def apply(self, state: dict[str, list[dict[str, Any]]], step: dict[str, Any]) -> None:
         """Add the object a (completed) step creates to the oracle state, in place."""
         kind, name = next(iter(step.items()))

@@ -52,7 +52,7 @@ from conformance.strategies import (
 from conformance.world import Unknown
 
 ENUMERATED = 400  # candidates taken smallest first
-SAMPLED = 600  # and drawn from the same space, for combinations far down that order
+SAMPLED = 300  # and drawn from the same space, for combinations far down that order
 ENOUGH = 200  # candidates judged before the search may stop (once every goal is reached)
 GOAL_KINDS = ("rules", "codes", "effects", "conditions", "arguments", "faults")
 TIER_OF = {"rules": 0, "codes": 0, "effects": 0, "conditions": 1, "arguments": 1, "faults": 1}
@@ -181,10 +181,14 @@ def declared_classes(spec: Spec, domain: Domain, param: Param) -> list[str]:
         out += [f"value {_short(v)}" for v in ftype.choices]
     elif (ftype is not None and ftype.kind == "bool") or is_flag(param):
         out += ["true", "false"]
+    if param.values:
+        out.append(EXISTING_VALUE)
     if not param.refers and (is_text(param) or (ftype is not None and ftype.kind == "string")):
         out += [string_class(s, ftype.max_length if ftype else None)
                 for s in boundary_strings(ftype)]
         out += ["non-ASCII the code page holds", "non-ASCII outside the code page"]
+        if param.values and spec.charset == "ansi":
+            out.append(EXISTING_OUTSIDE)
     out += [f"special {name}" for name in param.special]
     if param.nullable:
         out.append("NULL")
@@ -223,6 +227,10 @@ def arg_classes(spec: Spec, domain: Domain, param: Param, value: Any,
         out.add(f"value {_short(value)}")
     if isinstance(value, bool):
         out.add("true" if value else "false")
+    if param.values and _holds_value(param.values, value, state, domain):
+        out.add(EXISTING_VALUE)
+        if isinstance(value, str) and spec.charset == "ansi" and ansi(value) != value:
+            out.add(EXISTING_OUTSIDE)
     if isinstance(value, str) and not param.refers:
         cls = string_class(value, ftype.max_length if ftype else None)
         if cls:
@@ -231,6 +239,20 @@ def arg_classes(spec: Spec, domain: Domain, param: Param, value: Any,
             out.add("non-ASCII the code page holds" if ansi(value) == value
                     else "non-ASCII outside the code page")
     return out
+
+
+EXISTING_VALUE = "an existing object's value"
+# where an A form and its W twin part: the W form finds the object, the A form's converted
+# string does not
+EXISTING_OUTSIDE = "an existing object's value outside the code page"
+
+
+def _holds_value(values: str, value: Any, state: dict[str, list[dict[str, Any]]],
+                 domain: Domain) -> bool:
+    """Whether `value` is the `field` of an object of `step` (`values: step.field`)."""
+    step, _, fname = values.partition(".")
+    coll = domain.by_step(step)
+    return coll is not None and any(o.get(fname) == value for o in state.get(coll.name, []))
 
 
 def _short(value: Any) -> str:
@@ -427,6 +449,7 @@ class Search:
         self.pool, self.seen = pool, seen
         self.whens = [compiled(r.when) for r in spec.rules]
         self.space = case_space(spec, ctx.domain, ctx.allowed)
+        self.truths: dict[int, dict[Any, bool | None]] = {}
         self.observe = footprint(spec, ctx.domain, ctx.observable)
         self.calls = 2 if ctx.repeat else 1
 
@@ -434,8 +457,8 @@ class Search:
         target = self._target(key)
         if target is None:
             return None
-        scored = sorted(self.pool, key=lambda c: (self._distance(target, c.case, c.state),
-                                                  c.order))
+        scored = sorted(self.pool, key=lambda c: (self._distance(target, c.case, c.state,
+                                                                 self._known(c)), c.order))
         for start in scored[:SEEDS]:
             case, state = start.case, start.state
             distance = self._distance(target, case, state)
@@ -471,19 +494,35 @@ class Search:
             return rule, operand, joiner == "||"
         return None
 
-    def _distance(self, target: tuple[Any, ...], case: Case, state: dict[str, Any]) -> int:
+    def _known(self, candidate: Candidate) -> dict[Any, bool | None]:
+        """What has been evaluated of a pool candidate (each rule's `when`, each operand),
+        kept: every goal's search ranks the whole pool."""
+        return self.truths.setdefault(id(candidate), {})
+
+    def _distance(self, target: tuple[Any, ...], case: Case, state: dict[str, Any],
+                  known: dict[Any, bool | None] | None = None) -> int:
         """How far a case is from the goal: earlier rules that hold, and (for an operand)
         operands not as wanted, (for an effect) the collection unchanged; 0 when the case
         reaches it."""
         rule, operand, holds = target[:3]
-        scope = self.oracle.scope(state, case.args)
-        distance = sum(_truth(w, scope) is not False for w in self.whens[:rule])
+        known = {} if known is None else known
+        scope: list[Any] = []
+
+        def truth(key: Any, expression: Any) -> bool | None:
+            if key not in known:
+                if not scope:
+                    scope.append(self.oracle.scope(state, case.args))
+                known[key] = _truth(expression, scope[0])
+            return known[key]
+
+        distance = sum(truth(i, w) is not False for i, w in enumerate(self.whens[:rule]))
         if operand is None:
-            distance += _truth(self.whens[rule], scope) is not True
+            distance += truth(rule, self.whens[rule]) is not True
             if len(target) > 3:  # the rule's effect, as if it matched, must change it
                 coll = target[3]
                 try:
-                    after = compiled(self.spec.rules[rule].effects[coll]).evaluate(scope)
+                    after = compiled(self.spec.rules[rule].effects[coll]).evaluate(
+                        scope[0] if scope else self.oracle.scope(state, case.args))
                 except Exception:
                     return distance + 1
                 distance += not _changed(state.get(coll, []), list(after or []))
@@ -493,7 +532,7 @@ class Search:
             want = holds if i == operand else not holds
             if not joiner:
                 want = False
-            distance += _truth(part, scope) is not want
+            distance += truth((rule, i), part) is not want
         return distance
 
     def _judged(self, case: Case, state: dict[str, Any]) -> Candidate | None:

@@ -19,6 +19,8 @@ REMOVE_PORTAL = "IVdsIscsiPortalGroup::RemovePortal"
 REMOVE_W = "RemoveIScsiPersistentTargetW"
 REMOVE_A = "RemoveIScsiPersistentTargetA"
 LOGOFF = "IVMGuestOS::Logoff"
+SHUTDOWN = "IVMGuestOS::Shutdown"
+ADD_STATIC_W = "AddIScsiStaticTargetW"
 
 S_OK = 0x00000000
 VDS_E_OBJECT_NOT_FOUND = 0x80042405
@@ -33,6 +35,8 @@ ERROR_ACCESS_DENIED = 5
 ISDSC_INITIATOR_INSTANCE_NOT_FOUND = 0xEFFF0017
 ISDSC_TARGET_NOT_FOUND = 0xEFFF0029
 ISDSC_INVALID_PORT_NUMBER = 0xEFFF002D
+ISDSC_INVALID_ISCSI_NAME = 0xEFFF0051
+HRESULT_FROM_WIN32_MACHINE_LOCKED = 0x800704F7
 
 
 def _failed(code: int) -> bool:
@@ -278,12 +282,57 @@ class NoAnsiConversion(ReferenceProvider):
     """RemoveIScsiPersistentTargetA skips the ANSI code page and behaves as the W form.
 
     A non-ASCII name the code page cannot hold ('диск') is then found as given. Caught by:
-    the A `scenario` for a name the ANSI code page cannot represent. (`oracle` and `variants`
-    reach such a case only past the 150 cases the quick profile enumerates.)
+    the A `scenario` for a name the ANSI code page cannot represent, and in the `ci` profile
+    by `oracle` and `variants`, whose plan has a case naming an existing object by a name
+    outside the code page (an argument class of A functions).
     """
 
     def call(self, method_id: str, args: dict[str, Any]) -> Outcome:
         return super().call(REMOVE_W if method_id == REMOVE_A else method_id, args)
+
+
+class IgnoresForce(ReferenceProvider):
+    """Shutdown of a VM whose screen is locked answers ERROR_MACHINE_LOCKED even when forced:
+    it skips the `isForced` operand of the rule `screen locked && not forced`.
+
+    Caught by: `oracle` in the `ci` profile, whose plan has a case for each operand of that
+    rule deciding it alone (MC/DC): locked and forced must shut down.
+    """
+
+    def call(self, method_id: str, args: dict[str, Any]) -> Outcome:
+        outcome = super().call(method_id, args)
+        if method_id == SHUTDOWN and outcome.hresult == S_OK and outcome.completion == S_OK \
+                and self._locked(args.get("this")):
+            return dataclasses.replace(outcome, completion=HRESULT_FROM_WIN32_MACHINE_LOCKED)
+        return outcome
+
+    def reset(self) -> None:
+        super().reset()
+        self._screens: dict[Any, bool] = {}
+
+    def setup(self, step: dict[str, Any]) -> str:
+        created = super().setup(step)
+        if next(iter(step)) == "virtual_machine":
+            self._screens[created] = bool(step.get("screen_locked"))
+        return created
+
+    def _locked(self, vm: Any) -> bool:
+        return getattr(self, "_screens", {}).get(vm, False)
+
+
+class LongNameRefused(ReferenceProvider):
+    """AddIScsiStaticTargetW refuses a target name of exactly the longest length allowed
+    (223 characters): an off-by-one in its length check.
+
+    Caught by: `oracle` in the `ci` profile, whose plan has a case for every argument class of
+    TargetName, the longest allowed among them.
+    """
+
+    def call(self, method_id: str, args: dict[str, Any]) -> Outcome:
+        name = args.get("TargetName")
+        if method_id == ADD_STATIC_W and isinstance(name, str) and len(name) == 223:
+            return Outcome(ISDSC_INVALID_ISCSI_NAME, {})
+        return super().call(method_id, args)
 
 
 class UnsupportedEverything(ReferenceProvider):

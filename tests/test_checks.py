@@ -69,8 +69,8 @@ class Run:
 
 
 def run_cli(out: Path, provider: str, keyword: str | None = None, *extra: str) -> Run:
-    """`conformance run` in-process, quick profile, fixed seed; output captured."""
-    argv = ["run", "--provider", provider, "--out", str(out), "--profile", "quick",
+    """`conformance run` in-process, the default (ci) profile, a seed; output captured."""
+    argv = ["run", "--provider", provider, "--out", str(out),
             "--seed", "1", "--in-process", *extra]  # isolation: tests/test_isolation.py
     if keyword is not None:
         argv += ["-k", keyword]
@@ -260,7 +260,9 @@ BREAKAGES = [
               "scenario::the-provider-cache-is-corrupt", "closed-world::property",
               "out-params::property")),
     Breakage("NoAnsiConversion", REMOVE_A,
-             {ANSI_SCENARIO: "expected ISDSC_TARGET_NOT_FOUND (0xEFFF0029), got ERROR_SUCCESS"},
+             {ANSI_SCENARIO: "expected ISDSC_TARGET_NOT_FOUND (0xEFFF0029), got ERROR_SUCCESS",
+              "oracle::property": "expected ISDSC_TARGET_NOT_FOUND (0xEFFF0029), got "
+                                  "ERROR_SUCCESS"},
              "ISDSC_TARGET_NOT_FOUND",
              ("scenario::a-target-name-the-ansi-code-page-represents-is-found",
               "closed-world::property", "out-params::property")),
@@ -340,6 +342,30 @@ def test_oracle_failures_mark_the_predicted_code_fail(breakage: tuple[Breakage, 
     for code in [expect] if isinstance(expect, str) else expect:
         if code in result.method(case.method)["codes"]:
             assert result.method(case.method)["codes"][code] == "fail", code
+
+
+MORE_BROKEN = [("Raises", REMOVE_PORTAL), ("FlakyWrongCode", LOGOFF),
+               ("IgnoresForce", "IVMGuestOS::Shutdown"),
+               ("LongNameRefused", "AddIScsiStaticTargetW")]
+
+
+@pytest.mark.parametrize(("provider", "method"),
+                         [(b.provider, b.method) for b in BREAKAGES] + MORE_BROKEN,
+                         ids=[b.provider for b in BREAKAGES] + [p for p, _ in MORE_BROKEN])
+def test_the_default_ci_run_catches_every_broken_provider(
+        provider: str, method: str, tmp_path: Path,
+        record_property: Callable[[str, object], None]) -> None:
+    """Every check kind of the broken method, as the default run makes them (ci profile):
+    the provider fails, and what it took is counted."""
+    result = run_cli(tmp_path, broken(provider), spec_file(method))
+    assert result.code == 1, result.stdout
+    assert result.method(method)["verdict"] == "fails"
+    operations = result.results["operations"]
+    record_property("operations", operations["total"])
+    print(f"{provider}: caught by "
+          f"{sorted(c['kind'] for c in result.checks(method) if c['status'] == 'failed')} "
+          f"in {operations['total']} operations")
+    assert 0 < operations["total"] <= 2_000
 
 
 # -- the repro replays ------------------------------------------------------------------------
