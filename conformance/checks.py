@@ -54,7 +54,9 @@ class CheckFailed(Exception):
 
 
 class NotApplicable(Exception):
-    pass
+    def __init__(self, message: str, unreached: list[dict[str, str]] | None = None):
+        super().__init__(message)
+        self.unreached = unreached  # planned coverage no case reached (see Verdict)
 
 
 @dataclass
@@ -64,6 +66,8 @@ class Verdict:
     codes: dict[str, str] = field(default_factory=dict)
     repro: dict[str, Any] | None = None
     details: dict[str, Any] | None = None
+    # coverage items of the plan that no executed case reached (its cases were Unsupported)
+    unreached: list[dict[str, str]] | None = None
 
 
 @dataclass
@@ -491,6 +495,7 @@ class CheckKind:
     marks_codes: bool = True  # the codes of the cases it passes are marked pass
     repro: str = "call"  # its reproductions: one `call`, or a sequence of `calls`
     optional: bool = False  # collected only when the run asks for it (--differential)
+    explores: bool = False  # draws cases of its own after the plan when the profile explores
     description: str = ""
 
     def replay_judge(self) -> Judge:
@@ -564,13 +569,15 @@ def planned_check(kind_name: str) -> Callable[[Target], Verdict]:
                 return _failed(seen, shrink(subject, kind, execution, exc))
         verdict = explore(subject, kind, seen, applicable, unsupported)
         if verdict is not None:
+            verdict.unreached = subject.executions.unreached()
             return verdict
         if not applicable:
             reason = unsupported[-1] if unsupported else "no case could be built"
-            raise NotApplicable(f"unsupported by the provider: {reason}")
+            raise NotApplicable(f"unsupported by the provider: {reason}",
+                                subject.executions.unreached())
         return Verdict(PASSED, f"{applicable} planned cases" + (
             f", {len(unsupported)} the provider could not build" if unsupported else ""),
-            {c: PASSED for c in sorted(seen)})
+            {c: PASSED for c in sorted(seen)}, unreached=subject.executions.unreached())
 
     return run
 
@@ -660,7 +667,7 @@ def explore(subject: Subject, kind: CheckKind, seen: set[str], applicable: int,
     """Hypothesis-drawn cases judged by `kind`, when the profile explores (max_examples);
     None when it does not or they all pass (the caller then gives the plan's verdict)."""
     examples = subject.settings.max_examples
-    if not examples or kind.judge is None:
+    if not examples or not kind.explores:
         return None
     drawn = [0]
 
@@ -974,15 +981,19 @@ KINDS: dict[str, CheckKind] = {k.name: k for k in (
     CheckKind("scenario", "scenario", run_scenario,
               description="a scenario of the spec: given, call, code, then"),
     CheckKind("oracle", "spec", planned_check("oracle"), judge=judge_rules,
+              explores=True,
               description="the rules' code, out-parameters and next state on the plan"),
     CheckKind("closed-world", "spec", planned_check("closed-world"), judge=judge_documented,
               marks_codes=False,
+              explores=True,
               description="only documented codes, or the spec's `also` families"),
     CheckKind("out-params", "spec", planned_check("out-params"), judge=judge_out_params,
               blame=blame_given, marks_codes=False,
+              explores=True,
               description="out and async pointers agree with the code"),
     CheckKind("repeat", "spec", planned_check("repeat"), applies=_has_effects,
               judge=judge_rules, calls=2, repro="calls",
+              explores=True,
               description="each planned call made twice: the second as the rules predict"),
     CheckKind("variants", "spec", check_variants, applies=_has_twin, judge=judge_code,
               description="the A form behaves as the W form on converted strings"),

@@ -620,10 +620,14 @@ def print_summary(summary: dict[str, Any], verdict: str, out: Path) -> None:
               f"{ops.get('observe', 0)})"
               + (f" in {ops['batches']} round trips" if ops.get("batches") else "")
               + estimated)
-        coverage = plan.get("coverage") or {}
+        coverage = summary.get("coverage") or {}
         if coverage:
-            print("coverage: " + ", ".join(f"{k} {v['covered']}/{v['total']}"
-                                           for k, v in coverage.items() if v.get("total")))
+            print("coverage reached: " + ", ".join(f"{k} {v['covered']}/{v['total']}"
+                                                   for k, v in coverage.items()
+                                                   if v.get("total")))
+        if plan.get("left_out"):
+            print(f"left out by the budget ({plan.get('budget')}): {plan['left_out']} coverage "
+                  "items (listed in report.html, and by conformance plan)")
     t = summary["totals"]
     print(f"\n{verdict.upper()}: {t['passed']} passed, {t['failed']} failed, "
           f"{t['not_applicable']} not applicable, {t['errors']} errors "

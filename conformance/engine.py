@@ -115,6 +115,23 @@ class Executions:
             self.by_key.setdefault(case_key(candidate.case), run)
         return self.done
 
+    def unreached(self) -> list[dict[str, str]] | None:
+        """The plan's coverage items whose every case the provider could not run (a step,
+        the call or a collection it calls Unsupported), each with the provider's reason."""
+        plan = self.subject.plan
+        reached: set[str] = set()
+        why: dict[str, str] = {}
+        for candidate, run in zip(plan.cases, self.done, strict=False):
+            if run.unsupported is None:
+                reached |= candidate.covers
+            else:
+                for key in candidate.covers:
+                    why.setdefault(key, f"the provider could not run its case: "
+                                        f"{run.unsupported}")
+        missing = [{"item": plan.goals[k].label, "kind": plan.goals[k].kind, "why": why[k]}
+                   for k in plan.goals if k in why and k not in reached]
+        return missing or None
+
     def get(self, case: Case, calls: int = 1, observe: tuple[str, ...] = ()) -> Execution:
         """The execution of `case` (with at least `calls` calls and `observe` read), made now
         if no check made it yet."""

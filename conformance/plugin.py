@@ -47,7 +47,7 @@ from conformance.observed import (
 )
 from conformance.operations import Budget, Costs, CostsError, Tally, parse_budget
 from conformance.oracle import OracleError
-from conformance.plan import RunPlan, SpecPlan, apply_budget
+from conformance.plan import RunPlan, SpecPlan, apply_budget, plan_spec
 from conformance.profiles import PROFILES
 from conformance.progress import Progress
 from conformance.provider import Provider, ProviderUnavailable, Unsupported, load
@@ -279,7 +279,16 @@ class ConformanceSession:
                 continue
             subject = self.subject(spec)
             subject.repeat = "repeat" in kinds
+            subject.plan = plan_spec(spec, subject.plan_context())
             plans.append(subject.plan)
+            explored = self.settings.max_examples * sum(KINDS[k].explores for k in kinds)
+            if explored and subject.plan.cases:  # drawn cases cost what planned ones do
+                per_case = subject.plan.operations().total / len(subject.plan.cases)
+                fixed.add("reset", explored)
+                fixed.add("call", explored * subject.plan.calls)
+                fixed.add("setup", round(explored * (per_case - 1 - subject.plan.calls) / 2))
+                fixed.add("observe", round(explored * (per_case - 1 - subject.plan.calls) / 2))
+                seconds += explored * subject.plan.seconds() / len(subject.plan.cases)
         if self.budget is not None:
             apply_budget(plans, self.budget, fixed, seconds)
             for plan in plans:
@@ -392,7 +401,8 @@ class ConformanceSession:
             return Verdict(FAILED, exc.message, {c: FAILED for c in exc.codes}, exc.repro,
                            exc.details)
         except NotApplicable as exc:
-            return Verdict(NOT_APPLICABLE, str(exc), _scenario_codes(item))
+            return Verdict(NOT_APPLICABLE, str(exc), _scenario_codes(item),
+                           unreached=exc.unreached)
         except Unsupported as exc:
             return Verdict(NOT_APPLICABLE, f"unsupported by the provider: {exc}",
                            _scenario_codes(item))
@@ -442,7 +452,8 @@ class ConformanceSession:
             name=item.check_name, method=method, kind=item.kind, case=item.case,
             status=verdict.status, message=message, codes=verdict.codes,
             repro=repro, duration=duration, family=item.family, details=verdict.details,
-            observed=observed or None, operations=self.item_operations.as_dict()))
+            observed=observed or None, operations=self.item_operations.as_dict(),
+            unreached=verdict.unreached))
 
     def begin(self, item: CheckItem) -> None:
         """A check starts: no excuse carried over from the last one; a cassette being recorded

@@ -34,6 +34,7 @@ class CheckResult:
     details: dict[str, Any] | None = None
     observed: list[dict[str, Any]] | None = None  # `observed` entries that excused results
     operations: dict[str, int] | None = None  # provider operations the check made, by kind
+    unreached: list[dict[str, str]] | None = None  # planned coverage its cases did not reach
 
 
 @dataclass
@@ -152,7 +153,7 @@ def summarize(header: dict[str, Any], methods: dict[str, MethodInfo],
                         **({"observed": r.observed} if r.observed else {})} for r in checks],
         }
         if info.plan is not None:
-            out_methods[method]["plan"] = info.plan
+            out_methods[method]["plan"] = reached_plan(info.plan, checks)
         excused = observed_codes(method, results)
         if excused:
             out_methods[method]["observed"] = excused
@@ -170,7 +171,40 @@ def summarize(header: dict[str, Any], methods: dict[str, MethodInfo],
         entry["verdict"] = method_verdict([CheckResult(c["name"], "", c["kind"], "", c["status"])
                                            for c in entry["checks"]], {})
     return {"schema": SCHEMA, **header, "totals": totals,
-            "operations": operations.as_dict(), "methods": out_methods, "families": families}
+            "operations": operations.as_dict(), "coverage": coverage_reached(out_methods),
+            "methods": out_methods, "families": families}
+
+
+def coverage_reached(methods: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """covered/total per coverage kind over the methods' plans, as their cases reached it."""
+    out: dict[str, dict[str, int]] = {}
+    for info in methods.values():
+        coverage = (info.get("plan") or {}).get("coverage") or {}
+        for kind, value in coverage.items():
+            if isinstance(value, dict):
+                entry = out.setdefault(kind, {"covered": 0, "total": 0})
+                entry["covered"] += int(value.get("covered", 0))
+                entry["total"] += int(value.get("total", 0))
+    return out
+
+
+def reached_plan(plan: dict[str, Any], checks: list[CheckResult]) -> dict[str, Any]:
+    """A method's plan with the coverage its executed cases reached: an item whose every case
+    the provider could not run (Unsupported) moves from covered to unreachable, with why."""
+    lost: dict[str, dict[str, str]] = {}
+    for check in checks:
+        for entry in check.unreached or ():
+            lost.setdefault(entry["item"], entry)
+    if not lost:
+        return plan
+    coverage = {k: (dict(v) if isinstance(v, dict) else list(v))
+                for k, v in plan.get("coverage", {}).items()}
+    for entry in lost.values():
+        kind = coverage.get(entry["kind"])
+        if isinstance(kind, dict) and kind.get("covered"):
+            kind["covered"] -= 1
+    coverage["unreachable"] = [*coverage.get("unreachable", []), *lost.values()]
+    return {**plan, "coverage": coverage}
 
 
 def observed_codes(method: str, results: list[CheckResult]) -> dict[str, list[dict[str, Any]]]:

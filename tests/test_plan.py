@@ -365,3 +365,26 @@ def test_the_report_shows_operations_and_coverage(tmp_path: Path) -> None:
     assert 'id="operations"' in html and 'id="coverage-table"' in html
     summary = results(tmp_path)
     assert f"<b>{summary['operations']['total']}</b> asked of the provider" in html
+
+
+def test_coverage_reached_leaves_out_what_the_provider_could_not_run(tmp_path: Path) -> None:
+    """The report's coverage is what the executed cases reached: an item whose cases the
+    provider called Unsupported is listed as unreachable, with the provider's reason."""
+    cli("run", "--provider", f"{BROKEN}:UnsupportedEverything", "--out", str(tmp_path),
+        "--in-process", "-k", "IVMGuestOS.Logoff.yaml")
+    summary = results(tmp_path)
+    planned = summary["plan"]["coverage"]["rules"]
+    assert planned["covered"] == planned["total"] > 0
+    assert summary["coverage"]["rules"] == {"covered": 0, "total": planned["total"]}
+    (method,) = summary["methods"].values()
+    reasons = {e["why"] for e in method["plan"]["coverage"]["unreachable"]}
+    assert reasons == {"the provider could not run its case: step 'virtual_machine'"}
+
+
+def test_declared_costs_reach_the_plan_through_a_worker_process() -> None:
+    """Isolated (the default), the capabilities come through the agent: costs included."""
+    code, stdout, _ = cli("plan", "--json", "--provider", f"{COSTLY}:SlowSetups",
+                          "-k", "LogoutFromTarget and not scenario")
+    assert code == 0
+    (method,) = json.loads(stdout)["methods"].values()
+    assert method["seconds"] >= 0.2 * method["operations"]["setup"]
