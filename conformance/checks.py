@@ -477,6 +477,7 @@ class Target:
     family: list[Subject] = field(default_factory=list)
     domain: Domain | None = None
     catalog: Any = None
+    family_plan: Any = None  # the family's planned sequences, when the run made them
 
 
 @dataclass(frozen=True)
@@ -959,10 +960,11 @@ def check_sequence(target: Target) -> Verdict:
 
 
 def run_family(target: Target) -> Verdict:
-    from conformance.stateful import check_stateful
+    """The family check: its planned sequences (conformance.sequences)."""
+    from conformance.sequences import check_sequences
 
     assert target.domain is not None
-    return check_stateful(target.family, target.domain)
+    return check_sequences(target.family, target.domain, target.family_plan)
 
 
 def _tier(minimum: int) -> Callable[[Spec, Settings], bool]:

@@ -55,7 +55,8 @@ ENUMERATED = 400  # candidates taken smallest first
 SAMPLED = 300  # and drawn from the same space, for combinations far down that order
 ENOUGH = 200  # candidates judged before the search may stop (once every goal is reached)
 GOAL_KINDS = ("rules", "codes", "effects", "conditions", "arguments", "faults")
-TIER_OF = {"rules": 0, "codes": 0, "effects": 0, "conditions": 1, "arguments": 1, "faults": 1}
+TIER_OF = {"rules": 0, "codes": 0, "effects": 0, "conditions": 1, "arguments": 1, "faults": 1,
+           "pairs": 0, "steps": 0, "transitions": 1}  # the last three: a family's sequences
 PROFILE_TIERS = {"quick": 0, "ci": 1, "thorough": 1}
 
 
@@ -99,6 +100,7 @@ class SpecPlan:
     observe: tuple[str, ...] = ()  # the collections read after each call
     calls: int = 1  # calls per case (2 when the repeat check applies)
     candidates: int = 0
+    pool: list[Candidate] = field(default_factory=list, repr=False)  # every case judged
 
     @property
     def covered(self) -> set[str]:
@@ -415,6 +417,7 @@ def plan_spec(spec: Spec, ctx: Context) -> SpecPlan:
                 if found is not None:
                     reached |= found.covers
     plan.candidates = len(pool)
+    plan.pool = pool
     for tier in range(ctx.tier + 1):
         wanted = {k for k, g in goals.items() if g.tier == tier}
         for chosen in greedy(pool, wanted - plan.covered):
@@ -685,42 +688,54 @@ def why_unreachable(spec: Spec, ctx: Context, goal: Goal, pool: list[Candidate],
 
 @dataclass
 class RunPlan:
-    """The plans of a run's specs, after the budget; what a run prints before it starts."""
+    """The plans of a run's specs and families, after the budget; what a run prints before it
+    starts. (`families` hold conformance.sequences.FamilyPlan: the same shape, sequences for
+    cases.)"""
 
     specs: dict[str, SpecPlan]
     budget: Budget | None = None
-    fixed: Tally = field(default_factory=Tally)  # scenarios and family checks (estimated)
+    fixed: Tally = field(default_factory=Tally)  # scenarios and exploration (estimated)
     fixed_seconds: float = 0.0
+    families: dict[str, Any] = field(default_factory=dict)
+
+    def _plans(self) -> list[Any]:
+        return [*self.specs.values(), *self.families.values()]
 
     def operations(self) -> Tally:
         total = self.fixed.copy()
-        for plan in self.specs.values():
+        for plan in self._plans():
             total.merge(plan.operations())
         return total
 
     def seconds(self) -> float:
-        return self.fixed_seconds + sum(p.seconds() for p in self.specs.values())
+        return self.fixed_seconds + sum(p.seconds() for p in self._plans())
 
     def cases(self) -> int:
         return sum(len(p.cases) for p in self.specs.values())
 
+    def sequences(self) -> int:
+        return sum(len(p.cases) for p in self.families.values())
+
     def coverage(self) -> dict[str, dict[str, int]]:
-        out = {k: {"covered": 0, "total": 0} for k in GOAL_KINDS}
-        for plan in self.specs.values():
+        out: dict[str, dict[str, int]] = {}
+        for plan in self._plans():
             for kind, value in plan.coverage().items():
-                if kind in out:
-                    out[kind]["covered"] += value["covered"]
-                    out[kind]["total"] += value["total"]
+                if isinstance(value, dict):
+                    entry = out.setdefault(kind, {"covered": 0, "total": 0})
+                    entry["covered"] += value["covered"]
+                    entry["total"] += value["total"]
         return out
 
     def left_out(self) -> int:
-        return sum(len(p.left_out) for p in self.specs.values())
+        return sum(len(p.left_out) for p in self._plans())
 
     def summary(self) -> dict[str, Any]:
-        return {"cases": self.cases(), "operations": self.operations().as_dict(),
+        return {"cases": self.cases(), "sequences": self.sequences(),
+                "operations": self.operations().as_dict(),
                 "seconds": round(self.seconds(), 3), "coverage": self.coverage(),
                 "budget": str(self.budget) if self.budget else None,
-                "left_out": self.left_out()}
+                "left_out": self.left_out(),
+                "families": {name: plan.summary() for name, plan in self.families.items()}}
 
     def headline(self) -> str:
         """One line: the plan's size and what it should take on this provider."""
@@ -731,16 +746,17 @@ class RunPlan:
         budget = f"; budget {self.budget}: {self.left_out()} items left out" \
             if self.budget else ""
         methods = f"{len(self.specs)} method" + ("" if len(self.specs) == 1 else "s")
-        return (f"plan: {self.cases()} cases over {methods}, "
+        families = f" and {self.sequences()} sequences over {len(self.families)} " \
+            f"famil{'y' if len(self.families) == 1 else 'ies'}" if self.families else ""
+        return (f"plan: {self.cases()} cases over {methods}{families}, "
                 f"{ops.total} operations (reset {ops.counts['reset']}, setup "
                 f"{ops.counts['setup']}, call {ops.counts['call']}, observe "
-                f"{ops.counts['observe']}), about {duration(self.seconds())} on this provider; "
-                f"coverage {covered}{budget}")
-
+                f"{ops.counts['observe']}), about {duration(self.seconds())} on this provider"
+                + (f"; coverage {covered}" if covered else "") + budget)
 
     def as_json(self) -> dict[str, Any]:
-        """`conformance plan --json`: the run's figures and each method's plan with its cases
-        in the spec's scenario shape."""
+        """`conformance plan --json`: the run's figures, each method's plan with its cases in
+        the spec's scenario shape, each family's sequences as reproductions are written."""
         return {**self.summary(), "methods": {
             spec_id: {**plan.summary(),
                       "planned": [{**c.case.scenario(c.prediction.codes),
@@ -748,7 +764,14 @@ class RunPlan:
                                    "covers": sorted(k for k in c.covers if k in plan.goals),
                                    "operations": c.operations.total,
                                    "seconds": round(c.seconds, 4)} for c in plan.cases]}
-            for spec_id, plan in self.specs.items()}}
+            for spec_id, plan in self.specs.items()},
+            "families": {name: {**plan.summary(),
+                                "planned": [{**s.scenario(),
+                                             "covers": sorted(k for k in s.covers
+                                                              if k in plan.goals),
+                                             "operations": s.operations.total}
+                                            for s in plan.cases]}
+                         for name, plan in self.families.items()}}
 
 
 def render_plan(plan: RunPlan, provider: str, profile: str, cases: bool = False) -> str:
@@ -770,12 +793,23 @@ def render_plan(plan: RunPlan, provider: str, profile: str, cases: bool = False)
                                    default=str)
                 lines.append(f"    tier {tier}, rule {case.prediction.rule.index}, "
                              f"{case.operations.total} ops: {shown}")
+    for name, family in sorted(plan.families.items()):
+        cov = family.coverage()
+        lines.append(f"{name + ' (sequences)':<{width}}  {len(family.cases):>5} "
+                     f"{family.operations().total:>6} {duration(family.seconds()):>9}  "
+                     + ", ".join(f"{k} {cov[k]['covered']}/{cov[k]['total']}"
+                                 for k in ("pairs", "steps", "transitions")))
+        if cases:
+            for sequence, tier in zip(family.cases, family.tiers, strict=True):
+                shown = json.dumps(sequence.scenario(), ensure_ascii=False, default=str)
+                lines.append(f"    tier {tier}, {sequence.operations.total} ops: {shown}")
     if plan.fixed.total:
-        lines.append(f"scenarios and family checks (estimated): {plan.fixed.total} operations, "
+        lines.append(f"scenarios and exploration (estimated): {plan.fixed.total} operations, "
                      f"about {duration(plan.fixed_seconds)}")
     lines.append(plan.headline())
+    owners = sorted([*plan.specs.items(), *plan.families.items()])
     for title, attr in (("not reachable", "unreachable"), ("left out", "left_out")):
-        entries = [(spec_id, p.goals[k].label, why) for spec_id, p in sorted(plan.specs.items())
+        entries = [(owner, p.goals[k].label, why) for owner, p in owners
                    for k, why in getattr(p, attr).items()]
         if entries:
             lines.append(f"{title} ({len(entries)}):")

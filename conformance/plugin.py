@@ -54,6 +54,7 @@ from conformance.provider import Provider, ProviderUnavailable, Unsupported, loa
 from conformance.remote import RecordingProvider, cassette_of, cassette_part, isolated
 from conformance.reporting.model import run_versions
 from conformance.results import CheckResult, MethodInfo, ResultStream, merge_streams
+from conformance.sequences import context_of, plan_family
 from conformance.source import SourceError
 from conformance.spec import Scenario, Spec
 from conformance.strategies import Allowed
@@ -197,6 +198,7 @@ class ConformanceSession:
         self.show_progress: bool | None = False  # conformance run turns it on
         self.summary: dict[str, Any] | None = None
         self.subjects: dict[str, Subject] = {}
+        self.family_plans: dict[str, Any] = {}  # family -> its planned sequences
         self.item_operations = Tally()
 
     # -- collection ----------------------------------------------------------------------------
@@ -261,6 +263,7 @@ class ConformanceSession:
         cases of each spec whose property checks were selected (twice-called where its repeat
         check is), within the budget, and an estimate of the scenarios and family checks."""
         by_spec: dict[str, set[str]] = {}
+        families: set[str] = set()
         fixed = Tally()
         seconds = 0.0
         for item in items:
@@ -268,6 +271,9 @@ class ConformanceSession:
                 by_spec.setdefault(item.spec.id, set()).add(item.kind)
                 if item.kind == "variants" and item.spec.twin:  # pairs with the W form's cases
                     by_spec.setdefault(item.spec.twin, set())
+                continue
+            if KINDS[item.kind].scope == "family" and item.case == "machine":
+                families.add(item.family)
                 continue
             ops, secs = self.estimate(item)
             fixed.merge(ops)
@@ -289,11 +295,18 @@ class ConformanceSession:
                 fixed.add("setup", round(explored * (per_case - 1 - subject.plan.calls) / 2))
                 fixed.add("observe", round(explored * (per_case - 1 - subject.plan.calls) / 2))
                 seconds += explored * subject.plan.seconds() / len(subject.plan.cases)
+        self.family_plans = {}
+        for family in sorted(families):
+            subjects = self.family_subjects(family)
+            if subjects:
+                domain = self.catalog.domains[family]
+                self.family_plans[family] = plan_family(subjects, context_of(subjects, domain))
         if self.budget is not None:
-            apply_budget(plans, self.budget, fixed, seconds)
+            apply_budget([*plans, *self.family_plans.values()], self.budget, fixed, seconds)
             for plan in plans:
                 self.subject(plan.spec).plan = plan  # the executions follow the kept cases
-        return RunPlan({p.spec.id: p for p in plans}, self.budget, fixed, seconds)
+        return RunPlan({p.spec.id: p for p in plans}, self.budget, fixed, seconds,
+                       dict(self.family_plans))
 
     def estimate(self, item: CheckItem) -> tuple[Tally, float]:
         """What a check outside the plan should cost: a scenario's steps, calls and reads; a
@@ -312,7 +325,7 @@ class ConformanceSession:
                                                  for s in steps) + \
                 calls * costs.of_op("call", item.spec.id if item.spec else "*") + \
                 ops.counts["observe"] * costs.of_op("observe")
-        elif KINDS[item.kind].scope == "family":
+        elif KINDS[item.kind].scope == "family":  # exploring: the machine's sequences
             from conformance.stateful import STEPS_PER_RUN
 
             domain = self.catalog.domains[item.family]
@@ -417,7 +430,8 @@ class ConformanceSession:
         """What the item's check runs on."""
         if item.spec is None:
             return Target(family=self.family_subjects(item.family),
-                          domain=self.catalog.domains[item.family], catalog=self.catalog)
+                          domain=self.catalog.domains[item.family], catalog=self.catalog,
+                          family_plan=self.family_plans.get(item.family))
         return Target(self.subject(item.spec), item.scenario, catalog=self.catalog)
 
     def run_with_retries(self, item: CheckItem) -> Verdict:

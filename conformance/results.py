@@ -167,18 +167,23 @@ def summarize(header: dict[str, Any], methods: dict[str, MethodInfo],
                                     **({"operations": r.operations}
                                        if r.operations is not None else {}),
                                     **({"observed": r.observed} if r.observed else {})})
+    planned = (header.get("plan") or {}).get("families") or {}
+    for name, plan in planned.items():
+        families.setdefault(name, {"checks": []})["plan"] = plan
     for entry in families.values():
         entry["verdict"] = method_verdict([CheckResult(c["name"], "", c["kind"], "", c["status"])
                                            for c in entry["checks"]], {})
     return {"schema": SCHEMA, **header, "totals": totals,
-            "operations": operations.as_dict(), "coverage": coverage_reached(out_methods),
+            "operations": operations.as_dict(),
+            "coverage": coverage_reached([*out_methods.values(), *families.values()]),
             "methods": out_methods, "families": families}
 
 
-def coverage_reached(methods: dict[str, Any]) -> dict[str, dict[str, int]]:
-    """covered/total per coverage kind over the methods' plans, as their cases reached it."""
+def coverage_reached(owners: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """covered/total per coverage kind over the plans of methods and families, as their
+    cases reached it."""
     out: dict[str, dict[str, int]] = {}
-    for info in methods.values():
+    for info in owners:
         coverage = (info.get("plan") or {}).get("coverage") or {}
         for kind, value in coverage.items():
             if isinstance(value, dict):

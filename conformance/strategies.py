@@ -532,7 +532,8 @@ def _arg_options(spec: Spec, domain: Domain, param: Param, pool: Pool,
     out: list[Any] = []
     ftype = param_field(domain, param)
     if param.refers:
-        out += [*pool.names.get(param.refers, []), Unknown(param.refers)]
+        out += [*pool.names.get(param.refers, []), *pool.removed.get(param.refers, []),
+                Unknown(param.refers)]
     elif param.values:
         out += list(pool.values.get(param.values, []))
         if ftype is not None:

@@ -262,6 +262,10 @@ def test_memoized_guest_queries_fail_the_family_machine(
     print(f"{MACHINE} on {MemoizedGuestQueries.__name__}: shrunk to {len(calls)} calls: "
           f"{[c['method'] for c in calls]}")
     methods = {c["method"] for c in calls}
-    assert len(calls) == 2 and len(methods) == 2, calls  # two different properties
-    assert all("::get_" in m for m in methods)
+    assert len(calls) == 2 and all("::get_" in m for m in methods), calls
+    assert calls[0]["call"]["this"] == calls[1]["call"]["this"]  # the same VM
+    # two different properties, or one whose answer a step between the calls changed: the
+    # second answer is the first one, memoized
+    between = [e for e in machine["repro"]["calls"] if "given" in e]
+    assert len(methods) == 2 or (between and calls[0]["expect"] != calls[1]["expect"]), calls
     assert results["exit"] == 1

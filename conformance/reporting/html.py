@@ -351,36 +351,50 @@ def operations(summary: dict[str, Any]) -> dict[str, Any] | None:
             "budget": plan.get("budget"), "left_out": _int(plan.get("left_out"))}
 
 
+FAMILY_KINDS = ("pairs", "steps", "transitions")
+
+
 def coverage(summary: dict[str, Any]) -> dict[str, Any] | None:
-    """The plan's coverage per method (covered/total per goal kind) and every item no case
-    reached or the budget left out, with the reason."""
-    rows, missing = [], []
-    totals = {k: [0, 0] for k in GOAL_KINDS}
-    for method, info in sorted(summary.get("methods", {}).items()):
+    """The plan's coverage per method and per family (covered/total per goal kind) and every
+    item no case reached or the budget left out, with the reason."""
+    missing: list[dict[str, str]] = []
+    methods = _coverage_table(summary.get("methods", {}), GOAL_KINDS, "cases", missing)
+    families = _coverage_table(summary.get("families") or {}, FAMILY_KINDS, "sequences",
+                               missing)
+    if methods is None and families is None:
+        return None
+    return {"methods": methods, "families": families, "missing": missing}
+
+
+def _coverage_table(owners: dict[str, Any], kinds: tuple[str, ...], count: str,
+                    missing: list[dict[str, str]]) -> dict[str, Any] | None:
+    rows = []
+    totals = {k: [0, 0] for k in kinds}
+    for owner, info in sorted(owners.items()):
         plan = info.get("plan") if isinstance(info, dict) else None
         if not isinstance(plan, dict) or not isinstance(plan.get("coverage"), dict):
             continue
         cov = plan["coverage"]
         cells = []
-        for kind in GOAL_KINDS:
+        for kind in kinds:
             got = cov.get(kind) if isinstance(cov.get(kind), dict) else {}
             covered, total = _int(got.get("covered")), _int(got.get("total"))
             totals[kind][0] += covered
             totals[kind][1] += total
             cells.append({"covered": covered, "total": total, "full": covered == total})
-        rows.append({"method": method, "cases": _int(plan.get("cases")),
+        rows.append({"owner": owner, "count": _int(plan.get(count)),
                      "operations": _int((plan.get("operations") or {}).get("total")),
                      "cells": cells})
         for key, label in (("unreachable", "not reachable"), ("left_out", "left out")):
             for entry in cov.get(key) or []:
                 if isinstance(entry, dict):
-                    missing.append({"method": method, "what": label,
+                    missing.append({"method": owner, "what": label,
                                     "item": str(entry.get("item", "")),
                                     "kind": str(entry.get("kind", "")),
                                     "why": str(entry.get("why", ""))})
     if not rows:
         return None
-    return {"rows": rows, "kinds": GOAL_KINDS, "missing": missing,
+    return {"rows": rows, "kinds": kinds, "count": count,
             "totals": [{"covered": c, "total": t, "full": c == t} for c, t in totals.values()]}
 
 
