@@ -91,6 +91,30 @@ class BaselineOutcome:
         blocking = self.new_failures or self.stale or self.expired or not self.checks_run
         return 1 if blocking else 0
 
+    def headline(self) -> str:
+        """The gate's verdict in one line: the last line a run prints, and what the reports
+        show (`GATE PASSED: 13 known failures, 0 new`)."""
+        known = len(self.known_failures) + len(self.flaky_failures)
+        parts = [f"{known} known failure{'' if known == 1 else 's'}",
+                 f"{len(self.new_failures)} new"]
+        if self.stale:
+            parts.append(f"{len(self.stale)} stale")
+        if self.expired:
+            parts.append(f"{len(self.expired)} expired")
+        if not self.checks_run:
+            parts.append("no check ran")
+        return f"GATE {'PASSED' if self.exit_code == 0 else 'FAILED'}: {', '.join(parts)}"
+
+    def as_dict(self, file: str = "") -> dict[str, Any]:
+        """results.json's `gate` (a compatible addition): what every report shows of it."""
+        def entries(items: list[Entry]) -> list[dict[str, Any]]:
+            return [{"check": e.check, "reason": e.reason,
+                     "expires": e.expires.isoformat() if e.expires else None} for e in items]
+        return {"baseline": file, "passed": self.exit_code == 0, "line": self.headline(),
+                "known": entries(self.known_failures), "flaky": entries(self.flaky_failures),
+                "new": list(self.new_failures), "stale": entries(self.stale),
+                "expired": entries(self.expired), "not_run": entries(self.not_run)}
+
     def lines(self, file: str = "") -> list[str]:
         """What to print: every reason for the exit code, each naming what to change."""
         at = f"{file}:" if file else "line "

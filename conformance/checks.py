@@ -14,6 +14,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, assume, given, settings, target
@@ -68,6 +69,7 @@ class Verdict:
     details: dict[str, Any] | None = None
     # coverage items of the plan that no executed case reached (its cases were Unsupported)
     unreached: list[dict[str, str]] | None = None
+    regressions: list[dict[str, str]] | None = None  # saved cases it replayed, and how they went
 
 
 @dataclass
@@ -80,8 +82,9 @@ class Settings:
     code_page: str = "cp1252"
     observed: ObservedPolicy | None = None  # None: strict, nothing is excused
     costs: Costs = field(default_factory=Costs)  # what the provider's operations cost
-    machine_runs: int = 10  # runs of the family machine
-    machine_seed: bool = True  # the family machine draws from a fixed seed (a gate)
+    machine_runs: int = 10  # runs of the family machine (exploring)
+    regressions: Path | None = None  # where exploration saves what it finds
+    provider_name: str = ""  # recorded with a saved regression
 
 
 # Hypothesis's explain phase replays a shrunk failure under a tracer to annotate it; the harness
@@ -478,6 +481,8 @@ class Target:
     domain: Domain | None = None
     catalog: Any = None
     family_plan: Any = None  # the family's planned sequences, when the run made them
+    case: str = ""  # the item's case ("property", "machine", "explore", a scenario's slug)
+    regressions: tuple[Any, ...] = ()  # saved cases replayed under this check, first
 
 
 @dataclass(frozen=True)
@@ -496,7 +501,8 @@ class CheckKind:
     marks_codes: bool = True  # the codes of the cases it passes are marked pass
     repro: str = "call"  # its reproductions: one `call`, or a sequence of `calls`
     optional: bool = False  # collected only when the run asks for it (--differential)
-    explores: bool = False  # draws cases of its own after the plan when the profile explores
+    explores: bool = False  # judges the drawn cases of exploration (--explore)
+    explore_case: str | None = None  # a family kind's second item when the run explores
     description: str = ""
 
     def replay_judge(self) -> Judge:
@@ -557,6 +563,9 @@ def planned_check(kind_name: str) -> Callable[[Target], Verdict]:
         kind = KINDS[kind_name]
         if subject.plan.error:
             raise OracleError(subject.plan.error)
+        failed, replayed = replay_regressions(target, subject)
+        if failed is not None:
+            return failed
         seen: set[str] = set()
         applicable, unsupported = 0, []
         for execution in subject.executions.planned():
@@ -568,17 +577,14 @@ def planned_check(kind_name: str) -> Callable[[Target], Verdict]:
                 seen.update(judge_execution(subject, kind, execution))
             except CheckFailed as exc:
                 return _failed(seen, shrink(subject, kind, execution, exc))
-        verdict = explore(subject, kind, seen, applicable, unsupported)
-        if verdict is not None:
-            verdict.unreached = subject.executions.unreached()
-            return verdict
         if not applicable:
             reason = unsupported[-1] if unsupported else "no case could be built"
             raise NotApplicable(f"unsupported by the provider: {reason}",
                                 subject.executions.unreached())
         return Verdict(PASSED, f"{applicable} planned cases" + (
-            f", {len(unsupported)} the provider could not build" if unsupported else ""),
-            {c: PASSED for c in sorted(seen)}, unreached=subject.executions.unreached())
+            f", {len(unsupported)} the provider could not build" if unsupported else "")
+            + _fixed_note(replayed), {c: PASSED for c in sorted(seen)},
+            unreached=subject.executions.unreached(), regressions=replayed or None)
 
     return run
 
@@ -649,6 +655,42 @@ def _mentions(value: Any) -> set[Any]:
     return set()
 
 
+def replay_regressions(target: Target, subject: Subject | None
+                       ) -> tuple[Verdict | None, list[dict[str, str]]]:
+    """The saved regressions of this check, replayed first: the verdict of the first that
+    still fails (None when none does), and how each went."""
+    from conformance.replay import ReproError, replay
+
+    outcomes: list[dict[str, str]] = []
+    for regression in target.regressions:
+        provider = subject.provider if subject is not None else target.family[0].provider
+        settings = subject.settings if subject is not None else target.family[0].settings
+        try:
+            result = replay(regression.repro, target.catalog, provider, settings)
+        except ReproError as exc:  # a step or call the provider cannot do, or a stale file
+            outcomes.append({"file": regression.name, "status": "not applicable",
+                             "message": str(exc)})
+            continue
+        if result.passed:
+            outcomes.append({"file": regression.name, "status": "fixed",
+                             "message": result.message})
+            continue
+        outcomes.append({"file": regression.name, "status": "fails",
+                         "message": result.message})
+        codes = {c: FAILED for c in result.expected}
+        return Verdict(FAILED, f"{regression.describe()}: {result.message}", codes,
+                       regression.repro, regressions=outcomes), outcomes
+    return None, outcomes
+
+
+def _fixed_note(replayed: list[dict[str, str]]) -> str:
+    fixed = [r["file"] for r in replayed if r["status"] == "fixed"]
+    if not fixed:
+        return ""
+    return (f"; {len(fixed)} saved regression{'s' if len(fixed) > 1 else ''} now pass "
+            f"(fixed: {', '.join(fixed)}; remove the file to forget it)")
+
+
 def _failed(seen: set[str], exc: CheckFailed) -> Verdict:
     codes = {c: PASSED for c in seen}
     codes.update({c: FAILED for c in exc.codes})
@@ -663,26 +705,38 @@ LOOKAHEAD = 8  # planned cases sent to a worker process ahead of the one being e
 Plan = Callable[[Case], list[tuple["Subject", list[dict[str, Any]], Then]]]
 
 
-def explore(subject: Subject, kind: CheckKind, seen: set[str], applicable: int,
-            unsupported: list[str]) -> Verdict | None:
-    """Hypothesis-drawn cases judged by `kind`, when the profile explores (max_examples);
-    None when it does not or they all pass (the caller then gives the plan's verdict)."""
+def run_explore(target: Target) -> Verdict:
+    """Exploration, apart from the plan: hypothesis-drawn cases (seeded), each executed once
+    and judged by every exploring kind of the spec. A failure is shrunk by hypothesis and
+    saved as a regression of the planned check of the kind that found it, which every later
+    run replays; the planned checks' verdicts never depend on it."""
+    subject = target.subject
+    assert subject is not None
     examples = subject.settings.max_examples
-    if not examples or not kind.explores:
-        return None
+    if not examples:
+        raise NotApplicable("exploration is off (--explore N, or the thorough profile)")
+    judges = [k for k in kinds_for(subject.spec, subject.settings) if k.explores]
+    calls = max(k.calls for k in judges)
+    seen: set[str] = set()
+    unsupported: list[str] = []
     drawn = [0]
 
     def prop(case: Case) -> None:
-        run = execute(subject, case, calls=kind.calls, observe=subject.plan.observe)
+        run = execute(subject, case, calls=calls, observe=subject.plan.observe)
         if run.unsupported is not None:
             unsupported.append(str(run.unsupported) or "Unsupported")
             assume(False)
             return
-        codes = judge_execution(subject, kind, run)
         drawn[0] += 1
-        if subject.settings.steer:
-            target(float(sum(c not in seen for c in codes)), label="codes not seen before")
-        seen.update(codes)
+        for kind in judges:
+            try:
+                codes = judge_execution(subject, kind, run)
+            except CheckFailed as exc:
+                exc.kind = kind.name  # type: ignore[attr-defined]
+                raise
+            if subject.settings.steer:
+                target_codes(float(sum(c not in seen for c in codes)))
+            seen.update(codes)
 
     sets = settings(max_examples=examples, deadline=None, phases=PHASES,
                     database=subject.settings.database, derandomize=False,
@@ -694,18 +748,41 @@ def explore(subject: Subject, kind: CheckKind, seen: set[str], applicable: int,
     try:
         test()
     except CheckFailed as exc:
-        return _failed(seen, exc)
+        check = f"{subject.spec.id}::{getattr(exc, 'kind', 'oracle')}::property"
+        return found_by_exploration(subject.settings, check, subject.spec.id, exc)
     except Unsatisfiable:
         pass
     except (Flaky, FlakyFailure) as exc:
         return Verdict(FAILED, "the provider is not deterministic: the same case gave a "
-                               f"different result when hypothesis ran it again ({exc})",
-                       {c: PASSED for c in seen})
-    if not applicable and not drawn[0]:
+                               f"different result when hypothesis ran it again ({exc})")
+    if not drawn[0]:
         reason = unsupported[-1] if unsupported else "no case could be built"
         raise NotApplicable(f"unsupported by the provider: {reason}")
-    return Verdict(PASSED, f"{applicable} planned cases, {drawn[0]} drawn",
-                   {c: PASSED for c in sorted(seen)})
+    return Verdict(PASSED, f"{drawn[0]} drawn cases (--seed {subject.settings.seed}), judged "
+                           f"by {', '.join(k.name for k in judges)}")
+
+
+def target_codes(score: float) -> None:
+    """Steer hypothesis toward codes not seen yet (the thorough profile)."""
+    target(score, label="codes not seen before")
+
+
+def found_by_exploration(config: Settings, check: str, method: str,
+                         exc: CheckFailed) -> Verdict:
+    """An exploration failure: saved as a regression of `check` (when the run keeps them)."""
+    from conformance import regressions
+
+    note = ""
+    if config.regressions is not None and exc.repro is not None:
+        repro = {"check": check, "method": method, **exc.repro}
+        try:
+            path = regressions.save(config.regressions, check, repro, config.provider_name,
+                                    config.seed, exc.message)
+            note = f"; saved as {path}, which every later run replays under {check}"
+        except OSError as error:
+            note = f"; could not be saved as a regression ({error})"
+    return Verdict(FAILED, f"found by exploration (--seed {config.seed}): {exc.message}{note}",
+                   {c: FAILED for c in exc.codes}, exc.repro, exc.details)
 
 
 def looking_ahead(subject: Subject, plan: Plan | None, cases: Iterable[Case]) -> Iterator[Case]:
@@ -960,11 +1037,39 @@ def check_sequence(target: Target) -> Verdict:
 
 
 def run_family(target: Target) -> Verdict:
-    """The family check: its planned sequences (conformance.sequences)."""
+    """The family check: the saved regressions, then its planned sequences
+    (conformance.sequences); exploring (case `explore`), the family's hypothesis machine."""
     from conformance.sequences import check_sequences
 
     assert target.domain is not None
-    return check_sequences(target.family, target.domain, target.family_plan)
+    if target.case == KINDS["stateful"].explore_case:
+        return explore_family(target)
+    failed, replayed = replay_regressions(target, None)
+    if failed is not None:
+        return failed
+    verdict = check_sequences(target.family, target.domain, target.family_plan)
+    verdict.regressions = replayed or None
+    verdict.message += _fixed_note(replayed)
+    return verdict
+
+
+def explore_family(target: Target) -> Verdict:
+    """The family's hypothesis machine (seeded); a failure, minimized, is saved as a
+    regression of the family check."""
+    from conformance.stateful import check_stateful
+
+    assert target.domain is not None
+    if not target.family:
+        raise NotApplicable("no method of this family is supported by the provider")
+    config = target.family[0].settings
+    verdict = check_stateful(target.family, target.domain)
+    if verdict.status != FAILED or verdict.repro is None:
+        return verdict
+    check = f"{target.domain.family}::stateful::machine"
+    method = next((e["method"] for e in reversed(verdict.repro.get("calls", []))
+                   if "method" in e), "")
+    failure = CheckFailed(verdict.message, verdict.repro, tuple(verdict.codes), verdict.details)
+    return found_by_exploration(config, check, method, failure)
 
 
 def _tier(minimum: int) -> Callable[[Spec, Settings], bool]:
@@ -973,6 +1078,10 @@ def _tier(minimum: int) -> Callable[[Spec, Settings], bool]:
 
 def _has_effects(spec: Spec, settings: Settings) -> bool:
     return settings.tier >= 1 and any(r.effects for r in spec.rules)
+
+
+def _exploring(spec: Spec, settings: Settings) -> bool:
+    return settings.max_examples > 0
 
 
 def _has_twin(spec: Spec, settings: Settings) -> bool:
@@ -1001,8 +1110,12 @@ KINDS: dict[str, CheckKind] = {k.name: k for k in (
               description="the A form behaves as the W form on converted strings"),
     CheckKind("differential", "spec", check_differential, optional=True, judge=judge_code,
               description="the provider agrees with the reference on the plan"),
-    CheckKind("stateful", "family", run_family, repro="calls",
-              description="the family's machine: steps and calls of every method"),
+    CheckKind("explore", "spec", run_explore, applies=_exploring,
+              description="exploration: hypothesis-drawn cases judged by every exploring "
+                          "kind; what fails is saved as a regression"),
+    CheckKind("stateful", "family", run_family, repro="calls", explore_case="explore",
+              description="the family's planned sequences (`machine`) and, exploring, its "
+                          "hypothesis state machine (`explore`)"),
 )}
 
 

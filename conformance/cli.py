@@ -79,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
                           "conditions, argument classes, faults, repeat and variants; thorough "
                           "also drawn cases (default: ci, or the one a replayed cassette was "
                           "recorded with)")
+    run.add_argument("--explore", type=int, nargs="?", const=200, default=None, metavar="N",
+                     help="after the plan, explore: N hypothesis-drawn cases per method "
+                          "(default 200) and the family state machines, from --seed (drawn "
+                          "and printed when not given); what fails is saved as a regression "
+                          "(on in the thorough profile; --explore 0 turns it off)")
+    run.add_argument("--regressions", default=None, metavar="DIR",
+                     help="where exploration's finds are kept, and replayed from by every run "
+                          "under the check that found them (default: .conformance/regressions "
+                          "in the current folder)")
     run.add_argument("--budget", type=budget_option, default=None, metavar="BUDGET",
                      help="keep the run within a provider time (90s, 10m, 1h, by the costs "
                           "the provider declares) or a number of operations (5000ops): the "
@@ -331,6 +340,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from conformance.catalog import load_catalog
     from conformance.plugin import ConformanceSession
     from conformance.provider import ProviderUnavailable, load
+    from conformance.regressions import RegressionError
     from conformance.remote import is_local, isolated
     from conformance.results import run_verdict
     from conformance.source import SourceError
@@ -367,11 +377,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         session = ConformanceSession(catalog, provider, args.provider, Path(args.out),
                                      args.profile, args.seed, args.code_page, args.differential,
                                      args.check_timeout, observed=args.observed,
-                                     budget=args.budget)
+                                     budget=args.budget, explore=args.explore,
+                                     regressions=_folder(args.regressions))
     except ProviderUnavailable as exc:
         print(f"provider unavailable: {_unavailable(exc, isolate and is_local(first))}",
               file=sys.stderr)
         return EXIT_UNAVAILABLE
+    except RegressionError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
     if baseline is not None:
         session.retry = {e.check for e in baseline.flaky}
     pytest_args = pytest_selection(catalog, args.keyword, args.verbose)
@@ -389,6 +403,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         pytest_args += ["--conformance-check-timeout", str(args.check_timeout)]
         pytest_args += ["--conformance-observed", args.observed]
         pytest_args += ["--conformance-budget", args.budget.source] if args.budget else []
+        pytest_args += ["--conformance-explore", str(args.explore)] \
+            if args.explore is not None else []
+        pytest_args += ["--conformance-regressions", args.regressions] if args.regressions \
+            else []
         pytest_args += ["--conformance-record", args.record] if args.record else []
         pytest_args += ["--conformance-isolate", "--conformance-call-timeout",
                         str(args.call_timeout)] if isolate else []
@@ -397,6 +415,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"the run did not start (pytest exit {int(code)})", file=sys.stderr)
         return EXIT_USAGE if code == pytest.ExitCode.USAGE_ERROR else EXIT_FAILS
     out = Path(args.out)
+    gate = _gate(session.summary, baseline, args.baseline, out) if baseline is not None \
+        else None
     _write_reports(session.summary, out, catalog, args.allure)
     verdict = run_verdict(session.summary)
     print_summary(session.summary, verdict, out)
@@ -404,8 +424,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         from conformance.baseline import write_baseline
 
         print(f"baseline: {write_baseline(session.summary, args.write_baseline, keep=baseline)}")
-    if baseline is not None:
-        return _gate(session.summary, baseline, args.baseline)
+    if gate is not None:
+        for line in gate.lines(args.baseline):
+            print(line, file=sys.stderr)
+        print(gate.headline())
+        return gate.exit_code
     t = session.summary["totals"]
     if t["passed"] + t["failed"] + t["errors"] == 0:
         print("no check ran: nothing was tested", file=sys.stderr)
@@ -504,7 +527,21 @@ def _run_settings(args: argparse.Namespace, provider: Any) -> str | None:
         args.seed = random.SystemRandom().randrange(1 << 31)
         print(f"recording with --seed {args.seed} (the cassette keeps it for its replay)",
               file=sys.stderr)
+    exploring = args.explore if args.explore is not None else \
+        (200 if args.profile == "thorough" else 0)
+    if exploring:
+        if args.seed is None:
+            import random
+
+            args.seed = random.SystemRandom().randrange(1 << 31)
+        print(f"exploring with --seed {args.seed}: {exploring} drawn cases per method and the "
+              "family machines after the plan; what fails is saved as a regression",
+              file=sys.stderr)
     return None
+
+
+def _folder(text: str | None) -> Path | None:
+    return Path(text) if text else None
 
 
 def _unavailable(exc: Exception, in_worker: bool) -> str:
@@ -543,16 +580,18 @@ def _load_baseline(path: str | None):
     return load_baseline(path)
 
 
-def _gate(summary: dict[str, Any], baseline, path: str) -> int:
-    """The exit code with a baseline: known failures pass, stale or expired entries fail."""
+def _gate(summary: dict[str, Any], baseline, path: str, out: Path):
+    """The run against its baseline (known failures pass, stale or expired entries fail),
+    kept in results.json as `gate` so that every report shows the gate's verdict."""
     from datetime import date
 
     from conformance.baseline import apply_baseline
+    from conformance.results import write_summary
 
     outcome = apply_baseline(summary, baseline, date.today())
-    for line in outcome.lines(path):
-        print(line, file=sys.stderr)
-    return outcome.exit_code
+    summary["gate"] = outcome.as_dict(path)
+    write_summary(summary, out)
+    return outcome
 
 
 def _write_reports(summary: dict[str, Any], out: Path, catalog, allure: bool) -> None:

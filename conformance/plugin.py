@@ -51,6 +51,9 @@ from conformance.plan import RunPlan, SpecPlan, apply_budget, plan_spec
 from conformance.profiles import PROFILES
 from conformance.progress import Progress
 from conformance.provider import Provider, ProviderUnavailable, Unsupported, load
+from conformance.regressions import DEFAULT_FOLDER as DEFAULT_REGRESSIONS
+from conformance.regressions import RegressionError, by_check
+from conformance.regressions import load as load_regressions
 from conformance.remote import RecordingProvider, cassette_of, cassette_part, isolated
 from conformance.reporting.model import run_versions
 from conformance.results import CheckResult, MethodInfo, ResultStream, merge_streams
@@ -84,6 +87,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--conformance-observed", default=STRICT, choices=POLICIES,
                     help="lenient: a result a spec records under `observed` for the provider's "
                          "Windows version passes, marked as observed (default strict)")
+    group.addoption("--conformance-explore", default=None, type=int, metavar="N",
+                    help="explore after the plan: N drawn cases per method, and family machines")
+    group.addoption("--conformance-regressions", default=None, metavar="DIR",
+                    help="where exploration's finds are kept and replayed from "
+                         "(default .conformance/regressions)")
     group.addoption("--conformance-budget", default=None, metavar="BUDGET",
                     help="keep the plan within a time (10m) or a number of operations (5000ops)")
     group.addoption("--conformance-record", default=None, metavar="FILE",
@@ -113,16 +121,31 @@ def pytest_configure(config: pytest.Config) -> None:
                         "profile": config.getoption("--conformance-profile"),
                         "seed": config.getoption("--conformance-seed"),
                         "code_page": config.getoption("--conformance-code-page")})
-        session = ConformanceSession(
-            catalog, provider, name, Path(config.getoption("--conformance-out")),
-            config.getoption("--conformance-profile"), config.getoption("--conformance-seed"),
-            config.getoption("--conformance-code-page"),
-            config.getoption("--conformance-differential"),
-            config.getoption("--conformance-check-timeout"),
-            observed=config.getoption("--conformance-observed", default=STRICT),
-            budget=_budget_option(config.getoption("--conformance-budget", default=None)))
+        try:
+            session = _configured_session(config, catalog, provider, name)
+        except RegressionError as exc:
+            raise pytest.UsageError(str(exc)) from None
         session.worker = worker
         config.pluginmanager.register(session, "conformance-session")
+
+
+def _configured_session(config: pytest.Config, catalog: Catalog, provider: Provider,
+                        name: str) -> ConformanceSession:
+    """The session of a run started by pytest's own command line (an xdist worker)."""
+    return ConformanceSession(
+        catalog, provider, name, Path(config.getoption("--conformance-out")),
+        config.getoption("--conformance-profile"), config.getoption("--conformance-seed"),
+        config.getoption("--conformance-code-page"),
+        config.getoption("--conformance-differential"),
+        config.getoption("--conformance-check-timeout"),
+        observed=config.getoption("--conformance-observed", default=STRICT),
+        budget=_budget_option(config.getoption("--conformance-budget", default=None)),
+        explore=config.getoption("--conformance-explore", default=None),
+        regressions=_path(config.getoption("--conformance-regressions", default=None)))
+
+
+def _path(text: str | None) -> Path | None:
+    return Path(text) if text else None
 
 
 def _budget_option(text: str | None) -> Budget | None:
@@ -156,7 +179,8 @@ class ConformanceSession:
     def __init__(self, catalog: Catalog, provider: Provider, provider_name: str, out: Path,
                  profile: str = "ci", seed: int | None = None, code_page: str = "cp1252",
                  differential: bool = False, check_timeout: float | None = DEFAULT_CHECK_TIMEOUT,
-                 observed: str = STRICT, budget: Budget | None = None):
+                 observed: str = STRICT, budget: Budget | None = None,
+                 explore: int | None = None, regressions: Path | None = None):
         self.catalog = catalog
         self.provider = Budgeted(provider)  # every request of a check runs against its deadline
         self.check_timeout = check_timeout or None  # seconds per check (--check-timeout)
@@ -171,11 +195,17 @@ class ConformanceSession:
         except CostsError as exc:
             raise ProviderUnavailable(str(exc)) from None
         chosen = PROFILES[profile]
+        drawn = chosen.explore if explore is None else explore
+        runs = chosen.machine_runs if explore is None else max(5, explore // 4)
+        self.regressions_folder = regressions if regressions is not None else \
+            Path.cwd() / DEFAULT_REGRESSIONS
+        self.regressions = by_check(load_regressions(self.regressions_folder))
         self.settings = Settings(
-            max_examples=chosen.explore, tier=chosen.tier, steer=chosen.steer, seed=seed,
+            max_examples=drawn, tier=chosen.tier, steer=chosen.steer, seed=seed,
             database=FailuresDatabase(str(out / ".hypothesis")), code_page=code_page,
             observed=ObservedPolicy(observed, declared_version(self.capabilities)),
-            costs=costs, machine_runs=chosen.machine_runs, machine_seed=chosen.seeded)
+            costs=costs, machine_runs=runs, regressions=self.regressions_folder,
+            provider_name=provider_name)
         self.budget = budget
         self.plan: RunPlan | None = None
         self.show_plan = False  # conformance run prints the plan before the checks run
@@ -272,7 +302,7 @@ class ConformanceSession:
                 if item.kind == "variants" and item.spec.twin:  # pairs with the W form's cases
                     by_spec.setdefault(item.spec.twin, set())
                 continue
-            if KINDS[item.kind].scope == "family" and item.case == "machine":
+            if KINDS[item.kind].scope == "family" and item.case != KINDS[item.kind].explore_case:
                 families.add(item.family)
                 continue
             ops, secs = self.estimate(item)
@@ -428,11 +458,14 @@ class ConformanceSession:
 
     def target(self, item: CheckItem) -> Target:
         """What the item's check runs on."""
+        saved = tuple(self.regressions.get(item.check_name, ()))
         if item.spec is None:
             return Target(family=self.family_subjects(item.family),
                           domain=self.catalog.domains[item.family], catalog=self.catalog,
-                          family_plan=self.family_plans.get(item.family))
-        return Target(self.subject(item.spec), item.scenario, catalog=self.catalog)
+                          family_plan=self.family_plans.get(item.family), case=item.case,
+                          regressions=saved)
+        return Target(self.subject(item.spec), item.scenario, catalog=self.catalog,
+                      case=item.case, regressions=saved)
 
     def run_with_retries(self, item: CheckItem) -> Verdict:
         """Run a check; a check the baseline calls flaky gets more tries, noted in its message."""
@@ -467,7 +500,7 @@ class ConformanceSession:
             status=verdict.status, message=message, codes=verdict.codes,
             repro=repro, duration=duration, family=item.family, details=verdict.details,
             observed=observed or None, operations=self.item_operations.as_dict(),
-            unreached=verdict.unreached))
+            unreached=verdict.unreached, regressions=verdict.regressions))
 
     def begin(self, item: CheckItem) -> None:
         """A check starts: no excuse carried over from the last one; a cassette being recorded
@@ -592,9 +625,9 @@ class SpecFile(pytest.File):
         session = find_session(self.config)
         assert session is not None
         for kind in session.kinds_for(self.spec):
-            yield CheckItem.from_parent(self, name=check_name(self.spec.id, kind, "property"),
-                                        spec=self.spec, kind=kind, scenario=None,
-                                        case="property")
+            case = "drawn" if kind == "explore" else "property"
+            yield CheckItem.from_parent(self, name=check_name(self.spec.id, kind, case),
+                                        spec=self.spec, kind=kind, scenario=None, case=case)
 
 
 class DomainFile(pytest.File):
@@ -605,10 +638,15 @@ class DomainFile(pytest.File):
         self.family = family
 
     def collect(self):
-        for kind in (k.name for k in KINDS.values() if k.scope == "family"):
-            yield CheckItem.from_parent(self, name=check_name(self.family, kind, "machine"),
-                                        spec=None, kind=kind, scenario=None,
-                                        family=self.family)
+        session = find_session(self.config)
+        exploring = session is not None and session.settings.max_examples > 0
+        for kind in (k for k in KINDS.values() if k.scope == "family"):
+            cases = ["machine", *([kind.explore_case] if exploring and kind.explore_case
+                                  else [])]
+            for case in cases:
+                yield CheckItem.from_parent(self, name=check_name(self.family, kind.name, case),
+                                            spec=None, kind=kind.name, scenario=None,
+                                            family=self.family, case=case)
 
 
 def check_name(subject: str, kind: str, case: str) -> str:

@@ -35,6 +35,7 @@ class CheckResult:
     observed: list[dict[str, Any]] | None = None  # `observed` entries that excused results
     operations: dict[str, int] | None = None  # provider operations the check made, by kind
     unreached: list[dict[str, str]] | None = None  # planned coverage its cases did not reach
+    regressions: list[dict[str, str]] | None = None  # saved cases it replayed first: file, status
 
 
 @dataclass
@@ -150,6 +151,7 @@ def summarize(header: dict[str, Any], methods: dict[str, MethodInfo],
                         "details": r.details,
                         "duration": round(r.duration, 4),
                         **({"operations": r.operations} if r.operations is not None else {}),
+                        **({"regressions": r.regressions} if r.regressions else {}),
                         **({"observed": r.observed} if r.observed else {})} for r in checks],
         }
         if info.plan is not None:
@@ -166,6 +168,7 @@ def summarize(header: dict[str, Any], methods: dict[str, MethodInfo],
                                     "details": r.details, "duration": round(r.duration, 4),
                                     **({"operations": r.operations}
                                        if r.operations is not None else {}),
+                                    **({"regressions": r.regressions} if r.regressions else {}),
                                     **({"observed": r.observed} if r.observed else {})})
     planned = (header.get("plan") or {}).get("families") or {}
     for name, plan in planned.items():

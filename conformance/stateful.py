@@ -1,4 +1,8 @@
-"""The stateful check: one hypothesis state machine per family, built from data.
+"""Exploring a family: one hypothesis state machine per family, built from data.
+
+The family check's planned sequences are conformance.sequences; this machine runs only when
+the run explores (`--explore`, the thorough profile), from the run's seed, and what it finds
+is saved as a regression of the family check (conformance.regressions).
 
 Its rules are the domain's `given` steps (new objects and faults, at any point) and calls of
 every spec'd method of the family with drawn arguments: existing objects, objects an earlier
@@ -10,7 +14,6 @@ method: the machine is the same code for every family.
 
 from __future__ import annotations
 
-import zlib
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -227,12 +230,6 @@ def _minimized(repro: dict[str, Any] | None, subjects: list[Subject],
         return repro
 
 
-def machine_seed(domain: Domain) -> int:
-    """The family machine's seed outside exploration: fixed by the family's name, so that the
-    same provider meets the same sequences on every run (and a gate its same verdict)."""
-    return zlib.crc32(domain.family.encode("utf-8"))
-
-
 def check_stateful(subjects: list[Subject], domain: Domain) -> Verdict:
     """Run the family's machine; a failure is shrunk to the shortest sequence that shows it."""
     if not subjects:
@@ -240,7 +237,7 @@ def check_stateful(subjects: list[Subject], domain: Domain) -> Verdict:
     first = subjects[0].settings
     calls_made = [0]
     machine = build_machine(subjects, domain, calls_made)
-    seed = machine_seed(domain) if first.machine_seed else first.seed
+    seed = first.seed
     seeded = seed is not None  # a seeded run draws from the seed alone: no database
     sets = settings(max_examples=max(1, first.machine_runs), deadline=None, phases=PHASES,
                     stateful_step_count=STEPS_PER_RUN,

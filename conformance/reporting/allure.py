@@ -26,6 +26,7 @@ from conformance.reporting.model import (
     Check,
     interface_of,
     iter_checks,
+    known_deviation,
     repro_yaml,
     versions,
 )
@@ -54,7 +55,8 @@ def write_allure_results(summary: dict[str, Any], out: Path,
     _clear(folder)
     clock = _Clock(summary)
     for check in iter_checks(summary):
-        result = allure_result(check, clock, (specs or {}).get(check.method, {}))
+        result = allure_result(check, clock, (specs or {}).get(check.method, {}),
+                               known_deviation(summary, check.name))
         result["attachments"] = _attach(folder, check)
         _write_json(folder / f"{result['uuid']}-result.json", result)
     _write_environment(folder, summary)
@@ -82,10 +84,14 @@ class _Clock:
         return start, self.now
 
 
-def allure_result(check: Check, clock: _Clock, spec: dict[str, Any]) -> dict[str, Any]:
-    """One check as an Allure test result (without its attachments)."""
+def allure_result(check: Check, clock: _Clock, spec: dict[str, Any],
+                  known: str | None = None) -> dict[str, Any]:
+    """One check as an Allure test result (without its attachments); a known deviation of a
+    gated run is skipped, with the baseline's reason."""
     start, stop = clock.span(check.duration)
     status = STATUS.get(check.status, "unknown")
+    if known is not None and check.status in ("failed", "error"):
+        status = "skipped"
     ident = hashlib.md5(check.name.encode("utf-8"), usedforsecurity=False).hexdigest()
     result: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
@@ -103,7 +109,9 @@ def allure_result(check: Check, clock: _Clock, spec: dict[str, Any]) -> dict[str
         "steps": steps(check, status, start, stop),
     }
     if check.status != "passed":
-        result["statusDetails"] = {"message": check.message, "trace": _trace(check)}
+        message = f"{known} — {check.message}" if status == "skipped" and known else \
+            check.message
+        result["statusDetails"] = {"message": message, "trace": _trace(check)}
     if spec.get("file"):
         result["description"] = f"Contract: `{spec['file']}`"
     return result

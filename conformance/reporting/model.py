@@ -221,3 +221,16 @@ def spec_sources(specs: Iterable[Any]) -> dict[str, dict[str, Any]]:
             "values": {c.symbol: f"0x{c.value:08X}" for c in getattr(spec, "codes", ())},
         }
     return out
+
+
+def known_deviation(summary: dict[str, Any], check: str) -> str | None:
+    """The baseline's reason when a failed check is a known deviation of a gated run
+    (results.json `gate`), else None: reports show it as skipped, not as a failure."""
+    gate = summary.get("gate")
+    if not isinstance(gate, dict):
+        return None
+    for entry in [*(gate.get("known") or []), *(gate.get("flaky") or [])]:
+        if isinstance(entry, dict) and entry.get("check") == check:
+            return f"known deviation ({gate.get('baseline') or 'baseline'}): " \
+                   f"{entry.get('reason', '')}"
+    return None
