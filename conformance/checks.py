@@ -687,8 +687,10 @@ def _fixed_note(replayed: list[dict[str, str]]) -> str:
     fixed = [r["file"] for r in replayed if r["status"] == "fixed"]
     if not fixed:
         return ""
-    return (f"; {len(fixed)} saved regression{'s' if len(fixed) > 1 else ''} now pass "
-            f"(fixed: {', '.join(fixed)}; remove the file to forget it)")
+    plural = len(fixed) > 1
+    return (f"; {len(fixed)} saved regression{'s' if plural else ''} now "
+            f"pass{'' if plural else 'es'} (fixed: {', '.join(fixed)}; remove the "
+            f"file{'s' if plural else ''} to forget {'them' if plural else 'it'})")
 
 
 def _failed(seen: set[str], exc: CheckFailed) -> Verdict:

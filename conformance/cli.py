@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where exploration's finds are kept, and replayed from by every run "
                           "under the check that found them (default: .conformance/regressions "
                           "in the current folder)")
+    run.add_argument("--rerun-failed", default=None, metavar="DIR",
+                     help="run only the checks that failed or errored in the run in DIR (and "
+                          "those with saved regressions): the loop of fixing one bug at a time")
+    run.add_argument("--compare", default=None, metavar="OLD_DIR",
+                     help="compare with the run in OLD_DIR: printed, kept in results.json "
+                          "(`comparison`) and shown in report.html")
     run.add_argument("--budget", type=budget_option, default=None, metavar="BUDGET",
                      help="keep the run within a provider time (90s, 10m, 1h, by the costs "
                           "the provider declares) or a number of operations (5000ops): the "
@@ -142,6 +148,23 @@ def build_parser() -> argparse.ArgumentParser:
                           "P1,P2,... each worker takes its own provider (one agent per host)")
     run.add_argument("-v", "--verbose", action="store_true", help="pytest's verbose output")
     run.set_defaults(handler=cmd_run)
+
+    dif = sub.add_parser("diff", help="compare two runs: newly failing and passing checks, "
+                                      "verdicts and codes per method, operations")
+    dif.add_argument("old", help="the earlier run's output folder")
+    dif.add_argument("new", help="the later run's output folder")
+    dif.add_argument("--json", action="store_true")
+    dif.set_defaults(handler=cmd_diff)
+
+    reg = sub.add_parser("regressions", help="list the regressions exploration saved; with "
+                                             "--provider, replay each and say which are fixed")
+    reg.add_argument("--regressions", default=None, metavar="DIR",
+                     help="the folder (default: .conformance/regressions here)")
+    reg.add_argument("--provider", default=None, help="replay each against this provider")
+    reg.add_argument("--specs", nargs="+", default=None)
+    reg.add_argument("--token-file", default=None)
+    reg.add_argument("--json", action="store_true")
+    reg.set_defaults(handler=cmd_regressions)
 
     pln = sub.add_parser("plan", help="print the run's plan (cases, coverage, operations, "
                                       "estimated time) without running anything")
@@ -388,6 +411,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if baseline is not None:
         session.retry = {e.check for e in baseline.flaky}
+    if args.rerun_failed:
+        from conformance.diff import DiffError, checks_of, load_run
+
+        try:
+            earlier = load_run(Path(args.rerun_failed))
+        except DiffError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_USAGE
+        session.only = {n for n, c in checks_of(earlier).items()
+                        if c.get("status") in ("failed", "error")} | set(session.regressions)
+        print(f"re-running {len(session.only)} check(s) that failed in {args.rerun_failed} "
+              "or have saved regressions", file=sys.stderr)
     pytest_args = pytest_selection(catalog, args.keyword, args.verbose)
     session.show_progress = None if not args.verbose else False
     session.show_plan = True
@@ -407,6 +442,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             if args.explore is not None else []
         pytest_args += ["--conformance-regressions", args.regressions] if args.regressions \
             else []
+        pytest_args += ["--conformance-rerun-failed", args.rerun_failed] if args.rerun_failed \
+            else []
         pytest_args += ["--conformance-record", args.record] if args.record else []
         pytest_args += ["--conformance-isolate", "--conformance-call-timeout",
                         str(args.call_timeout)] if isolate else []
@@ -417,6 +454,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     gate = _gate(session.summary, baseline, args.baseline, out) if baseline is not None \
         else None
+    if args.compare:
+        comparison = _compare(session.summary, args.compare, out)
+        if comparison is not None:
+            from conformance.diff import render
+
+            print(render(comparison))
     _write_reports(session.summary, out, catalog, args.allure)
     verdict = run_verdict(session.summary)
     print_summary(session.summary, verdict, out)
@@ -451,6 +494,79 @@ def pytest_selection(catalog: Any, keyword: str | None, verbose: bool = False) -
     if keyword:
         pytest_args += ["-k", keyword]
     return pytest_args
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """`conformance diff OLD NEW`: exit 1 when a check is newly failing, else 0."""
+    from conformance.diff import DiffError, compare, load_run, render
+
+    try:
+        diff = compare(load_run(Path(args.old)), load_run(Path(args.new)), args.old, args.new)
+    except DiffError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(diff, indent=2, ensure_ascii=False) if args.json else render(diff))
+    return EXIT_FAILS if diff["newly_failing"] else EXIT_OK
+
+
+def cmd_regressions(args: argparse.Namespace) -> int:
+    """`conformance regressions`: each saved case, its check, where and when it was found;
+    with --provider, whether it still fails (exit 1 while one does)."""
+    from conformance.regressions import DEFAULT_FOLDER, RegressionError, load
+
+    folder = Path(args.regressions) if args.regressions else Path.cwd() / DEFAULT_FOLDER
+    try:
+        saved = load(folder)
+    except RegressionError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    statuses: dict[str, str] = {}
+    if args.provider and saved:
+        code = _replay_all(args, saved, statuses)
+        if code is not None:
+            return code
+    rows = [{"file": str(r.path), "check": r.check, "found": r.found, "seed": r.seed,
+             "provider": r.provider, "message": r.message,
+             **({"status": statuses[r.name]} if r.name in statuses else {})} for r in saved]
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        print(f"{len(rows)} regression(s) in {folder}")
+        for row in rows:
+            status = f"  [{row['status']}]" if "status" in row else ""
+            print(f"{row['file']}{status}\n  {row['check']}  found {row['found'] or '?'} "
+                  f"by {row['provider'] or '?'} with --seed {row['seed']}\n  {row['message']}")
+    return EXIT_FAILS if "still fails" in statuses.values() else EXIT_OK
+
+
+def _replay_all(args: argparse.Namespace, saved: list[Any], statuses: dict[str, str]
+                ) -> int | None:
+    from conformance.catalog import load_catalog
+    from conformance.checks import Settings
+    from conformance.provider import ProviderUnavailable, load
+    from conformance.replay import ReproError, replay
+    from conformance.source import SourceError
+
+    try:
+        catalog = load_catalog(args.specs)
+        provider = load(args.provider, token_file=args.token_file)
+    except SourceError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    except ProviderUnavailable as exc:
+        print(f"provider unavailable: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    try:
+        for regression in saved:
+            try:
+                result = replay(regression.repro, catalog, provider, Settings())
+                statuses[regression.name] = "fixed" if result.passed else "still fails"
+            except ReproError as exc:
+                statuses[regression.name] = f"cannot replay: {exc}"
+    finally:
+        provider.close()
+    return None
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -578,6 +694,20 @@ def _load_baseline(path: str | None):
     from conformance.baseline import load_baseline
 
     return load_baseline(path)
+
+
+def _compare(summary: dict[str, Any], old: str, out: Path) -> dict[str, Any] | None:
+    """The run against an earlier one, kept in results.json as `comparison`."""
+    from conformance.diff import DiffError, compare, load_run
+    from conformance.results import write_summary
+
+    try:
+        summary["comparison"] = compare(load_run(Path(old)), summary, old, str(out))
+    except DiffError as exc:
+        print(f"--compare: {exc}", file=sys.stderr)
+        return None
+    write_summary(summary, out)
+    return summary["comparison"]
 
 
 def _gate(summary: dict[str, Any], baseline, path: str, out: Path):

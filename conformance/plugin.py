@@ -92,6 +92,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--conformance-regressions", default=None, metavar="DIR",
                     help="where exploration's finds are kept and replayed from "
                          "(default .conformance/regressions)")
+    group.addoption("--conformance-rerun-failed", default=None, metavar="DIR",
+                    help="only the checks that failed or errored in the run in DIR (and those "
+                         "with saved regressions)")
     group.addoption("--conformance-budget", default=None, metavar="BUDGET",
                     help="keep the plan within a time (10m) or a number of operations (5000ops)")
     group.addoption("--conformance-record", default=None, metavar="FILE",
@@ -126,6 +129,9 @@ def pytest_configure(config: pytest.Config) -> None:
         except RegressionError as exc:
             raise pytest.UsageError(str(exc)) from None
         session.worker = worker
+        earlier = config.getoption("--conformance-rerun-failed", default=None)
+        if earlier:
+            session.only = _failed_in(Path(earlier)) | set(session.regressions)
         config.pluginmanager.register(session, "conformance-session")
 
 
@@ -142,6 +148,16 @@ def _configured_session(config: pytest.Config, catalog: Catalog, provider: Provi
         budget=_budget_option(config.getoption("--conformance-budget", default=None)),
         explore=config.getoption("--conformance-explore", default=None),
         regressions=_path(config.getoption("--conformance-regressions", default=None)))
+
+
+def _failed_in(folder: Path) -> set[str]:
+    from conformance.diff import DiffError, checks_of, load_run
+
+    try:
+        return {n for n, c in checks_of(load_run(folder)).items()
+                if c.get("status") in ("failed", "error")}
+    except DiffError as exc:
+        raise pytest.UsageError(f"--conformance-rerun-failed: {exc}") from None
 
 
 def _path(text: str | None) -> Path | None:
@@ -229,9 +245,22 @@ class ConformanceSession:
         self.summary: dict[str, Any] | None = None
         self.subjects: dict[str, Subject] = {}
         self.family_plans: dict[str, Any] = {}  # family -> its planned sequences
+        self.only: set[str] | None = None  # --rerun-failed: the checks to run
         self.item_operations = Tally()
 
     # -- collection ----------------------------------------------------------------------------
+    def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config,
+                                      items: list[pytest.Item]) -> None:
+        """--rerun-failed: only the checks named (deselected, not skipped: they did not run)."""
+        if self.only is None:
+            return
+        keep = [i for i in items if isinstance(i, CheckItem) and i.check_name in self.only]
+        dropped = [i for i in items if not (isinstance(i, CheckItem)
+                                            and i.check_name in self.only)]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
     @pytest.hookimpl(wrapper=True)
     def pytest_collection(self, session: pytest.Session):
         """Items are many and long-lived: no cyclic collection while they are made."""

@@ -335,6 +335,26 @@ class LongNameRefused(ReferenceProvider):
         return super().call(method_id, args)
 
 
+class FifthCallFails(ReferenceProvider):
+    """The fifth call after a reset answers E_UNEXPECTED, whatever the method: a leak or a
+    counter that overflows after a few operations on one world.
+
+    No planned case or sequence makes five calls, so no planned check can reach it: only
+    exploration (the family machine's longer sequences) finds it, and its saved regression
+    then fails every later run.
+    """
+
+    def reset(self) -> None:
+        super().reset()
+        self._calls = 0
+
+    def call(self, method_id: str, args: dict[str, Any]) -> Outcome:
+        self._calls = getattr(self, "_calls", 0) + 1
+        if self._calls == 5:
+            return Outcome(E_UNEXPECTED, {})
+        return super().call(method_id, args)
+
+
 class UnsupportedEverything(ReferenceProvider):
     """Claims every method but supports no step, call or collection.
 

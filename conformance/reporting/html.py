@@ -112,6 +112,8 @@ def view(summary: dict[str, Any], specs: dict[str, dict[str, Any]]) -> dict[str,
         "operations": operations(summary),
         "coverage": coverage(summary),
         "gate": summary.get("gate") if isinstance(summary.get("gate"), dict) else None,
+        "comparison": summary.get("comparison")
+        if isinstance(summary.get("comparison"), dict) else None,
         "verdict_meanings": VERDICT_MEANINGS,
         "code_meanings": CODE_MEANINGS,
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
