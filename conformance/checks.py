@@ -730,15 +730,16 @@ def run_explore(target: Target) -> Verdict:
             assume(False)
             return
         drawn[0] += 1
+        codes: set[str] = set()
         for kind in judges:
             try:
-                codes = judge_execution(subject, kind, run)
+                codes.update(judge_execution(subject, kind, run))
             except CheckFailed as exc:
                 exc.kind = kind.name  # type: ignore[attr-defined]
                 raise
-            if subject.settings.steer:
-                target_codes(float(sum(c not in seen for c in codes)))
-            seen.update(codes)
+        if subject.settings.steer:  # once a case: hypothesis keeps one score per label
+            target_codes(float(sum(c not in seen for c in codes)))
+        seen.update(codes)
 
     sets = settings(max_examples=examples, deadline=None, phases=PHASES,
                     database=subject.settings.database, derandomize=False,

@@ -292,16 +292,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from conformance.catalog import load_catalog
     from conformance.doctor import RAISED, diagnose, render
     from conformance.provider import ProviderUnavailable, load
-    from conformance.source import SourceError
 
-    try:
-        catalog = load_catalog(args.specs)
-    except SourceError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    catalog = _catalog(args.specs)
+    if catalog is None:
         return EXIT_USAGE
     try:
         provider = load(args.provider)
@@ -541,19 +536,15 @@ def cmd_regressions(args: argparse.Namespace) -> int:
 
 def _replay_all(args: argparse.Namespace, saved: list[Any], statuses: dict[str, str]
                 ) -> int | None:
-    from conformance.catalog import load_catalog
     from conformance.checks import Settings
     from conformance.provider import ProviderUnavailable, load
     from conformance.replay import ReproError, replay
-    from conformance.source import SourceError
 
-    try:
-        catalog = load_catalog(args.specs)
-        provider = load(args.provider, token_file=args.token_file)
-    except SourceError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    catalog = _catalog(args.specs)
+    if catalog is None:
         return EXIT_USAGE
+    try:
+        provider = load(args.provider, token_file=args.token_file)
     except ProviderUnavailable as exc:
         print(f"provider unavailable: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
@@ -574,17 +565,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     (the provider is asked for its capabilities only)."""
     import pytest
 
-    from conformance.catalog import load_catalog
     from conformance.plugin import ConformanceSession
     from conformance.provider import ProviderUnavailable, load
     from conformance.remote import is_local, isolated
-    from conformance.source import SourceError
 
-    try:
-        catalog = load_catalog(args.specs)
-    except SourceError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    catalog = _catalog(args.specs)
+    if catalog is None:
         return EXIT_USAGE
     isolate = not args.in_process
     try:
@@ -688,6 +674,19 @@ def collection_args(files: list[str]) -> list[str]:
     return args
 
 
+def _catalog(specs: list[str] | None) -> Any:
+    """The catalog, or None after printing every problem (`file:line: path: message`)."""
+    from conformance.catalog import load_catalog
+    from conformance.source import SourceError
+
+    try:
+        return load_catalog(specs)
+    except SourceError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None
+
+
 def _load_baseline(path: str | None):
     if path is None:
         return None
@@ -734,9 +733,7 @@ def _write_reports(summary: dict[str, Any], out: Path, catalog, allure: bool) ->
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from conformance.catalog import load_catalog
     from conformance.results import read_stream, run_verdict, summarize, write_summary
-    from conformance.source import SourceError
 
     out = Path(args.out)
     stream = out / "results.jsonl"
@@ -746,11 +743,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     header, methods, results = read_stream(stream)
     summary = summarize(header, methods, results)
     write_summary(summary, out)
-    try:
-        catalog = load_catalog(args.specs)
-    except SourceError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    catalog = _catalog(args.specs)
+    if catalog is None:
         return EXIT_USAGE
     _write_reports(summary, out, catalog, args.allure)
     verdict = run_verdict(summary)

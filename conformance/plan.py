@@ -53,7 +53,7 @@ from conformance.world import Unknown
 
 ENUMERATED = 400  # candidates taken smallest first
 SAMPLED = 300  # and drawn from the same space, for combinations far down that order
-ENOUGH = 200  # candidates judged before the search may stop (once every goal is reached)
+ENOUGH = 100  # candidates judged before the search may stop (once every goal is reached)
 GOAL_KINDS = ("rules", "codes", "effects", "conditions", "arguments", "faults")
 TIER_OF = {"rules": 0, "codes": 0, "effects": 0, "conditions": 1, "arguments": 1, "faults": 1,
            "pairs": 0, "steps": 0, "transitions": 1}  # the last three: a family's sequences
@@ -87,20 +87,16 @@ class Candidate:
 
 
 @dataclass
-class SpecPlan:
-    """The cases of one spec's property checks, and the coverage they reach."""
+class Planned:
+    """What a plan of a spec or of a family holds: its goals, the cases the cover chose (with
+    the tier each was chosen for), what no case reaches and what a budget left out."""
 
-    spec: Spec
     goals: dict[str, Goal]
-    cases: list[Candidate] = field(default_factory=list)
+    cases: list[Any] = field(default_factory=list)
     tiers: list[int] = field(default_factory=list)  # the tier each case was chosen for
     unreachable: dict[str, str] = field(default_factory=dict)  # goal key -> why
     left_out: dict[str, str] = field(default_factory=dict)  # goal key -> why (budget)
-    error: str | None = None  # the rules could not be evaluated on some case
-    observe: tuple[str, ...] = ()  # the collections read after each call
-    calls: int = 1  # calls per case (2 when the repeat check applies)
-    candidates: int = 0
-    pool: list[Candidate] = field(default_factory=list, repr=False)  # every case judged
+    KINDS = GOAL_KINDS  # the goal kinds its coverage counts
 
     @property
     def covered(self) -> set[str]:
@@ -119,14 +115,25 @@ class SpecPlan:
         """covered/total per goal kind, and each goal not covered with the reason."""
         covered = self.covered
         out: dict[str, Any] = {}
-        for kind in GOAL_KINDS:
+        for kind in self.KINDS:
             keys = [k for k, g in self.goals.items() if g.kind == kind]
             out[kind] = {"covered": sum(k in covered for k in keys), "total": len(keys)}
-        out["unreachable"] = [{"item": self.goals[k].label, "kind": self.goals[k].kind,
-                               "why": why} for k, why in self.unreachable.items()]
-        out["left_out"] = [{"item": self.goals[k].label, "kind": self.goals[k].kind,
-                            "why": why} for k, why in self.left_out.items()]
+        for name, missing in (("unreachable", self.unreachable), ("left_out", self.left_out)):
+            out[name] = [{"item": self.goals[k].label, "kind": self.goals[k].kind, "why": why}
+                         for k, why in missing.items()]
         return out
+
+
+@dataclass
+class SpecPlan(Planned):
+    """The cases of one spec's property checks, and the coverage they reach."""
+
+    spec: Spec | None = None
+    error: str | None = None  # the rules could not be evaluated on some case
+    observe: tuple[str, ...] = ()  # the collections read after each call
+    calls: int = 1  # calls per case (2 when the repeat check applies)
+    candidates: int = 0
+    pool: list[Candidate] = field(default_factory=list, repr=False)  # every case judged
 
     def summary(self) -> dict[str, Any]:
         """The plan of this spec as results.json and `conformance plan --json` show it."""
@@ -388,7 +395,7 @@ def plan_spec(spec: Spec, ctx: Context) -> SpecPlan:
     goals = goals_of(spec, ctx.domain, ctx.tier)
     observe = footprint(spec, ctx.domain, ctx.observable)
     calls = 2 if ctx.repeat else 1
-    plan = SpecPlan(spec, goals, observe=observe, calls=calls)
+    plan = SpecPlan(goals, spec=spec, observe=observe, calls=calls)
     conditions = {r.index: _compiled_operands(r.when) for r in spec.rules}
     pool: list[Candidate] = []
     seen: set[str] = set()

@@ -555,8 +555,10 @@ def _plan_of(plan: SpecPlan | None) -> dict[str, Any] | None:
 class _PlannedItem:
     """A collected item the controller of a parallel run knows by its node id only."""
 
-    def __init__(self, spec: Spec | None, kind: str, scenario: Scenario | None, family: str):
+    def __init__(self, spec: Spec | None, kind: str, scenario: Scenario | None, family: str,
+                 case: str):
         self.spec, self.kind, self.scenario, self.family = spec, kind, scenario, family
+        self.case = case
 
     @classmethod
     def of(cls, session: ConformanceSession, nodeid: str) -> _PlannedItem | None:
@@ -568,12 +570,12 @@ class _PlannedItem:
         if kind not in KINDS:
             return None
         if KINDS[kind].scope == "family":
-            return cls(None, kind, None, "::".join(parts[:-2]))
+            return cls(None, kind, None, "::".join(parts[:-2]), case)
         spec = session.catalog.specs.get("::".join(parts[:-2]))
         if spec is None:
             return None
         scenario = next((s for s in spec.scenarios if checks.slug(s.name) == case), None)
-        return cls(spec, kind, scenario, spec.family)
+        return cls(spec, kind, scenario, spec.family, case)
 
 
 def _blamed(verdict: Verdict) -> str:

@@ -25,14 +25,14 @@ import itertools
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from conformance.domain import FAULT_STEP, FAULTS, Domain
 from conformance.expression import Scope, compiled
 from conformance.operations import Costs, Tally
 from conformance.oracle import OracleError, Prediction
-from conformance.plan import Goal, greedy
+from conformance.plan import Goal, Planned, greedy
 from conformance.provider import Unsupported
 from conformance.strategies import (
     Allowed,
@@ -85,47 +85,18 @@ class Sequence:
 
 
 @dataclass
-class FamilyPlan:
+class FamilyPlan(Planned):
     """A family's planned sequences (`cases`, in the order the cover chose them, with the
     tier each was chosen for), and the coverage they reach."""
 
-    family: str
-    goals: dict[str, Goal]
-    cases: list[Sequence] = field(default_factory=list)
-    tiers: list[int] = field(default_factory=list)
-    unreachable: dict[str, str] = field(default_factory=dict)
-    left_out: dict[str, str] = field(default_factory=dict)
+    family: str = ""
     observe: tuple[str, ...] = ()
     candidates: int = 0
+    KINDS = FAMILY_GOAL_KINDS
 
     @property
     def sequences(self) -> list[Sequence]:
         return self.cases
-
-    @property
-    def covered(self) -> set[str]:
-        return {k for s in self.cases for k in s.covers if k in self.goals}
-
-    def operations(self) -> Tally:
-        total = Tally()
-        for s in self.cases:
-            total.merge(s.operations)
-        return total
-
-    def seconds(self) -> float:
-        return sum(s.seconds for s in self.cases)
-
-    def coverage(self) -> dict[str, Any]:
-        covered = self.covered
-        out: dict[str, Any] = {}
-        for kind in FAMILY_GOAL_KINDS:
-            keys = [k for k, g in self.goals.items() if g.kind == kind]
-            out[kind] = {"covered": sum(k in covered for k in keys), "total": len(keys)}
-        out["unreachable"] = [{"item": self.goals[k].label, "kind": self.goals[k].kind,
-                               "why": why} for k, why in self.unreachable.items()]
-        out["left_out"] = [{"item": self.goals[k].label, "kind": self.goals[k].kind,
-                            "why": why} for k, why in self.left_out.items()]
-        return out
 
     def summary(self) -> dict[str, Any]:
         return {"sequences": len(self.cases), "candidates": self.candidates,
@@ -242,7 +213,7 @@ def plan_family(subjects: list[Subject], ctx: FamilyContext) -> FamilyPlan:
     """The fewest cheapest sequences that cover the family's pairs, steps and transitions."""
     family = ctx.domain.family
     goals = goals_of(subjects, ctx)
-    plan = FamilyPlan(family, goals, observe=family_observe(subjects, ctx))
+    plan = FamilyPlan(goals, family=family, observe=family_observe(subjects, ctx))
     pool: list[Sequence] = []
     for candidate in _candidates(subjects, ctx, plan.observe):
         candidate.order = len(pool)

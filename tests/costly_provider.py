@@ -26,6 +26,13 @@ class SlowSetups(ReferenceProvider):
         return super().setup(step)
 
 
+class DeclaresSlowSetups(SlowSetups):
+    """Declares what SlowSetups declares and does not sleep: the same plan, no delay."""
+
+    def setup(self, step: dict[str, Any]) -> str:
+        return ReferenceProvider.setup(self, step)
+
+
 class MalformedCosts(ReferenceProvider):
     """Declares a cost that is not a number of seconds."""
 

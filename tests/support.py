@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,3 +42,18 @@ def verdicts(out: Path) -> dict[str, Any]:
     return {"checks": {c["name"]: (c["status"], c["message"]) for g in groups
                        for c in g["checks"]},
             "methods": {name: (m["verdict"], m["codes"]) for name, m in results["methods"].items()}}
+
+
+def cli(*argv: str) -> tuple[int, str, str]:
+    """`conformance ...` in-process: exit code, stdout, stderr."""
+    from conformance.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def results(folder: Path) -> dict[str, Any]:
+    """A run's results.json."""
+    return json.loads((folder / "results.json").read_text(encoding="utf-8"))

@@ -32,8 +32,8 @@ from conformance.cli import main
 from conformance.domain import Domain
 from conformance.provider import Outcome, Provider, Unsupported
 from conformance.replay import replay
-from conformance.spec import Spec
 from conformance.sequences import check_sequences
+from conformance.spec import Spec
 from conformance.stateful import check_stateful
 from conformance.strategies import Pool, draw_new_step, param_strategy
 from conformance.world import OUT

@@ -8,7 +8,6 @@ kept beside where a run starts), and read what a user reads.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import xml.etree.ElementTree as ET
@@ -18,9 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from support import catalog_parsed_once
-
-from conformance.cli import main
+from support import catalog_parsed_once, cli, results
 
 HERE = Path(__file__).resolve().parent
 BROKEN = HERE / "broken_providers.py"
@@ -43,17 +40,6 @@ def inside(folder: Path) -> Iterator[None]:
         yield
     finally:
         os.chdir(before)
-
-
-def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(argv))
-    return code, out.getvalue(), err.getvalue()
-
-
-def results(folder: Path) -> dict[str, Any]:
-    return json.loads((folder / "results.json").read_text(encoding="utf-8"))
 
 
 def check_named(summary: dict[str, Any], name: str) -> dict[str, Any]:
@@ -214,3 +200,15 @@ def test_rerun_failed_runs_only_what_failed_and_diff_says_what_changed(
     comparison = results(fixed)["comparison"]
     assert comparison["newly_passing"] == failing(before)
     assert 'id="comparison-table"' in (fixed / "report.html").read_text(encoding="utf-8")
+
+
+def test_thorough_explores_every_method_steered_to_unseen_codes(tmp_path: Path) -> None:
+    """Exploring with steering on (thorough) judges each drawn case by every exploring kind
+    and steers once per case."""
+    code, _, stderr = cli("run", "--profile", "thorough", "--seed", "2", "--in-process",
+                          "--out", str(tmp_path / "out"), "--regressions",
+                          str(tmp_path / "regressions"), "-k", "Logoff.yaml and explore")
+    assert code == 0, stderr
+    (check,) = [c for m in results(tmp_path / "out")["methods"].values() for c in m["checks"]]
+    assert check["status"] == "passed"
+    assert check["message"].startswith("200 drawn cases (--seed 2), judged by oracle")

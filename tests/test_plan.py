@@ -7,8 +7,6 @@ what was printed, results.json and report.html.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 from collections.abc import Callable, Iterator
@@ -17,11 +15,10 @@ from typing import Any
 
 import pytest
 from broken_providers import SHUTDOWN
-from support import catalog_parsed_once, verdicts
+from support import catalog_parsed_once, cli, results, verdicts
 
 from conformance.catalog import default_specs_dir, load_catalog
 from conformance.checks import KINDS, Settings, kinds_for
-from conformance.cli import main
 from conformance.operations import Budget, Costs, CostsError, parse_budget
 from conformance.plan import Context, goals_of, plan_spec, rule_warnings
 from conformance.strategies import Allowed
@@ -36,18 +33,6 @@ COSTLY = HERE / "costly_provider.py"
 def _catalog_parsed_once() -> Iterator[None]:
     with catalog_parsed_once():
         yield
-
-
-def cli(*argv: str) -> tuple[int, str, str]:
-    """`conformance ...` in-process: exit code, stdout, stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(argv))
-    return code, out.getvalue(), err.getvalue()
-
-
-def results(folder: Path) -> dict[str, Any]:
-    return json.loads((folder / "results.json").read_text(encoding="utf-8"))
 
 
 def every_check(summary: dict[str, Any]) -> list[dict[str, Any]]:
