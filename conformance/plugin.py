@@ -13,6 +13,7 @@ import contextlib
 import functools
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -246,6 +247,7 @@ class ConformanceSession:
         self.subjects: dict[str, Subject] = {}
         self.family_plans: dict[str, Any] = {}  # family -> its planned sequences
         self.only: set[str] | None = None  # --rerun-failed: the checks to run
+        self._planning: threading.Thread | None = None  # the controller of -n plans beside
         self.item_operations = Tally()
 
     # -- collection ----------------------------------------------------------------------------
@@ -292,15 +294,15 @@ class ConformanceSession:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         items = [i for i in session.items if isinstance(i, CheckItem)]
         chosen = {item.spec.id for item in items if item.spec is not None}
-        self.plan = self.make_plan(items)
+        self.plan = self.make_plan(items, lazy=self.worker is not None and self.budget is None)
         if self.planning_only:
             return
-        if self.worker is None and self.show_plan:
+        if self.worker is None and self.show_plan and self.plan is not None:
             _say(self.plan.headline())
+        specs = self.plan.specs if self.plan is not None else {}
         methods = {
             s.id: MethodInfo(s.family, [c.symbol for c in s.codes],
-                             s.interface.get("name", ""), s.file,
-                             _plan_of(self.plan.specs.get(s.id)))
+                             s.interface.get("name", ""), s.file, _plan_of(specs.get(s.id)))
             for s in self.catalog.specs.values() if s.id in chosen
         }
         header = {"provider": self.provider_name, "profile": self.profile, "seed": self.seed,
@@ -308,7 +310,7 @@ class ConformanceSession:
                   "differential": self.differential,
                   "observed": self.observed,
                   "capabilities": self.capabilities,
-                  "plan": self.plan.summary(),
+                  "plan": self.plan.summary() if self.plan is not None else None,
                   "checks_selected": len(items)}
         if self.worker is not None:
             self.stream = ResultStream(self.out, header, methods,
@@ -317,10 +319,13 @@ class ConformanceSession:
             self.stream = ResultStream(self.out, header, methods)
         self.progress = Progress(header["checks_selected"], enabled=self.show_progress)
 
-    def make_plan(self, items: list[CheckItem]) -> RunPlan:
+    def make_plan(self, items: list[CheckItem], lazy: bool = False) -> RunPlan | None:
         """The run's plan for the selected checks, made with the oracle alone: the planned
         cases of each spec whose property checks were selected (twice-called where its repeat
-        check is), within the budget, and an estimate of the scenarios and family checks."""
+        check is), within the budget, and an estimate of the scenarios and family checks.
+        `lazy` (a worker of a parallel run without a budget): only what each subject needs to
+        plan itself when its first check runs, so that a worker plans only the specs it is
+        given (the controller makes the whole plan, for the headline and the results)."""
         by_spec: dict[str, set[str]] = {}
         families: set[str] = set()
         fixed = Tally()
@@ -344,6 +349,8 @@ class ConformanceSession:
                 continue
             subject = self.subject(spec)
             subject.repeat = "repeat" in kinds
+            if lazy:
+                continue
             subject.plan = plan_spec(spec, subject.plan_context())
             plans.append(subject.plan)
             explored = self.settings.max_examples * sum(KINDS[k].explores for k in kinds)
@@ -355,17 +362,26 @@ class ConformanceSession:
                 fixed.add("observe", round(explored * (per_case - 1 - subject.plan.calls) / 2))
                 seconds += explored * subject.plan.seconds() / len(subject.plan.cases)
         self.family_plans = {}
+        if lazy:
+            return None
         for family in sorted(families):
-            subjects = self.family_subjects(family)
-            if subjects:
-                domain = self.catalog.domains[family]
-                self.family_plans[family] = plan_family(subjects, context_of(subjects, domain))
+            self.family_plan(family)
         if self.budget is not None:
             apply_budget([*plans, *self.family_plans.values()], self.budget, fixed, seconds)
             for plan in plans:
                 self.subject(plan.spec).plan = plan  # the executions follow the kept cases
         return RunPlan({p.spec.id: p for p in plans}, self.budget, fixed, seconds,
                        dict(self.family_plans))
+
+    def family_plan(self, family: str) -> Any:
+        """A family's planned sequences, made once (on first use in a lazy worker)."""
+        if family not in self.family_plans:
+            subjects = self.family_subjects(family)
+            if not subjects:
+                return None
+            domain = self.catalog.domains[family]
+            self.family_plans[family] = plan_family(subjects, context_of(subjects, domain))
+        return self.family_plans[family]
 
     def estimate(self, item: CheckItem) -> tuple[Tally, float]:
         """What a check outside the plan should cost: a scenario's steps, calls and reads; a
@@ -399,13 +415,22 @@ class ConformanceSession:
         return ops, seconds
 
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
-        """The controller of a parallel run: print the plan once, from the first worker's
-        collection (every worker collects the same items and makes the same plan)."""
-        if self.plan is not None or not self.show_plan:
+        """The controller of a parallel run: the whole plan, made once from the first
+        worker's collection (every worker collects the same items) and kept for the merged
+        results (a worker plans only what it is given). It is made beside the run, not before
+        it: xdist hands out no check until this hook returns, and the workers need nothing
+        from it; its line is printed as soon as it is made."""
+        if self._planning is not None:
             return
-        items = [_PlannedItem.of(self, nodeid) for nodeid in ids]
-        self.plan = self.make_plan([i for i in items if i is not None])  # type: ignore[misc]
-        _say(self.plan.headline())
+        items = [i for i in (_PlannedItem.of(self, nodeid) for nodeid in ids) if i is not None]
+
+        def plan() -> None:
+            self.plan = self.make_plan(items)  # type: ignore[arg-type]
+            if self.show_plan and self.plan is not None:
+                _say(self.plan.headline())
+
+        self._planning = threading.Thread(target=plan, name="conformance-plan", daemon=True)
+        self._planning.start()
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.progress is not None:
@@ -413,9 +438,11 @@ class ConformanceSession:
         if self.stream is not None:
             self.summary = self.stream.close()
         elif self.worker is None and session.config.getoption("numprocesses", None):
+            if self._planning is not None:
+                self._planning.join()
             parts = list((self.out / "workers").glob("*.jsonl"))
             if parts:  # the controller of a parallel run: merge what the workers wrote
-                self.summary = merge_streams(self.out, parts)
+                self.summary = merge_streams(self.out, parts, self.plan_summaries())
         if self._cassette is not None:
             self._cassette.begin_check(None)  # what follows belongs to the run, not a check
         if self._unpin is not None:
@@ -423,6 +450,13 @@ class ConformanceSession:
             self._unpin = None
         with contextlib.suppress(Exception):
             self.provider.close()
+
+    def plan_summaries(self) -> dict[str, Any] | None:
+        """The run's plan and each method's, for results whose workers planned lazily."""
+        if self.plan is None:
+            return None
+        return {"plan": self.plan.summary(),
+                "methods": {spec_id: p.summary() for spec_id, p in self.plan.specs.items()}}
 
     # -- running -------------------------------------------------------------------------------
     def subject(self, spec: Spec) -> Subject:
@@ -489,10 +523,11 @@ class ConformanceSession:
         """What the item's check runs on."""
         saved = tuple(self.regressions.get(item.check_name, ()))
         if item.spec is None:
+            explored = item.case == KINDS[item.kind].explore_case
             return Target(family=self.family_subjects(item.family),
                           domain=self.catalog.domains[item.family], catalog=self.catalog,
-                          family_plan=self.family_plans.get(item.family), case=item.case,
-                          regressions=saved)
+                          family_plan=None if explored else self.family_plan(item.family),
+                          case=item.case, regressions=saved)
         return Target(self.subject(item.spec), item.scenario, catalog=self.catalog,
                       case=item.case, regressions=saved)
 

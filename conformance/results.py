@@ -246,8 +246,11 @@ def run_verdict(summary: dict[str, Any]) -> str:
     return "conforms"
 
 
-def merge_streams(out: Path, paths: list[Path]) -> dict[str, Any]:
-    """One results.jsonl and results.json from the streams of a parallel run's workers."""
+def merge_streams(out: Path, paths: list[Path],
+                  plans: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One results.jsonl and results.json from the streams of a parallel run's workers;
+    `plans` (the controller's: the run's `plan` and each method's) fill in what workers that
+    planned lazily left out."""
     header: dict[str, Any] = {}
     methods: dict[str, MethodInfo] = {}
     results: list[CheckResult] = []
@@ -256,6 +259,11 @@ def merge_streams(out: Path, paths: list[Path]) -> dict[str, Any]:
         header = header or part_header
         methods.update(part_methods)
         results.extend(part_results)
+    if plans is not None:
+        header = {**header, "plan": header.get("plan") or plans["plan"]}
+        for method, info in methods.items():
+            if info.plan is None:
+                info.plan = plans["methods"].get(method)
     header = {**header, "workers": len(paths),
               "checks_selected": max(int(header.get("checks_selected", 0)), len(results))}
     stream = ResultStream(out, header, methods)

@@ -33,6 +33,33 @@ class DeclaresSlowSetups(SlowSetups):
         return ReferenceProvider.setup(self, step)
 
 
+class SlowEverything(ReferenceProvider):
+    """Every operation takes (and is declared to take) 2 ms: a provider whose time is spent on
+    its side, as a real system's is, for measuring what -n N buys."""
+
+    SECONDS = 0.002
+
+    def capabilities(self) -> dict[str, Any]:
+        return {**super().capabilities(),
+                "costs": dict.fromkeys(("reset", "setup", "call", "observe"), self.SECONDS)}
+
+    def reset(self) -> None:
+        time.sleep(self.SECONDS)
+        super().reset()
+
+    def setup(self, step: dict[str, Any]) -> str:
+        time.sleep(self.SECONDS)
+        return super().setup(step)
+
+    def call(self, method_id: str, args: dict[str, Any]) -> Outcome:
+        time.sleep(self.SECONDS)
+        return super().call(method_id, args)
+
+    def observe(self, collection: str) -> list[dict[str, Any]]:
+        time.sleep(self.SECONDS)
+        return super().observe(collection)
+
+
 class MalformedCosts(ReferenceProvider):
     """Declares a cost that is not a number of seconds."""
 
