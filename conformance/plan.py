@@ -679,6 +679,9 @@ def why_unreachable(spec: Spec, ctx: Context, goal: Goal, pool: list[Candidate],
         joiner, parts = conditions[rule]
         want = joiner == "||"
         values = {_truth(parts[operand], oracle.scope(c.state, c.case.args)) for c in pool}
+        if want not in values and "state." not in parts[operand].source:
+            return (f"no argument the planner tries makes the operand {str(want).lower()} (its "
+                    "values come from the parameter's declared type and values)")
         if want not in values:
             return (f"the operand is never {str(want).lower()} in a state the `given` steps "
                     "build (a call sequence may reach it: the family check)"
