@@ -41,6 +41,18 @@ class Catalog:
     def domain_of(self, spec: Spec) -> Domain:
         return self.domains[spec.family]
 
+    def of_families(self, families: list[str] | None) -> Catalog:
+        """The catalog of these families only (`--family`); ValueError names an unknown one."""
+        if not families:
+            return self
+        unknown = [f for f in families if f not in self.domains]
+        if unknown:
+            raise ValueError(f"--family {unknown[0]}: no such family; the catalog has "
+                             f"{', '.join(sorted(self.domains))}")
+        return Catalog({k: s for k, s in self.specs.items() if s.family in families},
+                       {k: d for k, d in self.domains.items() if k in families}, self.codes,
+                       self.root)
+
 
 def _root_of(path: Path) -> Path:
     """The specs root (the folder holding codes.yaml) at or above `path`."""

@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "the provider declares) or a number of operations (5000ops): the "
                           "planner keeps the cheapest cases, rules and codes first, and says "
                           "what it left out")
+    run.add_argument("--family", action="append", default=None, metavar="NAME",
+                     help="only this family's methods and family check (repeatable)")
     run.add_argument("-k", dest="keyword", default=None,
                      help="only checks whose name matches this pytest -k expression")
     run.add_argument("--seed", type=int, default=None,
@@ -171,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     pln.add_argument("--provider", default="reference",
                      help="the provider whose capabilities and costs the plan is made for")
     pln.add_argument("--profile", default="ci", choices=("quick", "ci", "thorough"))
+    pln.add_argument("--family", action="append", default=None, metavar="NAME",
+                     help="only this family's methods and family check (repeatable)")
     pln.add_argument("-k", dest="keyword", default=None,
                      help="only checks whose name matches this pytest -k expression")
     pln.add_argument("--seed", type=int, default=None,
@@ -205,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("file", help="a reproduction YAML (DIR/repro/<check>.yaml)")
     rep.add_argument("--provider", default="reference")
     rep.add_argument("--token-file", default=None)
+    rep.add_argument("--family", action="append", default=None, metavar="NAME",
+                     help="only this family's methods and family check (repeatable)")
     rep.add_argument("--specs", nargs="+", default=None)
     rep.add_argument("--code-page", default="cp1252")
     rep.set_defaults(handler=cmd_replay)
@@ -212,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     doc = sub.add_parser("doctor", help="try a provider's capabilities, steps and observe on "
                                         "an empty world, before a run")
     doc.add_argument("--provider", default="reference")
+    doc.add_argument("--family", action="append", default=None, metavar="NAME",
+                     help="only this family's methods and family check (repeatable)")
     doc.add_argument("--specs", nargs="+", default=None)
     doc.set_defaults(handler=cmd_doctor)
 
@@ -259,21 +267,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from conformance.catalog import load_catalog
     from conformance.checks import Settings
     from conformance.provider import ProviderUnavailable, load
     from conformance.replay import ReproError, load_repro, replay
-    from conformance.source import SourceError
 
     try:
         repro = load_repro(args.file)
-        catalog = load_catalog(args.specs)
     except ReproError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
-    except SourceError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    catalog = _catalog(args.specs, args.family)
+    if catalog is None:
         return EXIT_USAGE
     try:
         provider = load(args.provider, token_file=args.token_file)
@@ -295,7 +299,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from conformance.doctor import RAISED, diagnose, render
     from conformance.provider import ProviderUnavailable, load
 
-    catalog = _catalog(args.specs)
+    catalog = _catalog(args.specs, args.family)
     if catalog is None:
         return EXIT_USAGE
     try:
@@ -355,7 +359,6 @@ def cmd_providers(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import pytest
 
-    from conformance.catalog import load_catalog
     from conformance.plugin import ConformanceSession
     from conformance.provider import ProviderUnavailable, load
     from conformance.regressions import RegressionError
@@ -371,8 +374,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if Path(args.out).exists() and not Path(args.out).is_dir():
         print(f"--out {args.out}: exists and is not a folder", file=sys.stderr)
         return EXIT_USAGE
+    catalog = _catalog(args.specs, args.family)
+    if catalog is None:
+        return EXIT_USAGE
     try:
-        catalog = load_catalog(args.specs)
         baseline = _load_baseline(args.baseline)
     except SourceError as exc:
         for problem in exc.problems:
@@ -573,7 +578,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from conformance.provider import ProviderUnavailable, load
     from conformance.remote import is_local, isolated
 
-    catalog = _catalog(args.specs)
+    catalog = _catalog(args.specs, args.family)
     if catalog is None:
         return EXIT_USAGE
     isolate = not args.in_process
@@ -605,6 +610,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     else:
         print(render_plan(session.plan, args.provider, args.profile, args.cases))
     return EXIT_OK if session.plan.specs or session.plan.fixed.total else EXIT_FAILS
+
+
+def _not_listed(info: dict[str, Any]) -> bool:
+    """Whether a method's every check was not applicable for want of it in capabilities."""
+    checks = info.get("checks") or []
+    return bool(checks) and all(
+        c.get("status") == "not_applicable"
+        and str(c.get("message", "")).endswith("is not in its capabilities") for c in checks)
 
 
 def _run_settings(args: argparse.Namespace, provider: Any) -> str | None:
@@ -678,16 +691,20 @@ def collection_args(files: list[str]) -> list[str]:
     return args
 
 
-def _catalog(specs: list[str] | None) -> Any:
-    """The catalog, or None after printing every problem (`file:line: path: message`)."""
+def _catalog(specs: list[str] | None, families: list[str] | None = None) -> Any:
+    """The catalog (of `families` only, when given), or None after printing every problem
+    (`file:line: path: message`) or the unknown family."""
     from conformance.catalog import load_catalog
     from conformance.source import SourceError
 
     try:
-        return load_catalog(specs)
+        return load_catalog(specs).of_families(families)
     except SourceError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
+        return None
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
         return None
 
 
@@ -768,15 +785,21 @@ def print_summary(summary: dict[str, Any], verdict: str, out: Path) -> None:
             from conformance.checks import slug
 
             path = out / "repro" / f"{slug(check['name'])}.yaml"
-            provider = shlex.quote(str(summary.get("provider")))
+            provider = shlex.quote(str(summary.get("provider_path") or summary.get("provider")))
             print(f"  reproduce: conformance replay {path} --provider {provider}")
     print()
+    unlisted = sorted(m for m, info in summary["methods"].items() if _not_listed(info))
     for method, info in sorted(summary["methods"].items()):
+        if method in unlisted:
+            continue
         codes = info["codes"]
         marks = " ".join(f"{c}={s}" for c, s in codes.items() if s != "pass")
         print(f"{method:<{width}}  {info['verdict']:<14} "
               f"{sum(s == 'pass' for s in codes.values())}/{len(codes)} codes pass"
               f"{'  ' + marks if marks else ''}")
+    if unlisted:
+        print(f"{len(unlisted)} method{'s' if len(unlisted) > 1 else ''} not in the provider's "
+              f"capabilities()['methods'] (not applicable): {', '.join(unlisted)}")
     ops = summary.get("operations") or {}
     if ops:
         plan = summary.get("plan") or {}

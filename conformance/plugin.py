@@ -51,7 +51,7 @@ from conformance.oracle import OracleError
 from conformance.plan import RunPlan, SpecPlan, apply_budget, plan_spec
 from conformance.profiles import PROFILES
 from conformance.progress import Progress
-from conformance.provider import Provider, ProviderUnavailable, Unsupported, load
+from conformance.provider import Provider, ProviderUnavailable, Unsupported, load, portable
 from conformance.regressions import DEFAULT_FOLDER as DEFAULT_REGRESSIONS
 from conformance.regressions import RegressionError, by_check
 from conformance.regressions import load as load_regressions
@@ -305,7 +305,9 @@ class ConformanceSession:
                              s.interface.get("name", ""), s.file, _plan_of(specs.get(s.id)))
             for s in self.catalog.specs.values() if s.id in chosen
         }
-        header = {"provider": self.provider_name, "profile": self.profile, "seed": self.seed,
+        header = {"provider": self.provider_name,
+                  "provider_path": portable(self.provider_name),
+                  "profile": self.profile, "seed": self.seed,
                   "versions": run_versions(),
                   "differential": self.differential,
                   "observed": self.observed,
@@ -339,6 +341,8 @@ class ConformanceSession:
             if KINDS[item.kind].scope == "family" and item.case != KINDS[item.kind].explore_case:
                 families.add(item.family)
                 continue
+            if item.spec is not None and item.spec.id not in self.capabilities.get("methods", []):
+                continue  # not applicable at once: nothing asked of the provider
             ops, secs = self.estimate(item)
             fixed.merge(ops)
             seconds += secs
@@ -422,6 +426,8 @@ class ConformanceSession:
         from it; its line is printed as soon as it is made."""
         if self._planning is not None:
             return
+        if self.show_progress is not False:
+            self.progress = Progress(len(ids), enabled=self.show_progress)
         items = [i for i in (_PlannedItem.of(self, nodeid) for nodeid in ids) if i is not None]
 
         def plan() -> None:
@@ -431,6 +437,12 @@ class ConformanceSession:
 
         self._planning = threading.Thread(target=plan, name="conformance-plan", daemon=True)
         self._planning.start()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """The controller of a parallel run follows the workers' checks as they finish."""
+        if self.worker is None and self.stream is None and self.progress is not None and \
+                report.when == "call":
+            self.progress.finished(report.nodeid.partition("::")[2], report.failed)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.progress is not None:
@@ -552,8 +564,9 @@ class ConformanceSession:
             return
         method = item.spec.id if item.spec is not None else _blamed(verdict)
         repro = verdict.repro
-        if repro is not None:
-            repro = {"check": item.check_name, "method": method, **repro}
+        if repro is not None:  # (a family failure that ended before any call names none)
+            repro = {"check": item.check_name, **({"method": method} if method else {}),
+                     **repro}
             write_repro(self.out, item.check_name, repro)
         observed = self.settings.observed.take() if self.settings.observed else []
         message = verdict.message
@@ -741,6 +754,8 @@ class CheckItem(pytest.Item):
         name = check_name(spec.id if spec else self.family, kind, self.case)
         self.check_name = self.name if self.name == name else name  # one string, not two
         self.add_marker(kind_marker(kind))
+        if self.family:  # `-k vds-iscsi` selects the family's methods, not only its machine
+            self.extra_keyword_matches.add(self.family)
         self.verdict: Verdict | None = None
 
     def runtest(self) -> None:

@@ -141,10 +141,32 @@ def _looks_like_windows_drive(spec: str) -> bool:
 def _import_module(name: str) -> Any:
     try:
         return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        hint = ""
+        if exc.name and name.split(".")[0] == exc.name.split(".")[0]:
+            hint = (f" (is its package installed, or the current folder the one holding "
+                    f"{name.split('.')[0]}/? A file path works from anywhere: "
+                    f"path/to/{name.replace('.', '/')}.py:Class)")
+        raise ProviderUnavailable(
+            f"provider module {name!r} does not import: {type(exc).__name__}: {exc}{hint}"
+        ) from exc
     except Exception as exc:
         raise ProviderUnavailable(
             f"provider module {name!r} does not import: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def portable(spec: str) -> str:
+    """The provider as a command run from any folder names it: a `file.py:Class` path made
+    absolute (what a printed `conformance replay` line uses); anything else as given."""
+    parts = []
+    for one in spec.split(","):
+        where, sep, attr = one.rpartition(":")
+        if sep and where.endswith(".py") and not one.startswith(REMOTE_SCHEMES) and \
+                Path(where).is_file():
+            one = f"{Path(where).resolve()}:{attr}"
+        parts.append(one)
+    return ",".join(parts)
 
 
 def _import_file(path: str) -> Any:

@@ -61,6 +61,17 @@ from conformance.world import ProviderError, World
 STEPS_PER_RUN = 25
 
 
+def _refers_to(step: dict[str, Any], names: set[str]) -> bool:
+    """Whether a step's fields (not its own name) name one of `names`."""
+    def mentions(value: Any) -> bool:
+        if isinstance(value, str):
+            return value in names
+        if isinstance(value, list):
+            return any(mentions(v) for v in value)
+        return False
+    return bool(names) and any(mentions(v) for v in list(step.values())[1:])
+
+
 def callable_subjects(subjects: list[Subject], pool: Pool) -> list[Subject]:
     """Methods that can be called now: a com-method needs an object to be called on."""
     return [s for s in subjects if s.spec.this_object is None or pool.names.get(s.spec.this_object)]
@@ -116,11 +127,17 @@ def build_machine(subjects: list[Subject], domain: Domain,
         @initialize(data=st.data())
         def start(self, data: st.DataObject) -> None:
             """A drawn starting state with an object for every method to be called on."""
+            skipped: set[str] = set()  # objects the provider could not make
             for raw in draw_given(data.draw, domain, require, subjects[0].allowed):
                 step = domain.complete(raw)
+                name = str(next(iter(step.values())))
+                if _refers_to(step, skipped):  # it needs an object that was never made
+                    skipped.add(name)
+                    continue
                 try:
                     self.world.setup(step)
                 except Unsupported:
+                    skipped.add(name)
                     continue
                 except ProviderError as exc:
                     self.trace.append({"given": [step]})

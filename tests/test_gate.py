@@ -24,6 +24,7 @@ BROKEN = HERE / "broken_providers.py"
 STALE = f"{HERE / 'test_family_vds.py'}:StaleDeletedGroupProvider"
 VDS = "vds-iscsi or IVdsIscsiPortalGroup.Delete.yaml"  # the family check and one method
 MACHINE = "vds-iscsi::stateful::machine"
+FAMILY_CHECKS = "vds-iscsi and stateful"  # the family check (a scenario makes five calls)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -90,10 +91,10 @@ def test_a_bug_only_exploration_reaches_is_saved_replayed_and_then_reported_fixe
     with inside(tmp_path):
         # the plan alone cannot reach it: no planned sequence makes five calls
         code, _, _ = cli("run", "--provider", fifth, "--in-process", "--out", "plain",
-                         "-k", "vds-iscsi")
+                         "-k", FAMILY_CHECKS)
         assert code == 0, "the planned family check passes"
         code, _, stderr = cli("run", "--provider", fifth, "--in-process", "--out", "explored",
-                              "-k", "vds-iscsi", "--explore", "20", "--seed", "5")
+                              "-k", FAMILY_CHECKS, "--explore", "20", "--seed", "5")
         assert code == 1
         assert "exploring with --seed 5" in stderr
         found = {c["name"]: c for c in results(Path("explored"))["families"]["vds-iscsi"]
@@ -108,14 +109,14 @@ def test_a_bug_only_exploration_reaches_is_saved_replayed_and_then_reported_fixe
         assert len([c for c in data["calls"] if "method" in c]) == 5
         # the next run, without exploring, fails on it, under the planned check's name
         code, stdout, _ = cli("run", "--provider", fifth, "--in-process", "--out", "again",
-                              "-k", "vds-iscsi")
+                              "-k", FAMILY_CHECKS)
         assert code == 1
         check = check_named(results(Path("again")), MACHINE)
         assert check["status"] == "failed"
         assert check["message"].startswith(f"regression {saved.name} (found ")
         # fixed: it passes and says so; the file stays until someone removes it
         code, _, _ = cli("run", "--provider", "reference", "--in-process", "--out", "fixed",
-                         "-k", "vds-iscsi")
+                         "-k", FAMILY_CHECKS)
         assert code == 0
         (check,) = results(Path("fixed"))["families"]["vds-iscsi"]["checks"]
         assert "1 saved regression now passes (fixed: " in check["message"]

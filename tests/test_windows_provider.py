@@ -1165,3 +1165,57 @@ def test_on_windows_vds_loads_or_says_why() -> None:
             service.close()
     finally:
         ole.close()
+
+
+# ==================================================================== a host with nothing lent
+
+
+def test_a_host_with_no_config_and_no_apis_is_not_applicable_never_failed() -> None:
+    """A Windows host without a config file, where the APIs are missing (VDS and Virtual PC
+    not given; iscsidsc with nothing on it): every check of every method the backend claims,
+    the planned family sequences and the exploring machines included, passes or is not
+    applicable; none fails (the machine used to send steps that named an object whose own
+    step was Unsupported)."""
+    from conformance.checks import Settings, Target, kinds_for
+    from conformance.sequences import check_sequences
+    from conformance.stateful import check_stateful
+
+    windows = WindowsProvider.with_apis(config={}, iscsi=FakeIscsi(), vds=None, vpc=None)
+    catalog = load_catalog()
+    caps = windows.capabilities()
+    config = Settings(machine_runs=5, seed=3)
+    verdicts: dict[str, Verdict] = {}
+    by_family: dict[str, list[Subject]] = {}
+    for spec in catalog.specs.values():
+        if spec.id not in caps["methods"]:
+            continue
+        domain = catalog.domain_of(spec)
+        observable = tuple(c for c in caps["observe"] if c in domain.collections)
+        subject = Subject(spec, domain, catalog.codes, windows, observable, config)
+        by_family.setdefault(spec.family, []).append(subject)
+        for scenario in spec.scenarios:
+            if not scenario.calls:
+                verdicts[f"{spec.id}::scenario::{scenario.name}"] = _verdict(
+                    lambda s=subject, sc=scenario: check_scenario(s, sc))
+        for kind in kinds_for(spec, config):
+            verdicts[f"{spec.id}::{kind.name}"] = _verdict(
+                lambda k=kind, s=subject: k.run(Target(s, catalog=catalog)))
+    for family, subjects in by_family.items():
+        domain = catalog.domains[family]
+        verdicts[f"{family}::sequences"] = _verdict(lambda s=subjects, d=domain:
+                                                    check_sequences(s, d))
+        verdicts[f"{family}::machine"] = _verdict(lambda s=subjects, d=domain:
+                                                  check_stateful(s, d))
+    assert verdicts
+    failed = {n: v.message for n, v in verdicts.items()
+              if v.status not in (PASSED, "not_applicable")}
+    assert not failed
+
+
+def _verdict(run: Callable[[], Verdict]) -> Verdict:
+    from conformance.checks import NotApplicable
+
+    try:
+        return run()
+    except (NotApplicable, Unsupported) as exc:
+        return Verdict("not_applicable", str(exc))

@@ -254,20 +254,36 @@ def failures(summary: dict[str, Any], specs: dict[str, dict[str, Any]],
     for check in iter_checks(summary):
         if check.status in ("failed", "error"):
             grouped.setdefault(check.owner, []).append(
-                failure(check, specs, anchors, str(summary.get("provider", ""))))
+                failure(check, specs, anchors,
+                        str(summary.get("provider_path") or summary.get("provider", ""))))
             order[check.owner] = (check.family, check.method, owner_anchor(check))
     return [{"id": m, "anchor": order[m][2], "failures": grouped[m]}
             for m in sorted(grouped, key=order.__getitem__)]
 
 
 def not_applicable(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """Not-applicable checks grouped by method and reason: one reason usually covers many."""
+    """Not-applicable checks grouped by method and reason: one reason usually covers many;
+    the methods the provider does not list in its capabilities are one row."""
     grouped: dict[tuple[str, str], list[str]] = {}
+    missing: dict[str, list[str]] = {}
     for check in iter_checks(summary):
-        if check.status == "not_applicable":
+        if check.status != "not_applicable":
+            continue
+        if NOT_LISTED.match(check.message):
+            missing.setdefault(check.owner, []).append(check.name)
+        else:
             grouped.setdefault((check.owner, check.message), []).append(check.name)
-    return [{"method": method, "reason": reason or "(no reason given)", "checks": names}
+    rows = [{"method": method, "reason": reason or "(no reason given)", "checks": names}
             for (method, reason), names in sorted(grouped.items())]
+    if missing:
+        rows.insert(0, {"method": f"{len(missing)} method{'s' if len(missing) > 1 else ''}: "
+                                  + ", ".join(sorted(missing)),
+                        "reason": "not in the provider's capabilities()['methods']",
+                        "checks": [n for names in missing.values() for n in names]})
+    return rows
+
+
+NOT_LISTED = re.compile(r"^unsupported by the provider: method .+ is not in its capabilities$")
 
 
 def failure(check: Check, specs: dict[str, dict[str, Any]], anchors: dict[str, str],
