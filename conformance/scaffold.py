@@ -70,7 +70,7 @@ class Provider(_Base):
         return {{"methods": [], "steps": [], "faults": [], "observe": []}}
 
     def reset(self) -> None:
-        """Start a fresh, empty world (called before every check)."""
+        """Start a fresh, empty world (called before every test case)."""
 
     def setup(self, step: dict[str, Any]) -> str:
         raise Unsupported(f"step {{next(iter(step))!r}} is {{TODO}}")

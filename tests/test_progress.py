@@ -76,3 +76,11 @@ def test_methods_a_provider_does_not_list_are_one_line_and_one_row(tmp_path: Pat
                    for line in stdout.splitlines())
     report = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert report.count("not in the provider&#39;s capabilities()[&#39;methods&#39;]") == 1
+
+
+def test_a_module_that_does_not_import_says_where_to_run_from(tmp_path: Path) -> None:
+    code, _, stderr = cli("run", "--in-process", "--provider", "vendor_pkg.provider:Provider",
+                          "--out", str(tmp_path / "out"))
+    assert code == 3
+    assert "ModuleNotFoundError" in stderr and "the current folder the one holding vendor_pkg/" \
+        in stderr and "path/to/vendor_pkg/provider.py:Class" in stderr

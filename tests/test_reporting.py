@@ -391,3 +391,17 @@ def test_write_reports_reads_check_codes_from_the_stream(
     assert [p.name for p in paths] == ["report.html", "junit.xml", "allure-results"]
     html = paths[0].read_text(encoding="utf-8")
     assert re.search(r"fail · \d+ of \d+ checks", html), "counts come from results.jsonl"
+
+
+def test_an_async_result_marks_the_completion_not_the_call_and_a_leak_is_marked() -> None:
+    """The call's S_OK is right when the completion carries the (wrong) result; an
+    out-parameter set although the call failed is what is wrong, and shown so."""
+    from conformance.reporting.html import _call_code, _outputs
+
+    actual = {"hresult": "S_OK (0x00000000)", "completion": "S_OK (0x00000000)"}
+    assert _call_code(actual, ["VDS_E_ISCSI_SESSION_NOT_FOUND (0x8004270A)"])[2] == "plain"
+    failed = {"hresult": "VDS_E_OBJECT_NOT_FOUND (0x80042405)",
+              "outputs": {"ppAsync": "IVdsAsync#leaked", "other": None}}
+    assert _outputs(failed) == [("ppAsync", "IVdsAsync#leaked", "got"), ("other", "NULL", "")]
+    assert _outputs({"hresult": "S_OK (0x00000000)", "outputs": {"ppAsync": "x"}}) == \
+        [("ppAsync", "x", "")]

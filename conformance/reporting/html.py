@@ -302,9 +302,9 @@ def failure(check: Check, specs: dict[str, dict[str, Any]], anchors: dict[str, s
         "status": check.status,
         "message": check.message,
         "expected": [split_code(e) for e in expected],
-        "actual_hresult": _actual(actual.get("hresult"), expected),
+        "actual_hresult": _call_code(actual, expected),
         "actual_completion": _actual(actual.get("completion"), expected),
-        "outputs": [(str(k), _shown(v)) for k, v in (actual.get("outputs") or {}).items()],
+        "outputs": _outputs(actual),
         "repro": repro_yaml(check.repro),
         "replay": f"conformance replay {repro_file(check.name)} --provider "
                   f"{shlex.quote(provider)}" if check.repro else "",
@@ -313,6 +313,33 @@ def failure(check: Check, specs: dict[str, dict[str, Any]], anchors: dict[str, s
         "spec_file": str(spec.get("file", "")),
         "sources": [_source(s) for s in spec.get("sources", []) if isinstance(s, dict)],
     }
+
+
+def _call_code(actual: dict[str, Any], expected: list[str]) -> tuple[str, str, str] | None:
+    """The code the call returned. Where the result was delivered through the async object
+    (a completion is there) and the call itself succeeded, the call's code is not what is
+    judged: shown plain, the completion beside it carries the verdict."""
+    shown = _actual(actual.get("hresult"), expected)
+    if shown is not None and actual.get("completion") is not None and \
+            not _failed_code(shown[1]):
+        return shown[0], shown[1], "plain"
+    return shown
+
+
+def _failed_code(hex_: str) -> bool:
+    try:
+        return bool(int(hex_, 16) & 0x80000000)
+    except ValueError:
+        return False
+
+
+def _outputs(actual: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(name, value, css) of each out-parameter; one set although the call failed (a leak)
+    is marked."""
+    _, hex_ = split_code(str(actual.get("hresult") or ""))
+    failed = _failed_code(hex_)
+    return [(str(k), _shown(v), "got" if failed and v not in (None, "None") else "")
+            for k, v in (actual.get("outputs") or {}).items()]
 
 
 def _actual(described: Any, expected: list[str]) -> tuple[str, str, str] | None:
