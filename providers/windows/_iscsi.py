@@ -418,7 +418,8 @@ class IscsiFamily:
     def _login_of(self, fields: Mapping[str, Any]) -> PersistentLogin:
         instance, port, name = fields["initiator"], fields["port"], fields["target_name"]
         if instance not in self._initiators.values():
-            raise ValueError(f"initiator ref {instance!r} is not an id this provider returned")
+            raise Unsupported(f"initiator ref {instance!r} is not an id this provider returned in "
+                              "this test case (its step was not supported?)")
         number = next((n for owner, n in self._ports.values()
                        if owner == instance and str(n) == str(port)), None)
         if number is None:

@@ -342,7 +342,8 @@ class VdsFamily:
     def _target_ref(self, value: Any) -> str:
         key = guid_key(value)
         if key is None or key not in {t for t, _ in self._targets.values()}:
-            raise ValueError(f"target ref {value!r} is not an id this provider returned")
+            raise Unsupported(f"target ref {value!r} is not an id this provider returned in this "
+                              "test case (its step was not supported?)")
         return key
 
     def _iqn(self, target: str) -> str | None:
@@ -411,7 +412,8 @@ class VdsFamily:
     def _portal_ref(self, value: Any) -> str:
         key = guid_key(value)
         if key is None or key not in self._portals.values():
-            raise ValueError(f"portal ref {value!r} is not an id this provider returned")
+            raise Unsupported(f"portal ref {value!r} is not an id this provider returned in this "
+                              "test case (its step was not supported?)")
         return key
 
     def _delete_own(self, group: str) -> None:
