@@ -57,3 +57,16 @@ def cli(*argv: str) -> tuple[int, str, str]:
 def results(folder: Path) -> dict[str, Any]:
     """A run's results.json."""
     return json.loads((folder / "results.json").read_text(encoding="utf-8"))
+
+
+@contextlib.contextmanager
+def inside(folder: Path) -> Iterator[None]:
+    """Run the block from `folder` (regressions are kept beside where a run starts)."""
+    import os
+
+    before = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)

@@ -7,9 +7,7 @@ kept beside where a run starts), and read what a user reads.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from support import catalog_parsed_once, cli, results
+from support import catalog_parsed_once, cli, inside, results
 
 HERE = Path(__file__).resolve().parent
 BROKEN = HERE / "broken_providers.py"
@@ -31,16 +29,6 @@ FAMILY_CHECKS = "vds-iscsi and stateful"  # the family check (a scenario makes f
 def _catalog_parsed_once() -> Iterator[None]:
     with catalog_parsed_once():
         yield
-
-
-@contextlib.contextmanager
-def inside(folder: Path) -> Iterator[None]:
-    before = Path.cwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(before)
 
 
 def check_named(summary: dict[str, Any], name: str) -> dict[str, Any]:

@@ -4,9 +4,7 @@ folder, exit 1 on the broken provider and 0 once the provider is fixed (the refe
 
 from __future__ import annotations
 
-import contextlib
 import html
-import os
 import re
 import shlex
 from collections.abc import Iterator
@@ -14,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from broken_providers import LOGOFF, REMOVE_PORTAL
-from support import catalog_parsed_once, cli
+from support import catalog_parsed_once, cli, inside
 from test_checks import BREAKAGES, spec_file
 
 HERE = Path(__file__).resolve().parent
@@ -38,16 +36,6 @@ SELECTIONS = [(f"{HERE / 'broken_providers.py'}:{b.provider}", spec_file(b.metho
 def _catalog_parsed_once() -> Iterator[None]:
     with catalog_parsed_once():
         yield
-
-
-@contextlib.contextmanager
-def inside(folder: Path) -> Iterator[None]:
-    before = Path.cwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(before)
 
 
 def replayed(command: str, provider: str | None = None) -> int:
