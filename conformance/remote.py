@@ -46,6 +46,7 @@ TCP_SCHEME = "remote+tcp://"
 STDIO_SCHEME = "remote+stdio:"
 REPLAY_SCHEME = "replay:"
 CASSETTE_VERSION = 1
+STDERR_CHUNK = 65536  # bytes read from an agent's stderr at a time
 _FRESH_OPS = frozenset({"reset", "capabilities", "close"})  # need no world on the agent side
 _MAX_AGENT_MESSAGE = 64 << 20  # the most we accept an agent to announce as its limit
 
@@ -205,10 +206,30 @@ class _StdioTransport(_Transport):
         self._drain.start()
 
     def _read_stderr(self, stream: IO[bytes]) -> None:
-        for raw in iter(stream.readline, b""):
+        """Drain the agent's stderr in large reads (the pipe is unbuffered: a readline on it
+        reads a byte per system call, and a provider that logs a lot then waits on a full
+        pipe until its calls time out), keeping the last lines for the reason of an exit."""
+        fd, pending = stream.fileno(), b""
+        while True:
+            try:
+                chunk = os.read(fd, STDERR_CHUNK)
+            except OSError:
+                break
+            if not chunk:
+                break
+            *lines, pending = (pending + chunk).split(b"\n")
+            pending = pending[-STDERR_CHUNK:]  # a line that never ends is kept to its tail
+            self._note(lines)
+        if pending:
+            self._note([pending])
+
+    def _note(self, lines: list[bytes]) -> None:
+        logging_ = log.isEnabledFor(logging.INFO)
+        for raw in lines if logging_ else lines[-(self._tail.maxlen or 1):]:
             line = raw.decode("utf-8", "replace").rstrip()
             self._tail.append(line)
-            log.info("agent: %s", line)
+            if logging_:
+                log.info("agent: %s", line)
 
     def send(self, data: bytes) -> None:
         self._stdin.write(data)

@@ -244,3 +244,32 @@ def test_a_killed_run_keeps_every_finished_check(tmp_path: Path) -> None:
         len(f["checks"]) for f in rebuilt.get("families", {}).values())
     assert counted == finished
     assert (out / "report.html").is_file() and (out / "junit.xml").is_file()
+
+
+NOISY = '''
+import sys
+from conformance_providers.reference import ReferenceProvider
+
+
+class Noisy(ReferenceProvider):
+    """A conforming provider that logs 4 MB to stderr on every call."""
+
+    def call(self, method_id, args):
+        sys.stderr.write(("x" * 1023 + "\\\\n") * 4096)
+        sys.stderr.flush()
+        return super().call(method_id, args)
+'''
+
+
+def test_a_provider_that_logs_a_lot_to_stderr_gets_no_false_timeouts(tmp_path: Path) -> None:
+    """The worker's stderr is drained in large reads: a byte at a time, 4 MB of log per call
+    kept each call waiting on a full pipe past a one-second call timeout."""
+    (tmp_path / "noisy.py").write_text(NOISY, encoding="utf-8")
+    out = tmp_path / "out"
+    code = main(["run", "--provider", f"{tmp_path / 'noisy.py'}:Noisy", "--out", str(out),
+                 "--call-timeout", "1", "-k", "Logoff.yaml and (oracle or closed-world)",
+                 "--regressions", str(tmp_path / "r")])
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    messages = [c["message"] for m in results["methods"].values() for c in m["checks"]]
+    assert code == 0, messages
+    assert not any("timed out" in m for m in messages)
