@@ -754,10 +754,24 @@ def _write_reports(summary: dict[str, Any], out: Path, catalog, allure: bool) ->
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from conformance.results import read_stream, run_verdict, summarize, write_summary
+    from conformance.results import (
+        merge_streams,
+        read_stream,
+        run_verdict,
+        summarize,
+        write_summary,
+    )
 
     out = Path(args.out)
     stream = out / "results.jsonl"
+    parts = sorted((out / "workers").glob("*.jsonl"))
+    newest = max((p.stat().st_mtime for p in parts), default=0.0)
+    if parts and (not stream.is_file() or stream.stat().st_mtime < newest):
+        # a parallel run ended before its controller merged what the workers wrote (killed):
+        # every finished check is in the workers' streams, not in the older results.jsonl
+        merge_streams(out, parts)
+        print(f"merged the streams of {len(parts)} workers of an unfinished parallel run",
+              file=sys.stderr)
     if not stream.is_file():
         print(f"{stream}: no results stream to build a report from", file=sys.stderr)
         return EXIT_USAGE

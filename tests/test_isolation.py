@@ -273,3 +273,20 @@ def test_a_provider_that_logs_a_lot_to_stderr_gets_no_false_timeouts(tmp_path: P
     messages = [c["message"] for m in results["methods"].values() for c in m["checks"]]
     assert code == 0, messages
     assert not any("timed out" in m for m in messages)
+
+
+def test_report_recovers_a_parallel_run_killed_before_its_merge(tmp_path: Path) -> None:
+    """Killed with -n, a run leaves its finished checks in workers/*.jsonl, and an older
+    results.jsonl may lie beside them: `conformance report` rebuilds from the workers'."""
+    out = tmp_path / "out"
+    assert main(["run", "--out", str(out), "-n", "2", "--in-process", "-k", "Logoff.yaml",
+                 "--regressions", str(tmp_path / "r")]) == 0
+    finished = json.loads((out / "results.json").read_text(encoding="utf-8"))["totals"]
+    (out / "results.json").unlink()
+    older = out / "results.jsonl"
+    older.write_text('{"event": "start", "provider": "an older run", "methods": {}}\n',
+                     encoding="utf-8")
+    os.utime(older, (1, 1))  # older than the workers' streams
+    assert main(["report", str(out)]) == 0
+    rebuilt = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert rebuilt["totals"] == finished and rebuilt["provider"] == "reference"
