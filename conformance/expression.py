@@ -711,6 +711,7 @@ def _matches(text: Any, pattern: Any) -> bool:
     return regex.search(text) is not None
 
 
+_QUANTIFIED_GROUP = re.compile(r"\)[*+?{]")  # a group repeated: where backtracking explodes
 _SAFE_ESCAPES = frozenset(".-\\[](){}*+?|^$/")
 _CLASS_ESCAPES = frozenset("dDwWsS")
 
@@ -718,7 +719,12 @@ _CLASS_ESCAPES = frozenset("dDwWsS")
 @lru_cache(maxsize=256)
 def _regex(pattern: str) -> tuple[re.Pattern[str] | None, bool]:
     """A RE2 pattern as Python's `re` reads it the same way, and whether it uses class escapes;
-    None where the two may differ (lookaround, backreferences, other escapes and flags)."""
+    None where the two may differ (lookaround, backreferences, other escapes and flags), and
+    where `re` could take exponential time: a quantified group (`(a+)+`, `(a|aa)*`). RE2, and
+    `cel`'s engine, run in time linear in the text; `re` backtracks, so a spec's rule could
+    hang the harness on a provider's string. Those patterns are left to `cel`."""
+    if _QUANTIFIED_GROUP.search(pattern):
+        return None, False
     flags = re.match(r"^(\^?)\(\?s\)", pattern)  # `^(?s)`: Python wants flags first
     if flags:
         pattern = "(?s)" + flags.group(1) + pattern[flags.end():]

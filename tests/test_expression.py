@@ -318,3 +318,16 @@ def test_the_translation_can_be_turned_off() -> None:
                           text=True, check=False)
     assert done.stdout.strip() == "ok", done.stderr
     assert expression.ENABLED or os.environ.get("CONFORMANCE_CEL") == "reference"
+
+
+def test_a_rule_with_a_repeated_group_cannot_hang_the_harness() -> None:
+    """`'aaaa…a!'.matches('^(a+)+$')`: Python's `re` backtracks exponentially (24 a's took
+    23 s); such patterns go to `cel`, whose engine is linear in the text."""
+    from conformance.expression import _regex
+
+    assert _regex("^(a+)+$") == (None, False)
+    assert _regex("(a|aa)*b")[0] is None
+    assert _regex("^(?s).{1,223}$")[0] is not None  # what the specs use stays translated
+    expression = Expression("args.x.matches('^(a+)+$')")
+    assert expression.evaluate(Scope({"args": {"x": "a" * 4000 + "!"}}, {})) is False
+    assert expression.evaluate(Scope({"args": {"x": "a" * 4000}}, {})) is True
