@@ -133,8 +133,9 @@ class Subject:
         self.executions = Executions(self)
 
     def plan_context(self) -> PlanContext:
-        repeat = self.repeat if self.repeat is not None else \
-            KINDS["repeat"].applies(self.spec, self.settings)
+        repeat = self.repeat if self.repeat is not None else any(
+            k.calls > 1 and k.scope == "spec" and k.applies(self.spec, self.settings)
+            for k in KINDS.values())
         return PlanContext(self.domain, self.table, self.allowed or Allowed(),
                            self.settings.costs, self.observable, self.settings.tier, repeat,
                            self.settings.code_page)
@@ -503,6 +504,8 @@ class CheckKind:
     optional: bool = False  # collected only when the run asks for it (--differential)
     explores: bool = False  # judges the drawn cases of exploration (--explore)
     explore_case: str | None = None  # a family kind's second item when the run explores
+    case: str = "property"  # the case part of a per-spec kind's check name
+    with_twin: bool = False  # pairs a spec's cases with its A/W twin's (so plans the twin)
     description: str = ""
 
     def replay_judge(self) -> Judge:
@@ -1110,10 +1113,11 @@ KINDS: dict[str, CheckKind] = {k.name: k for k in (
               explores=True,
               description="each planned call made twice: the second as the rules predict"),
     CheckKind("variants", "spec", check_variants, applies=_has_twin, judge=judge_code,
+              with_twin=True,
               description="the A form behaves as the W form on converted strings"),
     CheckKind("differential", "spec", check_differential, optional=True, judge=judge_code,
               description="the provider agrees with the reference on the plan"),
-    CheckKind("explore", "spec", run_explore, applies=_exploring,
+    CheckKind("explore", "spec", run_explore, applies=_exploring, case="drawn",
               description="exploration: hypothesis-drawn cases judged by every exploring "
                           "kind; what fails is saved as a regression"),
     CheckKind("stateful", "family", run_family, repro="calls", explore_case="explore",

@@ -281,7 +281,8 @@ class ConformanceSession:
 
     def kinds_for(self, spec: Spec) -> list[str]:
         """The per-spec check kinds that apply to a spec in this run."""
-        optional = frozenset({"differential"} if self.differential else ())
+        optional = frozenset(k.name for k in KINDS.values() if k.optional) \
+            if self.differential else frozenset()
         return [k.name for k in kinds_for(spec, self.settings, optional)]
 
     def _spec_for(self, path: Path) -> Spec | None:
@@ -335,7 +336,7 @@ class ConformanceSession:
         for item in items:
             if item.spec is not None and KINDS[item.kind].scope == "spec":
                 by_spec.setdefault(item.spec.id, set()).add(item.kind)
-                if item.kind == "variants" and item.spec.twin:  # pairs with the W form's cases
+                if KINDS[item.kind].with_twin and item.spec.twin:  # pairs with the W form's
                     by_spec.setdefault(item.spec.twin, set())
                 continue
             if KINDS[item.kind].scope == "family" and item.case != KINDS[item.kind].explore_case:
@@ -352,7 +353,7 @@ class ConformanceSession:
             if spec is None or spec_id not in self.capabilities.get("methods", []):
                 continue
             subject = self.subject(spec)
-            subject.repeat = "repeat" in kinds
+            subject.repeat = any(KINDS[k].calls > 1 for k in kinds)
             if lazy:
                 continue
             subject.plan = plan_spec(spec, subject.plan_context())
@@ -704,7 +705,7 @@ class SpecFile(pytest.File):
         session = find_session(self.config)
         assert session is not None
         for kind in session.kinds_for(self.spec):
-            case = "drawn" if kind == "explore" else "property"
+            case = KINDS[kind].case
             yield CheckItem.from_parent(self, name=check_name(self.spec.id, kind, case),
                                         spec=self.spec, kind=kind, scenario=None, case=case)
 
