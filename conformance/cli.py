@@ -374,6 +374,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if Path(args.out).exists() and not Path(args.out).is_dir():
         print(f"--out {args.out}: exists and is not a folder", file=sys.stderr)
         return EXIT_USAGE
+    problem = _unwritable(Path(args.out))
+    if problem:
+        print(f"--out {args.out}: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     catalog = _catalog(args.specs, args.family)
     if catalog is None:
         return EXIT_USAGE
@@ -659,6 +663,19 @@ def _run_settings(args: argparse.Namespace, provider: Any) -> str | None:
     return None
 
 
+def _unwritable(folder: Path) -> str | None:
+    """Why results cannot be written into `folder` (None when they can): found before the
+    provider is touched, in one line."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".conformance-write-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return f"cannot write there: {exc.strerror or exc}"
+    return None
+
+
 def _folder(text: str | None) -> Path | None:
     return Path(text) if text else None
 
@@ -775,7 +792,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not stream.is_file():
         print(f"{stream}: no results stream to build a report from", file=sys.stderr)
         return EXIT_USAGE
-    header, methods, results = read_stream(stream)
+    skipped: list[str] = []
+    header, methods, results = read_stream(stream, skipped)
+    for note in skipped:
+        print(note, file=sys.stderr)
     summary = summarize(header, methods, results)
     write_summary(summary, out)
     catalog = _catalog(args.specs)

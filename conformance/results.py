@@ -272,20 +272,28 @@ def merge_streams(out: Path, paths: list[Path],
     return stream.close()
 
 
-def read_stream(path: Path) -> tuple[dict[str, Any], dict[str, MethodInfo], list[CheckResult]]:
-    """Read a results.jsonl back, skipping a torn last line (a run killed mid-write)."""
+def read_stream(path: Path, skipped: list[str] | None = None
+                ) -> tuple[dict[str, Any], dict[str, MethodInfo], list[CheckResult]]:
+    """Read a results.jsonl back, skipping a torn line (a run killed mid-write, even inside a
+    UTF-8 character) and any line that is not one of its records; `skipped` gets a note for
+    each (which line, and why)."""
     header: dict[str, Any] = {}
     methods: dict[str, MethodInfo] = {}
     results: list[CheckResult] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(), 1):
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        event = record.pop("event", None)
-        if event == "start":
-            methods = {k: MethodInfo(**v) for k, v in record.pop("methods", {}).items()}
-            header = record
-        elif event == "check":
-            results.append(CheckResult(**record))
+            if not isinstance(record, dict):
+                raise TypeError("not a record")
+            event = record.pop("event", None)
+            if event == "start":
+                methods = {k: MethodInfo(**v) for k, v in record.pop("methods", {}).items()}
+                header = record
+            elif event == "check":
+                results.append(CheckResult(**record))
+        except (ValueError, TypeError, AttributeError) as exc:
+            if skipped is not None:
+                skipped.append(f"{path}:{number}: skipped: {type(exc).__name__}: "
+                               f"{str(exc)[:80]}")
     return header, methods, results

@@ -105,7 +105,8 @@ def load_file(path: str | Path) -> Document:
     """Read and parse one YAML file; raise SourceError naming the file and line."""
     name = str(path)
     try:
-        raw = Path(path).read_bytes()
+        with Path(path).open("rb") as handle:  # never more than the limit read into memory
+            raw = handle.read(MAX_BYTES + 1)
     except OSError as exc:
         raise SourceError([Problem(name, 1, "", f"cannot read: {exc.strerror or exc}")]) from None
     return _load(raw, name, keep_text=False)

@@ -8,6 +8,7 @@ exception, never unbounded time or memory.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -152,3 +153,105 @@ def test_mutated_specs_load_or_fail_cleanly(tmp_path_factory: pytest.TempPathFac
     record_property("fuzz_inputs", len(tried))
     record_property("fuzz_slowest_seconds", round(slowest, 3))
     assert tried
+
+
+# -- issue 18: what a broken disk, file or provider gives stays one clear line ---------------
+
+def test_a_read_only_out_folder_is_a_usage_error_in_one_line(tmp_path: Path) -> None:
+    import contextlib
+    import io
+    import os
+
+    from conformance.cli import main
+
+    out = tmp_path / "ro"
+    out.mkdir()
+    os.chmod(out, 0o555)
+    err = io.StringIO()
+    try:
+        if os.access(out, os.W_OK):  # root writes anyway: nothing to show here
+            pytest.skip("this user can write into a read-only folder")
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = main(["run", "--in-process", "--out", str(out), "-k", "Logoff.yaml"])
+    finally:
+        os.chmod(out, 0o755)
+    assert code == 2
+    assert err.getvalue().strip().splitlines() == [
+        f"--out {out}: cannot write there: Permission denied"]
+
+
+def test_a_torn_or_foreign_results_line_is_skipped_and_named(tmp_path: Path) -> None:
+    from conformance.results import read_stream
+
+    stream = tmp_path / "results.jsonl"
+    good = json.dumps({"event": "check", "name": "M::oracle::property", "method": "M",
+                       "kind": "oracle", "case": "property", "status": "passed"})
+    stream.write_bytes(b'{"event": "start", "provider": "p", "methods": {}}\n' +
+                       b'[1, 2, 3]\n' + b'{"event": "check", "bogus": 1}\n' +
+                       good.encode() + b"\n" + '{"event": "check", "name": "é'.encode()[:-1])
+    skipped: list[str] = []
+    header, _, results = read_stream(stream, skipped)
+    assert header["provider"] == "p" and [r.name for r in results] == ["M::oracle::property"]
+    assert [s.split(": skipped")[0] for s in skipped] == [f"{stream}:2", f"{stream}:3",
+                                                          f"{stream}:5"]
+
+
+def test_a_huge_spec_file_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
+    from conformance.source import MAX_BYTES, SourceError, load_file
+
+    big = tmp_path / "big.yaml"
+    with big.open("wb") as handle:
+        handle.seek(64 * MAX_BYTES)  # a sparse 128 MiB file: cheap to make, costly to read
+        handle.write(b"\n")
+    read: list[int] = []
+    real_open = Path.open
+
+    def counting_open(self: Path, *args: Any, **kwargs: Any) -> Any:
+        handle = real_open(self, *args, **kwargs)
+        original = handle.read
+
+        def read_some(size: int = -1) -> bytes:
+            data = original(size)
+            read.append(len(data))
+            return data
+
+        handle.read = read_some  # type: ignore[method-assign]
+        return handle
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Path, "open", counting_open)
+        with pytest.raises(SourceError, match="larger than"):
+            load_file(big)
+    assert sum(read) <= MAX_BYTES + 1
+
+
+def test_control_characters_from_a_provider_are_shown_not_sent_raw() -> None:
+    from conformance.reporting.html import render_html
+
+    summary = {"provider": "p\x1b[31m", "totals": {"passed": 0, "failed": 1,
+                                                  "not_applicable": 0, "errors": 0},
+               "methods": {"M": {"verdict": "fails", "family": "f", "codes": {},
+                                 "checks": [{"name": "M::oracle::property", "kind": "oracle",
+                                             "status": "failed",
+                                             "message": "got \x00\x1b[2J"}]}}}
+    page = render_html(summary)
+    assert "\x00" not in page and "\x1b" not in page
+    assert "got \\x00\\x1b[2J" in page
+
+
+def test_an_out_folder_that_cannot_be_made_is_a_usage_error_in_one_line(
+        tmp_path: Path) -> None:
+    import contextlib
+    import io
+
+    from conformance.cli import main
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    out = blocker / "out"  # its parent is a file: no folder can be made there, root or not
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["run", "--in-process", "--out", str(out), "-k", "Logoff.yaml"])
+    assert code == 2
+    assert err.getvalue().strip().splitlines() == [f"--out {out}: cannot write there: Not a "
+                                                   "directory"]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from conformance.reporting.model import (
     STATUS_ORDER,
@@ -77,7 +78,19 @@ def _env() -> Environment:
     return Environment(
         loader=PackageLoader("conformance.reporting", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
-        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, finalize=_visible)
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _visible(value: Any) -> Any:
+    """Every value the page prints: control characters a provider sent (NUL, ESC, ...) shown
+    as `\\xNN` instead of reaching the page raw."""
+    if isinstance(value, str) and _CONTROL.search(value):
+        shown = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
+        return Markup(shown) if isinstance(value, Markup) else shown  # (escaped already)
+    return value
 
 
 # -- the view model -------------------------------------------------------------------------
