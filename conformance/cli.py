@@ -453,6 +453,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         pytest_args += ["--conformance-isolate", "--conformance-call-timeout",
                         str(args.call_timeout)] if isolate else []
     code = pytest.main(pytest_args, plugins=[session])
+    if session.write_error is not None:
+        print(session.write_error, file=sys.stderr)
+        return EXIT_USAGE
     if session.summary is None:
         print(f"the run did not start (pytest exit {int(code)})", file=sys.stderr)
         return EXIT_USAGE if code == pytest.ExitCode.USAGE_ERROR else EXIT_FAILS

@@ -57,7 +57,13 @@ from conformance.regressions import RegressionError, by_check
 from conformance.regressions import load as load_regressions
 from conformance.remote import RecordingProvider, cassette_of, cassette_part, isolated
 from conformance.reporting.model import run_versions
-from conformance.results import CheckResult, MethodInfo, ResultStream, merge_streams
+from conformance.results import (
+    CheckResult,
+    MethodInfo,
+    ResultStream,
+    ResultsWriteError,
+    merge_streams,
+)
 from conformance.sequences import context_of, plan_family
 from conformance.source import SourceError
 from conformance.spec import Scenario, Spec
@@ -247,6 +253,7 @@ class ConformanceSession:
         self.subjects: dict[str, Subject] = {}
         self.family_plans: dict[str, Any] = {}  # family -> its planned sequences
         self.only: set[str] | None = None  # --rerun-failed: the checks to run
+        self.write_error: str | None = None  # results could not be written (a full disk)
         self._planning: threading.Thread | None = None  # the controller of -n plans beside
         self.item_operations = Tally()
 
@@ -448,8 +455,11 @@ class ConformanceSession:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.progress is not None:
             self.progress.close()
-        if self.stream is not None:
-            self.summary = self.stream.close()
+        if self.stream is not None and self.write_error is None:
+            try:
+                self.summary = self.stream.close()
+            except ResultsWriteError as exc:
+                self.write_error = str(exc)
         elif self.worker is None and session.config.getoption("numprocesses", None):
             if self._planning is not None:
                 self._planning.join()
@@ -573,12 +583,22 @@ class ConformanceSession:
         message = verdict.message
         if observed and verdict.status == PASSED:
             message = "; ".join(m for m in (describe_hits(observed), message) if m)
-        self.stream.add(CheckResult(
+        self._add(CheckResult(
             name=item.check_name, method=method, kind=item.kind, case=item.case,
             status=verdict.status, message=message, codes=verdict.codes,
             repro=repro, duration=duration, family=item.family, details=verdict.details,
             observed=observed or None, operations=self.item_operations.as_dict(),
             unreached=verdict.unreached, regressions=verdict.regressions))
+
+    def _add(self, result: CheckResult) -> None:
+        """Keep a finished check; when the disk refuses, stop the run with that one line
+        (what finished before is in results.jsonl)."""
+        assert self.stream is not None
+        try:
+            self.stream.add(result)
+        except ResultsWriteError as exc:
+            self.write_error = str(exc)
+            pytest.exit(self.write_error, returncode=pytest.ExitCode.INTERRUPTED)
 
     def begin(self, item: CheckItem) -> None:
         """A check starts: no excuse carried over from the last one; a cassette being recorded

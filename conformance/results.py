@@ -7,6 +7,7 @@ per-code status, the checks) is rebuilt from that stream; every report is a read
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -60,15 +61,27 @@ class ResultStream:
         self.methods = methods
         self.results: list[CheckResult] = []
         self.summary = summary  # a worker of a parallel run leaves results.json to the controller
-        self._jsonl = open(out / stream, "w", encoding="utf-8")  # noqa: SIM115
+        self._jsonl = open(out / stream, "wb")  # noqa: SIM115  (bytes: whole lines or none)
         self._write_line({"event": "start", **header,
                           "methods": {k: asdict(v) for k, v in methods.items()}})
         self._last_summary = 0.0
         self.write_summary()
 
     def _write_line(self, record: dict[str, Any]) -> None:
-        self._jsonl.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-        self._jsonl.flush()
+        """One whole line, or none: a line a full disk cut short is taken back, so the stream
+        stays readable to its last finished check."""
+        line = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        end = self._jsonl.tell()
+        try:
+            self._jsonl.write(line)
+            self._jsonl.flush()
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                self._jsonl.seek(end)
+                self._jsonl.truncate(end)
+            raise ResultsWriteError(f"{self._jsonl.name}: cannot write the results: "
+                                    f"{exc.strerror or exc}; every check finished before "
+                                    "this one is in it") from None
 
     def add(self, result: CheckResult) -> None:
         self.results.append(result)
@@ -88,12 +101,23 @@ class ResultStream:
         return write_summary(summary, self.out) if self.summary else summary
 
 
+class ResultsWriteError(Exception):
+    """Results could not be written (a full or read-only disk); names the file and why."""
+
+
 def write_summary(summary: dict[str, Any], out: Path) -> dict[str, Any]:
-    """results.json, replaced atomically so a reader never sees half a file."""
+    """results.json, replaced atomically so a reader never sees half a file (and no partial
+    temporary file is left when the disk is full)."""
     tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str),
-                   encoding="utf-8")
-    tmp.replace(out / "results.json")
+    try:
+        tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str),
+                       encoding="utf-8")
+        tmp.replace(out / "results.json")
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise ResultsWriteError(f"{out / 'results.json'}: cannot write: "
+                                f"{exc.strerror or exc}") from None
     return summary
 
 

@@ -255,3 +255,81 @@ def test_an_out_folder_that_cannot_be_made_is_a_usage_error_in_one_line(
     assert code == 2
     assert err.getvalue().strip().splitlines() == [f"--out {out}: cannot write there: Not a "
                                                    "directory"]
+
+
+def _result(name: str) -> Any:
+    from conformance.results import CheckResult
+
+    return CheckResult(name=name, method="M", kind="oracle", case="property", status="passed")
+
+
+def test_a_full_disk_leaves_whole_lines_and_no_temporary_file(tmp_path: Path) -> None:
+    from conformance.results import ResultStream, ResultsWriteError, read_stream, write_summary
+
+    stream = ResultStream(tmp_path, {"provider": "p"}, {})
+    stream.add(_result("M::oracle::first"))
+
+    class Full:
+        """A disk that takes half of what is written, then is full."""
+
+        def __init__(self, real: Any):
+            self.real = real
+
+        def write(self, data: bytes) -> int:
+            self.real.write(data[: len(data) // 2])
+            self.real.flush()
+            raise OSError(28, "No space left on device")
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.real, name)
+
+    real = stream._jsonl
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stream, "_jsonl", Full(real))
+        with pytest.raises(ResultsWriteError, match=r"results\.jsonl: cannot write the "
+                                                    r"results: No space left on device"):
+            stream.add(_result("M::oracle::second"))
+    real.flush()
+    _, _, results = read_stream(tmp_path / "results.jsonl")
+    assert [r.name for r in results] == ["M::oracle::first"]  # whole lines only
+    assert (tmp_path / "results.jsonl").read_bytes().endswith(b"\n")
+
+    def full(self: Path, *args: Any, **kwargs: Any) -> int:
+        raise OSError(28, "No space left on device")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Path, "write_text", full)
+        with pytest.raises(ResultsWriteError, match=r"results\.json: cannot write: No space"):
+            write_summary({"totals": {}}, tmp_path)
+    assert not (tmp_path / "results.json.tmp").exists()
+
+
+def test_a_run_stops_in_one_line_when_the_disk_is_full(tmp_path: Path) -> None:
+    import contextlib
+    import io
+
+    from conformance import results as results_module
+    from conformance.cli import main
+
+    real_add = results_module.ResultStream.add
+    count = [0]
+
+    def add(self: Any, result: Any) -> None:
+        count[0] += 1
+        if count[0] == 3:
+            raise results_module.ResultsWriteError(
+                f"{tmp_path}/out/results.jsonl: cannot write the results: No space left on "
+                "device; every check finished before this one is in it")
+        real_add(self, result)
+
+    err = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(results_module.ResultStream, "add", add)
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = main(["run", "--in-process", "--out", str(tmp_path / "out"),
+                         "-k", "Logoff.yaml", "--regressions", str(tmp_path / "r")])
+    assert code == 2
+    assert err.getvalue().strip().splitlines()[-1].endswith(
+        "No space left on device; every check finished before this one is in it")
+    _, _, kept = results_module.read_stream(tmp_path / "out" / "results.jsonl")
+    assert len(kept) == 2
