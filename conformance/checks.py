@@ -542,14 +542,18 @@ def judge_execution(subject: Subject, kind: CheckKind, run: Execution) -> tuple[
     if run.error is not None:
         predicted = subject.oracle.predict(state_of(subject.domain, run.case.given),
                                            run.case.args)
-        raise CheckFailed(f"{run.error} {context_line(run.case.given, run.case.args)}",
-                          repro(run.case.given, run.case.args, predicted.codes),
-                          predicted.codes)
+        given = [subject.domain.minimal(step) for step in run.case.given]
+        failure = CheckFailed(f"{run.error} {context_line(given, run.case.args)}",
+                              repro(given, run.case.args, predicted.codes), predicted.codes)
+        failure.breach = True  # type: ignore[attr-defined]  (the contract, not a code)
+        raise failure
     seen: list[str] = []
     assert run.world is not None
     for index, call in enumerate(run.calls[:kind.calls]):
         if call.error is not None:
-            raise _failure(subject, kind, run, index, str(call.error), call)
+            failure = _failure(subject, kind, run, index, str(call.error), call)
+            failure.breach = True  # type: ignore[attr-defined]
+            raise failure
         problem = kind.judge(subject, call, run.world)
         if problem:
             raise _failure(subject, kind, run, index, problem, call)
@@ -601,6 +605,8 @@ def shrink(subject: Subject, kind: CheckKind, run: Execution,
     object or a field's value taken out at a time, each try one execution (at most
     SHRINK_TRIES), kept when the kind fails again blaming the same codes. A planned case
     covers several goals at once; a person reads the one thing that breaks."""
+    if getattr(failure, "breach", False):
+        return failure  # a crash or a refused answer: trying smaller cases would repeat it
     best, tries = failure, 0
     case = run.case
     improved = True

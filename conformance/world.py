@@ -141,7 +141,7 @@ class World:
             requests = self.batch_requests(steps, then)
         else:
             self._forget()
-        results = self._batch(batch, requests, "reset()")
+        results = self._batch(batch, requests, "reset()", _batch_name(requests))
         _reraise(results[0], "reset()")
         for step, created in zip(steps, results[1:len(steps) + 1], strict=False):
             what = lambda step=step: f"setup({_short(self._sent(step))})"  # noqa: E731
@@ -188,10 +188,12 @@ class World:
                               then)
 
     def _batch(self, batch: Callable[[list[dict[str, Any]]], list[Any]],
-               requests: list[dict[str, Any]], what: str) -> list[Any]:
+               requests: list[dict[str, Any]], what: str,
+               failing: str | None = None) -> list[Any]:
         """A provider's answers to a batch, refused with a ProviderError when they cannot be
-        the answers to these requests (too many, none, or ending for no reason)."""
-        results = _guard(lambda: batch(requests), what)
+        the answers to these requests (too many, none, or ending for no reason). `what` is
+        its first request; `failing` what a batch that fails as a whole is named after."""
+        results = _guard(lambda: batch(requests), failing or what)
         count = len(results) if isinstance(results, list) else 0
         if not 1 <= count <= len(requests):
             raise ProviderError(f"the provider answered a batch of {len(requests)} requests "
@@ -400,6 +402,18 @@ def _call_request(method: str, args: dict[str, Any]) -> dict[str, Any]:
 def _call_requests(call: dict[str, Any], then: Then) -> list[dict[str, Any]]:
     """The call and the observations after it, as many times as `then` makes the call."""
     return [call, *map(_observe_request, then.observe)] * then.calls
+
+
+def _batch_name(requests: list[dict[str, Any]]) -> str:
+    """What a batch that failed as a whole (its worker lost) is named after: its call, the
+    request the test case is about, else its last setup, else its reset."""
+    for request in requests:
+        if request.get("op") == "call":
+            return f"call({request.get('method')}) (its batch: reset, setups, the call)"
+    setups = [r for r in requests if r.get("op") == "setup"]
+    if setups:
+        return f"setup({next(iter(setups[-1].get('step') or {}), '?')}) (its batch)"
+    return "reset()"
 
 
 def _observe_request(collection: str) -> dict[str, Any]:

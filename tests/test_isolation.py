@@ -290,3 +290,14 @@ def test_report_recovers_a_parallel_run_killed_before_its_merge(tmp_path: Path) 
     assert main(["report", str(out)]) == 0
     rebuilt = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert rebuilt["totals"] == finished and rebuilt["provider"] == "reference"
+
+
+def test_a_crash_during_a_call_is_named_after_the_call(tmp_path: Path) -> None:
+    """The worker dies inside Logoff, in the middle of its test case's batch: the message
+    names the call, not the batch's first request (reset)."""
+    code, results = _run(tmp_path, f"{_providers(tmp_path)}:Exits",
+                         f"{LOGOFF} and out-params", "--regressions", str(tmp_path / "r"))
+    assert code == 1
+    (check,) = results["methods"][LOGOFF]["checks"]
+    assert "provider raised in call(IVMGuestOS::Logoff)" in check["message"], check["message"]
+    assert "provider raised in reset()" not in check["message"]
