@@ -371,3 +371,17 @@ def test_fuzz_any_input_is_a_page_or_a_clear_error(raw):
         assert str(exc).startswith("fuzz.md: ") and len(str(exc)) < 400
     else:
         assert page.method or page.catalog
+
+
+def test_a_declaration_padded_with_spaces_reads_in_linear_time() -> None:
+    """A page that pads a declaration line with 60,000 spaces (the pattern's adjacent blank
+    classes used to try every split of the run: more than 75 s) parses at once, the same."""
+    from conformance.extract.page import declaration, parse_signature
+
+    pad = " " * 60_000
+    assert declaration(f"HRESULT{pad}x Logoff", "Logoff") is None
+    lines = [f"HRESULT{pad}Logoff(", f"  [out]{pad}IVMTask **outLogoffTask{pad});"]
+    ret, params = parse_signature(lines, "Logoff")  # type: ignore[misc]
+    assert ret == "HRESULT"
+    assert [(p.name, p.direction, p.type) for p in params] == \
+        [("outLogoffTask", "out", "IVMTask **")]

@@ -246,11 +246,17 @@ _DECLARATION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_ ]*?)\s+(?:\w+\s+)?([A-Za-z
 
 
 def declaration(line: str, name: str) -> re.Match[str] | None:
-    """`RET [CALLCONV] name(...` for this name, else None."""
+    """`RET [CALLCONV] name(...` for this name, else None. Runs of blanks are read as one
+    first: the pattern's adjacent blank classes would otherwise try every split of a long run
+    (quadratic in its length on a page that pads a line with spaces)."""
     if name not in line:
         return None
-    match = _DECLARATION.match(line)
+    match = _DECLARATION.match(_squeezed(line))
     return match if match and match.group(2) == name else None
+
+
+def _squeezed(text: str) -> str:
+    return " ".join(text.split()) if "  " in text or "\t" in text else text
 
 
 def parse_signature(lines: list[str], name: str) -> tuple[str | None, list[ParamDoc]] | None:
@@ -263,7 +269,7 @@ def parse_signature(lines: list[str], name: str) -> tuple[str | None, list[Param
     ret = head.group(1).split()[-1]
     params: list[ParamDoc] = []
     for line in [head.group(3), *lines[start + 1:]]:
-        text = line.strip()
+        text = _squeezed(line.strip())
         if not text or text.startswith(")") or text == "void":
             if text.startswith(")") or (not text and params):
                 break
