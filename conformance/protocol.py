@@ -151,7 +151,11 @@ def json_safe(value: Any) -> Any:
         return {k if isinstance(k, str) else str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
-    return repr(value)
+    try:
+        return repr(value)
+    except Exception as exc:  # a provider's object whose repr raises: say so, do not die
+        raise ValueError(f"a {type(value).__name__} in it has no repr ({type(exc).__name__}: "
+                         f"{exc})") from None
 
 
 _PLAIN = frozenset({str, int, bool, type(None)})
@@ -224,18 +228,31 @@ def _remote_exception(type_name: str, text: str) -> RemoteProviderError:
 
 # -- messages ------------------------------------------------------------------------------------
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=repr)
+def _repr_or_refuse(value: Any) -> str:
+    """What JSON cannot hold, as its repr; a repr that raises makes the message unsendable
+    (a ValueError the agent turns into a failure naming it), never a dead agent."""
+    try:
+        return repr(value)
+    except Exception as exc:
+        raise ValueError(f"a {type(value).__name__} in it has no repr ({type(exc).__name__}: "
+                         f"{exc})") from None
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_repr_or_refuse)
 
 
 def encode(message: dict[str, Any]) -> bytes:
     """One message as a line; values JSON cannot hold become their repr."""
     try:
         text = _ENCODER.encode(message)
+    except RecursionError:
+        raise ValueError("it nests deeper than JSON can be written here") from None
     except (TypeError, ValueError):
         try:
             text = _ENCODER.encode(json_safe(message))
         except RecursionError:
-            raise ValueError("it holds itself (a reference cycle)") from None
+            raise ValueError("it holds itself (a reference cycle) or nests too deeply") \
+                from None
     return text.encode("ascii") + b"\n"
 
 
@@ -438,12 +455,22 @@ def outcome_problem(outcome: Any, where: str) -> str | None:
 
 
 def short(value: Any, limit: int = 200) -> str:
-    """A value as JSON for a message, cut to `limit` characters."""
+    """A value as JSON for a message, cut to `limit` characters; a provider's value that
+    cannot be shown (its repr raises, it nests too deep) is named, never raised."""
     try:
-        text = json.dumps(value, ensure_ascii=False, default=repr)
-    except (TypeError, ValueError):
-        text = repr(value)
+        text = json.dumps(value, ensure_ascii=False, default=_shown)
+    except (TypeError, ValueError, RecursionError):
+        text = _shown(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _shown(value: Any) -> str:
+    try:
+        return repr(value)
+    except RecursionError:
+        return f"<a {type(value).__name__} nested too deep to show>"
+    except Exception as exc:
+        return f"<a {type(value).__name__} whose repr raised {type(exc).__name__}>"
 
 
 def is_id(value: Any) -> bool:

@@ -301,3 +301,51 @@ def test_a_crash_during_a_call_is_named_after_the_call(tmp_path: Path) -> None:
     (check,) = results["methods"][LOGOFF]["checks"]
     assert "provider raised in call(IVMGuestOS::Logoff)" in check["message"], check["message"]
     assert "provider raised in reset()" not in check["message"]
+
+
+UNSENDABLE = '''
+from conformance_providers.reference import ReferenceProvider
+from conformance.provider import Outcome
+
+
+class Weird:
+    def __repr__(self):
+        raise RuntimeError("repr refuses")
+
+
+class Deep(ReferenceProvider):
+    def call(self, method_id, args):
+        out = super().call(method_id, args)
+        if method_id == "IVMGuestOS::Logoff":
+            nested = []
+            for _ in range(100_000):
+                nested = [nested]
+            return Outcome(out.hresult, {"outLogoffTask": nested}, out.completion)
+        return out
+
+
+class BadRepr(ReferenceProvider):
+    def call(self, method_id, args):
+        out = super().call(method_id, args)
+        if method_id == "IVMGuestOS::Logoff":
+            return Outcome(out.hresult, {"outLogoffTask": Weird()}, out.completion)
+        return out
+'''
+
+
+@pytest.mark.parametrize(("provider", "reason"), [
+    ("Deep", "cannot be sent: it nests deeper than JSON can be written here"),
+    ("BadRepr", "cannot be sent: a Weird in it has no repr (RuntimeError: repr refuses)"),
+])
+def test_an_answer_the_worker_cannot_send_fails_its_check_with_the_reason(
+        provider: str, reason: str, tmp_path: Path) -> None:
+    """Output nested 100,000 deep, or holding an object whose repr raises, used to kill the
+    worker; now the check fails saying why, and the worker goes on."""
+    (tmp_path / "unsendable.py").write_text(UNSENDABLE, encoding="utf-8")
+    code, results = _run(tmp_path, f"{tmp_path / 'unsendable.py'}:{provider}",
+                         f"{LOGOFF} and out-params or {ONE_PORTAL_SCENARIO}",
+                         "--regressions", str(tmp_path / "r"))
+    assert code == 1
+    (check,) = results["methods"][LOGOFF]["checks"]
+    assert reason in check["message"] and "exited" not in check["message"], check["message"]
+    assert [c["status"] for c in results["methods"][REMOVE_PORTAL]["checks"]] == ["passed"]
