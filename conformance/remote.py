@@ -25,6 +25,7 @@ import logging
 import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -195,8 +196,11 @@ class _StdioTransport(_Transport):
     def __init__(self, argv: list[str], connect_timeout: float):
         super().__init__()
         self.where = f"`{shlex.join(argv)}`"
+        # its own process group (POSIX): what the provider forks goes with the worker, so a
+        # child holding the pipes cannot outlive a timeout or the run
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, bufsize=0)
+                                     stderr=subprocess.PIPE, bufsize=0,
+                                     start_new_session=os.name == "posix")
         assert self.proc.stdin and self.proc.stdout and self.proc.stderr
         self._stdin: IO[bytes] = self.proc.stdin
         self._stdout = self.proc.stdout.fileno()
@@ -239,7 +243,15 @@ class _StdioTransport(_Transport):
         return os.read(self._stdout, size)
 
     def _interrupt(self) -> None:
-        self.proc.kill()
+        self._kill_group()
+
+    def _kill_group(self) -> None:
+        """The worker and everything it started (a provider's forked children)."""
+        if os.name == "posix":
+            with contextlib.suppress(OSError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            self.proc.kill()
 
     def close(self) -> None:
         super().close()
@@ -248,8 +260,10 @@ class _StdioTransport(_Transport):
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            self._kill_group()
             self.proc.wait()
+        else:
+            self._kill_group()  # the worker ended: what it left running ends too
         with contextlib.suppress(OSError):
             self.proc.stdout.close()  # type: ignore[union-attr]
 

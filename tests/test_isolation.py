@@ -349,3 +349,48 @@ def test_an_answer_the_worker_cannot_send_fails_its_check_with_the_reason(
     (check,) = results["methods"][LOGOFF]["checks"]
     assert reason in check["message"] and "exited" not in check["message"], check["message"]
     assert [c["status"] for c in results["methods"][REMOVE_PORTAL]["checks"]] == ["passed"]
+
+
+FORKS = '''
+import os, time
+from conformance_providers.reference import ReferenceProvider
+
+
+class ForkHangs(ReferenceProvider):
+    """Logoff forks a child that keeps the worker's pipes open, then hangs."""
+
+    def call(self, method_id, args):
+        if method_id == "IVMGuestOS::Logoff":
+            child = os.fork()
+            if child == 0:
+                time.sleep(3600)
+                os._exit(0)
+            with open(os.environ["FORKED_PID_FILE"], "w") as out:
+                out.write(str(child))
+            time.sleep(3600)
+        return super().call(method_id, args)
+'''
+
+
+@pytest.mark.skipif(os.name != "posix", reason="fork and process groups are POSIX")
+def test_a_forked_child_holding_the_pipes_does_not_outlive_the_timeout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "forks.py").write_text(FORKS, encoding="utf-8")
+    monkeypatch.setenv("FORKED_PID_FILE", str(tmp_path / "child.pid"))
+    code, results = _run(tmp_path, f"{tmp_path / 'forks.py'}:ForkHangs",
+                         f"{LOGOFF} and out-params or {ONE_PORTAL_SCENARIO}",
+                         "--call-timeout", "2", "--check-timeout", "10",
+                         "--regressions", str(tmp_path / "r"))
+    assert code == 1
+    (check,) = results["methods"][LOGOFF]["checks"]
+    assert "timed out after 2 s in IVMGuestOS::Logoff" in check["message"]
+    assert [c["status"] for c in results["methods"][REMOVE_PORTAL]["checks"]] == ["passed"]
+    child = int((tmp_path / "child.pid").read_text(encoding="utf-8"))
+    for _ in range(50):  # the kill is immediate; its reaping by init may take a moment
+        if not Path(f"/proc/{child}").exists() or \
+                Path(f"/proc/{child}/stat").read_text().split()[2] == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        raise AssertionError("the provider's forked child outlived the run")
