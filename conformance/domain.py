@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from conformance.expression import CostExceeded, Scope, compiled
 from conformance.source import Document, SourceError, load_file
 
 FAULTS = "faults"
@@ -77,6 +78,23 @@ class Domain:
 
     def steps(self) -> list[str]:
         return [c.step for c in self.collections.values()]
+
+    def broken_invariant(self, shown: dict[str, Any]) -> str | None:
+        """Why the first invariant that fails on `shown` (what the provider shows) fails; None
+        if all hold. An invariant too costly to evaluate on it says so, naming the bound."""
+        for name, rule in self.invariants:
+            try:
+                holds = compiled(rule).evaluate(Scope({"state": shown}, {}))
+            except CostExceeded as exc:
+                sizes = ", ".join(f"{len(rows)} {coll}" for coll, rows in shown.items()
+                                  if isinstance(rows, list) and rows)
+                return (f"invariant {name!r} ({self.file}) could not be judged on what the "
+                        f"provider shows ({sizes}): {exc}")
+            except Exception:
+                holds = False
+            if holds is not True:
+                return f"invariant {name!r} ({self.file}) does not hold on what the provider shows"
+        return None
 
     def empty_state(self) -> dict[str, list[dict[str, Any]]]:
         state: dict[str, list[dict[str, Any]]] = {name: [] for name in self.collections}

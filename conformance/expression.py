@@ -11,14 +11,21 @@ truncating division. Anything it is unsure of (an error, a type it does not mode
 would not convert the same way) makes it give up for that evaluation, and `cel` evaluates the
 expression instead: results and error messages are the reference's by construction.
 `CONFORMANCE_CEL=reference` turns the translation off.
+
+Neither engine has a timeout, so the work of one evaluation is bounded here: comprehensions
+(`.map`, `.exists`, ...) may visit at most `ITERATION_LIMIT` elements in all. The translation
+counts them as it goes; before `cel` runs an expression whose comprehensions nest, the largest
+collection in its variables raised to the nesting depth is checked against the same bound.
+Past it the evaluation raises `CostExceeded`, which the oracle reports at the rule's file:line.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import threading
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -33,6 +40,43 @@ class Untranslatable(Exception):
     """The expression uses something the translation does not model: `cel` runs it."""
 
 
+class CostExceeded(Exception):
+    """One evaluation would pass `ITERATION_LIMIT`: the spec's rule is at fault, not the
+    provider."""
+
+
+ITERATION_LIMIT = 1_000_000
+MACROS = frozenset({"all", "exists", "exists_one", "existsOne", "map", "filter"})
+
+
+def comprehension_depth(texts: Sequence[str]) -> int:
+    """How deeply `.map(...)`, `.exists(...)` and the other macros nest in a token sequence:
+    each level multiplies the work of an evaluation."""
+    depth = deepest = 0
+    stack: list[bool] = []
+    for i, text in enumerate(texts):
+        if text == "(":
+            is_macro = i >= 2 and texts[i - 1] in MACROS and texts[i - 2] == "."
+            stack.append(is_macro)
+            depth += is_macro
+            deepest = max(deepest, depth)
+        elif text == ")" and stack:
+            depth -= stack.pop()
+    return deepest
+
+
+_MACRO_CALL = re.compile(r"\.\s*(?:" + "|".join(MACROS) + r")\s*\(")
+
+
+class _Budget(threading.local):
+    """Elements the running evaluation's comprehensions may still visit (per thread)."""
+
+    left = ITERATION_LIMIT
+
+
+_budget = _Budget()
+
+
 class _GiveUp(Exception):
     """This evaluation is not one the translation is sure of: `cel` evaluates it."""
 
@@ -40,11 +84,13 @@ class _GiveUp(Exception):
 class Expression:
     """One compiled CEL expression: `cel`'s program, and its Python translation if any."""
 
-    __slots__ = ("fast", "program", "source")
+    __slots__ = ("depth", "fast", "literal", "program", "source")
 
     def __init__(self, source: str):
         self.source = source
         self.program = cel.compile(source)  # raises on a defect: the reference's message
+        self.depth = _depth(source)
+        self.literal = source.count(",") + 1  # no list literal in it is longer
         self.fast: Fast | None = None
         if ENABLED:
             try:
@@ -54,13 +100,49 @@ class Expression:
 
     def evaluate(self, scope: Scope) -> Any:
         if self.fast is not None:
+            if self.depth:
+                _budget.left = ITERATION_LIMIT
             try:
                 value = self.fast(scope.variables, scope.functions)
+            except CostExceeded:
+                raise
             except Exception:  # whatever it was, the reference decides
                 pass
             else:
                 return list(value) if type(value) is tuple else value
+        if self.depth > 1:
+            _check_cost(self.depth, max(self.literal, _largest(scope.variables)))
         return self.program.execute(scope.context())
+
+
+def _depth(source: str) -> int:
+    try:
+        return comprehension_depth([text for _, text in _tokens(source)])
+    except Untranslatable:  # a bytes literal: count every macro as if nested, an upper bound
+        return len(re.findall(_MACRO_CALL, source))
+
+
+def _check_cost(depth: int, largest: int) -> None:
+    """Before `cel` runs nested comprehensions: the largest collection they could walk, to the
+    power of the nesting, within the bound."""
+    if largest ** depth > ITERATION_LIMIT:
+        raise CostExceeded(
+            f"comprehensions nested {depth} deep over collections of up to {largest} elements "
+            f"could visit {largest ** depth:,} elements; the bound is {ITERATION_LIMIT:,}")
+
+
+def _largest(value: Any) -> int:
+    """The size of the largest list or map anywhere in `value`."""
+    largest, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            largest = max(largest, len(item))
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            largest = max(largest, len(item))
+            stack.extend(item)
+    return largest
 
 
 class Scope:
@@ -644,10 +726,20 @@ def _has(target: Any, name: str) -> bool:
 def _iter(target: Any) -> Any:
     tt = type(target)
     if tt is list or tt is tuple:
+        _spend(len(target))
         return target
     if tt is dict and len(target) <= 1:  # cel walks a larger map in its own hash order
+        _spend(len(target))
         return list(target)
     raise _GiveUp
+
+
+def _spend(elements: int) -> None:
+    left = _budget.left - elements
+    _budget.left = left
+    if left < 0:
+        raise CostExceeded(f"comprehensions visited more than {ITERATION_LIMIT:,} elements "
+                           "in one evaluation")
 
 
 def _map(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from conformance.domain import FAULT_STEP, FAULTS, Domain
-from conformance.expression import Scope, compiled
 from conformance.operations import Costs, Tally
 from conformance.oracle import OracleError, Prediction
 from conformance.plan import Goal, Planned, greedy
@@ -551,14 +550,9 @@ def _invariants(world: World, domain: Domain, state: dict[str, Any], observe: tu
                 rows = exc
         shown[coll] = state.get(coll, []) if rows is None or isinstance(rows, Exception) \
             else rows
-    for name, rule in domain.invariants:
-        try:
-            holds = compiled(rule).evaluate(Scope({"state": shown}, {}))
-        except Exception:
-            holds = False
-        if holds is not True:
-            raise SequenceFailed(f"invariant {name!r} ({domain.file}) does not hold on what the "
-                                 "provider shows", trace, ())
+    broken = domain.broken_invariant(shown)
+    if broken:
+        raise SequenceFailed(broken, trace, ())
 
 
 def check_sequences(subjects: list[Subject], domain: Domain, plan: FamilyPlan | None = None

@@ -44,7 +44,6 @@ from conformance.checks import (
     state_mismatch,
 )
 from conformance.domain import FAULTS, Domain
-from conformance.expression import Scope, compiled
 from conformance.provider import Unsupported
 from conformance.replay import minimize
 from conformance.spec import Spec
@@ -221,14 +220,9 @@ def build_machine(subjects: list[Subject], domain: Domain,
                         self.fail(str(exc))
                 else:
                     seen[coll] = self.state.get(coll, [])
-            for name, rule_text in domain.invariants:
-                try:
-                    holds = compiled(rule_text).evaluate(Scope({"state": seen}, {}))
-                except Exception:
-                    holds = False
-                if holds is not True:
-                    self.fail(f"invariant {name!r} ({domain.file}) does not hold on what the "
-                              "provider shows")
+            broken = domain.broken_invariant(seen)
+            if broken:
+                self.fail(broken)
 
     FamilyMachine.__name__ = f"Machine_{domain.family.replace('-', '_')}"
     return FamilyMachine

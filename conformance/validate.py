@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover - depends on the installed jsonschema
 
 from conformance.codes import CodeTable, failed, hex32
 from conformance.domain import ANY, FAULT_STEP, FAULTS, Domain, FieldType
-from conformance.expression import compiled
+from conformance.expression import MACROS, compiled, comprehension_depth
 from conformance.source import Document, Path_, Problem, SourceError, dotted, load_file
 from conformance.spec import DIRECT, Param, Spec
 
@@ -39,7 +39,6 @@ THIS = "this"
 CATCH_ALL = "true"
 UNKNOWN = "unknown"
 # Macros whose first argument binds a comprehension variable (`list.exists(s, ...)`).
-MACROS = frozenset({"all", "exists", "exists_one", "existsOne", "map", "filter"})
 # Identifiers CEL itself defines (type names) and the functions the oracle adds.
 BUILTIN_NAMES = frozenset({"int", "uint", "double", "bool", "string", "bytes", "list", "map",
                            "null_type", "type", "dyn", "ansi"})
@@ -665,22 +664,6 @@ MAX_CEL_LENGTH = 4096
 MAX_COMPREHENSION_DEPTH = 3
 
 
-def comprehension_depth(tokens: list[_Token]) -> int:
-    """How deeply `.map(...)`, `.exists(...)` and the other macros nest: each level multiplies
-    the work, so a bound here bounds an evaluation's time and memory (CEL has no timeout)."""
-    depth = deepest = 0
-    stack: list[bool] = []
-    for i, tok in enumerate(tokens):
-        if tok.text == "(":
-            is_macro = i >= 2 and tokens[i - 1].text in MACROS and tokens[i - 2].text == "."
-            stack.append(is_macro)
-            depth += is_macro
-            deepest = max(deepest, depth)
-        elif tok.text == ")" and stack:
-            depth -= stack.pop()
-    return deepest
-
-
 @dataclass(frozen=True)
 class _CelFacts:
     """What checking an expression needs from its text alone: specs share most expressions
@@ -696,7 +679,7 @@ def _cel_facts(src: str) -> _CelFacts:
     if len(src) > MAX_CEL_LENGTH:
         return _CelFacts(f"expression is {len(src)} characters; at most {MAX_CEL_LENGTH}")
     tokens = _tokens(src)
-    depth = comprehension_depth(tokens)
+    depth = comprehension_depth([t.text for t in tokens])
     if depth > MAX_COMPREHENSION_DEPTH:
         return _CelFacts(f"comprehensions nest {depth} deep; at most {MAX_COMPREHENSION_DEPTH} "
                          "(each level multiplies the work of an evaluation)")

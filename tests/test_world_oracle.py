@@ -370,6 +370,10 @@ def _with_rules(catalog: Catalog, *rules: Rule) -> Spec:
     (Rule("true", ("S_OK",), {"sessions": "1"}), "gave int, not a list"),
     (Rule("state.nothing.exists(x, true)", ("S_OK",)), r"LogoutFromTarget.yaml:\d+: rules\[0\]"),
     (Rule("true", ("S_NOPE",)), "S_NOPE is not a code of"),
+    (Rule("[" + ",".join(["1"] * 250) + "].map(x, [" + ",".join(["1"] * 250) + "].map(y, ["
+          + ",".join(["1"] * 250) + "].map(z, z))).size() > 0", ("S_OK",)),
+     r"LogoutFromTarget.yaml:\d+: rules\[0\]\.when: CostExceeded: comprehensions visited "
+     r"more than 1,000,000 elements"),
 ])
 def test_a_defective_rule_is_an_oracle_error(catalog: Catalog, given, rule: Rule,
                                              message: str) -> None:
