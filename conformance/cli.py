@@ -789,9 +789,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     if parts and (not stream.is_file() or stream.stat().st_mtime < newest):
         # a parallel run ended before its controller merged what the workers wrote (killed):
         # every finished check is in the workers' streams, not in the older results.jsonl
-        merge_streams(out, parts)
-        print(f"merged the streams of {len(parts)} workers of an unfinished parallel run",
-              file=sys.stderr)
+        notes: list[str] = []
+        merged = merge_streams(out, parts, notes=notes)
+        for note in notes:
+            print(note, file=sys.stderr)
+        print(f"merged the streams of {merged['workers']} workers of an unfinished "
+              "parallel run", file=sys.stderr)
     if not stream.is_file():
         print(f"{stream}: no results stream to build a report from", file=sys.stderr)
         return EXIT_USAGE

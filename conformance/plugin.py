@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,8 @@ def pytest_configure(config: pytest.Config) -> None:
         except RegressionError as exc:
             raise pytest.UsageError(str(exc)) from None
         session.worker = worker
+        session.run_id = getattr(config, "workerinput", {}).get("conformance_run",
+                                                                  session.run_id)
         earlier = config.getoption("--conformance-rerun-failed", default=None)
         if earlier:
             session.only = _failed_in(Path(earlier)) | set(session.regressions)
@@ -186,6 +189,15 @@ def pick_for_worker(providers: str, worker: str | None) -> str:
         return choices[0] if choices else providers
     index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
     return choices[index % len(choices)]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist's controller starting a worker: the worker writes under the controller's run id,
+    so a stream another run left in `workers/` is told apart from this run's."""
+    session = find_session(node.config)
+    if session is not None:
+        node.workerinput["conformance_run"] = session.run_id
 
 
 def find_session(config: pytest.Config) -> ConformanceSession | None:
@@ -243,6 +255,7 @@ class ConformanceSession:
         self.differential = differential
         self.retry: set[str] = set()  # flaky checks (from a baseline): run again on failure
         self.worker: str | None = None  # the xdist worker id, in a parallel run
+        self.run_id = uuid.uuid4().hex[:12]  # in every results line; workers get the controller's
         self._by_path: dict[Path, Spec] | None = None
         self.retries = 2
         self.reference = load("reference") if differential else None
@@ -313,7 +326,7 @@ class ConformanceSession:
                              s.interface.get("name", ""), s.file, _plan_of(specs.get(s.id)))
             for s in self.catalog.specs.values() if s.id in chosen
         }
-        header = {"provider": self.provider_name,
+        header = {"run": self.run_id, "provider": self.provider_name,
                   "provider_path": portable(self.provider_name),
                   "profile": self.profile, "seed": self.seed,
                   "versions": run_versions(),
@@ -465,7 +478,8 @@ class ConformanceSession:
                 self._planning.join()
             parts = list((self.out / "workers").glob("*.jsonl"))
             if parts:  # the controller of a parallel run: merge what the workers wrote
-                self.summary = merge_streams(self.out, parts, self.plan_summaries())
+                self.summary = merge_streams(self.out, parts, self.plan_summaries(),
+                                             run=self.run_id)
         if self._cassette is not None:
             self._cassette.begin_check(None)  # what follows belongs to the run, not a check
         if self._unpin is not None:

@@ -85,7 +85,7 @@ class ResultStream:
 
     def add(self, result: CheckResult) -> None:
         self.results.append(result)
-        self._write_line({"event": "check", **asdict(result)})
+        self._write_line({"event": "check", "run": self.header.get("run"), **asdict(result)})
         if time.monotonic() - self._last_summary > 0.5:
             self.write_summary()
 
@@ -270,16 +270,28 @@ def run_verdict(summary: dict[str, Any]) -> str:
     return "conforms"
 
 
-def merge_streams(out: Path, paths: list[Path],
-                  plans: dict[str, Any] | None = None) -> dict[str, Any]:
+def merge_streams(out: Path, paths: list[Path], plans: dict[str, Any] | None = None,
+                  run: str | None = None, notes: list[str] | None = None) -> dict[str, Any]:
     """One results.jsonl and results.json from the streams of a parallel run's workers;
     `plans` (the controller's: the run's `plan` and each method's) fill in what workers that
-    planned lazily left out."""
+    planned lazily left out. Only the streams of run `run` are merged (by default the run of
+    the newest stream): a worker's stream another run left in the folder is named in `notes`
+    and left out."""
+    parts = {path: read_stream(path, notes) for path in sorted(paths)}
+    if run is None and parts:
+        newest = max(parts, key=lambda p: p.stat().st_mtime)
+        run = parts[newest][0].get("run")
     header: dict[str, Any] = {}
     methods: dict[str, MethodInfo] = {}
     results: list[CheckResult] = []
-    for path in sorted(paths):
-        part_header, part_methods, part_results = read_stream(path)
+    merged = 0
+    for path, (part_header, part_methods, part_results) in parts.items():
+        if part_header.get("run") != run:
+            if notes is not None:
+                notes.append(f"{path}: left out: from another run "
+                             f"({part_header.get('run') or 'no run id'}, not {run})")
+            continue
+        merged += 1
         header = header or part_header
         methods.update(part_methods)
         results.extend(part_results)
@@ -288,7 +300,7 @@ def merge_streams(out: Path, paths: list[Path],
         for method, info in methods.items():
             if info.plan is None:
                 info.plan = plans["methods"].get(method)
-    header = {**header, "workers": len(paths),
+    header = {**header, "workers": merged,
               "checks_selected": max(int(header.get("checks_selected", 0)), len(results))}
     stream = ResultStream(out, header, methods)
     for result in results:
@@ -315,6 +327,9 @@ def read_stream(path: Path, skipped: list[str] | None = None
                 methods = {k: MethodInfo(**v) for k, v in record.pop("methods", {}).items()}
                 header = record
             elif event == "check":
+                run = record.pop("run", None)
+                if run is not None and run != header.get("run"):
+                    raise TypeError(f"from another run ({run}, not {header.get('run')})")
                 results.append(CheckResult(**record))
         except (ValueError, TypeError, AttributeError) as exc:
             if skipped is not None:

@@ -287,9 +287,38 @@ def test_report_recovers_a_parallel_run_killed_before_its_merge(tmp_path: Path) 
     older.write_text('{"event": "start", "provider": "an older run", "methods": {}}\n',
                      encoding="utf-8")
     os.utime(older, (1, 1))  # older than the workers' streams
+    run = json.loads((out / "workers" / "gw0.jsonl").read_text(encoding="utf-8")
+                     .splitlines()[0])["run"]
+    stale = out / "workers" / "gw7.jsonl"  # a worker's stream an earlier run left behind
+    stale.write_text((out / "workers" / "gw0.jsonl").read_text(encoding="utf-8")
+                     .replace(run, "0123456789ab"), encoding="utf-8")
+    os.utime(stale, (2, 2))
     assert main(["report", str(out)]) == 0
     rebuilt = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert rebuilt["totals"] == finished and rebuilt["provider"] == "reference"
+    assert rebuilt["run"] == run and rebuilt["workers"] == 2
+    lines = [json.loads(line) for line in
+             (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert {line["run"] for line in lines if line["event"] == "check"} == {run}
+
+
+def test_report_skips_the_lines_of_another_run(tmp_path: Path, capsys) -> None:
+    """A results.jsonl holding check lines of two runs (appended by hand, or a copy gone
+    wrong): the other run's lines are skipped and named, not counted."""
+    out = tmp_path / "out"
+    main(["run", "--out", str(out), "--in-process", "-k", "Logoff.yaml and oracle",
+          "--regressions", str(tmp_path / "r")])
+    finished = json.loads((out / "results.json").read_text(encoding="utf-8"))["totals"]
+    stream = out / "results.jsonl"
+    lines = stream.read_text(encoding="utf-8").splitlines()
+    run = json.loads(lines[0])["run"]
+    foreign = [line.replace(run, "0123456789ab") for line in lines if '"check"' in line]
+    stream.write_text("\n".join(lines + foreign) + "\n", encoding="utf-8")
+    capsys.readouterr()
+    main(["report", str(out)])
+    rebuilt = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert rebuilt["totals"] == finished
+    assert "from another run (0123456789ab" in capsys.readouterr().err
 
 
 def test_a_crash_during_a_call_is_named_after_the_call(tmp_path: Path) -> None:
