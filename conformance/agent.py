@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance import protocol
-from conformance.cli import timeout_seconds
+from conformance.cli import memory_size, timeout_seconds
 from conformance.protocol import LineReader, MessageTooLarge, ProtocolError, TruncatedMessage
 from conformance.provider import Provider, ProviderUnavailable, load
 
@@ -56,6 +56,16 @@ class AgentConfig:
     max_errors: int = 100  # malformed requests before the connection is closed
     max_messages: int = 50_000_000  # requests per connection
     max_connections: int = 64
+    memory_limit: int = 0  # the process's address space (bytes), 0 for none
+
+    def error(self, exc: BaseException) -> dict[str, Any]:
+        """How a provider's exception travels; running out of memory under the limit says so."""
+        if isinstance(exc, MemoryError) and self.memory_limit:
+            text = (f"the provider ran out of memory: the worker's limit is "
+                    f"{self.memory_limit >> 20} MiB (--worker-memory)")
+            return {"kind": "provider", "message": f"MemoryError: {text}",
+                    "type": "MemoryError", "text": text}
+        return protocol.error_from_exception(exc)
 
     def poll(self) -> float:
         """The watchdog's period: a tenth of the shortest timeout, within [20 ms, 0.5 s]."""
@@ -349,7 +359,7 @@ class Session:
         try:
             response = protocol.ok(request_id, self._dispatch(op, params))
         except (Exception, SystemExit) as exc:
-            response = protocol.failure(request_id, **protocol.error_from_exception(exc))
+            response = protocol.failure(request_id, **self.config.error(exc))
         return response if self.watchdog.disarm() else None
 
     def _run_batch(self, request_id: Any, batch: list[protocol.BatchItem]
@@ -375,7 +385,7 @@ class Session:
             try:
                 answer = {"ok": True, "result": self._dispatch(item.op, params)}
             except (Exception, SystemExit) as exc:
-                answer = {"ok": False, "error": protocol.error_from_exception(exc)}
+                answer = {"ok": False, "error": self.config.error(exc)}
             if watchdog.fired:
                 return None
             answers.append(answer)
@@ -547,6 +557,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="BYTES", help=f"longest message (default {protocol.MAX_MESSAGE})")
     parser.add_argument("--max-connections", type=int, default=64,
                         help="simultaneous TCP connections (default 64)")
+    parser.add_argument("--memory-limit", type=memory_size, default=0, metavar="SIZE",
+                        help="address space this process may use (512M, 2G; POSIX only); a "
+                             "provider call past it fails saying so (default 0: no limit)")
     parser.add_argument("--log-level", default="INFO",
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
@@ -559,15 +572,18 @@ def run_args(args: argparse.Namespace) -> int:
         token = read_token(args.token_file) if args.token_file else None
         if args.max_message < 64:
             raise AgentUsageError("--max-message must be at least 64 bytes")
+        limit_memory(args.memory_limit)
         if args.stdio:
-            serve_stdio(args.provider, token, args.call_timeout, max_message=args.max_message)
+            serve_stdio(args.provider, token, args.call_timeout, max_message=args.max_message,
+                        memory_limit=args.memory_limit)
             return EXIT_OK
         host, port = parse_listen(args.listen)
         _check_provider(args.provider)
         try:
             server = make_tcp_server(
                 AgentConfig(args.provider, token, args.call_timeout, max_message=args.max_message,
-                            idle_timeout=args.idle_timeout, max_connections=args.max_connections),
+                            idle_timeout=args.idle_timeout, max_connections=args.max_connections,
+                            memory_limit=args.memory_limit),
                 host, port)
         except OSError as exc:
             raise AgentUsageError(f"cannot listen on {args.listen}: {exc}") from None
@@ -595,6 +611,18 @@ def _check_provider(spec: str) -> None:
     provider = load(spec)
     with contextlib.suppress(Exception):
         provider.close()
+
+
+def limit_memory(size: int) -> None:
+    """Cap this process's address space, so a provider eating memory gets a MemoryError the
+    agent reports instead of taking the machine (RLIMIT_AS; not on Windows)."""
+    if not size:
+        return
+    try:
+        import resource
+    except ImportError:
+        raise AgentUsageError("--memory-limit needs a POSIX system (resource limits)") from None
+    resource.setrlimit(resource.RLIMIT_AS, (size, size))
 
 
 def _seconds(text: str) -> float | None:

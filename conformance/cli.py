@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -38,6 +39,21 @@ def timeout_seconds(text: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError("a timeout is a number of seconds >= 0 (0: no limit)")
     return value
+
+
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def memory_size(text: str) -> int:
+    """A memory option: bytes, or a number with K, M or G (binary units); 0 means no limit."""
+    found = re.fullmatch(r"\s*(\d+)\s*([KMG]?)i?B?\s*", text, re.IGNORECASE)
+    if found is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (512M, 2G, or bytes)")
+    size = int(found.group(1)) * _SIZE_UNITS[found.group(2).upper()]
+    if 0 < size < 64 << 20:
+        raise argparse.ArgumentTypeError("a worker's memory limit is at least 64M "
+                                         "(the worker's Python itself needs about 40M)")
+    return size
 
 
 DELEGATED = {"extract": "conformance.extract", "verify-metadata": "conformance.metadata",
@@ -125,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--call-timeout", type=timeout_seconds, default=30.0, metavar="S",
                      help="seconds a provider call may take in the worker process "
                           "(default 30; 0: no limit)")
+    run.add_argument("--worker-memory", type=memory_size, default=0, metavar="SIZE",
+                     help="address space the worker process may use (512M, 2G); a provider "
+                          "call past it fails its check saying so (default 0: no limit)")
     run.add_argument("--check-timeout", type=timeout_seconds, default=DEFAULT_CHECK_TIMEOUT,
                      metavar="S", help="seconds a check may take, all its calls included "
                                        f"(default {DEFAULT_CHECK_TIMEOUT:g}; 0: no limit)")
@@ -389,7 +408,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     first = args.provider.split(",")[0]
     try:
-        provider = load(isolated(first, args.call_timeout) if isolate else first,
+        provider = load(isolated(first, args.call_timeout, args.worker_memory)
+                        if isolate else first,
                         token_file=args.token_file)
         problem = _run_settings(args, provider)
         if problem:
@@ -451,7 +471,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             else []
         pytest_args += ["--conformance-record", args.record] if args.record else []
         pytest_args += ["--conformance-isolate", "--conformance-call-timeout",
-                        str(args.call_timeout)] if isolate else []
+                        str(args.call_timeout), "--conformance-worker-memory",
+                        str(args.worker_memory)] if isolate else []
     code = pytest.main(pytest_args, plugins=[session])
     if session.write_error is not None:
         print(session.write_error, file=sys.stderr)

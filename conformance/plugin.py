@@ -90,6 +90,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(the agent over stdio), replaced after a crash or a hang")
     group.addoption("--conformance-call-timeout", default=30.0, type=float,
                     help="with --conformance-isolate: seconds a provider call may take")
+    group.addoption("--conformance-worker-memory", default=0, type=int,
+                    help="with --conformance-isolate: bytes of address space the worker may "
+                         "use (0: no limit)")
     group.addoption("--conformance-check-timeout", default=DEFAULT_CHECK_TIMEOUT, type=float,
                     help="seconds a check may take (0: no limit)")
     group.addoption("--conformance-observed", default=STRICT, choices=POLICIES,
@@ -116,7 +119,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if name and find_session(config) is None:
         worker = getattr(config, "workerinput", {}).get("workerid")
         name = pick_for_worker(name, worker)
-        spec = isolated(name, config.getoption("--conformance-call-timeout")) \
+        spec = isolated(name, config.getoption("--conformance-call-timeout"),
+                        config.getoption("--conformance-worker-memory")) \
             if config.getoption("--conformance-isolate") else name
         try:
             provider = load(spec, token_file=config.getoption("--conformance-token-file"))

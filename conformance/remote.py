@@ -70,13 +70,15 @@ def is_local(spec: str) -> bool:
     return "://" not in spec and not spec.startswith((TCP_SCHEME, STDIO_SCHEME, REPLAY_SCHEME))
 
 
-def isolated(provider: str, call_timeout: float | None) -> str:
+def isolated(provider: str, call_timeout: float | None, memory: int = 0) -> str:
     """The provider served by an agent in a child process over stdio (a worker process that
-    the harness replaces after a crash or a hang); remote and replayed providers unchanged."""
+    the harness replaces after a crash or a hang, its address space limited to `memory`
+    bytes when given); remote and replayed providers unchanged."""
     if not is_local(provider):
         return provider
     command = [sys.executable, "-m", "conformance", "agent", "--provider", provider, "--stdio",
                "--call-timeout", str(call_timeout or 0), "--log-level", "WARNING"]
+    command += ["--memory-limit", str(memory)] if memory else []
     return STDIO_SCHEME + shlex.join(command)
 
 

@@ -85,6 +85,17 @@ class Pid(ReferenceProvider):
             pids.write(f"{os.getpid()}\\n")
 
 
+class EatsMemory(ReferenceProvider):
+    """Logoff keeps allocating, 16 MiB at a time, as a leak in a loop would."""
+
+    def call(self, method_id, args):
+        if method_id == "IVMGuestOS::Logoff":
+            hoard = []
+            while True:
+                hoard.append(bytearray(16 << 20))
+        return super().call(method_id, args)
+
+
 class NeedsAUnicorn(ReferenceProvider):
     def __init__(self):
         raise ProviderUnavailable("needs a unicorn: none is attached to this machine")
@@ -319,6 +330,34 @@ def test_report_skips_the_lines_of_another_run(tmp_path: Path, capsys) -> None:
     rebuilt = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert rebuilt["totals"] == finished
     assert "from another run (0123456789ab" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.name != "posix", reason="address-space limits are POSIX resource limits")
+def test_a_provider_eating_memory_hits_the_worker_limit_and_is_told_so(tmp_path: Path) -> None:
+    """With --worker-memory, a provider allocating without end fails its check saying the
+    limit was reached (it used to be reported as a timeout, after taking the machine's
+    memory), and the next check runs in the same worker."""
+    code, results = _run(tmp_path, f"{_providers(tmp_path)}:EatsMemory",
+                         f"{LOGOFF} and out-params or {ONE_PORTAL_SCENARIO}",
+                         "--worker-memory", "256M", "--regressions", str(tmp_path / "r"))
+    assert code == 1
+    (check,) = results["methods"][LOGOFF]["checks"]
+    assert "the provider ran out of memory: the worker's limit is 256 MiB (--worker-memory)" \
+        in check["message"], check["message"]
+    statuses = {c["status"] for c in results["methods"][REMOVE_PORTAL]["checks"]}
+    assert statuses == {"passed"}
+
+
+def test_a_memory_option_reads_sizes_and_refuses_nonsense() -> None:
+    import argparse
+
+    from conformance.cli import memory_size
+
+    assert memory_size("512M") == 512 << 20 and memory_size("2g") == 2 << 30
+    assert memory_size("0") == 0 and memory_size("1GiB") == 1 << 30
+    for bad in ("lots", "-1M", "1M"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            memory_size(bad)
 
 
 def test_a_crash_during_a_call_is_named_after_the_call(tmp_path: Path) -> None:
