@@ -369,6 +369,7 @@ class Session:
         protocol.stops). None when one timed out (the connection is ended)."""
         answers: list[dict[str, Any]] = []
         results: list[Any] = []
+        size = 0  # what the answers so far will take at least, in bytes (_least_size)
         limit, watchdog = self.config.call_timeout, self.watchdog
         watchdog.arm(limit, lambda: self._timed_out(request_id, *self._doing))
         for item in batch:
@@ -391,6 +392,13 @@ class Session:
             answers.append(answer)
             result = answer.get("result")
             results.append(result)
+            size += _least_size(result)
+            if size > self.config.max_message:  # stop the work now: the answer cannot be sent
+                watchdog.disarm()
+                return protocol.failure(
+                    request_id, "provider", f"the result of a batch of {len(batch)} requests "
+                    f"is over the message limit of {self.config.max_message} bytes after "
+                    f"{len(answers)} of them ({size} bytes at least); send smaller batches")
             if not answer["ok"]:
                 if not item.may_fail:
                     break
@@ -432,6 +440,20 @@ class Session:
         except Exception as exc:
             log.warning("%s: provider.close() raised %s: %s", self.channel.peer,
                         type(exc).__name__, exc)
+
+
+def _least_size(result: Any) -> int:
+    """A cheap estimate of a result's encoded size that a list of like rows (what `observe`
+    answers) does not exceed: its length times the smaller of its first and last rows' sizes.
+    A batch is stopped once its answers pass the message limit on this estimate, instead of
+    running to the end and building an answer that is refused anyway."""
+    if type(result) is not list or len(result) < 2:
+        return 0
+    try:
+        row = min(len(protocol.encode({"r": result[0]})), len(protocol.encode({"r": result[-1]})))
+    except ValueError:
+        return 0
+    return (row - 7) * len(result)  # {"r": } and the newline are not the row's
 
 
 def json_short(value: Any) -> str:

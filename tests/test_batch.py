@@ -258,6 +258,13 @@ class Refusing(ReferenceProvider):
         if collection == "ports":
             raise Unsupported("no ports")
         return super().observe(collection)
+
+
+class Wide(ReferenceProvider):
+    """Every observe answers 20,000 rows (about 400 KB)."""
+
+    def observe(self, collection):
+        return [{"id": f"row-{i:08}"} for i in range(20_000)]
 '''
 
 
@@ -287,6 +294,21 @@ def test_the_agent_stops_after_a_refused_outcome_and_goes_on_after_a_failed_obse
         call = {"op": "call", "method": LOGIN, "args": {}, "expect_outcome": True}
         results = remote.batch([{"op": "reset"}, call, *observe])
         assert len(results) == 2 and results[1] == Outcome(-1, {}, None)
+        remote.close()
+
+
+def test_a_batch_whose_answers_pass_the_message_limit_stops_there(tmp_path: Path) -> None:
+    """200 observes of 400 KB each cannot be sent in one 1 MiB answer: the agent stops at the
+    third instead of making all 200 (an 80 MB answer built, then refused: 3.1 GB and 27 s
+    for a batch of 1,100 setups and 1,100 observes)."""
+    with agent_of(tmp_path, ":Wide") as spec:
+        remote = RemoteProvider(spec)
+        observe = [{"op": "observe", "collection": "sessions", "may_fail": True}] * 200
+        with pytest.raises(protocol.RemoteProviderError,
+                           match=r"batch of 200 requests is over the message "
+                           r"limit of 1048576 bytes after 3 of them"):
+            remote.batch(observe)
+        assert len(remote.batch(observe[:2])) == 2  # what fits is answered
         remote.close()
 
 
