@@ -287,7 +287,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from conformance.checks import Settings
-    from conformance.provider import ProviderUnavailable, load
     from conformance.replay import ReproError, load_repro, replay
 
     try:
@@ -295,14 +294,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except ReproError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
-    catalog = _catalog(args.specs, args.family)
-    if catalog is None:
-        return EXIT_USAGE
-    try:
-        provider = load(args.provider, token_file=args.token_file)
-    except ProviderUnavailable as exc:
-        print(f"provider unavailable: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+    loaded = _catalog_and_provider(args.specs, args.family, args.provider, args.token_file)
+    if isinstance(loaded, int):
+        return loaded
+    catalog, provider = loaded
     try:
         result = replay(repro, catalog, provider, Settings(code_page=args.code_page))
     except ReproError as exc:
@@ -316,16 +311,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from conformance.doctor import RAISED, diagnose, render
-    from conformance.provider import ProviderUnavailable, load
 
-    catalog = _catalog(args.specs, args.family)
-    if catalog is None:
-        return EXIT_USAGE
-    try:
-        provider = load(args.provider)
-    except ProviderUnavailable as exc:
-        print(f"provider unavailable: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+    loaded = _catalog_and_provider(args.specs, args.family, args.provider, None)
+    if isinstance(loaded, int):
+        return loaded
+    catalog, provider = loaded
     try:
         rows = diagnose(provider, catalog)
     finally:
@@ -574,17 +564,12 @@ def cmd_regressions(args: argparse.Namespace) -> int:
 def _replay_all(args: argparse.Namespace, saved: list[Any], statuses: dict[str, str]
                 ) -> int | None:
     from conformance.checks import Settings
-    from conformance.provider import ProviderUnavailable, load
     from conformance.replay import ReproError, replay
 
-    catalog = _catalog(args.specs)
-    if catalog is None:
-        return EXIT_USAGE
-    try:
-        provider = load(args.provider, token_file=args.token_file)
-    except ProviderUnavailable as exc:
-        print(f"provider unavailable: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+    loaded = _catalog_and_provider(args.specs, None, args.provider, args.token_file)
+    if isinstance(loaded, int):
+        return loaded
+    catalog, provider = loaded
     try:
         for regression in saved:
             try:
@@ -730,6 +715,22 @@ def collection_args(files: list[str]) -> list[str]:
         else:
             args.extend(str(p) for p in sorted(wanted))
     return args
+
+
+def _catalog_and_provider(specs: list[str] | None, families: list[str] | None, provider: str,
+                          token_file: str | None) -> tuple[Any, Any] | int:
+    """The catalog and the loaded provider of a command that replays or probes, or the exit
+    code after saying why not (usage for the specs, unavailable for the provider)."""
+    from conformance.provider import ProviderUnavailable, load
+
+    catalog = _catalog(specs, families)
+    if catalog is None:
+        return EXIT_USAGE
+    try:
+        return catalog, load(provider, token_file=token_file)
+    except ProviderUnavailable as exc:
+        print(f"provider unavailable: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
 
 
 def _catalog(specs: list[str] | None, families: list[str] | None = None) -> Any:
