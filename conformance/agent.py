@@ -23,7 +23,6 @@ import socket
 import socketserver
 import sys
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +54,8 @@ class AgentConfig:
     hello_timeout: float | None = 10.0
     max_errors: int = 100  # malformed requests before the connection is closed
     max_messages: int = 50_000_000  # requests per connection
-    max_connections: int = 64
+    max_connections: int = 64  # connections past their hello, each until its provider returns
+    max_waiting: int = 256  # connections before their hello; the oldest gives way to a newcomer
     memory_limit: int = 0  # the process's address space (bytes), 0 for none
 
     def error(self, exc: BaseException) -> dict[str, Any]:
@@ -159,7 +159,7 @@ class Session:
     """One connection: hello, then requests until close, end of stream or a limit."""
 
     def __init__(self, config: AgentConfig, channel: Channel,
-                 on_abort: Callable[[], None] = lambda: None):
+                 admission: Admission | None = None):
         self.config = config
         self.channel = channel
         self.reader = LineReader(channel.recv, config.max_message)
@@ -167,7 +167,8 @@ class Session:
         self.provider: Provider | None = None
         self._write_lock = threading.Lock()
         self._finished = False  # nothing more may be written (timeout, bye, refusal)
-        self._on_abort = on_abort
+        self.admission = admission
+        self.stuck_in: str | None = None  # the provider call that outlived the call timeout
         self.errors = 0
         self.requests = 0
         self._doing: tuple[str, dict[str, Any]] = ("batch", {})  # the batch request running
@@ -185,6 +186,8 @@ class Session:
             self._close_provider()  # this thread is free, so the provider is no longer busy
             with contextlib.suppress(OSError):
                 self.channel.close()
+            if self.admission is not None:  # only now: a stuck provider call keeps its slot
+                self.admission.leave(self)
 
     # -- writing, and ending the connection from the watchdog --
     def send(self, message: dict[str, Any] | bytes) -> bool:
@@ -204,7 +207,6 @@ class Session:
             with contextlib.suppress(OSError):
                 self.channel.send(protocol.encode(message))
         log.warning("%s: %s", self.channel.peer, why)
-        self._on_abort()
         self.channel.abort()
 
     def _wait(self, seconds: float | None, message: dict[str, Any], why: str) -> None:
@@ -230,6 +232,8 @@ class Session:
             log.info("%s closed the connection before the hello", self.channel.peer)
             return False
         reason = self._check_hello(message)
+        if reason is None and self.admission is not None:
+            reason = self.admission.admit(self)
         if reason:
             return self._refuse(reason)
         return self._welcome()
@@ -409,6 +413,7 @@ class Session:
 
     def _timed_out(self, request_id: Any, op: str, params: dict[str, Any]) -> None:
         what, limit = protocol.describe(op, params), self.config.call_timeout
+        self.stuck_in = what
         self.last_word(protocol.failure(
             request_id, "timeout", f"the provider did not answer {what} within {limit} s; "
             "the agent closes the connection since the provider is stuck"), f"timeout in {what}")
@@ -462,17 +467,72 @@ def json_short(value: Any) -> str:
 
 # -- TCP -----------------------------------------------------------------------------------------
 
+class Admission:
+    """Who may hold one of the agent's threads, so that no client can starve the others.
+
+    Before its hello a connection is a stranger: at most `max_waiting` of them wait, and a
+    newcomer past that ends the longest-waiting one, so slow unauthenticated clients cannot
+    keep a legitimate harness out (each also has `hello_timeout`). Past its hello a connection
+    holds one of `max_connections` slots until its thread is free again: a provider call that
+    outlived the call timeout keeps its slot, so hung calls cannot pile up threads beyond
+    the limit, and a refusal names the calls that hold them."""
+
+    def __init__(self, max_connections: int, max_waiting: int):
+        self.max_connections, self.max_waiting = max_connections, max_waiting
+        self._lock = threading.Lock()
+        self._waiting: dict[Session, None] = {}  # in order of arrival
+        self._admitted: set[Session] = set()
+
+    def arrive(self, session: Session) -> None:
+        """A new connection waits for its hello; the oldest stranger gives way if full."""
+        with self._lock:
+            oldest = next(iter(self._waiting)) if len(self._waiting) >= self.max_waiting \
+                else None
+            if oldest is not None:
+                del self._waiting[oldest]
+            self._waiting[session] = None
+        if oldest is not None:
+            why = (f"no hello yet, and {self.max_waiting} connections are waiting for one "
+                   "(--max-waiting): the longest-waiting gives way to a newcomer")
+            oldest.last_word({"refused": why}, f"refused: {why}")
+
+    def admit(self, session: Session) -> str | None:
+        """Take a slot for an authenticated connection; why not, when all are held."""
+        with self._lock:
+            self._waiting.pop(session, None)
+            if len(self._admitted) < self.max_connections:
+                self._admitted.add(session)
+                return None
+            stuck = sorted(s.stuck_in for s in self._admitted if s.stuck_in)
+        reason = f"too many connections (limit {self.max_connections})"
+        if stuck:
+            reason += (f"; {len(stuck)} held by provider calls that never returned: "
+                       f"{', '.join(stuck[:3])}{', ...' if len(stuck) > 3 else ''}")
+        return reason
+
+    def leave(self, session: Session) -> None:
+        with self._lock:
+            self._waiting.pop(session, None)
+            self._admitted.discard(session)
+
+    def counts(self) -> tuple[int, int]:
+        """(waiting for a hello, admitted)."""
+        with self._lock:
+            return len(self._waiting), len(self._admitted)
+
+
 class AgentServer(socketserver.ThreadingTCPServer):
     """A thread per connection, each with its own Session and provider."""
 
     daemon_threads = True
     allow_reuse_address = os.name == "posix"  # on Windows it would let others take the port
     block_on_close = False
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], config: AgentConfig):
         self.address_family = _family(address[0])
         self.config = config
-        self.slots = threading.BoundedSemaphore(config.max_connections)
+        self.admission = Admission(config.max_connections, config.max_waiting)
         super().__init__(address, _Handler)
 
     @property
@@ -486,24 +546,10 @@ class _Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         host, port = self.client_address[:2]
-        channel = SocketChannel(self.request, f"{host}:{port}")
-        if not self.server.slots.acquire(blocking=False):
-            limit = self.server.config.max_connections
-            log.warning("%s: refused: too many connections (%d)", channel.peer, limit)
-            with contextlib.suppress(OSError):
-                channel.send(protocol.encode({"refused": f"too many connections (limit {limit})"}))
-            return
-        released = threading.Event()
-
-        def release() -> None:  # once, whether the session ends or is stuck in its provider
-            if not released.is_set():
-                released.set()
-                self.server.slots.release()
-
-        try:
-            Session(self.server.config, channel, on_abort=release).run()
-        finally:
-            release()
+        session = Session(self.server.config, SocketChannel(self.request, f"{host}:{port}"),
+                          self.server.admission)
+        self.server.admission.arrive(session)
+        session.run()
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -578,7 +624,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-message", type=int, default=protocol.MAX_MESSAGE,
                         metavar="BYTES", help=f"longest message (default {protocol.MAX_MESSAGE})")
     parser.add_argument("--max-connections", type=int, default=64,
-                        help="simultaneous TCP connections (default 64)")
+                        help="simultaneous TCP connections past their hello, each held until "
+                             "its provider call returns (default 64)")
+    parser.add_argument("--max-waiting", type=int, default=256,
+                        help="TCP connections waiting for their hello; past it the "
+                             "longest-waiting is dropped for a newcomer (default 256)")
     parser.add_argument("--memory-limit", type=memory_size, default=0, metavar="SIZE",
                         help="address space this process may use (512M, 2G; POSIX only); a "
                              "provider call past it fails saying so (default 0: no limit)")
@@ -594,6 +644,8 @@ def run_args(args: argparse.Namespace) -> int:
         token = read_token(args.token_file) if args.token_file else None
         if args.max_message < 64:
             raise AgentUsageError("--max-message must be at least 64 bytes")
+        if min(args.max_connections, args.max_waiting) < 1:
+            raise AgentUsageError("--max-connections and --max-waiting must be at least 1")
         limit_memory(args.memory_limit)
         if args.stdio:
             serve_stdio(args.provider, token, args.call_timeout, max_message=args.max_message,
@@ -605,7 +657,7 @@ def run_args(args: argparse.Namespace) -> int:
             server = make_tcp_server(
                 AgentConfig(args.provider, token, args.call_timeout, max_message=args.max_message,
                             idle_timeout=args.idle_timeout, max_connections=args.max_connections,
-                            memory_limit=args.memory_limit),
+                            max_waiting=args.max_waiting, memory_limit=args.memory_limit),
                 host, port)
         except OSError as exc:
             raise AgentUsageError(f"cannot listen on {args.listen}: {exc}") from None

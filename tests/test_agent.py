@@ -514,7 +514,7 @@ def test_connections_over_the_limit_are_refused() -> None:
     with served(AgentConfig("reference", max_connections=1)) as server:
         first = Raw(server)
         first.hello(None)
-        assert Raw(server).read() == {"refused": "too many connections (limit 1)"}
+        assert Raw(server).hello(None) == {"refused": "too many connections (limit 1)"}
         first.close()
         deadline = time.monotonic() + 5  # the agent frees the slot once it reads the EOF
         while "welcome" not in ((second := Raw(server)).hello(None) or {}):
@@ -522,6 +522,44 @@ def test_connections_over_the_limit_are_refused() -> None:
             second.close()
             time.sleep(0.05)
         assert second.ask({"id": 1, "op": "reset"}) == {"id": 1, "ok": True, "result": None}
+
+
+def test_slow_strangers_cannot_keep_a_harness_out() -> None:
+    """Connections that never send a hello wait in a bounded line; each newcomer past it
+    ends the longest-waiting one, so a legitimate client always gets in."""
+    config = AgentConfig("reference", hello_timeout=30, max_connections=2, max_waiting=4)
+    with served(config) as server:
+        strangers = [socket.create_connection(server.server_address[:2], timeout=5)
+                     for _ in range(12)]
+        for _ in range(3):
+            still_serving(server, None)
+        waiting, admitted = server.admission.counts()
+        assert waiting <= 4 and admitted <= 2
+        evicted = Raw.__new__(Raw)  # the first stranger was long since dropped, saying why
+        evicted.sock, evicted.reader = strangers[0], LineReader(strangers[0].recv, 1 << 16)
+        assert "connections are waiting for one (--max-waiting)" in \
+            evicted.read()["refused"]  # type: ignore[index]
+        for sock in strangers:
+            sock.close()
+
+
+def test_calls_that_never_return_keep_their_slot_and_are_named(workdir: Path) -> None:
+    """A hung provider call ends its connection but keeps its thread's slot until it returns:
+    threads stuck in the provider never exceed --max-connections, and the refusal says why."""
+    config = AgentConfig(provider_in(workdir, "Hang"), call_timeout=0.2, max_connections=2)
+    with served(config) as server:
+        for _ in range(2):
+            client = Raw(server)
+            client.hello(None)
+            client.ask({"id": 1, "op": "reset"})
+            answer = client.ask({"id": 2, "op": "call", "method": LOGOUT, "args": {}})
+            assert answer is not None and answer["error"]["kind"] == "timeout"
+            client.close()
+        refused = Raw(server).hello(None)
+        assert refused == {"refused": "too many connections (limit 2); 2 held by provider "
+                                      f"calls that never returned: call({LOGOUT}), "
+                                      f"call({LOGOUT})"}
+        assert server.admission.counts() == (0, 2)  # the two threads still in the provider
 
 
 def test_the_agent_will_not_listen_beyond_loopback_without_a_token(
