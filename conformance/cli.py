@@ -272,13 +272,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"{len(exc.problems)} problem(s)", file=sys.stderr)
         return EXIT_USAGE
     codes = sum(len(s.codes) for s in catalog.specs.values())
-    warnings: list[str] = []
+    from conformance.validate import cost_warnings
+
+    warnings = cost_warnings(catalog)
     if not args.no_reach:
         from conformance.plan import rule_warnings
 
-        warnings = rule_warnings(catalog)
-        for warning in warnings:
-            print(warning)
+        warnings += rule_warnings(catalog)
+    for warning in warnings:
+        print(warning)
     print(f"{len(catalog.specs)} specs, {codes} documented codes, "
           f"{len(catalog.domains)} domains: valid"
           + (f", {len(warnings)} warning(s)" if warnings else ""))

@@ -26,6 +26,7 @@ import re
 import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -63,6 +64,73 @@ def comprehension_depth(texts: Sequence[str]) -> int:
         elif text == ")" and stack:
             depth -= stack.pop()
     return deepest
+
+
+@dataclass
+class _Level:
+    """One open parenthesis while measuring a comprehension's cost."""
+
+    macro: bool
+    variable: str | None = None
+    counts: bool = False  # multiplies the work (its range is not a part of an outer element)
+    consumed: _Level | None = None  # the enclosing level whose element it ranges over
+    taken: bool = False  # an inner level already ranges over this level's element
+
+
+def comprehension_degree(texts: Sequence[str]) -> int:
+    """The power of the world's size that an evaluation's work grows as. Comprehensions
+    nested in one another multiply, except one ranging over a part of an enclosing one's
+    element (`g.portals` inside the loop over `g`): all those parts together are one
+    collection, so it takes that loop's place instead of multiplying it (once per loop)."""
+    stack: list[_Level] = []
+    degree = deepest = 0
+    for i, text in enumerate(texts):
+        if text == "(":
+            level = _Level(i >= 2 and texts[i - 1] in MACROS and texts[i - 2] == ".")
+            if level.macro:
+                level.variable = texts[i + 1] if i + 1 < len(texts) else None
+                root = _receiver_root(texts, i - 2)
+                outer = next((o for o in reversed(stack) if o.macro and o.variable == root), None)
+                if outer is not None and not outer.taken:
+                    outer.taken, level.consumed = True, outer
+                else:
+                    level.counts = True
+                    degree += 1
+                    deepest = max(deepest, degree)
+            stack.append(level)
+        elif text == ")" and stack:
+            level = stack.pop()
+            degree -= level.counts
+            if level.consumed is not None:
+                level.consumed.taken = False
+    return deepest
+
+
+def _receiver_root(texts: Sequence[str], dot: int) -> str | None:
+    """The first name of the expression a macro is called on (`g` in `g.portals.all(`)."""
+    j = dot - 1
+    while j >= 0:
+        if texts[j] in (")", "]"):
+            j = _opening(texts, j) - 1
+            continue
+        if not (texts[j][:1].isalpha() or texts[j][:1] == "_"):
+            return None
+        if j >= 1 and texts[j - 1] == ".":
+            j -= 2
+            continue
+        return texts[j]
+    return None
+
+
+def _opening(texts: Sequence[str], close: int) -> int:
+    """The index of the bracket that `texts[close]` closes (0 if unbalanced)."""
+    depth = 0
+    for j in range(close, -1, -1):
+        depth += texts[j] in (")", "]")
+        depth -= texts[j] in ("(", "[")
+        if depth == 0:
+            return j
+    return 0
 
 
 _MACRO_CALL = re.compile(r"\.\s*(?:" + "|".join(MACROS) + r")\s*\(")

@@ -28,7 +28,13 @@ except ImportError:  # pragma: no cover - depends on the installed jsonschema
 
 from conformance.codes import CodeTable, failed, hex32
 from conformance.domain import ANY, FAULT_STEP, FAULTS, Domain, FieldType
-from conformance.expression import MACROS, compiled, comprehension_depth
+from conformance.expression import (
+    ITERATION_LIMIT,
+    MACROS,
+    compiled,
+    comprehension_degree,
+    comprehension_depth,
+)
 from conformance.source import Document, Path_, Problem, SourceError, dotted, load_file
 from conformance.spec import DIRECT, Param, Spec
 
@@ -672,6 +678,7 @@ class _CelFacts:
     error: str | None  # the expression itself is wrong: too long, too deep, not CEL
     unknown: tuple[str, ...] = ()  # free names no expression may use
     selections: tuple[tuple[str, str | None], ...] = ()
+    degree: int = 0  # the power of the world's size its work grows as
 
 
 @functools.lru_cache(maxsize=8192)
@@ -691,7 +698,47 @@ def _cel_facts(src: str) -> _CelFacts:
     unknown = tuple(name for name in program.variables()
                     if name not in (STATE, ARGS, CONSTANTS) and name not in bound
                     and name not in BUILTIN_NAMES)
-    return _CelFacts(None, unknown, tuple(_selections(tokens)))
+    return _CelFacts(None, unknown, tuple(_selections(tokens)),
+                     comprehension_degree([t.text for t in tokens]))
+
+
+def cost_warnings(catalog: Any) -> list[str]:
+    """Expressions whose work grows as the cube of the world's size: comprehensions nested
+    three deep, each over a collection of its own (`expression.comprehension_degree`). Each
+    evaluation is still bounded (`ITERATION_LIMIT` visits, past which the check fails naming
+    the rule and the bound), but a world of 100 objects reaches it, so such a rule is likely
+    to go unjudged on a real system."""
+    warnings: list[str] = []
+    for spec in catalog.specs.values():
+        for path, src in _spec_expressions(spec):
+            if (depth := _cel_facts(src).degree) >= MAX_COMPREHENSION_DEPTH:
+                line = spec.document.line(path) if spec.document else 1
+                warnings.append(f"{spec.file}:{line}: {dotted(path)}: warning: {_cubic(depth)}")
+    for domain in {id(d): d for d in catalog.domains.values()}.values():
+        for name, src in domain.invariants:
+            if (depth := _cel_facts(src).degree) >= MAX_COMPREHENSION_DEPTH:
+                warnings.append(f"{domain.file}: invariant {name!r}: warning: {_cubic(depth)}")
+    return warnings
+
+
+def _spec_expressions(spec: Spec) -> Iterator[tuple[Path_, str]]:
+    """Every CEL expression of a spec, with its path."""
+    for rule in spec.rules:
+        yield ("rules", rule.index, "when"), rule.when
+        for kind, exprs in (("effects", rule.effects), ("outputs", rule.outputs)):
+            for name, src in exprs.items():
+                yield ("rules", rule.index, kind, name), src
+    for entry in spec.observed:
+        if entry.when is not None:
+            yield ("observed", entry.index, "when"), entry.when
+
+
+def _cubic(depth: int) -> str:
+    side = round(ITERATION_LIMIT ** (1 / depth))
+    return (f"comprehensions nest {depth} deep, each over a collection of its own, so the "
+            f"work grows as the world's size to the power {depth}: collections of {side} "
+            f"objects reach the bound of {ITERATION_LIMIT:,} visits, past which the check "
+            "fails naming this rule")
 
 
 def _cel_problems(check: _Check, path: Path_, src: str) -> None:

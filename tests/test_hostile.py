@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -101,6 +102,25 @@ def test_cel_that_multiplies_work_is_refused(specs: Path) -> None:
              "c, [1,2,3,4,5,6,7,8,9].map(d, a + b + c + d)))).size() > 0"
     problems = _rule(specs, nested)
     assert any("comprehensions nest 4 deep" in p for p in problems), problems
+
+
+def test_cel_whose_work_grows_as_a_cube_is_warned_of(specs: Path) -> None:
+    """Three comprehensions each over a world collection of their own: valid, but `validate`
+    warns naming the rule's file:line and the bound; ranging over a part of an enclosing
+    element (`g.portals` in the loop over `g`) takes that loop's place and is not warned of."""
+    from conformance.validate import cost_warnings
+
+    cubic = ("state.sessions.exists(a, state.sessions.exists(b, state.sessions.exists(c, "
+             "a.target == b.target && b.target == c.target && a.id != c.id)))")
+    assert _rule(specs, cubic) == []
+    warnings = cost_warnings(load_catalog([specs]))
+    assert len(warnings) == 1 and TARGET in warnings[0], warnings
+    assert re.search(r"\.yaml:\d+: rules\[\d+\]\.when: warning: comprehensions nest 3 deep",
+                     warnings[0]), warnings
+    assert "collections of 100 objects reach the bound of 1,000,000 visits" in warnings[0]
+    parts = ("state.sessions.all(s, s.portals.all(p, s.portals.filter(q, q == p).size() == 1))")
+    assert _rule(copy_specs(specs.parent / "again"), parts) == []
+    assert cost_warnings(load_catalog([specs.parent / "again"])) == []
 
 
 def test_enormous_cel_is_refused(specs: Path) -> None:
