@@ -14,13 +14,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from conformance.codes import CodeTable
-from conformance.expression import Expression, Scope, compiled
+from conformance.expression import CostExceeded, Expression, Scope, compiled
 from conformance.spec import Observed, Rule, Spec
 from conformance.world import OUT, Unknown
 
 
 class OracleError(Exception):
     """A rule could not be evaluated: a defect of the spec, reported with its place."""
+
+
+class OracleCostError(OracleError):
+    """A rule's evaluation passed the cost bound (`expression.ITERATION_LIMIT`): evaluating
+    it again on other cases would pay the bound again, so whoever plans stops there."""
+
+
+def failed(place: str, exc: Exception) -> OracleError:
+    """The OracleError for an evaluation that raised `exc`, at `place`."""
+    kind = OracleCostError if isinstance(exc, CostExceeded) else OracleError
+    return kind(f"{place}{type(exc).__name__}: {exc}")
 
 
 def ansi_function(code_page: str):
@@ -103,8 +114,7 @@ class Oracle:
             try:
                 hit = self._program(rule, "when", rule.when).evaluate(ctx)
             except Exception as exc:
-                raise OracleError(self._place(rule, "when", f"{type(exc).__name__}: {exc}")) \
-                    from None
+                raise failed(self._place(rule, "when", ""), exc) from None
             if hit is True:
                 return Prediction(rule, rule.expect, tuple(self.value(c) for c in rule.expect),
                                   self._effects(rule, state, ctx), self._outputs(rule, ctx))
@@ -130,8 +140,7 @@ class Oracle:
         try:
             hit = self._observed_program(entry).evaluate(self.scope(state, args))
         except Exception as exc:
-            raise OracleError(self._observed_place(entry, f"{type(exc).__name__}: {exc}")) \
-                from None
+            raise failed(self._observed_place(entry, ""), exc) from None
         if not isinstance(hit, bool):
             raise OracleError(self._observed_place(entry, f"gave {hit!r}, not a bool"))
         return hit
@@ -142,8 +151,7 @@ class Oracle:
             try:
                 value = self._program(rule, f"effects.{coll}", expr).evaluate(ctx)
             except Exception as exc:
-                raise OracleError(self._place(rule, f"effects.{coll}",
-                                              f"{type(exc).__name__}: {exc}")) from None
+                raise failed(self._place(rule, f"effects.{coll}", ""), exc) from None
             if not isinstance(value, list):
                 raise OracleError(self._place(rule, f"effects.{coll}",
                                               f"gave {type(value).__name__}, not a list"))
@@ -156,8 +164,7 @@ class Oracle:
             try:
                 out[name] = self._program(rule, f"outputs.{name}", expr).evaluate(ctx)
             except Exception as exc:
-                raise OracleError(self._place(rule, f"outputs.{name}",
-                                              f"{type(exc).__name__}: {exc}")) from None
+                raise failed(self._place(rule, f"outputs.{name}", ""), exc) from None
         return out
 
     def value(self, symbol: str) -> int:

@@ -29,9 +29,9 @@ from typing import Any
 
 from conformance.codes import CodeTable
 from conformance.domain import FAULT_STEP, Domain
-from conformance.expression import compiled, operands
+from conformance.expression import CostExceeded, compiled, operands
 from conformance.operations import Budget, Costs, Tally, duration
-from conformance.oracle import Oracle, OracleError, Prediction
+from conformance.oracle import Oracle, OracleCostError, OracleError, Prediction
 from conformance.spec import Param, Spec
 from conformance.strategies import (
     Allowed,
@@ -349,6 +349,8 @@ def _covers(spec: Spec, ctx: Context, oracle: Oracle, conditions: dict[int, Any]
 def _truth(expression: Any, scope: Any) -> bool | None:
     try:
         value = expression.evaluate(scope)
+    except CostExceeded as exc:
+        raise CostlyOperand(expression.source, exc) from None
     except Exception:  # an operand that only makes sense beside another: no value alone
         return None
     return value if isinstance(value, bool) else None
@@ -390,12 +392,25 @@ def case_key(case: Case) -> str:
 
 
 def plan_spec(spec: Spec, ctx: Context) -> SpecPlan:
-    """The fewest cheapest cases that cover the spec's goals, chosen tier by tier."""
+    """The fewest cheapest cases that cover the spec's goals, chosen tier by tier. A rule
+    whose evaluation passes the cost bound ends the spec's planning there: each further
+    case would pay the bound again, so the spec's checks fail naming the rule instead."""
     oracle = Oracle(spec, ctx.table, ctx.code_page)
     goals = goals_of(spec, ctx.domain, ctx.tier)
     observe = footprint(spec, ctx.domain, ctx.observable)
     calls = 2 if ctx.repeat else 1
     plan = SpecPlan(goals, spec=spec, observe=observe, calls=calls)
+    try:
+        _plan_cases(plan, spec, ctx, oracle)
+    except OracleCostError as exc:
+        plan.error, plan.cases, plan.tiers = str(exc), [], []
+    except CostlyOperand as exc:
+        plan.error, plan.cases, plan.tiers = _operand_place(spec, exc), [], []
+    return plan
+
+
+def _plan_cases(plan: SpecPlan, spec: Spec, ctx: Context, oracle: Oracle) -> None:
+    goals = plan.goals
     conditions = {r.index: _compiled_operands(r.when) for r in spec.rules}
     pool: list[Candidate] = []
     seen: set[str] = set()
@@ -409,10 +424,12 @@ def plan_spec(spec: Spec, ctx: Context) -> SpecPlan:
         seen.add(key)
         try:
             predicted = oracle.predict(state, case.args)
+        except OracleCostError:
+            raise
         except OracleError as exc:
             plan.error = plan.error or str(exc)
             continue
-        ops, seconds = cost_of(spec, case, ctx, observe, calls)
+        ops, seconds = cost_of(spec, case, ctx, plan.observe, plan.calls)
         covers = _covers(spec, ctx, oracle, conditions, case, state, predicted)
         reached |= covers
         pool.append(Candidate(case, state, predicted, covers, ops, seconds, len(pool)))
@@ -434,7 +451,25 @@ def plan_spec(spec: Spec, ctx: Context) -> SpecPlan:
         if key not in plan.covered:
             plan.unreachable[key] = why_unreachable(spec, ctx, goals[key], pool, conditions,
                                                     oracle)
-    return plan
+
+
+class CostlyOperand(Exception):
+    """One operand of a rule's condition, evaluated alone, passed the cost bound."""
+
+    def __init__(self, source: str, exc: CostExceeded):
+        super().__init__(str(exc))
+        self.source = source
+
+
+def _operand_place(spec: Spec, exc: CostlyOperand) -> str:
+    """The rule a costly operand belongs to, as file:line, with the bound."""
+    for rule in spec.rules:
+        for where, source in (("when", rule.when), *(
+                (f"effects.{name}", src) for name, src in rule.effects.items())):
+            if exc.source in source:
+                line = spec.line("rules", rule.index, where.split(".")[0])
+                return f"{spec.file}:{line}: rules[{rule.index}].{where}: CostExceeded: {exc}"
+    return f"{spec.file}: CostExceeded: {exc}"
 
 
 # -- reaching what the candidates missed: a local search by one change at a time -----------
@@ -530,9 +565,12 @@ class Search:
             distance += truth(rule, self.whens[rule]) is not True
             if len(target) > 3:  # the rule's effect, as if it matched, must change it
                 coll = target[3]
+                source = self.spec.rules[rule].effects[coll]
                 try:
-                    after = compiled(self.spec.rules[rule].effects[coll]).evaluate(
+                    after = compiled(source).evaluate(
                         scope[0] if scope else self.oracle.scope(state, case.args))
+                except CostExceeded as exc:
+                    raise CostlyOperand(source, exc) from None
                 except Exception:
                     return distance + 1
                 distance += not _changed(state.get(coll, []), list(after or []))
@@ -552,6 +590,8 @@ class Search:
         self.seen.add(key)
         try:
             predicted = self.oracle.predict(state, case.args)
+        except OracleCostError:
+            raise
         except OracleError:
             return None
         ops, seconds = cost_of(self.spec, case, self.ctx, self.observe, self.calls)

@@ -339,11 +339,13 @@ class ConformanceSession:
                   "capabilities": self.capabilities,
                   "plan": self.plan.summary() if self.plan is not None else None,
                   "checks_selected": len(items)}
-        if self.worker is not None:
-            self.stream = ResultStream(self.out, header, methods,
-                                       f"workers/{self.worker}.jsonl", summary=False)
-        else:
-            self.stream = ResultStream(self.out, header, methods)
+        stream = f"workers/{self.worker}.jsonl" if self.worker is not None else "results.jsonl"
+        try:
+            self.stream = ResultStream(self.out, header, methods, stream,
+                                       summary=self.worker is None)
+        except ResultsWriteError as exc:  # the disk refused before the first check
+            self.write_error = str(exc)
+            pytest.exit(self.write_error, returncode=pytest.ExitCode.INTERRUPTED)
         self.progress = Progress(header["checks_selected"], enabled=self.show_progress)
 
     def make_plan(self, items: list[CheckItem], lazy: bool = False) -> RunPlan | None:

@@ -61,11 +61,19 @@ class ResultStream:
         self.methods = methods
         self.results: list[CheckResult] = []
         self.summary = summary  # a worker of a parallel run leaves results.json to the controller
-        self._jsonl = open(out / stream, "wb")  # noqa: SIM115  (bytes: whole lines or none)
-        self._write_line({"event": "start", **header,
-                          "methods": {k: asdict(v) for k, v in methods.items()}})
+        try:
+            self._jsonl = open(out / stream, "wb")  # noqa: SIM115  (bytes: whole lines or none)
+        except OSError as exc:
+            raise ResultsWriteError(f"{out / stream}: cannot write the results: "
+                                    f"{exc.strerror or exc}") from None
         self._last_summary = 0.0
-        self.write_summary()
+        try:
+            self._write_line({"event": "start", **header,
+                              "methods": {k: asdict(v) for k, v in methods.items()}})
+            self.write_summary()
+        except ResultsWriteError:
+            self._jsonl.close()
+            raise
 
     def _write_line(self, record: dict[str, Any]) -> None:
         """One whole line, or none: a line a full disk cut short is taken back, so the stream

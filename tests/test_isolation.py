@@ -32,39 +32,14 @@ LOGOFF = "IVMGuestOS::Logoff"
 REMOVE_PORTAL = "IVdsIscsiPortalGroup::RemovePortal"
 ONE_PORTAL_SCENARIO = "removes-a-member-portal"  # one passing check of another method
 
+HOSTILE = str(Path(__file__).with_name("hostile_providers.py"))  # Exits, Hangs, Deep, ...
+
 PROVIDERS = '''
-import ctypes, os, time
+import os, time
 from pathlib import Path
 
 from conformance.provider import ProviderUnavailable
 from conformance_providers.reference import ReferenceProvider
-
-
-class Exits(ReferenceProvider):
-    """Logoff kills its process, as a crash inside a DLL would."""
-
-    def call(self, method_id, args):
-        if method_id == "IVMGuestOS::Logoff":
-            os._exit(7)
-        return super().call(method_id, args)
-
-
-class Segfaults(ReferenceProvider):
-    """Logoff dereferences NULL through ctypes: SIGSEGV, as a bug inside a DLL would."""
-
-    def call(self, method_id, args):
-        if method_id == "IVMGuestOS::Logoff":
-            ctypes.string_at(0)
-        return super().call(method_id, args)
-
-
-class Hangs(ReferenceProvider):
-    """LogoutFromTarget never returns."""
-
-    def call(self, method_id, args):
-        if method_id == "IVdsIscsiInitiatorAdapter::LogoutFromTarget":
-            time.sleep(3600)
-        return super().call(method_id, args)
 
 
 class Slow(ReferenceProvider):
@@ -83,17 +58,6 @@ class Pid(ReferenceProvider):
         super().__init__()
         with open(Path(__file__).with_name("pids.txt"), "a") as pids:
             pids.write(f"{os.getpid()}\\n")
-
-
-class EatsMemory(ReferenceProvider):
-    """Logoff keeps allocating, 16 MiB at a time, as a leak in a loop would."""
-
-    def call(self, method_id, args):
-        if method_id == "IVMGuestOS::Logoff":
-            hoard = []
-            while True:
-                hoard.append(bytearray(16 << 20))
-        return super().call(method_id, args)
 
 
 class NeedsAUnicorn(ReferenceProvider):
@@ -137,7 +101,7 @@ def _pids(tmp_path: Path) -> list[int]:
 ])
 def test_a_crashing_provider_fails_only_its_checks(provider: str, said: str,
                                                    tmp_path: Path) -> None:
-    code, results = _run(tmp_path, f"{_providers(tmp_path)}:{provider}",
+    code, results = _run(tmp_path, f"{HOSTILE}:{provider}",
                          f"{LOGOFF} and (scenario and (the-vm-is-off or no-one-is-logged-on) "
                          f"or out-params) or {ONE_PORTAL_SCENARIO}")
     assert code == 1
@@ -154,7 +118,7 @@ def test_a_hanging_call_times_out_and_the_run_goes_on(tmp_path: Path) -> None:
     """Each check that calls the hanging method ends at its first timed-out call (a property
     check too: hypothesis does not shrink a timeout), so the run takes about call timeout x
     checks that hang + the normal time."""
-    provider = f"{_providers(tmp_path)}:Hangs"
+    provider = f"{HOSTILE}:Hangs"
     started = time.monotonic()
     code, results = _run(tmp_path, provider,
                          f"logs-out-of-every-session-to-the-target or {LOGOUT} and oracle "
@@ -176,7 +140,7 @@ def test_a_hanging_call_times_out_and_the_run_goes_on(tmp_path: Path) -> None:
 def test_a_check_over_its_budget_fails_and_the_worker_is_replaced(tmp_path: Path) -> None:
     """The per-call timeout (30 s by default) would not fire: the check's budget does, kills
     the worker in the middle of the call, and the next check runs on a new one."""
-    provider = f"{_providers(tmp_path)}:Hangs"
+    provider = f"{HOSTILE}:Hangs"
     started = time.monotonic()
     code, results = _run(tmp_path, provider,
                          f"logs-out-of-every-session-to-the-target or {ONE_PORTAL_SCENARIO}",
@@ -257,27 +221,13 @@ def test_a_killed_run_keeps_every_finished_check(tmp_path: Path) -> None:
     assert (out / "report.html").is_file() and (out / "junit.xml").is_file()
 
 
-NOISY = '''
-import sys
-from conformance_providers.reference import ReferenceProvider
-
-
-class Noisy(ReferenceProvider):
-    """A conforming provider that logs 4 MB to stderr on every call."""
-
-    def call(self, method_id, args):
-        sys.stderr.write(("x" * 1023 + "\\\\n") * 4096)
-        sys.stderr.flush()
-        return super().call(method_id, args)
-'''
-
-
-def test_a_provider_that_logs_a_lot_to_stderr_gets_no_false_timeouts(tmp_path: Path) -> None:
+def test_a_provider_that_logs_a_lot_to_stderr_gets_no_false_timeouts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The worker's stderr is drained in large reads: a byte at a time, 4 MB of log per call
     kept each call waiting on a full pipe past a one-second call timeout."""
-    (tmp_path / "noisy.py").write_text(NOISY, encoding="utf-8")
     out = tmp_path / "out"
-    code = main(["run", "--provider", f"{tmp_path / 'noisy.py'}:Noisy", "--out", str(out),
+    monkeypatch.setenv("NOISY_KB", "4096")
+    code = main(["run", "--provider", f"{HOSTILE}:Noisy", "--out", str(out),
                  "--call-timeout", "1", "-k", "Logoff.yaml and (oracle or closed-world)",
                  "--regressions", str(tmp_path / "r")])
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
@@ -337,7 +287,7 @@ def test_a_provider_eating_memory_hits_the_worker_limit_and_is_told_so(tmp_path:
     """With --worker-memory, a provider allocating without end fails its check saying the
     limit was reached (it used to be reported as a timeout, after taking the machine's
     memory), and the next check runs in the same worker."""
-    code, results = _run(tmp_path, f"{_providers(tmp_path)}:EatsMemory",
+    code, results = _run(tmp_path, f"{HOSTILE}:EatsMemory",
                          f"{LOGOFF} and out-params or {ONE_PORTAL_SCENARIO}",
                          "--worker-memory", "256M", "--regressions", str(tmp_path / "r"))
     assert code == 1
@@ -363,42 +313,12 @@ def test_a_memory_option_reads_sizes_and_refuses_nonsense() -> None:
 def test_a_crash_during_a_call_is_named_after_the_call(tmp_path: Path) -> None:
     """The worker dies inside Logoff, in the middle of its test case's batch: the message
     names the call, not the batch's first request (reset)."""
-    code, results = _run(tmp_path, f"{_providers(tmp_path)}:Exits",
+    code, results = _run(tmp_path, f"{HOSTILE}:Exits",
                          f"{LOGOFF} and out-params", "--regressions", str(tmp_path / "r"))
     assert code == 1
     (check,) = results["methods"][LOGOFF]["checks"]
     assert "provider raised in call(IVMGuestOS::Logoff)" in check["message"], check["message"]
     assert "provider raised in reset()" not in check["message"]
-
-
-UNSENDABLE = '''
-from conformance_providers.reference import ReferenceProvider
-from conformance.provider import Outcome
-
-
-class Weird:
-    def __repr__(self):
-        raise RuntimeError("repr refuses")
-
-
-class Deep(ReferenceProvider):
-    def call(self, method_id, args):
-        out = super().call(method_id, args)
-        if method_id == "IVMGuestOS::Logoff":
-            nested = []
-            for _ in range(100_000):
-                nested = [nested]
-            return Outcome(out.hresult, {"outLogoffTask": nested}, out.completion)
-        return out
-
-
-class BadRepr(ReferenceProvider):
-    def call(self, method_id, args):
-        out = super().call(method_id, args)
-        if method_id == "IVMGuestOS::Logoff":
-            return Outcome(out.hresult, {"outLogoffTask": Weird()}, out.completion)
-        return out
-'''
 
 
 @pytest.mark.parametrize(("provider", "reason"), [
@@ -409,8 +329,7 @@ def test_an_answer_the_worker_cannot_send_fails_its_check_with_the_reason(
         provider: str, reason: str, tmp_path: Path) -> None:
     """Output nested 100,000 deep, or holding an object whose repr raises, used to kill the
     worker; now the check fails saying why, and the worker goes on."""
-    (tmp_path / "unsendable.py").write_text(UNSENDABLE, encoding="utf-8")
-    code, results = _run(tmp_path, f"{tmp_path / 'unsendable.py'}:{provider}",
+    code, results = _run(tmp_path, f"{HOSTILE}:{provider}",
                          f"{LOGOFF} and out-params or {ONE_PORTAL_SCENARIO}",
                          "--regressions", str(tmp_path / "r"))
     assert code == 1
@@ -419,33 +338,11 @@ def test_an_answer_the_worker_cannot_send_fails_its_check_with_the_reason(
     assert [c["status"] for c in results["methods"][REMOVE_PORTAL]["checks"]] == ["passed"]
 
 
-FORKS = '''
-import os, time
-from conformance_providers.reference import ReferenceProvider
-
-
-class ForkHangs(ReferenceProvider):
-    """Logoff forks a child that keeps the worker's pipes open, then hangs."""
-
-    def call(self, method_id, args):
-        if method_id == "IVMGuestOS::Logoff":
-            child = os.fork()
-            if child == 0:
-                time.sleep(3600)
-                os._exit(0)
-            with open(os.environ["FORKED_PID_FILE"], "w") as out:
-                out.write(str(child))
-            time.sleep(3600)
-        return super().call(method_id, args)
-'''
-
-
 @pytest.mark.skipif(os.name != "posix", reason="fork and process groups are POSIX")
 def test_a_forked_child_holding_the_pipes_does_not_outlive_the_timeout(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "forks.py").write_text(FORKS, encoding="utf-8")
     monkeypatch.setenv("FORKED_PID_FILE", str(tmp_path / "child.pid"))
-    code, results = _run(tmp_path, f"{tmp_path / 'forks.py'}:ForkHangs",
+    code, results = _run(tmp_path, f"{HOSTILE}:ForkHangs",
                          f"{LOGOFF} and out-params or {ONE_PORTAL_SCENARIO}",
                          "--call-timeout", "2", "--check-timeout", "10",
                          "--regressions", str(tmp_path / "r"))
