@@ -1,9 +1,10 @@
 """Extraction throughput: pages per second on one core, from pages generated off the fixtures.
 
-    python benchmarks/extract_throughput.py [--pages 3000] [--out FILE.json]
+    python benchmarks/extract_throughput.py [--pages 3000] [--no-shapes] [--out FILE.json]
 
 Each fixture page (tests/extract_fixtures: sdk-api source, win32 source, rendered English and
-localized text) is copied many times with its method renamed and its code values shifted, so
+localized text; with the pages of every shape in tests/extract_fixtures/shapes unless
+`--no-shapes`) is copied many times with its method renamed and its code values shifted, so
 no two pages are alike and the groups merge as real ones do. Two figures, measured in one run:
 `parse` (read one page into facts) and `extract` (read from disk, group, merge, find defects:
 what `conformance extract` does before writing). The goal is >= 500 pages/s for `extract`.
@@ -23,12 +24,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "extract_fixtures"
+SHAPES = FIXTURES / "shapes"
 sys.path.insert(0, str(ROOT))
 
 from conformance.extract import extract  # noqa: E402
 from conformance.extract.page import parse_page  # noqa: E402
 
-_NAMES = re.compile(r"IContosoWidget|IContosoGadget|ContosoReset|Frob|Spin|Stop")
+_NAMES = re.compile(r"IContosoWidget|IContosoGadget|ContosoReset|Frob|Spin|Stop|"
+                    r"\bI?Fabrikam[A-Z][A-Za-z]*")
 _VALUES = re.compile(r"0x8004(10[0-9A-F]{2})")
 
 
@@ -38,8 +41,10 @@ def variant(text: str, i: int) -> str:
     return _VALUES.sub(lambda m: f"0x80{(0x41000 + i * 16 + int(m.group(1), 16) % 16):06X}", text)
 
 
-def generate(count: int, folder: Path) -> list[Path]:
+def generate(count: int, folder: Path, shapes: bool = True) -> list[Path]:
     templates = sorted(p for p in FIXTURES.glob("*.*") if p.is_file())
+    if shapes:
+        templates += sorted(p for p in SHAPES.glob("*.*") if p.is_file())
     paths = []
     for i in range(count):
         template = templates[i % len(templates)]
@@ -74,16 +79,19 @@ def measure(paths: list[Path], specs: Path | None) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pages", type=int, default=3000)
+    parser.add_argument("--no-shapes", action="store_true",
+                        help="only the original fixtures (the figures before issue 19)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "extract_throughput.json"))
     args = parser.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, as promised
     with tempfile.TemporaryDirectory() as tmp:
-        paths = generate(args.pages, Path(tmp))
+        paths = generate(args.pages, Path(tmp), shapes=not args.no_shapes)
         measure(paths[:50], FIXTURES / "specs")  # warm up imports and caches
         figures = measure(paths, FIXTURES / "specs")
     figures.update({"python": platform.python_version(), "machine": platform.machine(),
-                    "cores_used": 1, "goal_pages_per_s": 500, "clock": "process CPU time",
+                    "cores_used": 1, "goal_pages_per_s": 500,
+                    "shapes": not args.no_shapes, "clock": "process CPU time",
                     "load_average_1m": round(os.getloadavg()[0], 2)})
     Path(args.out).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     print(f"parse:   {figures['parse_pages_per_s']:8.1f} pages/s of CPU "

@@ -17,6 +17,7 @@ from pathlib import Path
 from conformance.extract.knowledge import Knowledge, load_knowledge
 from conformance.extract.merge import ExtractedSpec, merge
 from conformance.extract.page import Page, PageError, read_page
+from conformance.extract.resolve import CodePages, Resolver
 from conformance.extract.roundtrip import target_path, write
 
 __all__ = ["ExtractedSpec", "Extraction", "PageError", "extract", "extract_pages", "main",
@@ -32,6 +33,7 @@ class Extraction:
     skipped: list[PageError] = field(default_factory=list)
     catalogs: list[Page] = field(default_factory=list)
     knowledge: Knowledge | None = None
+    resolver: Resolver | None = None
 
 
 def default_specs_dir() -> Path | None:
@@ -44,10 +46,15 @@ def default_specs_dir() -> Path | None:
         return None
 
 
-def extract(paths: Iterable[str | Path],
-            existing_specs_dir: str | Path | None = None) -> Extraction:
-    """Read, group and merge pages; a page that cannot be read is an error, not an exception."""
+def extract(paths: Iterable[str | Path], existing_specs_dir: str | Path | None = None,
+            code_pages: Iterable[str | Path] = (), metadata: bool = True) -> Extraction:
+    """Read, group and merge pages; a page that cannot be read is an error, not an exception.
+
+    Values a page leaves out are resolved from win32metadata (unless `metadata` is False),
+    what the specs know, then the code pages of codes.yaml and `code_pages` (see resolve)."""
     result = Extraction(knowledge=load_knowledge(existing_specs_dir))
+    pages = CodePages(result.knowledge.code_pages + [Path(p) for p in code_pages])
+    result.resolver = Resolver(result.knowledge, pages, metadata)
     groups: dict[str, list[Page]] = {}
     for path in paths:
         try:
@@ -60,7 +67,7 @@ def extract(paths: Iterable[str | Path],
         else:
             groups.setdefault(page.method, []).append(page)
     result.knowledge.learn_pages(result.catalogs + [p for g in groups.values() for p in g])
-    result.specs = [merge(pages, result.knowledge) for pages in groups.values()]
+    result.specs = [merge(group, result.knowledge, result.resolver) for group in groups.values()]
     return result
 
 
@@ -98,12 +105,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--specs", help="existing specs: name stripped symbols, keep "
                                         "hand-written rules (default: the bundled specs)")
     parser.add_argument("--no-specs", action="store_true", help="use no existing specs")
+    parser.add_argument("--codes", action="append", default=[], metavar="FILE",
+                        help="a page listing codes with their values (a family's code page), "
+                             "for symbols the pages name without one; may be repeated")
     args = parser.parse_args(argv)
     specs_dir = None if args.no_specs else (Path(args.specs) if args.specs else default_specs_dir())
     if specs_dir is not None and not (specs_dir / "codes.yaml").is_file():
         print(f"error: {specs_dir} is not a specs folder (no codes.yaml)", file=sys.stderr)
         return 2
-    result = extract(args.pages, specs_dir)
+    missing = [c for c in args.codes if not Path(c).is_file()]
+    if missing:
+        print(f"error: --codes {missing[0]}: no such file", file=sys.stderr)
+        return 2
+    result = extract(args.pages, specs_dir, args.codes)
     try:
         write_specs(result.specs, args.out, specs_dir)
     except OSError as exc:
@@ -124,6 +138,8 @@ def report(result: Extraction, out=None) -> int:
             print(f"  unnamed: {line}", file=out)
         for line in spec.inferences:
             print(f"  inferred: {line}", file=out)
+        for line in spec.confirm:
+            print(f"  confirm: {line}", file=out)
         for line in spec.changes:
             print(f"  change: {line}", file=out)
     for page in result.catalogs:
@@ -131,6 +147,8 @@ def report(result: Extraction, out=None) -> int:
               "values)", file=out)
     for exc in result.skipped:
         print(f"skipped {exc}", file=out)
+    for problem in result.resolver.pages.problems if result.resolver else []:
+        print(f"warning: {problem}", file=out)
     for exc in result.errors:
         print(f"error: {exc}", file=out)
     findings = sum(len(s.findings) for s in result.specs)

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from conformance.codes import failed, hex32
 from conformance.extract.knowledge import Knowledge, meaning
 from conformance.extract.page import Page, Row
+
+if TYPE_CHECKING:
+    from conformance.extract.resolve import Resolver
 
 OTHER_OBJECT = "description-about-other-object"
 ANOTHER_CODE = "description-of-another-code"
@@ -23,6 +27,8 @@ LOCALIZED_REORDERED = "localized-rows-reordered"
 SOURCES_DISAGREE = "symbol-disagrees-between-sources"
 PROSE_ONLY = "code-in-prose-not-in-table"
 NO_CODES = "no-codes-documented"
+UNKNOWN_SYMBOL = "symbol-exists-nowhere"
+VALUE_UNKNOWN = "value-not-found"
 
 _GENERIC = {"operation", "method", "function", "call", "request", "action", "command", "task",
             "some", "all", "not", "but", "of", "the", "a", "an", "at", "least", "one", "any",
@@ -78,13 +84,15 @@ def other_object(method: str, summary: str, param_docs: list[str], rows: list[Ro
 
 
 def severity(rows: list[Row], source: str) -> list[Finding]:
-    """E_ names a failure, S_ a success: the value's severity bit must agree."""
+    """E_ names a failure, S_ a success: a printed value's severity bit must agree. A name
+    that ends by saying success (SEC_E_OK, X_E_SUCCESS) is a success whatever its letter."""
     out = []
     for row in rows:
-        if row.symbol is None or row.value is None:
+        printed = (row.value_from or "").startswith("printed")
+        if row.symbol is None or row.value is None or not printed:
             continue
         base = row.symbol.split("(")[0]
-        is_error = base.startswith("E_") or "_E_" in base
+        is_error = (base.startswith("E_") or "_E_" in base) and not base.endswith(_SUCCESS_ENDS)
         is_success = base.startswith("S_") or "_S_" in base
         if (is_error and not failed(row.value)) or (is_success and failed(row.value)):
             which = "a failure" if is_error else "a success"
@@ -94,23 +102,45 @@ def severity(rows: list[Row], source: str) -> list[Finding]:
     return out
 
 
-def value_mismatch(rows: list[Row], known: Knowledge, source: str) -> list[Finding]:
-    """A documented value that differs from what the symbol is known to be."""
+_SUCCESS_ENDS = ("_OK", "_SUCCESS", "_NOERROR")
+
+
+def value_mismatch(rows: list[Row], known: Resolver, source: str) -> list[Finding]:
+    """A printed value that differs from what the symbol is known to be (win32metadata
+    first): the page's value is kept, the disagreement reported."""
     out = []
     for row in rows:
-        if row.symbol is None or row.value is None:
+        printed = (row.value_from or "").startswith("printed")
+        if row.symbol is None or row.value is None or not printed:
             continue
-        found = known.value_of(row.symbol)
+        found = known.value(row.symbol)
         if found is not None and found[0] != row.value:
             out.append(Finding(VALUE_MISMATCH, (
                 f"The page gives {row.symbol} as {hex32(row.value)}, but it is "
-                f"{hex32(found[0])} ({found[1]})."), row.symbol, source))
+                f"{hex32(found[0])} ({found[1]}); the page's value is kept."), row.symbol, source))
         elif row.symbol.startswith("HRESULT_FROM_WIN32(") and row.value != 0 and (
                 row.value & 0xFFFF0000) != 0x80070000:
             out.append(Finding(VALUE_MISMATCH, (
                 f"{row.symbol} is documented as {hex32(row.value)}, which is not a "
                 "FACILITY_WIN32 HRESULT (0x8007xxxx)."), row.symbol, source))
     return out
+
+
+def unknown_symbol(symbol: str, right: str, value: int | None, known: Resolver,
+                   source: str) -> Finding:
+    """A symbol no header, spec or code page defines, one spelling away from one that is."""
+    found = known.value(right)
+    theirs = f" ({hex32(found[0])} in {found[1]})" if found else ""
+    printed = f" printed as {hex32(value)}" if value is not None else ""
+    return Finding(UNKNOWN_SYMBOL, (
+        f"{symbol}{printed} is defined nowhere (win32metadata, codes.yaml, the specs, the code "
+        f"pages); did you mean {right}{theirs}? Not taken as a code."), symbol, source)
+
+
+def value_unknown(symbol: str, source: str) -> Finding:
+    return Finding(VALUE_UNKNOWN, (
+        f"{symbol} has no value on the page, and neither win32metadata, codes.yaml, the specs "
+        "nor a code page gives one: the value is left null."), symbol, source)
 
 
 def another_code(rows: list[Row], known: Knowledge, source: str,

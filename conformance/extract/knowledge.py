@@ -46,6 +46,7 @@ class Knowledge:
     families: set[str] = field(default_factory=set)
     constants: dict[str, tuple[int, str]] = field(default_factory=dict)
     batch_meanings: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    code_pages: list[Path] = field(default_factory=list)  # codes.yaml `x-code-pages`
 
     def value_of(self, symbol: str) -> tuple[int, str] | None:
         found = self.values.get(symbol)
@@ -97,6 +98,7 @@ def load_knowledge(root: str | Path | None) -> Knowledge:
             if isinstance(value, int):
                 known.values[str(symbol)] = (value, "codes.yaml")
         known.families = {str(f) for f in codes.get("families") or {}}
+        known.code_pages = _code_pages(codes.get("x-code-pages"), root)
     for file in sorted(root.rglob("*.yaml")):
         if file.name == "codes.yaml" or "domains" in file.relative_to(root).parts:
             continue
@@ -104,6 +106,12 @@ def load_knowledge(root: str | Path | None) -> Knowledge:
         if isinstance(data, dict) and isinstance(data.get("id"), str):
             _learn_spec(known, ExistingSpec(file, data), root)
     return known
+
+
+def _code_pages(entry: Any, root: Path) -> list[Path]:
+    """`x-code-pages: {family: path}` (or a list of paths), relative to codes.yaml."""
+    paths = entry.values() if isinstance(entry, dict) else entry if isinstance(entry, list) else []
+    return [root / str(p) for p in paths if isinstance(p, str)]
 
 
 def _learn_spec(known: Knowledge, spec: ExistingSpec, root: Path) -> None:

@@ -18,6 +18,7 @@ import yaml
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from conformance.extract.mentions import Block
 from conformance.extract.page import PageError, squash
 
 _BLOCKS = MarkdownIt("commonmark", {"html": True}).disable(["code", "inline"]).enable("table")
@@ -66,12 +67,16 @@ class Section:
     level: int
     title: str
     tokens: list[Token] = field(default_factory=list)
+    _dom: Node | None = field(default=None, repr=False, compare=False)
 
     def html(self) -> str:
         return render(self.tokens)
 
     def dom(self) -> Node:
-        return parse_html(self.html())
+        """The section's tree, parsed once: readers ask for it for facts and for codes."""
+        if self._dom is None:
+            self._dom = parse_html(self.html())
+        return self._dom
 
 
 _PADDING = re.compile(r"(?m)^(\|.*)$")
@@ -156,6 +161,9 @@ class Node:
                     parts.append(" ")
 
 
+MAX_DEPTH = 200  # deeper elements are kept as siblings: their text stays, recursion stays bounded
+
+
 class _TreeBuilder(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -165,7 +173,7 @@ class _TreeBuilder(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         node = Node(tag, dict(attrs))
         self.stack[-1].children.append(node)
-        if tag not in _VOID:
+        if tag not in _VOID and len(self.stack) < MAX_DEPTH:
             self.stack.append(node)
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -229,3 +237,74 @@ def blocks(section: Section) -> list[Node]:
 
 def fences(section: Section) -> list[str]:
     return [t.content for t in section.tokens if t.type == "fence"]
+
+
+# --------------------------------------------------------------------------- a section's flow
+
+_FLOW_BREAKS = frozenset({"p", "div", "br", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6",
+                          "section", "hr", "center"})
+
+
+def flow(node: Node) -> list[Block]:
+    """A section as `Block`s in page order: table rows, list items, definitions, paragraphs.
+
+    Inline markup (`<b>`, `<a>`, `<code>`) stays part of its paragraph; code blocks (`<pre>`)
+    are left out, since a sample's `hr = E_FAIL;` documents nothing the method returns."""
+    out: list[Block] = []
+    text: list[str] = []
+
+    def paragraph() -> None:
+        joined = squash("".join(text))
+        text.clear()
+        if joined:
+            out.append(Block("prose", joined))
+
+    def walk(parent: Node) -> None:
+        for child in parent.children:
+            if isinstance(child, str):
+                text.append(child)
+                continue
+            handler = _FLOW_HANDLERS.get(child.tag)
+            if handler is not None:
+                paragraph()
+                out.extend(handler(child))
+            elif child.tag in _FLOW_BREAKS:
+                paragraph()
+                walk(child)
+                paragraph()
+            else:
+                walk(child)
+
+    walk(node)
+    paragraph()
+    return out
+
+
+def _table_blocks(table: Node) -> list[Block]:
+    return [Block("row", cells=cell_texts(cells)) for cells in table_rows(table)
+            if cells[0].tag != "th"]
+
+
+def _list_blocks(lst: Node) -> list[Block]:
+    return [Block("item", li.text()) for li in lst.iter("li")]
+
+
+def _definition_blocks(dl: Node) -> list[Block]:
+    """`<dt>TERM</dt>... <dd>TEXT</dd>` pairs; consecutive terms are one (symbol, value)."""
+    out: list[Block] = []
+    terms: list[str] = []
+    for child in dl.children:
+        if not isinstance(child, Node):
+            continue
+        if child.tag == "dt":
+            terms.append(child.text())
+        elif child.tag == "dd":
+            out.append(Block("item", child.text(), term="\n".join(terms)))
+            terms = []
+    if terms:
+        out.append(Block("item", "", term="\n".join(terms)))
+    return out
+
+
+_FLOW_HANDLERS = {"table": _table_blocks, "ul": _list_blocks, "ol": _list_blocks,
+                  "dl": _definition_blocks, "pre": lambda node: []}

@@ -16,8 +16,13 @@ from typing import Any
 from conformance.extract import findings as F
 from conformance.extract.knowledge import Knowledge, meaning
 from conformance.extract.page import RENDERED, SDK_API, WIN32_MD, Page, ParamDoc, Row
+from conformance.extract.resolve import Resolver
 
 _FORMAT_RANK = {SDK_API: 0, WIN32_MD: 1, RENDERED: 2}
+# Where a code was found, when not in the Return value section's table or list: a person
+# confirms these (`x-confirm`), since prose and other sections are read by rule, not by layout.
+_PLACES = {"prose": "Return value text", "remarks": "Remarks", "parameters": "Parameters",
+           "description": "description"}
 _REQUIREMENT_ORDER = ("client", "server", "end_of_client_support", "end_of_server_support",
                       "platform", "product", "header", "library", "dll", "redistributable")
 
@@ -34,12 +39,14 @@ class ExtractedSpec:
     unnamed: list[str] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)
     path: str | None = None
+    confirm: list[str] = field(default_factory=list)  # codes named only in prose or elsewhere
 
 
 @dataclass
 class _Merge:
     pages: list[Page]
     known: Knowledge
+    resolver: Resolver
     fields: dict[str, list[str]] = field(default_factory=dict)  # doc -> spec fields it gave
     findings: list[F.Finding] = field(default_factory=list)
     inferences: list[str] = field(default_factory=list)
@@ -64,11 +71,11 @@ class _Merge:
         return None, None
 
 
-def merge(pages: list[Page], known: Knowledge) -> ExtractedSpec:
-    """One spec from every page of one method."""
+def merge(pages: list[Page], known: Knowledge, resolver: Resolver | None = None) -> ExtractedSpec:
+    """One spec from every page of one method; values resolved by `resolver` (see resolve)."""
     pages = sorted(pages, key=lambda p: (p.lang != "en", _FORMAT_RANK.get(p.format, 9),
                                          not any(r.symbol for r in p.rows)))
-    m = _Merge(pages, known)
+    m = _Merge(pages, known, resolver or Resolver(known))
     rows = _rows(m)
     params = _params(m)
     data = _document(m, rows, params)
@@ -76,7 +83,10 @@ def merge(pages: list[Page], known: Knowledge) -> ExtractedSpec:
     sources = [_source(p, m.fields.get(p.doc)) for p in pages]
     data["sources"] = sources
     data["findings"] = [f.as_dict() for f in m.findings]
-    return ExtractedSpec(m.lead.method, data, pages, m.findings, m.inferences, m.unnamed)
+    confirm = [f"{r.symbol}: named only in the {_PLACES[r.found]}; confirm the method returns it"
+               for r in rows if r.symbol and r.found in _PLACES]
+    return ExtractedSpec(m.lead.method, data, pages, m.findings, m.inferences, m.unnamed,
+                         confirm=confirm)
 
 
 # --------------------------------------------------------------------------- rows
@@ -99,10 +109,23 @@ def _rows(m: _Merge) -> list[Row]:
                 m.took(other, "returns.codes")
     for i, row in enumerate(rows):
         _name(m, row, i)
-        _value(m, row)
         if i in origin:
             row.origin = f"{row.origin}:{origin[i]}"
+    rows = [r for r in rows if not _misspelled(m, r)]
+    for row in rows:
+        _value(m, row)
     return rows
+
+
+def _misspelled(m: _Merge, row: Row) -> bool:
+    """A symbol no source knows, spelled like one that exists: a finding, not a code."""
+    own = frozenset(p.doc for p in m.pages)
+    right = m.resolver.misspelled(row.symbol, own) if row.symbol else None
+    if right is None:
+        return False
+    m.findings.append(F.unknown_symbol(row.symbol or "", right, row.value, m.resolver,
+                                       m.lead.doc))
+    return True
 
 
 def _copy(row: Row) -> Row:
@@ -135,7 +158,7 @@ def _fill(m: _Merge, rows: list[Row], other: Page, pairs: dict[int, int]) -> Non
         elif mine.symbol and their.symbol and mine.symbol != their.symbol:
             m.findings.append(F.disagreement(mine.symbol, their.symbol, m.lead, other))
         if mine.value is None and their.value is not None:
-            mine.value = their.value
+            mine.value, mine.value_from = their.value, f"printed ({other.doc})"
             m.took(other, "returns.codes.value")
         if not mine.doc and their.doc and other.lang == "en":
             mine.doc = their.doc
@@ -169,15 +192,20 @@ def _name(m: _Merge, row: Row, index: int) -> None:
 
 
 def _value(m: _Merge, row: Row) -> None:
-    if row.symbol is None or row.value is not None:
+    """Printed on the page, else the first source that knows it (resolve), else a finding."""
+    if row.symbol is None:
         return
-    found = m.known.value_of(row.symbol)
+    if row.value is not None:
+        row.value_from = row.value_from or "printed"
+        return
+    found = m.resolver.value(row.symbol)
     if found is None:
-        m.unnamed.append(f"{row.symbol}: value unknown (no page, code list, codes.yaml or "
-                         "existing spec gives it)")
+        m.unnamed.append(f"{row.symbol}: value unknown (no page, win32metadata, codes.yaml, "
+                         "existing spec or code page gives it)")
+        m.findings.append(F.value_unknown(row.symbol, m.lead.doc))
         return
-    row.value = found[0]
-    _infer(m, row, f"value of {row.symbol} from {found[1]}")
+    row.value, row.value_from = found
+    m.inferences.append(f"value of {row.symbol} from {found[1]}")
 
 
 def _infer(m: _Merge, row: Row, note: str) -> None:
@@ -393,6 +421,10 @@ def _code(m: _Merge, row: Row, delivery: str) -> dict[str, Any]:
         out["source"] = row.origin.split(":", 1)[1]
     if row.notes:
         out["x-inferred"] = "; ".join(row.notes)
+    out["x-from"] = row.found
+    out["x-value"] = row.value_from or "unknown"
+    if row.symbol and row.found in _PLACES:
+        out["x-confirm"] = f"named only in the {_PLACES[row.found]}: confirm the method returns it"
     return out
 
 
@@ -413,7 +445,7 @@ def _check(m: _Merge, rows: list[Row], params: list[ParamDoc], data: dict[str, A
                                      [p.doc for p in params], table, lead.doc))
     m.findings.extend(F.another_code(table, m.known, lead.doc, {p.doc for p in m.pages}))
     m.findings.extend(F.severity(rows, lead.doc))
-    m.findings.extend(F.value_mismatch(rows, m.known, lead.doc))
+    m.findings.extend(F.value_mismatch(rows, m.resolver, lead.doc))
     m.findings.extend(F.prose_only(m.pages, rows, data["returns"]["also"]))
     seen: set[tuple[str, str | None]] = set()
     unique = []

@@ -35,8 +35,10 @@ class Row:
     value: int | None
     doc: str = ""
     via: str | None = None  # call | completion, where the page says so
-    origin: str = "table"  # table | prose | remarks
+    origin: str = "table"  # table (a row that aligns across pages) | prose | remarks
     notes: list[str] = field(default_factory=list)  # how a missing symbol or value was inferred
+    found: str = "table"  # where: table | list | prose | remarks | parameters | description
+    value_from: str | None = None  # "printed", or the source that resolved it; None: unknown
 
 
 @dataclass
@@ -313,22 +315,6 @@ def also_from(text: str) -> list[str]:
         if match:
             found.extend((match.start() + i / 10, n) for i, n in enumerate(names))
     return list(dict.fromkeys(n for _, n in sorted(found)))
-
-
-CONDITIONAL = re.compile(r"\b(?:returns?\s+)?(" + SYMBOL.pattern[2:] + r")\s+if\s+(.+?)"
-                         r"(?=\s+and\s+[A-Z][A-Z0-9_]+\s+if\b|[.;](?:\s|$)|$)")
-
-
-def prose_rows(text: str) -> list[Row]:
-    """`Returns ERROR_SUCCESS if the operation succeeds` -> a row with that condition."""
-    rows: list[Row] = []
-    for match in CONDITIONAL.finditer(squash(text)):
-        symbol = match.group(1)
-        if not is_code_symbol(symbol) or any(r.symbol == symbol for r in rows):
-            continue
-        cond = match.group(2).strip()
-        rows.append(Row(symbol, None, cond[:1].upper() + cond[1:] + ".", origin="prose"))
-    return rows
 
 
 def codes_named(text: str) -> list[str]:

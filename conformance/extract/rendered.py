@@ -12,32 +12,30 @@ from __future__ import annotations
 
 import re
 
+from conformance.extract import mentions
+from conformance.extract.mentions import Block
 from conformance.extract.page import (
     IDENT,
     RENDERED,
     REQUIREMENT_LABELS,
-    SYMBOL,
     Page,
     PageError,
     ParamDoc,
     Row,
     also_from,
-    codes_named,
     declaration,
     deprecation,
     directions,
     finish,
-    is_code_symbol,
     nullable_from,
     parse_signature,
-    parse_value,
-    prose_rows,
     remark_rows,
     requirement,
     special_values,
     squash,
     summary_from,
     type_from_prose,
+    unescape_md,
 )
 
 HEADINGS = {
@@ -71,9 +69,14 @@ def parse(text: str, doc: str) -> Page:
     if "returns" not in parts:
         raise PageError(doc, "no return-value section (truncated page?)")
     _returns(page, parts["returns"])
-    if "remarks" in parts and lang == "en":
+    if "remarks" in parts:
         _remarks(page, parts["remarks"])
     _requirements(page, parts.get("requirements", []) + parts.get("returns", []))
+    for param in page.params:
+        mentions.take_said(page, [Block("prose", param.doc)], "parameters",
+                           implicit_subject=True, label=f"parameter {param.name}")
+    intro = [line for line in parts.get("intro", []) if not _is_code_line(line.strip(), page)]
+    mentions.take_said(page, line_blocks(intro), "description")
     return finish(page)
 
 
@@ -166,33 +169,65 @@ def _params(page: Page, lines: list[str]) -> None:
 
 
 def _returns(page: Page, lines: list[str]) -> None:
+    """Prose and lists, the return table (a header row, then its rows), more prose."""
     start = next((i for i, line in enumerate(lines)
                   if squash(line).lower().startswith(_TABLE_HEADERS)), None)
-    prose = " ".join(squash(line) for line in lines[:start] if line.strip())
-    page.also = also_from(prose)
-    if start is None:
-        page.rows = prose_rows(prose) if page.lang == "en" else []
-        return
-    page.table = True
-    body = _table_lines(lines[start + 1:])
-    page.rows = _pipe_rows(body) if "|" in lines[start] else _text_rows(body)
+    before = lines if start is None else lines[:start]
+    page.also = also_from(" ".join(squash(line) for line in before if line.strip()))
+    rows = mentions.returns_rows(line_blocks(before), page.lang)
+    if start is not None:
+        page.table = True
+        body, after = _table_lines(lines[start + 1:])
+        rows += _pipe_rows(body) if "|" in lines[start] else _text_rows(body)
+        rows += mentions.returns_rows(line_blocks(after), page.lang)
+    page.rows = mentions.unique(rows)
 
 
-def _table_lines(lines: list[str]) -> list[str]:
-    """The table body: up to a blank line, a heading or a requirements row."""
+_BULLET = re.compile(r"^(?:[-*•·▪◦]|\d{1,2}[.)])\s+")
+
+
+def line_blocks(lines: list[str]) -> list[Block]:
+    """Rendered lines as blocks: bulleted lines are list items, a line holding only a symbol
+    (and a value) with its description on the next line is a definition, the rest prose."""
+    text = [squash(line) for line in lines]
+    text = [line for line in text if line]
+    out: list[Block] = []
+    i = 0
+    while i < len(text):
+        line = text[i]
+        bullet = _BULLET.match(line)
+        if bullet:
+            out.append(Block("item", line[bullet.end():]))
+        elif _is_term(line) and i + 1 < len(text) and not _is_term(text[i + 1]):
+            out.append(Block("item", text[i + 1], term=line))
+            i += 1
+        else:
+            out.append(Block("prose", line))
+        i += 1
+    return out
+
+
+def _is_term(line: str) -> bool:
+    words = line.split()
+    return 0 < len(words) <= 3 and mentions.symbol_like(words[0]) and all(
+        mentions.value_of(w) is not None for w in words[1:])
+
+
+def _table_lines(lines: list[str]) -> tuple[list[str], list[str]]:
+    """The table body (up to a blank line, a heading or a requirements row), and the rest."""
     out: list[str] = []
-    for line in lines:
+    for i, line in enumerate(lines):
         text = line.strip()
         if "-" in text and set(text) <= set("-|: "):
             continue
         if _HEADING_OF.get(squash(text).lower()) or (text and requirement_row(text)):
-            break
+            return out, []
         if not text:
             if out:
-                break
+                return out, lines[i + 1:]
             continue
         out.append(line)
-    return out
+    return out, []
 
 
 def _pipe_rows(lines: list[str]) -> list[Row]:
@@ -213,9 +248,9 @@ def _text_rows(lines: list[str]) -> list[Row]:
     for line in (squash(x) for x in lines):
         if not line:
             continue
-        if SYMBOL.fullmatch(line) and is_code_symbol(line):
+        if mentions.symbol_like(line):
             rows.append(Row(line, None, ""))
-        elif (value := parse_value(line)) is not None and rows and rows[-1].value is None:
+        elif (value := _line_value(line)) is not None and rows and rows[-1].value is None:
             rows[-1].value = value
         elif rows and rows[-1].symbol and not rows[-1].doc:
             rows[-1].doc = line
@@ -224,20 +259,28 @@ def _text_rows(lines: list[str]) -> list[Row]:
     return rows
 
 
+def _line_value(line: str) -> int | None:
+    """`0x80042709L`, `87`, `2147942405 (0x80070005)`: a line that is only a value."""
+    words = line.split()
+    if not 0 < len(words) <= 2 or any(mentions.value_of(w) is None for w in words):
+        return None
+    return mentions.value_of(words[0])
+
+
 def _code_cell(text: str) -> tuple[str | None, int | None]:
-    words = text.split()
-    symbol = next((w for w in words if SYMBOL.fullmatch(w) and is_code_symbol(w)), None)
-    value = next((v for w in words if (v := parse_value(w)) is not None), None)
+    words = unescape_md(text).split()
+    symbol = next((w for w in words if mentions.symbol_like(w)), None)
+    value = next((v for w in words if (v := mentions.value_of(w)) is not None), None)
     return symbol, value
 
 
 def _remarks(page: Page, lines: list[str]) -> None:
-    text = " ".join(squash(line) for line in lines if line.strip())
-    delivered = remark_rows(text)
+    blocks = line_blocks(lines)
+    text = " ".join(b.text for b in blocks if b.kind == "prose")
+    delivered = remark_rows(text) if page.lang == "en" else []
     known = {r.symbol for r in page.rows}
     page.rows.extend(r for r in delivered if r.symbol not in known)
-    page.prose_codes.extend((s, "remarks") for s in codes_named(text)
-                            if s not in known and all(r.symbol != s for r in delivered))
+    mentions.take_said(page, blocks, "remarks")
 
 
 def requirement_row(line: str) -> tuple[str, str] | None:
@@ -259,5 +302,3 @@ def _requirements(page: Page, lines: list[str]) -> None:
             page.requirements[found[0]] = found[1]
     if page.header is None:
         page.header = page.requirements.get("header")
-    named = codes_named(" ".join(p.doc for p in page.params)) if page.lang == "en" else []
-    page.prose_codes.extend((s, "parameters") for s in named)

@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import re
 
-from conformance.extract import markup
+from conformance.extract import markup, mentions
 from conformance.extract.page import (
     IDENT,
     SDK_API,
     Page,
     PageError,
     ParamDoc,
-    Row,
     also_from,
     charset_of,
-    code_row,
-    codes_named,
     deprecation,
     directions,
     finish,
     nullable_from,
-    prose_rows,
     remark_rows,
     special_values,
     squash,
@@ -52,15 +48,20 @@ def parse(text: str, doc: str) -> Page:
     secs = markup.sections(body)
     page = Page(doc, SDK_API, "en", _method_id(secs, meta, doc))
     by_title = {s.title.split()[0] if s.title else "": s for s in secs if s.level >= 2}
-    described = _description(page, by_title["-description"]) if "-description" in by_title else ""
-    page.params = [_param(s) for s in secs if s.title.startswith(("-param ", "- "))]
+    description = markup.flow(by_title["-description"].dom()) if "-description" in by_title \
+        else []
+    described = _description(page, description)
+    params = [s for s in secs if s.title.startswith(("-param ", "- "))]
+    page.params = [_param(s) for s in params]
     if "-returns" not in by_title:
         raise PageError(doc, "no `## -returns` section (truncated page?)")
     _returns(page, by_title["-returns"])
     if "-remarks" in by_title:
         _remarks(page, by_title["-remarks"])
-    for param in page.params:
-        page.prose_codes.extend((s, f"parameter {param.name}") for s in codes_named(param.doc))
+    for param, section in zip(page.params, params, strict=True):
+        mentions.take_said(page, markup.flow(section.dom()), "parameters",
+                           implicit_subject=True, label=f"parameter {param.name}")
+    mentions.take_said(page, description, "description")
     _front(page, meta, described)
     return finish(page)
 
@@ -93,9 +94,9 @@ def _method_id(secs: list[markup.Section], meta: dict, doc: str) -> str:
     return words[0]
 
 
-def _description(page: Page, section: markup.Section) -> str:
+def _description(page: Page, blocks: list[markup.Block]) -> str:
     """Deprecation notice and summary; returns the raw description text."""
-    texts = [t for b in markup.blocks(section) if (t := b.text())]
+    texts = [t for b in blocks if (t := mentions.block_text(b))]
     if texts and deprecation(texts[0]):
         page.deprecated = deprecation(texts[0])
         texts = texts[1:]
@@ -117,48 +118,19 @@ def _param(section: markup.Section) -> ParamDoc:
 
 
 def _returns(page: Page, section: markup.Section) -> None:
-    dom = section.dom()
-    table = dom.first("table")
-    prose = " ".join(_outside_tables(dom))
-    page.also = also_from(prose)
-    if table is not None:
-        page.table = True
-        page.rows = [row for cells in markup.table_rows(table) if (row := _row(cells))]
-    named = prose_rows(prose)
-    if page.rows:
-        known = {r.symbol for r in page.rows}
-        page.prose_codes.extend((r.symbol, "returns") for r in named
-                                if r.symbol and r.symbol not in known)
-    else:
-        page.rows = named
-
-
-def _outside_tables(node: markup.Node) -> list[str]:
-    out = []
-    for child in node.children:
-        if isinstance(child, str):
-            out.append(child)
-        elif child.tag != "table" and child.first("table") is None:
-            out.append(child.text())
-        elif child.tag != "table":
-            out.extend(_outside_tables(child))
-    return [squash(t) for t in out if t.strip()]
-
-
-def _row(cells: list[markup.Node]) -> Row | None:
-    """`<td><dl><dt><b>SYMBOL</b></dt><dt>0x…L</dt></dl></td><td>description</td>`."""
-    if len(cells) < 2 or cells[0].tag == "th":
-        return None
-    return code_row(markup.cell_texts(cells))
+    """Rows from the section's tables, lists and prose, in page order (see `mentions`)."""
+    blocks = markup.flow(section.dom())
+    page.also = also_from(" ".join(b.text for b in blocks if b.kind == "prose"))
+    page.table = any(b.kind == "row" for b in blocks)
+    page.rows = mentions.returns_rows(blocks, page.lang)
 
 
 def _remarks(page: Page, section: markup.Section) -> None:
-    text = section.dom().text()
-    delivered = remark_rows(text)
+    blocks = markup.flow(section.dom())
+    delivered = remark_rows(" ".join(mentions.block_text(b) for b in blocks))
     known = {r.symbol for r in page.rows}
     page.rows.extend(r for r in delivered if r.symbol not in known)
-    page.prose_codes.extend((s, "remarks") for s in codes_named(text)
-                            if s not in known and all(r.symbol != s for r in delivered))
+    mentions.take_said(page, blocks, "remarks")
 
 
 def _front(page: Page, meta: dict, described: str) -> None:

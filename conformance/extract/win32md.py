@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from conformance.extract import markup
+from conformance.extract import markup, mentions
 from conformance.extract.page import (
     DELIVERED,
     IDENT,
@@ -21,13 +21,11 @@ from conformance.extract.page import (
     Row,
     also_from,
     code_row,
-    codes_named,
     deprecation,
     directions,
     finish,
     nullable_from,
     parse_signature,
-    prose_rows,
     remark_rows,
     requirement,
     special_values,
@@ -60,12 +58,11 @@ def parse(text: str, doc: str) -> Page:
         method = _accessor(method[:-2], named["syntax"], doc)
     page = Page(doc, WIN32_MD, "en", method)
     intro = next((s for s in secs if s.level == 1), None)
-    if intro is not None:
-        _intro(page, intro)
+    description = markup.flow(intro.dom()) if intro is not None else []
+    _intro(page, description)
     if "syntax" in named:
         _syntax(page, named["syntax"])
-    if "parameters" in named:
-        _params(page, named["parameters"])
+    said_in_params = _params(page, named["parameters"]) if "parameters" in named else []
     if "returns" not in named:
         catalog = _catalog(secs, doc)
         if catalog is not None:
@@ -77,6 +74,10 @@ def parse(text: str, doc: str) -> Page:
     _returns(page, named["returns"])
     if "remarks" in named:
         _remarks(page, named["remarks"])
+    for name, blocks in said_in_params:
+        mentions.take_said(page, blocks, "parameters", implicit_subject=True,
+                           label=f"parameter {name}")
+    mentions.take_said(page, description, "description")
     if "requirements" in named:
         _requirements(page, named["requirements"])
     locations = [str(x) for x in meta.get("api_location") or [] if isinstance(x, str)]
@@ -87,12 +88,20 @@ def parse(text: str, doc: str) -> Page:
     return finish(page)
 
 
+_TITLE = re.compile(rf"^({IDENT}(?:(?:::|\.){IDENT})?)(?:\s+\([^)]*\))?\s+"
+                    r"(method|function|property)\b(?:\s+of\s+the\s+(\w+)\s+class\b)?")
+
+
 def _method_id(secs: list[markup.Section], meta: dict, doc: str) -> str:
-    """`# IVMGuestOS::Logoff method`, else front matter `api_name: [IVMGuestOS.Logoff]`."""
-    title = next((s.title for s in secs if s.level == 1), "")
-    match = re.match(rf"^({IDENT}(?:::{IDENT})?)\s+(method|function|property)\b", title)
+    """`# IVMGuestOS::Logoff method`, `# X.Y method`, `# DecryptMessage (Schannel) function`,
+    `# Lock method of the Win32_EncryptableVolume class`; else front matter `api_name`."""
+    title = unescape_md(next((s.title for s in secs if s.level == 1), ""))
+    match = _TITLE.match(title)
     if match:
-        return match.group(1) + ("()" if match.group(2) == "property" else "")
+        name = match.group(1).replace(".", "::")
+        if match.group(3) and "::" not in name:
+            name = f"{match.group(3)}::{name}"
+        return name + ("()" if match.group(2) == "property" else "")
     if title and re.match(rf"^{IDENT}\s+(?:interface|structure|enumeration|property)\b", title):
         raise PageError(doc, f"a page about {title!r}, not a method: nothing to extract",
                         skipped=True)
@@ -123,8 +132,8 @@ def _catalog(secs: list[markup.Section], doc: str) -> Page | None:
     return Page(doc, WIN32_MD, "en", "", rows=rows, table=True, catalog=True)
 
 
-def _intro(page: Page, section: markup.Section) -> None:
-    texts = [t for b in markup.blocks(section) if (t := b.text())]
+def _intro(page: Page, blocks: list[markup.Block]) -> None:
+    texts = [t for b in blocks if (t := mentions.block_text(b))]
     if texts and deprecation(texts[0]):
         page.deprecated = deprecation(texts[0])
         texts = texts[1:]
@@ -141,9 +150,11 @@ def _syntax(page: Page, section: markup.Section) -> None:
             return
 
 
-def _params(page: Page, section: markup.Section) -> None:
-    """`<dl> <dt> *name* [in] </dt> <dd> description </dd> </dl>`."""
+def _params(page: Page, section: markup.Section) -> list[tuple[str, list[markup.Block]]]:
+    """`<dl> <dt> *name* [in] </dt> <dd> description </dd> </dl>`; returns each parameter's
+    text as blocks, read for codes once the Return value section has been."""
     dom = section.dom()
+    said: list[tuple[str, list[markup.Block]]] = []
     by_name = {p.name: p for p in page.params}
     for dt in dom.iter("dt"):
         term = unescape_md(dt.text())
@@ -164,7 +175,8 @@ def _params(page: Page, section: markup.Section) -> None:
         param.doc = doc
         param.nullable = nullable_from(doc, name)
         param.special = special_values(markup.bold_words(dd), param.type)
-        page.prose_codes.extend((s, f"parameter {name}") for s in codes_named(doc))
+        said.append((name, markup.flow(dd)))
+    return said
 
 
 def _next_dd(root: markup.Node, dt: markup.Node) -> markup.Node | None:
@@ -188,15 +200,11 @@ def _walk(node: markup.Node):
 
 
 def _returns(page: Page, section: markup.Section) -> None:
-    dom = section.dom()
-    table = dom.first("table")
-    prose = " ".join(p.text() for p in dom.kids("p"))
-    page.also = also_from(prose)
-    if table is not None:
-        page.table = True
-        page.rows = [row for cells in markup.table_rows(table) if (row := _row(cells))]
-    if not page.rows:
-        page.rows = prose_rows(prose)
+    """Rows from the section's tables, lists and prose, in page order (see `mentions`)."""
+    blocks = markup.flow(section.dom())
+    page.also = also_from(" ".join(b.text for b in blocks if b.kind == "prose"))
+    page.table = any(b.kind == "row" for b in blocks)
+    page.rows = mentions.returns_rows(blocks, page.lang)
 
 
 def _row(cells: list[markup.Node]) -> Row | None:
@@ -209,17 +217,18 @@ def _row(cells: list[markup.Node]) -> Row | None:
 def _remarks(page: Page, section: markup.Section) -> None:
     dom = section.dom()
     text = dom.text()
-    delivered = remark_rows(" ".join(p.text() for p in dom.kids("p")))
+    blocks = markup.flow(dom)
+    delivered = remark_rows(" ".join(b.text for b in blocks if b.kind == "prose"))
     table = dom.first("table")
     if table is not None and DELIVERED.search(text):
         for row in (_row(cells) for cells in markup.table_rows(table)):
             if row and row.symbol:
-                row.via, row.origin = "completion", "remarks"
+                row.via, row.origin, row.found = "completion", "remarks", "remarks"
                 delivered.append(row)
     known = {r.symbol for r in page.rows}
     page.rows.extend(r for r in delivered if r.symbol not in known)
-    page.prose_codes.extend((s, "remarks") for s in codes_named(text)
-                            if s not in known and all(r.symbol != s for r in delivered))
+    mentions.take_said(page, [b for b in blocks if b.kind != "row"] if delivered else blocks,
+                       "remarks")
 
 
 def _requirements(page: Page, section: markup.Section) -> None:
