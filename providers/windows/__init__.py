@@ -1,12 +1,12 @@
 """The real Windows backend: the specs' methods called on this machine's own APIs, no simulation.
 
-- iSCSI discovery: iscsidsc.dll through ctypes (RemoveIScsiPersistentTargetA/W; persistent logins
-  built with LoginIScsiTargetW and AddIScsiStaticTargetW, observed with
-  ReportIScsiPersistentLoginsW).
-- VDS iSCSI: the VDS service through COM vtable calls (LogoutFromTarget, RemovePortal; sessions
-  by LoginToTarget, portal groups by CreatePortalGroup and AddPortal).
-- Virtual PC: VirtualPC.Application through IDispatch (IVMGuestOS::Logoff), Unsupported where
-  it is not installed.
+- iSCSI discovery: iscsidsc.dll through ctypes, every spec'd function in its A and W forms
+  (static targets, logins, logouts, persistent logins and their report).
+- VDS iSCSI: the VDS service through COM vtable calls, every IVdsIscsiInitiatorAdapter and
+  IVdsIscsiPortalGroup method (sessions by LoginToTarget, portal groups by CreatePortalGroup
+  and AddPortal).
+- Virtual PC: VirtualPC.Application through IDispatch, every IVMGuestOS member IDispatch can
+  carry, Unsupported where Virtual PC is not installed.
 
 Objects a machine cannot make on demand (an HBA, a storage array's target) are lent by the
 operator in a config file (`_config.py`); what the backend makes it records in a ledger and

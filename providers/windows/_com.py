@@ -21,6 +21,7 @@ from ._structs import GUID
 
 S_OK = 0
 S_FALSE = 1
+VARIANT_TRUE = -1  # oleauto.h: ((VARIANT_BOOL)-1)
 _U32 = 0xFFFFFFFF
 _FACILITY_WIN32 = 7
 C = _layouts.CONSTANTS
@@ -128,6 +129,17 @@ def dispatch_hresult(invoke_hresult: int, scode: int, wcode: int) -> int:
     if wcode:
         return u32(0x80040200 + wcode)
     return u32(invoke_hresult)
+
+
+def variant_value(value: Any) -> Any:
+    """A result VARIANT as Python, for the automation types Virtual PC's members return."""
+    readers = {C["VT_BSTR"]: lambda v: _structs.read_wide(v.bstrVal) or "",
+               C["VT_BOOL"]: lambda v: v.boolVal != 0, C["VT_I4"]: lambda v: int(v.lVal),
+               C["VT_EMPTY"]: lambda v: None}
+    reader = readers.get(value.vt)
+    if reader is None:
+        raise ComError(f"a VARIANT of type {value.vt}", 0x80020005)  # DISP_E_TYPEMISMATCH
+    return reader(value)
 
 
 # --------------------------------------------------------------------------- vtable calls
@@ -324,8 +336,12 @@ class Dispatch:
                        ctypes.byref(dispid))
         return dispid.value
 
-    def invoke(self, name: str, flags: int, *args: int | str) -> tuple[int, Any]:
-        """(the member's HRESULT, the result VARIANT); the caller clears the VARIANT."""
+    def invoke(self, name: str, flags: int, *args: bool | int | str) -> tuple[int, Any]:
+        """(the member's HRESULT, the result VARIANT); the caller clears the VARIANT.
+
+        A property put passes its value as the one named argument DISPID_PROPERTYPUT, as
+        IDispatch requires; text goes as a BSTR, a bool as VARIANT_BOOL, a number as VT_I4.
+        """
         variant = _structs.struct("VARIANT")
         count = len(args)
         argv = (variant * max(count, 1))()
@@ -336,17 +352,22 @@ class Dispatch:
                 bstr = self.ole.sys_alloc(ctypes.cast(text, ctypes.c_void_p))
                 bstrs.append(bstr)
                 argv[i].vt, argv[i].bstrVal = C["VT_BSTR"], bstr
+            elif isinstance(value, bool):
+                argv[i].vt, argv[i].boolVal = C["VT_BOOL"], VARIANT_TRUE if value else 0
             else:
                 argv[i].vt, argv[i].lVal = C["VT_I4"], int(value)
-        params = _structs.struct("DISPPARAMS")(ctypes.cast(argv, ctypes.POINTER(variant)), None,
-                                               count, 0)
+        put = flags == C["DISPATCH_PROPERTYPUT"]
+        named = ctypes.c_int32(C["DISPID_PROPERTYPUT"])
+        params = _structs.struct("DISPPARAMS")(
+            ctypes.cast(argv, ctypes.POINTER(variant)),
+            ctypes.pointer(named) if put else None, count, 1 if put else 0)
         result = variant()
         excepinfo = _structs.struct("EXCEPINFO")()
         arg_err = ctypes.c_uint32()
         iid_null = guid(GUID_NULL)
         try:
             hresult = self.obj.call("Invoke", self.dispid(name), ctypes.byref(iid_null), 0, flags,
-                                    ctypes.byref(params), ctypes.byref(result),
+                                    ctypes.byref(params), None if put else ctypes.byref(result),
                                     ctypes.byref(excepinfo), ctypes.byref(arg_err))
         finally:
             for bstr in bstrs:
@@ -355,6 +376,17 @@ class Dispatch:
             if getattr(excepinfo, field):
                 self.ole.sys_free(getattr(excepinfo, field))
         return dispatch_hresult(hresult, excepinfo.scode, excepinfo.wCode), result
+
+    def get_value(self, name: str, flags: int, *args: bool | int | str) -> tuple[int, Any]:
+        """A member that returns a value: its HRESULT and the value as Python (BSTR -> str,
+        VARIANT_BOOL -> bool, VT_I4 -> int; None when it failed or returned nothing)."""
+        hresult, result = self.invoke(name, flags, *args)
+        try:
+            if failed(hresult):
+                return hresult, None
+            return hresult, variant_value(result)
+        finally:
+            self.ole.variant_clear(ctypes.byref(result))
 
     def get_object(self, name: str, flags: int, *args: int | str) -> tuple[int, Dispatch | None]:
         """A member that returns an object (VT_DISPATCH): its HRESULT and the object."""

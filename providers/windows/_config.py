@@ -26,21 +26,33 @@ ENV_VAR = "CONFORMANCE_WINDOWS_CONFIG"
 _SECTIONS: dict[str, tuple[dict[str, type], dict[str, type]]] = {
     "initiators": ({"instance": str}, {}),
     "ports": ({"initiator": str, "number": int}, {}),
+    "iscsi_sessions": ({"iqn": str, "address": str}, {"port": int}),
     "initiator_adapters": ({}, {"name": str, "id": str}),
+    "initiator_portals": ({"adapter": str, "address": str}, {}),
     "targets": ({"iqn": str}, {}),
     "portals": ({"address": str}, {"port": int}),
-    "virtual_machines": ({"name": str, "power": str, "additions": bool,
-                          "execute_access": bool}, {}),
+    # The facts a virtual-pc step states about a machine, as the operator knows them; a step
+    # field the entry leaves out cannot be checked, so such a step is not applicable.
+    "virtual_machines": ({"name": str, "power": str, "additions": bool, "execute_access": bool},
+                         {"guest": dict, "heartbeat": int, "remote_desktop": str,
+                          "dvd_drive": str, "time_sync": bool, "screen_locked": bool,
+                          "never_started": bool, "guest_actions": bool}),
 }
 _HINTS = {
     "initiators": "instance: the HBA instance name ReportIScsiInitiatorList shows "
                   "(e.g. ROOT\\ISCSIPRT\\0000_0)",
     "ports": "initiator: its initiator's name in this file, number: the HBA port number",
+    "iscsi_sessions": "iqn, address (and port) of a reachable target a session may be opened "
+                      "to (LoginIScsiTarget)",
     "initiator_adapters": "name: the adapter's VDS name, or id: its VDS_OBJECT_ID",
+    "initiator_portals": "adapter: its adapter's name in this file, address: the initiator "
+                         "portal's IP address",
     "targets": "iqn: the iSCSI name of a target a VDS hardware provider already exposes",
     "portals": "address: a portal's IP address on the storage array, port: its TCP port",
     "virtual_machines": "name: the Virtual PC machine's name, and the power, additions and "
-                        "execute_access it has",
+                        "execute_access it has (and any other fact of the virtual-pc domain "
+                        "its steps state; guest_actions: true lets Shutdown, Restart and "
+                        "InstallIntegrationComponents act on it)",
 }
 POWER_STATES = ("running", "off", "saved")
 DEFAULT_PORTAL_PORT = 3260
@@ -137,7 +149,8 @@ def _entry(value: Any, section: str, name: str, where: str) -> dict[str, Any]:
 
 
 def _kind_name(kind: type) -> str:
-    return {str: "a string", int: "an integer", bool: "true or false"}.get(kind, str(kind))
+    return {str: "a string", int: "an integer", bool: "true or false",
+            dict: "a mapping"}.get(kind, str(kind))
 
 
 def _check_entry(entry: dict[str, Any], section: str, at: str) -> None:
@@ -152,10 +165,11 @@ def _check_entry(entry: dict[str, Any], section: str, at: str) -> None:
     if section == "ports" and not 0 <= entry["number"] <= 0xFFFFFFFE:
         raise ConfigError(f"{at}.number: {entry['number']} is not a port number (0..0xFFFFFFFE; "
                           "0xFFFFFFFF is ISCSI_ALL_INITIATOR_PORTS)")
-    if section == "portals":
+    if section in ("portals", "iscsi_sessions"):
         entry.setdefault("port", DEFAULT_PORTAL_PORT)
         if not 0 < entry["port"] <= 0xFFFF:
             raise ConfigError(f"{at}.port: {entry['port']} is not a TCP port")
+    if section in ("portals", "iscsi_sessions", "initiator_portals"):
         try:
             entry["address"] = str(ipaddress.ip_address(entry["address"]))
         except ValueError:
@@ -167,17 +181,25 @@ def _check_entry(entry: dict[str, Any], section: str, at: str) -> None:
             raise ConfigError(f"{at}.{key}: empty")
 
 
+# section -> (field, the section its value names)
+_REFERENCES = {"ports": ("initiator", "initiators"),
+               "initiator_portals": ("adapter", "initiator_adapters")}
+
+
 def _check_references(sections: dict[str, dict[str, dict[str, Any]]], where: str) -> None:
-    for name, port in sections.get("ports", {}).items():
-        if port["initiator"] not in sections.get("initiators", {}):
-            raise ConfigError(f"{where}: ports.{name}.initiator: {port['initiator']!r} is not "
-                              "a name under initiators")
+    for section, (key, target) in _REFERENCES.items():
+        for name, entry in sections.get(section, {}).items():
+            if entry[key] not in sections.get(target, {}):
+                raise ConfigError(f"{where}: {section}.{name}.{key}: {entry[key]!r} is not "
+                                  f"a name under {target}")
 
 
 def _check_distinct(sections: dict[str, dict[str, dict[str, Any]]], where: str) -> None:
     """Two names for one real object would make the harness's world disagree with itself."""
     keys = {"initiators": lambda e: e["instance"].casefold(),
             "ports": lambda e: (e["initiator"], e["number"]),
+            "iscsi_sessions": lambda e: id(e),  # several sessions to one target are fine
+            "initiator_portals": lambda e: (e["adapter"], e["address"]),
             "initiator_adapters": lambda e: e.get("id") or e["name"].casefold(),
             "targets": lambda e: e["iqn"].casefold(),
             "portals": lambda e: (e["address"], e["port"]),
@@ -285,3 +307,16 @@ class Lazy(Generic[T]):
     @property
     def opened(self) -> T | None:
         return self._value
+
+
+def exact_fields(fields: Mapping[str, Any], what: str, required: tuple[str, ...],
+                 optional: tuple[str, ...] = ()) -> None:
+    """A step's (or call's) fields as the backend knows them: a missing one is the caller's
+    error, an unknown one a shape this backend was not written for (Unsupported, so the
+    check says so instead of the backend guessing)."""
+    missing = [n for n in required if n not in fields]
+    if missing:
+        raise ValueError(f"{what}: missing field(s) {', '.join(missing)}")
+    extra = sorted(set(fields) - set(required) - set(optional))
+    if extra:
+        raise Unsupported(f"{what}: unexpected field(s) {', '.join(extra)}")

@@ -151,6 +151,12 @@ STRUCTS: dict[str, dict[str, Any]] = {
         ),
         'anonymous': (),
     },
+    'ISCSI_TARGET_PORTAL_GROUPA': {
+        'kind': 'struct',
+        'pack': 0,
+        'fields': (('Count', 'ULONG'), ('Portals', 'ISCSI_TARGET_PORTALA[]')),
+        'anonymous': (),
+    },
     'ISCSI_TARGET_PORTAL_GROUPW': {
         'kind': 'struct',
         'pack': 0,
@@ -198,6 +204,12 @@ STRUCTS: dict[str, dict[str, Any]] = {
         'kind': 'struct',
         'pack': 0,
         'fields': (('id', 'GUID'), ('tag', 'USHORT')),
+        'anonymous': (),
+    },
+    'VDS_ISCSI_INITIATOR_PORTAL_PROP': {
+        'kind': 'struct',
+        'pack': 0,
+        'fields': (('id', 'GUID'), ('address', 'VDS_IPADDRESS'), ('ulPortIndex', 'ULONG')),
         'anonymous': (),
     },
     'VDS_ASYNC_OUTPUT': {
@@ -863,6 +875,44 @@ INTERFACES: dict[str, dict[str, Any]] = {
             'Delete': {'slot': 8, 'params': (('ppAsync', 'PVOID*'),), 'returns': 'LONG'},
         },
     },
+    'IVdsIscsiInitiatorPortal': {
+        'iid': '38a0a9ab-7cc8-4693-ac07-1f28bd03c3da',
+        'base': 'IUnknown',
+        'methods': {
+            'GetProperties': {
+                'slot': 3,
+                'params': (('pInitiatorPortalProp', 'VDS_ISCSI_INITIATOR_PORTAL_PROP*'),),
+                'returns': 'LONG',
+            },
+            'GetInitiatorAdapter': {
+                'slot': 4,
+                'params': (('ppInitiatorAdapter', 'PVOID*'),),
+                'returns': 'LONG',
+            },
+            'SetIpsecTunnelAddress': {
+                'slot': 5,
+                'params': (
+                    ('pTunnelAddress', 'VDS_IPADDRESS*'),
+                    ('pDestinationAddress', 'VDS_IPADDRESS*'),
+                ),
+                'returns': 'LONG',
+            },
+            'GetIpsecSecurity': {
+                'slot': 6,
+                'params': (('targetPortalId', 'GUID'), ('pullSecurityFlags', 'ULONGLONG*')),
+                'returns': 'LONG',
+            },
+            'SetIpsecSecurity': {
+                'slot': 7,
+                'params': (
+                    ('targetPortalId', 'GUID'),
+                    ('ullSecurityFlags', 'ULONGLONG'),
+                    ('pIpsecKey', 'VDS_ISCSI_IPSEC_KEY*'),
+                ),
+                'returns': 'LONG',
+            },
+        },
+    },
 }
 
 FUNCTIONS: dict[str, dict[str, Any]] = {
@@ -886,12 +936,40 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
         ),
         'returns': 'ULONG',
     },
+    'ReportIScsiPersistentLoginsA': {
+        'dll': 'ISCSIDSC.dll',
+        'params': (
+            ('Count', 'ULONG*'),
+            ('PersistentLoginInfo', 'PERSISTENT_ISCSI_LOGIN_INFOA*'),
+            ('BufferSizeInBytes', 'ULONG*'),
+        ),
+        'returns': 'ULONG',
+    },
     'ReportIScsiPersistentLoginsW': {
         'dll': 'ISCSIDSC.dll',
         'params': (
             ('Count', 'ULONG*'),
             ('PersistentLoginInfo', 'PERSISTENT_ISCSI_LOGIN_INFOW*'),
             ('BufferSizeInBytes', 'ULONG*'),
+        ),
+        'returns': 'ULONG',
+    },
+    'LoginIScsiTargetA': {
+        'dll': 'ISCSIDSC.dll',
+        'params': (
+            ('TargetName', 'PSTR'),
+            ('IsInformationalSession', 'BYTE'),
+            ('InitiatorInstance', 'PSTR'),
+            ('InitiatorPortNumber', 'ULONG'),
+            ('TargetPortal', 'ISCSI_TARGET_PORTALA*'),
+            ('SecurityFlags', 'ULONGLONG'),
+            ('Mappings', 'ISCSI_TARGET_MAPPINGA*'),
+            ('LoginOptions', 'ISCSI_LOGIN_OPTIONS*'),
+            ('KeySize', 'ULONG'),
+            ('Key', 'PSTR'),
+            ('IsPersistent', 'BYTE'),
+            ('UniqueSessionId', 'ISCSI_UNIQUE_SESSION_ID*'),
+            ('UniqueConnectionId', 'ISCSI_UNIQUE_SESSION_ID*'),
         ),
         'returns': 'ULONG',
     },
@@ -914,6 +992,19 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
         ),
         'returns': 'ULONG',
     },
+    'AddIScsiStaticTargetA': {
+        'dll': 'ISCSIDSC.dll',
+        'params': (
+            ('TargetName', 'PSTR'),
+            ('TargetAlias', 'PSTR'),
+            ('TargetFlags', 'ULONG'),
+            ('Persist', 'BYTE'),
+            ('Mappings', 'ISCSI_TARGET_MAPPINGA*'),
+            ('LoginOptions', 'ISCSI_LOGIN_OPTIONS*'),
+            ('PortalGroup', 'ISCSI_TARGET_PORTAL_GROUPA*'),
+        ),
+        'returns': 'ULONG',
+    },
     'AddIScsiStaticTargetW': {
         'dll': 'ISCSIDSC.dll',
         'params': (
@@ -925,6 +1016,11 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
             ('LoginOptions', 'ISCSI_LOGIN_OPTIONS*'),
             ('PortalGroup', 'ISCSI_TARGET_PORTAL_GROUPW*'),
         ),
+        'returns': 'ULONG',
+    },
+    'RemoveIScsiStaticTargetA': {
+        'dll': 'ISCSIDSC.dll',
+        'params': (('TargetName', 'PSTR'),),
         'returns': 'ULONG',
     },
     'RemoveIScsiStaticTargetW': {
@@ -1026,6 +1122,8 @@ CONSTANTS: dict[str, int] = {
     'DISP_E_EXCEPTION': -2147352567,
     'DISPATCH_METHOD': 1,
     'DISPATCH_PROPERTYGET': 2,
+    'DISPATCH_PROPERTYPUT': 4,
+    'DISPID_PROPERTYPUT': -3,
     'VT_EMPTY': 0,
     'VT_I4': 3,
     'VT_BSTR': 8,

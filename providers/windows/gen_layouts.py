@@ -36,20 +36,24 @@ STRUCTS = (
     "ISCSI_TARGET_PORTALA", "ISCSI_TARGET_PORTALW", "ISCSI_UNIQUE_SESSION_ID",
     "ISCSI_LOGIN_OPTIONS", "ISCSI_TARGET_MAPPINGA", "ISCSI_TARGET_MAPPINGW", "SCSI_LUN_LIST",
     "PERSISTENT_ISCSI_LOGIN_INFOA", "PERSISTENT_ISCSI_LOGIN_INFOW", "ISCSI_SESSION_INFOW",
-    "ISCSI_CONNECTION_INFOW", "ISCSI_TARGET_PORTAL_GROUPW",
+    "ISCSI_CONNECTION_INFOW", "ISCSI_TARGET_PORTAL_GROUPA", "ISCSI_TARGET_PORTAL_GROUPW",
     "VDS_ISCSI_INITIATOR_ADAPTER_PROP", "VDS_ISCSI_TARGET_PROP", "VDS_ISCSI_PORTAL_PROP",
-    "VDS_ISCSI_PORTALGROUP_PROP", "VDS_IPADDRESS", "VDS_ASYNC_OUTPUT",
+    "VDS_ISCSI_PORTALGROUP_PROP", "VDS_ISCSI_INITIATOR_PORTAL_PROP", "VDS_IPADDRESS",
+    "VDS_ASYNC_OUTPUT",
     "DISPPARAMS", "EXCEPINFO", "VARIANT",
 )
 INTERFACES = (
     "IUnknown", "IDispatch", "IEnumVdsObject", "IVdsServiceLoader", "IVdsService",
     "IVdsServiceIscsi", "IVdsIscsiInitiatorAdapter", "IVdsAsync", "IVdsHwProvider",
     "IVdsSubSystemIscsi", "IVdsIscsiTarget", "IVdsIscsiPortal", "IVdsIscsiPortalGroup",
+    "IVdsIscsiInitiatorPortal",
 )
 FUNCTIONS = (
     "RemoveIScsiPersistentTargetA", "RemoveIScsiPersistentTargetW",
-    "ReportIScsiPersistentLoginsW", "LoginIScsiTargetW", "AddIScsiStaticTargetW",
-    "RemoveIScsiStaticTargetW", "ReportIScsiTargetsW", "ReportIScsiInitiatorListW",
+    "ReportIScsiPersistentLoginsA", "ReportIScsiPersistentLoginsW",
+    "LoginIScsiTargetA", "LoginIScsiTargetW", "AddIScsiStaticTargetA", "AddIScsiStaticTargetW",
+    "RemoveIScsiStaticTargetA", "RemoveIScsiStaticTargetW", "ReportIScsiTargetsW",
+    "ReportIScsiInitiatorListW",
     "GetIScsiSessionListW", "LogoutIScsiTarget",
     "CoInitializeEx", "CoUninitialize", "CoCreateInstance", "CLSIDFromProgID", "CoTaskMemFree",
     "SysAllocString", "SysFreeString", "VariantClear", "GetACP",
@@ -64,7 +68,8 @@ CONSTANTS = (
     "VDS_OT_INIT_ADAPTER", "VDS_E_OBJECT_NOT_FOUND", "VDS_E_OBJECT_DELETED",
     "COINIT_MULTITHREADED", "CLSCTX_LOCAL_SERVER", "CLSCTX_ALL", "RPC_E_CHANGED_MODE",
     "REGDB_E_CLASSNOTREG", "CO_E_CLASSSTRING", "DISP_E_EXCEPTION", "DISPATCH_METHOD",
-    "DISPATCH_PROPERTYGET", "VT_EMPTY", "VT_I4", "VT_BSTR", "VT_DISPATCH", "VT_BOOL",
+    "DISPATCH_PROPERTYGET", "DISPATCH_PROPERTYPUT", "DISPID_PROPERTYPUT", "VT_EMPTY", "VT_I4",
+    "VT_BSTR", "VT_DISPATCH", "VT_BOOL",
 )
 GUIDS = ("CLSID_VdsLoader",)
 

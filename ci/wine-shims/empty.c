@@ -1,0 +1,1 @@
+/* The body of a DLL made only of forwarders (synch.def). */
