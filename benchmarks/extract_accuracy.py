@@ -192,7 +192,7 @@ def report(corpus: dict[str, Any], family: dict[str, Any] | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", default=str(SHARED / "docs-wide"))
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "extract_accuracy.json"))
+    parser.add_argument("--out", default=str(ROOT / "reports" / "extract_accuracy.json"))
     args = parser.parse_args(argv)
     corpus_dir = Path(args.corpus)
     if not (corpus_dir / "truth.yaml").is_file():
