@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pages", type=int, default=3000)
     parser.add_argument("--no-shapes", action="store_true",
                         help="only the original fixtures (the figures before issue 19)")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "extract_throughput.json"))
+    parser.add_argument("--out", default=str(ROOT / "reports" / "extract_throughput.json"))
     args = parser.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, as promised
