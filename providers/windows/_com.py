@@ -10,6 +10,7 @@ IDispatch exceptions) carry the logic and are tested everywhere.
 from __future__ import annotations
 
 import ctypes
+import os
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,11 @@ C = _layouts.CONSTANTS
 # WINFUNCTYPE is stdcall on 32-bit Windows and the one x64 convention elsewhere; Linux has
 # only CFUNCTYPE, which is the same convention as x64 Windows' for the tests' fake objects.
 FUNCTYPE = getattr(ctypes, "WINFUNCTYPE", ctypes.CFUNCTYPE)
+# VDS and Virtual PC are out-of-process servers, activated as CLSCTX_LOCAL_SERVER. The Wine
+# job's COM double (ci/doubles/gen_com_double.py) is an in-process server registered in the
+# prefix: with this variable set to 1 activation may also load an in-process server. Nothing
+# sets it on a real host.
+INPROC_ENV = "CONFORMANCE_WINDOWS_COM_INPROC"
 
 
 # --------------------------------------------------------------------------- HRESULTs
@@ -292,6 +298,8 @@ class Ole:
             raise ComError("CoInitializeEx", hresult)
 
     def create(self, clsid: GUID, interface: str, context: int) -> ComObject:
+        if os.environ.get(INPROC_ENV) == "1":
+            context |= C["CLSCTX_ALL"]
         out = ctypes.c_void_p()
         iid = guid(_structs.iid(interface))
         hresult = u32(self._create(ctypes.byref(clsid), None, context, ctypes.byref(iid),

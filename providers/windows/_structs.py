@@ -39,17 +39,24 @@ class LayoutError(Exception):
     """A type text the builder does not know; the generator and builder disagree."""
 
 
-@cache
 def ctype(text: str) -> Any:
     """One type of the layouts' vocabulary -> its ctypes type (None for VOID)."""
+    if text.endswith("*") and _BUILDING.intersection(_outer_names(text[:-1])):
+        # VARIANT holds VARIANT*: ctypes cannot point at a structure it is still building.
+        # Never cached: VARIANT* elsewhere (DISPPARAMS.rgvarg) is a real pointer, whichever
+        # structure is built first.
+        return ctypes.c_void_p
+    return _ctype(text)
+
+
+@cache
+def _ctype(text: str) -> Any:
     if text == "VOID":
         return None
     if text.endswith("*"):
         target = text[:-1]
         if target == "VOID":
             return ctypes.c_void_p
-        if _BUILDING.intersection(_outer_names(target)):
-            return ctypes.c_void_p  # VARIANT holds VARIANT*: ctypes cannot point at itself
         if target in SCALARS or target in _layouts.STRUCTS or target.endswith("*"):
             return ctypes.POINTER(ctype(target))
         return ctypes.c_void_p  # a pointer to something the backend never reads
