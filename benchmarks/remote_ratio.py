@@ -31,7 +31,7 @@ GOAL = 1.5
 
 def start_agent() -> tuple[subprocess.Popen[str], str]:
     """`conformance agent` on 127.0.0.1, any free port: the process and its address."""
-    agent = subprocess.Popen([sys.executable, "-m", "conformance.agent", "--provider",
+    agent = subprocess.Popen([sys.executable, "-m", "conformance.remote.agent", "--provider",
                               "reference", "--listen", "127.0.0.1:0", "--log-level", "WARNING"],
                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert agent.stdout is not None

@@ -31,11 +31,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from conformance import checks  # noqa: E402
-from conformance.catalog import load_catalog  # noqa: E402
-from conformance.expression import compiled  # noqa: E402
+from conformance.engine.strategies import enumerate_cases, state_of  # noqa: E402
+from conformance.engine.world import Unknown, unknown_id  # noqa: E402
 from conformance.provider import load  # noqa: E402
-from conformance.strategies import enumerate_cases, state_of  # noqa: E402
-from conformance.world import Unknown, unknown_id  # noqa: E402
+from conformance.spec.catalog import load_catalog  # noqa: E402
+from conformance.spec.expression import compiled  # noqa: E402
 
 
 @dataclass
@@ -123,9 +123,9 @@ def planned_run(quick: bool) -> list[Figure]:
 
 
 def _planning_seconds() -> float:
-    from conformance.operations import Costs
-    from conformance.plan import Context, plan_spec
-    from conformance.strategies import Allowed
+    from conformance.engine.operations import Costs
+    from conformance.engine.plan import Context, plan_spec
+    from conformance.engine.strategies import Allowed
 
     catalog = load_catalog()
     caps = load("reference").capabilities()
@@ -172,7 +172,7 @@ def _prediction_seconds(subjects: list[checks.Subject], rounds: int) -> float:
 
 def cel_translation(quick: bool) -> list[Figure]:
     """The oracle's predictions with each rule's Python translation, and with `cel` alone: the
-    measured reason the translation exists (conformance/expression.py)."""
+    measured reason the translation exists (conformance/spec/expression.py)."""
     _, subjects = _subjects(10)
     rounds = 3 if quick else 10
     translated = _prediction_seconds(subjects, rounds)
@@ -312,15 +312,15 @@ SCALE_SCRIPT = """
 import resource, sys, time
 sys.path.insert(0, {root!r})
 started, cpu = time.perf_counter(), time.process_time()
-from conformance.catalog import load_catalog
+from conformance.spec.catalog import load_catalog
 catalog = load_catalog([{specs!r}])
 loaded, loaded_cpu = time.perf_counter() - started, time.process_time() - cpu
 import pytest
-from conformance.plugin import ConformanceSession
+from conformance.runner.plugin import ConformanceSession
 from conformance.provider import load
 from pathlib import Path
 session = ConformanceSession(catalog, load("reference"), "reference", Path({out!r}))
-from conformance.cli import collection_args
+from conformance.cli.main import collection_args
 files = sorted({{s.file for s in catalog.specs.values()}})
 started, cpu = time.perf_counter(), time.process_time()
 code = pytest.main([*collection_args(files), "--collect-only", "-p", "no:terminal",

@@ -86,7 +86,7 @@ def load(spec: str, **options: Any) -> Provider:
     """Instantiate a provider from a name, 'pkg.module:Class', 'path/to/file.py:Class',
     'remote+tcp://HOST:PORT', 'remote+stdio:COMMAND' or 'replay:CASSETTE'."""
     if spec.startswith(REMOTE_SCHEMES):
-        from conformance.remote import open_remote
+        from conformance.remote.client import open_remote
 
         return open_remote(spec, **options)
     options.pop("token_file", None)  # only remote providers take a token

@@ -2,7 +2,7 @@
 with the bound the harness must keep against it.
 
 Every case drives the harness as a user would (`python -m conformance ...`, `python -m
-conformance.agent ...` in child processes), so the same corpus measures this checkout and an
+conformance.remote.agent ...` in child processes), so the same corpus measures this checkout and an
 older one (`benchmarks/reliability.py --before REF`). A case returns an `Outcome`: whether the
 bound held and one line saying what happened. Each child process has a wall-clock cap, so a
 harness that hangs is a broken bound, not a hung corpus.
@@ -566,7 +566,7 @@ def _agent(ctx: Context, *extra: str,
     token.write_text(TOKEN + "\n", encoding="utf-8")
     token.chmod(0o600)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "conformance.agent", "--provider", provider, "--listen",
+        [sys.executable, "-m", "conformance", "agent", "--provider", provider, "--listen",
          "127.0.0.1:0", "--token-file", str(token), "--log-level", "ERROR", *extra],
         cwd=ctx.tmp, env=ctx.tree.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         text=True, start_new_session=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conformance import catalog as catalog_module
+from conformance.spec import catalog as catalog_module
 
 
 @contextlib.contextmanager

@@ -25,28 +25,28 @@ import pytest
 from conformance_providers.reference import ReferenceProvider
 from support import catalog_parsed_once, verdicts
 
-from conformance import agent, protocol
-from conformance.agent import AgentConfig, AgentServer, make_tcp_server
 from conformance.cli import main
-from conformance.protocol import (
-    LineReader,
-    MessageTooLarge,
-    ProtocolError,
-    RemoteProviderError,
-    TruncatedMessage,
-)
+from conformance.engine.world import _guard
 from conformance.provider import Outcome, ProviderUnavailable, Unsupported
-from conformance.remote import (
+from conformance.remote import agent, protocol
+from conformance.remote.agent import AgentConfig, AgentServer, make_tcp_server
+from conformance.remote.client import (
     CassetteMismatch,
     CassetteProvider,
     RecordingProvider,
     RemoteProvider,
     open_remote,
 )
-from conformance.world import _guard
+from conformance.remote.protocol import (
+    LineReader,
+    MessageTooLarge,
+    ProtocolError,
+    RemoteProviderError,
+    TruncatedMessage,
+)
 
 LOGOUT = "IVdsIscsiInitiatorAdapter::LogoutFromTarget"
-AGENT = [sys.executable, "-m", "conformance.agent", "--log-level", "WARNING"]
+AGENT = [sys.executable, "-m", "conformance.remote.agent", "--log-level", "WARNING"]
 TOKEN = "s3cret-token-for-tests"
 
 # Providers the agent serves in these tests; written to tmp_path, loaded as file.py:Class.
@@ -158,7 +158,7 @@ def still_serving(server: AgentServer, token: str | None = TOKEN) -> None:
 def shim(folder: Path, body: str) -> str:
     """A provider file whose class P builds the provider under test; returns 'file.py:P'."""
     path = folder / f"shim_{abs(hash(body))}.py"
-    path.write_text("from conformance.remote import *\nimport sys\n\n"
+    path.write_text("from conformance.remote.client import *\nimport sys\n\n"
                     f"class P:\n    def __new__(cls):\n        return {body}\n", encoding="utf-8")
     return f"{path}:P"
 
@@ -416,7 +416,7 @@ def guarded() -> Iterator[AgentServer]:
 def test_a_bad_token_is_refused_and_logged(guarded: AgentServer, token: str | None, reason: str,
                                            caplog: pytest.LogCaptureFixture) -> None:
     client = Raw(guarded)
-    with caplog.at_level(logging.WARNING, logger="conformance.agent"):
+    with caplog.at_level(logging.WARNING, logger="conformance.remote.agent"):
         answer = client.hello(token)
         assert answer is not None and answer["refused"].startswith(reason)
         assert client.read() is None

@@ -13,10 +13,10 @@ import pytest
 from conformance_providers.reference import ReferenceProvider
 from support import cli
 
-from conformance.arrivals import BEGIN, END, render
-from conformance.catalog import load_catalog
-from conformance.domain import FAULT_STEP
+from conformance.cli.arrivals import BEGIN, END, render
 from conformance.provider import Outcome
+from conformance.spec.catalog import load_catalog
+from conformance.spec.domain import FAULT_STEP
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "writing-a-provider.md"
 LOG = "CONFORMANCE_ARRIVALS_LOG"  # where Recording writes (the run imports this file anew)
@@ -46,7 +46,7 @@ class Recording(ReferenceProvider):
 def test_the_guide_shows_the_generated_tables() -> None:
     text = GUIDE.read_text(encoding="utf-8")
     shown = text[text.index(BEGIN):text.index(END) + len(END)]
-    assert shown == render(load_catalog()), "run python -m conformance.arrivals and paste"
+    assert shown == render(load_catalog()), "run python -m conformance.cli.arrivals and paste"
 
 
 def test_the_engine_sends_what_the_tables_say(tmp_path: Path,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conformance.baseline import (
+from conformance.reporting.baseline import (
     Baseline,
     Entry,
     apply_baseline,
@@ -20,7 +20,7 @@ from conformance.baseline import (
     load_baseline,
     write_baseline,
 )
-from conformance.source import SourceError
+from conformance.spec.source import SourceError
 
 TODAY = dt.date(2025, 6, 1)
 OK = "IFoo::Bar::scenario::works"

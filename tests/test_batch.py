@@ -20,13 +20,19 @@ from typing import Any
 import pytest
 from conformance_providers.reference import ReferenceProvider
 
-from conformance import checks, protocol
-from conformance.agent import AgentConfig, make_tcp_server
-from conformance.catalog import Catalog, load_catalog
-from conformance.checks import looking_ahead, scenario_args
+from conformance.engine import checks
+from conformance.engine.checks import looking_ahead, scenario_args
+from conformance.engine.world import ProviderError, Then, World
 from conformance.provider import Outcome, Provider, Unsupported
-from conformance.remote import AHEAD_CASES, CassetteProvider, RecordingProvider, RemoteProvider
-from conformance.world import ProviderError, Then, World
+from conformance.remote import protocol
+from conformance.remote.agent import AgentConfig, make_tcp_server
+from conformance.remote.client import (
+    AHEAD_CASES,
+    CassetteProvider,
+    RecordingProvider,
+    RemoteProvider,
+)
+from conformance.spec.catalog import Catalog, load_catalog
 
 LOGIN = "LoginIScsiTargetW"
 SAVES_ON_PORT = "IsPersistent saves the login on the port and portal given"

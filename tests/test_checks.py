@@ -1,7 +1,7 @@
 """Every check kind can fail: broken providers run through the real `conformance run`.
 
 Each broken provider (tests/broken_providers.py) breaks one thing; these tests run it through
-`conformance.cli.main` in-process, selected with `-k` to the method it breaks, and read what
+`conformance.cli.main.main` in-process, selected with `-k` to the method it breaks, and read what
 a user would read: the exit code, results.json and results.jsonl.
 """
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from conformance.cli import build_parser
+from conformance.cli.main import build_parser
 
 WORKFLOW = Path(__file__).resolve().parents[1] / "examples" / "github-actions" / "conformance.yml"
 

@@ -18,11 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conformance import expression
-from conformance.catalog import load_catalog
-from conformance.expression import Expression, Scope, compiled, translate
-from conformance.oracle import Oracle
-from conformance.strategies import cases, state_of
+from conformance.engine.oracle import Oracle
+from conformance.engine.strategies import cases, state_of
+from conformance.spec import expression
+from conformance.spec.catalog import load_catalog
+from conformance.spec.expression import Expression, Scope, compiled, translate
 
 VARIABLES: dict[str, Any] = {
     "x": 7, "y": -3, "zero": 0, "big": 2**63, "top": 2**63 - 1, "f": 1.5, "s": "ab",
@@ -312,7 +312,7 @@ def test_a_tuple_result_reads_as_cels_list() -> None:
 
 def test_the_translation_can_be_turned_off() -> None:
     env = {**os.environ, "CONFORMANCE_CEL": "reference"}
-    code = ("from conformance.expression import compiled, ENABLED; "
+    code = ("from conformance.spec.expression import compiled, ENABLED; "
             "assert not ENABLED and compiled('1 == 1').fast is None; print('ok')")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, check=False)
@@ -323,7 +323,7 @@ def test_the_translation_can_be_turned_off() -> None:
 def test_a_rule_with_a_repeated_group_cannot_hang_the_harness() -> None:
     """`'aaaa…a!'.matches('^(a+)+$')`: Python's `re` backtracks exponentially (24 a's took
     23 s); such patterns go to `cel`, whose engine is linear in the text."""
-    from conformance.expression import _regex
+    from conformance.spec.expression import _regex
 
     assert _regex("^(a+)+$") == (None, False)
     assert _regex("(a|aa)*b")[0] is None
@@ -336,7 +336,7 @@ def test_a_rule_with_a_repeated_group_cannot_hang_the_harness() -> None:
 def test_nested_comprehensions_are_bounded_on_both_engines() -> None:
     """A depth-3 `.map` over three 250-element lists took the harness to 2.56 GB: every
     evaluation may visit at most ITERATION_LIMIT elements, on the translation and before cel."""
-    from conformance.expression import ITERATION_LIMIT, CostExceeded
+    from conformance.spec.expression import ITERATION_LIMIT, CostExceeded
 
     source = "state.a.map(x, state.a.map(y, state.a.map(z, x + y + z))).size()"
     big = Scope({"state": {"a": list(range(250))}}, {})
@@ -365,7 +365,7 @@ def test_an_invariant_too_costly_on_what_the_provider_shows_says_so() -> None:
     the invariant, the rows and the bound instead of claiming the invariant does not hold."""
     from pathlib import Path
 
-    from conformance.domain import load_domain
+    from conformance.spec.domain import load_domain
 
     domain = load_domain(Path(__file__).resolve().parents[1] / "specs/domains/vds-iscsi.yaml")
     targets = [{"id": f"t{i}"} for i in range(1100)]

@@ -18,8 +18,8 @@ from conformance_providers.reference import ReferenceProvider
 from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis import strategies as st
 
-from conformance.catalog import Catalog, default_specs_dir, load_catalog
-from conformance.checks import (
+from conformance.cli import main
+from conformance.engine.checks import (
     PASSED,
     Settings,
     Subject,
@@ -28,15 +28,15 @@ from conformance.checks import (
     check_scenario,
     kinds_for,
 )
-from conformance.cli import main
-from conformance.domain import Domain
+from conformance.engine.replay import replay
+from conformance.engine.sequences import check_sequences
+from conformance.engine.stateful import check_stateful
+from conformance.engine.strategies import Pool, draw_new_step, param_strategy
+from conformance.engine.world import OUT
 from conformance.provider import Outcome, Provider, Unsupported
-from conformance.replay import replay
-from conformance.sequences import check_sequences
-from conformance.spec import Spec
-from conformance.stateful import check_stateful
-from conformance.strategies import Pool, draw_new_step, param_strategy
-from conformance.world import OUT
+from conformance.spec.catalog import Catalog, default_specs_dir, load_catalog
+from conformance.spec.domain import Domain
+from conformance.spec.model import Spec
 
 FAMILY = "iscsi-discovery"
 SPECS = default_specs_dir() / "iscsi"

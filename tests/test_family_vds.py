@@ -19,14 +19,14 @@ from conformance_providers.reference import ReferenceProvider
 from conformance_providers.reference._vds import VDS_E_OBJECT_DELETED, VdsWorld, guid_key
 from conformance_providers.reference._world import direct
 
-from conformance.catalog import Catalog, load_catalog
-from conformance.checks import scenario_args, slug
 from conformance.cli import main
-from conformance.domain import ANY, Domain
-from conformance.oracle import Oracle
+from conformance.engine.checks import scenario_args, slug
+from conformance.engine.oracle import Oracle
+from conformance.engine.strategies import Pool
 from conformance.provider import Outcome
-from conformance.spec import Scenario, Spec
-from conformance.strategies import Pool
+from conformance.spec.catalog import Catalog, load_catalog
+from conformance.spec.domain import ANY, Domain
+from conformance.spec.model import Scenario, Spec
 
 SPECS = Path(__file__).resolve().parents[1] / "specs" / "vds"
 FAMILY = "vds-iscsi"

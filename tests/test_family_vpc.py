@@ -22,16 +22,16 @@ from hypothesis import HealthCheck, find, settings
 from hypothesis import strategies as st
 from support import catalog_parsed_once
 
-from conformance import catalog as catalog_module
-from conformance.catalog import Catalog
-from conformance.checks import Settings, Subject, slug
 from conformance.cli import main
+from conformance.engine.checks import Settings, Subject, slug
+from conformance.engine.replay import replay
+from conformance.engine.stateful import callable_subjects
+from conformance.engine.strategies import Pool, draw_args, state_of
+from conformance.engine.world import OUT
 from conformance.provider import Outcome
-from conformance.replay import replay
-from conformance.spec import Spec
-from conformance.stateful import callable_subjects
-from conformance.strategies import Pool, draw_args, state_of
-from conformance.world import OUT
+from conformance.spec import catalog as catalog_module
+from conformance.spec.catalog import Catalog
+from conformance.spec.model import Spec
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 # win32metadata does not cover Virtual PC: its codes are checked against this page instead.

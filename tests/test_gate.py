@@ -1,7 +1,7 @@
 """A gate gives the same verdict every time: sequences by plan, exploration apart, what it
 finds saved and replayed, baselines that agree in every report, the fix loop.
 
-Runs go through `conformance.cli.main` in-process, in a folder of their own (regressions are
+Runs go through `conformance.cli.main.main` in-process, in a folder of their own (regressions are
 kept beside where a run starts), and read what a user reads.
 """
 

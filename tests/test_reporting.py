@@ -1,6 +1,6 @@
 """The reports read the same results.json a run writes: report.html, junit.xml, allure-results.
 
-Real runs (`conformance.cli.main` in-process, quick profile, one or two methods) feed the
+Real runs (`conformance.cli.main.main` in-process, quick profile, one or two methods) feed the
 tests that check counts; a hand-built summary full of hostile strings feeds the escaping
 tests, since no real provider should be needed to prove the page is safe.
 """
@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from conformance.catalog import load_catalog
 from conformance.cli import main
 from conformance.reporting import allure as allure_module
 from conformance.reporting import (
@@ -30,6 +29,7 @@ from conformance.reporting import (
     write_junit,
     write_reports,
 )
+from conformance.spec.catalog import load_catalog
 
 LOGOUT = "IVdsIscsiInitiatorAdapter::LogoutFromTarget"
 REMOVE_PORTAL = "IVdsIscsiPortalGroup::RemovePortal"

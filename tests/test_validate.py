@@ -17,9 +17,9 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from conformance import validate
-from conformance.catalog import default_specs_dir, load_catalog, spec_files
-from conformance.source import SourceError, load_file, load_text
+from conformance.spec import validate
+from conformance.spec.catalog import default_specs_dir, load_catalog, spec_files
+from conformance.spec.source import SourceError, load_file, load_text
 
 SPECS = default_specs_dir()
 LOGOUT = "vds/IVdsIscsiInitiatorAdapter.LogoutFromTarget.yaml"

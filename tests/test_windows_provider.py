@@ -59,10 +59,10 @@ from conformance_providers.windows._iscsi import (
 from conformance_providers.windows._vds import LoginRequest, ip_text
 from conformance_providers.windows._vpc import MISSING
 
-from conformance.catalog import load_catalog
-from conformance.checks import PASSED, Subject, Verdict, check_scenario
+from conformance.engine.checks import PASSED, Subject, Verdict, check_scenario
+from conformance.engine.replay import ReproError, replay
 from conformance.provider import Outcome, ProviderUnavailable, Unsupported, load
-from conformance.replay import ReproError, replay
+from conformance.spec.catalog import load_catalog
 
 needs_windows = pytest.mark.skipif(sys.platform != "win32", reason="needs Windows")
 not_windows = pytest.mark.skipif(sys.platform == "win32", reason="checks the non-Windows path")
@@ -1394,9 +1394,9 @@ def test_a_host_with_no_config_and_no_apis_is_not_applicable_never_failed() -> N
     the planned family sequences and the exploring machines included, passes or is not
     applicable; none fails (the machine used to send steps that named an object whose own
     step was Unsupported)."""
-    from conformance.checks import Settings, Target, kinds_for
-    from conformance.sequences import check_sequences
-    from conformance.stateful import check_stateful
+    from conformance.engine.checks import Settings, Target, kinds_for
+    from conformance.engine.sequences import check_sequences
+    from conformance.engine.stateful import check_stateful
 
     windows = WindowsProvider.with_apis(config={}, iscsi=FakeIscsi(), vds=None, vpc=None)
     catalog = load_catalog()
@@ -1431,9 +1431,27 @@ def test_a_host_with_no_config_and_no_apis_is_not_applicable_never_failed() -> N
 
 
 def _verdict(run: Callable[[], Verdict]) -> Verdict:
-    from conformance.checks import NotApplicable
+    from conformance.engine.checks import NotApplicable
 
     try:
         return run()
     except (NotApplicable, Unsupported) as exc:
         return Verdict("not_applicable", str(exc))
+
+
+def test_a_pointer_to_a_structure_is_a_pointer_whichever_structure_is_built_first() -> None:
+    """VARIANT holds a VARIANT* (laid out as a plain pointer while VARIANT is being built);
+    that placeholder once stayed in the type cache, so a process that built VARIANT before
+    DISPPARAMS got DISPPARAMS.rgvarg as c_void_p and every IDispatch::Invoke raised TypeError
+    (found by the COM double under Wine). Each order in a fresh process."""
+    import subprocess
+
+    probe = ("from conformance_providers.windows import _structs\n"
+             "import sys\n"
+             "for name in sys.argv[1:]:\n"
+             "    _structs.struct(name)\n"
+             "print(dict(_structs.struct('DISPPARAMS')._fields_)['rgvarg'].__name__)\n")
+    for order in (["VARIANT", "DISPPARAMS"], ["DISPPARAMS", "VARIANT"]):
+        found = subprocess.run([sys.executable, "-c", probe, *order], capture_output=True,
+                               text=True, check=True).stdout.strip()
+        assert found == "LP_VARIANT", order

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from conformance_providers.reference import ReferenceProvider
 
-from conformance.catalog import Catalog, load_catalog
-from conformance.checks import Subject, effective, out_param_problem
-from conformance.domain import Domain
-from conformance.oracle import Oracle, OracleError, ansi_function
+from conformance.engine.checks import Subject, effective, out_param_problem
+from conformance.engine.oracle import Oracle, OracleError, ansi_function
+from conformance.engine.world import OUT, ProviderError, Unknown, World, check_outcome
 from conformance.provider import Outcome, Provider, Unsupported
-from conformance.spec import Param, Rule, Spec
-from conformance.world import OUT, ProviderError, Unknown, World, check_outcome
+from conformance.spec.catalog import Catalog, load_catalog
+from conformance.spec.domain import Domain
+from conformance.spec.model import Param, Rule, Spec
 
 LOGOUT = "IVdsIscsiInitiatorAdapter::LogoutFromTarget"
 REMOVE_PORTAL = "IVdsIscsiPortalGroup::RemovePortal"

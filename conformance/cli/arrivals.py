@@ -1,17 +1,18 @@
 """What a provider receives: each family's `setup()` steps and `call()` arguments, described
 from the domain files and the specs, so that the provider guide's tables cannot drift from
-what the engine sends (`python -m conformance.arrivals` prints them; tests/test_arrivals.py
+what the engine sends (`python -m conformance.cli.arrivals` prints them; tests/test_arrivals.py
 holds the guide to them and the engine to the guide)."""
 
 from __future__ import annotations
 
 import sys
 
-from conformance.catalog import Catalog, load_catalog
-from conformance.domain import ANY, Domain, FieldType
-from conformance.spec import Param, Spec
+from conformance.spec.catalog import Catalog, load_catalog
+from conformance.spec.domain import ANY, Domain, FieldType
+from conformance.spec.model import Param, Spec
 
-BEGIN, END = "<!-- arrivals: begin (python -m conformance.arrivals) -->", "<!-- arrivals: end -->"
+BEGIN = "<!-- arrivals: begin (python -m conformance.cli.arrivals) -->"
+END = "<!-- arrivals: end -->"
 
 ID_FORMS = {  # how an id of each `id:` type arrives, returned or never returned
     "guid": ("a GUID string your `setup()` returned", "a GUID string it never returned"),

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from conformance.catalog import Catalog
-from conformance.domain import FAULT_STEP, Domain
+from conformance.engine.strategies import representatives
+from conformance.engine.world import ProviderError, World
 from conformance.provider import Provider, Unsupported
-from conformance.strategies import representatives
-from conformance.world import ProviderError, World
+from conformance.spec.catalog import Catalog
+from conformance.spec.domain import FAULT_STEP, Domain
 
 OK, UNSUPPORTED, RAISED, MISSING = "ok", "unsupported", "raised", "not in capabilities"
 

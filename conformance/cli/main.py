@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_FAILS, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
-DEFAULT_CHECK_TIMEOUT = 300.0  # as conformance.budget (not imported: keep `--help` light)
+DEFAULT_CHECK_TIMEOUT = 300.0  # as conformance.engine.budget (not imported: keep `--help` light)
 
 
 def budget_option(text: str) -> Any:
-    """--budget: a time or a number of operations (conformance.operations.parse_budget)."""
-    from conformance.operations import parse_budget
+    """--budget: a time or a number of operations (conformance.engine.operations.parse_budget)."""
+    from conformance.engine.operations import parse_budget
 
     try:
         return parse_budget(text)
@@ -56,8 +56,8 @@ def memory_size(text: str) -> int:
     return size
 
 
-DELEGATED = {"extract": "conformance.extract", "verify-metadata": "conformance.metadata",
-             "agent": "conformance.agent"}
+DELEGATED = {"extract": "conformance.extract", "verify-metadata": "conformance.spec.metadata",
+             "agent": "conformance.remote.agent"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,8 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from conformance.catalog import load_catalog
-    from conformance.source import SourceError
+    from conformance.spec.catalog import load_catalog
+    from conformance.spec.source import SourceError
 
     try:
         catalog = load_catalog(args.paths or None)
@@ -272,11 +272,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"{len(exc.problems)} problem(s)", file=sys.stderr)
         return EXIT_USAGE
     codes = sum(len(s.codes) for s in catalog.specs.values())
-    from conformance.validate import cost_warnings
+    from conformance.spec.validate import cost_warnings
 
     warnings = cost_warnings(catalog)
     if not args.no_reach:
-        from conformance.plan import rule_warnings
+        from conformance.engine.plan import rule_warnings
 
         warnings += rule_warnings(catalog)
     for warning in warnings:
@@ -288,8 +288,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from conformance.checks import Settings
-    from conformance.replay import ReproError, load_repro, replay
+    from conformance.engine.checks import Settings
+    from conformance.engine.replay import ReproError, load_repro, replay
 
     try:
         repro = load_repro(args.file)
@@ -312,7 +312,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from conformance.doctor import RAISED, diagnose, render
+    from conformance.cli.doctor import RAISED, diagnose, render
 
     loaded = _catalog_and_provider(args.specs, args.family, args.provider, None)
     if isinstance(loaded, int):
@@ -328,8 +328,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_init_provider(args: argparse.Namespace) -> int:
-    from conformance.catalog import load_catalog
-    from conformance.scaffold import ScaffoldError, write_skeleton
+    from conformance.cli.scaffold import ScaffoldError, write_skeleton
+    from conformance.spec.catalog import load_catalog
 
     catalog = load_catalog()
     try:
@@ -370,12 +370,12 @@ def cmd_providers(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import pytest
 
-    from conformance.plugin import ConformanceSession
+    from conformance.engine.regressions import RegressionError
     from conformance.provider import ProviderUnavailable, load
-    from conformance.regressions import RegressionError
-    from conformance.remote import is_local, isolated
-    from conformance.results import run_verdict
-    from conformance.source import SourceError
+    from conformance.remote.client import is_local, isolated
+    from conformance.reporting.results import run_verdict
+    from conformance.runner.plugin import ConformanceSession
+    from conformance.spec.source import SourceError
 
     if args.isolate and args.in_process:
         print("--isolate and --in-process contradict each other (isolation is the default)",
@@ -408,7 +408,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
             return EXIT_USAGE
         if args.record:
-            from conformance.remote import RecordingProvider
+            from conformance.remote.client import RecordingProvider
 
             provider = RecordingProvider(
                 provider, args.record, parts=bool(args.workers),
@@ -428,7 +428,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if baseline is not None:
         session.retry = {e.check for e in baseline.flaky}
     if args.rerun_failed:
-        from conformance.diff import DiffError, checks_of, load_run
+        from conformance.reporting.diff import DiffError, checks_of, load_run
 
         try:
             earlier = load_run(Path(args.rerun_failed))
@@ -478,14 +478,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.compare:
         comparison = _compare(session.summary, args.compare, out)
         if comparison is not None:
-            from conformance.diff import render
+            from conformance.reporting.diff import render
 
             print(render(comparison))
     _write_reports(session.summary, out, catalog, args.allure)
     verdict = run_verdict(session.summary)
     print_summary(session.summary, verdict, out)
     if args.write_baseline:
-        from conformance.baseline import write_baseline
+        from conformance.reporting.baseline import write_baseline
 
         print(f"baseline: {write_baseline(session.summary, args.write_baseline, keep=baseline)}")
     if gate is not None:
@@ -522,7 +522,7 @@ def pytest_selection(catalog: Any, keyword: str | None, verbose: bool = False) -
 
 def cmd_diff(args: argparse.Namespace) -> int:
     """`conformance diff OLD NEW`: exit 1 when a check is newly failing, else 0."""
-    from conformance.diff import DiffError, compare, load_run, render
+    from conformance.reporting.diff import DiffError, compare, load_run, render
 
     try:
         diff = compare(load_run(Path(args.old)), load_run(Path(args.new)), args.old, args.new)
@@ -536,7 +536,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def cmd_regressions(args: argparse.Namespace) -> int:
     """`conformance regressions`: each saved case, its check, where and when it was found;
     with --provider, whether it still fails (exit 1 while one does)."""
-    from conformance.regressions import DEFAULT_FOLDER, RegressionError, load
+    from conformance.engine.regressions import DEFAULT_FOLDER, RegressionError, load
 
     folder = Path(args.regressions) if args.regressions else Path.cwd() / DEFAULT_FOLDER
     try:
@@ -565,8 +565,8 @@ def cmd_regressions(args: argparse.Namespace) -> int:
 
 def _replay_all(args: argparse.Namespace, saved: list[Any], statuses: dict[str, str]
                 ) -> int | None:
-    from conformance.checks import Settings
-    from conformance.replay import ReproError, replay
+    from conformance.engine.checks import Settings
+    from conformance.engine.replay import ReproError, replay
 
     loaded = _catalog_and_provider(args.specs, None, args.provider, args.token_file)
     if isinstance(loaded, int):
@@ -589,9 +589,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     (the provider is asked for its capabilities only)."""
     import pytest
 
-    from conformance.plugin import ConformanceSession
     from conformance.provider import ProviderUnavailable, load
-    from conformance.remote import is_local, isolated
+    from conformance.remote.client import is_local, isolated
+    from conformance.runner.plugin import ConformanceSession
 
     catalog = _catalog(args.specs, args.family)
     if catalog is None:
@@ -617,7 +617,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if session.plan is None:
         print(f"no plan was made (pytest exit {int(code)})", file=sys.stderr)
         return EXIT_USAGE
-    from conformance.plan import render_plan
+    from conformance.engine.plan import render_plan
 
     if args.json:
         print(json.dumps({"provider": args.provider, "profile": args.profile,
@@ -639,7 +639,7 @@ def _run_settings(args: argparse.Namespace, provider: Any) -> str | None:
     """Settle the seed, profile and code page: a replayed cassette gives those it was recorded
     with (a different one given here is an error: the run would ask for exchanges the cassette
     does not hold); a recorded run without --seed draws one, so that it can be replayed."""
-    from conformance.remote import CassetteProvider, cassette_of
+    from conformance.remote.client import CassetteProvider, cassette_of
 
     cassette = cassette_of(provider)
     if isinstance(cassette, CassetteProvider):
@@ -738,8 +738,8 @@ def _catalog_and_provider(specs: list[str] | None, families: list[str] | None, p
 def _catalog(specs: list[str] | None, families: list[str] | None = None) -> Any:
     """The catalog (of `families` only, when given), or None after printing every problem
     (`file:line: path: message`) or the unknown family."""
-    from conformance.catalog import load_catalog
-    from conformance.source import SourceError
+    from conformance.spec.catalog import load_catalog
+    from conformance.spec.source import SourceError
 
     try:
         return load_catalog(specs).of_families(families)
@@ -755,15 +755,15 @@ def _catalog(specs: list[str] | None, families: list[str] | None = None) -> Any:
 def _load_baseline(path: str | None):
     if path is None:
         return None
-    from conformance.baseline import load_baseline
+    from conformance.reporting.baseline import load_baseline
 
     return load_baseline(path)
 
 
 def _compare(summary: dict[str, Any], old: str, out: Path) -> dict[str, Any] | None:
     """The run against an earlier one, kept in results.json as `comparison`."""
-    from conformance.diff import DiffError, compare, load_run
-    from conformance.results import write_summary
+    from conformance.reporting.diff import DiffError, compare, load_run
+    from conformance.reporting.results import write_summary
 
     try:
         summary["comparison"] = compare(load_run(Path(old)), summary, old, str(out))
@@ -779,8 +779,8 @@ def _gate(summary: dict[str, Any], baseline, path: str, out: Path):
     kept in results.json as `gate` so that every report shows the gate's verdict."""
     from datetime import date
 
-    from conformance.baseline import apply_baseline
-    from conformance.results import write_summary
+    from conformance.reporting.baseline import apply_baseline
+    from conformance.reporting.results import write_summary
 
     outcome = apply_baseline(summary, baseline, date.today())
     summary["gate"] = outcome.as_dict(path)
@@ -798,7 +798,7 @@ def _write_reports(summary: dict[str, Any], out: Path, catalog, allure: bool) ->
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from conformance.results import (
+    from conformance.reporting.results import (
         merge_streams,
         read_stream,
         run_verdict,
@@ -846,7 +846,7 @@ def print_summary(summary: dict[str, Any], verdict: str, out: Path) -> None:
     for check in failures:
         print(f"FAILED {check['name']}\n  {check['message']}")
         if check.get("repro"):
-            from conformance.checks import slug
+            from conformance.engine.checks import slug
 
             path = out / "repro" / f"{slug(check['name'])}.yaml"
             provider = shlex.quote(str(summary.get("provider_path") or summary.get("provider")))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from conformance.catalog import Catalog
+from conformance.spec.catalog import Catalog
 
 
 class ScaffoldError(Exception):

@@ -23,9 +23,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from conformance.operations import Tally, request_kind
+from conformance.engine.operations import Tally, request_kind
 from conformance.provider import Outcome, Provider
-from conformance.remote import CallTimedOut
+from conformance.remote.client import CallTimedOut
 
 DEFAULT_CHECK_TIMEOUT = 300.0  # seconds per check (`--check-timeout`; 0: none)
 

@@ -22,24 +22,24 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis.database import ExampleDatabase
 from hypothesis.errors import Flaky, FlakyFailure, Unsatisfiable
 
-from conformance.codes import (
+from conformance.engine.executions import Call, Execution, Executions, execute
+from conformance.engine.operations import Costs
+from conformance.engine.oracle import Oracle, OracleError
+from conformance.engine.plan import Context as PlanContext
+from conformance.engine.plan import SpecPlan, plan_spec
+from conformance.engine.strategies import Allowed, Case, call_args, cases, state_of
+from conformance.engine.world import OUT, ProviderError, Then, Unknown, World
+from conformance.provider import Outcome, Provider, Unsupported
+from conformance.spec.codes import (
     CodeTable,
     failed,
     hex32,
     is_microsoft_hresult_failure,
     is_plain_win32,
 )
-from conformance.domain import Domain
-from conformance.engine import Call, Execution, Executions, execute
-from conformance.observed import ObservedPolicy
-from conformance.operations import Costs
-from conformance.oracle import Oracle, OracleError
-from conformance.plan import Context as PlanContext
-from conformance.plan import SpecPlan, plan_spec
-from conformance.provider import Outcome, Provider, Unsupported
-from conformance.spec import DIRECT, Scenario, Spec
-from conformance.strategies import Allowed, Case, call_args, cases, state_of
-from conformance.world import OUT, ProviderError, Then, Unknown, World
+from conformance.spec.domain import Domain
+from conformance.spec.model import DIRECT, Scenario, Spec
+from conformance.spec.observed import ObservedPolicy
 
 PASSED, FAILED, NOT_APPLICABLE, ERROR = "passed", "failed", "not_applicable", "error"
 
@@ -668,7 +668,7 @@ def replay_regressions(target: Target, subject: Subject | None
                        ) -> tuple[Verdict | None, list[dict[str, str]]]:
     """The saved regressions of this check, replayed first: the verdict of the first that
     still fails (None when none does), and how each went."""
-    from conformance.replay import ReproError, replay
+    from conformance.engine.replay import ReproError, replay
 
     outcomes: list[dict[str, str]] = []
     for regression in target.regressions:
@@ -782,7 +782,7 @@ def target_codes(score: float) -> None:
 def found_by_exploration(config: Settings, check: str, method: str,
                          exc: CheckFailed) -> Verdict:
     """An exploration failure: saved as a regression of `check` (when the run keeps them)."""
-    from conformance import regressions
+    from conformance.engine import regressions
 
     note = ""
     if config.regressions is not None and exc.repro is not None:
@@ -1026,7 +1026,7 @@ def run_scenario(target: Target) -> Verdict:
 
 def check_sequence(target: Target) -> Verdict:
     """A scenario of several calls: run as its reproduction would be replayed."""
-    from conformance.replay import ReplayUnsupported, replay
+    from conformance.engine.replay import ReplayUnsupported, replay
 
     subject, scenario = target.subject, target.scenario
     assert subject is not None and scenario is not None
@@ -1050,8 +1050,8 @@ def check_sequence(target: Target) -> Verdict:
 
 def run_family(target: Target) -> Verdict:
     """The family check: the saved regressions, then its planned sequences
-    (conformance.sequences); exploring (case `explore`), the family's hypothesis machine."""
-    from conformance.sequences import check_sequences
+    (conformance.engine.sequences); exploring (case `explore`), the family's hypothesis machine."""
+    from conformance.engine.sequences import check_sequences
 
     assert target.domain is not None
     if target.case == KINDS["stateful"].explore_case:
@@ -1068,7 +1068,7 @@ def run_family(target: Target) -> Verdict:
 def explore_family(target: Target) -> Verdict:
     """The family's hypothesis machine (seeded); a failure, minimized, is saved as a
     regression of the family check."""
-    from conformance.stateful import check_stateful
+    from conformance.engine.stateful import check_stateful
 
     assert target.domain is not None
     if not target.family:

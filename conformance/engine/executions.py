@@ -1,6 +1,6 @@
 """The engine: each planned case executed once, its observation kept for every judge.
 
-A spec's plan (`conformance.plan`) says which cases its property checks need. The first
+A spec's plan (`conformance.engine.plan`) says which cases its property checks need. The first
 check of the spec that asks for them executes them all, in plan order, each as one round
 trip to a worker process (reset, setups, the call, the collections read after it, the call
 again where the repeat check applies), sending the next cases ahead while the last is read
@@ -16,14 +16,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from conformance.oracle import Prediction
-from conformance.plan import case_key
+from conformance.engine.oracle import Prediction
+from conformance.engine.plan import case_key
+from conformance.engine.strategies import Case, state_of
+from conformance.engine.world import ProviderError, Then, World
 from conformance.provider import Outcome, Unsupported
-from conformance.strategies import Case, state_of
-from conformance.world import ProviderError, Then, World
 
 if TYPE_CHECKING:
-    from conformance.checks import Subject
+    from conformance.engine.checks import Subject
 
 
 @dataclass
@@ -56,7 +56,7 @@ def execute(subject: Subject, case: Case, state: dict[str, Any] | None = None,
             calls: int = 1, observe: tuple[str, ...] = ()) -> Execution:
     """Build the case's state, make its call `calls` times (each on the state the last left),
     and read `observe` after each: one batch for a provider in another process."""
-    from conformance.checks import prepare  # the one place a case's world is built
+    from conformance.engine.checks import prepare  # the one place a case's world is built
 
     state = state_of(subject.domain, case.given) if state is None else state
     run = Execution(case, None, observe=observe, requested=calls)
@@ -102,7 +102,7 @@ class Executions:
 
     def planned(self) -> list[Execution]:
         """Every planned case executed (the ones not executed yet, now)."""
-        from conformance.checks import looking_ahead
+        from conformance.engine.checks import looking_ahead
 
         plan = self.subject.plan
         pending = plan.cases[len(self.done):]

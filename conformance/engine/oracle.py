@@ -2,7 +2,7 @@
 
 Rules are tried in order and the first whose `when` holds decides: its `expect` is the set of
 codes the contract allows, and its `effects` give each changed collection's new value. Every
-expression is compiled once per process (conformance.expression: `cel` is the reference, a
+expression is compiled once per process (conformance.spec.expression: `cel` is the reference, a
 Python translation the fast path); evaluation sees `state`, `args`, `constants` and the `ansi()`
 function (a string as the ANSI code page carries it, for A entry points).
 """
@@ -13,10 +13,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from conformance.codes import CodeTable
-from conformance.expression import CostExceeded, Expression, Scope, compiled
-from conformance.spec import Observed, Rule, Spec
-from conformance.world import OUT, Unknown
+from conformance.engine.world import OUT, Unknown
+from conformance.spec.codes import CodeTable
+from conformance.spec.expression import CostExceeded, Expression, Scope, compiled
+from conformance.spec.model import Observed, Rule, Spec
 
 
 class OracleError(Exception):

@@ -27,13 +27,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from conformance.codes import CodeTable
-from conformance.domain import FAULT_STEP, Domain
-from conformance.expression import CostExceeded, compiled, operands
-from conformance.operations import Budget, Costs, Tally, duration
-from conformance.oracle import Oracle, OracleCostError, OracleError, Prediction
-from conformance.spec import Param, Spec
-from conformance.strategies import (
+from conformance.engine.operations import Budget, Costs, Tally, duration
+from conformance.engine.oracle import Oracle, OracleCostError, OracleError, Prediction
+from conformance.engine.strategies import (
     Allowed,
     Case,
     Pool,
@@ -49,7 +45,11 @@ from conformance.strategies import (
     sample_case,
     state_of,
 )
-from conformance.world import Unknown
+from conformance.engine.world import Unknown
+from conformance.spec.codes import CodeTable
+from conformance.spec.domain import FAULT_STEP, Domain
+from conformance.spec.expression import CostExceeded, compiled, operands
+from conformance.spec.model import Param, Spec
 
 ENUMERATED = 400  # candidates taken smallest first
 SAMPLED = 300  # and drawn from the same space, for combinations far down that order
@@ -658,7 +658,7 @@ class Search:
 
 
 def _fill_fault(domain: Domain, kind: str, made: dict[str, list[dict[str, Any]]]):
-    from conformance.strategies import _fill
+    from conformance.engine.strategies import _fill
 
     for filled in _fill(domain, None, {FAULT_STEP: kind}, list(domain.faults[kind].items()),
                         made, []):
@@ -739,7 +739,7 @@ def why_unreachable(spec: Spec, ctx: Context, goal: Goal, pool: list[Candidate],
 @dataclass
 class RunPlan:
     """The plans of a run's specs and families, after the budget; what a run prints before it
-    starts. (`families` hold conformance.sequences.FamilyPlan: the same shape, sequences for
+    starts. (`families` hold conformance.engine.sequences.FamilyPlan: the same shape, sequences for
     cases.)"""
 
     specs: dict[str, SpecPlan]

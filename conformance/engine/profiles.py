@@ -1,11 +1,11 @@
 """Profiles: what a run's plan covers, and whether it explores beyond it.
 
 A profile is a coverage level, not a count of cases: the planner chooses the cases that reach
-it (conformance.plan, conformance.sequences). `quick` covers every rule, code and effect, and
-every pair of a family's methods where one changes what the other reads; `ci` (the default)
-also each operand of a rule deciding alone (MC/DC), every argument class and every fault a
-rule reads, the rules a change makes a later call reach, and adds the repeat and variants
-checks; `thorough` also explores: `explore` hypothesis-drawn cases per method and
+it (conformance.engine.plan, conformance.engine.sequences). `quick` covers every rule, code and
+effect, and every pair of a family's methods where one changes what the other reads; `ci` (the
+default) also each operand of a rule deciding alone (MC/DC), every argument class and every
+fault a rule reads, the rules a change makes a later call reach, and adds the repeat and
+variants checks; `thorough` also explores: `explore` hypothesis-drawn cases per method and
 `machine_runs` sequences of each family's state machine, from the run's seed, after the plan.
 What exploration finds is saved as a regression; the plan alone decides the other checks.
 """

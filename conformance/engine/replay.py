@@ -15,20 +15,20 @@ from typing import Any
 
 import yaml
 
-from conformance.catalog import Catalog
-from conformance.checks import (
+from conformance.engine.checks import (
     KINDS,
     Settings,
     Subject,
     judge_rules,
     scenario_args,
 )
-from conformance.engine import Call
-from conformance.oracle import Oracle
+from conformance.engine.executions import Call
+from conformance.engine.oracle import Oracle
+from conformance.engine.strategies import state_of
+from conformance.engine.world import ProviderError, World
 from conformance.provider import Provider, Unsupported
-from conformance.spec import Scenario
-from conformance.strategies import state_of
-from conformance.world import ProviderError, World
+from conformance.spec.catalog import Catalog
+from conformance.spec.model import Scenario
 
 
 class ReproError(Exception):

@@ -28,12 +28,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from conformance.domain import FAULT_STEP, FAULTS, Domain
-from conformance.operations import Costs, Tally
-from conformance.oracle import OracleError, Prediction
-from conformance.plan import Goal, Planned, greedy
-from conformance.provider import Unsupported
-from conformance.strategies import (
+from conformance.engine.operations import Costs, Tally
+from conformance.engine.oracle import OracleError, Prediction
+from conformance.engine.plan import Goal, Planned, greedy
+from conformance.engine.strategies import (
     Allowed,
     Pool,
     arguments_of,
@@ -41,10 +39,12 @@ from conformance.strategies import (
     field_choices,
     require_objects,
 )
-from conformance.world import ProviderError, Then, World
+from conformance.engine.world import ProviderError, Then, World
+from conformance.provider import Unsupported
+from conformance.spec.domain import FAULT_STEP, FAULTS, Domain
 
 if TYPE_CHECKING:
-    from conformance.checks import Subject
+    from conformance.engine.checks import Subject
 
 FAMILY_GOAL_KINDS = ("pairs", "steps", "transitions")
 STARTS = 12  # small cases of the first method a pair starts from
@@ -415,7 +415,7 @@ def _new_steps(domain: Domain, allowed: Allowed, read: set[str],
         refs = [(f, t) for f, t in coll.fields.items() if t.kind == "ref"]
         yield from itertools.islice(_refs_filled(domain, refs, base, made), 3)
     if FAULTS in read:
-        from conformance.plan import _fill_fault
+        from conformance.engine.plan import _fill_fault
 
         for kind in domain.faults:
             if not allowed.fault(kind):
@@ -480,8 +480,8 @@ def run_sequence(subjects: dict[str, Subject], domain: Domain, sequence: Sequenc
                  observe: tuple[str, ...]) -> int:
     """Run one planned sequence; the calls it made. SequenceFailed at its first problem,
     Unsupported when the provider cannot do one of its steps."""
-    from conformance.checks import details, judge_rules
-    from conformance.engine import Call
+    from conformance.engine.checks import details, judge_rules
+    from conformance.engine.executions import Call
 
     first = next(e for e in sequence.events if e.method)
     provider = subjects[first.method or ""].provider
@@ -559,7 +559,7 @@ def check_sequences(subjects: list[Subject], domain: Domain, plan: FamilyPlan | 
                     ) -> Any:
     """The family check: every planned sequence, once; the first problem fails it with the
     sequence as a reproduction (`given`, then `calls`)."""
-    from conformance.checks import FAILED, PASSED, NotApplicable, Verdict
+    from conformance.engine.checks import FAILED, PASSED, NotApplicable, Verdict
 
     if not subjects:
         raise NotApplicable("no method of this family is supported by the provider")

@@ -1,8 +1,8 @@
 """Exploring a family: one hypothesis state machine per family, built from data.
 
-The family check's planned sequences are conformance.sequences; this machine runs only when
+The family check's planned sequences are conformance.engine.sequences; this machine runs only when
 the run explores (`--explore`, the thorough profile), from the run's seed, and what it finds
-is saved as a regression of the family check (conformance.regressions).
+is saved as a regression of the family check (conformance.engine.regressions).
 
 Its rules are the domain's `given` steps (new objects and faults, at any point) and calls of
 every spec'd method of the family with drawn arguments: existing objects, objects an earlier
@@ -28,8 +28,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from conformance.catalog import Catalog
-from conformance.checks import (
+from conformance.engine.checks import (
     FAILED,
     PASSED,
     PHASES,
@@ -43,11 +42,8 @@ from conformance.checks import (
     outputs_mismatch,
     state_mismatch,
 )
-from conformance.domain import FAULTS, Domain
-from conformance.provider import Unsupported
-from conformance.replay import minimize
-from conformance.spec import Spec
-from conformance.strategies import (
+from conformance.engine.replay import minimize
+from conformance.engine.strategies import (
     Pool,
     draw_args,
     draw_given,
@@ -55,7 +51,11 @@ from conformance.strategies import (
     require_objects,
     sampled,
 )
-from conformance.world import ProviderError, World
+from conformance.engine.world import ProviderError, World
+from conformance.provider import Unsupported
+from conformance.spec.catalog import Catalog
+from conformance.spec.domain import FAULTS, Domain
+from conformance.spec.model import Spec
 
 STEPS_PER_RUN = 25
 
@@ -258,7 +258,7 @@ def check_stateful(subjects: list[Subject], domain: Domain) -> Verdict:
     test = get_state_machine_test(machine, settings=sets)
     if seeded:  # (derandomize would seed from the machine class's source, not from --seed)
         test = hypothesis_seed(seed)(test)
-    from conformance.plugin import pin_draws  # (the plugin imports this module)
+    from conformance.runner.plugin import pin_draws  # (the plugin imports this module)
 
     unpin = pin_draws() if seeded else (lambda: None)
     try:

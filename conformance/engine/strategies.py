@@ -16,9 +16,9 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from conformance.domain import ANY, FAULT_STEP, Collection, Domain, FieldType
-from conformance.spec import Param, Spec
-from conformance.world import OUT, Unknown
+from conformance.engine.world import OUT, Unknown
+from conformance.spec.domain import ANY, FAULT_STEP, Collection, Domain, FieldType
+from conformance.spec.model import Param, Spec
 
 MAX_PER_COLLECTION = 3
 MAX_PER_FAULT = 2

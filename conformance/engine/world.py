@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from conformance import protocol
-from conformance.domain import ANY, FAULT_STEP, Domain, FieldType
 from conformance.provider import Outcome, Provider, Unsupported
-from conformance.spec import Param, Spec
+from conformance.remote import protocol
+from conformance.spec.domain import ANY, FAULT_STEP, Domain, FieldType
+from conformance.spec.model import Param, Spec
 
 _UNKNOWN_NS = uuid.UUID("6f1c3a52-7d0e-4f7a-9b1e-3c5d2a9e8b41")
 OUT = "out"  # an out-parameter the caller passed a valid pointer for

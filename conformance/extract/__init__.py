@@ -39,7 +39,7 @@ class Extraction:
 def default_specs_dir() -> Path | None:
     """The bundled specs, whose codes name what pages strip (None if not installed)."""
     try:
-        from conformance.catalog import default_specs_dir as bundled
+        from conformance.spec.catalog import default_specs_dir as bundled
 
         return bundled()
     except ImportError:

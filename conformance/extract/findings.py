@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from conformance.codes import failed, hex32
 from conformance.extract.knowledge import Knowledge, meaning
 from conformance.extract.page import Page, Row
+from conformance.spec.codes import failed, hex32
 
 if TYPE_CHECKING:
     from conformance.extract.resolve import Resolver

@@ -70,7 +70,7 @@ class Win32Metadata:
 @lru_cache(maxsize=1)
 def win32metadata() -> Win32Metadata | None:
     """The metadata's constants, or None when the package is not installed."""
-    from conformance.metadata import MetadataMissing, locate
+    from conformance.spec.metadata import MetadataMissing, locate
 
     try:
         files = locate()

@@ -19,8 +19,8 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarint import HexCapsInt
 from ruamel.yaml.scalarstring import FoldedScalarString
 
-from conformance.codes import hex32
 from conformance.extract.merge import ExtractedSpec
+from conformance.spec.codes import hex32
 
 _KEEP_PROSE = ("summary", "deprecated")
 _FACTS = ("family", "kind", "header", "dll", "charset", "twin")

@@ -1,4 +1,4 @@
-"""`conformance agent`: serve one provider to remote harnesses (protocol: conformance.protocol).
+"""`conformance agent`: serve one provider to remote harnesses (conformance.remote.protocol).
 
     conformance agent --provider windows --listen 0.0.0.0:7700 --token-file t   # machine under test
     conformance run --provider remote+tcp://host:7700 --token-file t             # the harness
@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conformance import protocol
-from conformance.cli import memory_size, timeout_seconds
-from conformance.protocol import LineReader, MessageTooLarge, ProtocolError, TruncatedMessage
+from conformance.cli.main import memory_size, timeout_seconds
 from conformance.provider import Provider, ProviderUnavailable, load
+from conformance.remote import protocol
+from conformance.remote.protocol import LineReader, MessageTooLarge, ProtocolError, TruncatedMessage
 
-log = logging.getLogger("conformance.agent")
+log = logging.getLogger("conformance.remote.agent")
 
 EXIT_OK, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 2, 3
 HELLO_LIMIT = 64 << 10  # bytes an unauthenticated peer may make the agent hold
@@ -606,7 +606,8 @@ def serve_stdio(provider_spec: str, token: str | None, call_timeout: float | Non
 # -- command line --------------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `conformance agent` (shared by cli.py and `python -m conformance.agent`)."""
+    """The options of `conformance agent` (shared by cli/main.py and
+    `python -m conformance.remote.agent`)."""
     parser.add_argument("--provider", required=True,
                         help="the provider to serve: a name, pkg.module:Class or file.py:Class")
     where = parser.add_mutually_exclusive_group(required=True)

@@ -1,7 +1,7 @@
 """Providers that are not in this process: an agent over TCP or stdio, and recorded cassettes.
 
 - `RemoteProvider`: `remote+tcp://HOST:PORT` or `remote+stdio:COMMAND` (COMMAND is started and
-  speaks conformance.protocol on its stdin/stdout, e.g. `conformance agent --provider
+  speaks conformance.remote.protocol on its stdin/stdout, e.g. `conformance agent --provider
   reference --stdio`, or `ssh host conformance agent --provider windows --stdio`). A test
   case travels as one `batch`; `submit` sends the next cases before their turn, so the agent
   runs them while the harness judges the one before (their answers are read in order).
@@ -37,11 +37,11 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from conformance import protocol
-from conformance.protocol import LineReader, MessageTooLarge, ProtocolError
 from conformance.provider import Outcome, Provider, ProviderUnavailable
+from conformance.remote import protocol
+from conformance.remote.protocol import LineReader, MessageTooLarge, ProtocolError
 
-log = logging.getLogger("conformance.remote")
+log = logging.getLogger("conformance.remote.client")
 
 TCP_SCHEME = "remote+tcp://"
 STDIO_SCHEME = "remote+stdio:"

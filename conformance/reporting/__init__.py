@@ -1,8 +1,8 @@
 """Reports: writers fed from one run's results.json summary.
 
 report.html is for the person who must fix the provider; junit.xml and allure-results/ are
-for CI dashboards; the baseline (`conformance.baseline`) is for the merge gate. All of them
-read the same summary, so they always agree. Reporting depends on the results format and on
+for CI dashboards; the baseline (`conformance.reporting.baseline`) is for the merge gate. All
+of them read the same summary, so they always agree. Reporting depends on the results format and on
 the spec model (for the pages a contract came from), never on the engine.
 """
 

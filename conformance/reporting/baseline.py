@@ -45,7 +45,7 @@ from typing import Any
 
 import yaml
 
-from conformance.source import Document, Problem, SourceError, load_file
+from conformance.spec.source import Document, Problem, SourceError, load_file
 
 FORMAT = 1
 ENTRY_KEYS = {"check", "reason", "expires"}

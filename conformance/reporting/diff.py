@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from conformance.operations import KINDS as OPERATION_KINDS
+from conformance.engine.operations import KINDS as OPERATION_KINDS
 
 FAILING = ("failed", "error")
 

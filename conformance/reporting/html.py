@@ -30,7 +30,7 @@ from conformance.reporting.model import (
     split_code,
     versions,
 )
-from conformance.results import run_verdict
+from conformance.reporting.results import run_verdict
 
 REPORT_NAME = "report.html"
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conformance.operations import Tally
+from conformance.engine.operations import Tally
 
 SCHEMA = 1
 STATUSES = ("passed", "failed", "not_applicable", "error")

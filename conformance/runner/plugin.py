@@ -2,7 +2,7 @@
 
 Thin by design (as pytest's own plugins are): collection turns each spec into one item per
 scenario and per property check, named `<method id>::<kind>::<case>`; running an item hands off
-to `conformance.checks`; each finished check goes to the results stream. The plugin is inert
+to `conformance.engine.checks`; each finished check goes to the results stream. The plugin is inert
 unless `--conformance-provider` is given (or `conformance run` registers it), so installing the
 package does not change anyone else's pytest runs.
 """
@@ -22,10 +22,9 @@ from typing import Any
 import pytest
 import yaml
 
-from conformance import checks
-from conformance.budget import DEFAULT_CHECK_TIMEOUT, Budgeted, CheckTimedOut
-from conformance.catalog import Catalog, gc_paused, load_catalog
-from conformance.checks import (
+from conformance.engine import checks
+from conformance.engine.budget import DEFAULT_CHECK_TIMEOUT, Budgeted, CheckTimedOut
+from conformance.engine.checks import (
     ERROR,
     FAILED,
     KINDS,
@@ -39,37 +38,38 @@ from conformance.checks import (
     Verdict,
     kinds_for,
 )
-from conformance.exampledb import FailuresDatabase
-from conformance.observed import (
-    POLICIES,
-    STRICT,
-    ObservedPolicy,
-    declared_version,
-    describe_hits,
-)
-from conformance.operations import Budget, Costs, CostsError, Tally, parse_budget
-from conformance.oracle import OracleError
-from conformance.plan import RunPlan, SpecPlan, apply_budget, plan_spec
-from conformance.profiles import PROFILES
-from conformance.progress import Progress
+from conformance.engine.exampledb import FailuresDatabase
+from conformance.engine.operations import Budget, Costs, CostsError, Tally, parse_budget
+from conformance.engine.oracle import OracleError
+from conformance.engine.plan import RunPlan, SpecPlan, apply_budget, plan_spec
+from conformance.engine.profiles import PROFILES
+from conformance.engine.regressions import DEFAULT_FOLDER as DEFAULT_REGRESSIONS
+from conformance.engine.regressions import RegressionError, by_check
+from conformance.engine.regressions import load as load_regressions
+from conformance.engine.sequences import context_of, plan_family
+from conformance.engine.strategies import Allowed
+from conformance.engine.world import ProviderError
 from conformance.provider import Provider, ProviderUnavailable, Unsupported, load, portable
-from conformance.regressions import DEFAULT_FOLDER as DEFAULT_REGRESSIONS
-from conformance.regressions import RegressionError, by_check
-from conformance.regressions import load as load_regressions
-from conformance.remote import RecordingProvider, cassette_of, cassette_part, isolated
+from conformance.remote.client import RecordingProvider, cassette_of, cassette_part, isolated
 from conformance.reporting.model import run_versions
-from conformance.results import (
+from conformance.reporting.progress import Progress
+from conformance.reporting.results import (
     CheckResult,
     MethodInfo,
     ResultStream,
     ResultsWriteError,
     merge_streams,
 )
-from conformance.sequences import context_of, plan_family
-from conformance.source import SourceError
-from conformance.spec import Scenario, Spec
-from conformance.strategies import Allowed
-from conformance.world import ProviderError
+from conformance.spec.catalog import Catalog, gc_paused, load_catalog
+from conformance.spec.model import Scenario, Spec
+from conformance.spec.observed import (
+    POLICIES,
+    STRICT,
+    ObservedPolicy,
+    declared_version,
+    describe_hits,
+)
+from conformance.spec.source import SourceError
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -165,7 +165,7 @@ def _configured_session(config: pytest.Config, catalog: Catalog, provider: Provi
 
 
 def _failed_in(folder: Path) -> set[str]:
-    from conformance.diff import DiffError, checks_of, load_run
+    from conformance.reporting.diff import DiffError, checks_of, load_run
 
     try:
         return {n for n, c in checks_of(load_run(folder)).items()
@@ -432,7 +432,7 @@ class ConformanceSession:
                 calls * costs.of_op("call", item.spec.id if item.spec else "*") + \
                 ops.counts["observe"] * costs.of_op("observe")
         elif KINDS[item.kind].scope == "family":  # exploring: the machine's sequences
-            from conformance.stateful import STEPS_PER_RUN
+            from conformance.engine.stateful import STEPS_PER_RUN
 
             domain = self.catalog.domains[item.family]
             runs = self.settings.machine_runs

@@ -13,13 +13,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conformance import validate
-from conformance.codes import CodeTable, code_table_from
-from conformance.domain import Domain, domain_from
-from conformance.source import Problem, SourceError, load_file
-from conformance.spec import Spec, spec_from
+from conformance.spec import validate
+from conformance.spec.codes import CodeTable, code_table_from
+from conformance.spec.domain import Domain, domain_from
+from conformance.spec.model import Spec, spec_from
+from conformance.spec.source import Problem, SourceError, load_file
 
-DEFAULT_SPECS = Path(__file__).resolve().parent.parent / "specs"
+DEFAULT_SPECS = Path(__file__).resolve().parents[2] / "specs"
 
 
 def default_specs_dir() -> Path:

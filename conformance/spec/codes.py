@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from conformance.source import Document, SourceError, load_file
+from conformance.spec.source import Document, SourceError, load_file
 
 U32 = 0xFFFFFFFF
 

@@ -13,8 +13,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from conformance.expression import CostExceeded, Scope, compiled
-from conformance.source import Document, SourceError, load_file
+from conformance.spec.expression import CostExceeded, Scope, compiled
+from conformance.spec.source import Document, SourceError, load_file
 
 FAULTS = "faults"
 FAULT_STEP = "fault"

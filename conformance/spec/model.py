@@ -2,7 +2,7 @@
 
 `load_spec` turns a `spec: 1` file into a `Spec`; everything downstream (oracle, engine,
 reports, extraction) reads these objects, never the YAML. Structural validity is the JSON
-Schema's job (`conformance.validate`); this module assumes a schema-valid document.
+Schema's job (`conformance.spec.validate`); this module assumes a schema-valid document.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conformance.source import Document, load_file
+from conformance.spec.source import Document, load_file
 
 DIRECT, IVDSASYNC, IVMTASK = "direct", "ivdsasync", "ivmtask"
 

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from conformance.spec import Observed
+from conformance.spec.model import Observed
 
 STRICT, LENIENT = "strict", "lenient"
 POLICIES = (STRICT, LENIENT)

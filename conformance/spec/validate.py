@@ -26,17 +26,17 @@ try:  # jsonschema's own equality, so the compiled test means what it means; pri
 except ImportError:  # pragma: no cover - depends on the installed jsonschema
     equal = uniq = None  # type: ignore[assignment]
 
-from conformance.codes import CodeTable, failed, hex32
-from conformance.domain import ANY, FAULT_STEP, FAULTS, Domain, FieldType
-from conformance.expression import (
+from conformance.spec.codes import CodeTable, failed, hex32
+from conformance.spec.domain import ANY, FAULT_STEP, FAULTS, Domain, FieldType
+from conformance.spec.expression import (
     ITERATION_LIMIT,
     MACROS,
     compiled,
     comprehension_degree,
     comprehension_depth,
 )
-from conformance.source import Document, Path_, Problem, SourceError, dotted, load_file
-from conformance.spec import DIRECT, Param, Spec
+from conformance.spec.model import DIRECT, Param, Spec
+from conformance.spec.source import Document, Path_, Problem, SourceError, dotted, load_file
 
 SCHEMA_KINDS = ("spec", "domain", "codes")
 
@@ -73,7 +73,7 @@ def schema_problems(doc: Document, kind: str) -> list[Problem]:
 @functools.cache
 def _validator(kind: str) -> Draft202012Validator:
     """Load a schema once per process; they ship next to the specs."""
-    from conformance.catalog import default_specs_dir  # catalog imports this module
+    from conformance.spec.catalog import default_specs_dir  # catalog imports this module
 
     path = default_specs_dir() / "schema" / f"{kind}.schema.json"
     try:
@@ -478,7 +478,7 @@ def _specs_root(file: str) -> Path:
     for candidate in Path(file).resolve().parents:
         if (candidate / "codes.yaml").is_file() and (candidate / "domains").is_dir():
             return candidate
-    from conformance.catalog import default_specs_dir
+    from conformance.spec.catalog import default_specs_dir
 
     return default_specs_dir()
 

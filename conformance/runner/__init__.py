@@ -1,0 +1,3 @@
+"""The runner: a run as a pytest session (collection, the checks as items, results as they
+finish, workers of -n).
+"""
