@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
 
-from conformance.extract import extract  # noqa: E402
+from conformance.extract.command import extract  # noqa: E402
 
 BUNDLED = ROOT / "specs"
 

@@ -27,8 +27,8 @@ FIXTURES = ROOT / "tests" / "extract_fixtures"
 SHAPES = FIXTURES / "shapes"
 sys.path.insert(0, str(ROOT))
 
-from conformance.extract import extract  # noqa: E402
-from conformance.extract.page import parse_page  # noqa: E402
+from conformance.extract.command import extract  # noqa: E402
+from conformance.extract.formats import parse_page  # noqa: E402
 
 _NAMES = re.compile(r"IContosoWidget|IContosoGadget|ContosoReset|Frob|Spin|Stop|"
                     r"\bI?Fabrikam[A-Z][A-Za-z]*")

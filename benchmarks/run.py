@@ -30,8 +30,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from conformance import checks  # noqa: E402
-from conformance.engine.strategies import enumerate_cases, state_of  # noqa: E402
+from conformance.engine.case_space import enumerate_cases  # noqa: E402
+from conformance.engine.scenarios import check_scenario, scenario_args  # noqa: E402
+from conformance.engine.strategies import state_of  # noqa: E402
+from conformance.engine.subject import Subject  # noqa: E402
+from conformance.engine.values import OUT  # noqa: E402
+from conformance.engine.verdict import Settings  # noqa: E402
 from conformance.engine.world import Unknown, unknown_id  # noqa: E402
 from conformance.provider import load  # noqa: E402
 from conformance.spec.catalog import load_catalog  # noqa: E402
@@ -56,8 +60,8 @@ def _subjects(max_examples: int):
     for spec in catalog.specs.values():
         domain = catalog.domain_of(spec)
         observable = tuple(c for c in caps["observe"] if c in domain.collections)
-        out.append(checks.Subject(spec, domain, catalog.codes, provider, observable,
-                                  checks.Settings(max_examples=max_examples)))
+        out.append(Subject(spec, domain, catalog.codes, provider, observable,
+                                  Settings(max_examples=max_examples)))
     return catalog, out
 
 
@@ -123,8 +127,9 @@ def planned_run(quick: bool) -> list[Figure]:
 
 
 def _planning_seconds() -> float:
+    from conformance.engine.candidates import Context
     from conformance.engine.operations import Costs
-    from conformance.engine.plan import Context, plan_spec
+    from conformance.engine.plan import plan_spec
     from conformance.engine.strategies import Allowed
 
     catalog = load_catalog()
@@ -157,7 +162,7 @@ def _declared_costs() -> tuple[float, float, float, int]:
     return summary["plan"]["seconds"], walls[0], walls[1], summary["operations"]["setup"]
 
 
-def _prediction_seconds(subjects: list[checks.Subject], rounds: int) -> float:
+def _prediction_seconds(subjects: list[Subject], rounds: int) -> float:
     """CPU seconds to predict every enumerated case of every spec `rounds` times."""
     work = []
     for subject in subjects:
@@ -205,7 +210,7 @@ def _direct(provider: Any, spec: Any, scenario: Any, domain: Any) -> None:
         kind, name = next(iter(step.items()))
         sent = {k: (v if k == kind else _ids(v, ids)) for k, v in step.items()}
         ids[name] = provider.setup(sent)
-    args = checks.scenario_args(spec, scenario)
+    args = scenario_args(spec, scenario)
     sent = {}
     for key, value in args.items():
         if isinstance(value, Unknown):
@@ -213,7 +218,7 @@ def _direct(provider: Any, spec: Any, scenario: Any, domain: Any) -> None:
             value = unknown_id(coll.id if coll else "string", value)
         if isinstance(value, str) and value in ids:
             value = ids[value]
-        if value != checks.OUT:
+        if value != OUT:
             sent[key] = int(value) if key.endswith("PortNumber") and str(value).isdigit() \
                 else value
     provider.call(spec.id, sent)
@@ -234,7 +239,7 @@ def harness_overhead(quick: bool) -> list[Figure]:
     started = time.process_time()
     for _ in range(rounds):
         for subject, scenario in single:
-            checks.check_scenario(subject, scenario)
+            check_scenario(subject, scenario)
     engine = time.process_time() - started
     started = time.process_time()
     for _ in range(rounds):
@@ -316,11 +321,11 @@ from conformance.spec.catalog import load_catalog
 catalog = load_catalog([{specs!r}])
 loaded, loaded_cpu = time.perf_counter() - started, time.process_time() - cpu
 import pytest
-from conformance.runner.plugin import ConformanceSession
+from conformance.runner.session import ConformanceSession
 from conformance.provider import load
 from pathlib import Path
 session = ConformanceSession(catalog, load("reference"), "reference", Path({out!r}))
-from conformance.cli.main import collection_args
+from conformance.cli.loading import collection_args
 files = sorted({{s.file for s in catalog.specs.values()}})
 started, cpu = time.perf_counter(), time.process_time()
 code = pytest.main([*collection_args(files), "--collect-only", "-p", "no:terminal",

@@ -17,7 +17,15 @@ from typing import Any
 
 ENTRY_POINT_GROUP = "conformance.providers"
 CONTRACT = ("capabilities", "reset", "setup", "call", "observe", "close")
-REMOTE_SCHEMES = ("remote+tcp://", "remote+stdio:", "replay:")
+# Providers named by a scheme rather than a name, module or file: scheme -> the
+# "module:function" that opens one (`function(spec, **options)`), imported only when a spec
+# uses it, so that this contract imports nothing of the harness.
+SCHEMES: dict[str, str] = {
+    "remote+tcp://": "conformance.remote.client:open_remote",
+    "remote+stdio:": "conformance.remote.client:open_remote",
+    "replay:": "conformance.remote.cassette:open_cassette",
+}
+REMOTE_SCHEMES = tuple(SCHEMES)
 
 
 class Unsupported(Exception):
@@ -85,10 +93,9 @@ def available() -> dict[str, str]:
 def load(spec: str, **options: Any) -> Provider:
     """Instantiate a provider from a name, 'pkg.module:Class', 'path/to/file.py:Class',
     'remote+tcp://HOST:PORT', 'remote+stdio:COMMAND' or 'replay:CASSETTE'."""
-    if spec.startswith(REMOTE_SCHEMES):
-        from conformance.remote.client import open_remote
-
-        return open_remote(spec, **options)
+    scheme = next((s for s in SCHEMES if spec.startswith(s)), None)
+    if scheme is not None:
+        return _opener(scheme)(spec, **options)
     options.pop("token_file", None)  # only remote providers take a token
     target = _resolve(spec)
     try:
@@ -108,6 +115,12 @@ def load(spec: str, **options: Any) -> Provider:
             "subclass conformance.provider.Provider, or define every method of the contract "
             "(see docs/writing-a-provider.md)")
     return provider
+
+
+def _opener(scheme: str) -> Any:
+    """The function that opens a provider of `scheme` (`SCHEMES`)."""
+    module, _, function = SCHEMES[scheme].partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def _resolve(spec: str) -> Any:

@@ -30,13 +30,13 @@ from conformance.engine.world import _guard
 from conformance.provider import Outcome, ProviderUnavailable, Unsupported
 from conformance.remote import agent, protocol
 from conformance.remote.agent import AgentConfig, AgentServer, make_tcp_server
-from conformance.remote.client import (
+from conformance.remote.cassette import (
     CassetteMismatch,
     CassetteProvider,
     RecordingProvider,
-    RemoteProvider,
-    open_remote,
+    open_cassette,
 )
+from conformance.remote.client import RemoteProvider, open_remote
 from conformance.remote.protocol import (
     LineReader,
     MessageTooLarge,
@@ -158,7 +158,8 @@ def still_serving(server: AgentServer, token: str | None = TOKEN) -> None:
 def shim(folder: Path, body: str) -> str:
     """A provider file whose class P builds the provider under test; returns 'file.py:P'."""
     path = folder / f"shim_{abs(hash(body))}.py"
-    path.write_text("from conformance.remote.client import *\nimport sys\n\n"
+    path.write_text("from conformance.remote.cassette import *\n"
+                    "from conformance.remote.client import *\nimport sys\n\n"
                     f"class P:\n    def __new__(cls):\n        return {body}\n", encoding="utf-8")
     return f"{path}:P"
 
@@ -394,8 +395,9 @@ def test_a_protocol_version_the_harness_does_not_speak_is_unavailable() -> None:
     ("replay:/no/such/cassette.jsonl", "No such file"),
 ])
 def test_unreachable_agents_are_unavailable_saying_why(spec: str, reason: str) -> None:
+    opener = open_cassette if spec.startswith("replay:") else open_remote
     with pytest.raises(ProviderUnavailable, match=reason):
-        open_remote(spec)
+        opener(spec)
 
 
 # -- hardening: each refused with a clear error, and the agent keeps serving -----------------------

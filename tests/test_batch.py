@@ -20,18 +20,16 @@ from typing import Any
 import pytest
 from conformance_providers.reference import ReferenceProvider
 
-from conformance.engine import checks
-from conformance.engine.checks import looking_ahead, scenario_args
+from conformance.engine import batch as batches
+from conformance.engine import lookahead
+from conformance.engine.lookahead import looking_ahead
+from conformance.engine.scenarios import scenario_args
 from conformance.engine.world import ProviderError, Then, World
 from conformance.provider import Outcome, Provider, Unsupported
 from conformance.remote import protocol
 from conformance.remote.agent import AgentConfig, make_tcp_server
-from conformance.remote.client import (
-    AHEAD_CASES,
-    CassetteProvider,
-    RecordingProvider,
-    RemoteProvider,
-)
+from conformance.remote.cassette import CassetteProvider, RecordingProvider
+from conformance.remote.client import AHEAD_CASES, RemoteProvider
 from conformance.spec.catalog import Catalog, load_catalog
 
 LOGIN = "LoginIScsiTargetW"
@@ -87,7 +85,7 @@ class Batching(Logged):
         self.batches += 1
         self._inside = True
         try:
-            return protocol.run_each([protocol.batch_item(r) for r in requests], self._perform)
+            return batches.run_each([batches.batch_item(r) for r in requests], self._perform)
         finally:
             self._inside = False
 
@@ -319,13 +317,13 @@ def test_a_batch_whose_answers_pass_the_message_limit_stops_there(tmp_path: Path
 
 
 def test_int_refs_put_an_id_of_digits_as_an_int() -> None:
-    item = protocol.BatchItem("call", {"args": {"a": "A1", "n": "N1"}},
+    item = batches.BatchItem("call", {"args": {"a": "A1", "n": "N1"}},
                               refs=((0, "args", "a"),), int_refs=((1, "args", "n"),))
-    assert protocol.fill_refs(item, ["guid-1", "2130706432"]) == {
+    assert batches.fill_refs(item, ["guid-1", "2130706432"]) == {
         "args": {"a": "guid-1", "n": 2130706432}}
-    assert protocol.fill_refs(item, ["guid-1", "port-x"])["args"]["n"] == "port-x"
-    with pytest.raises(protocol.ProtocolError, match="which is no id"):
-        protocol.fill_refs(item, ["guid-1", None])
+    assert batches.fill_refs(item, ["guid-1", "port-x"])["args"]["n"] == "port-x"
+    with pytest.raises(batches.RefError, match="which is no id"):
+        batches.fill_refs(item, ["guid-1", None])
 
 
 @pytest.mark.parametrize(("requests", "error"), [
@@ -355,7 +353,7 @@ def test_cases_sent_ahead_are_answered_in_order_without_being_sent_again(
         assert len(remote._ahead) == 3
         for n in range(3):
             reset, made = remote.batch(case_batch(n))
-            assert reset is None and protocol.is_id(made)
+            assert reset is None and batches.is_id(made)
         assert not remote._ahead
         # a case the engine skips is read and dropped; one it never announced goes live
         assert remote.submit([case_batch(n) for n in range(3)])
@@ -396,7 +394,7 @@ def test_looking_ahead_sends_each_case_once_in_order_and_yields_them_all(
         return True
 
     subject = SimpleNamespace(provider=SimpleNamespace(submit=submit), planned={})
-    monkeypatch.setattr(checks, "_batches", lambda plan, case, planned: [[case]])
+    monkeypatch.setattr(lookahead, "_batches", lambda plan, case, planned: [[case]])
     seen = list(looking_ahead(subject, lambda case: [], range(20)))  # type: ignore[arg-type]
     assert seen == list(range(20))
     assert taken == sorted(set(taken)) and set(taken) <= set(range(20)) and refused

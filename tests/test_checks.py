@@ -519,3 +519,20 @@ def test_the_stateful_machines_run_with_a_seed(run: Callable[..., Run]) -> None:
     assert len(machines) == result.stream()[0]["checks_selected"] > 0
     assert all(m["status"] == "passed" for m in machines), machines
     assert result.code == 0
+
+
+def test_a_baselines_flaky_checks_are_tried_again_in_the_workers_of_n_too(
+        tmp_path: Path) -> None:
+    """The run's options reach every worker whole (runner.options.RunOptions): a check the
+    baseline calls flaky gets its second try under -n as in one process (the workers used to
+    get the options relayed one by one, and the flaky list was not among them)."""
+    first = run_cli(tmp_path / "first", broken("FlakyWrongCode"), f"{only(LOGOFF)} and {FOUR}")
+    (tripped,) = [c["name"] for c in first.checks(LOGOFF) if c["status"] != "passed"]
+    baseline = tmp_path / "baseline.yaml"
+    baseline.write_text(f"baseline: 1\nflaky:\n  - check: {tripped}\n    reason: trips once\n",
+                        encoding="utf-8")
+    again = run_cli(tmp_path / "again", broken("FlakyWrongCode"), f"{only(LOGOFF)} and {FOUR}",
+                    "--baseline", str(baseline), "-n", "2")
+    (check,) = [c for c in again.checks(LOGOFF) if c["name"] == tripped]
+    assert check["status"] == "passed" and check["message"].startswith("flaky: passed on try 2"), \
+        check

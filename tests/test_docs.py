@@ -37,12 +37,13 @@ from conformance_providers.reference import ReferenceProvider
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from conformance.engine.checks import Settings
+from conformance.engine.kinds import KINDS
 from conformance.engine.replay import load_repro, replay
+from conformance.engine.verdict import Settings
 from conformance.reporting.baseline import load_baseline
-from conformance.runner.plugin import KINDS
 from conformance.spec import catalog as catalog_module
-from conformance.spec.catalog import default_specs_dir, load_catalog
+from conformance.spec.catalog import load_catalog
+from conformance.spec.paths import default_specs_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

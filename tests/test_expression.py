@@ -22,7 +22,8 @@ from conformance.engine.oracle import Oracle
 from conformance.engine.strategies import cases, state_of
 from conformance.spec import expression
 from conformance.spec.catalog import load_catalog
-from conformance.spec.expression import Expression, Scope, compiled, translate
+from conformance.spec.expression import Expression, Scope, compiled
+from conformance.spec.translate import translate
 
 VARIABLES: dict[str, Any] = {
     "x": 7, "y": -3, "zero": 0, "big": 2**63, "top": 2**63 - 1, "f": 1.5, "s": "ab",
@@ -323,7 +324,7 @@ def test_the_translation_can_be_turned_off() -> None:
 def test_a_rule_with_a_repeated_group_cannot_hang_the_harness() -> None:
     """`'aaaa…a!'.matches('^(a+)+$')`: Python's `re` backtracks exponentially (24 a's took
     23 s); such patterns go to `cel`, whose engine is linear in the text."""
-    from conformance.spec.expression import _regex
+    from conformance.spec.translate import _regex
 
     assert _regex("^(a+)+$") == (None, False)
     assert _regex("(a|aa)*b")[0] is None
@@ -336,7 +337,7 @@ def test_a_rule_with_a_repeated_group_cannot_hang_the_harness() -> None:
 def test_nested_comprehensions_are_bounded_on_both_engines() -> None:
     """A depth-3 `.map` over three 250-element lists took the harness to 2.56 GB: every
     evaluation may visit at most ITERATION_LIMIT elements, on the translation and before cel."""
-    from conformance.spec.expression import ITERATION_LIMIT, CostExceeded
+    from conformance.spec.translate import ITERATION_LIMIT, CostExceeded
 
     source = "state.a.map(x, state.a.map(y, state.a.map(z, x + y + z))).size()"
     big = Scope({"state": {"a": list(range(250))}}, {})

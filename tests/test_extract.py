@@ -14,10 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conformance.extract import extract, main, write_specs
-from conformance.extract.page import MAX_BYTES, PageError, parse_page, read_page
+from conformance.extract.command import extract, main, write_specs
+from conformance.extract.formats import parse_page, read_page
+from conformance.extract.page import MAX_BYTES, PageError
+from conformance.spec.schema import schema_problems
 from conformance.spec.source import load_file
-from conformance.spec.validate import schema_problems
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE / "extract_fixtures"

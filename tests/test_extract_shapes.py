@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance.extract import extract, main
+from conformance.extract.command import extract, main
+from conformance.extract.formats import parse_page
 from conformance.extract.mentions import code_shaped, symbol_like, value_of
-from conformance.extract.page import parse_page
 from conformance.extract.resolve import win32metadata
 from conformance.spec.source import load_file
 

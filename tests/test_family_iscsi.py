@@ -19,24 +19,20 @@ from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis import strategies as st
 
 from conformance.cli import main
-from conformance.engine.checks import (
-    PASSED,
-    Settings,
-    Subject,
-    Target,
-    Verdict,
-    check_scenario,
-    kinds_for,
-)
+from conformance.engine.kinds import Target, kinds_for
 from conformance.engine.replay import replay
+from conformance.engine.scenarios import check_scenario
 from conformance.engine.sequences import check_sequences
 from conformance.engine.stateful import check_stateful
 from conformance.engine.strategies import Pool, draw_new_step, param_strategy
+from conformance.engine.subject import Subject
+from conformance.engine.verdict import PASSED, Settings, Verdict
 from conformance.engine.world import OUT
 from conformance.provider import Outcome, Provider, Unsupported
-from conformance.spec.catalog import Catalog, default_specs_dir, load_catalog
+from conformance.spec.catalog import Catalog, load_catalog
 from conformance.spec.domain import Domain
 from conformance.spec.model import Spec
+from conformance.spec.paths import default_specs_dir
 
 FAMILY = "iscsi-discovery"
 SPECS = default_specs_dir() / "iscsi"

@@ -20,9 +20,10 @@ from conformance_providers.reference._vds import VDS_E_OBJECT_DELETED, VdsWorld,
 from conformance_providers.reference._world import direct
 
 from conformance.cli import main
-from conformance.engine.checks import scenario_args, slug
 from conformance.engine.oracle import Oracle
+from conformance.engine.scenarios import scenario_args
 from conformance.engine.strategies import Pool
+from conformance.engine.verdict import slug
 from conformance.provider import Outcome
 from conformance.spec.catalog import Catalog, load_catalog
 from conformance.spec.domain import ANY, Domain

@@ -23,10 +23,11 @@ from hypothesis import strategies as st
 from support import catalog_parsed_once
 
 from conformance.cli import main
-from conformance.engine.checks import Settings, Subject, slug
 from conformance.engine.replay import replay
 from conformance.engine.stateful import callable_subjects
 from conformance.engine.strategies import Pool, draw_args, state_of
+from conformance.engine.subject import Subject
+from conformance.engine.verdict import Settings, slug
 from conformance.engine.world import OUT
 from conformance.provider import Outcome
 from conformance.spec import catalog as catalog_module

@@ -108,7 +108,7 @@ def test_cel_whose_work_grows_as_a_cube_is_warned_of(specs: Path) -> None:
     """Three comprehensions each over a world collection of their own: valid, but `validate`
     warns naming the rule's file:line and the bound; ranging over a part of an enclosing
     element (`g.portals` in the loop over `g`) takes that loop's place and is not warned of."""
-    from conformance.spec.validate import cost_warnings
+    from conformance.spec.cel_checks import cost_warnings
 
     cubic = ("state.sessions.exists(a, state.sessions.exists(b, state.sessions.exists(c, "
              "a.target == b.target && b.target == c.target && a.id != c.id)))")

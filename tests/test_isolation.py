@@ -301,7 +301,7 @@ def test_a_provider_eating_memory_hits_the_worker_limit_and_is_told_so(tmp_path:
 def test_a_memory_option_reads_sizes_and_refuses_nonsense() -> None:
     import argparse
 
-    from conformance.cli.main import memory_size
+    from conformance.units import memory_size
 
     assert memory_size("512M") == 512 << 20 and memory_size("2g") == 2 << 30
     assert memory_size("0") == 0 and memory_size("1GiB") == 1 << 30

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from conformance.spec import source, validate
+from conformance.spec import schema, source
+from conformance.spec.schema_compiler import TYPE_TESTS
 from conformance.spec.source import load_file, load_text
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
@@ -74,10 +75,10 @@ def _mutated(data: Any, rnd: random.Random) -> Any:
     return data
 
 
-@pytest.mark.parametrize("kind", validate.SCHEMA_KINDS)
+@pytest.mark.parametrize("kind", schema.SCHEMA_KINDS)
 def test_every_bundled_schema_compiles(kind: str) -> None:
     # A keyword the compiled test lacks makes jsonschema check every document: 10x slower.
-    assert validate._acceptor(kind) is not None
+    assert schema.acceptor(kind) is not None
 
 
 def test_compiled_schema_test_agrees_with_jsonschema() -> None:
@@ -87,15 +88,15 @@ def test_compiled_schema_test_agrees_with_jsonschema() -> None:
     for _ in range(1500):
         kind, data = rnd.choice(docs)
         doc = _mutated(data, rnd)
-        want = not any(True for _ in validate._validator(kind).iter_errors(doc))
-        assert validate._acceptor(kind)(doc) is want, (kind, doc)
+        want = not any(True for _ in schema.validator(kind).iter_errors(doc))
+        assert schema.acceptor(kind)(doc) is want, (kind, doc)
         invalid += not want
     assert 300 < invalid < 1200  # both answers were exercised
 
 
 def test_type_tests_are_jsonschemas() -> None:
     checker = Draft202012Validator.TYPE_CHECKER
-    for name, test in validate._TYPE_TESTS.items():
+    for name, test in TYPE_TESTS.items():
         for value in VALUES:
             assert test(value) == checker.is_type(value, name), (name, value)
 

@@ -22,11 +22,14 @@ import yaml
 from conformance_providers.reference import ReferenceProvider
 
 from conformance.cli import main
-from conformance.engine.checks import Settings, Subject, code_mismatch
+from conformance.engine.judging import code_mismatch
 from conformance.engine.strategies import state_of
+from conformance.engine.subject import Subject
+from conformance.engine.verdict import Settings
 from conformance.provider import Outcome
-from conformance.spec.catalog import default_specs_dir, load_catalog
+from conformance.spec.catalog import load_catalog
 from conformance.spec.observed import LENIENT, STRICT, ObservedPolicy, version_matches
+from conformance.spec.paths import default_specs_dir
 from conformance.spec.source import SourceError
 
 METHOD = "RemoveIScsiPersistentTargetW"

@@ -17,11 +17,16 @@ import pytest
 from broken_providers import SHUTDOWN
 from support import catalog_parsed_once, cli, results, verdicts
 
-from conformance.engine.checks import KINDS, Settings, kinds_for
+from conformance.engine.candidates import Context
+from conformance.engine.goals import goals_of
+from conformance.engine.kinds import KINDS, kinds_for
 from conformance.engine.operations import Budget, Costs, CostsError, parse_budget
-from conformance.engine.plan import Context, goals_of, plan_spec, rule_warnings
+from conformance.engine.plan import plan_spec
+from conformance.engine.runplan import rule_warnings
 from conformance.engine.strategies import Allowed
-from conformance.spec.catalog import default_specs_dir, load_catalog
+from conformance.engine.verdict import Settings
+from conformance.spec.catalog import load_catalog
+from conformance.spec.paths import default_specs_dir
 
 HERE = Path(__file__).resolve().parent
 BROKEN = HERE / "broken_providers.py"

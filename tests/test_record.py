@@ -22,7 +22,7 @@ from conformance_providers.reference import ReferenceProvider
 from support import verdicts as concluded
 
 from conformance.cli import main
-from conformance.remote.client import (
+from conformance.remote.cassette import (
     CassetteMismatch,
     CassetteProvider,
     RecordingProvider,

@@ -17,8 +17,9 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from conformance.spec import validate
-from conformance.spec.catalog import default_specs_dir, load_catalog, spec_files
+from conformance.spec.catalog import load_catalog, spec_files
+from conformance.spec.paths import default_specs_dir
+from conformance.spec.schema import SCHEMA_KINDS, schema_problems
 from conformance.spec.source import SourceError, load_file, load_text
 
 SPECS = default_specs_dir()
@@ -126,7 +127,7 @@ def test_copied_specs_have_no_problems(specs: Path) -> None:
     assert len(load_catalog([specs]).specs) >= 5
 
 
-@pytest.mark.parametrize("kind", validate.SCHEMA_KINDS)
+@pytest.mark.parametrize("kind", SCHEMA_KINDS)
 def test_schemas_are_valid_json_schema_2020_12(kind: str) -> None:
     schema = json.loads((SPECS / "schema" / f"{kind}.schema.json").read_text(encoding="utf-8"))
     Draft202012Validator.check_schema(schema)
@@ -139,12 +140,12 @@ def test_every_bundled_file_is_schema_valid() -> None:
     files += [(f, "spec") for f in spec_files([SPECS])]
     assert len(files) >= 9
     for file, kind in files:
-        assert validate.schema_problems(load_file(file), kind) == [], file
+        assert schema_problems(load_file(file), kind) == [], file
 
 
 def test_unknown_schema_kind_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="unknown schema kind"):
-        validate.schema_problems(load_text("a: 1", "x.yaml"), "specs")
+        schema_problems(load_text("a: 1", "x.yaml"), "specs")
 
 
 # --------------------------------------------------------------------------- the brief's cases
@@ -475,5 +476,5 @@ def test_code_table_schema_error_is_located(specs: Path) -> None:
 
 def test_schema_problems_on_a_document() -> None:
     doc = load_text("codes: 1\nsymbols:\n  E_X: -1\n  E_Y: 0x80000000\n", "t.yaml")
-    assert [str(p) for p in validate.schema_problems(doc, "codes")] == [
+    assert [str(p) for p in schema_problems(doc, "codes")] == [
         "t.yaml:3: symbols.E_X: -1 is less than the minimum of 0"]

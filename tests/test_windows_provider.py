@@ -59,8 +59,10 @@ from conformance_providers.windows._iscsi import (
 from conformance_providers.windows._vds import LoginRequest, ip_text
 from conformance_providers.windows._vpc import MISSING
 
-from conformance.engine.checks import PASSED, Subject, Verdict, check_scenario
 from conformance.engine.replay import ReproError, replay
+from conformance.engine.scenarios import check_scenario
+from conformance.engine.subject import Subject
+from conformance.engine.verdict import PASSED, Verdict
 from conformance.provider import Outcome, ProviderUnavailable, Unsupported, load
 from conformance.spec.catalog import load_catalog
 
@@ -1394,9 +1396,10 @@ def test_a_host_with_no_config_and_no_apis_is_not_applicable_never_failed() -> N
     the planned family sequences and the exploring machines included, passes or is not
     applicable; none fails (the machine used to send steps that named an object whose own
     step was Unsupported)."""
-    from conformance.engine.checks import Settings, Target, kinds_for
+    from conformance.engine.kinds import Target, kinds_for
     from conformance.engine.sequences import check_sequences
     from conformance.engine.stateful import check_stateful
+    from conformance.engine.verdict import Settings
 
     windows = WindowsProvider.with_apis(config={}, iscsi=FakeIscsi(), vds=None, vpc=None)
     catalog = load_catalog()
@@ -1431,7 +1434,7 @@ def test_a_host_with_no_config_and_no_apis_is_not_applicable_never_failed() -> N
 
 
 def _verdict(run: Callable[[], Verdict]) -> Verdict:
-    from conformance.engine.checks import NotApplicable
+    from conformance.engine.verdict import NotApplicable
 
     try:
         return run()

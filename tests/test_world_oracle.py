@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from conformance_providers.reference import ReferenceProvider
 
-from conformance.engine.checks import Subject, effective, out_param_problem
+from conformance.engine.judging import effective, out_param_problem
 from conformance.engine.oracle import Oracle, OracleError, ansi_function
+from conformance.engine.subject import Subject
 from conformance.engine.world import OUT, ProviderError, Unknown, World, check_outcome
 from conformance.provider import Outcome, Provider, Unsupported
 from conformance.spec.catalog import Catalog, load_catalog

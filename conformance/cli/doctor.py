@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from conformance.engine.strategies import representatives
+from conformance.engine.case_space import representatives
 from conformance.engine.world import ProviderError, World
 from conformance.provider import Provider, Unsupported
 from conformance.spec.catalog import Catalog

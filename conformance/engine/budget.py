@@ -24,8 +24,8 @@ import time
 from typing import Any
 
 from conformance.engine.operations import Tally, request_kind
+from conformance.engine.worker import CallTimedOut
 from conformance.provider import Outcome, Provider
-from conformance.remote.client import CallTimedOut
 
 DEFAULT_CHECK_TIMEOUT = 300.0  # seconds per check (`--check-timeout`; 0: none)
 

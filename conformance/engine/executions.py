@@ -16,14 +16,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from conformance.engine.candidates import case_key
+from conformance.engine.lookahead import looking_ahead
 from conformance.engine.oracle import Prediction
-from conformance.engine.plan import case_key
 from conformance.engine.strategies import Case, state_of
+from conformance.engine.trial import prepare
 from conformance.engine.world import ProviderError, Then, World
 from conformance.provider import Outcome, Unsupported
 
 if TYPE_CHECKING:
-    from conformance.engine.checks import Subject
+    from conformance.engine.subject import Subject
 
 
 @dataclass
@@ -56,7 +58,6 @@ def execute(subject: Subject, case: Case, state: dict[str, Any] | None = None,
             calls: int = 1, observe: tuple[str, ...] = ()) -> Execution:
     """Build the case's state, make its call `calls` times (each on the state the last left),
     and read `observe` after each: one batch for a provider in another process."""
-    from conformance.engine.checks import prepare  # the one place a case's world is built
 
     state = state_of(subject.domain, case.given) if state is None else state
     run = Execution(case, None, observe=observe, requested=calls)
@@ -102,7 +103,6 @@ class Executions:
 
     def planned(self) -> list[Execution]:
         """Every planned case executed (the ones not executed yet, now)."""
-        from conformance.engine.checks import looking_ahead
 
         plan = self.subject.plan
         pending = plan.cases[len(self.done):]

@@ -13,10 +13,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from conformance.engine.world import OUT, Unknown
+from conformance.engine.values import OUT, Unknown
 from conformance.spec.codes import CodeTable
-from conformance.spec.expression import CostExceeded, Expression, Scope, compiled
+from conformance.spec.expression import Expression, Scope, compiled
 from conformance.spec.model import Observed, Rule, Spec
+from conformance.spec.translate import CostExceeded
 
 
 class OracleError(Exception):
@@ -24,7 +25,7 @@ class OracleError(Exception):
 
 
 class OracleCostError(OracleError):
-    """A rule's evaluation passed the cost bound (`expression.ITERATION_LIMIT`): evaluating
+    """A rule's evaluation passed the cost bound (`translate.ITERATION_LIMIT`): evaluating
     it again on other cases would pay the bound again, so whoever plans stops there."""
 
 

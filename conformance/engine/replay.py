@@ -15,16 +15,14 @@ from typing import Any
 
 import yaml
 
-from conformance.engine.checks import (
-    KINDS,
-    Settings,
-    Subject,
-    judge_rules,
-    scenario_args,
-)
 from conformance.engine.executions import Call
+from conformance.engine.judging import judge_rules
+from conformance.engine.kinds import KINDS
 from conformance.engine.oracle import Oracle
+from conformance.engine.scenarios import scenario_args
 from conformance.engine.strategies import state_of
+from conformance.engine.subject import Subject
+from conformance.engine.verdict import Settings
 from conformance.engine.world import ProviderError, World
 from conformance.provider import Provider, Unsupported
 from conformance.spec.catalog import Catalog

@@ -28,23 +28,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from conformance.engine.case_space import arguments_of, field_choices
+from conformance.engine.goals import Goal
 from conformance.engine.operations import Costs, Tally
 from conformance.engine.oracle import OracleError, Prediction
-from conformance.engine.plan import Goal, Planned, greedy
-from conformance.engine.strategies import (
-    Allowed,
-    Pool,
-    arguments_of,
-    call_args,
-    field_choices,
-    require_objects,
-)
+from conformance.engine.plan import Planned, greedy
+from conformance.engine.strategies import Allowed, Pool, call_args, require_objects
 from conformance.engine.world import ProviderError, Then, World
 from conformance.provider import Unsupported
 from conformance.spec.domain import FAULT_STEP, FAULTS, Domain
 
 if TYPE_CHECKING:
-    from conformance.engine.checks import Subject
+    from conformance.engine.subject import Subject
 
 FAMILY_GOAL_KINDS = ("pairs", "steps", "transitions")
 STARTS = 12  # small cases of the first method a pair starts from
@@ -415,7 +410,7 @@ def _new_steps(domain: Domain, allowed: Allowed, read: set[str],
         refs = [(f, t) for f, t in coll.fields.items() if t.kind == "ref"]
         yield from itertools.islice(_refs_filled(domain, refs, base, made), 3)
     if FAULTS in read:
-        from conformance.engine.plan import _fill_fault
+        from conformance.engine.search import _fill_fault
 
         for kind in domain.faults:
             if not allowed.fault(kind):
@@ -480,8 +475,8 @@ def run_sequence(subjects: dict[str, Subject], domain: Domain, sequence: Sequenc
                  observe: tuple[str, ...]) -> int:
     """Run one planned sequence; the calls it made. SequenceFailed at its first problem,
     Unsupported when the provider cannot do one of its steps."""
-    from conformance.engine.checks import details, judge_rules
     from conformance.engine.executions import Call
+    from conformance.engine.judging import details, judge_rules
 
     first = next(e for e in sequence.events if e.method)
     provider = subjects[first.method or ""].provider
@@ -559,7 +554,7 @@ def check_sequences(subjects: list[Subject], domain: Domain, plan: FamilyPlan | 
                     ) -> Any:
     """The family check: every planned sequence, once; the first problem fails it with the
     sequence as a reproduction (`given`, then `calls`)."""
-    from conformance.engine.checks import FAILED, PASSED, NotApplicable, Verdict
+    from conformance.engine.verdict import FAILED, PASSED, NotApplicable, Verdict
 
     if not subjects:
         raise NotApplicable("no method of this family is supported by the provider")

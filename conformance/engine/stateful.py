@@ -28,14 +28,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from conformance.engine.checks import (
-    FAILED,
-    PASSED,
-    PHASES,
-    CheckFailed,
-    NotApplicable,
-    Subject,
-    Verdict,
+from conformance.engine.draws import pin_draws
+from conformance.engine.judging import (
     call_repro,
     code_mismatch,
     details,
@@ -51,6 +45,8 @@ from conformance.engine.strategies import (
     require_objects,
     sampled,
 )
+from conformance.engine.subject import Subject
+from conformance.engine.verdict import FAILED, PASSED, PHASES, CheckFailed, NotApplicable, Verdict
 from conformance.engine.world import ProviderError, World
 from conformance.provider import Unsupported
 from conformance.spec.catalog import Catalog
@@ -258,7 +254,6 @@ def check_stateful(subjects: list[Subject], domain: Domain) -> Verdict:
     test = get_state_machine_test(machine, settings=sets)
     if seeded:  # (derandomize would seed from the machine class's source, not from --seed)
         test = hypothesis_seed(seed)(test)
-    from conformance.runner.plugin import pin_draws  # (the plugin imports this module)
 
     unpin = pin_draws() if seeded else (lambda: None)
     try:

@@ -12,31 +12,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+from conformance.engine import batch as batches
+from conformance.engine.batch import BatchingProvider
+from conformance.engine.values import OUT, Unknown  # noqa: F401 - also imported from here
 from conformance.provider import Outcome, Provider, Unsupported
-from conformance.remote import protocol
 from conformance.spec.domain import ANY, FAULT_STEP, Domain, FieldType
 from conformance.spec.model import Param, Spec
 
 _UNKNOWN_NS = uuid.UUID("6f1c3a52-7d0e-4f7a-9b1e-3c5d2a9e8b41")
-OUT = "out"  # an out-parameter the caller passed a valid pointer for
 
 
 class ProviderError(Exception):
     """The provider raised or broke the contract; the check fails with this message."""
-
-
-@dataclass(frozen=True)
-class Unknown:
-    """A reference to an object of `step` that does not exist."""
-
-    step: str
-    n: int = 1
-
-    @property
-    def name(self) -> str:
-        return f"{self.step}?{self.n}"
 
 
 @dataclass(frozen=True)
@@ -76,7 +65,13 @@ class World:
     # "call" / "setup" -> the collections the engine read after the last one (read ahead next)
     _habit: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     _since: list[str] = field(default_factory=list, repr=False)  # read since the last change
-    _changed: str | None = field(default=None, repr=False)  # the kind of the last change
+    changed: str | None = field(default=None, repr=False)  # the kind of the last change
+    # whether the provider takes batches (a worker process): asked once, since `isinstance`
+    # of a runtime Protocol costs tens of microseconds
+    _batching: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._batching = isinstance(self.provider, BatchingProvider)
 
     def reset(self) -> None:
         self._forget()
@@ -90,16 +85,16 @@ class World:
         self._ahead = None
         self._seen.clear()
         self._then = None
-        self._changed = None
+        self.changed = None
         self._since = []
 
     def _changing(self, kind: str) -> None:
         """A request of `kind` that changes the provider's state is next: what the engine read
         after the previous one becomes what is read ahead after the next of that kind, and
         what was read is out of date."""
-        if self._changed is not None:
-            self._habit[self._changed] = tuple(self._since)
-        self._changed = kind
+        if self.changed is not None:
+            self._habit[self.changed] = tuple(self._since)
+        self.changed = kind
         self._since = []
         self._seen.clear()
 
@@ -130,8 +125,7 @@ class World:
         the batch filled in on its side). Results and errors are those of single requests,
         each raised when the engine asks for it. `requests`: `batch_requests(steps, then)`
         when the caller has it already."""
-        batch = getattr(self.provider, "batch", None)
-        if batch is None:
+        if not self._batching:
             self.reset()
             for step in steps:
                 self.setup(step)
@@ -141,7 +135,7 @@ class World:
             requests = self.batch_requests(steps, then)
         else:
             self._forget()
-        results = self._batch(batch, requests, "reset()", _batch_name(requests))
+        results = self._batch(self._batches(), requests, "reset()", _batch_name(requests))
         _reraise(results[0], "reset()")
         for step, created in zip(steps, results[1:len(steps) + 1], strict=False):
             what = lambda step=step: f"setup({_short(self._sent(step))})"  # noqa: E731
@@ -198,11 +192,14 @@ class World:
         if not 1 <= count <= len(requests):
             raise ProviderError(f"the provider answered a batch of {len(requests)} requests "
                                 f"({what} first) with {_short(results)}")
-        if count < len(requests) and not protocol.stops(protocol.batch_item(requests[count - 1]),
-                                                        results[-1]):
+        if count < len(requests) and not batches.stops(batches.batch_item(requests[count - 1]),
+                                                       results[-1]):
             raise ProviderError(f"the provider's batch stopped after {count} of "
                                 f"{len(requests)} requests ({what} first) without saying why")
         return results
+
+    def _batches(self) -> Callable[[list[dict[str, Any]]], list[Any]]:
+        return cast(BatchingProvider, self.provider).batch  # `_batching` said so
 
     def _sent(self, step: dict[str, Any]) -> dict[str, Any]:
         """A step as the provider gets it: references as provider ids."""
@@ -304,10 +301,9 @@ class World:
     def _run(self, requests: list[dict[str, Any]], what: str) -> list[Any]:
         """Requests as one batch when the provider takes batches, else one at a time with
         the same rules: each result, or the exception that ended them."""
-        batch = getattr(self.provider, "batch", None)
-        if batch is not None:
-            return self._batch(batch, requests, what)
-        return protocol.run_each([protocol.batch_item(r) for r in requests], self._perform)
+        if self._batching:
+            return self._batch(self._batches(), requests, what)
+        return batches.run_each([batches.batch_item(r) for r in requests], self._perform)
 
     def _perform(self, op: str, params: dict[str, Any]) -> Any:
         if op == "call":
@@ -389,7 +385,7 @@ def unknown_id(id_type: str, ref: Unknown) -> str:
 
 def check_outcome(outcome: Any, where: str) -> Outcome:
     """Refuse what is not an Outcome of 32-bit unsigned codes, with a message that says why."""
-    problem = protocol.outcome_problem(outcome, where)
+    problem = batches.outcome_problem(outcome, where)
     if problem is not None:
         raise ProviderError(problem)
     return outcome
@@ -473,4 +469,4 @@ def _guard(fn, what: str | Callable[[], str]):
         raise ProviderError(f"provider raised in {where}: {type(exc).__name__}: {exc}") from exc
 
 
-_short = protocol.short
+_short = batches.short

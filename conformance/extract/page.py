@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 MAX_BYTES = 1024 * 1024
 
@@ -97,39 +96,6 @@ class Page:
 
 
 # --------------------------------------------------------------------------- reading
-
-
-def read_page(path: str | Path) -> Page:
-    """Read one page file of any supported format; raise PageError naming what is wrong."""
-    path = Path(path)
-    doc = path.name
-    try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise PageError(doc, f"page is {size} bytes, more than the {MAX_BYTES} a "
-                                 "reference page can plausibly be")
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise PageError(doc, f"cannot read: {exc.strerror or exc}") from None
-    page = parse_page(raw, doc)
-    page.path = str(path)
-    return page
-
-
-def parse_page(raw: bytes | str, doc: str) -> Page:
-    """Parse page text (bytes must be UTF-8) whose file name is `doc`."""
-    text = decode(raw, doc)
-    fmt = detect_format(text)
-    from conformance.extract import rendered, sdkapi, win32md  # readers import this module
-
-    reader = {SDK_API: sdkapi.parse, WIN32_MD: win32md.parse, RENDERED: rendered.parse}[fmt]
-    try:
-        page = reader(text, doc)
-    except PageError:
-        raise
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError) as exc:
-        raise PageError(doc, f"unreadable {fmt} page ({type(exc).__name__}: {exc})") from None
-    return page
 
 
 def decode(raw: bytes | str, doc: str) -> str:

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from conformance.extract.formats import read_page
 from conformance.extract.knowledge import Knowledge
-from conformance.extract.page import PageError, read_page
+from conformance.extract.page import PageError
 
 WIN32METADATA = "win32metadata"
 _CONSTANT = re.compile(rb"^([A-Za-z_]\w*): [\w.]+ = (-?(?:0x[0-9A-Fa-f]+|\d+))\s*$", re.M)

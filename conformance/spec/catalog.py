@@ -9,30 +9,28 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
-from conformance.spec import validate
+from conformance.spec.catalog_checks import catalog_problems
 from conformance.spec.codes import CodeTable, code_table_from
+from conformance.spec.crosscheck import spec_problems
 from conformance.spec.domain import Domain, domain_from
 from conformance.spec.model import Spec, spec_from
-from conformance.spec.source import Problem, SourceError, load_file
+from conformance.spec.paths import default_specs_dir, specs_root
+from conformance.spec.schema import schema_problems
+from conformance.spec.source import Document, Problem, SourceError, load_file
 
-DEFAULT_SPECS = Path(__file__).resolve().parents[2] / "specs"
-
-
-def default_specs_dir() -> Path:
-    """./specs of a checkout, else the specs installed with the package."""
-    if (DEFAULT_SPECS / "codes.yaml").is_file():
-        return DEFAULT_SPECS
-    import conformance_specs  # installed data package
-
-    return Path(conformance_specs.__file__).parent
+T = TypeVar("T")
 
 
 @dataclass
 class Catalog:
+    """Every spec (by id), domain (by family) and the code table of one run, with the specs
+    root they were read from."""
+
     specs: dict[str, Spec] = field(default_factory=dict)
     domains: dict[str, Domain] = field(default_factory=dict)
     codes: CodeTable = field(default_factory=lambda: CodeTable({}, {}))
@@ -54,15 +52,8 @@ class Catalog:
                        self.root)
 
 
-def _root_of(path: Path) -> Path:
-    """The specs root (the folder holding codes.yaml) at or above `path`."""
-    for candidate in [path, *path.parents]:
-        if (candidate / "codes.yaml").is_file() and (candidate / "domains").is_dir():
-            return candidate
-    return default_specs_dir()
-
-
 def spec_files(paths: list[Path]) -> list[Path]:
+    """The spec files under `paths`: folders searched, domains and the code table left out."""
     out: list[Path] = []
     for path in paths:
         if path.is_dir():
@@ -94,11 +85,13 @@ def load_catalog(paths: list[str | Path] | None = None) -> Catalog:
 
 
 def _load_catalog(paths: list[str | Path] | None) -> Catalog:
+    """Read the code table, every domain, then every spec; cross-check them all and raise
+    one SourceError listing every problem."""
     targets = [Path(p) for p in (paths or [default_specs_dir()])]
     for t in targets:
         if not t.exists():
             raise SourceError([Problem(str(t), 1, "", "no such file or directory")])
-    root = _root_of(targets[0].resolve() if targets[0].is_dir() else targets[0].resolve().parent)
+    root = specs_root(targets[0].resolve() if targets[0].is_dir() else targets[0].resolve().parent)
     problems: list[Problem] = []
     catalog = Catalog(root=root)
     catalog.codes = _load(root / "codes.yaml", "codes", code_table_from, problems) or catalog.codes
@@ -117,18 +110,21 @@ def _load_catalog(paths: list[str | Path] | None) -> Catalog:
         catalog.specs[spec.id] = spec
     families: dict[Path, list[str]] = {}
     for spec in catalog.specs.values():
-        problems.extend(validate.spec_problems(spec, catalog.domains.get(spec.family),
-                                               catalog.codes, families))
-    problems.extend(validate.catalog_problems(list(catalog.specs.values()), catalog.codes))
+        problems.extend(spec_problems(spec, catalog.domains.get(spec.family), catalog.codes,
+                                      families))
+    problems.extend(catalog_problems(list(catalog.specs.values()), catalog.codes))
     if problems:
         raise SourceError(problems)
     return catalog
 
 
-def _load(file: Path, kind: str, build, problems: list[Problem]):
+def _load(file: Path, kind: str, build: Callable[[Document], T],
+          problems: list[Problem]) -> T | None:
+    """One file read, checked against its schema and built; None, with its problems added,
+    when it cannot be."""
     try:
         doc = load_file(file)
-        found = validate.schema_problems(doc, kind)
+        found = schema_problems(doc, kind)
         if found:
             problems.extend(found)
             return None

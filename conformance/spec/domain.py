@@ -13,8 +13,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from conformance.spec.expression import CostExceeded, Scope, compiled
+from conformance.spec.expression import Scope, compiled
 from conformance.spec.source import Document, SourceError, load_file
+from conformance.spec.translate import CostExceeded
 
 FAULTS = "faults"
 FAULT_STEP = "fault"

@@ -2,7 +2,9 @@
 
 `load_spec` turns a `spec: 1` file into a `Spec`; everything downstream (oracle, engine,
 reports, extraction) reads these objects, never the YAML. Structural validity is the JSON
-Schema's job (`conformance.spec.validate`); this module assumes a schema-valid document.
+Schema's job (`conformance.spec.schema`), meaning the cross-checks' (`conformance.spec.crosscheck`
+for one spec, `conformance.spec.catalog_checks` across specs); this module assumes a
+schema-valid document.
 """
 
 from __future__ import annotations

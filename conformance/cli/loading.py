@@ -1,0 +1,96 @@
+"""What the commands load before they do anything: the catalog (all of it, or some families),
+the provider, and the pytest arguments that select a run's checks; each failure said in one
+line with the exit status it means.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from conformance.cli.exits import EXIT_UNAVAILABLE, EXIT_USAGE
+
+
+def pytest_selection(catalog: Any, keyword: str | None, verbose: bool = False) -> list[str]:
+    """The pytest arguments that collect a catalog's checks (and select them with -k)."""
+    families = {s.family for s in catalog.specs.values()}
+    # The family files first: a family's planned sequences are the longest checks, and with
+    # -n (files handed out in this order, --no-loadscope-reorder) they start at once on
+    # different workers instead of queuing behind each other at the end.
+    files = sorted(d.file for d in catalog.domains.values() if d.family in families) + \
+        sorted({s.file for s in catalog.specs.values()})
+    pytest_args = [*collection_args(files), "-p", "no:cacheprovider", "-p", "no:randomly",
+                   "-p", "no:benchmark", "--rootdir",
+                   str(catalog.root or Path.cwd()), "-c", os.devnull,
+                   "-o", "python_files=", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+    pytest_args += ["-v", "--no-header", "-rN"] if verbose else ["-p", "no:terminal"]
+    if keyword:
+        pytest_args += ["-k", keyword]
+    return pytest_args
+
+
+def folder_or_none(text: str | None) -> Path | None:
+    return Path(text) if text else None
+
+
+def unavailable_reason(exc: Exception, in_worker: bool) -> str:
+    """Why the provider is unavailable; for a provider in a worker process, the reason the
+    worker gave (not the worker's command line)."""
+    refused = getattr(exc, "refused", None)
+    if in_worker and refused:
+        return str(refused).removeprefix("provider unavailable: ")
+    return str(exc)
+
+
+def collection_args(files: list[str]) -> list[str]:
+    """What pytest is asked to collect: the folders holding the run's files where every YAML
+    file in a folder belongs to the run, else the files. (pytest resolves each argument
+    through the whole collection tree: a thousand file arguments cost minutes.)"""
+    by_folder: dict[Path, set[Path]] = {}
+    for file in files:
+        path = Path(file).resolve()
+        by_folder.setdefault(path.parent, set()).add(path)
+    args: list[str] = []
+    for folder, wanted in by_folder.items():  # in the order the files were given
+        present = {p.resolve() for p in folder.glob("*.yaml")}
+        subfolders = any(p.is_dir() for p in folder.iterdir())
+        if present == wanted and not subfolders and folder.name != "domains":
+            args.append(str(folder))
+        else:
+            args.extend(str(p) for p in sorted(wanted))
+    return args
+
+
+def catalog_and_provider(specs: list[str] | None, families: list[str] | None, provider: str,
+                          token_file: str | None) -> tuple[Any, Any] | int:
+    """The catalog and the loaded provider of a command that replays or probes, or the exit
+    code after saying why not (usage for the specs, unavailable for the provider)."""
+    from conformance.provider import ProviderUnavailable, load
+
+    catalog = selected_catalog(specs, families)
+    if catalog is None:
+        return EXIT_USAGE
+    try:
+        return catalog, load(provider, token_file=token_file)
+    except ProviderUnavailable as exc:
+        print(f"provider unavailable: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+
+
+def selected_catalog(specs: list[str] | None, families: list[str] | None = None) -> Any:
+    """The catalog (of `families` only, when given), or None after printing every problem
+    (`file:line: path: message`) or the unknown family."""
+    from conformance.spec.catalog import load_catalog
+    from conformance.spec.source import SourceError
+
+    try:
+        return load_catalog(specs).of_families(families)
+    except SourceError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return None
