@@ -31,10 +31,6 @@ def pytest_selection(catalog: Any, keyword: str | None, verbose: bool = False) -
     return pytest_args
 
 
-def folder_or_none(text: str | None) -> Path | None:
-    return Path(text) if text else None
-
-
 def unavailable_reason(exc: Exception, in_worker: bool) -> str:
     """Why the provider is unavailable; for a provider in a worker process, the reason the
     worker gave (not the worker's command line)."""

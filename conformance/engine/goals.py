@@ -20,9 +20,6 @@ if TYPE_CHECKING:
 GOAL_KINDS = ("rules", "codes", "effects", "conditions", "arguments", "faults")
 TIER_OF = {"rules": 0, "codes": 0, "effects": 0, "conditions": 1, "arguments": 1, "faults": 1,
            "pairs": 0, "steps": 0, "transitions": 1}  # the last three: a family's sequences
-PROFILE_TIERS = {"quick": 0, "ci": 1, "thorough": 1}
-
-
 @dataclass(frozen=True)
 class Goal:
     """One coverage item of a spec: a rule, a code, an operand deciding alone, ..."""

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from conformance.engine.executions import Call
-from conformance.engine.strategies import Case, call_args, state_of
+from conformance.engine.strategies import Case, call_args
 from conformance.engine.world import World
 from conformance.provider import Outcome, Unsupported
 from conformance.spec.codes import (
@@ -242,11 +242,6 @@ def admitted(subject: Subject, value: int) -> bool:
     if any(c.value == value for c in subject.spec.codes):
         return True
     return any(subject.table.admits(entry, value) for entry in subject.spec.also)
-
-
-def predicted_codes(subject: Subject, case: Case) -> tuple[str, ...]:
-    """What the rules predict for a case: the `expect` of a reproduction."""
-    return subject.oracle.predict(state_of(subject.domain, case.given), case.args).codes
 
 
 def out_param_problem(subject: Subject, outcome: Outcome) -> str | None:

@@ -77,10 +77,6 @@ class CheckKind:
         return self.judge or judge_rules
 
 
-def _tier(minimum: int) -> Callable[[Spec, Settings], bool]:
-    return lambda spec, settings: settings.tier >= minimum
-
-
 def _has_effects(spec: Spec, settings: Settings) -> bool:
     return settings.tier >= 1 and any(r.effects for r in spec.rules)
 

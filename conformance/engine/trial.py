@@ -43,8 +43,3 @@ def prepare(subject: Subject, steps: list[dict[str, Any]], provider: Provider | 
     return world, state
 
 
-def enact(subject: Subject, steps: list[dict[str, Any]], args: dict[str, Any],
-          observe: tuple[str, ...] = (), state: dict[str, Any] | None = None) -> Trial:
-    """Build the steps, make the call, and read the `observe` collections after it."""
-    world, state = prepare(subject, steps, then=Then(subject.spec, args, observe), state=state)
-    return Trial(world, state, args, world.call(subject.spec, args))

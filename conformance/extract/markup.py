@@ -118,10 +118,6 @@ def render(tokens: list[Token]) -> str:
     return _FULL.renderer.render(tokens, _FULL.options, env)
 
 
-def inline_html(text: str) -> str:
-    return _FULL.renderInline(text)
-
-
 # --------------------------------------------------------------------------- HTML
 
 
@@ -141,9 +137,6 @@ class Node:
 
     def first(self, tag: str) -> Node | None:
         return next(self.iter(tag), None)
-
-    def kids(self, tag: str) -> list[Node]:
-        return [c for c in self.children if isinstance(c, Node) and c.tag == tag]
 
     def text(self) -> str:
         """All text, whitespace collapsed; block elements end a word."""

@@ -13,9 +13,6 @@ from dataclasses import dataclass, field
 MAX_BYTES = 1024 * 1024
 
 SDK_API, WIN32_MD, RENDERED = "sdk-api-md", "win32-md", "rendered-text"
-FORMATS = (SDK_API, WIN32_MD, RENDERED)
-
-
 class PageError(Exception):
     """A page that cannot be extracted; the message names the page and the reason."""
 
@@ -136,7 +133,6 @@ def detect_format(text: str) -> str:
 # --------------------------------------------------------------------------- shared text facts
 
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-METHOD_ID = re.compile(rf"\b({IDENT}::{IDENT})\b")
 SYMBOL = re.compile(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+(?:\([A-Z][A-Z0-9_]*\))?")
 HEX = re.compile(r"^(0[xX][0-9A-Fa-f]{1,8}|0|[1-9][0-9]{0,9})[Ll]?$")
 _CODE_BASE = re.compile(r"^(?:[A-Z0-9]+_)*[ES]_[A-Z0-9_]+$|^(?:ERROR|ISDSC|STATUS)_[A-Z0-9_]+$")
@@ -373,7 +369,6 @@ REQUIREMENT_LABELS: dict[str, str] = {
     "plateforme cible": "platform", "en-tête": "header", "bibliothèque": "library",
     "composant redistribuable": "redistributable", "produit": "product",
 }
-REQUIREMENT_HEADERS = {"requirement", "требование", "anforderung", "condition requise", "exigence"}
 VALUE_PHRASES = {
     "только классические приложения": "desktop apps only", "nur Desktop-Apps": "desktop apps only",
     "applications de bureau uniquement": "desktop apps only",

@@ -92,8 +92,6 @@ CLIENT = "conformance/0.1"
 OPS = ("capabilities", "reset", "setup", "call", "observe", "close")
 OPTIONAL_OPS = ("batch",)  # offered in the welcome's "ops"
 BATCHABLE = frozenset({"capabilities", "reset", "setup", "call", "observe"})
-ERROR_KINDS = ("unsupported", "provider", "protocol", "timeout")
-
 # Fields each op requires, with their JSON type: checked before the provider sees anything.
 _PARAMS: dict[str, dict[str, type]] = {
     "capabilities": {}, "reset": {}, "close": {},

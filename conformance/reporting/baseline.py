@@ -4,8 +4,9 @@ Like Wine's `todo_wine` and Samba's `knownfail`, a baseline lets a CI pipeline g
 failures while a provider still has old ones, without hiding them: each entry names a check
 by its stable name (`<method id>::<kind>::<case>`), says why, and may expire. An entry that
 starts passing is *stale* and fails the run, so the baseline only ever shrinks; an entry past
-its expiry fails the run, so nobody forgets it. Flaky checks are listed apart: the caller
-re-runs them (`flaky_to_retry`), and a flaky check that still fails is reported, not gated.
+its expiry fails the run, so nobody forgets it. Flaky checks are listed apart: the run tries
+each again when it fails (`RunOptions.flaky`, in every worker), and a flaky check that still
+fails is reported, not gated.
 
 File format (YAML):
 
@@ -266,12 +267,6 @@ def _checks_run(summary: dict[str, Any]) -> int:
     totals = summary.get("totals", {})
     return int(totals.get("passed", 0)) + int(totals.get("failed", 0)) + \
         int(totals.get("errors", 0))
-
-
-def flaky_to_retry(summary: dict[str, Any], baseline: Baseline) -> list[str]:
-    """Flaky checks that failed this run: the caller re-runs these (e.g. with `-k`)."""
-    flaky = {e.check for e in baseline.flaky}
-    return sorted(n for n, s in _statuses(summary).items() if s in FAILING and n in flaky)
 
 
 # -- writing --------------------------------------------------------------------------------

@@ -17,9 +17,6 @@ from typing import Any
 from conformance.engine.operations import Tally
 
 SCHEMA = 1
-STATUSES = ("passed", "failed", "not_applicable", "error")
-
-
 @dataclass
 class CheckResult:
     name: str

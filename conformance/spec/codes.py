@@ -8,9 +8,8 @@ spec's `also` list admits without a table row.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from conformance.spec.source import Document, SourceError, load_file
+from conformance.spec.source import Document, SourceError
 
 U32 = 0xFFFFFFFF
 
@@ -72,11 +71,6 @@ class CodeTable:
         if entry in self.families:
             return value in self.families[entry]
         return self.symbols.get(entry) == value
-
-
-def load_code_table(path: str | Path) -> CodeTable:
-    doc = load_file(path)
-    return code_table_from(doc)
 
 
 def code_table_from(doc: Document) -> CodeTable:

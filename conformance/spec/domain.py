@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from conformance.spec.expression import Scope, compiled
-from conformance.spec.source import Document, SourceError, load_file
+from conformance.spec.source import Document, SourceError
 from conformance.spec.translate import CostExceeded
 
 FAULTS = "faults"
@@ -149,12 +148,6 @@ class Domain:
         assert coll is not None
         state[coll.name].append({"id": name, **rest})
 
-    def ref_fields(self, fields: dict[str, FieldType]) -> dict[str, FieldType]:
-        """Fields holding references (directly or as a list), which the engine maps to ids."""
-        return {k: t for k, t in fields.items()
-                if t.kind == "ref" or (t.kind == "list" and t.item and t.item.kind == "ref")}
-
-
 def clone(value: Any) -> Any:
     """A copy of plain data (dicts, lists, scalars): what deepcopy does, at a fraction of
     its cost on the oracle's hot path."""
@@ -163,10 +156,6 @@ def clone(value: Any) -> Any:
     if isinstance(value, list):
         return [clone(v) for v in value]
     return value
-
-
-def load_domain(path: str | Path) -> Domain:
-    return domain_from(load_file(path))
 
 
 def domain_from(doc: Document) -> Domain:
