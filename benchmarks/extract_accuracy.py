@@ -129,7 +129,8 @@ def score_corpus(corpus: Path) -> dict[str, Any]:
 
 
 def score_family_pages() -> dict[str, Any] | None:
-    """Seed and family pages against the hand-checked specs (as tests/test_extract.py does)."""
+    """Seed and family pages against the hand-checked specs (as tests/extract/test_extract.py
+    does)."""
     seeds, docs = SHARED / "seeds", SHARED / "docs"
     if not seeds.is_dir() or not docs.is_dir():
         return None

@@ -2,8 +2,8 @@
 
     python benchmarks/extract_throughput.py [--pages 3000] [--no-shapes] [--out FILE.json]
 
-Each fixture page (tests/extract_fixtures: sdk-api source, win32 source, rendered English and
-localized text; with the pages of every shape in tests/extract_fixtures/shapes unless
+Each fixture page (tests/extract/fixtures: sdk-api source, win32 source, rendered English and
+localized text; with the pages of every shape in tests/extract/fixtures/shapes unless
 `--no-shapes`) is copied many times with its method renamed and its code values shifted, so
 no two pages are alike and the groups merge as real ones do. Two figures, measured in one run:
 `parse` (read one page into facts) and `extract` (read from disk, group, merge, find defects:
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "extract_fixtures"
+FIXTURES = ROOT / "tests" / "extract" / "fixtures"
 SHAPES = FIXTURES / "shapes"
 sys.path.insert(0, str(ROOT))
 

@@ -141,7 +141,7 @@ status=0
 export DOUBLE_LOG; DOUBLE_LOG=$(winpath "$RUN/tests.jsonl")
 # (The Windows CPython cannot start with a regular file as stdout or stderr: through a pipe.)
 { "$WINE" "$WINPY/python.exe" -m pytest -q -p no:randomly -p no:cacheprovider \
-    tests/test_windows_provider.py tests/test_windows_doubles.py </dev/null 2>&1 && rc=0 || rc=$?
+    tests/providers/test_windows_provider.py tests/providers/test_windows_doubles.py </dev/null 2>&1 && rc=0 || rc=$?
   echo $rc >"$RUN/pytest.rc"; } | cat >"$RUN/pytest.log"
 if [ "$(cat "$RUN/pytest.rc")" = 0 ]; then
   say "backend tests under Wine: $(tail -1 "$RUN/pytest.log")"

@@ -1,4 +1,4 @@
-"""Providers that declare costs or limits in their capabilities, for tests/test_plan.py.
+"""Providers that declare costs or limits in their capabilities, for tests/engine/test_plan.py.
 
 Each wraps the bundled reference through the public provider contract only.
 """

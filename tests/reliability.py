@@ -399,7 +399,7 @@ def control_bytes(ctx: Context) -> Outcome:
 @case("a page pads its declaration with 60,000 spaces", "page",
       "extraction linear in the page's size")
 def padded_declaration(ctx: Context) -> Outcome:
-    page = (HERE / "extract_fixtures" / "win32_gadget_spin.md").read_text(encoding="utf-8")
+    page = (HERE / "extract" / "fixtures" / "win32_gadget_spin.md").read_text(encoding="utf-8")
     pad = " " * 60_000
     page = page.replace("HRESULT Spin(", f"HRESULT{pad}x Spin\nHRESULT{pad}Spin(").replace(
         "  [in]          long     inTurns,", f"  [in]{pad}long{pad}inTurns,")

@@ -13,6 +13,9 @@ import pytest
 
 from conformance.spec import catalog as catalog_module
 
+TESTS = Path(__file__).resolve().parent  # where the shared helpers and providers are
+ROOT = TESTS.parent  # the checkout
+
 
 @contextlib.contextmanager
 def catalog_parsed_once() -> Iterator[None]:

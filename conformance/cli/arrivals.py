@@ -1,6 +1,6 @@
 """What a provider receives: each family's `setup()` steps and `call()` arguments, described
 from the domain files and the specs, so that the provider guide's tables cannot drift from
-what the engine sends (`python -m conformance.cli.arrivals` prints them; tests/test_arrivals.py
+what the engine sends (`python -m conformance.cli.arrivals` prints them; tests/cli/test_arrivals.py
 holds the guide to them and the engine to the guide)."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ few nested closures do; it is asked only about a document this test rejects, to 
 describe the errors (`schema.schema_problems`). The test implements exactly the keywords
 below, with jsonschema's meaning (its type checker, `equal` and `uniq`); a schema using any
 other keyword gets no test (`compile_schema` gives None), and jsonschema decides alone.
-`tests/test_loading.py` holds the two to the same answers on many broken documents.
+`tests/spec/test_loading.py` holds the two to the same answers on many broken documents.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import cel
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import ROOT
 
 from conformance.engine.oracle import Oracle
 from conformance.engine.strategies import cases, state_of
@@ -207,6 +208,7 @@ def test_the_translation_agrees_with_cel_on_drawn_expressions(source: str) -> No
     assert disagreement(source, VARIABLES, FUNCTIONS) is None
 
 
+@pytest.mark.slow
 @settings(DRAWN, max_examples=max(1, DRAWN.max_examples // 2))
 @given(TYPED)
 def test_the_translation_agrees_with_cel_on_drawn_well_typed_expressions(source: str) -> None:
@@ -364,12 +366,11 @@ def test_nested_comprehensions_are_bounded_on_both_engines() -> None:
 def test_an_invariant_too_costly_on_what_the_provider_shows_says_so() -> None:
     """The domain's invariants run on the provider's rows: past the bound the failure names
     the invariant, the rows and the bound instead of claiming the invariant does not hold."""
-    from pathlib import Path
 
     from conformance.spec.domain import domain_from
     from conformance.spec.source import load_file
 
-    domain = domain_from(load_file(Path(__file__).resolve().parents[1]
+    domain = domain_from(load_file(ROOT
                                    / "specs/domains/vds-iscsi.yaml"))
     targets = [{"id": f"t{i}"} for i in range(1100)]
     sessions = [{"id": f"s{i}", "target": f"t{i}"} for i in range(1100)]

@@ -23,16 +23,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import catalog_parsed_once
+from support import TESTS, catalog_parsed_once
 
 from conformance.cli import main
+
+pytestmark = pytest.mark.slow  # whole runs and processes: left out of the fast loop
 
 LOGOUT = "IVdsIscsiInitiatorAdapter::LogoutFromTarget"
 LOGOFF = "IVMGuestOS::Logoff"
 REMOVE_PORTAL = "IVdsIscsiPortalGroup::RemovePortal"
 ONE_PORTAL_SCENARIO = "removes-a-member-portal"  # one passing check of another method
 
-HOSTILE = str(Path(__file__).with_name("hostile_providers.py"))  # Exits, Hangs, Deep, ...
+HOSTILE = str(TESTS / "hostile_providers.py")  # Exits, Hangs, Deep, ...
 
 PROVIDERS = '''
 import os, time

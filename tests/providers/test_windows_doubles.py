@@ -30,12 +30,12 @@ from conformance_providers.windows._iscsi import (
     Portal,
     StaticTarget,
 )
+from support import ROOT
 
 DOUBLES = os.environ.get("CONFORMANCE_DOUBLES", "")
 pytestmark = pytest.mark.skipif(
     sys.platform != "win32" or not DOUBLES,
     reason="needs Windows (or Wine) and $CONFORMANCE_DOUBLES (ci/wine-backend.sh)")
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _checker() -> Any:

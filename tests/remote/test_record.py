@@ -29,6 +29,8 @@ from conformance.remote.cassette import (
     parts_folder,
 )
 
+pytestmark = pytest.mark.slow  # whole runs and processes: left out of the fast loop
+
 # Scenarios and property checks of one method, with state (portal groups) and strings drawn.
 SELECTION = "RemovePortal and (scenario or oracle or repeat or closed)"
 

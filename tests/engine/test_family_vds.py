@@ -18,6 +18,7 @@ import pytest
 from conformance_providers.reference import ReferenceProvider
 from conformance_providers.reference._vds import VDS_E_OBJECT_DELETED, VdsWorld, guid_key
 from conformance_providers.reference._world import direct
+from support import ROOT
 
 from conformance.cli import main
 from conformance.engine.oracle import Oracle
@@ -29,7 +30,7 @@ from conformance.spec.catalog import Catalog, load_catalog
 from conformance.spec.domain import ANY, Domain
 from conformance.spec.model import Scenario, Spec
 
-SPECS = Path(__file__).resolve().parents[1] / "specs" / "vds"
+SPECS = ROOT / "specs" / "vds"
 FAMILY = "vds-iscsi"
 MACHINE = f"{FAMILY}::stateful::machine"
 SEED = "1"

@@ -12,13 +12,16 @@ from pathlib import Path
 
 import pytest
 from broken_providers import LOGOFF, REMOVE_PORTAL
-from support import catalog_parsed_once, cli, inside
+from support import TESTS, catalog_parsed_once, cli, inside
 from test_checks import BREAKAGES, spec_file
 
-HERE = Path(__file__).resolve().parent
+pytestmark = pytest.mark.slow  # whole runs and processes: left out of the fast loop
+
+HERE = TESTS
+ENGINE = TESTS / "engine"  # the family tests, which hold providers broken between methods
 FAMILY_BROKEN = [  # broken between methods: only sequences show it
-    (f"{HERE / 'test_family_vds.py'}:StaleDeletedGroupProvider", "vds-iscsi"),
-    (f"{HERE / 'test_family_iscsi.py'}:StaticTargetsReportedAsLogins", "iscsi-discovery"),
+    (f"{ENGINE / 'test_family_vds.py'}:StaleDeletedGroupProvider", "vds-iscsi"),
+    (f"{ENGINE / 'test_family_iscsi.py'}:StaticTargetsReportedAsLogins", "iscsi-discovery"),
     # a family check that fails on a step, before any call: its reproduction names no method
     (f"{HERE / 'broken_providers.py'}:BadSetupId", "virtual-pc and stateful"),
 ]

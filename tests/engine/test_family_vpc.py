@@ -20,7 +20,7 @@ import pytest
 from conformance_providers.reference import ReferenceProvider
 from hypothesis import HealthCheck, find, settings
 from hypothesis import strategies as st
-from support import catalog_parsed_once
+from support import ROOT, catalog_parsed_once
 
 from conformance.cli import main
 from conformance.engine.replay import replay
@@ -34,7 +34,7 @@ from conformance.spec import catalog as catalog_module
 from conformance.spec.catalog import Catalog
 from conformance.spec.model import Spec
 
-SPECS = Path(__file__).resolve().parent.parent / "specs"
+SPECS = ROOT / "specs"
 # win32metadata does not cover Virtual PC: its codes are checked against this page instead.
 VPC_CODES_PAGE = (SPECS.parent.parent / "shared" / "docs"
                   / "win32_hresult-codes-specific-to-windows-virtual-pc.md")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 import shlex
-from pathlib import Path
 
 import yaml
+from support import ROOT
 
 from conformance.cli.main import build_parser
 
-WORKFLOW = Path(__file__).resolve().parents[1] / "examples" / "github-actions" / "conformance.yml"
+WORKFLOW = ROOT / "examples" / "github-actions" / "conformance.yml"
 
 
 def commands() -> list[list[str]]:

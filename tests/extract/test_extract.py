@@ -1,6 +1,6 @@
 """conformance.extract: page formats, merging, findings, round trips, and hostile pages.
 
-The fixtures under tests/extract_fixtures/ are pages written for this project (an invented
+The fixtures under tests/extract/fixtures/ are pages written for this project (an invented
 Contoso API) in the four formats. Tests on the real pages read ../shared/seeds and
 ../shared/docs and are skipped, saying so, where those folders are absent.
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import TESTS
 
 from conformance.extract.command import extract, main, write_specs
 from conformance.extract.formats import parse_page, read_page
@@ -20,8 +21,8 @@ from conformance.extract.page import MAX_BYTES, PageError
 from conformance.spec.schema import schema_problems
 from conformance.spec.source import load_file
 
-HERE = Path(__file__).resolve().parent
-FIXTURES = HERE / "extract_fixtures"
+HERE = TESTS
+FIXTURES = TESTS / "extract" / "fixtures"
 FIXTURE_SPECS = FIXTURES / "specs"
 REPO = HERE.parent
 BUNDLED = REPO / "specs"

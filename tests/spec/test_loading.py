@@ -16,12 +16,13 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
+from support import ROOT
 
 from conformance.spec import schema, source
 from conformance.spec.schema_compiler import TYPE_TESTS
 from conformance.spec.source import load_file, load_text
 
-SPECS = Path(__file__).resolve().parent.parent / "specs"
+SPECS = ROOT / "specs"
 VALUES: list[Any] = [
     None, True, False, 0, 1, -1, 1.0, 1.5, float("nan"), 2**32, "", "x", "true", "in", "out",
     "E_FAIL", "S_OK", "com-method", "function", "fault", "faults", "id", "call", "completion",

@@ -8,9 +8,12 @@ import contextlib
 import io
 from pathlib import Path
 
+import pytest
 from support import cli, results
 
 from conformance.reporting.progress import Progress
+
+pytestmark = pytest.mark.slow  # whole runs: left out of the fast loop
 
 ONE_FAMILY = '''
 from conformance_providers.reference import ReferenceProvider

@@ -2,7 +2,7 @@
 Remarks and Parameters, values resolved from win32metadata and code pages, and the traps
 (flag tables, input-code lists, other functions' codes, misspelled symbols).
 
-The fixtures under tests/extract_fixtures/shapes/ are pages written for this project (an
+The fixtures under tests/extract/fixtures/shapes/ are pages written for this project (an
 invented Fabrikam cabinet API) in the four formats, one page per group of shapes. The corpus
 test reads ../shared/docs-wide and is skipped, saying so, where it is absent.
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 import importlib.util
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from support import TESTS
 
 from conformance.extract.command import extract, main
 from conformance.extract.formats import parse_page
@@ -22,9 +22,9 @@ from conformance.extract.mentions import code_shaped, symbol_like, value_of
 from conformance.extract.resolve import win32metadata
 from conformance.spec.source import load_file
 
-HERE = Path(__file__).resolve().parent
-SHAPES = HERE / "extract_fixtures" / "shapes"
-FIXTURE_SPECS = HERE / "extract_fixtures" / "specs"
+HERE = TESTS
+SHAPES = TESTS / "extract" / "fixtures" / "shapes"
+FIXTURE_SPECS = TESTS / "extract" / "fixtures" / "specs"
 CODE_PAGE = SHAPES / "win32_fabrikam_hresult_codes.md"
 REPO = HERE.parent
 CORPUS = REPO.parent / "shared" / "docs-wide"

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import ROOT
 
 from conformance.spec import metadata
 from conformance.spec.catalog import Catalog, load_catalog
@@ -20,7 +21,9 @@ from conformance.spec.metadata import Metadata, check, verify
 from conformance.spec.model import spec_from
 from conformance.spec.source import load_text
 
-BUNDLED = Path(__file__).resolve().parent.parent / "specs"
+pytestmark = pytest.mark.slow  # reads all of win32metadata: left out of the fast loop
+
+BUNDLED = ROOT / "specs"
 LOGOUT = BUNDLED / "vds" / "IVdsIscsiInitiatorAdapter.LogoutFromTarget.yaml"
 
 try:

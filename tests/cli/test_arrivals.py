@@ -11,14 +11,16 @@ from typing import Any
 
 import pytest
 from conformance_providers.reference import ReferenceProvider
-from support import cli
+from support import ROOT, cli
 
 from conformance.cli.arrivals import BEGIN, END, render
 from conformance.provider import Outcome
 from conformance.spec.catalog import load_catalog
 from conformance.spec.domain import FAULT_STEP
 
-GUIDE = Path(__file__).resolve().parents[1] / "docs" / "writing-a-provider.md"
+pytestmark = pytest.mark.slow  # whole runs and processes: left out of the fast loop
+
+GUIDE = ROOT / "docs" / "writing-a-provider.md"
 LOG = "CONFORMANCE_ARRIVALS_LOG"  # where Recording writes (the run imports this file anew)
 
 

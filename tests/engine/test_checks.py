@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 from broken_providers import LOGOFF, LOGOUT, REMOVE_A, REMOVE_PORTAL, REMOVE_W
-from support import catalog_parsed_once
+from support import TESTS, catalog_parsed_once
 
 from conformance.cli import main
 
-BROKEN = Path(__file__).resolve().parent / "broken_providers.py"
+BROKEN = TESTS / "broken_providers.py"
 KINDS = ("scenario", "oracle", "closed-world", "out-params")
 PROPERTY_KINDS = KINDS[1:]
 
@@ -71,7 +71,7 @@ class Run:
 def run_cli(out: Path, provider: str, keyword: str | None = None, *extra: str) -> Run:
     """`conformance run` in-process, the default (ci) profile, a seed; output captured."""
     argv = ["run", "--provider", provider, "--out", str(out),
-            "--seed", "1", "--in-process", *extra]  # isolation: tests/test_isolation.py
+            "--seed", "1", "--in-process", *extra]  # isolation: tests/remote/test_isolation.py
     if keyword is not None:
         argv += ["-k", keyword]
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -513,6 +513,7 @@ def test_a_flaky_answer_fails_the_check_that_met_it_and_every_check_is_recorded(
     assert len(failed) == 1 and "E_UNEXPECTED" in failed[0]["message"], failed
 
 
+@pytest.mark.slow
 def test_the_stateful_machines_run_with_a_seed(run: Callable[..., Run]) -> None:
     result = run("reference", "stateful")
     machines = [e for e in result.stream() if e.get("kind") == "stateful"]
@@ -521,6 +522,7 @@ def test_the_stateful_machines_run_with_a_seed(run: Callable[..., Run]) -> None:
     assert result.code == 0
 
 
+@pytest.mark.slow
 def test_a_baselines_flaky_checks_are_tried_again_in_the_workers_of_n_too(
         tmp_path: Path) -> None:
     """The run's options reach every worker whole (runner.options.RunOptions): a check the

@@ -34,6 +34,8 @@ from conformance.spec.domain import Domain
 from conformance.spec.model import Spec
 from conformance.spec.paths import default_specs_dir
 
+pytestmark = pytest.mark.slow  # whole runs and processes: left out of the fast loop
+
 FAMILY = "iscsi-discovery"
 SPECS = default_specs_dir() / "iscsi"
 METHODS = [

@@ -41,7 +41,7 @@ OBSERVED = {
     "when": "args.TargetName == ''",
     "code": "ERROR_INVALID_PARAMETER",
     "instead_of": "ISDSC_TARGET_NOT_FOUND",
-    "source": "illustrative: made up for tests/test_observed.py; no Windows host was asked",
+    "source": "illustrative: made up for tests/spec/test_observed.py; no Windows host was asked",
     "note": "an empty target name refused before the persistent login list is searched",
 }
 EMPTY_SCENARIO = {

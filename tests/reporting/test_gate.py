@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 import yaml
-from support import catalog_parsed_once, cli, inside, results
+from support import TESTS, catalog_parsed_once, cli, inside, results
 
-HERE = Path(__file__).resolve().parent
+pytestmark = pytest.mark.slow  # whole runs and processes: left out of the fast loop
+
+HERE = TESTS
 BROKEN = HERE / "broken_providers.py"
-STALE = f"{HERE / 'test_family_vds.py'}:StaleDeletedGroupProvider"
+STALE = f"{HERE / 'engine' / 'test_family_vds.py'}:StaleDeletedGroupProvider"
 VDS = "vds-iscsi or IVdsIscsiPortalGroup.Delete.yaml"  # the family check and one method
 MACHINE = "vds-iscsi::stateful::machine"
 FAMILY_CHECKS = "vds-iscsi and stateful"  # the family check (a scenario makes five calls)

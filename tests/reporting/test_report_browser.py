@@ -23,9 +23,9 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stab
 CHROMIUM = next((found for name in BROWSERS if (found := shutil.which(name))), None)
 WINDOW = (1400, 2000)
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     CHROMIUM is None,
-    reason="headless Chromium is not installed: apt-get install -y chromium chromium-driver")
+    reason="headless Chromium is not installed: apt-get install -y chromium chromium-driver")]
 
 
 def chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from broken_providers import SHUTDOWN
-from support import catalog_parsed_once, cli, results, verdicts
+from support import TESTS, catalog_parsed_once, cli, results, verdicts
 
 from conformance.engine.candidates import Context
 from conformance.engine.goals import goals_of
@@ -28,7 +28,7 @@ from conformance.engine.verdict import Settings
 from conformance.spec.catalog import load_catalog
 from conformance.spec.paths import default_specs_dir
 
-HERE = Path(__file__).resolve().parent
+HERE = TESTS
 BROKEN = HERE / "broken_providers.py"
 LOGOUT_SPEC = "IVdsIscsiInitiatorAdapter.LogoutFromTarget.yaml"
 COSTLY = HERE / "costly_provider.py"

@@ -19,11 +19,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import ROOT
 
 from conformance.spec.catalog import load_catalog
 from conformance.spec.source import MAX_BYTES, SourceError
 
-SPECS = Path(__file__).resolve().parent.parent / "specs"
+SPECS = ROOT / "specs"
 TARGET = "vds/IVdsIscsiInitiatorAdapter.LogoutFromTarget.yaml"
 
 
