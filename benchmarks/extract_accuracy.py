@@ -54,9 +54,14 @@ class Score:
         return f"{r:4d}/{t:<4d} {100 * r / t:5.1f} %" if t else "   -"
 
     def as_dict(self) -> dict[str, dict[str, float]]:
-        return {k: {"right": self.right[k], "total": self.total[k],
-                    "percent": round(100 * self.right[k] / self.total[k], 1)}
-                for k in sorted(self.total)}
+        return {
+            k: {
+                "right": self.right[k],
+                "total": self.total[k],
+                "percent": round(100 * self.right[k] / self.total[k], 1),
+            }
+            for k in sorted(self.total)
+        }
 
 
 def expected_value(row: dict[str, Any]) -> int | None:
@@ -115,17 +120,29 @@ def score_corpus(corpus: Path) -> dict[str, Any]:
             if code.get("symbol") in trap_names:
                 traps.append(f"{entry['file']}: {code['symbol']}")
             elif code.get("symbol") not in listed and not (
-                    code.get("symbol") is None and any(
-                        r.get("symbol") is None for r in entry.get("returns") or [])):
+                code.get("symbol") is None
+                and any(r.get("symbol") is None for r in entry.get("returns") or [])
+            ):
                 extras.append(f"{entry['file']}: {code.get('symbol')} {_hex(code.get('value'))}")
-        refused.extend(f"{entry['file']}: {f.message}" for s in specs for f in s.findings
-                       if f.kind == "symbol-exists-nowhere")
+        refused.extend(
+            f"{entry['file']}: {f.message}"
+            for s in specs
+            for f in s.findings
+            if f.kind == "symbol-exists-nowhere"
+        )
         for error in result.errors + result.skipped:
             misses.append(f"{entry['file']}: page not read: {error}")
-    return {"rows": overall.as_dict()["all"], "per_shape": shapes.as_dict(),
-            "per_format": formats.as_dict(), "per_place": places.as_dict(),
-            "traps_taken": traps, "refused": refused, "extras": extras, "misses": misses,
-            "_scores": (overall, shapes, formats, places)}
+    return {
+        "rows": overall.as_dict()["all"],
+        "per_shape": shapes.as_dict(),
+        "per_format": formats.as_dict(),
+        "per_place": places.as_dict(),
+        "traps_taken": traps,
+        "refused": refused,
+        "extras": extras,
+        "misses": misses,
+        "_scores": (overall, shapes, formats, places),
+    }
 
 
 def score_family_pages() -> dict[str, Any] | None:
@@ -134,8 +151,9 @@ def score_family_pages() -> dict[str, Any] | None:
     seeds, docs = SHARED / "seeds", SHARED / "docs"
     if not seeds.is_dir() or not docs.is_dir():
         return None
-    pages = sorted(seeds.glob("*.txt")) + sorted(p for p in docs.glob("*.md")
-                                                 if p.name != "SOURCES.md")
+    pages = sorted(seeds.glob("*.txt")) + sorted(
+        p for p in docs.glob("*.md") if p.name != "SOURCES.md"
+    )
     result = extract(pages, BUNDLED)
     right = total = 0
     misses: list[str] = []
@@ -150,10 +168,16 @@ def score_family_pages() -> dict[str, Any] | None:
         missing = [h for h in hand if h not in got]
         if extra or missing:
             misses.append(f"{spec.id}: missing {missing}, extra {extra}")
-    return {"codes": {"right": right, "total": total,
-                      "percent": round(100 * right / total, 1) if total else 0.0},
-            "specs": len(result.specs), "errors": [str(e) for e in result.errors],
-            "differences": misses}
+    return {
+        "codes": {
+            "right": right,
+            "total": total,
+            "percent": round(100 * right / total, 1) if total else 0.0,
+        },
+        "specs": len(result.specs),
+        "errors": [str(e) for e in result.errors],
+        "differences": misses,
+    }
 
 
 def _hand_codes(spec_id: str, docs_read: set[str]) -> list[tuple] | None:
@@ -161,8 +185,11 @@ def _hand_codes(spec_id: str, docs_read: set[str]) -> list[tuple] | None:
     if len(files) != 1:
         return None
     data = yaml.safe_load(files[0].read_text(encoding="utf-8"))
-    return [(c["symbol"], c["value"]) for c in data["returns"]["codes"]
-            if c.get("source") is None or c["source"] in docs_read]
+    return [
+        (c["symbol"], c["value"])
+        for c in data["returns"]["codes"]
+        if c.get("source") is None or c["source"] in docs_read
+    ]
 
 
 def report(corpus: dict[str, Any], family: dict[str, Any] | None) -> None:
@@ -172,11 +199,12 @@ def report(corpus: dict[str, Any], family: dict[str, Any] | None) -> None:
         print(f"  {title}:")
         for key in sorted(score.total):
             print(f"    {key:20s} {score.line(key)}")
-    for key, title, tag in (("traps_taken", "trap rows taken as codes", "trap  "),
-                            ("refused", "symbols refused as defined nowhere (findings)",
-                             "refused "),
-                            ("extras", "codes the truth does not list", "extra "),
-                            ("misses", "misses", "miss  ")):
+    for key, title, tag in (
+        ("traps_taken", "trap rows taken as codes", "trap  "),
+        ("refused", "symbols refused as defined nowhere (findings)", "refused "),
+        ("extras", "codes the truth does not list", "extra "),
+        ("misses", "misses", "miss  "),
+    ):
         print(f"  {title}: {len(corpus[key])}")
         for line in corpus[key]:
             print(f"    {tag}{line}")
@@ -184,8 +212,10 @@ def report(corpus: dict[str, Any], family: dict[str, Any] | None) -> None:
         print("seed and family pages: not found, skipped")
         return
     codes = family["codes"]
-    print(f"seed and family pages: {codes['right']}/{codes['total']} hand-checked codes "
-          f"({codes['percent']} %), {family['specs']} specs, {len(family['errors'])} errors")
+    print(
+        f"seed and family pages: {codes['right']}/{codes['total']} hand-checked codes "
+        f"({codes['percent']} %), {family['specs']} specs, {len(family['errors'])} errors"
+    )
     for line in family["differences"]:
         print(f"    differs {line}")
 
@@ -202,8 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     corpus = score_corpus(corpus_dir)
     family = score_family_pages()
     report(corpus, family)
-    Path(args.out).write_text(json.dumps({"docs_wide": corpus, "seeds_and_docs": family},
-                                         indent=2) + "\n", encoding="utf-8")
+    Path(args.out).write_text(
+        json.dumps({"docs_wide": corpus, "seeds_and_docs": family}, indent=2) + "\n",
+        encoding="utf-8",
+    )
     print(f"wrote {args.out}")
     return 0
 

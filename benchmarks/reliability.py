@@ -39,8 +39,13 @@ def run_one(case_id: str, root: Path | None, shim: Path | None) -> dict[str, Any
             outcome = case.run(Context(tree, Path(tmp)))
         except Exception as exc:  # the corpus itself failed on this tree: say so
             return {"held": False, "result": f"the case raised {type(exc).__name__}: {exc}"}
-    return {"held": outcome.held, "result": outcome.result, "finished": outcome.finished,
-            "recovered": outcome.recovered, **outcome.extra}
+    return {
+        "held": outcome.held,
+        "result": outcome.result,
+        "finished": outcome.finished,
+        "recovered": outcome.recovered,
+        **outcome.extra,
+    }
 
 
 def measure(case: Case, root: Path | None, shim: Path | None) -> dict[str, Any]:
@@ -67,8 +72,9 @@ def measure(case: Case, root: Path | None, shim: Path | None) -> dict[str, Any]:
 def export(ref: str, into: Path) -> Path:
     """The tree of commit `ref`, exported (not checked out: the working tree is untouched)."""
     into.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True,
-                             capture_output=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return into
 
@@ -83,8 +89,9 @@ def lost(row: dict[str, Any]) -> str:
     return str(row["finished"] - (row.get("recovered") or 0))
 
 
-def table(cases: list[Case], after: list[dict[str, Any]],
-          before: list[dict[str, Any]] | None) -> str:
+def table(
+    cases: list[Case], after: list[dict[str, Any]], before: list[dict[str, Any]] | None
+) -> str:
     head = "| case | bound | after | s | peak MiB | checks lost |"
     rule = "|---|---|---|---:|---:|---:|"
     if before is not None:
@@ -93,8 +100,10 @@ def table(cases: list[Case], after: list[dict[str, Any]],
     lines = [head, rule]
     for i, case in enumerate(cases):
         a = after[i]
-        line = (f"| {case.name} | {case.bound} | {verdict(a)}: {a['result']} | {a['seconds']} "
-                f"| {a['mib']} | {lost(a)} |")
+        line = (
+            f"| {case.name} | {case.bound} | {verdict(a)}: {a['result']} | {a['seconds']} "
+            f"| {a['mib']} | {lost(a)} |"
+        )
         if before is not None:
             b = before[i]
             line += f" {verdict(b)}: {b['result']} | {b['seconds']} | {b['mib']} | {lost(b)} |"
@@ -104,8 +113,12 @@ def table(cases: list[Case], after: list[dict[str, Any]],
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--case", action="append", choices=[c.id for c in CASES],
-                        help="run only this case (repeatable)")
+    parser.add_argument(
+        "--case",
+        action="append",
+        choices=[c.id for c in CASES],
+        help="run only this case (repeatable)",
+    )
     parser.add_argument("--before", metavar="REF", help="also run the cases against commit REF")
     parser.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     parser.add_argument("--one", help=argparse.SUPPRESS)
@@ -134,11 +147,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"after   {case.id}: {verdict(after_rows[-1])}", file=sys.stderr)
     print(table(cases, after_rows, before_rows))
     if args.json:
-        Path(args.json).write_text(json.dumps(
-            {"before": args.before, "cases": [
-                {"case": c.name, "bound": c.bound, "after": after_rows[i],
-                 **({"before": before_rows[i]} if before_rows else {})}
-                for i, c in enumerate(cases)]}, indent=2), encoding="utf-8")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "before": args.before,
+                    "cases": [
+                        {
+                            "case": c.name,
+                            "bound": c.bound,
+                            "after": after_rows[i],
+                            **({"before": before_rows[i]} if before_rows else {}),
+                        }
+                        for i, c in enumerate(cases)
+                    ],
+                },
+                indent=2,
+            ),
+            encoding="utf-8",
+        )
     return 0 if all(r["held"] is not False for r in after_rows) else 1
 
 

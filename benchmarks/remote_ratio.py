@@ -31,9 +31,22 @@ GOAL = 1.5
 
 def start_agent() -> tuple[subprocess.Popen[str], str]:
     """`conformance agent` on 127.0.0.1, any free port: the process and its address."""
-    agent = subprocess.Popen([sys.executable, "-m", "conformance.remote.agent", "--provider",
-                              "reference", "--listen", "127.0.0.1:0", "--log-level", "WARNING"],
-                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    agent = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "conformance.remote.agent",
+            "--provider",
+            "reference",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-level",
+            "WARNING",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     assert agent.stdout is not None
     line = agent.stdout.readline().strip()
     if not line.startswith("listening on "):
@@ -51,16 +64,26 @@ SIDES = {  # side -> the `conformance run` options that select it ({address}: th
 
 def timed_run(options: list[str], out: Path, profile: str, keyword: str | None) -> float:
     """Wall seconds of one `conformance run` process (exit 0 or 1 both count: it finished)."""
-    argv = [sys.executable, "-m", "conformance", "run", *options, "--out",
-            str(out), "--profile", profile, "--seed", "1"]
+    argv = [
+        sys.executable,
+        "-m",
+        "conformance",
+        "run",
+        *options,
+        "--out",
+        str(out),
+        "--profile",
+        profile,
+        "--seed",
+        "1",
+    ]
     if keyword:
         argv += ["-k", keyword]
     started = time.perf_counter()
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if done.returncode not in (0, 1):
-        raise RuntimeError(f"{' '.join(options)}: exit {done.returncode}\n"
-                           f"{done.stderr[-2000:]}")
+        raise RuntimeError(f"{' '.join(options)}: exit {done.returncode}\n{done.stderr[-2000:]}")
     return elapsed
 
 
@@ -69,14 +92,16 @@ def verdicts(out: Path) -> dict[str, Any]:
     the provider runs."""
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     groups = [*results["methods"].values(), *results.get("families", {}).values()]
-    return {"checks": {c["name"]: [c["status"], c["message"]] for g in groups
-                       for c in g["checks"]},
-            "methods": {k: [m["verdict"], m["codes"]] for k, m in results["methods"].items()}}
+    return {
+        "checks": {c["name"]: [c["status"], c["message"]] for g in groups for c in g["checks"]},
+        "methods": {k: [m["verdict"], m["codes"]] for k, m in results["methods"].items()},
+    }
 
 
 def differences(a: dict[str, Any], b: dict[str, Any], part: int | None = None) -> list[str]:
     """Checks (and methods) whose outcome differs; part 0 compares statuses only, part 1
     messages only, None both."""
+
     def pick(value: Any) -> Any:
         return value if value is None or part is None else value[part]
 
@@ -84,16 +109,23 @@ def differences(a: dict[str, Any], b: dict[str, Any], part: int | None = None) -
     checks = [n for n in names if pick(a["checks"].get(n)) != pick(b["checks"].get(n))]
     if part == 1:
         return checks
-    return checks + [m for m in sorted(set(a["methods"]) | set(b["methods"]))
-                     if a["methods"].get(m) != b["methods"].get(m)]
+    return checks + [
+        m
+        for m in sorted(set(a["methods"]) | set(b["methods"]))
+        if a["methods"].get(m) != b["methods"].get(m)
+    ]
 
 
-def measure(profile: str = "quick", keyword: str | None = None, rounds: int = 1,
-            stdio: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def measure(
+    profile: str = "quick", keyword: str | None = None, rounds: int = 1, stdio: bool = True
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(figures, runs): each remote side against in-process, rounds interleaved."""
     agent, address = start_agent()
-    sides = {side: [o.format(address=address) for o in options]
-             for side, options in SIDES.items() if stdio or side != "stdio"}
+    sides = {
+        side: [o.format(address=address) for o in options]
+        for side, options in SIDES.items()
+        if stdio or side != "stdio"
+    }
     try:
         with tempfile.TemporaryDirectory() as tmp:
             times: dict[str, list[float]] = {side: [] for side in sides}
@@ -114,22 +146,35 @@ def measure(profile: str = "quick", keyword: str | None = None, rounds: int = 1,
         wall = statistics.median(times[side])
         diff = differences(seen["in-process"], seen[side], 0)
         worded = differences(seen["in-process"], seen[side], 1)
-        runs[side] = {"wall_s": round(wall, 3), "checks": len(seen[side]["checks"]),
-                      "same_verdicts_as_in_process": not diff, "differing": diff[:20],
-                      "messages_differing": worded[:20]}
+        runs[side] = {
+            "wall_s": round(wall, 3),
+            "checks": len(seen[side]["checks"]),
+            "same_verdicts_as_in_process": not diff,
+            "differing": diff[:20],
+            "messages_differing": worded[:20],
+        }
         if side == "in-process":
             continue
         ratio = wall / base
         label = "remote" if side == "tcp" else "remote over stdio (the isolated default)"
-        figures.append({
-            "name": f"{label} vs in-process ({profile} profile)", "value": round(ratio, 3),
-            "unit": "x", "goal": f"<= {GOAL}", "met": ratio <= GOAL and not diff,
-            "note": f"{wall:.2f} s vs {base:.2f} s wall, {len(seen[side]['checks'])} checks, "
-                    f"verdicts {'identical' if not diff else f'differ on {len(diff)}'}, "
-                    f"messages differ on {len(worded)}"})
-        print(f"{side}: {wall:.2f} s vs in-process {base:.2f} s = {ratio:.2f}x (goal <= {GOAL}x); "
-              f"verdicts {'identical' if not diff else 'DIFFER: ' + ', '.join(diff[:5])}; "
-              f"messages differ on {', '.join(worded[:5]) or 'none'}", flush=True)
+        figures.append(
+            {
+                "name": f"{label} vs in-process ({profile} profile)",
+                "value": round(ratio, 3),
+                "unit": "x",
+                "goal": f"<= {GOAL}",
+                "met": ratio <= GOAL and not diff,
+                "note": f"{wall:.2f} s vs {base:.2f} s wall, {len(seen[side]['checks'])} checks, "
+                f"verdicts {'identical' if not diff else f'differ on {len(diff)}'}, "
+                f"messages differ on {len(worded)}",
+            }
+        )
+        print(
+            f"{side}: {wall:.2f} s vs in-process {base:.2f} s = {ratio:.2f}x (goal <= {GOAL}x); "
+            f"verdicts {'identical' if not diff else 'DIFFER: ' + ', '.join(diff[:5])}; "
+            f"messages differ on {', '.join(worded[:5]) or 'none'}",
+            flush=True,
+        )
     return figures, runs
 
 
@@ -148,8 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     figures, runs = measure(args.profile, args.keyword, args.rounds, args.stdio)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"figures": figures, "runs": runs}, indent=2) + "\n",
-                              encoding="utf-8")
+    Path(args.out).write_text(
+        json.dumps({"figures": figures, "runs": runs}, indent=2) + "\n", encoding="utf-8"
+    )
     print(f"written: {args.out}")
     return 0 if all(r["same_verdicts_as_in_process"] for r in runs.values()) else 1
 

@@ -60,8 +60,16 @@ def _subjects(max_examples: int):
     for spec in catalog.specs.values():
         domain = catalog.domain_of(spec)
         observable = tuple(c for c in caps["observe"] if c in domain.collections)
-        out.append(Subject(spec, domain, catalog.codes, provider, observable,
-                                  Settings(max_examples=max_examples)))
+        out.append(
+            Subject(
+                spec,
+                domain,
+                catalog.codes,
+                provider,
+                observable,
+                Settings(max_examples=max_examples),
+            )
+        )
     return catalog, out
 
 
@@ -89,8 +97,13 @@ def planned_run(quick: bool) -> list[Figure]:
     for _ in range(rounds):
         out = tempfile.mkdtemp(prefix="bench-plan-")
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "conformance", "run", "--out", out],
-                       capture_output=True, text=True, check=True, cwd=ROOT)
+        subprocess.run(
+            [sys.executable, "-m", "conformance", "run", "--out", out],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
         walls.append(time.perf_counter() - started)
     summary = _results(out)
     ops = summary["operations"]["total"]
@@ -100,29 +113,58 @@ def planned_run(quick: bool) -> list[Figure]:
             kind = check["kind"]
             by_kind[kind] = by_kind.get(kind, 0) + check["operations"]["total"]
     family = by_kind.get("stateful", 0)
-    planned = sum(by_kind.get(k, 0) for k in ("oracle", "closed-world", "out-params",
-                                                 "repeat", "variants"))
+    planned = sum(
+        by_kind.get(k, 0) for k in ("oracle", "closed-world", "out-params", "repeat", "variants")
+    )
     wall = sorted(walls)[len(walls) // 2]
     planning = _planning_seconds()
     estimate, measured, plain, setups = _declared_costs()
     return [
-        Figure("operations of one ci run over the catalog (reference)", ops, "ops",
-               "<= 20000", ops <= 20_000,
-               f"before planning {BEFORE_OPERATIONS:,}; {summary['plan']['cases']} planned "
-               f"cases; {ops / BEFORE_OPERATIONS:.4f} of before"),
-        Figure("  of which the family checks' planned sequences", family, "ops", "-", True,
-               f"{summary['plan']['sequences']} sequences; before planning "
-               f"{BEFORE_FAMILY_OPERATIONS:,} (the machines); the planned single calls: "
-               f"{planned}; the scenarios: {by_kind.get('scenario', 0)}"),
-        Figure("wall time of that run, isolated (the default)", round(wall, 2), "s", "<= 15",
-               wall <= 15, f"median of {rounds}; before planning {BEFORE_WALL:g} s"),
-        Figure("  planning the catalog (ci coverage, one core)", round(planning, 2), "s", "-",
-               True, "the oracle alone: candidates, search, cover"),
-        Figure("a provider declaring 0.2 s per setup: estimated vs measured provider time",
-               round(estimate / max(measured - plain, 1e-9), 2), "x", "-", True,
-               f"plan estimate {estimate:.1f} s for {setups} setups; the run took "
-               f"{measured:.1f} s, {measured - plain:.1f} s more than the same plan without "
-               f"the delay ({plain:.1f} s)"),
+        Figure(
+            "operations of one ci run over the catalog (reference)",
+            ops,
+            "ops",
+            "<= 20000",
+            ops <= 20_000,
+            f"before planning {BEFORE_OPERATIONS:,}; {summary['plan']['cases']} planned "
+            f"cases; {ops / BEFORE_OPERATIONS:.4f} of before",
+        ),
+        Figure(
+            "  of which the family checks' planned sequences",
+            family,
+            "ops",
+            "-",
+            True,
+            f"{summary['plan']['sequences']} sequences; before planning "
+            f"{BEFORE_FAMILY_OPERATIONS:,} (the machines); the planned single calls: "
+            f"{planned}; the scenarios: {by_kind.get('scenario', 0)}",
+        ),
+        Figure(
+            "wall time of that run, isolated (the default)",
+            round(wall, 2),
+            "s",
+            "<= 15",
+            wall <= 15,
+            f"median of {rounds}; before planning {BEFORE_WALL:g} s",
+        ),
+        Figure(
+            "  planning the catalog (ci coverage, one core)",
+            round(planning, 2),
+            "s",
+            "-",
+            True,
+            "the oracle alone: candidates, search, cover",
+        ),
+        Figure(
+            "a provider declaring 0.2 s per setup: estimated vs measured provider time",
+            round(estimate / max(measured - plain, 1e-9), 2),
+            "x",
+            "-",
+            True,
+            f"plan estimate {estimate:.1f} s for {setups} setups; the run took "
+            f"{measured:.1f} s, {measured - plain:.1f} s more than the same plan without "
+            f"the delay ({plain:.1f} s)",
+        ),
     ]
 
 
@@ -138,8 +180,18 @@ def _planning_seconds() -> float:
     for spec in catalog.specs.values():
         domain = catalog.domain_of(spec)
         observable = tuple(c for c in caps["observe"] if c in domain.collections)
-        plan_spec(spec, Context(domain, catalog.codes, Allowed(), Costs(), observable, 1,
-                                any(r.effects for r in spec.rules)))
+        plan_spec(
+            spec,
+            Context(
+                domain,
+                catalog.codes,
+                Allowed(),
+                Costs(),
+                observable,
+                1,
+                any(r.effects for r in spec.rules),
+            ),
+        )
     return time.process_time() - started
 
 
@@ -149,14 +201,30 @@ def _declared_costs() -> tuple[float, float, float, int]:
     (0.2 s per setup, declared and slept) and on DeclaresSlowSetups (declared, not slept: the
     same plan)."""
     walls, summary = [], {}
-    for provider in ("tests/costly_provider.py:SlowSetups",
-                     "tests/costly_provider.py:DeclaresSlowSetups"):
+    for provider in (
+        "tests/costly_provider.py:SlowSetups",
+        "tests/costly_provider.py:DeclaresSlowSetups",
+    ):
         out = tempfile.mkdtemp(prefix="bench-costs-")
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "conformance", "run", "--provider", provider,
-                        "--out", out, "-k",
-                        "IVdsIscsiInitiatorAdapter.LogoutFromTarget.yaml and not scenario"],
-                       capture_output=True, text=True, check=False, cwd=ROOT)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "conformance",
+                "run",
+                "--provider",
+                provider,
+                "--out",
+                out,
+                "-k",
+                "IVdsIscsiInitiatorAdapter.LogoutFromTarget.yaml and not scenario",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+        )
         walls.append(time.perf_counter() - started)
         summary = summary or _results(out)
     return summary["plan"]["seconds"], walls[0], walls[1], summary["operations"]["setup"]
@@ -193,11 +261,21 @@ def cel_translation(quick: bool) -> list[Figure]:
         for source, fast in saved.items():
             compiled(source).fast = fast
     return [
-        Figure("oracle prediction with the CEL translation", round(translated * 1e6, 1), "us",
-               "-", True),
+        Figure(
+            "oracle prediction with the CEL translation",
+            round(translated * 1e6, 1),
+            "us",
+            "-",
+            True,
+        ),
         Figure("  the same with cel alone", round(reference * 1e6, 1), "us", "-", True),
-        Figure("CEL translation speed-up per prediction", round(reference / translated, 1),
-               "x", "-", True),
+        Figure(
+            "CEL translation speed-up per prediction",
+            round(reference / translated, 1),
+            "x",
+            "-",
+            True,
+        ),
     ]
 
 
@@ -219,8 +297,7 @@ def _direct(provider: Any, spec: Any, scenario: Any, domain: Any) -> None:
         if isinstance(value, str) and value in ids:
             value = ids[value]
         if value != OUT:
-            sent[key] = int(value) if key.endswith("PortNumber") and str(value).isdigit() \
-                else value
+            sent[key] = int(value) if key.endswith("PortNumber") and str(value).isdigit() else value
     provider.call(spec.id, sent)
     for coll in scenario.then:
         provider.observe(coll)
@@ -247,9 +324,16 @@ def harness_overhead(quick: bool) -> list[Figure]:
             _direct(subject.provider, subject.spec, scenario, subject.domain)
     bare = time.process_time() - started
     ratio = engine / bare
-    return [Figure("scenario through the engine vs the same calls on the provider",
-                   round(ratio, 2), "x", "<= 3", ratio <= 3,
-                   f"{len(single) * rounds} scenarios; engine {engine:.2f}s, bare {bare:.2f}s")]
+    return [
+        Figure(
+            "scenario through the engine vs the same calls on the provider",
+            round(ratio, 2),
+            "x",
+            "<= 3",
+            ratio <= 3,
+            f"{len(single) * rounds} scenarios; engine {engine:.2f}s, bare {bare:.2f}s",
+        )
+    ]
 
 
 def _run_wall(args: list[str]) -> tuple[float, float]:
@@ -258,13 +342,19 @@ def _run_wall(args: list[str]) -> tuple[float, float]:
     out = tempfile.mkdtemp(prefix="bench-")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "conformance", "run", "--out", out, *args],
-                          capture_output=True, text=True, check=False, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "conformance", "run", "--out", out, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
-        raise RuntimeError(f"conformance run {' '.join(args)} exited {done.returncode}: "
-                           f"{done.stderr[-500:]}")
+        raise RuntimeError(
+            f"conformance run {' '.join(args)} exited {done.returncode}: {done.stderr[-500:]}"
+        )
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu / wall
 
@@ -276,19 +366,26 @@ def parallel(quick: bool) -> list[Figure]:
     system's operations take time: what -n is for."""
     profile = "quick" if quick else "ci"
     figures = []
-    sides = (("the reference, isolated", []), ("the reference, in-process", ["--in-process"]),
-             ("2 ms per operation, isolated",
-              ["--provider", "tests/costly_provider.py:SlowEverything"]))
+    sides = (
+        ("the reference, isolated", []),
+        ("the reference, in-process", ["--in-process"]),
+        ("2 ms per operation, isolated", ["--provider", "tests/costly_provider.py:SlowEverything"]),
+    )
     for mode, extra in sides:
         serial, serial_cores = _run_wall(["--profile", profile, *extra])
         two, two_cores = _run_wall(["--profile", profile, "-n", "2", *extra])
         speedup = serial / two
-        figures.append(Figure(
-            f"-n 2 vs -n 0 wall time ({profile} profile, {mode})", round(speedup, 2),
-            "x faster", ">= 1.7" if "ms per" in mode else "-",
-            speedup >= 1.7 if "ms per" in mode else True,
-            f"-n 0 {serial:.1f}s on {serial_cores:.2f} busy cores, -n 2 {two:.1f}s on "
-            f"{two_cores:.2f}; {os.cpu_count()} cores"))
+        figures.append(
+            Figure(
+                f"-n 2 vs -n 0 wall time ({profile} profile, {mode})",
+                round(speedup, 2),
+                "x faster",
+                ">= 1.7" if "ms per" in mode else "-",
+                speedup >= 1.7 if "ms per" in mode else True,
+                f"-n 0 {serial:.1f}s on {serial_cores:.2f} busy cores, -n 2 {two:.1f}s on "
+                f"{two_cores:.2f}; {os.cpu_count()} cores",
+            )
+        )
     return figures
 
 
@@ -296,8 +393,16 @@ def remote(quick: bool) -> list[Figure]:
     try:
         import remote_ratio  # benchmarks/remote_ratio.py
     except ImportError:
-        return [Figure("remote vs in-process", 0, "x", "<= 1.5", False,
-                       "benchmarks/remote_ratio.py is missing")]
+        return [
+            Figure(
+                "remote vs in-process",
+                0,
+                "x",
+                "<= 1.5",
+                False,
+                "benchmarks/remote_ratio.py is missing",
+            )
+        ]
     return [Figure(**f) for f in remote_ratio.figures(quick)]
 
 
@@ -309,8 +414,16 @@ def extraction(quick: bool) -> list[Figure]:
         extract_throughput.measure(paths[:50], extract_throughput.FIXTURES / "specs")
         got = extract_throughput.measure(paths, extract_throughput.FIXTURES / "specs")
     rate = got["extract_pages_per_s"]
-    return [Figure("extraction pages per second (one core, CPU time)", rate, "pages/s",
-                   ">= 500", rate >= 500, f"{got['pages']} pages, {got['specs']} specs")]
+    return [
+        Figure(
+            "extraction pages per second (one core, CPU time)",
+            rate,
+            "pages/s",
+            ">= 500",
+            rate >= 500,
+            f"{got['pages']} pages, {got['specs']} specs",
+        )
+    ]
 
 
 SCALE_SCRIPT = """
@@ -351,9 +464,11 @@ def _generate_specs(count: int, folder: Path) -> Path:
     shutil.copytree(src / "domains", folder / "domains")
     shutil.copy(src / "codes.yaml", folder / "codes.yaml")
     (folder / "gen").mkdir()
-    bundled = sorted(p for p in src.rglob("*.yaml")
-                     if "domains" not in p.parts and "schema" not in p.parts
-                     and p.name != "codes.yaml")
+    bundled = sorted(
+        p
+        for p in src.rglob("*.yaml")
+        if "domains" not in p.parts and "schema" not in p.parts and p.name != "codes.yaml"
+    )
     texts = [p.read_text(encoding="utf-8") for p in bundled]
     ids = [re.search(r"^id: *['\"]?([^'\"\n]+?)['\"]? *$", t, re.M) for t in texts]
     index = {m.group(1): i for i, m in enumerate(ids) if m}
@@ -376,22 +491,38 @@ def _generate_specs(count: int, folder: Path) -> Path:
 
 def scale(quick: bool) -> list[Figure]:
     figures = []
-    for count in ((200, 1000) if quick else (1000, 10000) if FULL else (1000,)):
+    for count in (200, 1000) if quick else (1000, 10000) if FULL else (1000,):
         with tempfile.TemporaryDirectory() as tmp:
             specs = _generate_specs(count, Path(tmp) / "specs")
             script = SCALE_SCRIPT.format(root=str(ROOT), specs=str(specs), out=str(Path(tmp)))
-            done = subprocess.run([sys.executable, "-c", script], capture_output=True,
-                                  text=True, check=False)
+            done = subprocess.run(
+                [sys.executable, "-c", script], capture_output=True, text=True, check=False
+            )
             if done.returncode != 0:
                 raise RuntimeError(done.stderr[-800:])
-            n, items, loaded, collected, rss_kb, load_cpu, collect_cpu = \
-                done.stdout.split()[-7:]  # wall times, then CPU times: others share the cores
-            figures.append(Figure(f"load + check {n} specs", float(loaded), "s", "-", True,
-                                  f"{load_cpu} s CPU"))
-            figures.append(Figure(f"collect the {items} checks of {n} specs", float(collected),
-                                  "s", "-", True, f"{collect_cpu} s CPU"))
-            figures.append(Figure(f"peak memory with {n} specs", round(int(rss_kb) / 1024, 1),
-                                  "MiB", "-", True))
+            n, items, loaded, collected, rss_kb, load_cpu, collect_cpu = done.stdout.split()[
+                -7:
+            ]  # wall times, then CPU times: others share the cores
+            figures.append(
+                Figure(
+                    f"load + check {n} specs", float(loaded), "s", "-", True, f"{load_cpu} s CPU"
+                )
+            )
+            figures.append(
+                Figure(
+                    f"collect the {items} checks of {n} specs",
+                    float(collected),
+                    "s",
+                    "-",
+                    True,
+                    f"{collect_cpu} s CPU",
+                )
+            )
+            figures.append(
+                Figure(
+                    f"peak memory with {n} specs", round(int(rss_kb) / 1024, 1), "MiB", "-", True
+                )
+            )
     return figures
 
 
@@ -411,8 +542,9 @@ BENCHMARKS: dict[str, Callable[[bool], list[Figure]]] = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller samples, a few minutes")
-    parser.add_argument("--full", action="store_true",
-                        help="also scale to 10,000 specs (a few minutes)")
+    parser.add_argument(
+        "--full", action="store_true", help="also scale to 10,000 specs (a few minutes)"
+    )
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS))
     parser.add_argument("--out", default=str(ROOT / "reports" / "benchmarks.json"))
     args = parser.parse_args(argv)
@@ -427,17 +559,24 @@ def main(argv: list[str] | None = None) -> int:
     width = max(len(f.name) for f in figures)
     for f in figures:
         mark = "" if f.goal == "-" else ("  met" if f.met else "  NOT MET")
-        print(f"{f.name:<{width}}  {f.value:>10} {f.unit:<9} goal {f.goal:<7}{mark}"
-              f"{'  (' + f.note + ')' if f.note else ''}")
-    machine = {"cores": os.cpu_count(), "python": platform.python_version(),
-               "machine": platform.machine(), "load_average_1m": round(os.getloadavg()[0], 2),
-               "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+        print(
+            f"{f.name:<{width}}  {f.value:>10} {f.unit:<9} goal {f.goal:<7}{mark}"
+            f"{'  (' + f.note + ')' if f.note else ''}"
+        )
+    machine = {
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"figures": [asdict(f) for f in figures], "machine": machine},
-                              indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {out} (load average {machine['load_average_1m']} on "
-          f"{machine['cores']} cores)")
+    out.write_text(
+        json.dumps({"figures": [asdict(f) for f in figures], "machine": machine}, indent=2) + "\n",
+        encoding="utf-8",
+    )
+    print(f"wrote {out} (load average {machine['load_average_1m']} on {machine['cores']} cores)")
     return 0
 
 

@@ -113,7 +113,8 @@ def load(spec: str, **options: Any) -> Provider:
         raise ProviderUnavailable(
             f"provider {spec!r} ({type(provider).__name__}) lacks {', '.join(missing)}: "
             "subclass conformance.provider.Provider, or define every method of the contract "
-            "(see docs/writing-a-provider.md)")
+            "(see docs/writing-a-provider.md)"
+        )
     return provider
 
 
@@ -157,9 +158,11 @@ def _import_module(name: str) -> Any:
     except ModuleNotFoundError as exc:
         hint = ""
         if exc.name and name.split(".")[0] == exc.name.split(".")[0]:
-            hint = (f" (is its package installed, or the current folder the one holding "
-                    f"{name.split('.')[0]}/? A file path works from anywhere: "
-                    f"path/to/{name.replace('.', '/')}.py:Class)")
+            hint = (
+                f" (is its package installed, or the current folder the one holding "
+                f"{name.split('.')[0]}/? A file path works from anywhere: "
+                f"path/to/{name.replace('.', '/')}.py:Class)"
+            )
         raise ProviderUnavailable(
             f"provider module {name!r} does not import: {type(exc).__name__}: {exc}{hint}"
         ) from exc
@@ -175,8 +178,12 @@ def portable(spec: str) -> str:
     parts = []
     for one in spec.split(","):
         where, sep, attr = one.rpartition(":")
-        if sep and where.endswith(".py") and not one.startswith(REMOTE_SCHEMES) and \
-                Path(where).is_file():
+        if (
+            sep
+            and where.endswith(".py")
+            and not one.startswith(REMOTE_SCHEMES)
+            and Path(where).is_file()
+        ):
             one = f"{Path(where).resolve()}:{attr}"
         parts.append(one)
     return ",".join(parts)

@@ -28,6 +28,7 @@ def memory_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size (512M, 2G, or bytes)")
     size = int(found.group(1)) * _SIZE_UNITS[found.group(2).upper()]
     if 0 < size < 64 << 20:
-        raise argparse.ArgumentTypeError("a worker's memory limit is at least 64M "
-                                         "(the worker's Python itself needs about 40M)")
+        raise argparse.ArgumentTypeError(
+            "a worker's memory limit is at least 64M (the worker's Python itself needs about 40M)"
+        )
     return size

@@ -174,8 +174,9 @@ class NegativeHresult(ReferenceProvider):
         outcome = super().call(method_id, args)
         if method_id != LOGOUT:
             return outcome
-        return dataclasses.replace(outcome, hresult=_signed(outcome.hresult),
-                                   completion=_signed(outcome.completion))
+        return dataclasses.replace(
+            outcome, hresult=_signed(outcome.hresult), completion=_signed(outcome.completion)
+        )
 
 
 class NotAnOutcome(ReferenceProvider):
@@ -301,8 +302,12 @@ class IgnoresForce(ReferenceProvider):
 
     def call(self, method_id: str, args: dict[str, Any]) -> Outcome:
         outcome = super().call(method_id, args)
-        if method_id == SHUTDOWN and outcome.hresult == S_OK and outcome.completion == S_OK \
-                and self._locked(args.get("this")):
+        if (
+            method_id == SHUTDOWN
+            and outcome.hresult == S_OK
+            and outcome.completion == S_OK
+            and self._locked(args.get("this"))
+        ):
             return dataclasses.replace(outcome, completion=HRESULT_FROM_WIN32_MACHINE_LOCKED)
         return outcome
 

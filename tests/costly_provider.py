@@ -40,8 +40,10 @@ class SlowEverything(ReferenceProvider):
     SECONDS = 0.002
 
     def capabilities(self) -> dict[str, Any]:
-        return {**super().capabilities(),
-                "costs": dict.fromkeys(("reset", "setup", "call", "observe"), self.SECONDS)}
+        return {
+            **super().capabilities(),
+            "costs": dict.fromkeys(("reset", "setup", "call", "observe"), self.SECONDS),
+        }
 
     def reset(self) -> None:
         time.sleep(self.SECONDS)

@@ -52,8 +52,11 @@ class Tree:
     def at(cls, root: Path, shim: Path) -> Tree:
         """An older checkout: `shim` gets links named as the installed packages."""
         shim.mkdir(parents=True, exist_ok=True)
-        for name, folder in (("conformance", "conformance"), ("conformance_providers", "providers"),
-                             ("conformance_specs", "specs")):
+        for name, folder in (
+            ("conformance", "conformance"),
+            ("conformance_providers", "providers"),
+            ("conformance_specs", "specs"),
+        ):
             link = shim / name
             if not link.exists():
                 link.symlink_to(root / folder)
@@ -86,17 +89,32 @@ class Context:
     tree: Tree
     tmp: Path
 
-    def run(self, *argv: str, cap: float = CAP, env: dict[str, str] | None = None,
-            cwd: Path | None = None) -> Done:
+    def run(
+        self,
+        *argv: str,
+        cap: float = CAP,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Done:
         """`python -m conformance ARGV` in `tmp` (so nothing lands in the checkout)."""
         return self.spawn([sys.executable, "-m", "conformance", *argv], cap, env, cwd)
 
-    def spawn(self, argv: list[str], cap: float = CAP, env: dict[str, str] | None = None,
-              cwd: Path | None = None) -> Done:
+    def spawn(
+        self,
+        argv: list[str],
+        cap: float = CAP,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Done:
         started = time.monotonic()
-        proc = subprocess.Popen(argv, cwd=cwd or self.tmp, env={**self.tree.env, **(env or {})},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd or self.tmp,
+            env={**self.tree.env, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         streams = [_drain(proc.stdout), _drain(proc.stderr)]
         status, kib = _wait(proc, started + cap)
         out, err = (stream() for stream in streams)
@@ -111,8 +129,9 @@ class Context:
         text = path.read_text(encoding="utf-8")
         start = text.index("rules:\n")
         head, rest = text[:start], text[start:]
-        rest = re.sub(r"  - when: >-\n(?:      [^\n]*\n)+", f"  - when: {json.dumps(when)}\n",
-                      rest, count=1)
+        rest = re.sub(
+            r"  - when: >-\n(?:      [^\n]*\n)+", f"  - when: {json.dumps(when)}\n", rest, count=1
+        )
         path.write_text(head + rest, encoding="utf-8")
         return root
 
@@ -147,22 +166,26 @@ def case(name: str, side: str, bound: str, needs: str = "") -> Callable[..., Any
     def register(fn: Callable[[Context], Outcome]) -> Callable[[Context], Outcome]:
         CASES.append(Case(name, side, bound, fn, needs))
         return fn
+
     return register
 
 
 # -- helpers ---------------------------------------------------------------------------------------
 
+
 def _drain(pipe: Any) -> Callable[[], str]:
     """Read a child's pipe to its end in a thread; the returned function gives the text."""
     chunks: list[bytes] = []
-    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: pipe.read(65536), b"")),
-                              daemon=True)
+    reader = threading.Thread(
+        target=lambda: chunks.extend(iter(lambda: pipe.read(65536), b"")), daemon=True
+    )
     reader.start()
 
     def text() -> str:
         reader.join(10)
         pipe.close()
         return b"".join(chunks).decode("utf-8", "replace")
+
     return text
 
 
@@ -215,27 +238,49 @@ def _checks(results: dict[str, Any] | None) -> list[dict[str, Any]]:
     return [c for g in groups for c in g["checks"]]
 
 
-def _run_provider(ctx: Context, provider: str, keyword: str, *extra: str,
-                  env: dict[str, str] | None = None, cap: float = CAP) -> tuple[Done, list[dict]]:
+def _run_provider(
+    ctx: Context,
+    provider: str,
+    keyword: str,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    cap: float = CAP,
+) -> tuple[Done, list[dict]]:
     out = ctx.tmp / "out"
-    done = ctx.run("run", "--provider", f"{HOSTILE}:{provider}", "--profile", "quick",
-                   "--seed", "1", "--out", str(out), "-k", keyword,
-                   "--regressions", str(ctx.tmp / "regressions"), *extra, env=env, cap=cap)
+    done = ctx.run(
+        "run",
+        "--provider",
+        f"{HOSTILE}:{provider}",
+        "--profile",
+        "quick",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+        "-k",
+        keyword,
+        "--regressions",
+        str(ctx.tmp / "regressions"),
+        *extra,
+        env=env,
+        cap=cap,
+    )
     return done, _checks(_results(out))
 
 
 def _said(done: Done) -> str:
     """The last line the harness printed to stderr (its error), shortened."""
     lines = [line for line in done.stderr.splitlines() if line.strip()]
-    return (lines[-1][:140] if lines else f"exit {done.code}")
+    return lines[-1][:140] if lines else f"exit {done.code}"
 
 
 def _one_check(checks: list[dict], method_part: str) -> dict | None:
     return next((c for c in checks if method_part in c["name"]), None)
 
 
-def _provider_case(ctx: Context, provider: str, expect: str, *extra: str,
-                   env: dict[str, str] | None = None) -> Outcome:
+def _provider_case(
+    ctx: Context, provider: str, expect: str, *extra: str, env: dict[str, str] | None = None
+) -> Outcome:
     """A hostile provider breaks Logoff: its check fails saying `expect`, the bystander passes,
     within the cap."""
     done, checks = _run_provider(ctx, provider, f"{LOGOFF_CASE} or {BYSTANDER}", *extra, env=env)
@@ -251,16 +296,34 @@ def _provider_case(ctx: Context, provider: str, expect: str, *extra: str,
 
 # -- specs ---------------------------------------------------------------------------------------
 
-@case("a rule's regex backtracks: '(a+)+' on 40 a's", "spec",
-      "linear-time regex engine; the check ends within --check-timeout 20 s")
+
+@case(
+    "a rule's regex backtracks: '(a+)+' on 40 a's",
+    "spec",
+    "linear-time regex engine; the check ends within --check-timeout 20 s",
+)
 def regex_in_a_rule(ctx: Context) -> Outcome:
     when = "'" + "a" * 40 + "!'.matches('^(a+)+$') || args.targetId == 'nothing'"
     specs = ctx.specs_with_rule(when)
     out = ctx.tmp / "out"
-    done = ctx.run("run", "--specs", str(specs), "--profile", "quick", "--seed", "1",
-                   "--in-process", "--check-timeout", "20", "--out", str(out),
-                   "-k", "LogoutFromTarget.yaml and oracle",
-                   "--regressions", str(ctx.tmp / "r"))
+    done = ctx.run(
+        "run",
+        "--specs",
+        str(specs),
+        "--profile",
+        "quick",
+        "--seed",
+        "1",
+        "--in-process",
+        "--check-timeout",
+        "20",
+        "--out",
+        str(out),
+        "-k",
+        "LogoutFromTarget.yaml and oracle",
+        "--regressions",
+        str(ctx.tmp / "r"),
+    )
     if done.capped:
         return Outcome(False, f"still running after {CAP:.0f} s (killed)")
     checks = _checks(_results(out))
@@ -272,17 +335,36 @@ def regex_in_a_rule(ctx: Context) -> Outcome:
     return Outcome(held, what)
 
 
-@case("comprehensions nested 3 deep over 250-element lists", "spec",
-      "1,000,000 comprehension visits per evaluation, the rule's file:line named")
+@case(
+    "comprehensions nested 3 deep over 250-element lists",
+    "spec",
+    "1,000,000 comprehension visits per evaluation, the rule's file:line named",
+)
 def nested_maps(ctx: Context) -> Outcome:
     numbers = "[" + ",".join(str(i) for i in range(250)) + "]"
-    when = (f"{numbers}.map(a, {numbers}.map(b, {numbers}.map(c, a + b + c))).size() == 0 "
-            "|| args.targetId == 'nothing'")
+    when = (
+        f"{numbers}.map(a, {numbers}.map(b, {numbers}.map(c, a + b + c))).size() == 0 "
+        "|| args.targetId == 'nothing'"
+    )
     specs = ctx.specs_with_rule(when)
     out = ctx.tmp / "out"
-    done = ctx.run("run", "--specs", str(specs), "--profile", "quick", "--seed", "1",
-                   "--in-process", "--out", str(out), "-k", "LogoutFromTarget.yaml and oracle",
-                   "--regressions", str(ctx.tmp / "r"), cap=90)
+    done = ctx.run(
+        "run",
+        "--specs",
+        str(specs),
+        "--profile",
+        "quick",
+        "--seed",
+        "1",
+        "--in-process",
+        "--out",
+        str(out),
+        "-k",
+        "LogoutFromTarget.yaml and oracle",
+        "--regressions",
+        str(ctx.tmp / "r"),
+        cap=90,
+    )
     if done.capped:
         return Outcome(False, "still running after 90 s (killed)")
     checks = _checks(_results(out))
@@ -304,11 +386,13 @@ def huge_spec(ctx: Context) -> Outcome:
             file.write(block)
     done = ctx.run("validate", "--no-reach", str(specs))
     path.unlink()
-    held = done.code == 2 and "LogoutFromTarget.yaml" in done.stdout + done.stderr \
-        and done.mib < 200
+    held = (
+        done.code == 2 and "LogoutFromTarget.yaml" in done.stdout + done.stderr and done.mib < 200
+    )
     said = (done.stdout.strip().splitlines() or [""])[0].rsplit(": ", 1)[-1]
-    return Outcome(held, f"exit {done.code} in {done.seconds:.1f} s, {done.mib:.0f} MiB: "
-                         f"{said[:80]}")
+    return Outcome(
+        held, f"exit {done.code} in {done.seconds:.1f} s, {done.mib:.0f} MiB: {said[:80]}"
+    )
 
 
 @case("a YAML alias bomb", "spec", "aliases refused before expansion, the file named")
@@ -317,7 +401,8 @@ def alias_bomb(ctx: Context) -> Outcome:
     shutil.copytree(ctx.tree.specs, specs, ignore=shutil.ignore_patterns("__pycache__"))
     bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]\n"
-        for i in range(9))
+        for i in range(9)
+    )
     (specs / "vds" / "IVdsIscsiInitiatorAdapter.LogoutFromTarget.yaml").write_text(bomb)
     done = ctx.run("validate", "--no-reach", str(specs), cap=60)
     held = done.code == 2 and "LogoutFromTarget.yaml" in done.stdout
@@ -326,100 +411,158 @@ def alias_bomb(ctx: Context) -> Outcome:
 
 # -- providers -----------------------------------------------------------------------------------
 
-@case("a provider's forked child keeps the pipes open and hangs", "provider",
-      "--call-timeout 3 --check-timeout 10; the child killed with the worker", needs="posix")
+
+@case(
+    "a provider's forked child keeps the pipes open and hangs",
+    "provider",
+    "--call-timeout 3 --check-timeout 10; the child killed with the worker",
+    needs="posix",
+)
 def forked_child(ctx: Context) -> Outcome:
     pid_file = ctx.tmp / "child.pid"
-    outcome = _provider_case(ctx, "ForkHangs", "timed out after 3 s", "--call-timeout", "3",
-                             "--check-timeout", "10", env={"FORKED_PID_FILE": str(pid_file)})
+    outcome = _provider_case(
+        ctx,
+        "ForkHangs",
+        "timed out after 3 s",
+        "--call-timeout",
+        "3",
+        "--check-timeout",
+        "10",
+        env={"FORKED_PID_FILE": str(pid_file)},
+    )
     with contextlib.suppress(OSError, ValueError):
         child = int(pid_file.read_text(encoding="utf-8"))
         time.sleep(0.5)
-        alive = Path(f"/proc/{child}").exists() and \
-            Path(f"/proc/{child}/stat").read_text().split()[2] != "Z"
+        alive = (
+            Path(f"/proc/{child}").exists()
+            and Path(f"/proc/{child}/stat").read_text().split()[2] != "Z"
+        )
         if alive:
             os.kill(child, signal.SIGKILL)
             return Outcome(False, outcome.result + "; the forked child outlived the run")
     return outcome
 
 
-@case("a provider logs 4 MB to stderr on every call", "provider",
-      "no false timeouts (--call-timeout 1) for a conforming provider")
+@case(
+    "a provider logs 4 MB to stderr on every call",
+    "provider",
+    "no false timeouts (--call-timeout 1) for a conforming provider",
+)
 def stderr_flood(ctx: Context) -> Outcome:
-    done, checks = _run_provider(ctx, "Noisy", "Logoff.yaml or RemovePortal.yaml",
-                                 "--call-timeout", "1", env={"NOISY_KB": "4096"})
+    done, checks = _run_provider(
+        ctx,
+        "Noisy",
+        "Logoff.yaml or RemovePortal.yaml",
+        "--call-timeout",
+        "1",
+        env={"NOISY_KB": "4096"},
+    )
     if done.capped:
         return Outcome(False, f"still running after {CAP:.0f} s (killed)")
     timed_out = [c for c in checks if "timed out" in c["message"]]
-    return Outcome(bool(checks) and not timed_out,
-                   f"{len(timed_out)} of {len(checks)} checks timed out")
+    return Outcome(
+        bool(checks) and not timed_out, f"{len(timed_out)} of {len(checks)} checks timed out"
+    )
 
 
-@case("a provider allocates without end", "provider",
-      "--worker-memory 256M; the check fails saying the limit was reached", needs="posix")
+@case(
+    "a provider allocates without end",
+    "provider",
+    "--worker-memory 256M; the check fails saying the limit was reached",
+    needs="posix",
+)
 def eats_memory(ctx: Context) -> Outcome:
-    return _provider_case(ctx, "EatsMemory", "the worker's limit is 256 MiB",
-                          "--worker-memory", "256M", "--call-timeout", "20")
+    return _provider_case(
+        ctx,
+        "EatsMemory",
+        "the worker's limit is 256 MiB",
+        "--worker-memory",
+        "256M",
+        "--call-timeout",
+        "20",
+    )
 
 
-@case("a provider's output nests 100,000 deep", "provider",
-      "the check fails saying why; the worker goes on")
+@case(
+    "a provider's output nests 100,000 deep",
+    "provider",
+    "the check fails saying why; the worker goes on",
+)
 def deep_output(ctx: Context) -> Outcome:
     return _provider_case(ctx, "Deep", "cannot be sent")
 
 
-@case("a provider's output has an object whose repr raises", "provider",
-      "the check fails saying why; the worker goes on")
+@case(
+    "a provider's output has an object whose repr raises",
+    "provider",
+    "the check fails saying why; the worker goes on",
+)
 def bad_repr(ctx: Context) -> Outcome:
     return _provider_case(ctx, "BadRepr", "has no repr")
 
 
-@case("a provider crashes inside a call", "provider",
-      "the check fails naming the call; the worker is replaced")
+@case(
+    "a provider crashes inside a call",
+    "provider",
+    "the check fails naming the call; the worker is replaced",
+)
 def crash_in_call(ctx: Context) -> Outcome:
     return _provider_case(ctx, "Exits", "in call(IVMGuestOS::Logoff)")
 
 
-@case("a provider's message holds NUL, ESC and markup", "provider",
-      "report.html shows them escaped, never raw")
+@case(
+    "a provider's message holds NUL, ESC and markup",
+    "provider",
+    "report.html shows them escaped, never raw",
+)
 def control_bytes(ctx: Context) -> Outcome:
     outcome = _provider_case(ctx, "ControlBytes", "bad")
-    html = (ctx.tmp / "out" / "report.html")
+    html = ctx.tmp / "out" / "report.html"
     if not html.is_file():
         return Outcome(False, "no report.html")
     raw = html.read_bytes()
     found = [name for name, byte in (("NUL", b"\x00"), ("ESC", b"\x1b")) if byte in raw]
     held = not found and b"<script>alert(1)" not in raw and outcome.held
-    return Outcome(held, "raw " + " and ".join(found) + " in report.html" if found
-                   else "escaped in report.html")
+    return Outcome(
+        held,
+        "raw " + " and ".join(found) + " in report.html" if found else "escaped in report.html",
+    )
 
 
 # -- pages ---------------------------------------------------------------------------------------
 
-@case("a page pads its declaration with 60,000 spaces", "page",
-      "extraction linear in the page's size")
+
+@case(
+    "a page pads its declaration with 60,000 spaces", "page", "extraction linear in the page's size"
+)
 def padded_declaration(ctx: Context) -> Outcome:
     page = (HERE / "extract" / "fixtures" / "win32_gadget_spin.md").read_text(encoding="utf-8")
     pad = " " * 60_000
     page = page.replace("HRESULT Spin(", f"HRESULT{pad}x Spin\nHRESULT{pad}Spin(").replace(
-        "  [in]          long     inTurns,", f"  [in]{pad}long{pad}inTurns,")
+        "  [in]          long     inTurns,", f"  [in]{pad}long{pad}inTurns,"
+    )
     path = ctx.tmp / "win32_padded.md"
     path.write_text(page, encoding="utf-8")
     done = ctx.run("extract", "--no-specs", "--out", str(ctx.tmp / "drafts"), str(path), cap=90)
     if done.capped:
         return Outcome(False, "still running after 90 s (killed)")
-    return Outcome(done.code in (0, 1) and done.seconds < 10,
-                   f"exit {done.code} in {done.seconds:.1f} s")
+    return Outcome(
+        done.code in (0, 1) and done.seconds < 10, f"exit {done.code} in {done.seconds:.1f} s"
+    )
 
 
 # -- disks ---------------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def _small_disk(where: Path, size: str, read_only: bool = False) -> Iterator[Path]:
     where.mkdir(parents=True, exist_ok=True)
     options = f"size={size}" + (",ro" if read_only else "")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield where
     finally:
@@ -446,8 +589,16 @@ def _full_disk(ctx: Context, size: str) -> Outcome:
     results.jsonl holds whole lines only, every one of a check that finished."""
     with _small_disk(ctx.tmp / "disk", size) as disk:
         out = disk / "out"
-        done = ctx.run("run", "--profile", "quick", "--in-process", "--out", str(out),
-                       "--regressions", str(ctx.tmp / "r"))
+        done = ctx.run(
+            "run",
+            "--profile",
+            "quick",
+            "--in-process",
+            "--out",
+            str(out),
+            "--regressions",
+            str(ctx.tmp / "r"),
+        )
         stream = out / "results.jsonl"
         text = stream.read_bytes() if stream.is_file() else b""
         whole = not text or text.endswith(b"\n")
@@ -455,36 +606,72 @@ def _full_disk(ctx: Context, size: str) -> Outcome:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
     held = done.code == 2 and whole and not leftovers and len(lines) <= 3
     checks = text.count(b'"event": "check"')
-    what = (f"exit {done.code}, {len(lines)} stderr lines, {checks} whole check lines kept"
-            + ("" if whole else ", a torn line") + (f", left {leftovers}" if leftovers else ""))
+    what = (
+        f"exit {done.code}, {len(lines)} stderr lines, {checks} whole check lines kept"
+        + ("" if whole else ", a torn line")
+        + (f", left {leftovers}" if leftovers else "")
+    )
     return Outcome(held, what)
 
 
-case("the disk is full as the run starts", "disk",
-     "exit 2 in one line naming the file; no temporary file", needs="mount")(
-    lambda ctx: _full_disk(ctx, "96k"))
-case("the disk fills up half-way through a run", "disk",
-     "exit 2 in one line; results.jsonl whole lines; no temporary file", needs="mount")(
-    lambda ctx: _full_disk(ctx, "640k"))
+case(
+    "the disk is full as the run starts",
+    "disk",
+    "exit 2 in one line naming the file; no temporary file",
+    needs="mount",
+)(lambda ctx: _full_disk(ctx, "96k"))
+case(
+    "the disk fills up half-way through a run",
+    "disk",
+    "exit 2 in one line; results.jsonl whole lines; no temporary file",
+    needs="mount",
+)(lambda ctx: _full_disk(ctx, "640k"))
 
 
-@case("--out on a read-only disk", "disk", "exit 2 in one line before any provider call",
-      needs="mount")
+@case(
+    "--out on a read-only disk",
+    "disk",
+    "exit 2 in one line before any provider call",
+    needs="mount",
+)
 def read_only_out(ctx: Context) -> Outcome:
     with _small_disk(ctx.tmp / "ro", "64k", read_only=True) as disk:
-        done = ctx.run("run", "--profile", "quick", "--out", str(disk / "out"),
-                       "--regressions", str(ctx.tmp / "r"), cap=60)
+        done = ctx.run(
+            "run",
+            "--profile",
+            "quick",
+            "--out",
+            str(disk / "out"),
+            "--regressions",
+            str(ctx.tmp / "r"),
+            cap=60,
+        )
     lines = [line for line in done.stderr.splitlines() if line.strip()]
-    return Outcome(done.code == 2 and len(lines) == 1,
-                   f"exit {done.code}, {len(lines)} stderr lines: {_said(done)[:100]}")
+    return Outcome(
+        done.code == 2 and len(lines) == 1,
+        f"exit {done.code}, {len(lines)} stderr lines: {_said(done)[:100]}",
+    )
 
 
-@case("results.jsonl torn inside a UTF-8 character, plus a line that is no record", "disk",
-      "report skips and names both lines, recovers every whole check")
+@case(
+    "results.jsonl torn inside a UTF-8 character, plus a line that is no record",
+    "disk",
+    "report skips and names both lines, recovers every whole check",
+)
 def torn_stream(ctx: Context) -> Outcome:
     out = ctx.tmp / "out"
-    ctx.run("run", "--profile", "quick", "--in-process", "--out", str(out),
-            "-k", "Logoff.yaml", "--regressions", str(ctx.tmp / "r"))
+    ctx.run(
+        "run",
+        "--profile",
+        "quick",
+        "--in-process",
+        "--out",
+        str(out),
+        "-k",
+        "Logoff.yaml",
+        "--regressions",
+        str(ctx.tmp / "r"),
+    )
     finished = len(_checks(_results(out)))
     stream = out / "results.jsonl"
     data = stream.read_bytes()
@@ -492,8 +679,12 @@ def torn_stream(ctx: Context) -> Outcome:
     (out / "results.json").unlink()
     done = ctx.run("report", str(out))
     recovered = len(_checks(_results(out)))
-    return Outcome(done.code in (0, 1) and recovered == finished,
-                   f"exit {done.code}: {_said(done)[:110]}", finished, recovered)
+    return Outcome(
+        done.code in (0, 1) and recovered == finished,
+        f"exit {done.code}: {_said(done)[:110]}",
+        finished,
+        recovered,
+    )
 
 
 def _kill_parallel(ctx: Context, fraction: float) -> Outcome:
@@ -502,10 +693,26 @@ def _kill_parallel(ctx: Context, fraction: float) -> Outcome:
     total = _total_checks(ctx)
     out = ctx.tmp / "out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "conformance", "run", "-n", "2", "--profile", "quick",
-         "--out", str(out), "--regressions", str(ctx.tmp / "r")], cwd=ctx.tmp,
-        env=ctx.tree.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "conformance",
+            "run",
+            "-n",
+            "2",
+            "--profile",
+            "quick",
+            "--out",
+            str(out),
+            "--regressions",
+            str(ctx.tmp / "r"),
+        ],
+        cwd=ctx.tmp,
+        env=ctx.tree.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     target, deadline = max(1, int(total * fraction)), time.monotonic() + CAP
     while time.monotonic() < deadline and proc.poll() is None:
         if _count_check_lines(out) >= target:
@@ -516,9 +723,12 @@ def _kill_parallel(ctx: Context, fraction: float) -> Outcome:
     finished = _count_check_lines(out)
     ctx.run("report", str(out))
     recovered = len(_checks(_results(out)))
-    return Outcome(finished > 0 and recovered == finished,
-                   f"killed at {finished}/{total} checks; report recovered {recovered}",
-                   finished, recovered)
+    return Outcome(
+        finished > 0 and recovered == finished,
+        f"killed at {finished}/{total} checks; report recovered {recovered}",
+        finished,
+        recovered,
+    )
 
 
 def _count_check_lines(out: Path) -> int:
@@ -541,16 +751,26 @@ def _total_checks(ctx: Context) -> int:
     """How many checks a whole `quick` run makes (one in-process run, once per tree)."""
     if ctx.tree.root not in _TOTAL:
         out = ctx.tmp / "full"
-        ctx.run("run", "--profile", "quick", "--in-process", "--out", str(out),
-                "--regressions", str(ctx.tmp / "r-full"))
+        ctx.run(
+            "run",
+            "--profile",
+            "quick",
+            "--in-process",
+            "--out",
+            str(out),
+            "--regressions",
+            str(ctx.tmp / "r-full"),
+        )
         _TOTAL[ctx.tree.root] = len(_checks(_results(out))) or 500
     return _TOTAL[ctx.tree.root]
 
 
 for _moment, _fraction in (("early", 0.05), ("half-way", 0.5), ("late", 0.95)):
-    case(f"kill -9 of a -n 2 run, {_moment}", "disk",
-         "every check finished before the kill recovered by `conformance report`")(
-        lambda ctx, f=_fraction: _kill_parallel(ctx, f))
+    case(
+        f"kill -9 of a -n 2 run, {_moment}",
+        "disk",
+        "every check finished before the kill recovered by `conformance report`",
+    )(lambda ctx, f=_fraction: _kill_parallel(ctx, f))
 
 
 # -- agent clients -------------------------------------------------------------------------------
@@ -559,17 +779,36 @@ TOKEN = "reliability-corpus-token"
 
 
 @contextlib.contextmanager
-def _agent(ctx: Context, *extra: str,
-           provider: str = "reference") -> Iterator[tuple[str, int, int]]:
+def _agent(
+    ctx: Context, *extra: str, provider: str = "reference"
+) -> Iterator[tuple[str, int, int]]:
     """`conformance agent --listen 127.0.0.1:0` with a token: (host, port, pid)."""
     token = ctx.tmp / "token"
     token.write_text(TOKEN + "\n", encoding="utf-8")
     token.chmod(0o600)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "conformance", "agent", "--provider", provider, "--listen",
-         "127.0.0.1:0", "--token-file", str(token), "--log-level", "ERROR", *extra],
-        cwd=ctx.tmp, env=ctx.tree.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        text=True, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "conformance",
+            "agent",
+            "--provider",
+            provider,
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            str(token),
+            "--log-level",
+            "ERROR",
+            *extra,
+        ],
+        cwd=ctx.tmp,
+        env=ctx.tree.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         host, port = line.strip().rsplit(" ", 1)[-1].rsplit(":", 1)
@@ -607,8 +846,11 @@ def _served(host: str, port: int) -> bool:
         return False
 
 
-@case("64 slow unauthenticated clients, then 70 legitimate ones", "agent",
-      "strangers wait in a bounded line (--max-waiting), never in the 64 provider slots")
+@case(
+    "64 slow unauthenticated clients, then 70 legitimate ones",
+    "agent",
+    "strangers wait in a bounded line (--max-waiting), never in the 64 provider slots",
+)
 def slow_strangers(ctx: Context) -> Outcome:
     with _agent(ctx) as (host, port, pid):
         strangers = [socket.create_connection((host, port), timeout=5) for _ in range(64)]
@@ -617,18 +859,26 @@ def slow_strangers(ctx: Context) -> Outcome:
         peak = _peak_mib(pid)
         for sock in strangers:
             sock.close()
-    return Outcome(served == 70, f"{served} of 70 served, {70 - served} refused; "
-                                 f"agent peak {peak:.0f} MiB", extra={"agent_mib": peak})
+    return Outcome(
+        served == 70,
+        f"{served} of 70 served, {70 - served} refused; agent peak {peak:.0f} MiB",
+        extra={"agent_mib": peak},
+    )
 
 
-@case("one authenticated 300 KB batch whose answers grow quadratically", "agent",
-      "the batch stops once its answers pass --max-message; other clients served meanwhile")
+@case(
+    "one authenticated 300 KB batch whose answers grow quadratically",
+    "agent",
+    "the batch stops once its answers pass --max-message; other clients served meanwhile",
+)
 def big_batch(ctx: Context) -> Outcome:
     requests: list[dict[str, Any]] = [{"op": "reset"}]
     i = 0
     while len(json.dumps(requests)) < 300_000:
-        requests += [{"op": "setup", "step": {"target": f"T{i}"}},
-                     {"op": "observe", "collection": "targets"}]
+        requests += [
+            {"op": "setup", "step": {"target": f"T{i}"}},
+            {"op": "observe", "collection": "targets"},
+        ]
         i += 1
     with _agent(ctx) as (host, port, pid):
         sock, reader, _ = _session(host, port, timeout=CAP)
@@ -654,16 +904,23 @@ def big_batch(ctx: Context) -> Outcome:
     error = (answer or {}).get("error", {}).get("message", "") if answer else "no answer"
     delay = delays[0] if delays else float("inf")
     held = seconds < 10 and peak < 512 and delay < 5
-    return Outcome(held, f"answered in {seconds:.1f} s ({error[:60] or 'ok'}); agent peak "
-                         f"{peak:.0f} MiB; another client waited {delay:.1f} s",
-                   extra={"agent_mib": peak})
+    return Outcome(
+        held,
+        f"answered in {seconds:.1f} s ({error[:60] or 'ok'}); agent peak "
+        f"{peak:.0f} MiB; another client waited {delay:.1f} s",
+        extra={"agent_mib": peak},
+    )
 
 
-@case("provider calls that never return, from 10 then 20 connections", "agent",
-      "threads stuck in the provider never pass --max-connections 4; the refusal names them")
+@case(
+    "provider calls that never return, from 10 then 20 connections",
+    "agent",
+    "threads stuck in the provider never pass --max-connections 4; the refusal names them",
+)
 def hung_calls(ctx: Context) -> Outcome:
-    with _agent(ctx, "--call-timeout", "0.5", "--max-connections", "4",
-                provider=f"{HOSTILE}:Hangs") as (host, port, pid):
+    with _agent(
+        ctx, "--call-timeout", "0.5", "--max-connections", "4", provider=f"{HOSTILE}:Hangs"
+    ) as (host, port, pid):
         counts = []
         for _ in range(2):
             for _ in range(10):
@@ -677,9 +934,16 @@ def hung_calls(ctx: Context) -> Outcome:
                 answer = _ask(probe, probe.makefile("rb"), {"hello": 1, "token": TOKEN})
     named = "never returned" in json.dumps(answer)
     held = counts[1] <= counts[0] and named
-    return Outcome(held, f"agent threads after 10 hung calls: {counts[0]}, after 20: "
-                         f"{counts[1]}; " + ("the refusal names the stuck calls" if named else
-                                             f"the next hello got {json.dumps(answer)[:80]}"))
+    return Outcome(
+        held,
+        f"agent threads after 10 hung calls: {counts[0]}, after 20: "
+        f"{counts[1]}; "
+        + (
+            "the refusal names the stuck calls"
+            if named
+            else f"the next hello got {json.dumps(answer)[:80]}"
+        ),
+    )
 
 
 def _hang_one(host: str, port: int) -> None:

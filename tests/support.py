@@ -42,9 +42,10 @@ def verdicts(out: Path) -> dict[str, Any]:
     """What a run concluded: each check's status and message, each method's verdict and codes."""
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     groups = [*results["methods"].values(), *results.get("families", {}).values()]
-    return {"checks": {c["name"]: (c["status"], c["message"]) for g in groups
-                       for c in g["checks"]},
-            "methods": {name: (m["verdict"], m["codes"]) for name, m in results["methods"].items()}}
+    return {
+        "checks": {c["name"]: (c["status"], c["message"]) for g in groups for c in g["checks"]},
+        "methods": {name: (m["verdict"], m["codes"]) for name, m in results["methods"].items()},
+    }
 
 
 def cli(*argv: str) -> tuple[int, str, str]:

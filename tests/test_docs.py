@@ -101,9 +101,9 @@ PYTHON_PAGES = [p for p in PAGES if any(b.lang == "python" for b in blocks(p))]
 # these is reported as an expected failure naming the bug, and the page's later blocks still
 # run. Remove an entry once the bug is fixed (the test then passes without it).
 KNOWN_BUGS = {
-    "ReproError: the provider does not support this reproduction":
-        "a scenario with `calls` that meets Unsupported ends in an error, not in not-applicable "
-        "(DESIGN.md: Unsupported makes a check not applicable; plugin.check_sequence)",
+    "ReproError: the provider does not support this reproduction": "a scenario with `calls` "
+    "that meets Unsupported ends in an error, not in not-applicable "
+    "(DESIGN.md: Unsupported makes a check not applicable; plugin.check_sequence)",
 }
 
 
@@ -148,12 +148,14 @@ def test_python_blocks_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
                 with contextlib.redirect_stdout(printed):
                     runpy.run_path(str(path), run_name=path.stem if named else "__main__")
             except BaseException as exc:
-                bug = next((why for sign, why in KNOWN_BUGS.items()
-                            if sign in printed.getvalue()), None)
+                bug = next(
+                    (why for sign, why in KNOWN_BUGS.items() if sign in printed.getvalue()), None
+                )
                 if bug is None:
-                    raise AssertionError(f"the block at {block.where} fails: "
-                                         f"{type(exc).__name__}: {exc}\n{printed.getvalue()}"
-                                         ) from exc
+                    raise AssertionError(
+                        f"the block at {block.where} fails: "
+                        f"{type(exc).__name__}: {exc}\n{printed.getvalue()}"
+                    ) from exc
                 known.append(f"{block.where}: {bug}")
             finally:
                 sys.stdout.write(printed.getvalue())
@@ -210,8 +212,9 @@ def _check_repro(block: Block, tmp_path: Path) -> None:
 
 def _spec_words() -> set[str]:
     """Keys that mark YAML as (part of) a spec: its top-level fields, a rule's, a scenario's."""
-    schema = json.loads((default_specs_dir() / "schema" / "spec.schema.json")
-                        .read_text(encoding="utf-8"))
+    schema = json.loads(
+        (default_specs_dir() / "schema" / "spec.schema.json").read_text(encoding="utf-8")
+    )
     defs = schema["$defs"]
     return {*schema["properties"], *defs["rule"]["properties"], *defs["scenario"]["properties"]}
 
@@ -236,14 +239,19 @@ def test_yaml_blocks_are_whole_valid_documents(block: Block, tmp_path: Path) -> 
     elif isinstance(data, dict) and ("call" in data or "calls" in data):
         _check_repro(block, tmp_path)
     elif _keys(data) & _spec_words():
-        pytest.fail(f"{block.where}: part of a spec, not a whole one; put {FRAGMENT} on the "
-                    "line above it, or show the whole spec")
+        pytest.fail(
+            f"{block.where}: part of a spec, not a whole one; put {FRAGMENT} on the "
+            "line above it, or show the whole spec"
+        )
     else:
-        pytest.skip(f"{block.where}: not a document of this project (spec, domain, baseline, "
-                    "reproduction); nothing to validate")
+        pytest.skip(
+            f"{block.where}: not a document of this project (spec, domain, baseline, "
+            "reproduction); nothing to validate"
+        )
 
 
 # -- links --------------------------------------------------------------------------------------
+
 
 def _inline_text(token: Token) -> str:
     return "".join(c.content for c in token.children or [] if c.type in ("text", "code_inline"))
@@ -251,8 +259,11 @@ def _inline_text(token: Token) -> str:
 
 def headings(page: Path) -> list[str]:
     """The text of every heading, in order (inline code without its backticks)."""
-    return [_inline_text(inline) for opening, inline in itertools.pairwise(tokens(page))
-            if opening.type == "heading_open"]
+    return [
+        _inline_text(inline)
+        for opening, inline in itertools.pairwise(tokens(page))
+        if opening.type == "heading_open"
+    ]
 
 
 def anchors(page: Path) -> set[str]:
@@ -274,22 +285,30 @@ def links(page: Path) -> Iterator[tuple[int, str]]:
                 yield token.map[0] + 1, str(child.attrs.get("href", ""))
 
 
-LINKS = [(page, line, href) for page in LINKED if page.is_file()
-         for line, href in links(page) if not EXTERNAL.match(href)]
+LINKS = [
+    (page, line, href)
+    for page in LINKED
+    if page.is_file()
+    for line, href in links(page)
+    if not EXTERNAL.match(href)
+]
 
 
-@pytest.mark.parametrize(("page", "line", "href"), LINKS,
-                         ids=[f"{p.relative_to(ROOT)}:{n}:{h}" for p, n, h in LINKS])
+@pytest.mark.parametrize(
+    ("page", "line", "href"), LINKS, ids=[f"{p.relative_to(ROOT)}:{n}:{h}" for p, n, h in LINKS]
+)
 def test_relative_links_resolve(page: Path, line: int, href: str) -> None:
     path, _, fragment = href.partition("#")
     target = (page.parent / path).resolve() if path else page
     assert target.exists(), f"{page.relative_to(ROOT)}:{line}: {href} does not exist"
     if fragment and target.suffix == ".md":
-        assert fragment in anchors(target), \
+        assert fragment in anchors(target), (
             f"{page.relative_to(ROOT)}:{line}: {href}: no heading #{fragment} in {target.name}"
+        )
 
 
 # -- the pages name what they document ----------------------------------------------------------
+
 
 def _text(name: str) -> str:
     return (DOCS / name).read_text(encoding="utf-8")
@@ -312,8 +331,9 @@ def _schema_fields(node: Any) -> Iterator[str]:
 
 
 def test_the_spec_guide_names_every_field_of_the_schema() -> None:
-    schema = json.loads((default_specs_dir() / "schema" / "spec.schema.json")
-                        .read_text(encoding="utf-8"))
+    schema = json.loads(
+        (default_specs_dir() / "schema" / "spec.schema.json").read_text(encoding="utf-8")
+    )
     text = _text("writing-a-spec.md")
     missing = sorted({f for f in _schema_fields(schema) if f"`{f}`" not in text})
     assert not missing, f"docs/writing-a-spec.md does not explain the spec fields {missing}"
@@ -321,7 +341,12 @@ def test_the_spec_guide_names_every_field_of_the_schema() -> None:
 
 def test_the_provider_guide_names_every_step_fault_and_collection() -> None:
     text = _text("writing-a-provider.md")
-    missing = sorted({name for domain in load_catalog().domains.values()
-                      for name in (*domain.steps(), *domain.faults, *domain.collections)
-                      if f"`{name}`" not in text})
+    missing = sorted(
+        {
+            name
+            for domain in load_catalog().domains.values()
+            for name in (*domain.steps(), *domain.faults, *domain.collections)
+            if f"`{name}`" not in text
+        }
+    )
     assert not missing, f"docs/writing-a-provider.md does not list {missing}"

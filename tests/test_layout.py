@@ -84,7 +84,7 @@ def _absolute(node: ast.ImportFrom, name: str, is_package: bool) -> str:
     if not node.level:
         return node.module or ""
     base = name.split(".") if is_package else name.split(".")[:-1]
-    base = base[:len(base) - node.level + 1]
+    base = base[: len(base) - node.level + 1]
     return ".".join([*base, *([node.module] if node.module else [])])
 
 
@@ -134,10 +134,12 @@ def test_no_import_loops() -> None:
 
 
 def test_imports_flow_from_the_command_line_down_to_the_spec_model() -> None:
-    wrong = sorted(f"{module} imports {target}"
-                   for module, targets in graph().items() for target in targets
-                   if part_of(target) != part_of(module)
-                   and part_of(target) not in MAY_IMPORT[part_of(module)])
+    wrong = sorted(
+        f"{module} imports {target}"
+        for module, targets in graph().items()
+        for target in targets
+        if part_of(target) != part_of(module) and part_of(target) not in MAY_IMPORT[part_of(module)]
+    )
     assert not wrong, "imports against the flow:\n" + "\n".join(wrong)
 
 
@@ -157,5 +159,6 @@ def test_modules_stay_small(name: str) -> None:
     lines = len(modules()[name].read_text(encoding="utf-8").splitlines())
     if name in LARGE:
         return
-    assert lines <= LIMIT, (f"{name} has {lines} lines: split it by job, or say in LARGE why "
-                            "it earns its size")
+    assert lines <= LIMIT, (
+        f"{name} has {lines} lines: split it by job, or say in LARGE why it earns its size"
+    )

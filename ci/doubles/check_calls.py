@@ -27,8 +27,17 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-WIDTHS = {"BYTE": 8, "CHAR": 8, "WCHAR": 16, "SHORT": 16, "USHORT": 16, "LONG": 32,
-          "ULONG": 32, "LONGLONG": 64, "ULONGLONG": 64}
+WIDTHS = {
+    "BYTE": 8,
+    "CHAR": 8,
+    "WCHAR": 16,
+    "SHORT": 16,
+    "USHORT": 16,
+    "LONG": 32,
+    "ULONG": 32,
+    "LONGLONG": 64,
+    "ULONGLONG": 64,
+}
 
 
 def layouts() -> Any:
@@ -64,7 +73,7 @@ def decode(name: str, data: bytes, lay: Any, c_layout: dict[str, Any]) -> dict[s
     for field, text in lay.STRUCTS[name]["fields"]:
         start = offsets[field]
         size = _size_of(text, c_layout)
-        raw = data[start:] if size is None else data[start:start + size]
+        raw = data[start:] if size is None else data[start : start + size]
         out[field] = _value(text, raw, lay, c_layout)
     return out
 
@@ -73,7 +82,7 @@ def _value(text: str, raw: bytes, lay: Any, c_layout: dict[str, Any]) -> Any:
     if text in WIDTHS:
         return int.from_bytes(raw, "little")
     if text in ("WCHAR[256]", "WCHAR[224]", "WCHAR[257]", "WCHAR[260]"):
-        units = [raw[i:i + 2] for i in range(0, len(raw), 2)]
+        units = [raw[i : i + 2] for i in range(0, len(raw), 2)]
         end = units.index(b"\0\0") if b"\0\0" in units else -1
         return {"text": b"".join(units[:end]).decode("utf-16-le") if end >= 0 else None}
     if text.startswith("CHAR["):
@@ -107,12 +116,16 @@ def check_record(record: dict[str, Any], lay: Any, c_layout: dict[str, Any]) -> 
 
 def _check_arg(text: str, value: Any, lay: Any, c_layout: dict[str, Any]) -> str | None:
     if value is None or value == "ptr":
-        return None if text.endswith("*") or text in ("PWSTR", "PSTR", "PVOID") \
-            else "NULL for a value"
+        return (
+            None if text.endswith("*") or text in ("PWSTR", "PSTR", "PVOID") else "NULL for a value"
+        )
     if text in WIDTHS:
         ok = isinstance(value, int) and 0 <= value < (1 << 64)
-        return None if ok and value >> WIDTHS[text] in (0, (1 << (64 - WIDTHS[text])) - 1) \
+        return (
+            None
+            if ok and value >> WIDTHS[text] in (0, (1 << (64 - WIDTHS[text])) - 1)
             else f"{value} does not fit {text}"
+        )
     data = bytes.fromhex(value)
     if text == "PWSTR":
         return None if len(data) % 2 == 0 else "odd byte count for UTF-16"
@@ -142,9 +155,13 @@ def _unterminated(members: dict[str, Any], path: str = "") -> str | None:
 
 
 # COM parameters a caller may pass as NULL: (interface, method, parameter).
-COM_OPTIONAL = {("IDispatch", "Invoke", "pVarResult"), ("IDispatch", "Invoke", "pExcepInfo"),
-                ("IDispatch", "Invoke", "puArgErr"), ("IEnumVdsObject", "Next", "pcFetched"),
-                ("IVdsServiceLoader", "LoadService", "pwszMachineName")}
+COM_OPTIONAL = {
+    ("IDispatch", "Invoke", "pVarResult"),
+    ("IDispatch", "Invoke", "pExcepInfo"),
+    ("IDispatch", "Invoke", "puArgErr"),
+    ("IEnumVdsObject", "Next", "pcFetched"),
+    ("IVdsServiceLoader", "LoadService", "pwszMachineName"),
+}
 VT_AUTOMATION = {0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 18, 19, 20, 21, 22, 23}
 VT_BOOL, VT_BSTR = 11, 8
 DISPATCH_FLAGS = {1, 2, 3, 4, 8}  # METHOD, PROPERTYGET (or both), PROPERTYPUT, PROPERTYPUTREF
@@ -177,8 +194,11 @@ def check_com_record(record: dict[str, Any], lay: Any, c_layout: dict[str, Any])
     for param, text in decl["params"]:
         value = args[param]
         if value is None:
-            problem = None if (interface, method, param) in COM_OPTIONAL \
+            problem = (
+                None
+                if (interface, method, param) in COM_OPTIONAL
                 else "NULL, which the method does not allow"
+            )
         elif text == "GUID" or text == "GUID*":
             problem = None if len(bytes.fromhex(value)) == 16 else "not 16 bytes"
             if problem is None and method in ("Invoke", "GetIDsOfNames") and value != IID_NULL:
@@ -186,9 +206,12 @@ def check_com_record(record: dict[str, Any], lay: Any, c_layout: dict[str, Any])
         elif text == "DISPPARAMS*":
             problem = _check_dispparams(value, args.get("wFlags"), c_layout)
         elif text == "PWSTR*" and isinstance(value, list):
-            problem = None if len(value) == args.get("cNames") and all(
-                v is not None and len(bytes.fromhex(v)) % 2 == 0 for v in value) \
+            problem = (
+                None
+                if len(value) == args.get("cNames")
+                and all(v is not None and len(bytes.fromhex(v)) % 2 == 0 for v in value)
                 else f"{len(value)} names for cNames {args.get('cNames')}"
+            )
         else:
             problem = _check_arg(text, value, lay, c_layout)
         if problem:
@@ -213,7 +236,7 @@ def _check_dispparams(value: Any, flags: Any, c_layout: dict[str, Any]) -> str |
 
     def field(name: str) -> int:
         start = layout["offsets"][name]
-        return int.from_bytes(data[start:start + 4], "little")
+        return int.from_bytes(data[start : start + 4], "little")
 
     count, named = field("cArgs"), field("cNamedArgs")
     variants = value["args"] or []
@@ -266,8 +289,10 @@ def main(argv: list[str]) -> int:
         tally[0] += 1
         tally[1] += len(record["args"])
     shown = "; ".join(f"{name}: {n} calls, {a} arguments" for name, (n, a) in per_double.items())
-    print(f"check_calls: {calls} calls through the doubles, {args} arguments checked against "
-          f"the metadata layouts ({shown}), {len(problems)} mismatch(es)")
+    print(
+        f"check_calls: {calls} calls through the doubles, {args} arguments checked against "
+        f"the metadata layouts ({shown}), {len(problems)} mismatch(es)"
+    )
     print("  " + ", ".join(f"{fn} x{n}" for fn, n in sorted(by_fn.items())))
     for problem in problems[:20]:
         print(f"  MISMATCH {problem}")

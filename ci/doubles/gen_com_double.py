@@ -32,11 +32,14 @@ from gen_doubles import c_name, c_type, layout_json, struct_source
 
 DLL = "comdouble.dll"
 # The behaviours COM defines, written once in com_runtime.c: (interface, method) -> function.
-SPECIAL = {("IUnknown", "QueryInterface"): "do_QueryInterface",
-           ("IUnknown", "AddRef"): "do_AddRef", ("IUnknown", "Release"): "do_Release",
-           ("IEnumVdsObject", "Next"): "do_Next",
-           ("IDispatch", "GetIDsOfNames"): "do_GetIDsOfNames",
-           ("IDispatch", "Invoke"): "do_Invoke"}
+SPECIAL = {
+    ("IUnknown", "QueryInterface"): "do_QueryInterface",
+    ("IUnknown", "AddRef"): "do_AddRef",
+    ("IUnknown", "Release"): "do_Release",
+    ("IEnumVdsObject", "Next"): "do_Next",
+    ("IDispatch", "GetIDsOfNames"): "do_GetIDsOfNames",
+    ("IDispatch", "Invoke"): "do_Invoke",
+}
 # Pointer parameters the caller fills (recorded by content); every other pointer is written by
 # the callee and recorded as NULL or not.
 IN_POINTERS = {"GUID*", "DISPPARAMS*"}
@@ -131,8 +134,10 @@ def fill_source(lay: Any, name: str) -> str:
         else:
             continue
         lines.append(f"    {key} {action}\n")
-    return (f"static void fill_{c_name(name)}(Call *c, const char *prefix, {c_name(name)} *p)\n"
-            "{\n    char key[256];\n" + "".join(lines) + "}\n")
+    return (
+        f"static void fill_{c_name(name)}(Call *c, const char *prefix, {c_name(name)} *p)\n"
+        "{\n    char key[256];\n" + "".join(lines) + "}\n"
+    )
 
 
 def record(param: str, text: str, params: list[tuple[str, str]]) -> str:
@@ -159,16 +164,19 @@ def outputs(param: str, text: str, lay: Any) -> tuple[str, str]:
         return "", ""
     base = text[:-1]
     if base == "PVOID":
-        return (f'        if ({param}) *{param} = NULL;\n'
-                f'        out_object(&c, "{param}", {param});\n',
-                f"        if ({param}) *{param} = NULL;\n")
+        return (
+            f'        if ({param}) *{param} = NULL;\n        out_object(&c, "{param}", {param});\n',
+            f"        if ({param}) *{param} = NULL;\n",
+        )
     if base in lay.STRUCTS and base not in AUTOMATION:
         return f'        if ({param}) fill_{c_name(base)}(&c, "{param}", {param});\n', ""
     if base in WIDTHS:
         return f'        out_number(&c, "{param}", {param}, sizeof *{param});\n', ""
     if base == "PWSTR":
-        return (f'        out_wstr_alloc(&c, "{param}", {param});\n',
-                f"        if ({param}) *{param} = NULL;\n")
+        return (
+            f'        out_wstr_alloc(&c, "{param}", {param});\n',
+            f"        if ({param}) *{param} = NULL;\n",
+        )
     return "", ""
 
 
@@ -177,9 +185,11 @@ def method_source(lay: Any, interface: str, method: str) -> str:
     params = list(decl["params"])
     returns = "HRESULT" if decl["returns"] == "LONG" else c_type(decl["returns"], lay.STRUCTS)
     signature = ", ".join(["Face *self", *(f"{c_type(t, lay.STRUCTS)} {p}" for p, t in params)])
-    body = [f"    Call c;\n    {returns} hr;\n",
-            f'    begin_call(&c, self, "{interface}", "{method}");\n',
-            *(record(p, t, params) for p, t in params)]
+    body = [
+        f"    Call c;\n    {returns} hr;\n",
+        f'    begin_call(&c, self, "{interface}", "{method}");\n',
+        *(record(p, t, params) for p, t in params),
+    ]
     special = SPECIAL.get((interface, method))
     if special:
         body.append(f"    hr = {special}(&c, self{''.join(', ' + p for p, _ in params)});\n")
@@ -191,8 +201,11 @@ def method_source(lay: Any, interface: str, method: str) -> str:
             body.append(f"    if (SUCCEEDED(hr)) {{\n{success}    }}")
             body.append(f" else {{\n{failure}    }}\n" if failure else "\n")
     body.append("    end_call(&c, (long)hr);\n    return hr;\n")
-    return (f"static {returns} STDMETHODCALLTYPE {interface}_{method}({signature})\n{{\n"
-            + "".join(body) + "}\n")
+    return (
+        f"static {returns} STDMETHODCALLTYPE {interface}_{method}({signature})\n{{\n"
+        + "".join(body)
+        + "}\n"
+    )
 
 
 def guid_initializer(text: str) -> str:
@@ -216,28 +229,40 @@ def generate(lay: Any) -> tuple[str, str]:
     out = [PRELUDE, struct_source(lay, names), "\n"]
     for ours, sdk in SDK_TWINS.items():
         if ours in names:
-            out.append(f"_Static_assert(sizeof({c_name(ours)}) == sizeof({sdk}), "
-                       f'"the metadata and the SDK headers disagree on {ours}");\n')
-    out.append("\n__declspec(dllexport) const char *WINAPI DoubleLayout(void)\n{\n"
-               "    static char buf[65536];\n    int n = 0;\n" + layout_json(lay, names)
-               + "\n    return buf;\n}\n\n")
+            out.append(
+                f"_Static_assert(sizeof({c_name(ours)}) == sizeof({sdk}), "
+                f'"the metadata and the SDK headers disagree on {ours}");\n'
+            )
+    out.append(
+        "\n__declspec(dllexport) const char *WINAPI DoubleLayout(void)\n{\n"
+        "    static char buf[65536];\n    int n = 0;\n"
+        + layout_json(lay, names)
+        + "\n    return buf;\n}\n\n"
+    )
     out += [fill_source(lay, name) + "\n" for name in filled_structs(lay)]
     for interface in interfaces:
         for method in lay.INTERFACES[interface]["methods"]:
             out.append(method_source(lay, interface, method) + "\n")
     for interface in interfaces:
-        entries = "".join(f"    (const void *){owner}_{method},\n"
-                          for owner, method in slots(lay, interface))
+        entries = "".join(
+            f"    (const void *){owner}_{method},\n" for owner, method in slots(lay, interface)
+        )
         out.append(f"static const void *const vtbl_{interface}[] = {{\n{entries}}};\n")
     rows = []
     for interface in interfaces:
         base = lay.INTERFACES[interface]["base"]
-        rows.append(f'    {{"{interface}", {guid_initializer(lay.INTERFACES[interface]["iid"])}, '
-                    f"{interfaces.index(base) if base else -1}, vtbl_{interface}}},\n")
-    out.append("\nconst IfaceInfo IFACES[] = {\n" + "".join(rows) + "};\n"
-               f"const int NIFACES = {len(interfaces)};\n")
-    exports = (f"LIBRARY {DLL}\nEXPORTS\n    DllGetClassObject PRIVATE\n"
-               "    DllCanUnloadNow PRIVATE\n    DoubleLayout\n")
+        rows.append(
+            f'    {{"{interface}", {guid_initializer(lay.INTERFACES[interface]["iid"])}, '
+            f"{interfaces.index(base) if base else -1}, vtbl_{interface}}},\n"
+        )
+    out.append(
+        "\nconst IfaceInfo IFACES[] = {\n" + "".join(rows) + "};\n"
+        f"const int NIFACES = {len(interfaces)};\n"
+    )
+    exports = (
+        f"LIBRARY {DLL}\nEXPORTS\n    DllGetClassObject PRIVATE\n"
+        "    DllCanUnloadNow PRIVATE\n    DoubleLayout\n"
+    )
     return "".join(out), exports
 
 
@@ -251,8 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "comdouble.c").write_text(source, encoding="utf-8")
     (args.out / "comdouble.def").write_text(exports, encoding="utf-8")
     methods = sum(len(i["methods"]) for i in lay.INTERFACES.values())
-    print(f"gen_com_double: {args.out}/comdouble.c, {len(lay.INTERFACES)} interfaces, "
-          f"{methods} methods")
+    print(
+        f"gen_com_double: {args.out}/comdouble.c, {len(lay.INTERFACES)} interfaces, "
+        f"{methods} methods"
+    )
     return 0
 
 

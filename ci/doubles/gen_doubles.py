@@ -24,23 +24,41 @@ from check_calls import layouts  # the one loader of the layouts, beside this sc
 
 ROOT = Path(__file__).resolve().parents[2]
 DLL = "iscsidsc.dll"
-SCALARS = {"BYTE": "uint8_t", "CHAR": "char", "WCHAR": "uint16_t", "SHORT": "int16_t",
-           "USHORT": "uint16_t", "LONG": "int32_t", "ULONG": "uint32_t", "LONGLONG": "int64_t",
-           "ULONGLONG": "uint64_t", "FLOAT": "float", "DOUBLE": "double", "PWSTR": "uint16_t*",
-           "PSTR": "char*", "PVOID": "void*", "LONG_PTR": "intptr_t", "ULONG_PTR": "uintptr_t",
-           "GUID": "GUID", "VOID": "void"}
+SCALARS = {
+    "BYTE": "uint8_t",
+    "CHAR": "char",
+    "WCHAR": "uint16_t",
+    "SHORT": "int16_t",
+    "USHORT": "uint16_t",
+    "LONG": "int32_t",
+    "ULONG": "uint32_t",
+    "LONGLONG": "int64_t",
+    "ULONGLONG": "uint64_t",
+    "FLOAT": "float",
+    "DOUBLE": "double",
+    "PWSTR": "uint16_t*",
+    "PSTR": "char*",
+    "PVOID": "void*",
+    "LONG_PTR": "intptr_t",
+    "ULONG_PTR": "uintptr_t",
+    "GUID": "GUID",
+    "VOID": "void",
+}
 # (function, parameter) written by the callee: recorded only as NULL or not.
 OUT_PARAMS = {
     ("ReportIScsiPersistentLoginsA", "PersistentLoginInfo"),
     ("ReportIScsiPersistentLoginsW", "PersistentLoginInfo"),
-    ("ReportIScsiPersistentLoginsA", "Count"), ("ReportIScsiPersistentLoginsW", "Count"),
-    ("GetIScsiSessionListW", "SessionInfo"), ("GetIScsiSessionListW", "SessionCount"),
-    ("LoginIScsiTargetA", "UniqueSessionId"), ("LoginIScsiTargetW", "UniqueSessionId"),
-    ("LoginIScsiTargetA", "UniqueConnectionId"), ("LoginIScsiTargetW", "UniqueConnectionId"),
-    ("ReportIScsiInitiatorListW", "Buffer"), ("ReportIScsiTargetsW", "Buffer"),
+    ("ReportIScsiPersistentLoginsA", "Count"),
+    ("ReportIScsiPersistentLoginsW", "Count"),
+    ("GetIScsiSessionListW", "SessionInfo"),
+    ("GetIScsiSessionListW", "SessionCount"),
+    ("LoginIScsiTargetA", "UniqueSessionId"),
+    ("LoginIScsiTargetW", "UniqueSessionId"),
+    ("LoginIScsiTargetA", "UniqueConnectionId"),
+    ("LoginIScsiTargetW", "UniqueConnectionId"),
+    ("ReportIScsiInitiatorListW", "Buffer"),
+    ("ReportIScsiTargetsW", "Buffer"),
 }
-
-
 
 
 def c_name(struct: str) -> str:
@@ -107,12 +125,16 @@ def layout_json(lay: Any, names: list[str]) -> str:
     lines = ['    n += snprintf(buf + n, sizeof buf - n, "{");']
     for i, name in enumerate(names):
         sep = "," if i else ""
-        lines.append(f'    n += snprintf(buf + n, sizeof buf - n, "{sep}\\"{name}\\":'
-                     f'{{\\"size\\":%u,\\"offsets\\":{{", (unsigned)sizeof({c_name(name)}));')
+        lines.append(
+            f'    n += snprintf(buf + n, sizeof buf - n, "{sep}\\"{name}\\":'
+            f'{{\\"size\\":%u,\\"offsets\\":{{", (unsigned)sizeof({c_name(name)}));'
+        )
         for j, (field, _) in enumerate(lay.STRUCTS[name]["fields"]):
             comma = "," if j else ""
-            lines.append(f'    n += snprintf(buf + n, sizeof buf - n, "{comma}\\"{field}\\":%u", '
-                         f'(unsigned)offsetof({c_name(name)}, {field}));')
+            lines.append(
+                f'    n += snprintf(buf + n, sizeof buf - n, "{comma}\\"{field}\\":%u", '
+                f"(unsigned)offsetof({c_name(name)}, {field}));"
+            )
         lines.append('    n += snprintf(buf + n, sizeof buf - n, "}}");')
     lines.append('    n += snprintf(buf + n, sizeof buf - n, "}");')
     return "\n".join(lines)
@@ -134,8 +156,10 @@ def record_arg(fn: str, name: str, text: str, lay: Any) -> str:
             flexible = [f for f, t in lay.STRUCTS[base]["fields"] if t.endswith("[]")]
             if flexible:  # Count elements follow the header
                 element = lay.STRUCTS[base]["fields"][-1][1][:-2]
-                size = (f"({name} ? sizeof({c_name(base)}) + {name}->Count * "
-                        f"sizeof({c_type(element, lay.STRUCTS)}) : 0)")
+                size = (
+                    f"({name} ? sizeof({c_name(base)}) + {name}->Count * "
+                    f"sizeof({c_type(element, lay.STRUCTS)}) : 0)"
+                )
             return key + f"    put_bytes(f, {name}, {size});\n"
         if base in SCALARS and base not in ("VOID",):
             return key + f"    put_bytes(f, {name}, sizeof(*{name}));\n"
@@ -145,16 +169,16 @@ def record_arg(fn: str, name: str, text: str, lay: Any) -> str:
 
 BEHAVIOUR = {
     # The size dance of a REG_MULTI_SZ report; the list comes from the script.
-    "ReportIScsiInitiatorListW": "    if (!status) status = multi_sz(\"initiators\", BufferSize, "
-                                 "Buffer);\n",
-    "ReportIScsiTargetsW": "    if (!status) status = multi_sz(\"targets\", BufferSize, Buffer);\n",
+    "ReportIScsiInitiatorListW": '    if (!status) status = multi_sz("initiators", BufferSize, '
+    "Buffer);\n",
+    "ReportIScsiTargetsW": '    if (!status) status = multi_sz("targets", BufferSize, Buffer);\n',
     "ReportIScsiPersistentLoginsW": "    if (!status && Count) *Count = 0;\n",
     "ReportIScsiPersistentLoginsA": "    if (!status && Count) *Count = 0;\n",
     "GetIScsiSessionListW": "    if (!status && SessionCount) *SessionCount = 0;\n",
     "LoginIScsiTargetW": "    if (!status && UniqueSessionId) { UniqueSessionId->AdapterUnique = "
-                         "0x1000; UniqueSessionId->AdapterSpecific = ++serial; }\n",
+    "0x1000; UniqueSessionId->AdapterSpecific = ++serial; }\n",
     "LoginIScsiTargetA": "    if (!status && UniqueSessionId) { UniqueSessionId->AdapterUnique = "
-                         "0x1000; UniqueSessionId->AdapterSpecific = ++serial; }\n",
+    "0x1000; UniqueSessionId->AdapterSpecific = ++serial; }\n",
 }
 
 
@@ -162,14 +186,16 @@ def function_source(name: str, decl: dict[str, Any], lay: Any) -> str:
     params = ", ".join(declaration(p, t, lay.STRUCTS) for p, t in decl["params"]) or "void"
     returns = c_type(decl["returns"], lay.STRUCTS)
     body = "".join(record_arg(name, p, t, lay) for p, t in decl["params"])
-    return (f"__declspec(dllexport) {returns} WINAPI {name}({params})\n{{\n"
-            f"    FILE *f = begin(\"{name}\");\n{body}"
-            f"    uint32_t status = scripted(\"{name}\");\n"
-            f"{BEHAVIOUR.get(name, '')}"
-            f"    end(f, status);\n    return status;\n}}\n")
+    return (
+        f"__declspec(dllexport) {returns} WINAPI {name}({params})\n{{\n"
+        f'    FILE *f = begin("{name}");\n{body}'
+        f'    uint32_t status = scripted("{name}");\n'
+        f"{BEHAVIOUR.get(name, '')}"
+        f"    end(f, status);\n    return status;\n}}\n"
+    )
 
 
-PRELUDE = r'''/* Generated by ci/doubles/gen_doubles.py from providers/windows/_layouts.py.
+PRELUDE = r"""/* Generated by ci/doubles/gen_doubles.py from providers/windows/_layouts.py.
    Do not edit. A test double of iscsidsc.dll: records every argument, returns scripted results. */
 #include <windows.h>
 #include <stddef.h>
@@ -293,19 +319,25 @@ static uint32_t multi_sz(const char *key, uint32_t *size, uint16_t *buffer)
     return 0;
 }
 
-'''
+"""
 
 
 def generate(lay: Any) -> tuple[str, str]:
     names = wanted_structs(lay)
     funcs = functions(lay)
-    source = [PRELUDE, struct_source(lay, names), "\n",
-              "__declspec(dllexport) const char *WINAPI DoubleLayout(void)\n{\n"
-              "    static char buf[65536];\n    int n = 0;\n", layout_json(lay, names),
-              "\n    return buf;\n}\n\n"]
+    source = [
+        PRELUDE,
+        struct_source(lay, names),
+        "\n",
+        "__declspec(dllexport) const char *WINAPI DoubleLayout(void)\n{\n"
+        "    static char buf[65536];\n    int n = 0;\n",
+        layout_json(lay, names),
+        "\n    return buf;\n}\n\n",
+    ]
     source += [function_source(n, d, lay) + "\n" for n, d in funcs.items()]
     exports = "LIBRARY iscsidsc.dll\nEXPORTS\n" + "".join(
-        f"    {n}\n" for n in [*funcs, "DoubleLayout"])
+        f"    {n}\n" for n in [*funcs, "DoubleLayout"]
+    )
     return "".join(source), exports
 
 

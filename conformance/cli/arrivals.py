@@ -16,10 +16,14 @@ END = "<!-- arrivals: end -->"
 
 ID_FORMS = {  # how an id of each `id:` type arrives, returned or never returned
     "guid": ("a GUID string your `setup()` returned", "a GUID string it never returned"),
-    "string": ("a string your `setup()` returned", "a string it never returned "
-               "(`unknown-<step>-<n>`)"),
-    "uint32": ("an int: the number your `setup()` returned", "an int it never returned "
-               "(2147418113 and up)"),
+    "string": (
+        "a string your `setup()` returned",
+        "a string it never returned (`unknown-<step>-<n>`)",
+    ),
+    "uint32": (
+        "an int: the number your `setup()` returned",
+        "an int it never returned (2147418113 and up)",
+    ),
 }
 
 
@@ -41,8 +45,7 @@ def field_text(domain: Domain, ftype: FieldType) -> str:
     if ftype.kind in ("uint16", "uint32"):
         return f"an `int` ({ftype.kind})"
     if ftype.kind == "enum":
-        shown = ", ".join(f"`{c}`" if not isinstance(c, dict) else "a dict" for c in
-                          ftype.choices)
+        shown = ", ".join(f"`{c}`" if not isinstance(c, dict) else "a dict" for c in ftype.choices)
         return f"one of {shown}" if len(shown) < 80 else f"one of {len(ftype.choices)} values"
     if ftype.kind == "struct":
         return f"a dict (`{ftype.struct}`: {', '.join(domain.types[ftype.struct or ''])})"
@@ -75,8 +78,12 @@ def render(catalog: Catalog) -> str:
     """The guide's tables: per family, each step's fields, each fault's, each call's arguments."""
     out = [BEGIN, ""]
     for family, domain in sorted(catalog.domains.items()):
-        out += [f"#### `{family}`: what `setup()` receives", "",
-                "| step | id returned | fields |", "| --- | --- | --- |"]
+        out += [
+            f"#### `{family}`: what `setup()` receives",
+            "",
+            "| step | id returned | fields |",
+            "| --- | --- | --- |",
+        ]
         for coll in domain.collections.values():
             fields = "; ".join(f"`{n}`: {field_text(domain, t)}" for n, t in coll.fields.items())
             out.append(f"| `{coll.step}` | {coll.id} | {fields or 'none'} |")
@@ -84,10 +91,16 @@ def render(catalog: Catalog) -> str:
         for kind, fields in domain.faults.items():
             text = "; ".join(f"`{n}`: {field_text(domain, t)}" for n, t in fields.items())
             out.append(f"| `{kind}` | {text or 'none'} |")
-        out += ["", f"#### `{family}`: what `call()` receives", "",
-                "| method | argument | arrives as |", "| --- | --- | --- |"]
-        for spec in sorted((s for s in catalog.specs.values() if s.family == family),
-                           key=lambda s: s.id):
+        out += [
+            "",
+            f"#### `{family}`: what `call()` receives",
+            "",
+            "| method | argument | arrives as |",
+            "| --- | --- | --- |",
+        ]
+        for spec in sorted(
+            (s for s in catalog.specs.values() if s.family == family), key=lambda s: s.id
+        ):
             rows = []
             if spec.this_object:
                 coll = domain.by_step(spec.this_object)

@@ -37,9 +37,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         warnings += rule_warnings(catalog)
     for warning in warnings:
         print(warning)
-    print(f"{len(catalog.specs)} specs, {codes} documented codes, "
-          f"{len(catalog.domains)} domains: valid"
-          + (f", {len(warnings)} warning(s)" if warnings else ""))
+    print(
+        f"{len(catalog.specs)} specs, {codes} documented codes, "
+        f"{len(catalog.domains)} domains: valid"
+        + (f", {len(warnings)} warning(s)" if warnings else "")
+    )
     return EXIT_OK
 
 
@@ -152,22 +154,32 @@ def cmd_regressions(args: argparse.Namespace) -> int:
         code = _replay_all(args, saved, statuses)
         if code is not None:
             return code
-    rows = [{"file": str(r.path), "check": r.check, "found": r.found, "seed": r.seed,
-             "provider": r.provider, "message": r.message,
-             **({"status": statuses[r.name]} if r.name in statuses else {})} for r in saved]
+    rows = [
+        {
+            "file": str(r.path),
+            "check": r.check,
+            "found": r.found,
+            "seed": r.seed,
+            "provider": r.provider,
+            "message": r.message,
+            **({"status": statuses[r.name]} if r.name in statuses else {}),
+        }
+        for r in saved
+    ]
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
         print(f"{len(rows)} regression(s) in {folder}")
         for row in rows:
             status = f"  [{row['status']}]" if "status" in row else ""
-            print(f"{row['file']}{status}\n  {row['check']}  found {row['found'] or '?'} "
-                  f"by {row['provider'] or '?'} with --seed {row['seed']}\n  {row['message']}")
+            print(
+                f"{row['file']}{status}\n  {row['check']}  found {row['found'] or '?'} "
+                f"by {row['provider'] or '?'} with --seed {row['seed']}\n  {row['message']}"
+            )
     return EXIT_FAILS if "still fails" in statuses.values() else EXIT_OK
 
 
-def _replay_all(args: argparse.Namespace, saved: list[Any], statuses: dict[str, str]
-                ) -> int | None:
+def _replay_all(args: argparse.Namespace, saved: list[Any], statuses: dict[str, str]) -> int | None:
     from conformance.engine.replay import ReproError, replay
     from conformance.engine.verdict import Settings
 

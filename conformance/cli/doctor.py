@@ -36,12 +36,21 @@ def diagnose(provider: Provider, catalog: Catalog) -> list[Row]:
     except Exception as exc:
         return [Row("-", "capabilities", "capabilities()", RAISED, f"{type(exc).__name__}: {exc}")]
     if not isinstance(caps, dict):
-        return [Row("-", "capabilities", "capabilities()", RAISED,
-                    f"returned {caps!r}; it must return a dict of lists")]
+        return [
+            Row(
+                "-",
+                "capabilities",
+                "capabilities()",
+                RAISED,
+                f"returned {caps!r}; it must return a dict of lists",
+            )
+        ]
     for family, domain in sorted(catalog.domains.items()):
         specs = [s for s in catalog.specs.values() if s.family == family]
-        rows += [Row(family, "method", s.id, OK if s.id in caps.get("methods", []) else MISSING)
-                 for s in specs]
+        rows += [
+            Row(family, "method", s.id, OK if s.id in caps.get("methods", []) else MISSING)
+            for s in specs
+        ]
         rows += _try_steps(provider, domain, caps)
         rows += _try_observe(provider, domain, caps)
     return rows
@@ -71,8 +80,11 @@ def _try_steps(provider: Provider, domain: Domain, caps: dict[str, Any]) -> list
 
 def _value(domain: Domain, ftype, made, step) -> Any:
     if ftype.kind == "ref":
-        pool = [o for objs in made.values() for o in objs] if ftype.ref == "*" \
+        pool = (
+            [o for objs in made.values() for o in objs]
+            if ftype.ref == "*"
             else made.get(ftype.ref or "", [])
+        )
         if ftype.same:
             pool = [o for o in pool if o.get(ftype.same) == step.get(ftype.same)]
         return pool[0]["id"] if pool else None
@@ -81,19 +93,24 @@ def _value(domain: Domain, ftype, made, step) -> Any:
     return representatives(domain, ftype)[0]
 
 
-def _setup(world: World, domain: Domain, step: dict[str, Any], what: str, name: str,
-           declared: list[str]) -> Row:
+def _setup(
+    world: World, domain: Domain, step: dict[str, Any], what: str, name: str, declared: list[str]
+) -> Row:
     if any(v is None for v in step.values()):
-        return Row(domain.family, what, name, UNSUPPORTED, "an object it refers to could not "
-                                                           "be built")
+        return Row(
+            domain.family, what, name, UNSUPPORTED, "an object it refers to could not be built"
+        )
     try:
         world.setup(domain.complete(step))
     except Unsupported as exc:
         return Row(domain.family, what, name, UNSUPPORTED, str(exc))
     except ProviderError as exc:
         return Row(domain.family, what, name, RAISED, str(exc))
-    note = "" if name in declared or (what == "fault" and name in declared) else \
-        "works, but is not listed in capabilities()"
+    note = (
+        ""
+        if name in declared or (what == "fault" and name in declared)
+        else "works, but is not listed in capabilities()"
+    )
     return Row(domain.family, what, name, OK, note)
 
 
@@ -105,9 +122,15 @@ def _try_observe(provider: Provider, domain: Domain, caps: dict[str, Any]) -> li
             seen = world.observe(coll)
             rows.append(Row(domain.family, "observe", coll, OK, f"{len(seen)} object(s)"))
         except Unsupported as exc:
-            rows.append(Row(domain.family, "observe", coll,
-                            UNSUPPORTED if coll not in caps.get("observe", []) else RAISED,
-                            str(exc)))
+            rows.append(
+                Row(
+                    domain.family,
+                    "observe",
+                    coll,
+                    UNSUPPORTED if coll not in caps.get("observe", []) else RAISED,
+                    str(exc),
+                )
+            )
         except ProviderError as exc:
             rows.append(Row(domain.family, "observe", coll, RAISED, str(exc)))
     return rows
@@ -118,8 +141,10 @@ def render(rows: list[Row]) -> str:
     lines = []
     for r in rows:
         cells = [r.family, r.what, r.name, r.status]
-        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
-                     + (f"  {r.detail}" if r.detail else ""))
+        lines.append(
+            "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
+            + (f"  {r.detail}" if r.detail else "")
+        )
     counts = {s: sum(r.status == s for r in rows) for s in (OK, UNSUPPORTED, RAISED, MISSING)}
     lines.append("")
     lines.append(", ".join(f"{n} {s}" for s, n in counts.items()))

@@ -19,12 +19,26 @@ def pytest_selection(catalog: Any, keyword: str | None, verbose: bool = False) -
     # The family files first: a family's planned sequences are the longest checks, and with
     # -n (files handed out in this order, --no-loadscope-reorder) they start at once on
     # different workers instead of queuing behind each other at the end.
-    files = sorted(d.file for d in catalog.domains.values() if d.family in families) + \
-        sorted({s.file for s in catalog.specs.values()})
-    pytest_args = [*collection_args(files), "-p", "no:cacheprovider", "-p", "no:randomly",
-                   "-p", "no:benchmark", "--rootdir",
-                   str(catalog.root or Path.cwd()), "-c", os.devnull,
-                   "-o", "python_files=", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+    files = sorted(d.file for d in catalog.domains.values() if d.family in families) + sorted(
+        {s.file for s in catalog.specs.values()}
+    )
+    pytest_args = [
+        *collection_args(files),
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        "-p",
+        "no:benchmark",
+        "--rootdir",
+        str(catalog.root or Path.cwd()),
+        "-c",
+        os.devnull,
+        "-o",
+        "python_files=",
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",
+    ]
     pytest_args += ["-v", "--no-header", "-rN"] if verbose else ["-p", "no:terminal"]
     if keyword:
         pytest_args += ["-k", keyword]
@@ -59,8 +73,9 @@ def collection_args(files: list[str]) -> list[str]:
     return args
 
 
-def catalog_and_provider(specs: list[str] | None, families: list[str] | None, provider: str,
-                          token_file: str | None) -> tuple[Any, Any] | int:
+def catalog_and_provider(
+    specs: list[str] | None, families: list[str] | None, provider: str, token_file: str | None
+) -> tuple[Any, Any] | int:
     """The catalog and the loaded provider of a command that replays or probes, or the exit
     code after saying why not (usage for the specs, unavailable for the provider)."""
     from conformance.provider import ProviderUnavailable, load

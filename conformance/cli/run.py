@@ -36,12 +36,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from conformance.remote.client import is_local, isolated
     from conformance.reporting.results import run_verdict
     from conformance.runner.options import RunOptions
-    from conformance.runner.session import open_session
+    from conformance.runner.start import open_session
     from conformance.spec.source import SourceError
 
     if args.isolate and args.in_process:
-        print("--isolate and --in-process contradict each other (isolation is the default)",
-              file=sys.stderr)
+        print(
+            "--isolate and --in-process contradict each other (isolation is the default)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     isolate = not args.in_process
     if Path(args.out).exists() and not Path(args.out).is_dir():
@@ -62,9 +64,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     first = args.provider.split(",")[0]
     try:
-        provider = load(isolated(first, args.call_timeout, args.worker_memory)
-                        if isolate else first,
-                        token_file=args.token_file)
+        provider = load(
+            isolated(first, args.call_timeout, args.worker_memory) if isolate else first,
+            token_file=args.token_file,
+        )
         problem = _run_settings(args, provider)
         if problem:
             print(problem, file=sys.stderr)
@@ -73,36 +76,63 @@ def cmd_run(args: argparse.Namespace) -> int:
             from conformance.remote.cassette import RecordingProvider
 
             provider = RecordingProvider(
-                provider, args.record, parts=bool(args.workers),
-                header={"profile": args.profile, "seed": args.seed, "code_page": args.code_page})
+                provider,
+                args.record,
+                parts=bool(args.workers),
+                header={"profile": args.profile, "seed": args.seed, "code_page": args.code_page},
+            )
         options = RunOptions(
-            provider=args.provider, out=args.out, profile=args.profile, seed=args.seed,
-            code_page=args.code_page, differential=args.differential,
-            token_file=args.token_file, isolate=isolate, call_timeout=args.call_timeout,
-            worker_memory=args.worker_memory, check_timeout=args.check_timeout,
-            observed=args.observed, budget=args.budget.source if args.budget else None,
-            explore=args.explore, regressions=args.regressions,
-            rerun_failed=args.rerun_failed, record=args.record,
-            flaky=tuple(e.check for e in baseline.flaky) if baseline is not None else ())
-        session = open_session(options, catalog, provider, parallel=bool(args.workers),
-                               provider_name=args.provider)
+            provider=args.provider,
+            out=args.out,
+            profile=args.profile,
+            seed=args.seed,
+            code_page=args.code_page,
+            differential=args.differential,
+            token_file=args.token_file,
+            isolate=isolate,
+            call_timeout=args.call_timeout,
+            worker_memory=args.worker_memory,
+            check_timeout=args.check_timeout,
+            observed=args.observed,
+            budget=args.budget.source if args.budget else None,
+            explore=args.explore,
+            regressions=args.regressions,
+            rerun_failed=args.rerun_failed,
+            record=args.record,
+            flaky=tuple(e.check for e in baseline.flaky) if baseline is not None else (),
+        )
+        session = open_session(
+            options, catalog, provider, parallel=bool(args.workers), provider_name=args.provider
+        )
     except ProviderUnavailable as exc:
-        print(f"provider unavailable: {unavailable_reason(exc, isolate and is_local(first))}",
-              file=sys.stderr)
+        print(
+            f"provider unavailable: {unavailable_reason(exc, isolate and is_local(first))}",
+            file=sys.stderr,
+        )
         return EXIT_UNAVAILABLE
     except (RegressionError, ValueError) as exc:  # ValueError: --rerun-failed's folder
         print(exc, file=sys.stderr)
         return EXIT_USAGE
     if args.rerun_failed:
-        print(f"re-running {len(session.only or ())} check(s) that failed in "
-              f"{args.rerun_failed} or have saved regressions", file=sys.stderr)
+        print(
+            f"re-running {len(session.only or ())} check(s) that failed in "
+            f"{args.rerun_failed} or have saved regressions",
+            file=sys.stderr,
+        )
     pytest_args = pytest_selection(catalog, args.keyword, args.verbose)
     session.show_progress = None if not args.verbose else False
     session.show_plan = True
     if args.workers:
         shutil.rmtree(Path(args.out) / "workers", ignore_errors=True)
-        pytest_args += ["-p", "xdist", "-n", str(args.workers), "--dist", "loadfile",
-                        "--no-loadscope-reorder"]  # the options go to the workers whole
+        pytest_args += [
+            "-p",
+            "xdist",
+            "-n",
+            str(args.workers),
+            "--dist",
+            "loadfile",
+            "--no-loadscope-reorder",
+        ]  # the options go to the workers whole
     code = pytest.main(pytest_args, plugins=[session])
     if session.write_error is not None:
         print(session.write_error, file=sys.stderr)
@@ -111,8 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"the run did not start (pytest exit {int(code)})", file=sys.stderr)
         return EXIT_USAGE if code == pytest.ExitCode.USAGE_ERROR else EXIT_FAILS
     out = Path(args.out)
-    gate = _gate(session.summary, baseline, args.baseline, out) if baseline is not None \
-        else None
+    gate = _gate(session.summary, baseline, args.baseline, out) if baseline is not None else None
     if args.compare:
         comparison = _compare(session.summary, args.compare, out)
         if comparison is not None:
@@ -154,17 +183,26 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     isolate = not args.in_process
     try:
-        provider = load(isolated(args.provider, 30.0) if isolate else args.provider,
-                        token_file=args.token_file)
+        provider = load(
+            isolated(args.provider, 30.0) if isolate else args.provider, token_file=args.token_file
+        )
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="conformance-plan-") as out:
-            session = ConformanceSession(catalog, provider, args.provider, Path(out),
-                                         args.profile, args.seed, budget=args.budget,
-                                         differential=args.differential)
+            session = ConformanceSession(
+                catalog,
+                provider,
+                args.provider,
+                Path(out),
+                args.profile,
+                args.seed,
+                budget=args.budget,
+                differential=args.differential,
+            )
             session.planning_only = True
-            code = pytest.main([*pytest_selection(catalog, args.keyword), "--collect-only"],
-                               plugins=[session])
+            code = pytest.main(
+                [*pytest_selection(catalog, args.keyword), "--collect-only"], plugins=[session]
+            )
             provider.close()
     except ProviderUnavailable as exc:
         reason = unavailable_reason(exc, isolate and is_local(args.provider))
@@ -176,8 +214,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from conformance.engine.runplan import render_plan
 
     if args.json:
-        print(json.dumps({"provider": args.provider, "profile": args.profile,
-                          **session.plan.as_json()}, indent=2, ensure_ascii=False))
+        print(
+            json.dumps(
+                {"provider": args.provider, "profile": args.profile, **session.plan.as_json()},
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
     else:
         print(render_plan(session.plan, args.provider, args.profile, args.cases))
     return EXIT_OK if session.plan.specs or session.plan.fixed.total else EXIT_FAILS
@@ -188,7 +231,9 @@ def _not_listed(info: dict[str, Any]) -> bool:
     checks = info.get("checks") or []
     return bool(checks) and all(
         c.get("status") == "not_applicable"
-        and str(c.get("message", "")).endswith("is not in its capabilities") for c in checks)
+        and str(c.get("message", "")).endswith("is not in its capabilities")
+        for c in checks
+    )
 
 
 def _run_settings(args: argparse.Namespace, provider: Any) -> str | None:
@@ -205,9 +250,11 @@ def _run_settings(args: argparse.Namespace, provider: Any) -> str | None:
             if recorded is None or given == recorded:
                 continue
             if given is not None:
-                return (f"{flag} {given}: the cassette {cassette.path} was recorded with "
-                        f"{flag} {recorded}, and a replay with another would ask for exchanges "
-                        f"it does not hold; leave {flag} out to use the recorded one")
+                return (
+                    f"{flag} {given}: the cassette {cassette.path} was recorded with "
+                    f"{flag} {recorded}, and a replay with another would ask for exchanges "
+                    f"it does not hold; leave {flag} out to use the recorded one"
+                )
             setattr(args, option, recorded)
     args.profile = args.profile if args.profile in ("quick", "ci", "thorough") else "ci"
     args.code_page = args.code_page or "cp1252"
@@ -215,18 +262,23 @@ def _run_settings(args: argparse.Namespace, provider: Any) -> str | None:
         import random
 
         args.seed = random.SystemRandom().randrange(1 << 31)
-        print(f"recording with --seed {args.seed} (the cassette keeps it for its replay)",
-              file=sys.stderr)
-    exploring = args.explore if args.explore is not None else \
-        (200 if args.profile == "thorough" else 0)
+        print(
+            f"recording with --seed {args.seed} (the cassette keeps it for its replay)",
+            file=sys.stderr,
+        )
+    exploring = (
+        args.explore if args.explore is not None else (200 if args.profile == "thorough" else 0)
+    )
     if exploring:
         if args.seed is None:
             import random
 
             args.seed = random.SystemRandom().randrange(1 << 31)
-        print(f"exploring with --seed {args.seed}: {exploring} drawn cases per method and the "
-              "family machines after the plan; what fails is saved as a regression",
-              file=sys.stderr)
+        print(
+            f"exploring with --seed {args.seed}: {exploring} drawn cases per method and the "
+            "family machines after the plan; what fails is saved as a regression",
+            file=sys.stderr,
+        )
     return None
 
 
@@ -308,8 +360,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         merged = merge_streams(out, parts, notes=notes)
         for note in notes:
             print(note, file=sys.stderr)
-        print(f"merged the streams of {merged['workers']} workers of an unfinished "
-              "parallel run", file=sys.stderr)
+        print(
+            f"merged the streams of {merged['workers']} workers of an unfinished parallel run",
+            file=sys.stderr,
+        )
     if not stream.is_file():
         print(f"{stream}: no results stream to build a report from", file=sys.stderr)
         return EXIT_USAGE
@@ -330,10 +384,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def print_summary(summary: dict[str, Any], verdict: str, out: Path) -> None:
     width = max((len(m) for m in summary["methods"]), default=10)
-    failures = [c for m in summary["methods"].values() for c in m["checks"]
-                if c["status"] in ("failed", "error")]
-    failures += [c for f in summary.get("families", {}).values() for c in f["checks"]
-                 if c["status"] in ("failed", "error")]
+    failures = [
+        c
+        for m in summary["methods"].values()
+        for c in m["checks"]
+        if c["status"] in ("failed", "error")
+    ]
+    failures += [
+        c
+        for f in summary.get("families", {}).values()
+        for c in f["checks"]
+        if c["status"] in ("failed", "error")
+    ]
     for check in failures:
         print(f"FAILED {check['name']}\n  {check['message']}")
         if check.get("repro"):
@@ -349,32 +411,48 @@ def print_summary(summary: dict[str, Any], verdict: str, out: Path) -> None:
             continue
         codes = info["codes"]
         marks = " ".join(f"{c}={s}" for c, s in codes.items() if s != "pass")
-        print(f"{method:<{width}}  {info['verdict']:<14} "
-              f"{sum(s == 'pass' for s in codes.values())}/{len(codes)} codes pass"
-              f"{'  ' + marks if marks else ''}")
+        print(
+            f"{method:<{width}}  {info['verdict']:<14} "
+            f"{sum(s == 'pass' for s in codes.values())}/{len(codes)} codes pass"
+            f"{'  ' + marks if marks else ''}"
+        )
     if unlisted:
-        print(f"{len(unlisted)} method{'s' if len(unlisted) > 1 else ''} not in the provider's "
-              f"capabilities()['methods'] (not applicable): {', '.join(unlisted)}")
+        print(
+            f"{len(unlisted)} method{'s' if len(unlisted) > 1 else ''} not in the provider's "
+            f"capabilities()['methods'] (not applicable): {', '.join(unlisted)}"
+        )
     ops = summary.get("operations") or {}
     if ops:
         plan = summary.get("plan") or {}
-        estimated = f"; the plan estimated {plan['operations']['total']}" \
-            if plan.get("operations") else ""
-        print(f"\noperations: {ops.get('total', 0)} (reset {ops.get('reset', 0)}, setup "
-              f"{ops.get('setup', 0)}, call {ops.get('call', 0)}, observe "
-              f"{ops.get('observe', 0)})"
-              + (f" in {ops['batches']} round trips" if ops.get("batches") else "")
-              + estimated)
+        estimated = (
+            f"; the plan estimated {plan['operations']['total']}" if plan.get("operations") else ""
+        )
+        print(
+            f"\noperations: {ops.get('total', 0)} (reset {ops.get('reset', 0)}, setup "
+            f"{ops.get('setup', 0)}, call {ops.get('call', 0)}, observe "
+            f"{ops.get('observe', 0)})"
+            + (f" in {ops['batches']} round trips" if ops.get("batches") else "")
+            + estimated
+        )
         coverage = summary.get("coverage") or {}
         if coverage:
-            print("coverage reached: " + ", ".join(f"{k} {v['covered']}/{v['total']}"
-                                                   for k, v in coverage.items()
-                                                   if v.get("total")))
+            print(
+                "coverage reached: "
+                + ", ".join(
+                    f"{k} {v['covered']}/{v['total']}"
+                    for k, v in coverage.items()
+                    if v.get("total")
+                )
+            )
         if plan.get("left_out"):
-            print(f"left out by the budget ({plan.get('budget')}): {plan['left_out']} coverage "
-                  "items (listed in report.html, and by conformance plan)")
+            print(
+                f"left out by the budget ({plan.get('budget')}): {plan['left_out']} coverage "
+                "items (listed in report.html, and by conformance plan)"
+            )
     t = summary["totals"]
-    print(f"\n{verdict.upper()}: {t['passed']} passed, {t['failed']} failed, "
-          f"{t['not_applicable']} not applicable, {t['errors']} errors "
-          f"(provider {summary.get('provider')}, profile {summary.get('profile')})")
+    print(
+        f"\n{verdict.upper()}: {t['passed']} passed, {t['failed']} failed, "
+        f"{t['not_applicable']} not applicable, {t['errors']} errors "
+        f"(provider {summary.get('provider')}, profile {summary.get('profile')})"
+    )
     print(f"results: {out / 'results.json'}")

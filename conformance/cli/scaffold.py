@@ -144,21 +144,22 @@ def _needs(catalog: Catalog, families: list[str]) -> str:
     return "\n".join(lines)
 
 
-def write_skeleton(name: str, out: Path, catalog: Catalog,
-                   families: list[str] | None = None) -> Path:
+def write_skeleton(
+    name: str, out: Path, catalog: Catalog, families: list[str] | None = None
+) -> Path:
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise ScaffoldError(f"provider name {name!r}: use lower-case letters, digits and _")
     chosen = families or sorted(catalog.domains)
     unknown = [f for f in chosen if f not in catalog.domains]
     if unknown:
-        raise ScaffoldError(f"unknown family {unknown[0]!r}; known: "
-                            f"{', '.join(sorted(catalog.domains))}")
+        raise ScaffoldError(
+            f"unknown family {unknown[0]!r}; known: {', '.join(sorted(catalog.domains))}"
+        )
     root = out / name
     if root.exists():
         raise ScaffoldError(f"{root} already exists; choose another --out or name")
     package = f"{name}_provider"
-    values = {"name": name, "package": package, "guide": GUIDE,
-              "needs": _needs(catalog, chosen)}
+    values = {"name": name, "package": package, "guide": GUIDE, "needs": _needs(catalog, chosen)}
     (root / package).mkdir(parents=True)
     (root / "tests").mkdir()
     (root / "pyproject.toml").write_text(PYPROJECT.format(**values), encoding="utf-8")

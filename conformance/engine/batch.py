@@ -59,10 +59,15 @@ class BatchItem(NamedTuple):
 def batch_item(request: dict[str, Any]) -> BatchItem:
     """A batch request the harness built (trusted: no checks) as a BatchItem."""
     params = {k: v for k, v in request.items() if k not in MARKS}
-    return BatchItem(request["op"], params, tuple(map(tuple, request.get("refs", ()))),
-                     tuple(map(tuple, request.get("int_refs", ()))),
-                     request.get("expect_id") is True, request.get("expect_outcome") is True,
-                     request.get("may_fail") is True)
+    return BatchItem(
+        request["op"],
+        params,
+        tuple(map(tuple, request.get("refs", ()))),
+        tuple(map(tuple, request.get("int_refs", ()))),
+        request.get("expect_id") is True,
+        request.get("expect_outcome") is True,
+        request.get("may_fail") is True,
+    )
 
 
 MARKS = frozenset({"op", "refs", "int_refs", "expect_id", "expect_outcome", "may_fail"})
@@ -118,15 +123,15 @@ def stops(item: BatchItem, result: Any) -> bool:
     return item.expect_outcome and outcome_problem(result, item.op) is not None
 
 
-def run_each(items: list[BatchItem], perform: Callable[[str, dict[str, Any]], Any]
-             ) -> list[Any]:
+def run_each(items: list[BatchItem], perform: Callable[[str, dict[str, Any]], Any]) -> list[Any]:
     """A batch run one request at a time through `perform(op, params)`, with the batch's
     rules (refs filled in, the stops): each result, or the Exception it raised."""
     results: list[Any] = []
     for item in items:
         try:
-            result = perform(item.op, fill_refs(item, results) if item.refs or item.int_refs
-                             else item.params)
+            result = perform(
+                item.op, fill_refs(item, results) if item.refs or item.int_refs else item.params
+            )
         except Exception as exc:
             result = exc
         results.append(result)
@@ -146,8 +151,10 @@ def outcome_problem(outcome: Any, where: str) -> str | None:
         if not isinstance(value, int) or isinstance(value, bool):
             return f"{where}: Outcome.{label} is {value!r}, not an int"
         if value < 0:
-            return (f"{where}: Outcome.{label} is negative ({value}); return the unsigned "
-                    f"32-bit value (value & 0xFFFFFFFF = 0x{value & 0xFFFFFFFF:08X})")
+            return (
+                f"{where}: Outcome.{label} is negative ({value}); return the unsigned "
+                f"32-bit value (value & 0xFFFFFFFF = 0x{value & 0xFFFFFFFF:08X})"
+            )
         if value > 0xFFFFFFFF:
             return f"{where}: Outcome.{label} 0x{value:X} is wider than 32 bits"
     if not isinstance(outcome.outputs, dict):
@@ -158,7 +165,8 @@ def outcome_problem(outcome: Any, where: str) -> str | None:
 def is_id(value: Any) -> bool:
     """What `setup` must return: a non-empty string or an integer (not a bool)."""
     return (isinstance(value, str) and value != "") or (
-        isinstance(value, int) and not isinstance(value, bool))
+        isinstance(value, int) and not isinstance(value, bool)
+    )
 
 
 def short(value: Any, limit: int = 200) -> str:

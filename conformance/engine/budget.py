@@ -46,8 +46,11 @@ def worker_of(provider: Any) -> Any:
     recording one), or None when it runs in this process."""
     seen = 0
     while provider is not None and seen < 10:
-        if callable(getattr(provider, "restart", None)) and \
-                callable(getattr(provider, "connect", None)) and hasattr(provider, "deadline"):
+        if (
+            callable(getattr(provider, "restart", None))
+            and callable(getattr(provider, "connect", None))
+            and hasattr(provider, "deadline")
+        ):
             return provider
         provider, seen = getattr(provider, "inner", None), seen + 1
     return None
@@ -128,7 +131,7 @@ class Budgeted(Provider):
         self.operations.batches += 1
         self.check_operations.batches += 1
         if isinstance(results, list) and results:
-            for request in requests[:len(results)]:  # the requests the provider performed
+            for request in requests[: len(results)]:  # the requests the provider performed
                 self._count(request_kind(request))
             self.last = _where(requests[min(len(results), len(requests)) - 1])
         return results
@@ -152,8 +155,11 @@ class Budgeted(Provider):
         except CallTimedOut as exc:
             if exc.budget:
                 raise CheckTimedOut(self.seconds, where, self._budget_spent()) from None
-            raise CheckTimedOut(exc.seconds, where, "the call outlived the per-call timeout "
-                                "(--call-timeout); " + self._replaced()) from None
+            raise CheckTimedOut(
+                exc.seconds,
+                where,
+                "the call outlived the per-call timeout (--call-timeout); " + self._replaced(),
+            ) from None
         if self.deadline is not None and time.monotonic() >= self.deadline:
             raise CheckTimedOut(self.seconds, where, self._budget_spent())
         return result
@@ -163,8 +169,10 @@ class Budgeted(Provider):
 
     def _replaced(self) -> str:
         if self.worker is None:
-            return ("the provider runs in-process (--in-process), where a call cannot be "
-                    "interrupted: the budget is checked between calls")
+            return (
+                "the provider runs in-process (--in-process), where a call cannot be "
+                "interrupted: the budget is checked between calls"
+            )
         return "the provider's worker was replaced"
 
 

@@ -46,6 +46,7 @@ class Candidate:
 
 # -- judging candidates with the oracle -------------------------------------------------------
 
+
 @dataclass
 class Context:
     """What planning a spec needs besides the spec: its domain, the code table, what the
@@ -69,8 +70,9 @@ def footprint(spec: Spec, domain: Domain, observable: tuple[str, ...]) -> tuple[
     return tuple(c for c in observable if c in colls)
 
 
-def cost_of(spec: Spec, case: Case, ctx: Context, observe: tuple[str, ...], calls: int
-            ) -> tuple[Tally, float]:
+def cost_of(
+    spec: Spec, case: Case, ctx: Context, observe: tuple[str, ...], calls: int
+) -> tuple[Tally, float]:
     """The operations one case costs, and their seconds as the provider declares them."""
     ops = Tally()
     ops.add("reset")
@@ -86,8 +88,15 @@ def cost_of(spec: Spec, case: Case, ctx: Context, observe: tuple[str, ...], call
     return ops, seconds
 
 
-def covers_of(spec: Spec, ctx: Context, oracle: Oracle, conditions: dict[int, Any],
-            case: Case, state: dict[str, Any], predicted: Prediction) -> frozenset[str]:
+def covers_of(
+    spec: Spec,
+    ctx: Context,
+    oracle: Oracle,
+    conditions: dict[int, Any],
+    case: Case,
+    state: dict[str, Any],
+    predicted: Prediction,
+) -> frozenset[str]:
     """The goal keys a case reaches, judged by the oracle alone."""
     keys = {f"rule:{predicted.rule.index}"}
     keys |= {f"code:{c}" for c in predicted.codes}
@@ -97,7 +106,7 @@ def covers_of(spec: Spec, ctx: Context, oracle: Oracle, conditions: dict[int, An
     if ctx.tier < 1:
         return frozenset(keys)
     scope = None
-    for rule in spec.rules[:predicted.rule.index + 1]:
+    for rule in spec.rules[: predicted.rule.index + 1]:
         joiner, parts = conditions[rule.index]
         if not parts:
             continue
@@ -112,8 +121,9 @@ def covers_of(spec: Spec, ctx: Context, oracle: Oracle, conditions: dict[int, An
             if value is alone and all(v is (not alone) for j, v in enumerate(values) if j != i):
                 keys.add(f"condition:{rule.index}:{i}")
     for param in spec.params:
-        for cls in arg_classes(spec, ctx.domain, param, case.args.get(param.name), state,
-                               oracle.functions["ansi"]):
+        for cls in arg_classes(
+            spec, ctx.domain, param, case.args.get(param.name), state, oracle.functions["ansi"]
+        ):
             keys.add(f"arg:{param.name}:{cls}")
     for step in case.given:
         if next(iter(step)) == FAULT_STEP:
@@ -134,6 +144,7 @@ def operand_truth(expression: Any, scope: Any) -> bool | None:
 def changed(before: list[Any], after: list[Any]) -> bool:
     def key(objs: list[Any]) -> list[str]:
         return sorted(json.dumps(o, sort_keys=True, default=str) for o in objs)
+
     return key(before) != key(after)
 
 
@@ -142,8 +153,9 @@ def candidates(spec: Spec, ctx: Context) -> Iterable[tuple[Case, dict[str, Any]]
     then drawn from the same space with a generator seeded by the spec's id (its twin's for
     an A/W pair, so both get the same)."""
     state: tuple[Any, dict[str, Any]] | None = None
-    for case in enumerate_cases(spec, ctx.domain, ENUMERATED, ctx.allowed,
-                                boundaries=ctx.tier >= 1):
+    for case in enumerate_cases(
+        spec, ctx.domain, ENUMERATED, ctx.allowed, boundaries=ctx.tier >= 1
+    ):
         if state is None or state[0] is not case.given:  # the cases of one state share it
             state = (case.given, state_of(ctx.domain, case.given))
         yield case, state[1]

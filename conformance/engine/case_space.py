@@ -33,8 +33,10 @@ _MAX_ARGS_PER_STATE = 48
 
 
 def _rule_text(spec: Spec) -> str:
-    return " ".join([r.when for r in spec.rules]
-                    + [e for r in spec.rules for e in (*r.effects.values(), *r.outputs.values())])
+    return " ".join(
+        [r.when for r in spec.rules]
+        + [e for r in spec.rules for e in (*r.effects.values(), *r.outputs.values())]
+    )
 
 
 def read_fields(spec: Spec, domain: Domain) -> frozenset[str]:
@@ -89,8 +91,13 @@ def representatives(domain: Domain, ftype: FieldType) -> list[Any]:
     return [None]
 
 
-def _objects(domain: Domain, coll: Collection, count: int,
-             made: dict[str, list[dict[str, Any]]], read: frozenset[str] | None = None):
+def _objects(
+    domain: Domain,
+    coll: Collection,
+    count: int,
+    made: dict[str, list[dict[str, Any]]],
+    read: frozenset[str] | None = None,
+):
     """Every way to build `count` objects of `coll` against the objects made so far.
 
     Fields outside `read` (those the spec's rules never look at) take one value only: varying
@@ -104,9 +111,14 @@ def _objects(domain: Domain, coll: Collection, count: int,
         yield from _fill(domain, coll, step, list(coll.fields.items()), made, rest, read)
 
 
-def field_choices(domain: Domain, fname: str, ftype: FieldType, step: dict[str, Any],
-                  made: dict[str, list[dict[str, Any]]],
-                  read: frozenset[str] | None = None) -> list[Any]:
+def field_choices(
+    domain: Domain,
+    fname: str,
+    ftype: FieldType,
+    step: dict[str, Any],
+    made: dict[str, list[dict[str, Any]]],
+    read: frozenset[str] | None = None,
+) -> list[Any]:
     """The values a small state gives one field of a new object (or fault): each object it
     may refer to, each representative of its type; one value only for a field the spec's
     rules never read."""
@@ -134,8 +146,13 @@ def _fill(domain, coll, step, fields, made, rest, read: frozenset[str] | None = 
         yield from _fill(domain, coll, {**step, fname: choice}, tail, made, rest, read)
 
 
-def _states(domain: Domain, colls: list[Collection], faults: list[str],
-            require: dict[str, int], read: frozenset[str] | None = None):
+def _states(
+    domain: Domain,
+    colls: list[Collection],
+    faults: list[str],
+    require: dict[str, int],
+    read: frozenset[str] | None = None,
+):
     def build(i: int, made: dict[str, list[dict[str, Any]]], steps: list[dict[str, Any]]):
         if i == len(colls):
             yield from _with_faults(domain, faults, made, steps)
@@ -153,16 +170,18 @@ def _with_faults(domain: Domain, faults: list[str], made, steps):
     options: list[list[dict[str, Any] | None]] = []
     for kind in faults:
         instances: list[dict[str, Any] | None] = [None]
-        for filled in _fill(domain, None, {FAULT_STEP: kind},
-                            list(domain.faults[kind].items()), made, []):
+        for filled in _fill(
+            domain, None, {FAULT_STEP: kind}, list(domain.faults[kind].items()), made, []
+        ):
             instances.append(filled[0])
         options.append(instances)
     for combo in itertools.product(*options):
         yield steps + [f for f in combo if f is not None]
 
 
-def _arg_options(spec: Spec, domain: Domain, param: Param, pool: Pool,
-                 boundaries: bool = False) -> list[Any]:
+def _arg_options(
+    spec: Spec, domain: Domain, param: Param, pool: Pool, boundaries: bool = False
+) -> list[Any]:
     """The values one argument takes in small cases; with `boundaries`, also the edge
     strings of its type (empty, one character, the longest allowed and one past it)."""
     if param.is_out:
@@ -170,8 +189,11 @@ def _arg_options(spec: Spec, domain: Domain, param: Param, pool: Pool,
     out: list[Any] = []
     ftype = param_field(domain, param)
     if param.refers:
-        out += [*pool.names.get(param.refers, []), *pool.removed.get(param.refers, []),
-                Unknown(param.refers)]
+        out += [
+            *pool.names.get(param.refers, []),
+            *pool.removed.get(param.refers, []),
+            Unknown(param.refers),
+        ]
     elif param.values:
         out += list(pool.values.get(param.values, []))
         if ftype is not None:
@@ -182,8 +204,11 @@ def _arg_options(spec: Spec, domain: Domain, param: Param, pool: Pool,
         out += [False, True]
     else:
         out.append(0)
-    if boundaries and (is_text(param) or (ftype is not None and ftype.kind == "string")) \
-            and not param.refers:
+    if (
+        boundaries
+        and (is_text(param) or (ftype is not None and ftype.kind == "string"))
+        and not param.refers
+    ):
         out += [*boundary_strings(ftype), *_STRING_CLASSES]
     out += [spec.constants[s] for s in param.special] + list(param.examples)
     if param.nullable:
@@ -223,8 +248,9 @@ def boundary_strings(ftype: FieldType | None) -> list[str]:
     return out
 
 
-def case_space(spec: Spec, domain: Domain, allowed: Allowed | None = None
-               ) -> tuple[list[Collection], list[str], dict[str, int], frozenset[str]]:
+def case_space(
+    spec: Spec, domain: Domain, allowed: Allowed | None = None
+) -> tuple[list[Collection], list[str], dict[str, int], frozenset[str]]:
     """What the small cases of a spec are built from: the collections and faults its rules
     can see (those the provider can build), the objects the call needs, the fields read."""
     allowed = allowed or Allowed()
@@ -237,8 +263,9 @@ def case_space(spec: Spec, domain: Domain, allowed: Allowed | None = None
     return colls, faults, require, read_fields(spec, domain)
 
 
-def arguments_of(spec: Spec, domain: Domain, pool: Pool,
-                 boundaries: bool = False) -> list[tuple[str, list[Any]]]:
+def arguments_of(
+    spec: Spec, domain: Domain, pool: Pool, boundaries: bool = False
+) -> list[tuple[str, list[Any]]]:
     """Each argument's name and the values small cases give it."""
     dims: list[tuple[str, list[Any]]] = []
     if spec.this_object is not None:
@@ -247,9 +274,13 @@ def arguments_of(spec: Spec, domain: Domain, pool: Pool,
     return dims
 
 
-def sample_case(spec: Spec, domain: Domain, rng: Any,
-                space: tuple[list[Collection], list[str], dict[str, int], frozenset[str]],
-                boundaries: bool = True) -> tuple[Case, dict[str, Any]] | None:
+def sample_case(
+    spec: Spec,
+    domain: Domain,
+    rng: Any,
+    space: tuple[list[Collection], list[str], dict[str, int], frozenset[str]],
+    boundaries: bool = True,
+) -> tuple[Case, dict[str, Any]] | None:
     """One small case drawn with `rng` (a `random.Random`) from the same space as
     `enumerate_cases`, and the state its steps build: the planner's way to reach
     combinations far down that order."""
@@ -276,8 +307,12 @@ def sample_case(spec: Spec, domain: Domain, rng: Any,
     for kind in faults:
         if rng.random() < 0.5:
             continue
-        instances = [f[0] for f in _fill(domain, None, {FAULT_STEP: kind},
-                                         list(domain.faults[kind].items()), made, [])]
+        instances = [
+            f[0]
+            for f in _fill(
+                domain, None, {FAULT_STEP: kind}, list(domain.faults[kind].items()), made, []
+            )
+        ]
         if instances:
             steps.append(rng.choice(instances))
     state = state_of(domain, steps)
@@ -287,8 +322,9 @@ def sample_case(spec: Spec, domain: Domain, rng: Any,
     return Case(steps, {name: rng.choice(values) for name, values in dims}), state
 
 
-def enumerate_cases(spec: Spec, domain: Domain, limit: int, allowed: Allowed | None = None,
-                    boundaries: bool = False):
+def enumerate_cases(
+    spec: Spec, domain: Domain, limit: int, allowed: Allowed | None = None, boundaries: bool = False
+):
     """Small states crossed with every argument class, smallest first, at most `limit`."""
     colls, faults, require, read = case_space(spec, domain, allowed)
     produced = 0

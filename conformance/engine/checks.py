@@ -51,8 +51,9 @@ if TYPE_CHECKING:
     from conformance.engine.subject import Subject
 
 
-def _failure(subject: Subject, kind: CheckKind, run: Execution, index: int, problem: str,
-             call: Call | None) -> CheckFailed:
+def _failure(
+    subject: Subject, kind: CheckKind, run: Execution, index: int, problem: str, call: Call | None
+) -> CheckFailed:
     """A planned case's failure: the message, the reproduction in the kind's shape, the
     codes it blames and the details."""
     case = Case([subject.domain.minimal(step) for step in run.case.given], run.case.args)
@@ -60,17 +61,23 @@ def _failure(subject: Subject, kind: CheckKind, run: Execution, index: int, prob
     text = f"{problem} {context_line(case.given, case.args)}"
     if kind.repro == "calls":
         ordinal = ("first", "second", "third")[min(index, 2)]
-        text = f"{ordinal} of {len(run.calls)} identical calls: {text}" \
-            if len(run.calls) > 1 else text
-        shown = [call_repro(subject.spec.id, c.args, c.prediction.codes)
-                 for c in run.calls[:index + 1]]
+        text = (
+            f"{ordinal} of {len(run.calls)} identical calls: {text}" if len(run.calls) > 1 else text
+        )
+        shown = [
+            call_repro(subject.spec.id, c.args, c.prediction.codes) for c in run.calls[: index + 1]
+        ]
         reproduction = {"given": list(case.given), "calls": shown}
     else:
         reproduction = repro(case.given, case.args, expect)
     info = None
     if call is not None and call.outcome is not None and run.world is not None:
-        info = details(subject, Trial(run.world, call.state, call.args, call.outcome), expect,
-                       call.prediction.state if kind.judge is judge_rules else None)
+        info = details(
+            subject,
+            Trial(run.world, call.state, call.args, call.outcome),
+            expect,
+            call.prediction.state if kind.judge is judge_rules else None,
+        )
     return CheckFailed(text, reproduction, expect, info)
 
 
@@ -78,16 +85,18 @@ def judge_execution(subject: Subject, kind: CheckKind, run: Execution) -> tuple[
     """The codes a kind saw pass in one executed case; CheckFailed at its first problem."""
     assert kind.judge is not None
     if run.error is not None:
-        predicted = subject.oracle.predict(state_of(subject.domain, run.case.given),
-                                           run.case.args)
+        predicted = subject.oracle.predict(state_of(subject.domain, run.case.given), run.case.args)
         given = [subject.domain.minimal(step) for step in run.case.given]
-        failure = CheckFailed(f"{run.error} {context_line(given, run.case.args)}",
-                              repro(given, run.case.args, predicted.codes), predicted.codes)
+        failure = CheckFailed(
+            f"{run.error} {context_line(given, run.case.args)}",
+            repro(given, run.case.args, predicted.codes),
+            predicted.codes,
+        )
         failure.breach = True  # type: ignore[attr-defined]  (the contract, not a code)
         raise failure
     seen: list[str] = []
     assert run.world is not None
-    for index, call in enumerate(run.calls[:kind.calls]):
+    for index, call in enumerate(run.calls[: kind.calls]):
         if call.error is not None:
             failure = _failure(subject, kind, run, index, str(call.error), call)
             failure.breach = True  # type: ignore[attr-defined]
@@ -121,20 +130,24 @@ def planned(target: Target, kind: CheckKind) -> Verdict:
             return _failed(seen, shrink(subject, kind, execution, exc))
     if not applicable:
         reason = unsupported[-1] if unsupported else "no case could be built"
-        raise NotApplicable(f"unsupported by the provider: {reason}",
-                            subject.executions.unreached())
-    return Verdict(PASSED, f"{applicable} planned cases" + (
-        f", {len(unsupported)} the provider could not build" if unsupported else "")
-        + _fixed_note(replayed), {c: PASSED for c in sorted(seen)},
-        unreached=subject.executions.unreached(), regressions=replayed or None)
-
+        raise NotApplicable(
+            f"unsupported by the provider: {reason}", subject.executions.unreached()
+        )
+    return Verdict(
+        PASSED,
+        f"{applicable} planned cases"
+        + (f", {len(unsupported)} the provider could not build" if unsupported else "")
+        + _fixed_note(replayed),
+        {c: PASSED for c in sorted(seen)},
+        unreached=subject.executions.unreached(),
+        regressions=replayed or None,
+    )
 
 
 SHRINK_TRIES = 30  # executions a failure may spend on finding a smaller case that shows it
 
 
-def shrink(subject: Subject, kind: CheckKind, run: Execution,
-           failure: CheckFailed) -> CheckFailed:
+def shrink(subject: Subject, kind: CheckKind, run: Execution, failure: CheckFailed) -> CheckFailed:
     """The failure on the smallest case found that still fails the same way: a fault, an
     object or a field's value taken out at a time, each try one execution (at most
     SHRINK_TRIES), kept when the kind fails again blaming the same codes. A planned case
@@ -150,8 +163,9 @@ def shrink(subject: Subject, kind: CheckKind, run: Execution,
             if tries >= SHRINK_TRIES:
                 break
             tries += 1
-            attempt = execute(subject, smaller, calls=subject.plan.calls,
-                              observe=subject.plan.observe)
+            attempt = execute(
+                subject, smaller, calls=subject.plan.calls, observe=subject.plan.observe
+            )
             if attempt.unsupported is not None:
                 continue
             try:
@@ -170,7 +184,7 @@ def simpler_cases(subject: Subject, case: Case) -> Iterator[Case]:
     named = _mentions(case.args)
     for i, step in enumerate(case.given):
         kind = next(iter(step))
-        rest = case.given[:i] + case.given[i + 1:]
+        rest = case.given[:i] + case.given[i + 1 :]
         if kind == "fault" or (step[kind] not in named and step[kind] not in _mentions(rest)):
             yield Case(rest, case.args)
     for i, step in enumerate(case.given):
@@ -183,8 +197,9 @@ def simpler_cases(subject: Subject, case: Case) -> Iterator[Case]:
                 continue
             default = ftype.default(domain)
             if step[name] != default:
-                yield Case([*case.given[:i], {**step, name: default}, *case.given[i + 1:]],
-                           case.args)
+                yield Case(
+                    [*case.given[:i], {**step, name: default}, *case.given[i + 1 :]], case.args
+                )
 
 
 def _mentions(value: Any) -> set[Any]:
@@ -198,8 +213,9 @@ def _mentions(value: Any) -> set[Any]:
     return set()
 
 
-def replay_regressions(target: Target, subject: Subject | None
-                       ) -> tuple[Verdict | None, list[dict[str, str]]]:
+def replay_regressions(
+    target: Target, subject: Subject | None
+) -> tuple[Verdict | None, list[dict[str, str]]]:
     """The saved regressions of this check, replayed first: the verdict of the first that
     still fails (None when none does), and how each went."""
     from conformance.engine.replay import ReproError, replay
@@ -211,18 +227,22 @@ def replay_regressions(target: Target, subject: Subject | None
         try:
             result = replay(regression.repro, target.catalog, provider, settings)
         except ReproError as exc:  # a step or call the provider cannot do, or a stale file
-            outcomes.append({"file": regression.name, "status": "not applicable",
-                             "message": str(exc)})
+            outcomes.append(
+                {"file": regression.name, "status": "not applicable", "message": str(exc)}
+            )
             continue
         if result.passed:
-            outcomes.append({"file": regression.name, "status": "fixed",
-                             "message": result.message})
+            outcomes.append({"file": regression.name, "status": "fixed", "message": result.message})
             continue
-        outcomes.append({"file": regression.name, "status": "fails",
-                         "message": result.message})
+        outcomes.append({"file": regression.name, "status": "fails", "message": result.message})
         codes = {c: FAILED for c in result.expected}
-        return Verdict(FAILED, f"{regression.describe()}: {result.message}", codes,
-                       regression.repro, regressions=outcomes), outcomes
+        return Verdict(
+            FAILED,
+            f"{regression.describe()}: {result.message}",
+            codes,
+            regression.repro,
+            regressions=outcomes,
+        ), outcomes
     return None, outcomes
 
 
@@ -231,9 +251,11 @@ def _fixed_note(replayed: list[dict[str, str]]) -> str:
     if not fixed:
         return ""
     plural = len(fixed) > 1
-    return (f"; {len(fixed)} saved regression{'s' if plural else ''} now "
-            f"pass{'' if plural else 'es'} (fixed: {', '.join(fixed)}; remove the "
-            f"file{'s' if plural else ''} to forget {'them' if plural else 'it'})")
+    return (
+        f"; {len(fixed)} saved regression{'s' if plural else ''} now "
+        f"pass{'' if plural else 'es'} (fixed: {', '.join(fixed)}; remove the "
+        f"file{'s' if plural else ''} to forget {'them' if plural else 'it'})"
+    )
 
 
 def _failed(seen: set[str], exc: CheckFailed) -> Verdict:
@@ -276,10 +298,16 @@ def run_explore(target: Target, kind: CheckKind) -> Verdict:
             target_codes(float(sum(c not in seen for c in codes)))
         seen.update(codes)
 
-    sets = settings(max_examples=examples, deadline=None, phases=PHASES,
-                    database=subject.settings.database, derandomize=False,
-                    suppress_health_check=list(HealthCheck), print_blob=False,
-                    report_multiple_bugs=False)
+    sets = settings(
+        max_examples=examples,
+        deadline=None,
+        phases=PHASES,
+        database=subject.settings.database,
+        derandomize=False,
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+        report_multiple_bugs=False,
+    )
     test = sets(given(cases(subject.spec, subject.domain, subject.allowed))(prop))
     if subject.settings.seed is not None:
         test = hypothesis_seed(subject.settings.seed)(test)
@@ -291,13 +319,19 @@ def run_explore(target: Target, kind: CheckKind) -> Verdict:
     except Unsatisfiable:
         pass
     except (Flaky, FlakyFailure) as exc:
-        return Verdict(FAILED, "the provider is not deterministic: the same case gave a "
-                               f"different result when hypothesis ran it again ({exc})")
+        return Verdict(
+            FAILED,
+            "the provider is not deterministic: the same case gave a "
+            f"different result when hypothesis ran it again ({exc})",
+        )
     if not drawn[0]:
         reason = unsupported[-1] if unsupported else "no case could be built"
         raise NotApplicable(f"unsupported by the provider: {reason}")
-    return Verdict(PASSED, f"{drawn[0]} drawn cases (--seed {subject.settings.seed}), judged "
-                           f"by {', '.join(k.name for k in judges)}")
+    return Verdict(
+        PASSED,
+        f"{drawn[0]} drawn cases (--seed {subject.settings.seed}), judged "
+        f"by {', '.join(k.name for k in judges)}",
+    )
 
 
 def target_codes(score: float) -> None:
@@ -305,8 +339,7 @@ def target_codes(score: float) -> None:
     target(score, label="codes not seen before")
 
 
-def found_by_exploration(config: Settings, check: str, method: str,
-                         exc: CheckFailed) -> Verdict:
+def found_by_exploration(config: Settings, check: str, method: str, exc: CheckFailed) -> Verdict:
     """An exploration failure: saved as a regression of `check` (when the run keeps them)."""
     from conformance.engine import regressions
 
@@ -314,21 +347,29 @@ def found_by_exploration(config: Settings, check: str, method: str,
     if config.regressions is not None and exc.repro is not None:
         repro = {"check": check, "method": method, **exc.repro}
         try:
-            path = regressions.save(config.regressions, check, repro, config.provider_name,
-                                    config.seed, exc.message)
+            path = regressions.save(
+                config.regressions, check, repro, config.provider_name, config.seed, exc.message
+            )
             note = f"; saved as {path}, which every later run replays under {check}"
         except OSError as error:
             note = f"; could not be saved as a regression ({error})"
-    return Verdict(FAILED, f"found by exploration (--seed {config.seed}): {exc.message}{note}",
-                   {c: FAILED for c in exc.codes}, exc.repro, exc.details)
+    return Verdict(
+        FAILED,
+        f"found by exploration (--seed {config.seed}): {exc.message}{note}",
+        {c: FAILED for c in exc.codes},
+        exc.repro,
+        exc.details,
+    )
 
 
 def _first_call(subject: Subject, run: Execution) -> Call:
     """The first call of an executed case; a case that broke the contract fails the check."""
     if run.error is not None or not run.calls or run.calls[0].error is not None:
         error = run.error or (run.calls[0].error if run.calls else None)
-        raise CheckFailed(f"{error} {context_line(run.case.given, run.case.args)}",
-                          repro(run.case.given, run.case.args, ()))
+        raise CheckFailed(
+            f"{error} {context_line(run.case.given, run.case.args)}",
+            repro(run.case.given, run.case.args, ()),
+        )
     return run.calls[0]
 
 
@@ -366,19 +407,26 @@ def check_variants(target: Target, kind: CheckKind) -> Verdict:
         a_seen = {k: v for k, v in a_seen.items() if k in shared}
         w_seen = {k: v for k, v in w_seen.items() if k in shared}
         if a_code != w_code or a_seen != w_seen:
-            what = (f"{subject.spec.id} gave {_outcome_text(subject, a_call.outcome)} but "
-                    f"{twin.spec.id} on the converted strings gave "
-                    f"{_outcome_text(twin, w_call.outcome)}"
-                    if a_code != w_code else
-                    f"{subject.spec.id} and {twin.spec.id} left different state: "
-                    f"{a_seen} vs {w_seen}")
-            raise CheckFailed(f"{what} {context_line(case.given, case.args)}",
-                              repro(case.given, case.args,
-                                    tuple(c.symbol for c in twin.spec.codes
-                                          if c.value == w_code) or ("?",)))
+            what = (
+                f"{subject.spec.id} gave {_outcome_text(subject, a_call.outcome)} but "
+                f"{twin.spec.id} on the converted strings gave "
+                f"{_outcome_text(twin, w_call.outcome)}"
+                if a_code != w_code
+                else f"{subject.spec.id} and {twin.spec.id} left different state: "
+                f"{a_seen} vs {w_seen}"
+            )
+            raise CheckFailed(
+                f"{what} {context_line(case.given, case.args)}",
+                repro(
+                    case.given,
+                    case.args,
+                    tuple(c.symbol for c in twin.spec.codes if c.value == w_code) or ("?",),
+                ),
+            )
     if not pairs:
-        raise NotApplicable("unsupported by the provider: no planned case could be built "
-                            "in both forms")
+        raise NotApplicable(
+            "unsupported by the provider: no planned case could be built in both forms"
+        )
     return Verdict(PASSED, f"{pairs} planned cases in both forms")
 
 
@@ -395,8 +443,9 @@ def check_differential(target: Target, kind: CheckKind) -> Verdict:
             continue
         case = mine_run.case
         mine = _first_call(subject, mine_run)
-        ref_world, _ = prepare(subject, case.given, subject.reference,
-                               Then(subject.spec, case.args, observe))
+        ref_world, _ = prepare(
+            subject, case.given, subject.reference, Then(subject.spec, case.args, observe)
+        )
         theirs = ref_world.call(subject.spec, case.args)
         theirs_seen = snapshot(ref_world, observe)
         mine_seen = {k: v for k, v in _seen_snapshot(mine).items() if k in theirs_seen}
@@ -408,11 +457,18 @@ def check_differential(target: Target, kind: CheckKind) -> Verdict:
             raise CheckFailed(
                 f"provider gave {_outcome_text(subject, mine.outcome)}, the reference gave "
                 f"{_outcome_text(subject, theirs)}"
-                + ("" if mine_seen == theirs_seen else
-                   f"; state differs: {mine_seen} vs reference {theirs_seen}")
+                + (
+                    ""
+                    if mine_seen == theirs_seen
+                    else f"; state differs: {mine_seen} vs reference {theirs_seen}"
+                )
                 + f" {context_line(case.given, case.args)}",
-                repro(case.given, case.args, tuple(c.symbol for c in subject.spec.codes
-                                                   if c.value == theirs_code) or ("?",)))
+                repro(
+                    case.given,
+                    case.args,
+                    tuple(c.symbol for c in subject.spec.codes if c.value == theirs_code) or ("?",),
+                ),
+            )
     if not pairs:
         raise NotApplicable("unsupported by the provider: no planned case could be built")
     return Verdict(PASSED, f"{pairs} planned cases agree with the reference")
@@ -434,27 +490,31 @@ def check_sequence(target: Target) -> Verdict:
     subject, scenario = target.subject, target.scenario
     assert subject is not None and scenario is not None
     spec = subject.spec
-    sequence = {"method": spec.id, "given": list(scenario.given),
-                "calls": list(scenario.calls)}
-    expected = {c for entry in scenario.calls if "expect" in entry
-                and entry.get("method", spec.id) == spec.id
-                for c in ([entry["expect"]] if isinstance(entry["expect"], str)
-                          else entry["expect"])}
+    sequence = {"method": spec.id, "given": list(scenario.given), "calls": list(scenario.calls)}
+    expected = {
+        c
+        for entry in scenario.calls
+        if "expect" in entry and entry.get("method", spec.id) == spec.id
+        for c in ([entry["expect"]] if isinstance(entry["expect"], str) else entry["expect"])
+    }
     try:
         result = replay(sequence, target.catalog, subject.provider, subject.settings)
     except ReplayUnsupported as exc:
         return Verdict(NOT_APPLICABLE, str(exc), {c: NOT_APPLICABLE for c in expected})
     if result.passed:
         return Verdict(PASSED, result.message, {c: PASSED for c in expected})
-    blamed = {c: FAILED for c in result.expected if c in expected} if result.expected \
+    blamed = (
+        {c: FAILED for c in result.expected if c in expected}
+        if result.expected
         else {c: FAILED for c in expected}
+    )
     return Verdict(FAILED, result.message, blamed, sequence)
 
 
 def run_family(target: Target, kind: CheckKind) -> Verdict:
     """The family check: the saved regressions, then its planned sequences
     (conformance.engine.sequences); exploring (case `explore`), the family's hypothesis machine."""
-    from conformance.engine.sequences import check_sequences
+    from conformance.engine.sequence_run import check_sequences
 
     assert target.domain is not None
     if target.case == KINDS["stateful"].explore_case:
@@ -481,7 +541,8 @@ def explore_family(target: Target) -> Verdict:
     if verdict.status != FAILED or verdict.repro is None:
         return verdict
     check = f"{target.domain.family}::stateful::machine"
-    method = next((e["method"] for e in reversed(verdict.repro.get("calls", []))
-                   if "method" in e), "")
+    method = next(
+        (e["method"] for e in reversed(verdict.repro.get("calls", [])) if "method" in e), ""
+    )
     failure = CheckFailed(verdict.message, verdict.repro, tuple(verdict.codes), verdict.details)
     return found_by_exploration(config, check, method, failure)

@@ -17,8 +17,13 @@ def pin_draws() -> Any:
     they differ, nothing is changed (and a replay may then stop with a clear mismatch)."""
     try:
         from hypothesis.internal.conjecture import providers as hp
-        empty = hp.Constants(integers=hp.SortedSet(), floats=hp.SortedSet(key=hp.float_to_int),
-                             bytes=hp.SortedSet(), strings=hp.SortedSet())
+
+        empty = hp.Constants(
+            integers=hp.SortedSet(),
+            floats=hp.SortedSet(key=hp.float_to_int),
+            bytes=hp.SortedSet(),
+            strings=hp.SortedSet(),
+        )
         original = hp._get_local_constants
         hp.CONSTANTS_CACHE.cache.clear()
     except (ImportError, AttributeError, TypeError):

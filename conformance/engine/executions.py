@@ -54,16 +54,22 @@ class Execution:
     requested: int = 1  # the calls asked for (fewer were made when one broke the contract)
 
 
-def execute(subject: Subject, case: Case, state: dict[str, Any] | None = None,
-            calls: int = 1, observe: tuple[str, ...] = ()) -> Execution:
+def execute(
+    subject: Subject,
+    case: Case,
+    state: dict[str, Any] | None = None,
+    calls: int = 1,
+    observe: tuple[str, ...] = (),
+) -> Execution:
     """Build the case's state, make its call `calls` times (each on the state the last left),
     and read `observe` after each: one batch for a provider in another process."""
 
     state = state_of(subject.domain, case.given) if state is None else state
     run = Execution(case, None, observe=observe, requested=calls)
     try:
-        run.world, _ = prepare(subject, case.given,
-                               then=Then(subject.spec, case.args, observe, calls), state=state)
+        run.world, _ = prepare(
+            subject, case.given, then=Then(subject.spec, case.args, observe, calls), state=state
+        )
     except Unsupported as exc:
         run.unsupported = exc
         return run
@@ -105,12 +111,19 @@ class Executions:
         """Every planned case executed (the ones not executed yet, now)."""
 
         plan = self.subject.plan
-        pending = plan.cases[len(self.done):]
-        worlds = lambda c: [(self.subject, c.case.given,  # noqa: E731
-                             Then(self.subject.spec, c.case.args, plan.observe, plan.calls))]
+        pending = plan.cases[len(self.done) :]
+
+        def worlds(c: Any) -> list[Any]:
+            return [
+                (
+                    self.subject,
+                    c.case.given,
+                    Then(self.subject.spec, c.case.args, plan.observe, plan.calls),
+                )
+            ]
+
         for candidate in _ahead(self.subject, worlds, pending, looking_ahead):
-            run = execute(self.subject, candidate.case, candidate.state, plan.calls,
-                          plan.observe)
+            run = execute(self.subject, candidate.case, candidate.state, plan.calls, plan.observe)
             self.done.append(run)
             self.by_key.setdefault(case_key(candidate.case), run)
         return self.done
@@ -126,10 +139,12 @@ class Executions:
                 reached |= candidate.covers
             else:
                 for key in candidate.covers:
-                    why.setdefault(key, f"the provider could not run its case: "
-                                        f"{run.unsupported}")
-        missing = [{"item": plan.goals[k].label, "kind": plan.goals[k].kind, "why": why[k]}
-                   for k in plan.goals if k in why and k not in reached]
+                    why.setdefault(key, f"the provider could not run its case: {run.unsupported}")
+        missing = [
+            {"item": plan.goals[k].label, "kind": plan.goals[k].kind, "why": why[k]}
+            for k in plan.goals
+            if k in why and k not in reached
+        ]
         return missing or None
 
     def get(self, case: Case, calls: int = 1, observe: tuple[str, ...] = ()) -> Execution:
@@ -143,10 +158,10 @@ class Executions:
         return run
 
 
-def _ahead(subject: Subject, worlds: Any, pending: list[Any], looking_ahead: Any
-           ) -> Iterator[Any]:
+def _ahead(subject: Subject, worlds: Any, pending: list[Any], looking_ahead: Any) -> Iterator[Any]:
     """The pending candidates, each sent to a worker process ahead of its execution."""
     by_case = {id(c.case): c for c in pending}
-    for case in looking_ahead(subject, lambda case: worlds(by_case[id(case)]),
-                              [c.case for c in pending]):
+    for case in looking_ahead(
+        subject, lambda case: worlds(by_case[id(case)]), [c.case for c in pending]
+    ):
         yield by_case[id(case)]

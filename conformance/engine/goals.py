@@ -18,8 +18,19 @@ if TYPE_CHECKING:
     from conformance.spec.model import Param, Spec
 
 GOAL_KINDS = ("rules", "codes", "effects", "conditions", "arguments", "faults")
-TIER_OF = {"rules": 0, "codes": 0, "effects": 0, "conditions": 1, "arguments": 1, "faults": 1,
-           "pairs": 0, "steps": 0, "transitions": 1}  # the last three: a family's sequences
+TIER_OF = {
+    "rules": 0,
+    "codes": 0,
+    "effects": 0,
+    "conditions": 1,
+    "arguments": 1,
+    "faults": 1,
+    "pairs": 0,
+    "steps": 0,
+    "transitions": 1,
+}  # the last three: a family's sequences
+
+
 @dataclass(frozen=True)
 class Goal:
     """One coverage item of a spec: a rule, a code, an operand deciding alone, ..."""
@@ -35,18 +46,25 @@ class Goal:
 
 # -- goals ------------------------------------------------------------------------------------
 
+
 def goals_of(spec: Spec, domain: Domain, tier: int) -> dict[str, Goal]:
     """The coverage items of a spec up to `tier`, in a fixed order."""
     goals: list[Goal] = []
     for rule in spec.rules:
-        goals.append(Goal(f"rule:{rule.index}", "rules",
-                          f"rule {rule.index} ({spec.file}:{spec.line('rules', rule.index)})"))
+        goals.append(
+            Goal(
+                f"rule:{rule.index}",
+                "rules",
+                f"rule {rule.index} ({spec.file}:{spec.line('rules', rule.index)})",
+            )
+        )
     for code in spec.codes:
         goals.append(Goal(f"code:{code.symbol}", "codes", code.symbol))
     for rule in spec.rules:
         for coll in rule.effects:
-            goals.append(Goal(f"effect:{rule.index}:{coll}", "effects",
-                              f"rule {rule.index} changes {coll}"))
+            goals.append(
+                Goal(f"effect:{rule.index}:{coll}", "effects", f"rule {rule.index} changes {coll}")
+            )
     if tier >= 1:
         for rule in spec.rules:
             joiner, parts = operands(rule.when)
@@ -54,14 +72,16 @@ def goals_of(spec: Spec, domain: Domain, tier: int) -> dict[str, Goal]:
                 continue
             for i, part in enumerate(parts):
                 alone = "false" if joiner != "||" else "true"
-                label = (f"rule {rule.index} operand {i + 1} of {len(parts)} ({joiner}) decides "
-                         f"alone ({alone}): {part}" if joiner else
-                         f"rule {rule.index} reached and false: {part}")
+                label = (
+                    f"rule {rule.index} operand {i + 1} of {len(parts)} ({joiner}) decides "
+                    f"alone ({alone}): {part}"
+                    if joiner
+                    else f"rule {rule.index} reached and false: {part}"
+                )
                 goals.append(Goal(f"condition:{rule.index}:{i}", "conditions", label))
         for param in spec.params:
             for cls in declared_classes(spec, domain, param):
-                goals.append(Goal(f"arg:{param.name}:{cls}", "arguments",
-                                  f"{param.name}: {cls}"))
+                goals.append(Goal(f"arg:{param.name}:{cls}", "arguments", f"{param.name}: {cls}"))
         for fault in relevant(spec, domain)[1]:
             goals.append(Goal(f"fault:{fault}", "faults", f"fault {fault}"))
     return {g.key: g for g in goals}
@@ -82,8 +102,9 @@ def declared_classes(spec: Spec, domain: Domain, param: Param) -> list[str]:
     if param.values:
         out.append(EXISTING_VALUE)
     if not param.refers and (is_text(param) or (ftype is not None and ftype.kind == "string")):
-        out += [string_class(s, ftype.max_length if ftype else None)
-                for s in boundary_strings(ftype)]
+        out += [
+            string_class(s, ftype.max_length if ftype else None) for s in boundary_strings(ftype)
+        ]
         out += ["non-ASCII the code page holds", "non-ASCII outside the code page"]
         if param.values and spec.charset == "ansi":
             out.append(EXISTING_OUTSIDE)
@@ -105,8 +126,14 @@ def string_class(text: str, max_length: int | None) -> str:
     return ""
 
 
-def arg_classes(spec: Spec, domain: Domain, param: Param, value: Any,
-                state: dict[str, list[dict[str, Any]]], ansi: Any) -> set[str]:
+def arg_classes(
+    spec: Spec,
+    domain: Domain,
+    param: Param,
+    value: Any,
+    state: dict[str, list[dict[str, Any]]],
+    ansi: Any,
+) -> set[str]:
     """The classes one argument value belongs to (see `declared_classes`)."""
     if param.is_out:
         return {"NULL"} if value is None else {"valid pointer"}
@@ -134,8 +161,11 @@ def arg_classes(spec: Spec, domain: Domain, param: Param, value: Any,
         if cls:
             out.add(cls)
         if not value.isascii():
-            out.add("non-ASCII the code page holds" if ansi(value) == value
-                    else "non-ASCII outside the code page")
+            out.add(
+                "non-ASCII the code page holds"
+                if ansi(value) == value
+                else "non-ASCII outside the code page"
+            )
     return out
 
 
@@ -145,8 +175,9 @@ EXISTING_VALUE = "an existing object's value"
 EXISTING_OUTSIDE = "an existing object's value outside the code page"
 
 
-def _holds_value(values: str, value: Any, state: dict[str, list[dict[str, Any]]],
-                 domain: Domain) -> bool:
+def _holds_value(
+    values: str, value: Any, state: dict[str, list[dict[str, Any]]], domain: Domain
+) -> bool:
     """Whether `value` is the `field` of an object of `step` (`values: step.field`)."""
     step, _, fname = values.partition(".")
     coll = domain.by_step(step)

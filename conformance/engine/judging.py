@@ -33,9 +33,13 @@ def effective(spec: Spec, outcome: Outcome) -> tuple[int, str]:
     return outcome.hresult, "call"
 
 
-def code_mismatch(subject: Subject, expect: tuple[str, ...], outcome: Outcome,
-                  state: dict[str, Any] | None = None,
-                  args: dict[str, Any] | None = None) -> str | None:
+def code_mismatch(
+    subject: Subject,
+    expect: tuple[str, ...],
+    outcome: Outcome,
+    state: dict[str, Any] | None = None,
+    args: dict[str, Any] | None = None,
+) -> str | None:
     """Why the provider's code is not what the rules predict, or None when it is (or when the
     run's `--observed lenient` policy excuses it by an `observed` entry of the spec: `state`
     and `args` are those the rules saw, needed for an entry with a `when`; by default those of
@@ -50,13 +54,20 @@ def code_mismatch(subject: Subject, expect: tuple[str, ...], outcome: Outcome,
         return f"expected {want}, got {oracle.describe(value)} (from the {where})"
     code = next((c for c in spec.codes if c.value == value), None)
     if code is not None and code.via not in ("either", where):
-        return (f"{oracle.describe(value)} must arrive through the {code.via}, "
-                f"but arrived through the {where}")
+        return (
+            f"{oracle.describe(value)} must arrive through the {code.via}, "
+            f"but arrived through the {where}"
+        )
     return None
 
 
-def observed_excuse(subject: Subject, expect: tuple[str, ...], value: int,
-                    state: dict[str, Any] | None, args: dict[str, Any] | None) -> Any:
+def observed_excuse(
+    subject: Subject,
+    expect: tuple[str, ...],
+    value: int,
+    state: dict[str, Any] | None,
+    args: dict[str, Any] | None,
+) -> Any:
     """The `observed` entry that excuses `value` where the rules predict `expect`, or None.
 
     The one place a departure recorded in a spec is judged: only under `--observed lenient`,
@@ -72,8 +83,9 @@ def observed_excuse(subject: Subject, expect: tuple[str, ...], value: int,
             continue
         if entry.instead_of is not None and entry.instead_of not in expect:
             continue
-        if entry.when and (state is None or args is None
-                           or not subject.oracle.observed_holds(entry, state, args)):
+        if entry.when and (
+            state is None or args is None or not subject.oracle.observed_holds(entry, state, args)
+        ):
             continue
         policy.note(subject.spec.id, entry, expect)
         return entry
@@ -86,23 +98,36 @@ def outputs_mismatch(world: World, expected: dict[str, Any], outcome: Outcome) -
     for name, want in expected.items():
         got = world.output_names(outcome.outputs.get(name))
         if canonical([{"v": got}]) != canonical([{"v": want}]):
-            return (f"{name}: expected {json.dumps(want, ensure_ascii=False, default=str)}, "
-                    f"provider gave {json.dumps(got, ensure_ascii=False, default=str)}")
+            return (
+                f"{name}: expected {json.dumps(want, ensure_ascii=False, default=str)}, "
+                f"provider gave {json.dumps(got, ensure_ascii=False, default=str)}"
+            )
     return None
 
 
-def details(subject: Subject, trial: Trial | None, expect: tuple[str, ...],
-            state_after: dict[str, Any] | None = None) -> dict[str, Any]:
+def details(
+    subject: Subject,
+    trial: Trial | None,
+    expect: tuple[str, ...],
+    state_after: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """What a person needs beside the message: expected and actual codes, outputs, states."""
-    out: dict[str, Any] = {"expected": [subject.oracle.describe(subject.oracle.value(s))
-                                        for s in expect if s in subject.oracle.values]}
+    out: dict[str, Any] = {
+        "expected": [
+            subject.oracle.describe(subject.oracle.value(s))
+            for s in expect
+            if s in subject.oracle.values
+        ]
+    }
     if trial is not None:
         o = trial.outcome
         out["actual"] = {
             "hresult": subject.oracle.describe(o.hresult),
             "completion": None if o.completion is None else subject.oracle.describe(o.completion),
-            "outputs": {k: (v if isinstance(v, str | int | float | bool | type(None)) else repr(v))
-                        for k, v in o.outputs.items()},
+            "outputs": {
+                k: (v if isinstance(v, str | int | float | bool | type(None)) else repr(v))
+                for k, v in o.outputs.items()
+            },
         }
         out["state_before"] = trial.state
     if state_after is not None:
@@ -113,29 +138,35 @@ def details(subject: Subject, trial: Trial | None, expect: tuple[str, ...],
 def canonical(objects: list[dict[str, Any]]) -> list[str]:
     def norm(value: Any) -> Any:
         if isinstance(value, list):
-            return sorted((norm(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True,
-                                                                              default=str))
+            return sorted(
+                (norm(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True, default=str)
+            )
         if isinstance(value, dict):
             return {k: norm(v) for k, v in value.items()}
         return value
 
-    return sorted(json.dumps(norm(o), sort_keys=True, ensure_ascii=False, default=str)
-                  for o in objects)
+    return sorted(
+        json.dumps(norm(o), sort_keys=True, ensure_ascii=False, default=str) for o in objects
+    )
 
 
-def state_mismatch(world: World, expected: dict[str, list[dict[str, Any]]],
-                   collections: tuple[str, ...]) -> str | None:
+def state_mismatch(
+    world: World, expected: dict[str, list[dict[str, Any]]], collections: tuple[str, ...]
+) -> str | None:
     """The first observable collection where the provider differs from the oracle's state."""
     for coll in collections:
         try:
             seen = world.observe(coll)
         except Unsupported:
             continue
-        want = [{k: o.get(k) for k in ("id", *world.domain.collections[coll].fields)}
-                for o in expected.get(coll, [])]
+        want = [
+            {k: o.get(k) for k in ("id", *world.domain.collections[coll].fields)}
+            for o in expected.get(coll, [])
+        ]
         if canonical(seen) != canonical(want):
-            return (f"{coll} after the call: expected {_objects(want)}, provider has "
-                    f"{_objects(seen)}")
+            return (
+                f"{coll} after the call: expected {_objects(want)}, provider has {_objects(seen)}"
+            )
     return None
 
 
@@ -168,8 +199,9 @@ def context_line(steps: list[dict[str, Any]], args: dict[str, Any]) -> str:
 Judge = Callable[["Subject", Call, World], "str | None"]
 
 
-def rows_mismatch(domain: Domain, seen: dict[str, Any],
-                  expected: dict[str, list[dict[str, Any]]]) -> str | None:
+def rows_mismatch(
+    domain: Domain, seen: dict[str, Any], expected: dict[str, list[dict[str, Any]]]
+) -> str | None:
     """The first collection read after a call where the provider differs from the oracle's
     next state (a collection the provider cannot show is skipped; one it failed to show is the
     problem)."""
@@ -178,11 +210,14 @@ def rows_mismatch(domain: Domain, seen: dict[str, Any],
             continue
         if isinstance(rows, Exception):
             return str(rows)
-        want = [{k: o.get(k) for k in ("id", *domain.collections[coll].fields)}
-                for o in expected.get(coll, [])]
+        want = [
+            {k: o.get(k) for k in ("id", *domain.collections[coll].fields)}
+            for o in expected.get(coll, [])
+        ]
         if canonical(rows) != canonical(want):
-            return (f"{coll} after the call: expected {_objects(want)}, provider has "
-                    f"{_objects(rows)}")
+            return (
+                f"{coll} after the call: expected {_objects(want)}, provider has {_objects(rows)}"
+            )
     return None
 
 
@@ -190,9 +225,11 @@ def judge_rules(subject: Subject, call: Call, world: World) -> str | None:
     """`oracle`: the code (and where it arrived), the out-parameters and the next state."""
     assert call.outcome is not None
     predicted = call.prediction
-    return (code_mismatch(subject, predicted.codes, call.outcome, call.state, call.args)
-            or outputs_mismatch(world, predicted.outputs, call.outcome)
-            or rows_mismatch(subject.domain, call.seen, predicted.state))
+    return (
+        code_mismatch(subject, predicted.codes, call.outcome, call.state, call.args)
+        or outputs_mismatch(world, predicted.outputs, call.outcome)
+        or rows_mismatch(subject.domain, call.seen, predicted.state)
+    )
 
 
 def judge_code(subject: Subject, call: Call, world: World) -> str | None:
@@ -204,16 +241,22 @@ def judge_code(subject: Subject, call: Call, world: World) -> str | None:
 def judge_documented(subject: Subject, call: Call, world: World) -> str | None:
     """`closed-world`: the code is documented, or in the spec's `also` families."""
     assert call.outcome is not None
-    for label, value in (("returned", call.outcome.hresult),
-                         ("completed with", call.outcome.completion)):
+    for label, value in (
+        ("returned", call.outcome.hresult),
+        ("completed with", call.outcome.completion),
+    ):
         if value is None or admitted(subject, value):
             continue
-        if observed_excuse(subject, call.prediction.codes, value, call.state,
-                           call.args) is not None:
+        if (
+            observed_excuse(subject, call.prediction.codes, value, call.state, call.args)
+            is not None
+        ):
             continue
-        return (f"{label} {subject.oracle.describe(value)}, which is neither a documented code "
-                f"of {subject.spec.id} nor in its `also` list "
-                f"({', '.join(subject.spec.also) or 'empty'})")
+        return (
+            f"{label} {subject.oracle.describe(value)}, which is neither a documented code "
+            f"of {subject.spec.id} nor in its `also` list "
+            f"({', '.join(subject.spec.also) or 'empty'})"
+        )
     return None
 
 
@@ -234,8 +277,10 @@ def blame_given(subject: Subject, call: Call) -> tuple[str, ...]:
     if call.outcome is None:
         return call.prediction.codes
     given_code = effective(subject.spec, call.outcome)[0]
-    return tuple(c.symbol for c in subject.spec.codes if c.value == given_code) or \
-        call.prediction.codes
+    return (
+        tuple(c.symbol for c in subject.spec.codes if c.value == given_code)
+        or call.prediction.codes
+    )
 
 
 def admitted(subject: Subject, value: int) -> bool:
@@ -249,18 +294,28 @@ def out_param_problem(subject: Subject, outcome: Outcome) -> str | None:
     hr = outcome.hresult
     documented = {c.value for c in spec.codes}
     if spec.convention == "win32" and is_microsoft_hresult_failure(hr) and hr not in documented:
-        return (f"returned {describe(hr)}, an HRESULT, where a Win32 or ISDSC status is "
-                "documented (HRESULT_FROM_WIN32 used by mistake?)")
-    if spec.convention == "hresult" and is_plain_win32(hr) and hr not in documented \
-            and not any(subject.table.admits(a, hr) for a in spec.also):
-        return (f"returned {hex32(hr)}, a bare Win32 code, where an HRESULT is documented "
-                "(missing HRESULT_FROM_WIN32?)")
+        return (
+            f"returned {describe(hr)}, an HRESULT, where a Win32 or ISDSC status is "
+            "documented (HRESULT_FROM_WIN32 used by mistake?)"
+        )
+    if (
+        spec.convention == "hresult"
+        and is_plain_win32(hr)
+        and hr not in documented
+        and not any(subject.table.admits(a, hr) for a in spec.also)
+    ):
+        return (
+            f"returned {hex32(hr)}, a bare Win32 code, where an HRESULT is documented "
+            "(missing HRESULT_FROM_WIN32?)"
+        )
     outs = [p for p in spec.params if p.is_out and p.name in outcome.outputs]
-    if (hr != 0 if spec.convention == "win32" else failed(hr)):
+    if hr != 0 if spec.convention == "win32" else failed(hr):
         leaked = [p.name for p in outs if outcome.outputs.get(p.name) is not None]
         if leaked:
-            return (f"failed with {describe(hr)} but set {', '.join(leaked)}: out-parameters "
-                    "must be NULL on failure")
+            return (
+                f"failed with {describe(hr)} but set {', '.join(leaked)}: out-parameters "
+                "must be NULL on failure"
+            )
         if outcome.completion is not None:
             return f"failed with {describe(hr)} but reported a completion"
         return None
@@ -273,14 +328,17 @@ def out_param_problem(subject: Subject, outcome: Outcome) -> str | None:
         if outcome.completion is None:
             return f"succeeded with {describe(hr)} but the async object {p.name} has no result"
         if not admitted(subject, outcome.completion):
-            return (f"the async object {p.name} completed with "
-                    f"{describe(outcome.completion)}, not a documented code")
+            return (
+                f"the async object {p.name} completed with "
+                f"{describe(outcome.completion)}, not a documented code"
+            )
     if not spec.async_params and outcome.completion is not None:
         return "reported a completion though the method has no async object"
     return None
 
 
 # -- relations between forms and providers ----------------------------------------------------
+
 
 def snapshot(world: World, collections: tuple[str, ...]) -> dict[str, list[str]]:
     out = {}
@@ -294,8 +352,9 @@ def snapshot(world: World, collections: tuple[str, ...]) -> dict[str, list[str]]
 
 def _seen_snapshot(call: Call) -> dict[str, list[str]]:
     """The collections read after a call, as comparable text (those shown, not the errors)."""
-    return {coll: canonical(rows) for coll, rows in call.seen.items()
-            if not isinstance(rows, Exception)}
+    return {
+        coll: canonical(rows) for coll, rows in call.seen.items() if not isinstance(rows, Exception)
+    }
 
 
 def _outcome_text(subject: Subject, outcome: Outcome) -> str:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 # -- the check kinds: one registry ------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Target:
     """What one check item runs on: a spec's subject (with a scenario for a scenario check),
@@ -91,41 +92,100 @@ def _has_twin(spec: Spec, settings: Settings) -> bool:
 
 CHECKS = "conformance.engine.checks:"  # where the kinds' checks are implemented
 
-KINDS: dict[str, CheckKind] = {k.name: k for k in (
-    CheckKind("scenario", "scenario", CHECKS + "run_scenario",
-              description="a scenario of the spec: given, call, code, then"),
-    CheckKind("oracle", "spec", CHECKS + "planned", judge=judge_rules,
-              explores=True,
-              description="the rules' code, out-parameters and next state on the plan"),
-    CheckKind("closed-world", "spec", CHECKS + "planned", judge=judge_documented,
-              marks_codes=False,
-              explores=True,
-              description="only documented codes, or the spec's `also` families"),
-    CheckKind("out-params", "spec", CHECKS + "planned", judge=judge_out_params,
-              blame=blame_given, marks_codes=False,
-              explores=True,
-              description="out and async pointers agree with the code"),
-    CheckKind("repeat", "spec", CHECKS + "planned", applies=_has_effects,
-              judge=judge_rules, calls=2, repro="calls",
-              explores=True,
-              description="each planned call made twice: the second as the rules predict"),
-    CheckKind("variants", "spec", CHECKS + "check_variants", applies=_has_twin, judge=judge_code,
-              with_twin=True,
-              description="the A form behaves as the W form on converted strings"),
-    CheckKind("differential", "spec", CHECKS + "check_differential", optional=True,
-              judge=judge_code,
-              description="the provider agrees with the reference on the plan"),
-    CheckKind("explore", "spec", CHECKS + "run_explore", applies=_exploring, case="drawn",
-              description="exploration: hypothesis-drawn cases judged by every exploring "
-                          "kind; what fails is saved as a regression"),
-    CheckKind("stateful", "family", CHECKS + "run_family", repro="calls", explore_case="explore",
-              description="the family's planned sequences (`machine`) and, exploring, its "
-                          "hypothesis state machine (`explore`)"),
-)}
+KINDS: dict[str, CheckKind] = {
+    k.name: k
+    for k in (
+        CheckKind(
+            "scenario",
+            "scenario",
+            CHECKS + "run_scenario",
+            description="a scenario of the spec: given, call, code, then",
+        ),
+        CheckKind(
+            "oracle",
+            "spec",
+            CHECKS + "planned",
+            judge=judge_rules,
+            explores=True,
+            description="the rules' code, out-parameters and next state on the plan",
+        ),
+        CheckKind(
+            "closed-world",
+            "spec",
+            CHECKS + "planned",
+            judge=judge_documented,
+            marks_codes=False,
+            explores=True,
+            description="only documented codes, or the spec's `also` families",
+        ),
+        CheckKind(
+            "out-params",
+            "spec",
+            CHECKS + "planned",
+            judge=judge_out_params,
+            blame=blame_given,
+            marks_codes=False,
+            explores=True,
+            description="out and async pointers agree with the code",
+        ),
+        CheckKind(
+            "repeat",
+            "spec",
+            CHECKS + "planned",
+            applies=_has_effects,
+            judge=judge_rules,
+            calls=2,
+            repro="calls",
+            explores=True,
+            description="each planned call made twice: the second as the rules predict",
+        ),
+        CheckKind(
+            "variants",
+            "spec",
+            CHECKS + "check_variants",
+            applies=_has_twin,
+            judge=judge_code,
+            with_twin=True,
+            description="the A form behaves as the W form on converted strings",
+        ),
+        CheckKind(
+            "differential",
+            "spec",
+            CHECKS + "check_differential",
+            optional=True,
+            judge=judge_code,
+            description="the provider agrees with the reference on the plan",
+        ),
+        CheckKind(
+            "explore",
+            "spec",
+            CHECKS + "run_explore",
+            applies=_exploring,
+            case="drawn",
+            description="exploration: hypothesis-drawn cases judged by every exploring "
+            "kind; what fails is saved as a regression",
+        ),
+        CheckKind(
+            "stateful",
+            "family",
+            CHECKS + "run_family",
+            repro="calls",
+            explore_case="explore",
+            description="the family's planned sequences (`machine`) and, exploring, its "
+            "hypothesis state machine (`explore`)",
+        ),
+    )
+}
 
 
-def kinds_for(spec: Spec, settings: Settings, optional: frozenset[str] = frozenset()
-              ) -> list[CheckKind]:
+def kinds_for(
+    spec: Spec, settings: Settings, optional: frozenset[str] = frozenset()
+) -> list[CheckKind]:
     """The per-spec kinds that apply to a spec in a run (`optional`: those asked for)."""
-    return [k for k in KINDS.values() if k.scope == "spec" and k.applies(spec, settings)
-            and (not k.optional or k.name in optional)]
+    return [
+        k
+        for k in KINDS.values()
+        if k.scope == "spec"
+        and k.applies(spec, settings)
+        and (not k.optional or k.name in optional)
+    ]

@@ -79,16 +79,18 @@ class Costs:
         if raw is None:
             return cls()
         if not isinstance(raw, dict):
-            raise CostsError(f"capabilities()['costs'] is {type(raw).__name__}, not a map of "
-                             f"{', '.join(KINDS)} to seconds")
+            raise CostsError(
+                f"capabilities()['costs'] is {type(raw).__name__}, not a map of "
+                f"{', '.join(KINDS)} to seconds"
+            )
         table: dict[str, float | dict[str, float]] = {}
         for kind, value in raw.items():
             if kind not in KINDS:
-                raise CostsError(f"capabilities()['costs'][{kind!r}]: not an operation kind "
-                                 f"({', '.join(KINDS)})")
+                raise CostsError(
+                    f"capabilities()['costs'][{kind!r}]: not an operation kind ({', '.join(KINDS)})"
+                )
             if isinstance(value, dict):
-                table[kind] = {str(k): _seconds(v, f"[{kind!r}][{k!r}]")
-                               for k, v in value.items()}
+                table[kind] = {str(k): _seconds(v, f"[{kind!r}][{k!r}]") for k, v in value.items()}
             else:
                 table[kind] = _seconds(value, f"[{kind!r}]")
         return cls(table, True)
@@ -107,10 +109,15 @@ class Costs:
 
 
 def _seconds(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or \
-            not math.isfinite(value) or value < 0:
-        raise CostsError(f"capabilities()['costs']{where} is {value!r}; a cost is a number of "
-                         "seconds >= 0")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise CostsError(
+            f"capabilities()['costs']{where} is {value!r}; a cost is a number of seconds >= 0"
+        )
     return float(value)
 
 
@@ -141,8 +148,10 @@ def parse_budget(text: str) -> Budget:
     """`10m`, `90s`, `1.5h`, `5000ops` (a bare number is seconds)."""
     match = _BUDGET.match(text or "")
     if not match:
-        raise ValueError(f"{text!r} is not a budget: give a time (90s, 10m, 1h) or a number of "
-                         "operations (5000ops)")
+        raise ValueError(
+            f"{text!r} is not a budget: give a time (90s, 10m, 1h) or a number of "
+            "operations (5000ops)"
+        )
     number, unit = float(match.group(1)), (match.group(2) or "s").lower()
     if unit.startswith("op"):
         if number != int(number) or number < 1:

@@ -69,10 +69,11 @@ class Oracle:
         for entry in (*spec.also, *(o.code for o in spec.observed)):
             if entry in codes.symbols:
                 self.values.setdefault(entry, codes.symbols[entry])
-        text = " ".join([r.when for r in spec.rules] + [e for r in spec.rules
-                                                         for e in (*r.effects.values(),
-                                                                   *r.outputs.values())]
-                        + [o.when for o in spec.observed if o.when])
+        text = " ".join(
+            [r.when for r in spec.rules]
+            + [e for r in spec.rules for e in (*r.effects.values(), *r.outputs.values())]
+            + [o.when for o in spec.observed if o.when]
+        )
         # Only the collections the rules read are handed to CEL: converting the state is the
         # largest cost of an evaluation by `cel`, and most collections are not read.
         self.reads = frozenset(re.findall(r"\bstate\.([A-Za-z_][A-Za-z0-9_]*)", text))
@@ -103,9 +104,11 @@ class Oracle:
         return f"{self.spec.file}:{line}: rules[{rule.index}].{where}: {message}"
 
     def scope(self, state: dict[str, Any], args: dict[str, Any]) -> Scope:
-        variables = {"state": {k: v for k, v in state.items() if k in self.reads},
-                     "args": oracle_args(args),
-                     "constants": self.constants}
+        variables = {
+            "state": {k: v for k, v in state.items() if k in self.reads},
+            "args": oracle_args(args),
+            "constants": self.constants,
+        }
         return Scope(variables, self.functions)
 
     def predict(self, state: dict[str, Any], args: dict[str, Any]) -> Prediction:
@@ -117,11 +120,16 @@ class Oracle:
             except Exception as exc:
                 raise failed(self._place(rule, "when", ""), exc) from None
             if hit is True:
-                return Prediction(rule, rule.expect, tuple(self.value(c) for c in rule.expect),
-                                  self._effects(rule, state, ctx), self._outputs(rule, ctx))
+                return Prediction(
+                    rule,
+                    rule.expect,
+                    tuple(self.value(c) for c in rule.expect),
+                    self._effects(rule, state, ctx),
+                    self._outputs(rule, ctx),
+                )
             if hit is not False:
                 raise OracleError(self._place(rule, "when", f"gave {hit!r}, not a bool"))
-        raise OracleError(f"{self.spec.file}: no rule matched; end the rules with when: \"true\"")
+        raise OracleError(f'{self.spec.file}: no rule matched; end the rules with when: "true"')
 
     def _observed_program(self, entry: Observed) -> Expression:
         try:
@@ -133,8 +141,7 @@ class Oracle:
         line = self.spec.line("observed", entry.index, "when")
         return f"{self.spec.file}:{line}: observed[{entry.index}].when: {message}"
 
-    def observed_holds(self, entry: Observed, state: dict[str, Any],
-                       args: dict[str, Any]) -> bool:
+    def observed_holds(self, entry: Observed, state: dict[str, Any], args: dict[str, Any]) -> bool:
         """Whether an `observed` entry's condition holds for this call (no `when`: always)."""
         if not entry.when:
             return True
@@ -154,8 +161,9 @@ class Oracle:
             except Exception as exc:
                 raise failed(self._place(rule, f"effects.{coll}", ""), exc) from None
             if not isinstance(value, list):
-                raise OracleError(self._place(rule, f"effects.{coll}",
-                                              f"gave {type(value).__name__}, not a list"))
+                raise OracleError(
+                    self._place(rule, f"effects.{coll}", f"gave {type(value).__name__}, not a list")
+                )
             after[coll] = list(value)  # never the list of the state it was computed from
         return after
 

@@ -79,8 +79,10 @@ class Planned:
             keys = [k for k, g in self.goals.items() if g.kind == kind]
             out[kind] = {"covered": sum(k in covered for k in keys), "total": len(keys)}
         for name, missing in (("unreachable", self.unreachable), ("left_out", self.left_out)):
-            out[name] = [{"item": self.goals[k].label, "kind": self.goals[k].kind, "why": why}
-                         for k, why in missing.items()]
+            out[name] = [
+                {"item": self.goals[k].label, "kind": self.goals[k].kind, "why": why}
+                for k, why in missing.items()
+            ]
         return out
 
 
@@ -97,11 +99,16 @@ class SpecPlan(Planned):
 
     def summary(self) -> dict[str, Any]:
         """The plan of this spec as results.json and `conformance plan --json` show it."""
-        return {"cases": len(self.cases), "candidates": self.candidates,
-                "calls_per_case": self.calls, "observe": list(self.observe),
-                "operations": self.operations().as_dict(),
-                "seconds": round(self.seconds(), 3), "coverage": self.coverage(),
-                **({"error": self.error} if self.error else {})}
+        return {
+            "cases": len(self.cases),
+            "candidates": self.candidates,
+            "calls_per_case": self.calls,
+            "observe": list(self.observe),
+            "operations": self.operations().as_dict(),
+            "seconds": round(self.seconds(), 3),
+            "coverage": self.coverage(),
+            **({"error": self.error} if self.error else {}),
+        }
 
 
 def plan_spec(spec: Spec, ctx: Context) -> SpecPlan:
@@ -162,15 +169,16 @@ def _plan_cases(plan: SpecPlan, spec: Spec, ctx: Context, oracle: Oracle) -> Non
             plan.tiers.append(tier)
     for key in goals:
         if key not in plan.covered:
-            plan.unreachable[key] = why_unreachable(spec, ctx, goals[key], pool, conditions,
-                                                    oracle)
+            plan.unreachable[key] = why_unreachable(spec, ctx, goals[key], pool, conditions, oracle)
 
 
 def _operand_place(spec: Spec, exc: CostlyOperand) -> str:
     """The rule a costly operand belongs to, as file:line, with the bound."""
     for rule in spec.rules:
-        for where, source in (("when", rule.when), *(
-                (f"effects.{name}", src) for name, src in rule.effects.items())):
+        for where, source in (
+            ("when", rule.when),
+            *((f"effects.{name}", src) for name, src in rule.effects.items()),
+        ):
             if exc.source in source:
                 line = spec.line("rules", rule.index, where.split(".")[0])
                 return f"{spec.file}:{line}: rules[{rule.index}].{where}: CostExceeded: {exc}"
@@ -184,16 +192,21 @@ def greedy(pool: list[Candidate], wanted: set[str]) -> list[Candidate]:
     left = set(wanted)
     useful = [c for c in pool if c.covers & left]
     while left and useful:
-        best = max(useful, key=lambda c: (len(c.covers & left) / max(c.seconds, 1e-9),
-                                          -c.order))
+        best = max(useful, key=lambda c: (len(c.covers & left) / max(c.seconds, 1e-9), -c.order))
         chosen.append(best)
         left -= best.covers
         useful = [c for c in useful if c.covers & left]
     return chosen
 
 
-def why_unreachable(spec: Spec, ctx: Context, goal: Goal, pool: list[Candidate],
-                    conditions: dict[int, tuple[str, list[Any]]], oracle: Oracle) -> str:
+def why_unreachable(
+    spec: Spec,
+    ctx: Context,
+    goal: Goal,
+    pool: list[Candidate],
+    conditions: dict[int, tuple[str, list[Any]]],
+    oracle: Oracle,
+) -> str:
     """A person's reason why no case covers a goal."""
     kind, _, rest = goal.key.partition(":")
     if kind == "code" and not any(rest in r.expect for r in spec.rules):
@@ -206,23 +219,28 @@ def why_unreachable(spec: Spec, ctx: Context, goal: Goal, pool: list[Candidate],
         return "the provider cannot inject this fault (not in its capabilities' faults)"
     missing = [c.step for c in relevant(spec, ctx.domain)[0] if not ctx.allowed.step(c.step)]
     if missing:
-        return ("no case the provider can build reaches it (it cannot build: "
-                f"{', '.join(missing)})")
+        return f"no case the provider can build reaches it (it cannot build: {', '.join(missing)})"
     if kind == "condition":
         rule, operand = (int(x) for x in rest.split(":"))
         joiner, parts = conditions[rule]
         want = joiner == "||"
         values = {operand_truth(parts[operand], oracle.scope(c.state, c.case.args)) for c in pool}
         if want not in values and "state." not in parts[operand].source:
-            return (f"no argument the planner tries makes the operand {str(want).lower()} (its "
-                    "values come from the parameter's declared type and values)")
+            return (
+                f"no argument the planner tries makes the operand {str(want).lower()} (its "
+                "values come from the parameter's declared type and values)"
+            )
         if want not in values:
-            return (f"the operand is never {str(want).lower()} in a state the `given` steps "
-                    "build (a call sequence may reach it: the family check)"
-                    if None not in values or values - {None} else
-                    "the operand cannot be evaluated alone (it relies on another operand)")
-        return ("whenever this operand is " + str(want).lower() + ", another operand is too "
-                "(or cannot be evaluated alone): the operands are not independent")
+            return (
+                f"the operand is never {str(want).lower()} in a state the `given` steps "
+                "build (a call sequence may reach it: the family check)"
+                if None not in values or values - {None}
+                else "the operand cannot be evaluated alone (it relies on another operand)"
+            )
+        return (
+            "whenever this operand is " + str(want).lower() + ", another operand is too "
+            "(or cannot be evaluated alone): the operands are not independent"
+        )
     if kind == "effect":
         return "no small case makes this effect change the collection"
     return "no small case reaches it (dead or shadowed by an earlier rule?)"

@@ -28,13 +28,31 @@ class Profile:
 PROFILES = {
     p.name: p
     for p in (
-        Profile("quick", 0, 0, 0, False,
-                "every rule, code and effect, and the pairs of methods of each family"),
-        Profile("ci", 1, 0, 0, False,
-                "the default: also conditions (MC/DC), argument classes, faults, transitions, "
-                "repeat and variants"),
-        Profile("thorough", 1, 200, 50, True,
-                "the ci plan, then exploration: 200 drawn cases per method, steered to unseen "
-                "codes, and 50 sequences of each family machine"),
+        Profile(
+            "quick",
+            0,
+            0,
+            0,
+            False,
+            "every rule, code and effect, and the pairs of methods of each family",
+        ),
+        Profile(
+            "ci",
+            1,
+            0,
+            0,
+            False,
+            "the default: also conditions (MC/DC), argument classes, faults, transitions, "
+            "repeat and variants",
+        ),
+        Profile(
+            "thorough",
+            1,
+            200,
+            50,
+            True,
+            "the ci plan, then exploration: 200 drawn cases per method, steered to unseen "
+            "codes, and 50 sequences of each family machine",
+        ),
     )
 }

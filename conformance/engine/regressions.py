@@ -65,14 +65,22 @@ def load_one(path: Path) -> Regression:
         raise RegressionError(f"{path}: not a regression (a YAML map is expected)")
     check = data.get("check")
     if not isinstance(check, str) or check.count("::") < 2:
-        raise RegressionError(f"{path}: `check` must name the check it is replayed under "
-                              "(<method or family>::<kind>::<case>)")
+        raise RegressionError(
+            f"{path}: `check` must name the check it is replayed under "
+            "(<method or family>::<kind>::<case>)"
+        )
     if not ("call" in data or "calls" in data):
         raise RegressionError(f"{path}: a regression needs `call` (one call) or `calls`")
     seed = data.get("seed")
-    return Regression(path, check, data, str(data.get("provider") or ""),
-                      seed if isinstance(seed, int) else None, str(data.get("found") or ""),
-                      str(data.get("message") or ""))
+    return Regression(
+        path,
+        check,
+        data,
+        str(data.get("provider") or ""),
+        seed if isinstance(seed, int) else None,
+        str(data.get("found") or ""),
+        str(data.get("message") or ""),
+    )
 
 
 def by_check(regressions: list[Regression]) -> dict[str, list[Regression]]:
@@ -82,22 +90,33 @@ def by_check(regressions: list[Regression]) -> dict[str, list[Regression]]:
     return out
 
 
-def save(folder: Path, check: str, repro: dict[str, Any], provider: str, seed: int | None,
-         message: str) -> Path:
+def save(
+    folder: Path, check: str, repro: dict[str, Any], provider: str, seed: int | None, message: str
+) -> Path:
     """Write one regression (the same case twice is one file) and return its path."""
     shape = {k: repro[k] for k in ("method", "given", "call", "calls", "expect") if k in repro}
-    digest = hashlib.sha256(json.dumps([check, shape], sort_keys=True, default=str,
-                                       ensure_ascii=False).encode("utf-8")).hexdigest()[:10]
+    digest = hashlib.sha256(
+        json.dumps([check, shape], sort_keys=True, default=str, ensure_ascii=False).encode("utf-8")
+    ).hexdigest()[:10]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{_SLUG.sub('-', check.lower()).strip('-')}-{digest}.yaml"
     if path.exists():
         return path
-    data = {"check": check, **shape, "provider": provider, "seed": seed,
-            "found": date.today().isoformat(), "message": message}
-    header = (f"# Found by exploration; every run replays it under {check} until it passes.\n"
-              "# Keep this file with the baseline; remove it to forget the case.\n")
+    data = {
+        "check": check,
+        **shape,
+        "provider": provider,
+        "seed": seed,
+        "found": date.today().isoformat(),
+        "message": message,
+    }
+    header = (
+        f"# Found by exploration; every run replays it under {check} until it passes.\n"
+        "# Keep this file with the baseline; remove it to forget the case.\n"
+    )
     tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True),
-                   encoding="utf-8")
+    tmp.write_text(
+        header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8"
+    )
     tmp.replace(path)
     return path

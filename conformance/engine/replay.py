@@ -58,8 +58,14 @@ def load_repro(path: str | Path) -> dict[str, Any]:
 def _calls(repro: dict[str, Any]) -> list[dict[str, Any]]:
     if "calls" in repro:
         return list(repro["calls"] or [])
-    return [{"method": repro.get("method"), "call": repro["call"], "expect": repro.get("expect"),
-             "then": repro.get("then")}]
+    return [
+        {
+            "method": repro.get("method"),
+            "call": repro["call"],
+            "expect": repro.get("expect"),
+            "then": repro.get("then"),
+        }
+    ]
 
 
 def _kind(repro: dict[str, Any]) -> str:
@@ -69,21 +75,28 @@ def _kind(repro: dict[str, Any]) -> str:
     return next(k.name for k in KINDS.values() if k.scope == "scenario")  # a hand-written one
 
 
-def replay(repro: dict[str, Any], catalog: Catalog, provider: Provider,
-           settings: Settings | None = None) -> ReplayResult:
+def replay(
+    repro: dict[str, Any], catalog: Catalog, provider: Provider, settings: Settings | None = None
+) -> ReplayResult:
     """Run a reproduction; passed is True when the provider now behaves as documented."""
     calls = _calls(repro)
     methods = [c.get("method") or repro.get("method") for c in calls if "given" not in c]
     unknown = [m for m in methods if m not in catalog.specs]
     if unknown:
-        raise ReproError(f"unknown method {unknown[0]!r} in the reproduction (is it in the "
-                         "specs given with --specs?)")
+        raise ReproError(
+            f"unknown method {unknown[0]!r} in the reproduction (is it in the "
+            "specs given with --specs?)"
+        )
     if not methods:  # a family check that failed on a step, before any call
         return _steps_only(repro, calls, catalog, provider)
     domain = catalog.domain_of(catalog.specs[methods[0]])
     observable = tuple(c for c in _observable(provider) if c in domain.collections)
-    subjects = {m: Subject(catalog.specs[m], domain, catalog.codes, provider, observable,
-                           settings or Settings()) for m in set(methods)}
+    subjects = {
+        m: Subject(
+            catalog.specs[m], domain, catalog.codes, provider, observable, settings or Settings()
+        )
+        for m in set(methods)
+    }
     world = World(provider, domain)
     state = domain.empty_state()
     kind = _kind(repro)
@@ -100,9 +113,12 @@ def replay(repro: dict[str, Any], catalog: Catalog, provider: Provider,
             problem, state = _one_call(subject, world, state, entry, kind)
             if problem:
                 expect = entry.get("expect")
-                return ReplayResult(False, f"call {done} ({subject.spec.id}): {problem}", done,
-                                    tuple(expect) if isinstance(expect, list)
-                                    else ((expect,) if expect else ()))
+                return ReplayResult(
+                    False,
+                    f"call {done} ({subject.spec.id}): {problem}",
+                    done,
+                    tuple(expect) if isinstance(expect, list) else ((expect,) if expect else ()),
+                )
     except ProviderError as exc:
         return ReplayResult(False, str(exc), 0)
     except Unsupported as exc:
@@ -110,13 +126,16 @@ def replay(repro: dict[str, Any], catalog: Catalog, provider: Provider,
     return ReplayResult(True, f"{done} call(s) behave as documented", done)
 
 
-def _steps_only(repro: dict[str, Any], calls: list[dict[str, Any]], catalog: Catalog,
-                provider: Provider) -> ReplayResult:
+def _steps_only(
+    repro: dict[str, Any], calls: list[dict[str, Any]], catalog: Catalog, provider: Provider
+) -> ReplayResult:
     """A reproduction of steps alone (the provider failed a setup): the steps run again."""
     family = str(repro.get("check", "")).split("::")[0]
     if family not in catalog.domains:
-        raise ReproError("the reproduction names no method, and its `check` no family of the "
-                         "specs loaded (is it in the specs given with --specs?)")
+        raise ReproError(
+            "the reproduction names no method, and its `check` no family of the "
+            "specs loaded (is it in the specs given with --specs?)"
+        )
     domain = catalog.domains[family]
     world = World(provider, domain)
     state = domain.empty_state()
@@ -156,8 +175,9 @@ def _one_call(subject: Subject, world: World, state, entry: dict[str, Any], kind
     args = scenario_args(spec, scenario)
     predicted = subject.oracle.predict(state, args)
     if expect_t:  # the reproduction says what the call must give
-        predicted = replace(predicted, codes=expect_t,
-                            values=tuple(subject.oracle.value(c) for c in expect_t))
+        predicted = replace(
+            predicted, codes=expect_t, values=tuple(subject.oracle.value(c) for c in expect_t)
+        )
     outcome = world.call(spec, args, subject.observable)
     call = Call(state, args, predicted, outcome)
     for coll in subject.observable:
@@ -179,8 +199,13 @@ def _failing_method(repro: dict[str, Any], result: ReplayResult) -> str | None:
 
 def _names(entries: list[dict[str, Any]]) -> set[str]:
     """The scenario names the `given` entries create (a step's first key holds the name)."""
-    return {str(next(iter(step.values()))) for e in entries if "given" in e
-            for step in e["given"] or [] if step and next(iter(step)) != "fault"}
+    return {
+        str(next(iter(step.values())))
+        for e in entries
+        if "given" in e
+        for step in e["given"] or []
+        if step and next(iter(step)) != "fault"
+    }
 
 
 def _mentions(value: Any) -> set[str]:
@@ -207,12 +232,12 @@ def _dangling(entries: list[dict[str, Any]], named: set[str]) -> bool:
 
 
 def _without_expects(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [e if "given" in e else {k: v for k, v in e.items() if k != "expect"}
-            for e in entries]
+    return [e if "given" in e else {k: v for k, v in e.items() if k != "expect"} for e in entries]
 
 
-def predicted_expects(repro: dict[str, Any], catalog: Catalog,
-                      settings: Settings | None = None) -> dict[str, Any]:
+def predicted_expects(
+    repro: dict[str, Any], catalog: Catalog, settings: Settings | None = None
+) -> dict[str, Any]:
     """The reproduction with each call's `expect` what the rules give after the steps before
     it: what a shortened sequence must be checked against."""
     calls = _calls(repro)
@@ -238,8 +263,13 @@ def predicted_expects(repro: dict[str, Any], catalog: Catalog,
     return {**repro, "calls": out}
 
 
-def minimize(repro: dict[str, Any], catalog: Catalog, provider: Provider,
-             settings: Settings | None = None, max_replays: int = 200) -> dict[str, Any]:
+def minimize(
+    repro: dict[str, Any],
+    catalog: Catalog,
+    provider: Provider,
+    settings: Settings | None = None,
+    max_replays: int = 200,
+) -> dict[str, Any]:
     """Drop calls and given steps one at a time while the reproduction still fails at the same
     method, so that every entry left is needed (hypothesis's shrinker can stop short of that on
     a state machine). Each try re-predicts the codes, as the shorter sequence changes them."""
@@ -257,9 +287,10 @@ def minimize(repro: dict[str, Any], catalog: Catalog, provider: Provider,
     while shrunk and replays < max_replays:
         shrunk = False
         for i in reversed(range(len(entries))):
-            candidate = {**repro, "calls": entries[:i] + entries[i + 1:]}
-            if not any("given" not in e for e in candidate["calls"]) or \
-                    _dangling(candidate["calls"], named):
+            candidate = {**repro, "calls": entries[:i] + entries[i + 1 :]}
+            if not any("given" not in e for e in candidate["calls"]) or _dangling(
+                candidate["calls"], named
+            ):
                 continue
             replays += 1
             try:

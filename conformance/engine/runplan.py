@@ -16,6 +16,7 @@ from conformance.engine.strategies import Allowed
 
 # -- the run's plan ---------------------------------------------------------------------------
 
+
 @dataclass
 class RunPlan:
     """The plans of a run's specs and families, after the budget; what a run prints before it
@@ -60,48 +61,77 @@ class RunPlan:
         return sum(len(p.left_out) for p in self._plans())
 
     def summary(self) -> dict[str, Any]:
-        return {"cases": self.cases(), "sequences": self.sequences(),
-                "operations": self.operations().as_dict(),
-                "seconds": round(self.seconds(), 3), "coverage": self.coverage(),
-                "budget": str(self.budget) if self.budget else None,
-                "left_out": self.left_out(),
-                "families": {name: plan.summary() for name, plan in self.families.items()}}
+        return {
+            "cases": self.cases(),
+            "sequences": self.sequences(),
+            "operations": self.operations().as_dict(),
+            "seconds": round(self.seconds(), 3),
+            "coverage": self.coverage(),
+            "budget": str(self.budget) if self.budget else None,
+            "left_out": self.left_out(),
+            "families": {name: plan.summary() for name, plan in self.families.items()},
+        }
 
     def headline(self) -> str:
         """One line: the plan's size and what it should take on this provider."""
         ops = self.operations()
         cov = self.coverage()
-        covered = ", ".join(f"{k} {v['covered']}/{v['total']}" for k, v in cov.items()
-                            if v["total"])
-        budget = f"; budget {self.budget}: {self.left_out()} items left out" \
-            if self.budget else ""
+        covered = ", ".join(
+            f"{k} {v['covered']}/{v['total']}" for k, v in cov.items() if v["total"]
+        )
+        budget = f"; budget {self.budget}: {self.left_out()} items left out" if self.budget else ""
         methods = f"{len(self.specs)} method" + ("" if len(self.specs) == 1 else "s")
-        families = f" and {self.sequences()} sequences over {len(self.families)} " \
-            f"famil{'y' if len(self.families) == 1 else 'ies'}" if self.families else ""
-        return (f"plan: {self.cases()} cases over {methods}{families}, "
-                f"{ops.total} operations (reset {ops.counts['reset']}, setup "
-                f"{ops.counts['setup']}, call {ops.counts['call']}, observe "
-                f"{ops.counts['observe']}), about {duration(self.seconds())} on this provider"
-                + (f"; coverage {covered}" if covered else "") + budget)
+        families = (
+            f" and {self.sequences()} sequences over {len(self.families)} "
+            f"famil{'y' if len(self.families) == 1 else 'ies'}"
+            if self.families
+            else ""
+        )
+        return (
+            f"plan: {self.cases()} cases over {methods}{families}, "
+            f"{ops.total} operations (reset {ops.counts['reset']}, setup "
+            f"{ops.counts['setup']}, call {ops.counts['call']}, observe "
+            f"{ops.counts['observe']}), about {duration(self.seconds())} on this provider"
+            + (f"; coverage {covered}" if covered else "")
+            + budget
+        )
 
     def as_json(self) -> dict[str, Any]:
         """`conformance plan --json`: the run's figures, each method's plan with its cases in
         the spec's scenario shape, each family's sequences as reproductions are written."""
-        return {**self.summary(), "methods": {
-            spec_id: {**plan.summary(),
-                      "planned": [{**c.case.scenario(c.prediction.codes),
-                                   "rule": c.prediction.rule.index,
-                                   "covers": sorted(k for k in c.covers if k in plan.goals),
-                                   "operations": c.operations.total,
-                                   "seconds": round(c.seconds, 4)} for c in plan.cases]}
-            for spec_id, plan in self.specs.items()},
-            "families": {name: {**plan.summary(),
-                                "planned": [{**s.scenario(),
-                                             "covers": sorted(k for k in s.covers
-                                                              if k in plan.goals),
-                                             "operations": s.operations.total}
-                                            for s in plan.cases]}
-                         for name, plan in self.families.items()}}
+        return {
+            **self.summary(),
+            "methods": {
+                spec_id: {
+                    **plan.summary(),
+                    "planned": [
+                        {
+                            **c.case.scenario(c.prediction.codes),
+                            "rule": c.prediction.rule.index,
+                            "covers": sorted(k for k in c.covers if k in plan.goals),
+                            "operations": c.operations.total,
+                            "seconds": round(c.seconds, 4),
+                        }
+                        for c in plan.cases
+                    ],
+                }
+                for spec_id, plan in self.specs.items()
+            },
+            "families": {
+                name: {
+                    **plan.summary(),
+                    "planned": [
+                        {
+                            **s.scenario(),
+                            "covers": sorted(k for k in s.covers if k in plan.goals),
+                            "operations": s.operations.total,
+                        }
+                        for s in plan.cases
+                    ],
+                }
+                for name, plan in self.families.items()
+            },
+        }
 
 
 def render_plan(plan: RunPlan, provider: str, profile: str, cases: bool = False) -> str:
@@ -110,45 +140,60 @@ def render_plan(plan: RunPlan, provider: str, profile: str, cases: bool = False)
     lines = [f"plan for provider {provider}, profile {profile} (the same whatever --seed)"]
     width = max((len(s) for s in plan.specs), default=6)
     kinds = [k for k in GOAL_KINDS]
-    lines.append(f"{'method':<{width}}  {'cases':>5} {'ops':>6} {'time':>9}  "
-                 + " ".join(f"{k[:10]:>10}" for k in kinds))
+    lines.append(
+        f"{'method':<{width}}  {'cases':>5} {'ops':>6} {'time':>9}  "
+        + " ".join(f"{k[:10]:>10}" for k in kinds)
+    )
     for spec_id, spec_plan in sorted(plan.specs.items()):
         cov = spec_plan.coverage()
-        lines.append(f"{spec_id:<{width}}  {len(spec_plan.cases):>5} "
-                     f"{spec_plan.operations().total:>6} {duration(spec_plan.seconds()):>9}  "
-                     + " ".join(f"{cov[k]['covered']:>4}/{cov[k]['total']:<5}" for k in kinds))
+        lines.append(
+            f"{spec_id:<{width}}  {len(spec_plan.cases):>5} "
+            f"{spec_plan.operations().total:>6} {duration(spec_plan.seconds()):>9}  "
+            + " ".join(f"{cov[k]['covered']:>4}/{cov[k]['total']:<5}" for k in kinds)
+        )
         if cases:
             for case, tier in zip(spec_plan.cases, spec_plan.tiers, strict=True):
-                shown = json.dumps(case.case.scenario(case.prediction.codes), ensure_ascii=False,
-                                   default=str)
-                lines.append(f"    tier {tier}, rule {case.prediction.rule.index}, "
-                             f"{case.operations.total} ops: {shown}")
+                shown = json.dumps(
+                    case.case.scenario(case.prediction.codes), ensure_ascii=False, default=str
+                )
+                lines.append(
+                    f"    tier {tier}, rule {case.prediction.rule.index}, "
+                    f"{case.operations.total} ops: {shown}"
+                )
     for name, family in sorted(plan.families.items()):
         cov = family.coverage()
-        lines.append(f"{name + ' (sequences)':<{width}}  {len(family.cases):>5} "
-                     f"{family.operations().total:>6} {duration(family.seconds()):>9}  "
-                     + ", ".join(f"{k} {cov[k]['covered']}/{cov[k]['total']}"
-                                 for k in ("pairs", "steps", "transitions")))
+        lines.append(
+            f"{name + ' (sequences)':<{width}}  {len(family.cases):>5} "
+            f"{family.operations().total:>6} {duration(family.seconds()):>9}  "
+            + ", ".join(
+                f"{k} {cov[k]['covered']}/{cov[k]['total']}"
+                for k in ("pairs", "steps", "transitions")
+            )
+        )
         if cases:
             for sequence, tier in zip(family.cases, family.tiers, strict=True):
                 shown = json.dumps(sequence.scenario(), ensure_ascii=False, default=str)
                 lines.append(f"    tier {tier}, {sequence.operations.total} ops: {shown}")
     if plan.fixed.total:
-        lines.append(f"scenarios and exploration (estimated): {plan.fixed.total} operations, "
-                     f"about {duration(plan.fixed_seconds)}")
+        lines.append(
+            f"scenarios and exploration (estimated): {plan.fixed.total} operations, "
+            f"about {duration(plan.fixed_seconds)}"
+        )
     lines.append(plan.headline())
     owners = sorted([*plan.specs.items(), *plan.families.items()])
     for title, attr in (("not reachable", "unreachable"), ("left out", "left_out")):
-        entries = [(owner, p.goals[k].label, why) for owner, p in owners
-                   for k, why in getattr(p, attr).items()]
+        entries = [
+            (owner, p.goals[k].label, why)
+            for owner, p in owners
+            for k, why in getattr(p, attr).items()
+        ]
         if entries:
             lines.append(f"{title} ({len(entries)}):")
             lines += [f"  {spec_id}: {label}: {why}" for spec_id, label, why in entries]
     return "\n".join(lines)
 
 
-def apply_budget(plans: list[SpecPlan], budget: Budget, fixed: Tally,
-                 fixed_seconds: float) -> None:
+def apply_budget(plans: list[SpecPlan], budget: Budget, fixed: Tally, fixed_seconds: float) -> None:
     """Keep cases while the run stays within `budget`: tier 0 of every spec before tier 1,
     the specs taking turns, each spec's cases in the order the greedy cover chose them."""
     ops, seconds = fixed.total, fixed_seconds
@@ -193,5 +238,6 @@ def rule_warnings(catalog: Any) -> list[str]:
                 warnings.append(
                     f"{spec.file}:{spec.line('rules', rule.index)}: rules[{rule.index}]: "
                     "warning: no case makes this rule the first to match (dead, shadowed by an "
-                    "earlier rule, or reachable only after a sequence of calls)")
+                    "earlier rule, or reachable only after a sequence of calls)"
+                )
     return warnings

@@ -1,5 +1,4 @@
-"""Scenario checks: one row of a spec's scenario table (given, call, code, then) run as written.
-"""
+"""Scenario checks: one row of a spec's scenario table (given, call, code, then) run as written."""
 
 from __future__ import annotations
 
@@ -25,6 +24,7 @@ if TYPE_CHECKING:
     from conformance.spec.model import Scenario, Spec
 
 # -- scenario ---------------------------------------------------------------------------------
+
 
 def scenario_args(spec: Spec, scenario: Scenario) -> dict[str, Any]:
     """A scenario's `call` as oracle arguments: unknown refs, special names, NULL pointers."""
@@ -57,7 +57,8 @@ def check_scenario(subject: Subject, scenario: Scenario) -> Verdict:
             wrong = OracleError(
                 f"{spec.file}:{spec.line('scenarios', scenario.index)}: scenario "
                 f"{scenario.name!r} expects {', '.join(scenario.expect)} but the rules predict "
-                f"{', '.join(predicted.codes)} (rule {predicted.rule.index})")
+                f"{', '.join(predicted.codes)} (rule {predicted.rule.index})"
+            )
     except OracleError as exc:
         wrong = exc
     then = Then(spec, args, tuple(scenario.then)) if wrong is None else None
@@ -67,17 +68,24 @@ def check_scenario(subject: Subject, scenario: Scenario) -> Verdict:
             raise wrong
         trial = Trial(world, state, args, world.call(spec, args))
     except ProviderError as exc:
-        raise CheckFailed(f"{exc} {context_line(steps, args)}",
-                          repro(steps, args, scenario.expect), scenario.expect) from None
+        raise CheckFailed(
+            f"{exc} {context_line(steps, args)}",
+            repro(steps, args, scenario.expect),
+            scenario.expect,
+        ) from None
     codes = {s: FAILED for s in scenario.expect}
-    problem = code_mismatch(subject, scenario.expect, trial.outcome, state, args) or \
-        outputs_mismatch(trial.world, predicted.outputs, trial.outcome)
+    problem = code_mismatch(
+        subject, scenario.expect, trial.outcome, state, args
+    ) or outputs_mismatch(trial.world, predicted.outputs, trial.outcome)
     if problem is None:
         problem = _then_mismatch(trial, scenario.then)
     if problem:
-        raise CheckFailed(f"{problem} {context_line(steps, args)}",
-                          repro(steps, args, scenario.expect), scenario.expect,
-                          details(subject, trial, scenario.expect))
+        raise CheckFailed(
+            f"{problem} {context_line(steps, args)}",
+            repro(steps, args, scenario.expect),
+            scenario.expect,
+            details(subject, trial, scenario.expect),
+        )
     return Verdict(PASSED, codes={s: PASSED for s in codes})
 
 
@@ -94,8 +102,10 @@ def _then_mismatch(trial: Trial, then: dict[str, Any]) -> str | None:
             if not match:
                 return f"{coll} after the call: no object like {w} in {_objects(seen)}"
         if len(seen) != len(want):
-            return f"{coll} after the call: expected {len(want)} objects, provider has " \
-                   f"{_objects(seen)}"
+            return (
+                f"{coll} after the call: expected {len(want)} objects, provider has "
+                f"{_objects(seen)}"
+            )
     return None
 
 

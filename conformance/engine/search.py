@@ -41,9 +41,15 @@ class Search:
     Rules in precedence order (argument checks, then access, then faults, ...) make the
     case that reaches a late rule many changes away from any small one, and near none."""
 
-    def __init__(self, spec: Spec, ctx: Context, oracle: Oracle,
-                 conditions: dict[int, tuple[str, list[Any]]], pool: list[Candidate],
-                 seen: set[str]):
+    def __init__(
+        self,
+        spec: Spec,
+        ctx: Context,
+        oracle: Oracle,
+        conditions: dict[int, tuple[str, list[Any]]],
+        pool: list[Candidate],
+        seen: set[str],
+    ):
         self.spec, self.ctx, self.oracle = spec, ctx, oracle
         self.conditions = conditions
         self.pool, self.seen = pool, seen
@@ -57,16 +63,24 @@ class Search:
         target = self._target(key)
         if target is None:
             return None
-        scored = sorted(self.pool, key=lambda c: (self._distance(target, c.case, c.state,
-                                                                 self._known(c)), c.order))
+        scored = sorted(
+            self.pool,
+            key=lambda c: (self._distance(target, c.case, c.state, self._known(c)), c.order),
+        )
         for start in scored[:SEEDS]:
             case, state = start.case, start.state
             distance = self._distance(target, case, state)
             for _ in range(STEPS):
                 if distance == 0:
                     break
-                better = next(((c, s, d) for c, s in self._neighbours(case, state)
-                               if (d := self._distance(target, c, s)) < distance), None)
+                better = next(
+                    (
+                        (c, s, d)
+                        for c, s in self._neighbours(case, state)
+                        if (d := self._distance(target, c, s)) < distance
+                    ),
+                    None,
+                )
                 if better is None:
                     break
                 case, state, distance = better
@@ -99,8 +113,13 @@ class Search:
         kept: every goal's search ranks the whole pool."""
         return self.truths.setdefault(id(candidate), {})
 
-    def _distance(self, target: tuple[Any, ...], case: Case, state: dict[str, Any],
-                  known: dict[Any, bool | None] | None = None) -> int:
+    def _distance(
+        self,
+        target: tuple[Any, ...],
+        case: Case,
+        state: dict[str, Any],
+        known: dict[Any, bool | None] | None = None,
+    ) -> int:
         """How far a case is from the goal: earlier rules that hold, and (for an operand)
         operands not as wanted, (for an effect) the collection unchanged; 0 when the case
         reaches it."""
@@ -123,7 +142,8 @@ class Search:
                 source = self.spec.rules[rule].effects[coll]
                 try:
                     after = compiled(source).evaluate(
-                        scope[0] if scope else self.oracle.scope(state, case.args))
+                        scope[0] if scope else self.oracle.scope(state, case.args)
+                    )
                 except CostExceeded as exc:
                     raise CostlyOperand(source, exc) from None
                 except Exception:
@@ -150,8 +170,9 @@ class Search:
         except OracleError:
             return None
         ops, seconds = cost_of(self.spec, case, self.ctx, self.observe, self.calls)
-        covers = covers_of(self.spec, self.ctx, self.oracle, self.conditions, case, state,
-                         predicted)
+        covers = covers_of(
+            self.spec, self.ctx, self.oracle, self.conditions, case, state, predicted
+        )
         found = Candidate(case, state, predicted, covers, ops, seconds, len(self.pool))
         self.pool.append(found)
         return found
@@ -171,8 +192,9 @@ class Search:
                 if value != case.args.get(name) or type(value) is not type(case.args.get(name)):
                     yield Case(case.given, {**case.args, name: value}), state
 
-    def _step_changes(self, given: list[dict[str, Any]], colls: list[Any], faults: list[str],
-                      read: frozenset[str]):
+    def _step_changes(
+        self, given: list[dict[str, Any]], colls: list[Any], faults: list[str], read: frozenset[str]
+    ):
         domain = self.ctx.domain
         objects = [s for s in given if next(iter(s)) != FAULT_STEP]
         present = [s for s in given if next(iter(s)) == FAULT_STEP]
@@ -185,15 +207,15 @@ class Search:
             coll = domain.by_step(next(iter(step)))
             if coll is None:
                 continue
-            before = {c: [o for o in objs if o["id"] != step[coll.step]]
-                      for c, objs in made.items()}
+            before = {
+                c: [o for o in objs if o["id"] != step[coll.step]] for c, objs in made.items()
+            }
             for fname, ftype in coll.fields.items():
                 for value in field_choices(domain, fname, ftype, step, before, read):
                     if value != step.get(fname):
-                        yield [*objects[:i], {**step, fname: value}, *objects[i + 1:],
-                               *present]
+                        yield [*objects[:i], {**step, fname: value}, *objects[i + 1 :], *present]
         for i in range(len(present)):  # a fault taken away
-            yield [*objects, *present[:i], *present[i + 1:]]
+            yield [*objects, *present[:i], *present[i + 1 :]]
         for kind in faults:  # a fault added
             for filled in _fill_fault(domain, kind, made):
                 if filled not in present:
@@ -215,8 +237,9 @@ class Search:
 def _fill_fault(domain: Domain, kind: str, made: dict[str, list[dict[str, Any]]]):
     from conformance.engine.case_space import _fill
 
-    for filled in _fill(domain, None, {FAULT_STEP: kind}, list(domain.faults[kind].items()),
-                        made, []):
+    for filled in _fill(
+        domain, None, {FAULT_STEP: kind}, list(domain.faults[kind].items()), made, []
+    ):
         yield filled[0]
 
 

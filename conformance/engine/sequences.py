@@ -24,21 +24,20 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from conformance.engine.case_space import arguments_of, field_choices
 from conformance.engine.goals import Goal
 from conformance.engine.operations import Costs, Tally
-from conformance.engine.oracle import OracleError, Prediction
+from conformance.engine.oracle import OracleError
 from conformance.engine.plan import Planned, greedy
 from conformance.engine.strategies import Allowed, Pool, call_args, require_objects
-from conformance.engine.world import ProviderError, Then, World
-from conformance.provider import Unsupported
 from conformance.spec.domain import FAULT_STEP, FAULTS, Domain
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from conformance.engine.subject import Subject
 
 FAMILY_GOAL_KINDS = ("pairs", "steps", "transitions")
@@ -93,9 +92,14 @@ class FamilyPlan(Planned):
         return self.cases
 
     def summary(self) -> dict[str, Any]:
-        return {"sequences": len(self.cases), "candidates": self.candidates,
-                "observe": list(self.observe), "operations": self.operations().as_dict(),
-                "seconds": round(self.seconds(), 3), "coverage": self.coverage()}
+        return {
+            "sequences": len(self.cases),
+            "candidates": self.candidates,
+            "observe": list(self.observe),
+            "operations": self.operations().as_dict(),
+            "seconds": round(self.seconds(), 3),
+            "coverage": self.coverage(),
+        }
 
 
 # -- what each method reads and writes -------------------------------------------------------
@@ -105,8 +109,10 @@ _STATE = re.compile(r"\bstate\.([A-Za-z_][A-Za-z0-9_]*)")
 
 def reads(subject: Subject) -> set[str]:
     """The collections (and `faults`) a method's rules decide on."""
-    text = " ".join([r.when for r in subject.spec.rules]
-                    + [e for r in subject.spec.rules for e in r.outputs.values()])
+    text = " ".join(
+        [r.when for r in subject.spec.rules]
+        + [e for r in subject.spec.rules for e in r.outputs.values()]
+    )
     return set(_STATE.findall(text))
 
 
@@ -131,11 +137,11 @@ def follows(a: Subject, b: Subject) -> set[str]:
 def _changed(before: list[Any], after: list[Any]) -> bool:
     def key(objs: list[Any]) -> list[str]:
         return sorted(json.dumps(o, sort_keys=True, default=str) for o in objs)
+
     return key(before) != key(after)
 
 
-def _removed(domain: Domain, before: dict[str, Any], after: dict[str, Any]
-             ) -> dict[str, list[str]]:
+def _removed(domain: Domain, before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for coll in domain.collections.values():
         still = {o["id"] for o in after.get(coll.name, [])}
@@ -159,6 +165,7 @@ def _used(subject: Subject, args: dict[str, Any]) -> dict[str, list[str]]:
 
 # -- planning ----------------------------------------------------------------------------------
 
+
 @dataclass
 class FamilyContext:
     domain: Domain
@@ -175,20 +182,35 @@ def goals_of(subjects: list[Subject], ctx: FamilyContext) -> dict[str, Goal]:
         for b in subjects:
             met = follows(a, b)
             if met:
-                goals.append(Goal(f"pair:{a.spec.id}>{b.spec.id}", "pairs",
-                                  f"{a.spec.id} changes {', '.join(sorted(met))}, then "
-                                  f"{b.spec.id} " + ("reads it" if met & reads(b)
-                                                     else "reports what it sees")))
+                goals.append(
+                    Goal(
+                        f"pair:{a.spec.id}>{b.spec.id}",
+                        "pairs",
+                        f"{a.spec.id} changes {', '.join(sorted(met))}, then "
+                        f"{b.spec.id} "
+                        + ("reads it" if met & reads(b) else "reports what it sees"),
+                    )
+                )
     for b in subjects:
         for coll in ctx.domain.collections.values():
             if coll.name in reads(b) and ctx.allowed.step(coll.step):
-                goals.append(Goal(f"step:{coll.step}>{b.spec.id}", "steps",
-                                  f"a {coll.step} made between two calls of {b.spec.id}"))
+                goals.append(
+                    Goal(
+                        f"step:{coll.step}>{b.spec.id}",
+                        "steps",
+                        f"a {coll.step} made between two calls of {b.spec.id}",
+                    )
+                )
         text = " ".join(r.when for r in b.spec.rules)
         for fault in ctx.domain.faults:
             if (f"'{fault}'" in text or f'"{fault}"' in text) and ctx.allowed.fault(fault):
-                goals.append(Goal(f"step:fault {fault}>{b.spec.id}", "steps",
-                                  f"a {fault} fault between two calls of {b.spec.id}"))
+                goals.append(
+                    Goal(
+                        f"step:fault {fault}>{b.spec.id}",
+                        "steps",
+                        f"a {fault} fault between two calls of {b.spec.id}",
+                    )
+                )
     return {g.key: g for g in goals}
 
 
@@ -237,13 +259,16 @@ def _transition_label(key: str) -> str:
 
 def _why(goal: Goal) -> str:
     if goal.kind == "pairs":
-        return ("no small case of the first method changes what the second reads with the "
-                "second still callable")
+        return (
+            "no small case of the first method changes what the second reads with the "
+            "second still callable"
+        )
     return "no small state of the method lets such an object be made between its calls"
 
 
-def _candidates(subjects: list[Subject], ctx: FamilyContext,
-                observe: tuple[str, ...]) -> Iterator[Sequence]:
+def _candidates(
+    subjects: list[Subject], ctx: FamilyContext, observe: tuple[str, ...]
+) -> Iterator[Sequence]:
     yield from _pair_candidates(subjects, ctx, observe)
     yield from _step_candidates(subjects, ctx, observe)
 
@@ -270,8 +295,9 @@ def _distinct(candidates: list[Any]) -> list[Any]:
     return [c for c in candidates if not (id(c) in seen or seen.add(id(c)))]  # type: ignore
 
 
-def _pair_candidates(subjects: list[Subject], ctx: FamilyContext,
-                     observe: tuple[str, ...]) -> Iterator[Sequence]:
+def _pair_candidates(
+    subjects: list[Subject], ctx: FamilyContext, observe: tuple[str, ...]
+) -> Iterator[Sequence]:
     domain = ctx.domain
     for a in subjects:
         targets = [b for b in subjects if follows(a, b)]
@@ -286,12 +312,12 @@ def _pair_candidates(subjects: list[Subject], ctx: FamilyContext,
                     after = a.oracle.predict(before, start.case.args).state
                 except OracleError:
                     continue
-                changed = {c for c in writes(a) if _changed(before.get(c, []),
-                                                             after.get(c, []))}
+                changed = {c for c in writes(a) if _changed(before.get(c, []), after.get(c, []))}
                 if not changed & follows(a, b):
                     continue
-                pool = Pool.of(domain, after, _removed(domain, before, after),
-                               _used(a, start.case.args))
+                pool = Pool.of(
+                    domain, after, _removed(domain, before, after), _used(a, start.case.args)
+                )
                 for b_args in _argument_combos(b, domain, pool):
                     covers = _pair_covers(a, b, before, after, b_args)
                     if covers is None:
@@ -300,8 +326,13 @@ def _pair_candidates(subjects: list[Subject], ctx: FamilyContext,
                     yield _sequence(given, events, covers, ctx, observe, subjects)
 
 
-def _callable(subject: Subject, domain: Domain, allowed: Allowed, given: list[dict[str, Any]],
-              state: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, dict[str, Any]]:
+def _callable(
+    subject: Subject,
+    domain: Domain,
+    allowed: Allowed,
+    given: list[dict[str, Any]],
+    state: dict[str, Any],
+) -> tuple[list[dict[str, Any]] | None, dict[str, Any]]:
     """The steps with what a com-method needs to be called on added when missing (its object,
     and what that object must refer to), and the state they build; None when the provider
     cannot build it."""
@@ -337,8 +368,9 @@ def _callable(subject: Subject, domain: Domain, allowed: Allowed, given: list[di
     return added, after
 
 
-def _pair_covers(a: Subject, b: Subject, before: dict[str, Any], after: dict[str, Any],
-                 args: dict[str, Any]) -> frozenset[str] | None:
+def _pair_covers(
+    a: Subject, b: Subject, before: dict[str, Any], after: dict[str, Any], args: dict[str, Any]
+) -> frozenset[str] | None:
     try:
         then = b.oracle.predict(after, args)
     except OracleError:
@@ -359,22 +391,27 @@ def _argument_combos(subject: Subject, domain: Domain, pool: Pool) -> list[dict[
     if any(not values for _, values in dims):
         return []
     recent = {n for names in pool.recent.values() for n in names}
-    ordered = [(name, sorted(values, key=lambda v: (not (isinstance(v, str) and v in recent))))
-               for name, values in dims]
+    ordered = [
+        (name, sorted(values, key=lambda v: not (isinstance(v, str) and v in recent)))
+        for name, values in dims
+    ]
     combos = itertools.islice(itertools.product(*(v for _, v in ordered)), ARGUMENTS)
     return [dict(zip((n for n, _ in ordered), combo, strict=True)) for combo in combos]
 
 
-def _step_candidates(subjects: list[Subject], ctx: FamilyContext,
-                     observe: tuple[str, ...]) -> Iterator[Sequence]:
+def _step_candidates(
+    subjects: list[Subject], ctx: FamilyContext, observe: tuple[str, ...]
+) -> Iterator[Sequence]:
     """A method called, an object (or fault) it reads made, the method called again."""
     domain = ctx.domain
     for b in subjects:
         read = reads(b)
         for start in _distinct([*b.plan.cases, *b.plan.pool[:STARTS]]):
             state = start.prediction.state
-            made = {c.name: [dict(o) for o in state.get(c.name, [])]
-                    for c in domain.collections.values()}
+            made = {
+                c.name: [dict(o) for o in state.get(c.name, [])]
+                for c in domain.collections.values()
+            }
             used = {str(next(iter(s.values()))) for s in start.case.given}
             for step in _new_steps(domain, ctx.allowed, read, made, state, used):
                 after = _with(domain, state, step)
@@ -388,15 +425,22 @@ def _step_candidates(subjects: list[Subject], ctx: FamilyContext,
                 covers = {f"step:{label}>{b.spec.id}"}
                 if first.rule.index != again.rule.index:
                     covers.add(f"transition:+{label}>{b.spec.id}:{again.rule.index}")
-                events = [Event(b.spec.id, start.case.args), Event(step=step),
-                          Event(b.spec.id, start.case.args)]
-                yield _sequence(start.case.given, events, frozenset(covers), ctx, observe,
-                                subjects)
+                events = [
+                    Event(b.spec.id, start.case.args),
+                    Event(step=step),
+                    Event(b.spec.id, start.case.args),
+                ]
+                yield _sequence(start.case.given, events, frozenset(covers), ctx, observe, subjects)
 
 
-def _new_steps(domain: Domain, allowed: Allowed, read: set[str],
-               made: dict[str, list[dict[str, Any]]], state: dict[str, Any],
-               used: set[str]) -> Iterator[dict[str, Any]]:
+def _new_steps(
+    domain: Domain,
+    allowed: Allowed,
+    read: set[str],
+    made: dict[str, list[dict[str, Any]]],
+    state: dict[str, Any],
+    used: set[str],
+) -> Iterator[dict[str, Any]]:
     """Objects (and faults) a method reads, made anew; a new object never takes the name of
     one the sequence made before (a removed object's name still means that object)."""
     for coll in domain.collections.values():
@@ -417,13 +461,19 @@ def _new_steps(domain: Domain, allowed: Allowed, read: set[str],
                 continue
             present = state.get(FAULTS, [])
             for filled in itertools.islice(_fill_fault(domain, kind, made), 2):
-                if {"fault": kind, **{k: v for k, v in filled.items() if k != FAULT_STEP}} \
-                        not in present:
+                if {
+                    "fault": kind,
+                    **{k: v for k, v in filled.items() if k != FAULT_STEP},
+                } not in present:
                     yield filled
 
 
-def _refs_filled(domain: Domain, refs: list[tuple[str, Any]], step: dict[str, Any],
-                 made: dict[str, list[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+def _refs_filled(
+    domain: Domain,
+    refs: list[tuple[str, Any]],
+    step: dict[str, Any],
+    made: dict[str, list[dict[str, Any]]],
+) -> Iterator[dict[str, Any]]:
     """The step with each reference field given an object, in field order (a field that
     must refer to the same thing as an earlier one sees that one's choice)."""
     if not refs:
@@ -440,9 +490,14 @@ def _with(domain: Domain, state: dict[str, Any], step: dict[str, Any]) -> dict[s
     return after
 
 
-def _sequence(given: list[dict[str, Any]], events: list[Event], covers: frozenset[str],
-              ctx: FamilyContext, observe: tuple[str, ...], subjects: list[Subject]
-              ) -> Sequence:
+def _sequence(
+    given: list[dict[str, Any]],
+    events: list[Event],
+    covers: frozenset[str],
+    ctx: FamilyContext,
+    observe: tuple[str, ...],
+    subjects: list[Subject],
+) -> Sequence:
     ops = Tally()
     ops.add("reset")
     seconds = ctx.costs.of_op("reset")
@@ -462,126 +517,12 @@ def _sequence(given: list[dict[str, Any]], events: list[Event], covers: frozense
     return Sequence(list(given), events, covers, ops, seconds, 0)
 
 
-# -- running a planned sequence ----------------------------------------------------------------
-
-class SequenceFailed(Exception):
-    def __init__(self, message: str, trace: list[dict[str, Any]], codes: tuple[str, ...],
-                 details: dict[str, Any] | None = None):
-        super().__init__(message)
-        self.message, self.trace, self.codes, self.details = message, trace, codes, details
-
-
-def run_sequence(subjects: dict[str, Subject], domain: Domain, sequence: Sequence,
-                 observe: tuple[str, ...]) -> int:
-    """Run one planned sequence; the calls it made. SequenceFailed at its first problem,
-    Unsupported when the provider cannot do one of its steps."""
-    from conformance.engine.executions import Call
-    from conformance.engine.judging import details, judge_rules
-
-    first = next(e for e in sequence.events if e.method)
-    provider = subjects[first.method or ""].provider
-    world = World(provider, domain)
-    completed = [domain.complete(s) for s in sequence.given]
-    state = domain.empty_state()
-    for step in completed:
-        domain.apply(state, step)
-    trace: list[dict[str, Any]] = []
-    try:
-        world.reset_and_setup(completed, Then(subjects[first.method or ""].spec,
-                                              first.args or {}, observe))
-    except ProviderError as exc:
-        raise SequenceFailed(str(exc), [], ()) from None
-    calls = 0
-    for event in sequence.events:
-        if event.step is not None:
-            step = domain.complete(event.step)
-            trace.append({"given": [dict(event.step)]})
-            try:
-                world.setup(step)
-            except ProviderError as exc:
-                raise SequenceFailed(str(exc), trace, ()) from None
-            domain.apply(state, step)
-            _invariants(world, domain, state, observe, trace)
-            continue
-        subject = subjects[event.method or ""]
-        args = event.args or {}
-        predicted: Prediction = subject.oracle.predict(state, args)
-        trace.append({"method": subject.spec.id, "call": call_args(args),
-                      "expect": predicted.codes[0] if len(predicted.codes) == 1
-                      else list(predicted.codes)})
-        try:
-            outcome = world.call(subject.spec, args, observe)
-        except ProviderError as exc:
-            raise SequenceFailed(f"{subject.spec.id}: {exc}", trace, predicted.codes) from None
-        calls += 1
-        call = Call(state, args, predicted, outcome)
-        for coll in observe:
-            try:
-                call.seen[coll] = world.observe(coll)
-            except (Unsupported, ProviderError) as exc:
-                call.seen[coll] = exc
-        problem = judge_rules(subject, call, world)
-        if problem:
-            raise SequenceFailed(f"{subject.spec.id}: {problem}", trace, predicted.codes,
-                                 details(subject, None, predicted.codes, predicted.state))
-        state = predicted.state
-        _invariants(world, domain, state, observe, trace, call.seen)
-    return calls
-
-
-def _invariants(world: World, domain: Domain, state: dict[str, Any], observe: tuple[str, ...],
-                trace: list[dict[str, Any]], seen: dict[str, Any] | None = None) -> None:
-    """The domain's invariants on what the provider shows (the oracle's state for what it
-    cannot show)."""
-    if not domain.invariants:
-        return
-    shown: dict[str, Any] = {FAULTS: state.get(FAULTS, [])}
-    for coll in domain.collections:
-        rows = (seen or {}).get(coll) if coll in observe else None
-        if coll in observe and rows is None:
-            try:
-                rows = world.observe(coll)
-            except (Unsupported, ProviderError) as exc:
-                rows = exc
-        shown[coll] = state.get(coll, []) if rows is None or isinstance(rows, Exception) \
-            else rows
-    broken = domain.broken_invariant(shown)
-    if broken:
-        raise SequenceFailed(broken, trace, ())
-
-
-def check_sequences(subjects: list[Subject], domain: Domain, plan: FamilyPlan | None = None
-                    ) -> Any:
-    """The family check: every planned sequence, once; the first problem fails it with the
-    sequence as a reproduction (`given`, then `calls`)."""
-    from conformance.engine.verdict import FAILED, PASSED, NotApplicable, Verdict
-
-    if not subjects:
-        raise NotApplicable("no method of this family is supported by the provider")
-    plan = plan or plan_family(subjects, context_of(subjects, domain))
-    by_id = {s.spec.id: s for s in subjects}
-    ran = calls = 0
-    unsupported: list[str] = []
-    for sequence in plan.sequences:
-        try:
-            calls += run_sequence(by_id, domain, sequence, plan.observe)
-        except Unsupported as exc:
-            unsupported.append(str(exc) or "Unsupported")
-            continue
-        except SequenceFailed as exc:
-            steps = sum("method" in e for e in exc.trace)
-            return Verdict(FAILED, f"{exc.message} (after {steps} calls of a planned sequence)",
-                           {c: FAILED for c in exc.codes},
-                           {"given": list(sequence.given), "calls": exc.trace}, exc.details)
-        ran += 1
-    if not ran:
-        reason = unsupported[-1] if unsupported else "no sequence was planned"
-        raise NotApplicable(f"unsupported by the provider: {reason}")
-    note = f", {len(unsupported)} the provider could not run" if unsupported else ""
-    return Verdict(PASSED, f"{ran} planned sequences, {calls} calls{note}")
-
-
 def context_of(subjects: list[Subject], domain: Domain) -> FamilyContext:
     first = subjects[0]
-    return FamilyContext(domain, first.allowed or Allowed(), first.settings.costs,
-                         first.observable, first.settings.tier)
+    return FamilyContext(
+        domain,
+        first.allowed or Allowed(),
+        first.settings.costs,
+        first.observable,
+        first.settings.tier,
+    )

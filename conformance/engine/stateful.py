@@ -58,12 +58,14 @@ STEPS_PER_RUN = 25
 
 def _refers_to(step: dict[str, Any], names: set[str]) -> bool:
     """Whether a step's fields (not its own name) name one of `names`."""
+
     def mentions(value: Any) -> bool:
         if isinstance(value, str):
             return value in names
         if isinstance(value, list):
             return any(mentions(v) for v in value)
         return False
+
     return bool(names) and any(mentions(v) for v in list(step.values())[1:])
 
 
@@ -92,8 +94,9 @@ def _merged(recent: list[dict[str, list[str]]]) -> dict[str, list[str]]:
     return out
 
 
-def build_machine(subjects: list[Subject], domain: Domain,
-                  calls_made: list[int] | None = None) -> type[RuleBasedStateMachine]:
+def build_machine(
+    subjects: list[Subject], domain: Domain, calls_made: list[int] | None = None
+) -> type[RuleBasedStateMachine]:
     provider = subjects[0].provider
     observable = subjects[0].observable
     require: dict[str, int] = {}
@@ -114,10 +117,15 @@ def build_machine(subjects: list[Subject], domain: Domain,
             self.counters: dict[str, int] = {}
             self.recent: list[dict[str, list[str]]] = []  # objects the last two steps used
 
-        def fail(self, message: str, codes: tuple[str, ...] = (),
-                 extra: dict[str, Any] | None = None) -> None:
-            raise CheckFailed(f"{message} (after {len(self.trace)} steps)",
-                              {"given": [], "calls": list(self.trace)}, codes, extra)
+        def fail(
+            self, message: str, codes: tuple[str, ...] = (), extra: dict[str, Any] | None = None
+        ) -> None:
+            raise CheckFailed(
+                f"{message} (after {len(self.trace)} steps)",
+                {"given": [], "calls": list(self.trace)},
+                codes,
+                extra,
+            )
 
         @initialize(data=st.data())
         def start(self, data: st.DataObject) -> None:
@@ -181,16 +189,20 @@ def build_machine(subjects: list[Subject], domain: Domain,
             except ProviderError as exc:
                 self.fail(f"{subject.spec.id}: {exc}", predicted.codes)
             calls_made[0] += 1
-            problem = code_mismatch(subject, predicted.codes, outcome) or \
-                outputs_mismatch(self.world, predicted.outputs, outcome)
+            problem = code_mismatch(subject, predicted.codes, outcome) or outputs_mismatch(
+                self.world, predicted.outputs, outcome
+            )
             if problem is None:
                 try:
                     problem = state_mismatch(self.world, predicted.state, observable)
                 except ProviderError as exc:
                     problem = str(exc)
             if problem:
-                self.fail(f"{subject.spec.id}: {problem}", predicted.codes,
-                          details(subject, None, predicted.codes, predicted.state))
+                self.fail(
+                    f"{subject.spec.id}: {problem}",
+                    predicted.codes,
+                    details(subject, None, predicted.codes, predicted.state),
+                )
             self._forget_removed(predicted.state)
             self.state = predicted.state
 
@@ -224,13 +236,15 @@ def build_machine(subjects: list[Subject], domain: Domain,
     return FamilyMachine
 
 
-def _minimized(repro: dict[str, Any] | None, subjects: list[Subject],
-               domain: Domain) -> dict[str, Any] | None:
+def _minimized(
+    repro: dict[str, Any] | None, subjects: list[Subject], domain: Domain
+) -> dict[str, Any] | None:
     """The shrunk sequence with every call and step it does not need taken out."""
     if repro is None:
         return None
-    catalog = Catalog({s.spec.id: s.spec for s in subjects}, {domain.family: domain},
-                      subjects[0].table)
+    catalog = Catalog(
+        {s.spec.id: s.spec for s in subjects}, {domain.family: domain}, subjects[0].table
+    )
     try:
         return minimize(repro, catalog, subjects[0].provider, subjects[0].settings)
     except Exception:  # minimizing is a nicety: never lose the failure over it
@@ -246,11 +260,16 @@ def check_stateful(subjects: list[Subject], domain: Domain) -> Verdict:
     machine = build_machine(subjects, domain, calls_made)
     seed = first.seed
     seeded = seed is not None  # a seeded run draws from the seed alone: no database
-    sets = settings(max_examples=max(1, first.machine_runs), deadline=None, phases=PHASES,
-                    stateful_step_count=STEPS_PER_RUN,
-                    database=None if seeded else first.database,
-                    suppress_health_check=list(HealthCheck), print_blob=False,
-                    report_multiple_bugs=False)
+    sets = settings(
+        max_examples=max(1, first.machine_runs),
+        deadline=None,
+        phases=PHASES,
+        stateful_step_count=STEPS_PER_RUN,
+        database=None if seeded else first.database,
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+        report_multiple_bugs=False,
+    )
     test = get_state_machine_test(machine, settings=sets)
     if seeded:  # (derandomize would seed from the machine class's source, not from --seed)
         test = hypothesis_seed(seed)(test)
@@ -259,16 +278,22 @@ def check_stateful(subjects: list[Subject], domain: Domain) -> Verdict:
     try:
         test()
     except CheckFailed as exc:
-        return Verdict(FAILED, exc.message, {c: FAILED for c in exc.codes},
-                       _minimized(exc.repro, subjects, domain), exc.details)
+        return Verdict(
+            FAILED,
+            exc.message,
+            {c: FAILED for c in exc.codes},
+            _minimized(exc.repro, subjects, domain),
+            exc.details,
+        )
     except (Flaky, FlakyFailure) as exc:
         return Verdict(FAILED, f"the provider is not deterministic across replays: {exc}")
     finally:
         unpin()
     if not calls_made[0]:
         raise NotApplicable("unsupported by the provider: no call of the family could be made")
-    return Verdict(PASSED, f"{sets.max_examples} runs of up to {STEPS_PER_RUN} steps, "
-                           f"{calls_made[0]} calls")
+    return Verdict(
+        PASSED, f"{sets.max_examples} runs of up to {STEPS_PER_RUN} steps, {calls_made[0]} calls"
+    )
 
 
 __all__ = ["PASSED", "build_machine", "check_stateful"]

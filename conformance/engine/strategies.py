@@ -38,14 +38,20 @@ class Case:
 
     def scenario(self, expect: tuple[str, ...]) -> dict[str, Any]:
         """The case in the spec's scenario shape, ready to paste under `scenarios`."""
-        return {"given": [dict(s) for s in self.given], "call": call_args(self.args),
-                "expect": expect[0] if len(expect) == 1 else list(expect)}
+        return {
+            "given": [dict(s) for s in self.given],
+            "call": call_args(self.args),
+            "expect": expect[0] if len(expect) == 1 else list(expect),
+        }
 
 
 def call_args(args: dict[str, Any]) -> dict[str, Any]:
     """Arguments as a scenario writes them: `{unknown: step}`, NULL out-pointers only."""
-    return {k: ({"unknown": v.step} if isinstance(v, Unknown) else v)
-            for k, v in args.items() if v != OUT}
+    return {
+        k: ({"unknown": v.step} if isinstance(v, Unknown) else v)
+        for k, v in args.items()
+        if v != OUT
+    }
 
 
 def text(ftype: FieldType | None, max_size: int = 24) -> st.SearchStrategy[str]:
@@ -54,9 +60,11 @@ def text(ftype: FieldType | None, max_size: int = 24) -> st.SearchStrategy[str]:
         return st.sampled_from(_ADDRESSES) | st.text(_ASCII, max_size=16)
     limit = ftype.max_length if ftype and ftype.max_length else None
     small = min(max_size, limit) if limit else max_size
-    options = [st.text(_ASCII, min_size=1, max_size=small),
-               st.text(_LATIN1, min_size=1, max_size=small),
-               st.text(_UNICODE, min_size=1, max_size=small)]
+    options = [
+        st.text(_ASCII, min_size=1, max_size=small),
+        st.text(_LATIN1, min_size=1, max_size=small),
+        st.text(_UNICODE, min_size=1, max_size=small),
+    ]
     if limit:
         options.append(st.text(_ASCII, min_size=limit, max_size=limit))
         options.append(st.text(_UNICODE, min_size=limit, max_size=limit))
@@ -175,8 +183,9 @@ class Allowed:
         return self.faults is None or name in self.faults
 
 
-def draw_given(draw: Any, domain: Domain, require: dict[str, int] | None = None,
-               allowed: Allowed | None = None) -> list[dict[str, Any]]:
+def draw_given(
+    draw: Any, domain: Domain, require: dict[str, int] | None = None, allowed: Allowed | None = None
+) -> list[dict[str, Any]]:
     """Draw the steps of a state: objects in dependency order, then faults."""
     require = require or {}
     allowed = allowed or Allowed()
@@ -186,8 +195,11 @@ def draw_given(draw: Any, domain: Domain, require: dict[str, int] | None = None,
         made[coll.name] = []
         if not allowed.step(coll.step):
             continue
-        if any(t.ref not in (ANY, coll.name) and not made.get(t.ref or "")
-               for t in coll.fields.values() if t.kind == "ref"):
+        if any(
+            t.ref not in (ANY, coll.name) and not made.get(t.ref or "")
+            for t in coll.fields.values()
+            if t.kind == "ref"
+        ):
             continue
         low = require.get(coll.name, 0)
         count = draw(integers(low, max(low, MAX_PER_COLLECTION)))
@@ -223,8 +235,14 @@ def _pool(ftype: FieldType, made: dict[str, list[dict[str, Any]]]) -> list[dict[
     return made.get(ftype.ref or "", [])
 
 
-def _draw_field(draw: Any, domain: Domain, ftype: FieldType, step: dict[str, Any],
-                made: dict[str, list[dict[str, Any]]], fname: str) -> Any:
+def _draw_field(
+    draw: Any,
+    domain: Domain,
+    ftype: FieldType,
+    step: dict[str, Any],
+    made: dict[str, list[dict[str, Any]]],
+    fname: str,
+) -> Any:
     if ftype.kind == "ref":
         pool = _pool(ftype, made)
         if ftype.same:
@@ -251,9 +269,13 @@ class Pool:
     recent: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, domain: Domain, state: dict[str, list[dict[str, Any]]],
-           removed: dict[str, list[str]] | None = None,
-           recent: dict[str, list[str]] | None = None) -> Pool:
+    def of(
+        cls,
+        domain: Domain,
+        state: dict[str, list[dict[str, Any]]],
+        removed: dict[str, list[str]] | None = None,
+        recent: dict[str, list[str]] | None = None,
+    ) -> Pool:
         names: dict[str, list[str]] = {}
         values: dict[str, list[Any]] = {}
         for coll in domain.collections.values():
@@ -272,13 +294,20 @@ class Pool:
         return sampled(recent) | sampled(present) if recent else sampled(present)
 
 
-def draw_new_step(draw: Any, domain: Domain, state: dict[str, list[dict[str, Any]]],
-                  counters: dict[str, int]) -> dict[str, Any] | None:
+def draw_new_step(
+    draw: Any, domain: Domain, state: dict[str, list[dict[str, Any]]], counters: dict[str, int]
+) -> dict[str, Any] | None:
     """One more object (or fault) for a running state, with a name not used before."""
     made = {c.name: list(state.get(c.name, [])) for c in domain.collections.values()}
-    kinds = [c for c in _ordered(domain)
-             if all(t.ref in (ANY, c.name) or made.get(t.ref or "")
-                    for t in c.fields.values() if t.kind == "ref")]
+    kinds = [
+        c
+        for c in _ordered(domain)
+        if all(
+            t.ref in (ANY, c.name) or made.get(t.ref or "")
+            for t in c.fields.values()
+            if t.kind == "ref"
+        )
+    ]
     faults = list(domain.faults)
     pick = draw(sampled([("c", c.name) for c in kinds] + [("f", f) for f in faults]))
     if pick[0] == "f":
@@ -309,8 +338,7 @@ def draw_args(draw: Any, spec: Spec, domain: Domain, pool: Pool) -> dict[str, An
     return args
 
 
-def param_strategy(spec: Spec, domain: Domain, param: Param,
-                   pool: Pool) -> st.SearchStrategy[Any]:
+def param_strategy(spec: Spec, domain: Domain, param: Param, pool: Pool) -> st.SearchStrategy[Any]:
     if param.is_out:
         return st.sampled_from([OUT, None]) if param.nullable else st.just(OUT)
     options: list[st.SearchStrategy[Any]] = []

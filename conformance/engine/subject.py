@@ -42,8 +42,9 @@ class Subject:
     allowed: Allowed | None = None  # what the provider's capabilities say it can build
     # id(given) -> [(given, then, completed steps, batch)]: cases sent ahead (looking_ahead),
     # in order; cases may share one `given` list
-    planned: dict[int, deque[tuple[Any, Then, list[dict[str, Any]], list[dict[str, Any]]]]] = \
-        field(default_factory=dict, repr=False, compare=False)
+    planned: dict[int, deque[tuple[Any, Then, list[dict[str, Any]], list[dict[str, Any]]]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
     repeat: bool | None = None  # cases make their call twice (None: when the repeat check applies)
 
     def __post_init__(self) -> None:
@@ -68,9 +69,21 @@ class Subject:
         self.executions = Executions(self)
 
     def plan_context(self) -> PlanContext:
-        repeat = self.repeat if self.repeat is not None else any(
-            k.calls > 1 and k.scope == "spec" and k.applies(self.spec, self.settings)
-            for k in KINDS.values())
-        return PlanContext(self.domain, self.table, self.allowed or Allowed(),
-                           self.settings.costs, self.observable, self.settings.tier, repeat,
-                           self.settings.code_page)
+        repeat = (
+            self.repeat
+            if self.repeat is not None
+            else any(
+                k.calls > 1 and k.scope == "spec" and k.applies(self.spec, self.settings)
+                for k in KINDS.values()
+            )
+        )
+        return PlanContext(
+            self.domain,
+            self.table,
+            self.allowed or Allowed(),
+            self.settings.costs,
+            self.observable,
+            self.settings.tier,
+            repeat,
+            self.settings.code_page,
+        )

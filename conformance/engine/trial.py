@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 # -- one trial: build the state, call, look ---------------------------------------------------
 
+
 @dataclass
 class Trial:
     world: World
@@ -23,9 +24,13 @@ class Trial:
     outcome: Outcome
 
 
-def prepare(subject: Subject, steps: list[dict[str, Any]], provider: Provider | None = None,
-            then: Then | None = None, state: dict[str, Any] | None = None
-            ) -> tuple[World, dict[str, Any]]:
+def prepare(
+    subject: Subject,
+    steps: list[dict[str, Any]],
+    provider: Provider | None = None,
+    then: Then | None = None,
+    state: dict[str, Any] | None = None,
+) -> tuple[World, dict[str, Any]]:
     """A fresh world with the steps applied, and the oracle state they build (`state`: the
     caller built it already). `then` is the call the caller makes next on the world and what
     it may observe after it: a worker process answers all of it in one round trip."""
@@ -41,5 +46,3 @@ def prepare(subject: Subject, steps: list[dict[str, Any]], provider: Provider | 
         for step in completed:
             subject.domain.apply(state, step)
     return world, state
-
-

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from conformance.spec.observed import ObservedPolicy
 
+
 class Status(StrEnum):
     """A check's status, as results.json spells it (a StrEnum: it is written and compared as
     that string)."""
@@ -34,8 +35,13 @@ PASSED, FAILED, NOT_APPLICABLE, ERROR = Status  # the names the checks use
 
 
 class CheckFailed(Exception):
-    def __init__(self, message: str, repro: dict[str, Any] | None = None,
-                 codes: tuple[str, ...] = (), details: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        message: str,
+        repro: dict[str, Any] | None = None,
+        codes: tuple[str, ...] = (),
+        details: dict[str, Any] | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.repro = repro

@@ -117,8 +117,12 @@ class World:
             self._seen = dict(zip(observe, answers[1:], strict=False))
         self._created(step, what, created)
 
-    def reset_and_setup(self, steps: list[dict[str, Any]], then: Then | None = None,
-                        requests: list[dict[str, Any]] | None = None) -> None:
+    def reset_and_setup(
+        self,
+        steps: list[dict[str, Any]],
+        then: Then | None = None,
+        requests: list[dict[str, Any]] | None = None,
+    ) -> None:
         """`reset()`, then `setup(step)` for each completed step; with `then`, the call the
         engine makes next (`call`) and the observations after it are made now as well when
         the provider takes batches (a worker process: one round trip, ids of objects made in
@@ -137,15 +141,16 @@ class World:
             self._forget()
         results = self._batch(self._batches(), requests, "reset()", _batch_name(requests))
         _reraise(results[0], "reset()")
-        for step, created in zip(steps, results[1:len(steps) + 1], strict=False):
+        for step, created in zip(steps, results[1 : len(steps) + 1], strict=False):
             what = lambda step=step: f"setup({_short(self._sent(step))})"  # noqa: E731
             _reraise(created, what)  # built only when needed: it is costly
             self._created(step, what, created)
         if then is not None and len(requests) > len(steps) + 1:
-            self._ahead = (then.spec.id, then.observe, results[len(steps) + 1:])
+            self._ahead = (then.spec.id, then.observe, results[len(steps) + 1 :])
 
-    def batch_requests(self, steps: list[dict[str, Any]], then: Then | None = None
-                       ) -> list[dict[str, Any]]:
+    def batch_requests(
+        self, steps: list[dict[str, Any]], then: Then | None = None
+    ) -> list[dict[str, Any]]:
         """The batch `reset_and_setup(steps, then)` sends (this world forgets its objects)."""
         self._forget()
         requests = self._setup_requests(steps) + self._then_requests(then)
@@ -178,24 +183,32 @@ class World:
         except Exception:
             return []
         call = _call_request(then.spec.id, sent)
-        return _call_requests(_with_refs(call, "args") if self._pending != handed else call,
-                              then)
+        return _call_requests(_with_refs(call, "args") if self._pending != handed else call, then)
 
-    def _batch(self, batch: Callable[[list[dict[str, Any]]], list[Any]],
-               requests: list[dict[str, Any]], what: str,
-               failing: str | None = None) -> list[Any]:
+    def _batch(
+        self,
+        batch: Callable[[list[dict[str, Any]]], list[Any]],
+        requests: list[dict[str, Any]],
+        what: str,
+        failing: str | None = None,
+    ) -> list[Any]:
         """A provider's answers to a batch, refused with a ProviderError when they cannot be
         the answers to these requests (too many, none, or ending for no reason). `what` is
         its first request; `failing` what a batch that fails as a whole is named after."""
         results = _guard(lambda: batch(requests), failing or what)
         count = len(results) if isinstance(results, list) else 0
         if not 1 <= count <= len(requests):
-            raise ProviderError(f"the provider answered a batch of {len(requests)} requests "
-                                f"({what} first) with {_short(results)}")
-        if count < len(requests) and not batches.stops(batches.batch_item(requests[count - 1]),
-                                                       results[-1]):
-            raise ProviderError(f"the provider's batch stopped after {count} of "
-                                f"{len(requests)} requests ({what} first) without saying why")
+            raise ProviderError(
+                f"the provider answered a batch of {len(requests)} requests "
+                f"({what} first) with {_short(results)}"
+            )
+        if count < len(requests) and not batches.stops(
+            batches.batch_item(requests[count - 1]), results[-1]
+        ):
+            raise ProviderError(
+                f"the provider's batch stopped after {count} of "
+                f"{len(requests)} requests ({what} first) without saying why"
+            )
         return results
 
     def _batches(self) -> Callable[[list[dict[str, Any]]], list[Any]]:
@@ -217,8 +230,10 @@ class World:
         if kind == FAULT_STEP:
             return
         if not isinstance(created, str | int) or isinstance(created, bool) or created == "":
-            raise ProviderError(f"{what()} returned {created!r}; it must return "
-                                "the provider's id for the new object as a non-empty str")
+            raise ProviderError(
+                f"{what()} returned {created!r}; it must return "
+                "the provider's id for the new object as a non-empty str"
+            )
         created = str(created)
         coll = self.domain.by_step(kind)
         assert coll is not None
@@ -268,8 +283,9 @@ class World:
             return self.id_for(param.refers, value)
         return value
 
-    def call(self, spec: Spec, args: dict[str, Any],
-             observe: tuple[str, ...] | None = None) -> Outcome:
+    def call(
+        self, spec: Spec, args: dict[str, Any], observe: tuple[str, ...] | None = None
+    ) -> Outcome:
         """Call the method; then, when the provider accepted the call, read the `observe`
         collections (all of them, so the provider sees the same requests however it is
         reached; None: those the engine read after the previous call), for `observe()` to
@@ -288,8 +304,9 @@ class World:
             if then is None or then.spec.id != spec.id:
                 then = Then(spec, args, observe)
             observe = then.observe
-            answers = self._run(_call_requests(_call_request(spec.id, sent), then),
-                                f"call({spec.id})")
+            answers = self._run(
+                _call_requests(_call_request(spec.id, sent), then), f"call({spec.id})"
+            )
         _reraise(answers[0], f"call({spec.id})")
         outcome = check_outcome(answers[0], spec.id)
         size = 1 + len(observe)
@@ -327,13 +344,15 @@ class World:
         rows = self._seen[collection]
         _reraise(rows, lambda: f"observe({collection!r})")
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-            raise ProviderError(f"observe({collection!r}) returned {_short(rows)}; it must "
-                                "return a list of dicts")
+            raise ProviderError(
+                f"observe({collection!r}) returned {_short(rows)}; it must return a list of dicts"
+            )
         out = []
         for row in rows:
             if "id" not in row:
-                raise ProviderError(f"observe({collection!r}) returned an object without 'id': "
-                                    f"{_short(row)}")
+                raise ProviderError(
+                    f"observe({collection!r}) returned an object without 'id': {_short(row)}"
+                )
             item = {"id": self.name_of(collection, row["id"])}
             for fname, ftype in coll.fields.items():
                 item[fname] = self._to_names(ftype, row.get(fname, _MISSING))
@@ -429,18 +448,23 @@ def _with_refs(request: dict[str, Any], key: str) -> dict[str, Any]:
     return request
 
 
-def _take_pending(value: Any, path: list[Any], refs: list[list[Any]],
-                  int_refs: list[list[Any]]) -> Any:
+def _take_pending(
+    value: Any, path: list[Any], refs: list[list[Any]], int_refs: list[list[Any]]
+) -> Any:
     kind = type(value)
     if kind is _Pending:
         (int_refs if value.as_int else refs).append([value.index, *path])
         return value.name
     if kind is dict:
-        return {k: _take_pending(v, [*path, k], refs, int_refs) if type(v) in _HOLDERS else v
-                for k, v in value.items()}
+        return {
+            k: _take_pending(v, [*path, k], refs, int_refs) if type(v) in _HOLDERS else v
+            for k, v in value.items()
+        }
     if kind is list:
-        return [_take_pending(v, [*path, i], refs, int_refs) if type(v) in _HOLDERS else v
-                for i, v in enumerate(value)]
+        return [
+            _take_pending(v, [*path, i], refs, int_refs) if type(v) in _HOLDERS else v
+            for i, v in enumerate(value)
+        ]
     return value
 
 

@@ -16,8 +16,15 @@ from conformance.extract.page import Page, PageError
 from conformance.extract.resolve import CodePages, Resolver
 from conformance.extract.roundtrip import target_path, write
 
-__all__ = ["ExtractedSpec", "Extraction", "PageError", "extract", "extract_pages", "main",
-           "write_specs"]
+__all__ = [
+    "ExtractedSpec",
+    "Extraction",
+    "PageError",
+    "extract",
+    "extract_pages",
+    "main",
+    "write_specs",
+]
 
 
 @dataclass
@@ -42,8 +49,12 @@ def default_specs_dir() -> Path | None:
         return None
 
 
-def extract(paths: Iterable[str | Path], existing_specs_dir: str | Path | None = None,
-            code_pages: Iterable[str | Path] = (), metadata: bool = True) -> Extraction:
+def extract(
+    paths: Iterable[str | Path],
+    existing_specs_dir: str | Path | None = None,
+    code_pages: Iterable[str | Path] = (),
+    metadata: bool = True,
+) -> Extraction:
     """Read, group and merge pages; a page that cannot be read is an error, not an exception.
 
     Values a page leaves out are resolved from win32metadata (unless `metadata` is False),
@@ -67,14 +78,16 @@ def extract(paths: Iterable[str | Path], existing_specs_dir: str | Path | None =
     return result
 
 
-def extract_pages(paths: Iterable[str | Path],
-                  existing_specs_dir: str | Path | None = None) -> list[ExtractedSpec]:
+def extract_pages(
+    paths: Iterable[str | Path], existing_specs_dir: str | Path | None = None
+) -> list[ExtractedSpec]:
     """One spec per method found in `paths` (unreadable pages are left out: see `extract`)."""
     return extract(paths, existing_specs_dir).specs
 
 
-def write_specs(specs: list[ExtractedSpec], out_dir: str | Path,
-                existing_specs_dir: str | Path | None = None) -> list[ExtractedSpec]:
+def write_specs(
+    specs: list[ExtractedSpec], out_dir: str | Path, existing_specs_dir: str | Path | None = None
+) -> list[ExtractedSpec]:
     """Write each spec under `out_dir`, merging into the existing spec of the same method."""
     out = Path(out_dir)
     root = Path(existing_specs_dir) if existing_specs_dir else None
@@ -93,17 +106,29 @@ def write_specs(specs: list[ExtractedSpec], out_dir: str | Path,
 
 def main(argv: list[str] | None = None) -> int:
     """`conformance extract`: 0 done, 1 a page failed or something is left unnamed, 2 usage."""
-    parser = argparse.ArgumentParser(prog="conformance extract", description=(
-        "Draft specs from Windows API reference pages (sdk-api or win32 markdown source, "
-        "rendered English or localized text)."))
+    parser = argparse.ArgumentParser(
+        prog="conformance extract",
+        description=(
+            "Draft specs from Windows API reference pages (sdk-api or win32 markdown source, "
+            "rendered English or localized text)."
+        ),
+    )
     parser.add_argument("pages", nargs="+", help="page files (one method may span several)")
     parser.add_argument("--out", required=True, help="folder to write specs into")
-    parser.add_argument("--specs", help="existing specs: name stripped symbols, keep "
-                                        "hand-written rules (default: the bundled specs)")
+    parser.add_argument(
+        "--specs",
+        help="existing specs: name stripped symbols, keep "
+        "hand-written rules (default: the bundled specs)",
+    )
     parser.add_argument("--no-specs", action="store_true", help="use no existing specs")
-    parser.add_argument("--codes", action="append", default=[], metavar="FILE",
-                        help="a page listing codes with their values (a family's code page), "
-                             "for symbols the pages name without one; may be repeated")
+    parser.add_argument(
+        "--codes",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a page listing codes with their values (a family's code page), "
+        "for symbols the pages name without one; may be repeated",
+    )
     args = parser.parse_args(argv)
     specs_dir = None if args.no_specs else (Path(args.specs) if args.specs else default_specs_dir())
     if specs_dir is not None and not (specs_dir / "codes.yaml").is_file():
@@ -128,8 +153,11 @@ def report(result: Extraction, out=None) -> int:
         pages = ", ".join(f"{p.doc} ({p.format}, {p.lang})" for p in spec.pages)
         print(f"{spec.id}: from {pages} -> {spec.path}", file=out)
         for finding in spec.findings:
-            print(f"  finding {finding.kind}{f' ({finding.code})' if finding.code else ''}: "
-                  f"{finding.message}", file=out)
+            print(
+                f"  finding {finding.kind}{f' ({finding.code})' if finding.code else ''}: "
+                f"{finding.message}",
+                file=out,
+            )
         for line in spec.unnamed:
             print(f"  unnamed: {line}", file=out)
         for line in spec.inferences:
@@ -139,8 +167,10 @@ def report(result: Extraction, out=None) -> int:
         for line in spec.changes:
             print(f"  change: {line}", file=out)
     for page in result.catalogs:
-        print(f"{page.doc}: a list of {len(page.rows)} codes (used to name codes and check "
-              "values)", file=out)
+        print(
+            f"{page.doc}: a list of {len(page.rows)} codes (used to name codes and check values)",
+            file=out,
+        )
     for exc in result.skipped:
         print(f"skipped {exc}", file=out)
     for problem in result.resolver.pages.problems if result.resolver else []:
@@ -149,6 +179,9 @@ def report(result: Extraction, out=None) -> int:
         print(f"error: {exc}", file=out)
     findings = sum(len(s.findings) for s in result.specs)
     unnamed = sum(len(s.unnamed) for s in result.specs)
-    print(f"{len(result.specs)} specs, {findings} findings, {unnamed} things left unnamed, "
-          f"{len(result.errors)} pages unreadable", file=out)
+    print(
+        f"{len(result.specs)} specs, {findings} findings, {unnamed} things left unnamed, "
+        f"{len(result.errors)} pages unreadable",
+        file=out,
+    )
     return 1 if result.errors or unnamed else 0

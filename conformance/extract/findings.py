@@ -30,11 +30,59 @@ NO_CODES = "no-codes-documented"
 UNKNOWN_SYMBOL = "symbol-exists-nowhere"
 VALUE_UNKNOWN = "value-not-found"
 
-_GENERIC = {"operation", "method", "function", "call", "request", "action", "command", "task",
-            "some", "all", "not", "but", "of", "the", "a", "an", "at", "least", "one", "any",
-            "properties", "property", "parameter", "value", "values", "object", "objects"}
-_STOP = {"the", "a", "an", "of", "to", "for", "and", "or", "in", "on", "with", "by", "this",
-         "that", "is", "was", "were", "are", "be", "been", "successfully", "specified"}
+_GENERIC = {
+    "operation",
+    "method",
+    "function",
+    "call",
+    "request",
+    "action",
+    "command",
+    "task",
+    "some",
+    "all",
+    "not",
+    "but",
+    "of",
+    "the",
+    "a",
+    "an",
+    "at",
+    "least",
+    "one",
+    "any",
+    "properties",
+    "property",
+    "parameter",
+    "value",
+    "values",
+    "object",
+    "objects",
+}
+_STOP = {
+    "the",
+    "a",
+    "an",
+    "of",
+    "to",
+    "for",
+    "and",
+    "or",
+    "in",
+    "on",
+    "with",
+    "by",
+    "this",
+    "that",
+    "is",
+    "was",
+    "were",
+    "are",
+    "be",
+    "been",
+    "successfully",
+    "specified",
+}
 
 
 @dataclass(frozen=True)
@@ -64,11 +112,13 @@ def _words(text: str) -> dict[str, None]:
     return out
 
 
-def other_object(method: str, summary: str, param_docs: list[str], rows: list[Row],
-                 source: str) -> list[Finding]:
+def other_object(
+    method: str, summary: str, param_docs: list[str], rows: list[Row], source: str
+) -> list[Finding]:
     """A success row whose subject is an object the method never speaks of."""
-    vocabulary = set(_words(method)) | set(_words(summary)) | {
-        w for d in param_docs for w in _words(d)}
+    vocabulary = (
+        set(_words(method)) | set(_words(summary)) | {w for d in param_docs for w in _words(d)}
+    )
     out = []
     for row in rows:
         if row.symbol is None or row.value != 0 or not row.doc:
@@ -76,10 +126,18 @@ def other_object(method: str, summary: str, param_docs: list[str], rows: list[Ro
         subject = re.split(r"\b(?:was|were|is|are|has|have|could|did)\b", row.doc, maxsplit=1)[0]
         nouns = [w for w in _words(subject) if w not in _GENERIC]
         if nouns and not set(nouns) & vocabulary:
-            out.append(Finding(OTHER_OBJECT, (
-                f"The {row.symbol} row says {row.doc!r}, which speaks of "
-                f"the {' '.join(nouns)}; {method} does not: the row was likely copied "
-                "from another method's page."), row.symbol, source))
+            out.append(
+                Finding(
+                    OTHER_OBJECT,
+                    (
+                        f"The {row.symbol} row says {row.doc!r}, which speaks of "
+                        f"the {' '.join(nouns)}; {method} does not: the row was likely copied "
+                        "from another method's page."
+                    ),
+                    row.symbol,
+                    source,
+                )
+            )
     return out
 
 
@@ -96,9 +154,17 @@ def severity(rows: list[Row], source: str) -> list[Finding]:
         is_success = base.startswith("S_") or "_S_" in base
         if (is_error and not failed(row.value)) or (is_success and failed(row.value)):
             which = "a failure" if is_error else "a success"
-            out.append(Finding(SEVERITY, (
-                f"{row.symbol} names {which} but {hex32(row.value)} has the severity bit "
-                f"{'clear' if is_error else 'set'}."), row.symbol, source))
+            out.append(
+                Finding(
+                    SEVERITY,
+                    (
+                        f"{row.symbol} names {which} but {hex32(row.value)} has the severity bit "
+                        f"{'clear' if is_error else 'set'}."
+                    ),
+                    row.symbol,
+                    source,
+                )
+            )
     return out
 
 
@@ -115,36 +181,67 @@ def value_mismatch(rows: list[Row], known: Resolver, source: str) -> list[Findin
             continue
         found = known.value(row.symbol)
         if found is not None and found[0] != row.value:
-            out.append(Finding(VALUE_MISMATCH, (
-                f"The page gives {row.symbol} as {hex32(row.value)}, but it is "
-                f"{hex32(found[0])} ({found[1]}); the page's value is kept."), row.symbol, source))
-        elif row.symbol.startswith("HRESULT_FROM_WIN32(") and row.value != 0 and (
-                row.value & 0xFFFF0000) != 0x80070000:
-            out.append(Finding(VALUE_MISMATCH, (
-                f"{row.symbol} is documented as {hex32(row.value)}, which is not a "
-                "FACILITY_WIN32 HRESULT (0x8007xxxx)."), row.symbol, source))
+            out.append(
+                Finding(
+                    VALUE_MISMATCH,
+                    (
+                        f"The page gives {row.symbol} as {hex32(row.value)}, but it is "
+                        f"{hex32(found[0])} ({found[1]}); the page's value is kept."
+                    ),
+                    row.symbol,
+                    source,
+                )
+            )
+        elif (
+            row.symbol.startswith("HRESULT_FROM_WIN32(")
+            and row.value != 0
+            and (row.value & 0xFFFF0000) != 0x80070000
+        ):
+            out.append(
+                Finding(
+                    VALUE_MISMATCH,
+                    (
+                        f"{row.symbol} is documented as {hex32(row.value)}, which is not a "
+                        "FACILITY_WIN32 HRESULT (0x8007xxxx)."
+                    ),
+                    row.symbol,
+                    source,
+                )
+            )
     return out
 
 
-def unknown_symbol(symbol: str, right: str, value: int | None, known: Resolver,
-                   source: str) -> Finding:
+def unknown_symbol(
+    symbol: str, right: str, value: int | None, known: Resolver, source: str
+) -> Finding:
     """A symbol no header, spec or code page defines, one spelling away from one that is."""
     found = known.value(right)
     theirs = f" ({hex32(found[0])} in {found[1]})" if found else ""
     printed = f" printed as {hex32(value)}" if value is not None else ""
-    return Finding(UNKNOWN_SYMBOL, (
-        f"{symbol}{printed} is defined nowhere (win32metadata, codes.yaml, the specs, the code "
-        f"pages); did you mean {right}{theirs}? Not taken as a code."), symbol, source)
+    return Finding(
+        UNKNOWN_SYMBOL,
+        (
+            f"{symbol}{printed} is defined nowhere (win32metadata, codes.yaml, the specs, the code "
+            f"pages); did you mean {right}{theirs}? Not taken as a code."
+        ),
+        symbol,
+        source,
+    )
 
 
 def value_unknown(symbol: str, source: str) -> Finding:
-    return Finding(VALUE_UNKNOWN, (
-        f"{symbol} has no value on the page, and neither win32metadata, codes.yaml, the specs "
-        "nor a code page gives one: the value is left null."), symbol, source)
+    return Finding(
+        VALUE_UNKNOWN,
+        (
+            f"{symbol} has no value on the page, and neither win32metadata, codes.yaml, the specs "
+            "nor a code page gives one: the value is left null."
+        ),
+        symbol,
+        source,
+    )
 
 
-def another_code(rows: list[Row], known: Knowledge, source: str,
-                 own: set[str]) -> list[Finding]:
+def another_code(rows: list[Row], known: Knowledge, source: str, own: set[str]) -> list[Finding]:
     """A row whose description is, word for word, the one documented for a different code.
 
     `own` are this method's pages: their rows do not vouch for themselves.
@@ -162,9 +259,17 @@ def another_code(rows: list[Row], known: Knowledge, source: str,
         if rivals:
             where = "; ".join(f"{s} in {', '.join(sorted(set(w)))}" for s, w in rivals.items())
             agree = f" ({', '.join(said[row.symbol])} agrees with the row)" if mine else ""
-            out.append(Finding(ANOTHER_CODE, (
-                f"The {row.symbol} row says {row.doc!r}, the description documented for "
-                f"{where}{agree}."), row.symbol, source))
+            out.append(
+                Finding(
+                    ANOTHER_CODE,
+                    (
+                        f"The {row.symbol} row says {row.doc!r}, the description documented for "
+                        f"{where}{agree}."
+                    ),
+                    row.symbol,
+                    source,
+                )
+            )
     return out
 
 
@@ -177,9 +282,17 @@ def prose_only(pages: list[Page], rows: list[Row], also: list[str]) -> list[Find
             if symbol in listed or symbol in seen:
                 continue
             seen.add(symbol)
-            out.append(Finding(PROSE_ONLY, (
-                f"{symbol} is named in the {where} of {page.doc} but is not in the return "
-                "table."), None, page.doc))
+            out.append(
+                Finding(
+                    PROSE_ONLY,
+                    (
+                        f"{symbol} is named in the {where} of {page.doc} but is not in the return "
+                        "table."
+                    ),
+                    None,
+                    page.doc,
+                )
+            )
     return out
 
 
@@ -189,25 +302,49 @@ def localized(base: Page, other: Page, pairs: dict[int, int]) -> list[Finding]:
     theirs = [r for r in other.rows if r.origin == "table"]
     out = []
     if len(theirs) != len(mine):
-        out.append(Finding(LOCALIZED_MISSING, (
-            f"{other.doc} ({other.lang}) lists {len(theirs)} return codes where {base.doc} "
-            f"({base.lang}) lists {len(mine)}; rows are missing from one of them."),
-            None, other.doc))
+        out.append(
+            Finding(
+                LOCALIZED_MISSING,
+                (
+                    f"{other.doc} ({other.lang}) lists {len(theirs)} return codes where {base.doc} "
+                    f"({base.lang}) lists {len(mine)}; rows are missing from one of them."
+                ),
+                None,
+                other.doc,
+            )
+        )
     order = [pairs[i] for i in sorted(pairs)]
     if order != sorted(order):
-        out.append(Finding(LOCALIZED_REORDERED, (
-            f"{other.doc} ({other.lang}) lists the return codes in another order than "
-            f"{base.doc}: rows {', '.join(str(j + 1) for j in order)}."), None, other.doc))
+        out.append(
+            Finding(
+                LOCALIZED_REORDERED,
+                (
+                    f"{other.doc} ({other.lang}) lists the return codes in another order than "
+                    f"{base.doc}: rows {', '.join(str(j + 1) for j in order)}."
+                ),
+                None,
+                other.doc,
+            )
+        )
     return out
 
 
 def disagreement(symbol: str, other_symbol: str, base: Page, other: Page) -> Finding:
-    return Finding(SOURCES_DISAGREE, (
-        f"{base.doc} names this row {symbol}, {other.doc} names it {other_symbol}."),
-        symbol, other.doc)
+    return Finding(
+        SOURCES_DISAGREE,
+        (f"{base.doc} names this row {symbol}, {other.doc} names it {other_symbol}."),
+        symbol,
+        other.doc,
+    )
 
 
 def no_codes(page: Page) -> Finding:
-    return Finding(NO_CODES, (
-        f"{page.doc} names no return code (no table, no `Returns X if ...`): the spec needs at "
-        "least one."), None, page.doc)
+    return Finding(
+        NO_CODES,
+        (
+            f"{page.doc} names no return code (no table, no `Returns X if ...`): the spec needs at "
+            "least one."
+        ),
+        None,
+        page.doc,
+    )

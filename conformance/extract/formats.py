@@ -30,8 +30,11 @@ def read_page(path: str | Path) -> Page:
     try:
         size = path.stat().st_size
         if size > MAX_BYTES:
-            raise PageError(doc, f"page is {size} bytes, more than the {MAX_BYTES} a "
-                                 "reference page can plausibly be")
+            raise PageError(
+                doc,
+                f"page is {size} bytes, more than the {MAX_BYTES} a "
+                "reference page can plausibly be",
+            )
         raw = path.read_bytes()
     except OSError as exc:
         raise PageError(doc, f"cannot read: {exc.strerror or exc}") from None

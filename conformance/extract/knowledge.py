@@ -51,7 +51,7 @@ class Knowledge:
     def value_of(self, symbol: str) -> tuple[int, str] | None:
         found = self.values.get(symbol)
         if found is None and symbol.startswith("HRESULT_FROM_WIN32("):
-            inner = self.values.get(symbol[len("HRESULT_FROM_WIN32("):-1])
+            inner = self.values.get(symbol[len("HRESULT_FROM_WIN32(") : -1])
             if inner is not None:
                 value = inner[0] if inner[0] == 0 else 0x80070000 | (inner[0] & 0xFFFF)
                 return value, f"HRESULT_FROM_WIN32 of {inner[1]}"
@@ -83,7 +83,8 @@ class Knowledge:
                     self.values.setdefault(row.symbol, (row.value, page.doc))
                 if row.symbol and row.doc:
                     self.batch_meanings.setdefault(meaning(row.doc), {}).setdefault(
-                        row.symbol, []).append(page.doc)
+                        row.symbol, []
+                    ).append(page.doc)
 
 
 def load_knowledge(root: str | Path | None) -> Knowledge:
@@ -133,4 +134,3 @@ def _load(file: Path) -> Any:
         return yaml.load(file.read_text(encoding="utf-8"), Loader=_LOADER)
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
-

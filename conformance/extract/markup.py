@@ -24,8 +24,31 @@ from conformance.extract.page import PageError, squash
 _BLOCKS = MarkdownIt("commonmark", {"html": True}).disable(["code", "inline"]).enable("table")
 _FULL = MarkdownIt("commonmark", {"html": True}).disable("code").enable("table")
 _VOID = frozenset({"br", "hr", "img", "input", "meta", "link", "col", "area", "base", "wbr"})
-_BLOCK_TAGS = frozenset({"p", "div", "br", "tr", "li", "dt", "dd", "dl", "table", "pre", "h1",
-                         "h2", "h3", "h4", "h5", "h6", "ul", "ol", "blockquote", "td", "th"})
+_BLOCK_TAGS = frozenset(
+    {
+        "p",
+        "div",
+        "br",
+        "tr",
+        "li",
+        "dt",
+        "dd",
+        "dl",
+        "table",
+        "pre",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "ul",
+        "ol",
+        "blockquote",
+        "td",
+        "th",
+    }
+)
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -45,7 +68,7 @@ def front_matter(text: str, doc: str) -> tuple[dict, str]:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 2}" if mark else ""
         raise PageError(doc, f"front matter is not valid YAML{where}") from None
-    body = text[end + 4:]
+    body = text[end + 4 :]
     return (data if isinstance(data, dict) else {}), body.split("\n", 1)[1] if "\n" in body else ""
 
 
@@ -234,8 +257,9 @@ def fences(section: Section) -> list[str]:
 
 # --------------------------------------------------------------------------- a section's flow
 
-_FLOW_BREAKS = frozenset({"p", "div", "br", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6",
-                          "section", "hr", "center"})
+_FLOW_BREAKS = frozenset(
+    {"p", "div", "br", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6", "section", "hr", "center"}
+)
 
 
 def flow(node: Node) -> list[Block]:
@@ -274,8 +298,9 @@ def flow(node: Node) -> list[Block]:
 
 
 def _table_blocks(table: Node) -> list[Block]:
-    return [Block("row", cells=cell_texts(cells)) for cells in table_rows(table)
-            if cells[0].tag != "th"]
+    return [
+        Block("row", cells=cell_texts(cells)) for cells in table_rows(table) if cells[0].tag != "th"
+    ]
 
 
 def _list_blocks(lst: Node) -> list[Block]:
@@ -299,5 +324,10 @@ def _definition_blocks(dl: Node) -> list[Block]:
     return out
 
 
-_FLOW_HANDLERS = {"table": _table_blocks, "ul": _list_blocks, "ol": _list_blocks,
-                  "dl": _definition_blocks, "pre": lambda node: []}
+_FLOW_HANDLERS = {
+    "table": _table_blocks,
+    "ul": _list_blocks,
+    "ol": _list_blocks,
+    "dl": _definition_blocks,
+    "pre": lambda node: [],
+}

@@ -29,10 +29,42 @@ from functools import lru_cache
 from conformance.extract.page import Page, Row, squash, unescape_md
 
 # Words that look like symbols but are plain results or types, never return codes.
-NOT_CODES = frozenset({"TRUE", "FALSE", "NULL", "HRESULT", "NTSTATUS", "BOOL", "BOOLEAN", "DWORD",
-                       "LONG", "ULONG", "UINT", "INT", "VOID", "LRESULT", "LPARAM", "WPARAM",
-                       "HANDLE", "NOTE", "IMPORTANT", "TIP", "CAUTION", "WARNING", "COM",
-                       "API", "DLL", "UNICODE", "ANSI", "ASCII", "UTF", "GUID", "IID", "CLSID"})
+NOT_CODES = frozenset(
+    {
+        "TRUE",
+        "FALSE",
+        "NULL",
+        "HRESULT",
+        "NTSTATUS",
+        "BOOL",
+        "BOOLEAN",
+        "DWORD",
+        "LONG",
+        "ULONG",
+        "UINT",
+        "INT",
+        "VOID",
+        "LRESULT",
+        "LPARAM",
+        "WPARAM",
+        "HANDLE",
+        "NOTE",
+        "IMPORTANT",
+        "TIP",
+        "CAUTION",
+        "WARNING",
+        "COM",
+        "API",
+        "DLL",
+        "UNICODE",
+        "ANSI",
+        "ASCII",
+        "UTF",
+        "GUID",
+        "IID",
+        "CLSID",
+    }
+)
 _SEVERITY = frozenset({"E", "S", "I", "W"})  # E_X, X_E_Y, SEC_I_X, TLS_W_X, RPC_S_X
 _STATUS_WORDS = ("ERROR", "STATUS")
 _SUCCESS_WORDS = frozenset({"SUCCESS", "NOERROR"})
@@ -40,8 +72,10 @@ _WRAPPERS = ("HRESULT_FROM_WIN32",)
 
 # A symbol in running text: escaped underscores are undone before matching.
 _IN_TEXT = re.compile(r"(?<![\w(])[A-Z][A-Za-z0-9_]*(?:\([A-Za-z_][A-Za-z0-9_]*\))?")
-_VALUE_TOKEN = re.compile(r"^\(?(?:\([A-Za-z_]\w*\))?(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})[Ll]?\)?"
-                          r"[:.,;]?$")
+_VALUE_TOKEN = re.compile(
+    r"^\(?(?:\([A-Za-z_]\w*\))?(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})[Ll]?\)?"
+    r"[:.,;]?$"
+)
 _VALUE_AFTER = re.compile(r" ?(?:[(,] ?)?(0[xX][0-9A-Fa-f]{1,8})[Ll]?\)?")
 _LEAD_PUNCT = "*:.,;-–—=|"
 _RETURNS_JUST_BEFORE = re.compile(r"\b(?:returns?|return value is)\s+(?:\*\*)?$")
@@ -118,41 +152,63 @@ class Grammar:
 
 GRAMMARS: dict[str, Grammar] = {
     "en": Grammar(
-        verb=re.compile(r"\b(?:returns?|returned|returning|fails?\s+with|failed\s+with|"
-                        r"causes?|caused|results?\s+in|is\s+set\s+to)\b", re.I),
-        subject=re.compile(r"\b(?:the|this|that|each|any|a|an)\s+(?:(?:first|second|next|"
-                           r"later|subsequent|further|repeated|following)\s+)?(?:function|"
-                           r"method|call|routine)s?\b|\b(?:subsequent|further|repeated)\s+"
-                           r"(?:function\s+|method\s+)?calls\b|\b(?:WSA)?GetLastError\b", re.I),
-        negation=re.compile(r"(?:\bnot|\bnever|n't|\bcannot)\s+(?:\w+\s+){0,2}?"
-                            r"(?:return|fail|cause|result)", re.I),
+        verb=re.compile(
+            r"\b(?:returns?|returned|returning|fails?\s+with|failed\s+with|"
+            r"causes?|caused|results?\s+in|is\s+set\s+to)\b",
+            re.I,
+        ),
+        subject=re.compile(
+            r"\b(?:the|this|that|each|any|a|an)\s+(?:(?:first|second|next|"
+            r"later|subsequent|further|repeated|following)\s+)?(?:function|"
+            r"method|call|routine)s?\b|\b(?:subsequent|further|repeated)\s+"
+            r"(?:function\s+|method\s+)?calls\b|\b(?:WSA)?GetLastError\b",
+            re.I,
+        ),
+        negation=re.compile(
+            r"(?:\bnot|\bnever|n't|\bcannot)\s+(?:\w+\s+){0,2}?"
+            r"(?:return|fail|cause|result)",
+            re.I,
+        ),
         see=re.compile(r"\(\s*see\s+$|\bsee\s+(?:the\s+)?$", re.I),
         examples=re.compile(r"\bsuch\s+as\s+[^.;]*", re.I),
-        condition=re.compile(r"^\s*(?:\)?\s*)(?:if|when|on|after|because)\b\s*(.+)$", re.I)),
+        condition=re.compile(r"^\s*(?:\)?\s*)(?:if|when|on|after|because)\b\s*(.+)$", re.I),
+    ),
     "ru": Grammar(
         verb=re.compile(r"(?:возвра\w*|заверша\w*\s+(?:с\s+)?ошибк\w*|приводит\s+к)", re.I),
         subject=re.compile(r"(?:функци\w*|метод\w*|вызов\w*|GetLastError)", re.I),
         negation=re.compile(r"\bне\s+(?:\w+\s+){0,2}?(?:возвра|заверша|привод)", re.I),
         see=re.compile(r"\(\s*см\.\s*$", re.I),
         examples=re.compile(r"такие\s+как\s+[^.;]*", re.I),
-        condition=re.compile(r"^\s*(?:если|когда)\s+(.+)$", re.I)),
+        condition=re.compile(r"^\s*(?:если|когда)\s+(.+)$", re.I),
+    ),
     "de": Grammar(
-        verb=re.compile(r"\b(?:gibt|geben|liefert|liefern|zurück\w*|schlägt|schlagen|"
-                        r"fehl\w*|verursacht)\b", re.I),
-        subject=re.compile(r"\b(?:die|diese)\s+(?:Funktion|Methode)\b|\b(?:der|dieser)\s+"
-                           r"Aufruf\b|\bGetLastError\b", re.I),
+        verb=re.compile(
+            r"\b(?:gibt|geben|liefert|liefern|zurück\w*|schlägt|schlagen|"
+            r"fehl\w*|verursacht)\b",
+            re.I,
+        ),
+        subject=re.compile(
+            r"\b(?:die|diese)\s+(?:Funktion|Methode)\b|\b(?:der|dieser)\s+"
+            r"Aufruf\b|\bGetLastError\b",
+            re.I,
+        ),
         negation=re.compile(r"\b(?:nicht|nie|niemals|kein\w*)\b", re.I),
         see=re.compile(r"\(\s*siehe\s+$", re.I),
         examples=re.compile(r"\bwie\s+[^.;]*", re.I),
-        condition=re.compile(r"^\s*(?:wenn|falls)\s+(.+)$", re.I)),
+        condition=re.compile(r"^\s*(?:wenn|falls)\s+(.+)$", re.I),
+    ),
     "fr": Grammar(
         verb=re.compile(r"\b(?:renvoie\w*|retourne\w*|échoue\w*|provoque\w*)", re.I),
-        subject=re.compile(r"\b(?:la|cette)\s+(?:fonction|méthode)\b|\bl['’]appel\b|"
-                           r"\bGetLastError\b", re.I),
+        subject=re.compile(
+            r"\b(?:la|cette)\s+(?:fonction|méthode)\b|\bl['’]appel\b|"
+            r"\bGetLastError\b",
+            re.I,
+        ),
         negation=re.compile(r"\bn(?:e\s+|['’])(?:\w+\s+){0,2}?(?:renvo|retourn|échou)", re.I),
         see=re.compile(r"\(\s*voir\s+$", re.I),
         examples=re.compile(r"\bcomme\s+[^.;]*", re.I),
-        condition=re.compile(r"^\s*(?:si|lorsque|quand)\s+(.+)$", re.I)),
+        condition=re.compile(r"^\s*(?:si|lorsque|quand)\s+(.+)$", re.I),
+    ),
 }
 
 
@@ -265,13 +321,20 @@ def prose_rows(text: str, lang: str = "en") -> list[Row]:
             symbol, start = match.group(0), match.start()
             if any(a <= start < b for a, b in examples):
                 continue
-            before = sentence[max(0, start - _WINDOW):start]
+            before = sentence[max(0, start - _WINDOW) : start]
             if not (code_shaped(symbol) or (_follows_return(before) and symbol_like(symbol))):
                 continue
             if g.see.search(before) or g.negation.search(before):
                 continue
-            rows.append(Row(symbol, _value_after(sentence, match.end()),
-                            _condition(sentence, match.end(), g), origin="prose", found="prose"))
+            rows.append(
+                Row(
+                    symbol,
+                    _value_after(sentence, match.end()),
+                    _condition(sentence, match.end(), g),
+                    origin="prose",
+                    found="prose",
+                )
+            )
     return rows
 
 
@@ -294,7 +357,7 @@ def _value_after(text: str, end: int) -> int | None:
 
 def _condition(sentence: str, end: int, g: Grammar) -> str:
     """`X if the buffer is too small` -> `The buffer is too small.`; else the whole sentence."""
-    rest = g.condition.match(sentence[end:end + 400])
+    rest = g.condition.match(sentence[end : end + 400])
     if not rest:
         return sentence
     clause = re.split(r"\s+and\s+[A-Z][A-Z0-9_]+\s+if\b|[.;](?:\s|$)", rest.group(1))[0]
@@ -305,34 +368,44 @@ def _condition(sentence: str, end: int, g: Grammar) -> str:
 # --------------------------------------------------------------------------- other sections
 
 
-def said_rows(text: str, method: str, where: str, lang: str = "en",
-              implicit_subject: bool = False) -> list[Row]:
+def said_rows(
+    text: str, method: str, where: str, lang: str = "en", implicit_subject: bool = False
+) -> list[Row]:
     """Codes a Remarks, Parameters or Description text says this method returns."""
     g = grammar(lang)
     own = self_names(method)
     rows: list[Row] = []
     for sentence in sentences(text):
         verb = g.verb.search(sentence)
-        if verb is None or not (implicit_subject or own.search(sentence)
-                                or g.subject.search(sentence)):
+        if verb is None or not (
+            implicit_subject or own.search(sentence) or g.subject.search(sentence)
+        ):
             continue
         for match in symbols_in(sentence):
             symbol, start = match.group(0), match.start()
             if start < verb.end() or not code_shaped(symbol):
                 continue
-            before = sentence[max(0, start - _WINDOW):start]
+            before = sentence[max(0, start - _WINDOW) : start]
             if g.negation.search(before) or g.see.search(before):
                 continue
             if all(r.symbol != symbol for r in rows):
-                rows.append(Row(symbol, _value_after(sentence, match.end()), sentence,
-                                origin="remarks", found=where))
+                rows.append(
+                    Row(
+                        symbol,
+                        _value_after(sentence, match.end()),
+                        sentence,
+                        origin="remarks",
+                        found=where,
+                    )
+                )
     return rows
 
 
 def named(text: str) -> list[str]:
     """Every status-code-shaped symbol a text names, in order (for prose-only findings)."""
-    return list(dict.fromkeys(m.group(0) for m in symbols_in(unescape_md(text))
-                              if code_shaped(m.group(0))))
+    return list(
+        dict.fromkeys(m.group(0) for m in symbols_in(unescape_md(text)) if code_shaped(m.group(0)))
+    )
 
 
 def block_text(block: Block) -> str:
@@ -341,8 +414,13 @@ def block_text(block: Block) -> str:
     return f"{block.term} {block.text}" if block.term else block.text
 
 
-def take_said(page: Page, blocks: list[Block], where: str, implicit_subject: bool = False,
-              label: str | None = None) -> None:
+def take_said(
+    page: Page,
+    blocks: list[Block],
+    where: str,
+    implicit_subject: bool = False,
+    label: str | None = None,
+) -> None:
     """Add to the page the codes these blocks say the method returns (after the codes it
     already has), and note the status codes they name without saying so (`prose_codes`)."""
     known = {r.symbol for r in page.rows}
@@ -352,5 +430,4 @@ def take_said(page: Page, blocks: list[Block], where: str, implicit_subject: boo
             if row.symbol not in known:
                 page.rows.append(row)
                 known.add(row.symbol)
-    page.prose_codes.extend((s, label or where) for t in texts for s in named(t)
-                            if s not in known)
+    page.prose_codes.extend((s, label or where) for t in texts for s in named(t) if s not in known)

@@ -21,10 +21,24 @@ from conformance.extract.resolve import Resolver
 _FORMAT_RANK = {SDK_API: 0, WIN32_MD: 1, RENDERED: 2}
 # Where a code was found, when not in the Return value section's table or list: a person
 # confirms these (`x-confirm`), since prose and other sections are read by rule, not by layout.
-_PLACES = {"prose": "Return value text", "remarks": "Remarks", "parameters": "Parameters",
-           "description": "description"}
-_REQUIREMENT_ORDER = ("client", "server", "end_of_client_support", "end_of_server_support",
-                      "platform", "product", "header", "library", "dll", "redistributable")
+_PLACES = {
+    "prose": "Return value text",
+    "remarks": "Remarks",
+    "parameters": "Parameters",
+    "description": "description",
+}
+_REQUIREMENT_ORDER = (
+    "client",
+    "server",
+    "end_of_client_support",
+    "end_of_server_support",
+    "platform",
+    "product",
+    "header",
+    "library",
+    "dll",
+    "redistributable",
+)
 
 
 @dataclass
@@ -73,8 +87,14 @@ class _Merge:
 
 def merge(pages: list[Page], known: Knowledge, resolver: Resolver | None = None) -> ExtractedSpec:
     """One spec from every page of one method; values resolved by `resolver` (see resolve)."""
-    pages = sorted(pages, key=lambda p: (p.lang != "en", _FORMAT_RANK.get(p.format, 9),
-                                         not any(r.symbol for r in p.rows)))
+    pages = sorted(
+        pages,
+        key=lambda p: (
+            p.lang != "en",
+            _FORMAT_RANK.get(p.format, 9),
+            not any(r.symbol for r in p.rows),
+        ),
+    )
     m = _Merge(pages, known, resolver or Resolver(known))
     rows = _rows(m)
     params = _params(m)
@@ -83,10 +103,14 @@ def merge(pages: list[Page], known: Knowledge, resolver: Resolver | None = None)
     sources = [_source(p, m.fields.get(p.doc)) for p in pages]
     data["sources"] = sources
     data["findings"] = [f.as_dict() for f in m.findings]
-    confirm = [f"{r.symbol}: named only in the {_PLACES[r.found]}; confirm the method returns it"
-               for r in rows if r.symbol and r.found in _PLACES]
-    return ExtractedSpec(m.lead.method, data, pages, m.findings, m.inferences, m.unnamed,
-                         confirm=confirm)
+    confirm = [
+        f"{r.symbol}: named only in the {_PLACES[r.found]}; confirm the method returns it"
+        for r in rows
+        if r.symbol and r.found in _PLACES
+    ]
+    return ExtractedSpec(
+        m.lead.method, data, pages, m.findings, m.inferences, m.unnamed, confirm=confirm
+    )
 
 
 # --------------------------------------------------------------------------- rows
@@ -97,8 +121,9 @@ def _rows(m: _Merge) -> list[Row]:
     rows = [_copy(r) for r in base.rows]
     origin: dict[int, str] = {}
     for other in m.pages[1:]:
-        pairs = align([r for r in rows if r.origin == "table"],
-                      [r for r in other.rows if r.origin == "table"])
+        pairs = align(
+            [r for r in rows if r.origin == "table"], [r for r in other.rows if r.origin == "table"]
+        )
         _fill(m, rows, other, pairs)
         if other.lang != base.lang:
             m.findings.extend(F.localized(base, other, pairs))
@@ -123,8 +148,7 @@ def _misspelled(m: _Merge, row: Row) -> bool:
     right = m.resolver.misspelled(row.symbol, own) if row.symbol else None
     if right is None:
         return False
-    m.findings.append(F.unknown_symbol(row.symbol or "", right, row.value, m.resolver,
-                                       m.lead.doc))
+    m.findings.append(F.unknown_symbol(row.symbol or "", right, row.value, m.resolver, m.lead.doc))
     return True
 
 
@@ -174,11 +198,16 @@ def _name(m: _Merge, row: Row, index: int) -> None:
         codes = same.codes
         table_rows = [r for r in m.lead.rows if r.origin == "table"]
         by_order = codes[index] if index < len(codes) and len(codes) >= len(table_rows) else None
-        if by_order and (m.lead.lang != "en" or meaning(by_order.get("doc", "")) ==
-                         meaning(row.doc)):
+        if by_order and (
+            m.lead.lang != "en" or meaning(by_order.get("doc", "")) == meaning(row.doc)
+        ):
             row.symbol = by_order.get("symbol")
-            _infer(m, row, f"symbol from row {index + 1} of the existing spec "
-                           f"{same.file.name}" + (" (by order)" if m.lead.lang != "en" else ""))
+            _infer(
+                m,
+                row,
+                f"symbol from row {index + 1} of the existing spec "
+                f"{same.file.name}" + (" (by order)" if m.lead.lang != "en" else ""),
+            )
             return
     candidates = m.known.named_by_meaning(row.doc) if m.lead.lang == "en" else {}
     if len(candidates) == 1:
@@ -186,8 +215,11 @@ def _name(m: _Merge, row: Row, index: int) -> None:
         row.symbol = symbol
         _infer(m, row, f"symbol by meaning: {where} documents {symbol} as {row.doc!r}")
     else:
-        why = (f"candidates {', '.join(sorted(candidates))}" if candidates
-               else "no page or existing spec names it")
+        why = (
+            f"candidates {', '.join(sorted(candidates))}"
+            if candidates
+            else "no page or existing spec names it"
+        )
         m.unnamed.append(f"row {index + 1} ({row.doc[:60]!r}): symbol unknown, {why}")
 
 
@@ -200,8 +232,10 @@ def _value(m: _Merge, row: Row) -> None:
         return
     found = m.resolver.value(row.symbol)
     if found is None:
-        m.unnamed.append(f"{row.symbol}: value unknown (no page, win32metadata, codes.yaml, "
-                         "existing spec or code page gives it)")
+        m.unnamed.append(
+            f"{row.symbol}: value unknown (no page, win32metadata, codes.yaml, "
+            "existing spec or code page gives it)"
+        )
         m.findings.append(F.value_unknown(row.symbol, m.lead.doc))
         return
     row.value, row.value_from = found
@@ -242,9 +276,14 @@ def _params(m: _Merge) -> list[ParamDoc]:
     for page in m.pages:
         theirs = [p.name for p in page.params]
         if theirs and theirs != names:
-            m.findings.append(F.Finding("parameters-disagree-between-sources", (
-                f"{page.doc} lists parameters {theirs}, {base.doc} lists {names}."),
-                None, page.doc))
+            m.findings.append(
+                F.Finding(
+                    "parameters-disagree-between-sources",
+                    (f"{page.doc} lists parameters {theirs}, {base.doc} lists {names}."),
+                    None,
+                    page.doc,
+                )
+            )
     return params
 
 
@@ -257,13 +296,13 @@ def _types(m: _Merge, params: list[ParamDoc]) -> None:
         previous = old.get(param.name, {}).get("type")
         if previous:
             param.type = previous
-            m.inferences.append(f"type of {param.name} from the existing spec "
-                                f"{existing.file.name}")
+            m.inferences.append(f"type of {param.name} from the existing spec {existing.file.name}")
         elif param.type:
             m.inferences.append(f"type of {param.name} ({param.type}) read from its prose")
         else:
-            m.unnamed.append(f"parameter {param.name}: type unknown (no Syntax block, no "
-                             "existing spec)")
+            m.unnamed.append(
+                f"parameter {param.name}: type unknown (no Syntax block, no existing spec)"
+            )
 
 
 # --------------------------------------------------------------------------- the document
@@ -320,16 +359,20 @@ def _family_and_object(m: _Merge) -> tuple[str, str | None]:
         return family, _guess_object(m, iface) if iface else None
     header = (m.lead.header or m.first("header")[0] or "unknown.h").lower()
     family = re.sub(r"[^a-z0-9-]+", "-", header.rsplit(".", 1)[0]).strip("-") or "unknown"
-    m.unnamed.append(f"family: no existing spec shares this interface or header; "
-                     f"'{family}' was made from the header: check it names a domain")
+    m.unnamed.append(
+        f"family: no existing spec shares this interface or header; "
+        f"'{family}' was made from the header: check it names a domain"
+    )
     return family, _guess_object(m, iface) if iface else None
 
 
 def _guess_object(m: _Merge, iface: str) -> str:
     name = re.sub(r"^I(?=[A-Z])", "", iface)
     obj = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
-    m.unnamed.append(f"interface.object: no existing spec of {iface}; '{obj}' was made from "
-                     "its name: check it is a step of the family's domain")
+    m.unnamed.append(
+        f"interface.object: no existing spec of {iface}; '{obj}' was made from "
+        "its name: check it is a step of the family's domain"
+    )
     return obj
 
 
@@ -358,8 +401,12 @@ def _requirements(m: _Merge) -> dict[str, str]:
             out[key] = page.requirements[key]
         if added:
             m.took(page, "requirements")
-    return {k: out[k] for k in sorted(out, key=lambda k: (
-        _REQUIREMENT_ORDER.index(k) if k in _REQUIREMENT_ORDER else 99, k))}
+    return {
+        k: out[k]
+        for k in sorted(
+            out, key=lambda k: (_REQUIREMENT_ORDER.index(k) if k in _REQUIREMENT_ORDER else 99, k)
+        )
+    }
 
 
 def _constants(m: _Merge, params: list[ParamDoc]) -> dict[str, int]:
@@ -381,8 +428,11 @@ def _param(param: ParamDoc, constants: dict[str, int]) -> dict[str, Any]:
     if param.retval:
         out["retval"] = True
     out["type"] = param.type
-    for flag, on in (("optional", param.optional), ("nullable", param.nullable),
-                     ("async", param.is_async)):
+    for flag, on in (
+        ("optional", param.optional),
+        ("nullable", param.nullable),
+        ("async", param.is_async),
+    ):
         if on:
             out[flag] = True
     special = [s for s in param.special if s in constants]
@@ -404,8 +454,12 @@ def _returns(m: _Merge, rows: list[Row]) -> dict[str, Any]:
     for page in m.pages:
         if page.lang == "en" or not also:
             also.extend(a for a in page.also if a not in also)
-    return {"convention": convention or "hresult", "delivery": delivery, "codes": codes,
-            "also": also}
+    return {
+        "convention": convention or "hresult",
+        "delivery": delivery,
+        "codes": codes,
+        "also": also,
+    }
 
 
 def _code(m: _Merge, row: Row, delivery: str) -> dict[str, Any]:
@@ -413,8 +467,10 @@ def _code(m: _Merge, row: Row, delivery: str) -> dict[str, Any]:
     via = row.via
     if via is None and delivery != "direct" and row.symbol == "E_POINTER":
         via = "call"
-        m.inferences.append("E_POINTER arrives by the call: with a NULL out-pointer there is "
-                            "no async object to complete")
+        m.inferences.append(
+            "E_POINTER arrives by the call: with a NULL out-pointer there is "
+            "no async object to complete"
+        )
     if via:
         out["via"] = via
     if ":" in row.origin:
@@ -441,8 +497,11 @@ def _source(page: Page, fields: list[str] | None) -> dict[str, Any]:
 def _check(m: _Merge, rows: list[Row], params: list[ParamDoc], data: dict[str, Any]) -> None:
     lead = m.lead
     table = [r for r in rows if r.origin == "table"]
-    m.findings.extend(F.other_object(lead.method, data.get("summary", ""),
-                                     [p.doc for p in params], table, lead.doc))
+    m.findings.extend(
+        F.other_object(
+            lead.method, data.get("summary", ""), [p.doc for p in params], table, lead.doc
+        )
+    )
     m.findings.extend(F.another_code(table, m.known, lead.doc, {p.doc for p in m.pages}))
     m.findings.extend(F.severity(rows, lead.doc))
     m.findings.extend(F.value_mismatch(rows, m.resolver, lead.doc))
@@ -471,6 +530,9 @@ def _echo_localized(m: _Merge, finding: F.Finding, table: list[Row]) -> None:
             notes.append(f"{page.doc} ({page.lang}) says {rows[index].doc!r} on that row")
     if notes:
         i = m.findings.index(finding)
-        m.findings[i] = F.Finding(finding.kind, finding.message + " " + "; ".join(notes) + ".",
-                                  finding.code, finding.source)
-
+        m.findings[i] = F.Finding(
+            finding.kind,
+            finding.message + " " + "; ".join(notes) + ".",
+            finding.code,
+            finding.source,
+        )

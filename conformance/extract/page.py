@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 MAX_BYTES = 1024 * 1024
 
 SDK_API, WIN32_MD, RENDERED = "sdk-api-md", "win32-md", "rendered-text"
+
+
 class PageError(Exception):
     """A page that cannot be extracted; the message names the page and the reason."""
 
@@ -124,8 +126,9 @@ def detect_format(text: str) -> str:
     head = text.lstrip()[:200_000]
     if re.search(r"^#{2,3} -(?:description|parameters|param|returns|remarks)\b", head, re.M):
         return SDK_API
-    if head.startswith("---\n") or re.search(r"^## (?:Syntax|Return value|Parameters)\s*$",
-                                             head, re.M):
+    if head.startswith("---\n") or re.search(
+        r"^## (?:Syntax|Return value|Parameters)\s*$", head, re.M
+    ):
         return WIN32_MD
     return RENDERED
 
@@ -180,8 +183,15 @@ def squash(text: str) -> str:
 def directions(tag: str) -> tuple[str | None, bool, bool]:
     """`[in, optional]` -> ('in', optional, retval)."""
     words = {w.strip().lower() for w in tag.strip("[] ").split(",")}
-    direction = ("inout" if {"in", "out"} <= words or "in/out" in words or "inout" in words
-                 else "out" if "out" in words else "in" if "in" in words else None)
+    direction = (
+        "inout"
+        if {"in", "out"} <= words or "in/out" in words or "inout" in words
+        else "out"
+        if "out" in words
+        else "in"
+        if "in" in words
+        else None
+    )
     return direction, "optional" in words, "retval" in words
 
 
@@ -203,7 +213,8 @@ def charset_of(name: str, neutral_seen: bool) -> tuple[str | None, str | None]:
 
 SIGNATURE_PARAM = re.compile(
     r"^\s*(\[[^\]]*\])?\s*((?:const\s+)?[A-Za-z_][A-Za-z0-9_]*(?:\s*\*+\s*|\s+))"
-    r"(\**)([A-Za-z_][A-Za-z0-9_]*)\s*(?:\[\])?\s*,?\s*$")
+    r"(\**)([A-Za-z_][A-Za-z0-9_]*)\s*(?:\[\])?\s*,?\s*$"
+)
 
 
 _DECLARATION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_ ]*?)\s+(?:\w+\s+)?([A-Za-z_]\w*)\s*\((.*)$")
@@ -232,7 +243,7 @@ def parse_signature(lines: list[str], name: str) -> tuple[str | None, list[Param
     assert head is not None
     ret = head.group(1).split()[-1]
     params: list[ParamDoc] = []
-    for line in [head.group(3), *lines[start + 1:]]:
+    for line in [head.group(3), *lines[start + 1 :]]:
         text = _squeezed(line.strip())
         if not text or text.startswith(")") or text == "void":
             if text.startswith(")") or (not text and params):
@@ -255,14 +266,22 @@ def parse_signature(lines: list[str], name: str) -> tuple[str | None, list[Param
 # --------------------------------------------------------------------------- English prose
 
 ALSO_PHRASES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
-    (re.compile(r"VDS-specific return values|VDS-spezifische|spécifiques à VDS|"
-                r"возвращаемые значения VDS", re.I), ("VDS_HRESULT",)),
-    (re.compile(r"converted system error codes|HRESULT_FROM_WIN32", re.I),
-     ("HRESULT_FROM_WIN32",)),
+    (
+        re.compile(
+            r"VDS-specific return values|VDS-spezifische|spécifiques à VDS|"
+            r"возвращаемые значения VDS",
+            re.I,
+        ),
+        ("VDS_HRESULT",),
+    ),
+    (re.compile(r"converted system error codes|HRESULT_FROM_WIN32", re.I), ("HRESULT_FROM_WIN32",)),
     (re.compile(r"Win32 or iSCSI error code", re.I), ("WIN32_ERROR", "ISDSC_STATUS")),
 )
-SUCH_AS = re.compile(r"(?:standard HRESULT values|HRESULT),?\s+(?:such as|такие как|wie|comme)"
-                     r"\s+([A-Z_]+(?:\s*(?:,|or|или|oder|ou)\s*[A-Z_]+)*)", re.I)
+SUCH_AS = re.compile(
+    r"(?:standard HRESULT values|HRESULT),?\s+(?:such as|такие как|wie|comme)"
+    r"\s+([A-Z_]+(?:\s*(?:,|or|или|oder|ou)\s*[A-Z_]+)*)",
+    re.I,
+)
 
 
 def also_from(text: str) -> list[str]:
@@ -283,8 +302,11 @@ def codes_named(text: str) -> list[str]:
     return list(dict.fromkeys(s for s in SYMBOL.findall(text) if is_code_symbol(s)))
 
 
-DELIVERED = re.compile(r"\b(?:returned|reported|delivered)\s+(?:through|via|in|by)\s+the\s+"
-                       r"(?:\*\*)?(Error|pHrResult|HRESULT)\b", re.I)
+DELIVERED = re.compile(
+    r"\b(?:returned|reported|delivered)\s+(?:through|via|in|by)\s+the\s+"
+    r"(?:\*\*)?(Error|pHrResult|HRESULT)\b",
+    re.I,
+)
 
 
 def remark_rows(text: str) -> list[Row]:
@@ -297,15 +319,25 @@ def remark_rows(text: str) -> list[Row]:
             after = sentence.split(symbol, 1)[1]
             value = re.match(r"\s*\)?\s*\((0x[0-9A-Fa-f]{1,8})L?\)", after)
             doc = _delivered_condition(sentence)
-            rows.append(Row(symbol, int(value.group(1), 16) if value else None, doc,
-                            via="completion", origin="remarks"))
+            rows.append(
+                Row(
+                    symbol,
+                    int(value.group(1), 16) if value else None,
+                    doc,
+                    via="completion",
+                    origin="remarks",
+                )
+            )
     return rows
 
 
 def _delivered_condition(sentence: str) -> str:
     """The clause that says when: `... object [if|when] there are no logon sessions ...`."""
-    match = re.search(r"\b(?:object|property|parameter)\s+(?:if\s+|when\s+)?"
-                      r"((?:there|the|no|it)\b.+?)\.?$", sentence)
+    match = re.search(
+        r"\b(?:object|property|parameter)\s+(?:if\s+|when\s+)?"
+        r"((?:there|the|no|it)\b.+?)\.?$",
+        sentence,
+    )
     if not match:
         return squash(sentence)
     cond = match.group(1)
@@ -318,8 +350,12 @@ def special_values(doc_html_bold: list[str], ptype: str | None) -> list[str]:
     out = []
     for word in doc_html_bold:
         word = word.strip()
-        if (re.fullmatch(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+", word) and word not in skip
-                and not is_code_symbol(word) and not _looks_like_type(word)):
+        if (
+            re.fullmatch(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+", word)
+            and word not in skip
+            and not is_code_symbol(word)
+            and not _looks_like_type(word)
+        ):
             out.append(word)
     return list(dict.fromkeys(out))
 
@@ -349,30 +385,50 @@ def async_kind(ptype: str | None, doc: str) -> str | None:
 
 REQUIREMENT_LABELS: dict[str, str] = {
     # English
-    "minimum supported client": "client", "minimum supported server": "server",
-    "target platform": "platform", "header": "header", "library": "library", "dll": "dll",
-    "redistributable": "redistributable", "end of client support": "end_of_client_support",
-    "end of server support": "end_of_server_support", "product": "product", "iid": "iid",
+    "minimum supported client": "client",
+    "minimum supported server": "server",
+    "target platform": "platform",
+    "header": "header",
+    "library": "library",
+    "dll": "dll",
+    "redistributable": "redistributable",
+    "end of client support": "end_of_client_support",
+    "end of server support": "end_of_server_support",
+    "product": "product",
+    "iid": "iid",
     "unicode and ansi names": "unicode_ansi",
     # Russian
-    "минимальная версия клиента": "client", "минимальная версия сервера": "server",
-    "целевая платформа": "platform", "заголовок": "header", "библиотека": "library",
-    "распространяемые компоненты": "redistributable", "продукт": "product",
+    "минимальная версия клиента": "client",
+    "минимальная версия сервера": "server",
+    "целевая платформа": "platform",
+    "заголовок": "header",
+    "библиотека": "library",
+    "распространяемые компоненты": "redistributable",
+    "продукт": "product",
     "окончание поддержки клиентов": "end_of_client_support",
     # German
     "unterstützte mindestversion (client)": "client",
-    "unterstützte mindestversion (server)": "server", "zielplattform": "platform",
-    "kopfzeile": "header", "bibliothek": "library", "verteilbare komponente": "redistributable",
+    "unterstützte mindestversion (server)": "server",
+    "zielplattform": "platform",
+    "kopfzeile": "header",
+    "bibliothek": "library",
+    "verteilbare komponente": "redistributable",
     "produkt": "product",
     # French
-    "client minimal pris en charge": "client", "serveur minimal pris en charge": "server",
-    "plateforme cible": "platform", "en-tête": "header", "bibliothèque": "library",
-    "composant redistribuable": "redistributable", "produit": "product",
+    "client minimal pris en charge": "client",
+    "serveur minimal pris en charge": "server",
+    "plateforme cible": "platform",
+    "en-tête": "header",
+    "bibliothèque": "library",
+    "composant redistribuable": "redistributable",
+    "produit": "product",
 }
 VALUE_PHRASES = {
-    "только классические приложения": "desktop apps only", "nur Desktop-Apps": "desktop apps only",
+    "только классические приложения": "desktop apps only",
+    "nur Desktop-Apps": "desktop apps only",
     "applications de bureau uniquement": "desktop apps only",
-    "Не поддерживается": "None supported", "Nicht unterstützt": "None supported",
+    "Не поддерживается": "None supported",
+    "Nicht unterstützt": "None supported",
     "Aucun pris en charge": "None supported",
 }
 
@@ -389,8 +445,11 @@ def requirement(label: str, value: str) -> tuple[str, str] | None:
 
 
 def iid_from(text: str) -> str | None:
-    match = re.search(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-"
-                      r"[0-9A-Fa-f]{12}", text)
+    match = re.search(
+        r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-"
+        r"[0-9A-Fa-f]{12}",
+        text,
+    )
     return match.group(0).lower() if match else None
 
 

@@ -41,20 +41,43 @@ from conformance.extract.page import (
 HEADINGS = {
     "syntax": ("syntax", "синтаксис", "syntaxe"),
     "parameters": ("parameters", "параметры", "parameter", "paramètres"),
-    "returns": ("return value", "возвращаемое значение", "rückgabewert", "valeur de retour",
-                "valeur retournée"),
+    "returns": (
+        "return value",
+        "возвращаемое значение",
+        "rückgabewert",
+        "valeur de retour",
+        "valeur retournée",
+    ),
     "remarks": ("remarks", "комментарии", "примечания", "hinweise", "bemerkungen", "remarques"),
-    "requirements": ("requirements", "требования", "anforderungen", "configuration requise",
-                     "spécifications"),
+    "requirements": (
+        "requirements",
+        "требования",
+        "anforderungen",
+        "configuration requise",
+        "spécifications",
+    ),
     "see": ("see also", "см. также", "weitere informationen", "siehe auch", "voir aussi"),
 }
 _HEADING_OF = {title: key for key, titles in HEADINGS.items() for title in titles}
-_TABLE_HEADERS = ("return code", "возвращаемый код", "rückgabecode", "code de retour",
-                  "code/valeur de retour")
+_TABLE_HEADERS = (
+    "return code",
+    "возвращаемый код",
+    "rückgabecode",
+    "code de retour",
+    "code/valeur de retour",
+)
 _PARAM_LINE = re.compile(rf"^\[([a-z, ]+)\]\s+({IDENT})\s*$", re.I)
 _LABELS_LONGEST_FIRST = sorted(REQUIREMENT_LABELS, key=len, reverse=True)
-_TITLE_WORDS = {"method", "function", "метод", "функция", "methode", "funktion", "méthode",
-                "fonction"}
+_TITLE_WORDS = {
+    "method",
+    "function",
+    "метод",
+    "функция",
+    "methode",
+    "funktion",
+    "méthode",
+    "fonction",
+}
 
 
 def parse(text: str, doc: str) -> Page:
@@ -62,7 +85,7 @@ def parse(text: str, doc: str) -> Page:
     title = next((line for line in lines if line.strip()), "")
     method, header, lang = _title(title, text, doc)
     page = Page(doc, RENDERED, lang, method, header=header)
-    parts = _parts(lines[lines.index(title) + 1:])
+    parts = _parts(lines[lines.index(title) + 1 :])
     _intro(page, parts.get("intro", []))
     _syntax(page, lines)
     _params(page, parts.get("parameters", []) or parts.get("intro", []))
@@ -73,8 +96,13 @@ def parse(text: str, doc: str) -> Page:
         _remarks(page, parts["remarks"])
     _requirements(page, parts.get("requirements", []) + parts.get("returns", []))
     for param in page.params:
-        mentions.take_said(page, [Block("prose", param.doc)], "parameters",
-                           implicit_subject=True, label=f"parameter {param.name}")
+        mentions.take_said(
+            page,
+            [Block("prose", param.doc)],
+            "parameters",
+            implicit_subject=True,
+            label=f"parameter {param.name}",
+        )
     intro = [line for line in parts.get("intro", []) if not _is_code_line(line.strip(), page)]
     mentions.take_said(page, line_blocks(intro), "description")
     return finish(page)
@@ -86,8 +114,11 @@ def _title(title: str, text: str, doc: str) -> tuple[str, str | None, str]:
     if method is None:
         names = [w for w in words if re.fullmatch(IDENT, w) and w.lower() not in _TITLE_WORDS]
         if not any(w.lower() in _TITLE_WORDS for w in words) or not names:
-            raise PageError(doc, f"the first line {title[:80]!r} does not name a method "
-                                 "('X method (vds.h)'); not a reference page?")
+            raise PageError(
+                doc,
+                f"the first line {title[:80]!r} does not name a method "
+                "('X method (vds.h)'); not a reference page?",
+            )
         method = names[0]
     header = re.search(r"\(([\w.]+\.h)\)", title)
     return method, header.group(1) if header else None, _language(title, text)
@@ -170,14 +201,15 @@ def _params(page: Page, lines: list[str]) -> None:
 
 def _returns(page: Page, lines: list[str]) -> None:
     """Prose and lists, the return table (a header row, then its rows), more prose."""
-    start = next((i for i, line in enumerate(lines)
-                  if squash(line).lower().startswith(_TABLE_HEADERS)), None)
+    start = next(
+        (i for i, line in enumerate(lines) if squash(line).lower().startswith(_TABLE_HEADERS)), None
+    )
     before = lines if start is None else lines[:start]
     page.also = also_from(" ".join(squash(line) for line in before if line.strip()))
     rows = mentions.returns_rows(line_blocks(before), page.lang)
     if start is not None:
         page.table = True
-        body, after = _table_lines(lines[start + 1:])
+        body, after = _table_lines(lines[start + 1 :])
         rows += _pipe_rows(body) if "|" in lines[start] else _text_rows(body)
         rows += mentions.returns_rows(line_blocks(after), page.lang)
     page.rows = mentions.unique(rows)
@@ -197,7 +229,7 @@ def line_blocks(lines: list[str]) -> list[Block]:
         line = text[i]
         bullet = _BULLET.match(line)
         if bullet:
-            out.append(Block("item", line[bullet.end():]))
+            out.append(Block("item", line[bullet.end() :]))
         elif _is_term(line) and i + 1 < len(text) and not _is_term(text[i + 1]):
             out.append(Block("item", text[i + 1], term=line))
             i += 1
@@ -209,8 +241,11 @@ def line_blocks(lines: list[str]) -> list[Block]:
 
 def _is_term(line: str) -> bool:
     words = line.split()
-    return 0 < len(words) <= 3 and mentions.symbol_like(words[0]) and all(
-        mentions.value_of(w) is not None for w in words[1:])
+    return (
+        0 < len(words) <= 3
+        and mentions.symbol_like(words[0])
+        and all(mentions.value_of(w) is not None for w in words[1:])
+    )
 
 
 def _table_lines(lines: list[str]) -> tuple[list[str], list[str]]:
@@ -224,7 +259,7 @@ def _table_lines(lines: list[str]) -> tuple[list[str], list[str]]:
             return out, []
         if not text:
             if out:
-                return out, lines[i + 1:]
+                return out, lines[i + 1 :]
             continue
         out.append(line)
     return out, []
@@ -290,8 +325,8 @@ def requirement_row(line: str) -> tuple[str, str] | None:
         return requirement(cells[0], cells[1]) if len(cells) > 1 else None
     lowered = line.lower()
     for label in _LABELS_LONGEST_FIRST:
-        if lowered.startswith(label) and lowered[len(label):len(label) + 1] == " ":
-            return requirement(label, line[len(label) + 1:])
+        if lowered.startswith(label) and lowered[len(label) : len(label) + 1] == " ":
+            return requirement(label, line[len(label) + 1 :])
     return None
 
 

@@ -55,8 +55,14 @@ class Win32Metadata:
         wrapped = _WRAPPED.match(symbol)
         if wrapped:
             inner = self.values.get(wrapped.group(1))
-            return (hresult_from_win32(inner[0]), f"{WIN32METADATA} ({inner[1]}, through "
-                    "HRESULT_FROM_WIN32)") if inner else None
+            return (
+                (
+                    hresult_from_win32(inner[0]),
+                    f"{WIN32METADATA} ({inner[1]}, through HRESULT_FROM_WIN32)",
+                )
+                if inner
+                else None
+            )
         found = self.values.get(symbol)
         return (found[0], f"{WIN32METADATA} ({found[1]})") if found else None
 
@@ -90,7 +96,7 @@ def win32metadata() -> Win32Metadata | None:
 
 def _module(file: Path) -> str:
     parts = file.parts
-    return "/".join(parts[parts.index("Win32") + 1:-1]) if "Win32" in parts else file.name
+    return "/".join(parts[parts.index("Win32") + 1 : -1]) if "Win32" in parts else file.name
 
 
 @dataclass

@@ -34,7 +34,8 @@ def _yaml() -> YAML:
     yaml.indent(mapping=2, sequence=4, offset=2)
     yaml.preserve_quotes = True
     yaml.representer.add_representer(
-        type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
+        type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
     return yaml
 
 
@@ -42,8 +43,9 @@ def file_name(spec_id: str) -> str:
     return spec_id.replace("::", ".") + ".yaml"
 
 
-def target_path(spec: ExtractedSpec, out_dir: Path, existing_root: Path | None,
-                existing_file: Path | None) -> Path:
+def target_path(
+    spec: ExtractedSpec, out_dir: Path, existing_root: Path | None, existing_file: Path | None
+) -> Path:
     """Where the spec goes: the existing spec's place relative to its root, else out/Name."""
     if existing_file is not None and existing_root is not None:
         try:
@@ -162,8 +164,9 @@ def update(doc: CommentedMap, new: dict[str, Any]) -> list[str]:
 def _fact(doc: CommentedMap, key: str, value: Any, changes: list[str], where: str) -> None:
     if value is None or doc.get(key) == value:
         return
-    changes.append(f"{where}: {doc.get(key)!r} -> {value!r}" if key in doc
-                   else f"{where}: set to {value!r}")
+    changes.append(
+        f"{where}: {doc.get(key)!r} -> {value!r}" if key in doc else f"{where}: set to {value!r}"
+    )
     doc[key] = value
 
 
@@ -186,8 +189,9 @@ def _interface(doc: CommentedMap, new: dict[str, Any], changes: list[str]) -> No
         changes.append(f"interface.object: set to {new['object']!r}")
 
 
-def _mapping(doc: CommentedMap, key: str, new: dict[str, Any], changes: list[str],
-             only_add: bool = False) -> None:
+def _mapping(
+    doc: CommentedMap, key: str, new: dict[str, Any], changes: list[str], only_add: bool = False
+) -> None:
     if not new:
         return
     target = doc.setdefault(key, CommentedMap())
@@ -240,8 +244,9 @@ def _returns(doc: CommentedMap, new: dict[str, Any], docs: set[str], changes: li
             changes.append(f"returns.also: added {entry}")
 
 
-def _codes(codes: CommentedSeq, new: list[dict[str, Any]], docs: set[str],
-           changes: list[str]) -> None:
+def _codes(
+    codes: CommentedSeq, new: list[dict[str, Any]], docs: set[str], changes: list[str]
+) -> None:
     by_symbol = {c.get("symbol"): c for c in codes if isinstance(c, dict)}
     position = 0
     for i, item in enumerate(new):
@@ -252,12 +257,14 @@ def _codes(codes: CommentedSeq, new: list[dict[str, Any]], docs: set[str],
                 changes.append(
                     f"returns.codes[{i}]: the page names it {item['symbol']} "
                     f"({_hex(item['value'])}), the spec {same_row.get('symbol')} "
-                    f"({_hex(same_row.get('value'))}): kept the spec's; resolve by hand")
+                    f"({_hex(same_row.get('value'))}): kept the spec's; resolve by hand"
+                )
                 position = i + 1
                 continue
             codes.insert(position, _code(item))
-            changes.append(f"returns.codes: added {item['symbol'] or 'an unnamed row'} "
-                           f"({_hex(item['value'])})")
+            changes.append(
+                f"returns.codes: added {item['symbol'] or 'an unnamed row'} ({_hex(item['value'])})"
+            )
             position += 1
             continue
         position = list(codes).index(old) + 1
@@ -279,8 +286,10 @@ def _code_facts(old: CommentedMap, item: dict[str, Any], changes: list[str]) -> 
             old["value"] = HexCapsInt(item["value"], width=8)
             changes.append(f"returns.codes.{symbol}.value: set to {_hex(item['value'])}")
         else:
-            changes.append(f"returns.codes.{symbol}.value: the page says {_hex(item['value'])}, "
-                           f"the spec {_hex(old['value'])}: kept the spec's")
+            changes.append(
+                f"returns.codes.{symbol}.value: the page says {_hex(item['value'])}, "
+                f"the spec {_hex(old['value'])}: kept the spec's"
+            )
     if item.get("doc") and old.get("doc") != item["doc"]:
         if old.get("doc"):
             changes.append(f"returns.codes.{symbol}.doc: the page's text differs; kept")
@@ -323,8 +332,9 @@ def _findings(doc: CommentedMap, new: list[dict[str, Any]], changes: list[str]) 
             continue
         findings.append(CommentedMap((k, folded(v)) for k, v in item.items()))
         seen.add(_finding_key(item))
-        changes.append(f"findings: added {item['kind']}"
-                       + (f" ({item['code']})" if item.get("code") else ""))
+        changes.append(
+            f"findings: added {item['kind']}" + (f" ({item['code']})" if item.get("code") else "")
+        )
 
 
 def _finding_key(finding: dict[str, Any]) -> tuple[Any, Any]:

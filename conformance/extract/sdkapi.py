@@ -32,14 +32,30 @@ from conformance.extract.page import (
 
 _TEMPLATE = re.compile(r"\bof (?:the )?API\b|\(ie ", re.I)
 _FRONT_REQUIREMENTS = (
-    ("req.target-min-winverclnt", "client"), ("req.target-min-winversvr", "server"),
-    ("req.target-type", "platform"), ("req.header", "header"), ("req.lib", "library"),
-    ("req.dll", "dll"), ("req.redist", "redistributable"),
+    ("req.target-min-winverclnt", "client"),
+    ("req.target-min-winversvr", "server"),
+    ("req.target-type", "platform"),
+    ("req.header", "header"),
+    ("req.lib", "library"),
+    ("req.dll", "dll"),
+    ("req.redist", "redistributable"),
 )
-_SHAPES = {"req.header": r".+\.h", "req.lib": r".+\.lib", "req.dll": r".+\.dll",
-           "UID": r"N[A-Z]:.+"}
-_NOT_METHODS = ("interface", "structure", "enumeration", "union", "macro", "callback",
-                "class", "property")
+_SHAPES = {
+    "req.header": r".+\.h",
+    "req.lib": r".+\.lib",
+    "req.dll": r".+\.dll",
+    "UID": r"N[A-Z]:.+",
+}
+_NOT_METHODS = (
+    "interface",
+    "structure",
+    "enumeration",
+    "union",
+    "macro",
+    "callback",
+    "class",
+    "property",
+)
 
 
 def parse(text: str, doc: str) -> Page:
@@ -48,8 +64,7 @@ def parse(text: str, doc: str) -> Page:
     secs = markup.sections(body)
     page = Page(doc, SDK_API, "en", _method_id(secs, meta, doc))
     by_title = {s.title.split()[0] if s.title else "": s for s in secs if s.level >= 2}
-    description = markup.flow(by_title["-description"].dom()) if "-description" in by_title \
-        else []
+    description = markup.flow(by_title["-description"].dom()) if "-description" in by_title else []
     described = _description(page, description)
     params = [s for s in secs if s.title.startswith(("-param ", "- "))]
     page.params = [_param(s) for s in params]
@@ -59,8 +74,13 @@ def parse(text: str, doc: str) -> Page:
     if "-remarks" in by_title:
         _remarks(page, by_title["-remarks"])
     for param, section in zip(page.params, params, strict=True):
-        mentions.take_said(page, markup.flow(section.dom()), "parameters",
-                           implicit_subject=True, label=f"parameter {param.name}")
+        mentions.take_said(
+            page,
+            markup.flow(section.dom()),
+            "parameters",
+            implicit_subject=True,
+            label=f"parameter {param.name}",
+        )
     mentions.take_said(page, description, "description")
     _front(page, meta, described)
     return finish(page)
@@ -87,8 +107,11 @@ def _method_id(secs: list[markup.Section], meta: dict, doc: str) -> str:
         raise PageError(doc, "no `# Title` heading naming the method (truncated page?)")
     words = squash(title).split()
     if len(words) > 1 and words[1].lower() in _NOT_METHODS:
-        raise PageError(doc, f"a page about the {words[1].lower()} {words[0]}, not a method: "
-                             "nothing to extract", skipped=True)
+        raise PageError(
+            doc,
+            f"a page about the {words[1].lower()} {words[0]}, not a method: nothing to extract",
+            skipped=True,
+        )
     if not re.fullmatch(rf"{IDENT}(?:::{IDENT})?", words[0]):
         raise PageError(doc, f"the title {title!r} does not name a method or function")
     return words[0]
@@ -112,9 +135,16 @@ def _param(section: markup.Section) -> ParamDoc:
     direction, optional, retval = directions(tag)
     dom = section.dom()
     doc = dom.text()
-    return ParamDoc(name=name, direction=direction, type=type_from_prose(doc), optional=optional,
-                    retval=retval, nullable=nullable_from(doc, name),
-                    special=special_values(markup.bold_words(dom), None), doc=doc)
+    return ParamDoc(
+        name=name,
+        direction=direction,
+        type=type_from_prose(doc),
+        optional=optional,
+        retval=retval,
+        nullable=nullable_from(doc, name),
+        special=special_values(markup.bold_words(dom), None),
+        doc=doc,
+    )
 
 
 def _returns(page: Page, section: markup.Section) -> None:
@@ -143,7 +173,9 @@ def _front(page: Page, meta: dict, described: str) -> None:
         page.summary = summary_from(meta["description"])
     names = meta.get("req.unicode-ansi") or ""
     neutral = page.method[:-1].lower()
-    seen = any(neutral == w.lower().strip(".,") for w in described.split()) or any(
-        neutral == str(n).lower() for n in meta.get("api_name") or []) or (
-        neutral in str(names).lower())
+    seen = (
+        any(neutral == w.lower().strip(".,") for w in described.split())
+        or any(neutral == str(n).lower() for n in meta.get("api_name") or [])
+        or (neutral in str(names).lower())
+    )
     page.charset, page.twin = charset_of(page.method, seen)

@@ -34,8 +34,14 @@ from conformance.extract.page import (
     unescape_md,
 )
 
-_SECTION_KEYS = {"syntax": "syntax", "parameters": "parameters", "return value": "returns",
-                 "error codes": "returns", "remarks": "remarks", "requirements": "requirements"}
+_SECTION_KEYS = {
+    "syntax": "syntax",
+    "parameters": "parameters",
+    "return value": "returns",
+    "error codes": "returns",
+    "remarks": "remarks",
+    "requirements": "requirements",
+}
 
 
 def parse(text: str, doc: str) -> Page:
@@ -49,11 +55,17 @@ def parse(text: str, doc: str) -> Page:
             return catalog
         title = next((s.title for s in secs if s.level == 1), None)
         if title:
-            raise PageError(doc, f"{title!r} is not a method page and lists no codes: nothing "
-                                 "to extract", skipped=True) from None
+            raise PageError(
+                doc,
+                f"{title!r} is not a method page and lists no codes: nothing to extract",
+                skipped=True,
+            ) from None
         raise exc from None
-    named = {_SECTION_KEYS[s.title.lower()]: s for s in secs
-             if s.level == 2 and s.title.lower() in _SECTION_KEYS}
+    named = {
+        _SECTION_KEYS[s.title.lower()]: s
+        for s in secs
+        if s.level == 2 and s.title.lower() in _SECTION_KEYS
+    }
     if method.endswith("()") and "syntax" in named:  # a property: the accessor is the method
         method = _accessor(method[:-2], named["syntax"], doc)
     page = Page(doc, WIN32_MD, "en", method)
@@ -68,15 +80,19 @@ def parse(text: str, doc: str) -> Page:
         if catalog is not None:
             return catalog
         if method.split("::")[-1].startswith(("get_", "put_")):
-            raise PageError(doc, f"the property {method} documents no error codes: nothing to "
-                                 "extract", skipped=True)
+            raise PageError(
+                doc,
+                f"the property {method} documents no error codes: nothing to extract",
+                skipped=True,
+            )
         raise PageError(doc, "no `## Return value` or `## Error codes` section (truncated?)")
     _returns(page, named["returns"])
     if "remarks" in named:
         _remarks(page, named["remarks"])
     for name, blocks in said_in_params:
-        mentions.take_said(page, blocks, "parameters", implicit_subject=True,
-                           label=f"parameter {name}")
+        mentions.take_said(
+            page, blocks, "parameters", implicit_subject=True, label=f"parameter {name}"
+        )
     mentions.take_said(page, description, "description")
     if "requirements" in named:
         _requirements(page, named["requirements"])
@@ -88,8 +104,10 @@ def parse(text: str, doc: str) -> Page:
     return finish(page)
 
 
-_TITLE = re.compile(rf"^({IDENT}(?:(?:::|\.){IDENT})?)(?:\s+\([^)]*\))?\s+"
-                    r"(method|function|property)\b(?:\s+of\s+the\s+(\w+)\s+class\b)?")
+_TITLE = re.compile(
+    rf"^({IDENT}(?:(?:::|\.){IDENT})?)(?:\s+\([^)]*\))?\s+"
+    r"(method|function|property)\b(?:\s+of\s+the\s+(\w+)\s+class\b)?"
+)
 
 
 def _method_id(secs: list[markup.Section], meta: dict, doc: str) -> str:
@@ -103,8 +121,9 @@ def _method_id(secs: list[markup.Section], meta: dict, doc: str) -> str:
             name = f"{match.group(3)}::{name}"
         return name + ("()" if match.group(2) == "property" else "")
     if title and re.match(rf"^{IDENT}\s+(?:interface|structure|enumeration|property)\b", title):
-        raise PageError(doc, f"a page about {title!r}, not a method: nothing to extract",
-                        skipped=True)
+        raise PageError(
+            doc, f"a page about {title!r}, not a method: nothing to extract", skipped=True
+        )
     names = [str(n) for n in meta.get("api_name") or []]
     if names and re.fullmatch(rf"{IDENT}(?:\.{IDENT})?", names[0]):
         return names[0].replace(".", "::")
@@ -227,8 +246,9 @@ def _remarks(page: Page, section: markup.Section) -> None:
                 delivered.append(row)
     known = {r.symbol for r in page.rows}
     page.rows.extend(r for r in delivered if r.symbol not in known)
-    mentions.take_said(page, [b for b in blocks if b.kind != "row"] if delivered else blocks,
-                       "remarks")
+    mentions.take_said(
+        page, [b for b in blocks if b.kind != "row"] if delivered else blocks, "remarks"
+    )
 
 
 def _requirements(page: Page, section: markup.Section) -> None:

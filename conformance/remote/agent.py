@@ -47,6 +47,7 @@ class AgentUsageError(ValueError):
 
 # -- TCP -----------------------------------------------------------------------------------------
 
+
 class AgentServer(socketserver.ThreadingTCPServer):
     """A thread per connection, each with its own Session and provider."""
 
@@ -72,8 +73,9 @@ class _Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         host, port = self.client_address[:2]
-        session = Session(self.server.config, SocketChannel(self.request, f"{host}:{port}"),
-                          self.server.admission)
+        session = Session(
+            self.server.config, SocketChannel(self.request, f"{host}:{port}"), self.server.admission
+        )
         self.server.admission.arrive(session)
         session.run()
 
@@ -100,22 +102,28 @@ def make_tcp_server(config: AgentConfig, host: str = "127.0.0.1", port: int = 0)
         raise AgentUsageError(
             f"refusing to listen on {host or 'every interface'} without a token: anyone who "
             "can reach it could drive the provider; give --token-file, or listen on loopback "
-            "(127.0.0.1, ::1)")
+            "(127.0.0.1, ::1)"
+        )
     return server
 
 
 def _serve_forever(server: AgentServer) -> None:
     print(f"listening on {server.address}", flush=True)
-    log.info("serving provider %s on %s (token %s)", server.config.provider_spec, server.address,
-             "required" if server.config.token else "not required: loopback only")
+    log.info(
+        "serving provider %s on %s (token %s)",
+        server.config.provider_spec,
+        server.address,
+        "required" if server.config.token else "not required: loopback only",
+    )
     try:
         server.serve_forever()
     finally:
         server.server_close()
 
 
-def serve_stdio(provider_spec: str, token: str | None, call_timeout: float | None,
-                **limits: Any) -> None:
+def serve_stdio(
+    provider_spec: str, token: str | None, call_timeout: float | None, **limits: Any
+) -> None:
     """Serve one connection on stdin/stdout; stdout carries nothing but the protocol."""
     limits.setdefault("idle_timeout", None)  # the parent process owns this connection
     limits.setdefault("hello_timeout", None)
@@ -124,42 +132,80 @@ def serve_stdio(provider_spec: str, token: str | None, call_timeout: float | Non
 
 # -- command line --------------------------------------------------------------------------------
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `conformance agent` (shared by cli/main.py and
     `python -m conformance.remote.agent`)."""
-    parser.add_argument("--provider", required=True,
-                        help="the provider to serve: a name, pkg.module:Class or file.py:Class")
+    parser.add_argument(
+        "--provider",
+        required=True,
+        help="the provider to serve: a name, pkg.module:Class or file.py:Class",
+    )
     where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--listen", metavar="HOST:PORT",
-                       help="serve over TCP (port 0: any free port; printed on startup)")
-    where.add_argument("--stdio", action="store_true",
-                       help="serve one connection on stdin/stdout")
-    parser.add_argument("--token-file", help="file holding the token clients must present "
-                                             "(required to listen on a non-loopback address)")
-    parser.add_argument("--call-timeout", type=_seconds, default=60.0,
-                        help="seconds a provider call may take (default 60)")
-    parser.add_argument("--idle-timeout", type=_seconds, default=300.0,
-                        help="seconds a TCP client has to send each complete request "
-                             "(default 300)")
-    parser.add_argument("--max-message", type=int, default=protocol.MAX_MESSAGE,
-                        metavar="BYTES", help=f"longest message (default {protocol.MAX_MESSAGE})")
-    parser.add_argument("--max-connections", type=int, default=64,
-                        help="simultaneous TCP connections past their hello, each held until "
-                             "its provider call returns (default 64)")
-    parser.add_argument("--max-waiting", type=int, default=256,
-                        help="TCP connections waiting for their hello; past it the "
-                             "longest-waiting is dropped for a newcomer (default 256)")
-    parser.add_argument("--memory-limit", type=memory_size, default=0, metavar="SIZE",
-                        help="address space this process may use (512M, 2G; POSIX only); a "
-                             "provider call past it fails saying so (default 0: no limit)")
-    parser.add_argument("--log-level", default="INFO",
-                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    where.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="serve over TCP (port 0: any free port; printed on startup)",
+    )
+    where.add_argument("--stdio", action="store_true", help="serve one connection on stdin/stdout")
+    parser.add_argument(
+        "--token-file",
+        help="file holding the token clients must present "
+        "(required to listen on a non-loopback address)",
+    )
+    parser.add_argument(
+        "--call-timeout",
+        type=_seconds,
+        default=60.0,
+        help="seconds a provider call may take (default 60)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=_seconds,
+        default=300.0,
+        help="seconds a TCP client has to send each complete request (default 300)",
+    )
+    parser.add_argument(
+        "--max-message",
+        type=int,
+        default=protocol.MAX_MESSAGE,
+        metavar="BYTES",
+        help=f"longest message (default {protocol.MAX_MESSAGE})",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=64,
+        help="simultaneous TCP connections past their hello, each held until "
+        "its provider call returns (default 64)",
+    )
+    parser.add_argument(
+        "--max-waiting",
+        type=int,
+        default=256,
+        help="TCP connections waiting for their hello; past it the "
+        "longest-waiting is dropped for a newcomer (default 256)",
+    )
+    parser.add_argument(
+        "--memory-limit",
+        type=memory_size,
+        default=0,
+        metavar="SIZE",
+        help="address space this process may use (512M, 2G; POSIX only); a "
+        "provider call past it fails saying so (default 0: no limit)",
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")
+    )
 
 
 def run_args(args: argparse.Namespace) -> int:
     """Run the agent from parsed options; returns the exit code."""
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s conformance-agent %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s conformance-agent %(levelname)s %(message)s",
+    )
     try:
         token = read_token(args.token_file) if args.token_file else None
         if args.max_message < 64:
@@ -168,17 +214,31 @@ def run_args(args: argparse.Namespace) -> int:
             raise AgentUsageError("--max-connections and --max-waiting must be at least 1")
         limit_memory(args.memory_limit)
         if args.stdio:
-            serve_stdio(args.provider, token, args.call_timeout, max_message=args.max_message,
-                        memory_limit=args.memory_limit)
+            serve_stdio(
+                args.provider,
+                token,
+                args.call_timeout,
+                max_message=args.max_message,
+                memory_limit=args.memory_limit,
+            )
             return EXIT_OK
         host, port = parse_listen(args.listen)
         _check_provider(args.provider)
         try:
             server = make_tcp_server(
-                AgentConfig(args.provider, token, args.call_timeout, max_message=args.max_message,
-                            idle_timeout=args.idle_timeout, max_connections=args.max_connections,
-                            max_waiting=args.max_waiting, memory_limit=args.memory_limit),
-                host, port)
+                AgentConfig(
+                    args.provider,
+                    token,
+                    args.call_timeout,
+                    max_message=args.max_message,
+                    idle_timeout=args.idle_timeout,
+                    max_connections=args.max_connections,
+                    max_waiting=args.max_waiting,
+                    memory_limit=args.memory_limit,
+                ),
+                host,
+                port,
+            )
         except OSError as exc:
             raise AgentUsageError(f"cannot listen on {args.listen}: {exc}") from None
         _serve_forever(server)
@@ -194,8 +254,9 @@ def run_args(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="conformance agent",
-                                     description="Serve a provider to remote harnesses.")
+    parser = argparse.ArgumentParser(
+        prog="conformance agent", description="Serve a provider to remote harnesses."
+    )
     add_arguments(parser)
     return run_args(parser.parse_args(argv))
 

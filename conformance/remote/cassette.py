@@ -38,7 +38,7 @@ def open_cassette(spec: str, **options: Any) -> Provider:
     a remote provider takes (a token file, timeouts) mean nothing to a cassette."""
     if not spec.startswith(REPLAY_SCHEME):
         raise ProviderUnavailable(f"not a cassette: {spec!r}; use {REPLAY_SCHEME}FILE")
-    return CassetteProvider(spec[len(REPLAY_SCHEME):])
+    return CassetteProvider(spec[len(REPLAY_SCHEME) :])
 
 
 class CassetteMismatch(Exception):
@@ -59,8 +59,13 @@ class RecordingProvider(Provider):
     part file (`cassette_part`); `close` merges the parts into this cassette.
     """
 
-    def __init__(self, inner: Provider, path: str | Path,
-                 header: dict[str, Any] | None = None, parts: bool = False):
+    def __init__(
+        self,
+        inner: Provider,
+        path: str | Path,
+        header: dict[str, Any] | None = None,
+        parts: bool = False,
+    ):
         self.inner = inner
         self.name = getattr(inner, "name", "provider")
         self.path = Path(path)
@@ -71,8 +76,14 @@ class RecordingProvider(Provider):
         self._file = self.path.open("wb")
         self._lock = threading.Lock()
         self._check: str | None = None
-        self._write({"cassette": CASSETTE_VERSION, "protocol": protocol.PROTOCOL_VERSION,
-                     "provider": self.name, **(header or {})})
+        self._write(
+            {
+                "cassette": CASSETTE_VERSION,
+                "protocol": protocol.PROTOCOL_VERSION,
+                "provider": self.name,
+                **(header or {}),
+            }
+        )
         if isinstance(inner, BatchingProvider):  # offered only when inner has it
             self.batch = self._batch
         if isinstance(inner, SubmittingProvider):  # recorded when `batch` reads the answer
@@ -97,13 +108,17 @@ class RecordingProvider(Provider):
         return self._exchange("setup", {"step": step}, lambda: self.inner.setup(step))
 
     def call(self, method_id: str, args: dict[str, Any]) -> Outcome:
-        return self._exchange("call", {"method": method_id, "args": args},
-                              lambda: self.inner.call(method_id, args),
-                              protocol.outcome_to_json)
+        return self._exchange(
+            "call",
+            {"method": method_id, "args": args},
+            lambda: self.inner.call(method_id, args),
+            protocol.outcome_to_json,
+        )
 
     def observe(self, collection: str) -> list[dict[str, Any]]:
-        return self._exchange("observe", {"collection": collection},
-                              lambda: self.inner.observe(collection))
+        return self._exchange(
+            "observe", {"collection": collection}, lambda: self.inner.observe(collection)
+        )
 
     def close(self) -> None:
         try:
@@ -146,8 +161,13 @@ class RecordingProvider(Provider):
             entry["result"] = outcome["result"]
         return entry
 
-    def _exchange(self, op: str, params: dict[str, Any], run: Callable[[], Any],
-                  encode: Callable[[Any], Any] = protocol.json_safe) -> Any:
+    def _exchange(
+        self,
+        op: str,
+        params: dict[str, Any],
+        run: Callable[[], Any],
+        encode: Callable[[Any], Any] = protocol.json_safe,
+    ) -> Any:
         entry: dict[str, Any] = {"op": op, "args": protocol.json_safe(params)}
         if self._check is not None:
             entry["check"] = self._check
@@ -227,8 +247,11 @@ class CassetteProvider(Provider):
 
     def close(self) -> None:
         with self._lock:
-            if self._derailed is None and self._next < len(self._entries) \
-                    and self._entries[self._next][1]["op"] == "close":
+            if (
+                self._derailed is None
+                and self._next < len(self._entries)
+                and self._entries[self._next][1]["op"] == "close"
+            ):
                 self._next += 1
                 self._played[self._check] = self._next
 
@@ -237,7 +260,8 @@ class CassetteProvider(Provider):
         """Exchanges recorded but not played yet (of the checks, in a cassette by check)."""
         if self.by_check:
             return sum(len(e) for e in self._checks.values()) - sum(
-                n for name, n in self._played.items() if name is not None)
+                n for name, n in self._played.items() if name is not None
+            )
         return len(self._entries) - self._next
 
     def _play(self, op: str, params: dict[str, Any]) -> Any:
@@ -253,23 +277,31 @@ class CassetteProvider(Provider):
         if self.by_check and self._check is None:
             return self._run_request(op, what, asked)
         if self.by_check and self._check not in self._checks:
-            raise CassetteMismatch(f"cassette {self.path} holds no exchange of check "
-                                   f"{self._check} (for {what}): the recorded run did not run "
-                                   "it, or it made no request then")
+            raise CassetteMismatch(
+                f"cassette {self.path} holds no exchange of check "
+                f"{self._check} (for {what}): the recorded run did not run "
+                "it, or it made no request then"
+            )
         if self._derailed is not None:
-            raise CassetteMismatch(f"cassette {self.path} is out of step with this run since "
-                                   f"{self._derailed}; {what} is not played")
+            raise CassetteMismatch(
+                f"cassette {self.path} is out of step with this run since "
+                f"{self._derailed}; {what} is not played"
+            )
         if self._next >= len(self._entries):
             of = f" of check {self._check}" if self._check is not None else ""
-            raise CassetteMismatch(f"cassette {self.path} holds no exchange for {what}: all "
-                                   f"{len(self._entries)} recorded exchanges{of} were played")
+            raise CassetteMismatch(
+                f"cassette {self.path} holds no exchange for {what}: all "
+                f"{len(self._entries)} recorded exchanges{of} were played"
+            )
         line, entry = self._entries[self._next]
         if entry["op"] != op or entry["args"] != asked:
             held = protocol.describe(entry["op"], entry["args"])
             difference = _difference(asked, entry["args"]) if entry["op"] == op else ""
             self._derailed = f"line {line} ({what} asked, {held} held)"
-            raise CassetteMismatch(f"cassette {self.path} does not hold {what}{difference}: "
-                                   f"its next exchange (line {line}) is {held}")
+            raise CassetteMismatch(
+                f"cassette {self.path} does not hold {what}{difference}: "
+                f"its next exchange (line {line}) is {held}"
+            )
         self._next += 1
         self._played[self._check] = self._next
         return entry
@@ -335,8 +367,11 @@ def _difference(asked: Any, held: Any, path: str = "") -> str:
     if isinstance(asked, dict) and isinstance(held, dict):
         for key in sorted(set(asked) | set(held), key=str):
             if asked.get(key, _ABSENT) != held.get(key, _ABSENT):
-                return _difference(asked.get(key, _ABSENT), held.get(key, _ABSENT),
-                                   f"{path}.{key}" if path else str(key))
+                return _difference(
+                    asked.get(key, _ABSENT),
+                    held.get(key, _ABSENT),
+                    f"{path}.{key}" if path else str(key),
+                )
         return ""
     shown = [("absent" if v is _ABSENT else json.dumps(v)[:120]) for v in (asked, held)]
     return f" ({path}: asked {shown[0]}, the cassette holds {shown[1]})"
@@ -361,12 +396,15 @@ def _read_cassette(path: Path) -> tuple[dict[str, Any], list[tuple[int, dict[str
         if number == 1:
             header = message
             if message.get("cassette") != CASSETTE_VERSION:
-                raise ProviderUnavailable(f"cassette {path}: line 1 is not a cassette "
-                                          f"header of version {CASSETTE_VERSION}")
+                raise ProviderUnavailable(
+                    f"cassette {path}: line 1 is not a cassette "
+                    f"header of version {CASSETTE_VERSION}"
+                )
             continue
         if not isinstance(message.get("op"), str) or not isinstance(message.get("args"), dict):
-            raise ProviderUnavailable(f"cassette {path}, line {number}: an exchange needs "
-                                      "'op' and 'args'")
+            raise ProviderUnavailable(
+                f"cassette {path}, line {number}: an exchange needs 'op' and 'args'"
+            )
         entries.append((number, message))
     if not header:
         raise ProviderUnavailable(f"cassette {path} is empty")

@@ -55,8 +55,9 @@ def open_remote(spec: str, **options: Any) -> Provider:
             return RemoteProvider(spec, **options)
     except TypeError as exc:  # an option the provider does not take
         raise ProviderUnavailable(f"provider {spec!r}: {exc}") from None
-    raise ProviderUnavailable(f"unknown remote provider {spec!r}: use {TCP_SCHEME}HOST:PORT "
-                              f"or {STDIO_SCHEME}COMMAND")
+    raise ProviderUnavailable(
+        f"unknown remote provider {spec!r}: use {TCP_SCHEME}HOST:PORT or {STDIO_SCHEME}COMMAND"
+    )
 
 
 def is_local(spec: str) -> bool:
@@ -70,8 +71,19 @@ def isolated(provider: str, call_timeout: float | None, memory: int = 0) -> str:
     bytes when given); remote and replayed providers unchanged."""
     if not is_local(provider):
         return provider
-    command = [sys.executable, "-m", "conformance", "agent", "--provider", provider, "--stdio",
-               "--call-timeout", str(call_timeout or 0), "--log-level", "WARNING"]
+    command = [
+        sys.executable,
+        "-m",
+        "conformance",
+        "agent",
+        "--provider",
+        provider,
+        "--stdio",
+        "--call-timeout",
+        str(call_timeout or 0),
+        "--log-level",
+        "WARNING",
+    ]
     command += ["--memory-limit", str(memory)] if memory else []
     return STDIO_SCHEME + shlex.join(command)
 
@@ -129,6 +141,7 @@ class _Connection:
 
 # -- the remote provider --------------------------------------------------------------------------
 
+
 class RemoteProvider(Provider):
     """A provider served by `conformance agent`; the hello happens here, in the constructor.
 
@@ -141,8 +154,14 @@ class RemoteProvider(Provider):
 
     name = "remote"
 
-    def __init__(self, spec: str, *, token_file: str | None = None,
-                 timeout: float | None = None, connect_timeout: float = 10.0):
+    def __init__(
+        self,
+        spec: str,
+        *,
+        token_file: str | None = None,
+        timeout: float | None = None,
+        connect_timeout: float = 10.0,
+    ):
         self.spec = spec
         self._open_transport = transport_factory(spec)
         self._token = _read_token(token_file) if token_file else None
@@ -211,14 +230,19 @@ class RemoteProvider(Provider):
         exceeded. Never raises: a lost connection shows at the next request."""
         with self._lock:
             conn = self._conn
-            if conn is None or not conn.batch or \
-                    len(self._ahead) + len(batches) > AHEAD_CASES or \
-                    not all(b and b[0].get("op") == "reset" for b in batches):
+            if (
+                conn is None
+                or not conn.batch
+                or len(self._ahead) + len(batches) > AHEAD_CASES
+                or not all(b and b[0].get("op") == "reset" for b in batches)
+            ):
                 return False
             sent: list[_Ahead] = []
             data = b"".join(self._ahead_line(requests, sent) for requests in batches)
-            if any(a.size - 1 > conn.max_message for a in sent) or \
-                    sum(a.size for a in (*self._ahead, *sent)) > _AHEAD_BYTES:
+            if (
+                any(a.size - 1 > conn.max_message for a in sent)
+                or sum(a.size for a in (*self._ahead, *sent)) > _AHEAD_BYTES
+            ):
                 return False
             try:
                 conn.transport.send(data)
@@ -337,24 +361,34 @@ class RemoteProvider(Provider):
             transport.end_wait()
             answer = protocol.decode(line) if line is not None else None
         except (OSError, ProtocolError) as exc:
-            raise AgentRefused(f"the agent at {where} did not answer the hello: "
-                               f"{exc}{transport.why_ended()}") from None
+            raise AgentRefused(
+                f"the agent at {where} did not answer the hello: {exc}{transport.why_ended()}"
+            ) from None
         if answer is None:
-            raise AgentRefused(f"the agent at {where} closed the connection without answering "
-                               f"the hello{transport.why_ended()}")
+            raise AgentRefused(
+                f"the agent at {where} closed the connection without answering "
+                f"the hello{transport.why_ended()}"
+            )
         if "refused" in answer:
-            raise AgentRefused(f"the agent at {where} refused the connection: "
-                               f"{answer['refused']}", str(answer["refused"]))
+            raise AgentRefused(
+                f"the agent at {where} refused the connection: {answer['refused']}",
+                str(answer["refused"]),
+            )
         version = answer.get("welcome")
         if version != protocol.PROTOCOL_VERSION:
-            raise AgentRefused(f"the agent at {where} answered the hello with protocol version "
-                               f"{version!r}; this harness speaks version "
-                               f"{protocol.PROTOCOL_VERSION}: {json.dumps(answer)[:200]}")
+            raise AgentRefused(
+                f"the agent at {where} answered the hello with protocol version "
+                f"{version!r}; this harness speaks version "
+                f"{protocol.PROTOCOL_VERSION}: {json.dumps(answer)[:200]}"
+            )
         return _Connection(transport, reader, answer)
 
     def _where(self) -> str:
-        return self.spec[len(TCP_SCHEME):] if self.spec.startswith(TCP_SCHEME) else \
-            f"`{self.spec[len(STDIO_SCHEME):]}`"
+        return (
+            self.spec[len(TCP_SCHEME) :]
+            if self.spec.startswith(TCP_SCHEME)
+            else f"`{self.spec[len(STDIO_SCHEME) :]}`"
+        )
 
     # -- requests --
     def _request(self, op: str, **params: Any) -> Any:
@@ -368,12 +402,14 @@ class RemoteProvider(Provider):
                 raise ConnectionError(
                     f"{protocol.describe(op, params)} not sent: the connection to the agent was "
                     "lost earlier in this test case, and with it the agent's world (the next "
-                    "reset reconnects)")
+                    "reset reconnects)"
+                )
             if self._ahead and not fresh:
                 raise RuntimeError(
                     f"{protocol.describe(op, params)} not sent: the agent has run test cases "
                     "sent ahead since this one's world was built (a harness bug: the engine "
-                    "announced cases it did not ask for in order)")
+                    "announced cases it did not ask for in order)"
+                )
             while self._ahead:
                 self._skip_ahead()
             for attempt in range(2):
@@ -382,8 +418,10 @@ class RemoteProvider(Provider):
                 except _NotRun as exc:
                     if fresh and attempt == 0:
                         continue  # nothing depended on the old connection: try a new one
-                    raise ConnectionError(f"the agent ended the connection before "
-                                          f"{protocol.describe(op, params)}: {exc}") from None
+                    raise ConnectionError(
+                        f"the agent ended the connection before "
+                        f"{protocol.describe(op, params)}: {exc}"
+                    ) from None
             raise AssertionError("unreachable")
 
     def _exchange(self, op: str, params: dict[str, Any]) -> Any:
@@ -391,9 +429,11 @@ class RemoteProvider(Provider):
         request_id = next(self._ids)
         data = protocol.encode(protocol.request(request_id, op, **params))
         if len(data) - 1 > conn.max_message:
-            raise _TooLarge(f"{protocol.describe(op, params)} is {len(data) - 1} bytes as a "
-                             f"request, over the agent's message limit of {conn.max_message} "
-                             "bytes; it was not sent")
+            raise _TooLarge(
+                f"{protocol.describe(op, params)} is {len(data) - 1} bytes as a "
+                f"request, over the agent's message limit of {conn.max_message} "
+                "bytes; it was not sent"
+            )
         try:
             conn.transport.send(data)
         except OSError as exc:
@@ -401,8 +441,7 @@ class RemoteProvider(Provider):
             raise _NotRun(f"{exc}{conn.transport.why_ended()}") from None
         return self._answer(conn, request_id, op, params)
 
-    def _answer(self, conn: _Connection, request_id: int, op: str,
-                params: dict[str, Any]) -> Any:
+    def _answer(self, conn: _Connection, request_id: int, op: str, params: dict[str, Any]) -> Any:
         timeout = self._timeout or (conn.call_timeout + 10 if conn.call_timeout else None)
         if op == "batch" and timeout is not None:  # each request has the per-call timeout
             timeout += (len(params["requests"]) - 1) * (conn.call_timeout or 0)
@@ -417,42 +456,60 @@ class RemoteProvider(Provider):
             conn.transport.end_wait()
         except MessageTooLarge as exc:
             raise protocol.RemoteProtocolError(
-                f"the agent's answer to {protocol.describe(op, params)}: {exc}") from None
+                f"the agent's answer to {protocol.describe(op, params)}: {exc}"
+            ) from None
         except TimeoutError:
             self._drop()
             what = protocol.describe(op, params)
             if budget:
-                raise CallTimedOut(f"no answer from the agent to {what} before the check's "
-                                   "deadline; the connection was closed (the next reset "
-                                   "reconnects)", timeout, what, budget=True) from None
-            raise CallTimedOut(f"timed out after {timeout:g} s in {what}: no answer from the "
-                               "agent; the connection was closed (the next reset reconnects)",
-                               timeout, what) from None
+                raise CallTimedOut(
+                    f"no answer from the agent to {what} before the check's "
+                    "deadline; the connection was closed (the next reset "
+                    "reconnects)",
+                    timeout,
+                    what,
+                    budget=True,
+                ) from None
+            raise CallTimedOut(
+                f"timed out after {timeout:g} s in {what}: no answer from the "
+                "agent; the connection was closed (the next reset reconnects)",
+                timeout,
+                what,
+            ) from None
         except (OSError, ProtocolError) as exc:
             self._drop()
-            raise ConnectionError(f"connection to the agent lost during "
-                                  f"{protocol.describe(op, params)}: "
-                                  f"{exc}{conn.transport.why_ended()}") from None
+            raise ConnectionError(
+                f"connection to the agent lost during "
+                f"{protocol.describe(op, params)}: "
+                f"{exc}{conn.transport.why_ended()}"
+            ) from None
         if line is None:
             self._drop()
-            raise ConnectionError(f"connection to the agent lost during "
-                                  f"{protocol.describe(op, params)}: the agent closed the "
-                                  f"connection{conn.transport.why_ended()}")
+            raise ConnectionError(
+                f"connection to the agent lost during "
+                f"{protocol.describe(op, params)}: the agent closed the "
+                f"connection{conn.transport.why_ended()}"
+            )
         try:
             message = protocol.decode(line)
         except ProtocolError as exc:
             self._drop()
-            raise ConnectionError(f"the agent's answer to {protocol.describe(op, params)} is "
-                                  f"malformed: {exc}; the connection was closed") from None
+            raise ConnectionError(
+                f"the agent's answer to {protocol.describe(op, params)} is "
+                f"malformed: {exc}; the connection was closed"
+            ) from None
         return self._result(message, request_id, op, params)
 
-    def _result(self, message: dict[str, Any], request_id: int, op: str,
-                params: dict[str, Any]) -> Any:
+    def _result(
+        self, message: dict[str, Any], request_id: int, op: str, params: dict[str, Any]
+    ) -> Any:
         if message.get("id") not in (request_id, None) and "bye" not in message:
             self._drop()
-            raise ConnectionError(f"the agent's answer to {protocol.describe(op, params)} is "
-                                  f"not an answer to it: {json.dumps(message)[:200]}; the "
-                                  "connection was closed")
+            raise ConnectionError(
+                f"the agent's answer to {protocol.describe(op, params)} is "
+                f"not an answer to it: {json.dumps(message)[:200]}; the "
+                "connection was closed"
+            )
         if "bye" in message:
             self._drop()
             raise _NotRun(str(message["bye"]))
@@ -471,8 +528,9 @@ class RemoteProvider(Provider):
         try:
             self._conn = self._connect()
         except AgentRefused as exc:
-            raise ConnectionError(f"cannot reconnect to the agent for "
-                                  f"{protocol.describe(op, params)}: {exc}") from None
+            raise ConnectionError(
+                f"cannot reconnect to the agent for {protocol.describe(op, params)}: {exc}"
+            ) from None
         return self._conn
 
     def _drop(self) -> None:
@@ -487,15 +545,18 @@ def _results(answers: Any, requests: list[dict[str, Any]]) -> list[Any]:
     """A batch's answers as results: a call's as an Outcome, an error as its exception; they
     end at an error, unless its request may fail."""
     if not isinstance(answers, list) or not answers:
-        raise protocol.RemoteProtocolError(f"the agent answered a batch with "
-                                           f"{json.dumps(answers)[:200]}")
+        raise protocol.RemoteProtocolError(
+            f"the agent answered a batch with {json.dumps(answers)[:200]}"
+        )
     out: list[Any] = []
-    for answer, request in zip(answers, [*requests, *[{}] * (len(answers) - len(requests))],
-                               strict=False):
+    for answer, request in zip(
+        answers, [*requests, *[{}] * (len(answers) - len(requests))], strict=False
+    ):
         if type(answer) is dict and answer.get("ok") is True:
             result = answer.get("result")
-            out.append(protocol.outcome_from_json(result) if request.get("op") == "call"
-                       else result)
+            out.append(
+                protocol.outcome_from_json(result) if request.get("op") == "call" else result
+            )
             continue
         error = answer.get("error") if isinstance(answer, dict) else None
         out.append(protocol.exception_from_error(error))

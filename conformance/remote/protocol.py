@@ -94,7 +94,9 @@ OPTIONAL_OPS = ("batch",)  # offered in the welcome's "ops"
 BATCHABLE = frozenset({"capabilities", "reset", "setup", "call", "observe"})
 # Fields each op requires, with their JSON type: checked before the provider sees anything.
 _PARAMS: dict[str, dict[str, type]] = {
-    "capabilities": {}, "reset": {}, "close": {},
+    "capabilities": {},
+    "reset": {},
+    "close": {},
     "setup": {"step": dict},
     "call": {"method": str, "args": dict},
     "observe": {"collection": str},
@@ -133,14 +135,17 @@ class RemoteProtocolError(Exception):
 
 # -- values --------------------------------------------------------------------------------------
 
+
 def json_safe(value: Any) -> Any:
     """A JSON-encodable copy: containers kept, keys as strings, anything else as its repr."""
     kind = type(value)  # exact types first: this runs on every answer the agent sends
     if kind in _PLAIN:
         return value
     if kind is dict:
-        return {k if type(k) is str else str(k): v if type(v) in _PLAIN else json_safe(v)
-                for k, v in value.items()}
+        return {
+            k if type(k) is str else str(k): v if type(v) in _PLAIN else json_safe(v)
+            for k, v in value.items()
+        }
     if kind is list:
         return [v if type(v) in _PLAIN else json_safe(v) for v in value]
     if value is None or isinstance(value, bool | int | str):
@@ -154,8 +159,9 @@ def json_safe(value: Any) -> Any:
     try:
         return repr(value)
     except Exception as exc:  # a provider's object whose repr raises: say so, do not die
-        raise ValueError(f"a {type(value).__name__} in it has no repr ({type(exc).__name__}: "
-                         f"{exc})") from None
+        raise ValueError(
+            f"a {type(value).__name__} in it has no repr ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 _PLAIN = frozenset({str, int, bool, type(None)})
@@ -167,8 +173,11 @@ def outcome_to_json(outcome: Any, safe: bool = True) -> dict[str, Any]:
     convert = json_safe if safe else _same
     if not isinstance(outcome, Outcome):
         return {"not_outcome": convert(outcome)}
-    return {"hresult": convert(outcome.hresult), "outputs": convert(outcome.outputs),
-            "completion": convert(outcome.completion)}
+    return {
+        "hresult": convert(outcome.hresult),
+        "outputs": convert(outcome.outputs),
+        "completion": convert(outcome.completion),
+    }
 
 
 def _same(value: Any) -> Any:
@@ -185,6 +194,7 @@ def outcome_from_json(data: Any) -> Any:
 
 
 # -- errors --------------------------------------------------------------------------------------
+
 
 def error_from_exception(exc: BaseException) -> dict[str, Any]:
     """How a provider's exception travels: Unsupported keeps its kind, the rest is 'provider'."""
@@ -228,14 +238,16 @@ def _remote_exception(type_name: str, text: str) -> RemoteProviderError:
 
 # -- messages ------------------------------------------------------------------------------------
 
+
 def _repr_or_refuse(value: Any) -> str:
     """What JSON cannot hold, as its repr; a repr that raises makes the message unsendable
     (a ValueError the agent turns into a failure naming it), never a dead agent."""
     try:
         return repr(value)
     except Exception as exc:
-        raise ValueError(f"a {type(value).__name__} in it has no repr ({type(exc).__name__}: "
-                         f"{exc})") from None
+        raise ValueError(
+            f"a {type(value).__name__} in it has no repr ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_repr_or_refuse)
@@ -251,8 +263,7 @@ def encode(message: dict[str, Any]) -> bytes:
         try:
             text = _ENCODER.encode(json_safe(message))
         except RecursionError:
-            raise ValueError("it holds itself (a reference cycle) or nests too deeply") \
-                from None
+            raise ValueError("it holds itself (a reference cycle) or nests too deeply") from None
     return text.encode("ascii") + b"\n"
 
 
@@ -295,14 +306,15 @@ def parse_request(message: dict[str, Any]) -> tuple[Any, str, dict[str, Any]]:
 def _op_params(message: dict[str, Any], request_id: Any) -> tuple[str, dict[str, Any]]:
     op = message.get("op")
     if op not in _PARAMS:
-        raise ProtocolError(f"unknown op {op!r}; ops: {', '.join(OPS + OPTIONAL_OPS)}",
-                            request_id)
+        raise ProtocolError(f"unknown op {op!r}; ops: {', '.join(OPS + OPTIONAL_OPS)}", request_id)
     params = {}
     for name, kind in _PARAMS[op].items():
         value = message.get(name)
         if not isinstance(value, kind):
-            raise ProtocolError(f"{op} needs {name!r} as a JSON {_JSON_NAMES[kind]}, got "
-                                f"{json.dumps(value)[:80]}", request_id)
+            raise ProtocolError(
+                f"{op} needs {name!r} as a JSON {_JSON_NAMES[kind]}, got {json.dumps(value)[:80]}",
+                request_id,
+            )
         params[name] = value
     return op, params
 
@@ -317,12 +329,17 @@ def parse_batch(request_id: Any, requests: list[Any]) -> list[BatchItem]:
         params = _fast_params(item)
         if params is None:
             params = _slow_batch_params(request_id, index, item)  # raises what is wrong
-        out.append(BatchItem(
-            item["op"], params,
-            _refs(item, "refs", index, request_id) if "refs" in item else (),
-            _refs(item, "int_refs", index, request_id) if "int_refs" in item else (),
-            item.get("expect_id") is True, item.get("expect_outcome") is True,
-            item.get("may_fail") is True))
+        out.append(
+            BatchItem(
+                item["op"],
+                params,
+                _refs(item, "refs", index, request_id) if "refs" in item else (),
+                _refs(item, "int_refs", index, request_id) if "int_refs" in item else (),
+                item.get("expect_id") is True,
+                item.get("expect_outcome") is True,
+                item.get("may_fail") is True,
+            )
+        )
     return out
 
 
@@ -355,16 +372,23 @@ def _slow_batch_params(request_id: Any, index: int, item: Any) -> dict[str, Any]
     return params
 
 
-def _refs(item: dict[str, Any], key: str, index: int,
-          request_id: Any) -> tuple[tuple[Any, ...], ...]:
+def _refs(
+    item: dict[str, Any], key: str, index: int, request_id: Any
+) -> tuple[tuple[Any, ...], ...]:
     refs = item[key]
     if not isinstance(refs, list) or not all(
-            isinstance(r, list) and len(r) >= 2 and isinstance(r[0], int)
-            and not isinstance(r[0], bool) and 0 <= r[0] < index
-            and all(isinstance(k, str | int) and not isinstance(k, bool) for k in r[1:])
-            for r in refs):
-        raise ProtocolError(f"batch request {index}: {key!r} must be a list of "
-                            "[EARLIER_INDEX, KEY_OR_INDEX, ...]", request_id)
+        isinstance(r, list)
+        and len(r) >= 2
+        and isinstance(r[0], int)
+        and not isinstance(r[0], bool)
+        and 0 <= r[0] < index
+        and all(isinstance(k, str | int) and not isinstance(k, bool) for k in r[1:])
+        for r in refs
+    ):
+        raise ProtocolError(
+            f"batch request {index}: {key!r} must be a list of [EARLIER_INDEX, KEY_OR_INDEX, ...]",
+            request_id,
+        )
     return tuple(tuple(r) for r in refs)
 
 
@@ -387,13 +411,15 @@ def describe(op: str, params: dict[str, Any]) -> str:
     if op == "batch":
         items = [i for i in params.get("requests") or [] if isinstance(i, dict)]
         ops = [str(i.get("op")) for i in items]
-        shown = " ... ".join(describe(o, i) for o, i in zip(ops, items, strict=True)
-                             if o in ("reset", "call"))
+        shown = " ... ".join(
+            describe(o, i) for o, i in zip(ops, items, strict=True) if o in ("reset", "call")
+        )
         return f"a batch of {len(items)} requests" + (f" ({shown})" if shown else "")
     return f"{op}()"
 
 
 # -- framing -------------------------------------------------------------------------------------
+
 
 class LineReader:
     """Reads bounded lines from a `recv(n) -> bytes` function (b"" at end of stream).
@@ -416,7 +442,7 @@ class LineReader:
             newline = self._buf.find(b"\n", self._scanned)
             if newline >= 0:
                 line = bytes(self._buf[:newline])
-                del self._buf[:newline + 1]
+                del self._buf[: newline + 1]
                 self._scanned = 0
                 if len(line) > self.limit:
                     raise self._too_large(len(line))
@@ -437,11 +463,13 @@ class LineReader:
         while True:
             chunk = self._recv(self.CHUNK)
             if not chunk:
-                raise TruncatedMessage(f"the stream ended inside an oversized message "
-                                       f"({size} bytes, limit {self.limit})")
+                raise TruncatedMessage(
+                    f"the stream ended inside an oversized message "
+                    f"({size} bytes, limit {self.limit})"
+                )
             newline = chunk.find(b"\n")
             if newline >= 0:
-                self._buf += chunk[newline + 1:]
+                self._buf += chunk[newline + 1 :]
                 return size + newline
             size += len(chunk)
 
@@ -450,13 +478,16 @@ class LineReader:
             size = len(self._buf)
             self._buf.clear()
             self._scanned = 0
-            raise TruncatedMessage(f"the connection was closed in the middle of a message "
-                                   f"({size} bytes without a newline)")
+            raise TruncatedMessage(
+                f"the connection was closed in the middle of a message "
+                f"({size} bytes without a newline)"
+            )
         return None
 
     def _too_large(self, size: int) -> MessageTooLarge:
-        return MessageTooLarge(f"message of {size} bytes is over the limit of {self.limit} "
-                               "bytes; it was discarded")
+        return MessageTooLarge(
+            f"message of {size} bytes is over the limit of {self.limit} bytes; it was discarded"
+        )
 
 
 class Watchdog:
@@ -483,8 +514,9 @@ class Watchdog:
             self._deadline = None if seconds is None else time.monotonic() + seconds
             self._action = action
         if seconds is not None and self._thread is None:
-            self._thread = threading.Thread(target=self._watch, name="conformance-watchdog",
-                                            daemon=True)
+            self._thread = threading.Thread(
+                target=self._watch, name="conformance-watchdog", daemon=True
+            )
             self._thread.start()
 
     def extend(self, seconds: float | None) -> None:

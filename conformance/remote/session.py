@@ -45,10 +45,16 @@ class AgentConfig:
     def error(self, exc: BaseException) -> dict[str, Any]:
         """How a provider's exception travels; running out of memory under the limit says so."""
         if isinstance(exc, MemoryError) and self.memory_limit:
-            text = (f"the provider ran out of memory: the worker's limit is "
-                    f"{self.memory_limit >> 20} MiB (--worker-memory)")
-            return {"kind": "provider", "message": f"MemoryError: {text}",
-                    "type": "MemoryError", "text": text}
+            text = (
+                f"the provider ran out of memory: the worker's limit is "
+                f"{self.memory_limit >> 20} MiB (--worker-memory)"
+            )
+            return {
+                "kind": "provider",
+                "message": f"MemoryError: {text}",
+                "type": "MemoryError",
+                "text": text,
+            }
         return protocol.error_from_exception(exc)
 
     def poll(self) -> float:
@@ -57,8 +63,8 @@ class AgentConfig:
         return min(0.5, max(0.02, min(timeouts, default=5.0) / 10))
 
 
-
 # -- channels: the byte stream of one connection ---------------------------------------------------
+
 
 class Channel:
     """A connection's byte stream; `abort` unblocks a reader from another thread."""
@@ -125,7 +131,7 @@ class StdioChannel(Channel):
             return
         view = memoryview(data)[written:]
         while view:
-            view = view[os.write(self._out, view):]
+            view = view[os.write(self._out, view) :]
 
     def abort(self) -> None:
         # The reader cannot be unblocked portably and the provider may be stuck: a stdio
@@ -140,11 +146,11 @@ class StdioChannel(Channel):
 
 # -- one connection ----------------------------------------------------------------------------
 
+
 class Session:
     """One connection: hello, then requests until close, end of stream or a limit."""
 
-    def __init__(self, config: AgentConfig, channel: Channel,
-                 admission: Admission | None = None):
+    def __init__(self, config: AgentConfig, channel: Channel, admission: Admission | None = None):
         self.config = config
         self.channel = channel
         self.reader = LineReader(channel.recv, config.max_message)
@@ -208,7 +214,8 @@ class Session:
             message = protocol.decode(line) if line is not None else None
         except ProtocolError as exc:
             return self.watchdog.disarm() and self._refuse(
-                f"the first message must be a hello: {exc}")
+                f"the first message must be a hello: {exc}"
+            )
         finally:
             self.reader.limit = self.config.max_message
         if not self.watchdog.disarm():
@@ -226,19 +233,24 @@ class Session:
     def _check_hello(self, message: dict[str, Any]) -> str | None:
         """Why the hello is refused, or None."""
         if "hello" not in message:
-            return ('the first message must be a hello: {"hello": '
-                    f'{protocol.PROTOCOL_VERSION}, "token": "..."}}')
+            return (
+                'the first message must be a hello: {"hello": '
+                f'{protocol.PROTOCOL_VERSION}, "token": "..."}}'
+            )
         version = message["hello"]
         if version != protocol.PROTOCOL_VERSION or isinstance(version, bool):
-            return (f"protocol version {json_short(version)} is not supported: this agent "
-                    f"speaks version {protocol.PROTOCOL_VERSION}")
+            return (
+                f"protocol version {json_short(version)} is not supported: this agent "
+                f"speaks version {protocol.PROTOCOL_VERSION}"
+            )
         if self.config.token is None:
             return None
         token = message.get("token")
         if token is None:
             return "a token is required: give the harness the agent's token file (--token-file)"
         if not isinstance(token, str) or not hmac.compare_digest(
-                token.encode("utf-8", "surrogatepass"), self.config.token.encode("utf-8")):
+            token.encode("utf-8", "surrogatepass"), self.config.token.encode("utf-8")
+        ):
             return "wrong token"
         return None
 
@@ -262,13 +274,21 @@ class Session:
             return False
         if reason is not None:
             return self._refuse(reason)
-        limits = {"max_message": self.config.max_message,
-                  "call_timeout": self.config.call_timeout,
-                  "idle_timeout": self.config.idle_timeout}
+        limits = {
+            "max_message": self.config.max_message,
+            "call_timeout": self.config.call_timeout,
+            "idle_timeout": self.config.idle_timeout,
+        }
         name = getattr(self.provider, "name", None) or spec
-        self.send({"welcome": protocol.PROTOCOL_VERSION, "provider": str(name),
-                   "capabilities": capabilities, "limits": limits,
-                   "ops": [*protocol.OPS, *protocol.OPTIONAL_OPS]})
+        self.send(
+            {
+                "welcome": protocol.PROTOCOL_VERSION,
+                "provider": str(name),
+                "capabilities": capabilities,
+                "limits": limits,
+                "ops": [*protocol.OPS, *protocol.OPTIONAL_OPS],
+            }
+        )
         log.info("%s: welcome, provider %s", self.channel.peer, name)
         return True
 
@@ -308,37 +328,52 @@ class Session:
             if not line or line.isspace():
                 return True
             request_id, op, params = protocol.parse_request(protocol.decode(line))
-            batch = protocol.parse_batch(request_id, params["requests"]) \
-                if op == "batch" else None
+            batch = protocol.parse_batch(request_id, params["requests"]) if op == "batch" else None
         except ProtocolError as exc:
             return self._malformed(exc)
         self.requests += 1
         if self.requests > self.config.max_messages:
-            self.last_word({"bye": f"over {self.config.max_messages} requests on one "
-                                   "connection; reconnect"}, "request limit reached")
+            self.last_word(
+                {"bye": f"over {self.config.max_messages} requests on one connection; reconnect"},
+                "request limit reached",
+            )
             return False
-        response = self._run(request_id, op, params) if batch is None else \
-            self._run_batch(request_id, batch)
+        response = (
+            self._run(request_id, op, params)
+            if batch is None
+            else self._run_batch(request_id, batch)
+        )
         if response is None:
             return False
         try:
             data = protocol.encode(response)
         except ValueError as exc:  # a result JSON cannot hold even as repr (a cycle)
-            data = protocol.encode(protocol.failure(
-                request_id, "provider", f"the result of {protocol.describe(op, params)} "
-                f"cannot be sent: {exc}"))
+            data = protocol.encode(
+                protocol.failure(
+                    request_id,
+                    "provider",
+                    f"the result of {protocol.describe(op, params)} cannot be sent: {exc}",
+                )
+            )
         if len(data) > self.config.max_message + 1:
-            data = protocol.encode(protocol.failure(
-                request_id, "provider", f"the result of {protocol.describe(op, params)} is "
-                f"{len(data) - 1} bytes, over the message limit of {self.config.max_message}"))
+            data = protocol.encode(
+                protocol.failure(
+                    request_id,
+                    "provider",
+                    f"the result of {protocol.describe(op, params)} is "
+                    f"{len(data) - 1} bytes, over the message limit of {self.config.max_message}",
+                )
+            )
         return self.send(data) and op != "close"
 
     def _malformed(self, exc: ProtocolError) -> bool:
         self.errors += 1
         log.warning("%s: malformed request: %s", self.channel.peer, exc)
         if self.errors > self.config.max_errors:
-            self.last_word({"bye": f"too many malformed requests ({self.errors})"},
-                           "closed: too many malformed requests")
+            self.last_word(
+                {"bye": f"too many malformed requests ({self.errors})"},
+                "closed: too many malformed requests",
+            )
             return False
         return self.send(protocol.failure(exc.request_id, "protocol", str(exc)))
 
@@ -351,8 +386,7 @@ class Session:
             response = protocol.failure(request_id, **self.config.error(exc))
         return response if self.watchdog.disarm() else None
 
-    def _run_batch(self, request_id: Any, batch: list[BatchItem]
-                   ) -> dict[str, Any] | None:
+    def _run_batch(self, request_id: Any, batch: list[BatchItem]) -> dict[str, Any] | None:
         """Run a batch's requests in order, each under the per-call timeout (one watchdog
         armed for the batch, its deadline moved per request), until one stops it (see
         conformance.engine.batch.stops). None when one timed out (the connection is ended)."""
@@ -363,8 +397,7 @@ class Session:
         watchdog.arm(limit, lambda: self._timed_out(request_id, *self._doing))
         for item in batch:
             try:
-                params = fill_refs(item, results) if item.refs or item.int_refs \
-                    else item.params
+                params = fill_refs(item, results) if item.refs or item.int_refs else item.params
             except ValueError as exc:  # a ref to no id, or to no place in the params
                 self.errors += 1
                 answers.append({"ok": False, "error": {"kind": "protocol", "message": str(exc)}})
@@ -385,30 +418,41 @@ class Session:
             if size > self.config.max_message:  # stop the work now: the answer cannot be sent
                 watchdog.disarm()
                 return protocol.failure(
-                    request_id, "provider", f"the result of a batch of {len(batch)} requests "
+                    request_id,
+                    "provider",
+                    f"the result of a batch of {len(batch)} requests "
                     f"is over the message limit of {self.config.max_message} bytes after "
-                    f"{len(answers)} of them ({size} bytes at least); send smaller batches")
+                    f"{len(answers)} of them ({size} bytes at least); send smaller batches",
+                )
             if not answer["ok"]:
                 if not item.may_fail:
                     break
             elif (item.expect_id or item.expect_outcome) and stops(
-                    item, protocol.outcome_from_json(result) if item.expect_outcome else result):
+                item, protocol.outcome_from_json(result) if item.expect_outcome else result
+            ):
                 break
         return protocol.ok(request_id, answers) if watchdog.disarm() else None
 
     def _timed_out(self, request_id: Any, op: str, params: dict[str, Any]) -> None:
         what, limit = protocol.describe(op, params), self.config.call_timeout
         self.stuck_in = what
-        self.last_word(protocol.failure(
-            request_id, "timeout", f"the provider did not answer {what} within {limit} s; "
-            "the agent closes the connection since the provider is stuck"), f"timeout in {what}")
+        self.last_word(
+            protocol.failure(
+                request_id,
+                "timeout",
+                f"the provider did not answer {what} within {limit} s; "
+                "the agent closes the connection since the provider is stuck",
+            ),
+            f"timeout in {what}",
+        )
 
     def _dispatch(self, op: str, params: dict[str, Any]) -> Any:
         provider = self.provider
         assert provider is not None
         if op == "call":
-            return protocol.outcome_to_json(provider.call(params["method"], params["args"]),
-                                            safe=False)
+            return protocol.outcome_to_json(
+                provider.call(params["method"], params["args"]), safe=False
+            )
         if op == "setup":
             return protocol.json_safe(provider.setup(params["step"]))  # an id, checked here
         if op == "observe":  # made JSON-safe by `protocol.encode` only if it has to be
@@ -428,8 +472,9 @@ class Session:
             if provider is not None:
                 provider.close()
         except Exception as exc:
-            log.warning("%s: provider.close() raised %s: %s", self.channel.peer,
-                        type(exc).__name__, exc)
+            log.warning(
+                "%s: provider.close() raised %s: %s", self.channel.peer, type(exc).__name__, exc
+            )
 
 
 def _least_size(result: Any) -> int:
@@ -452,6 +497,7 @@ def json_short(value: Any) -> str:
 
 # -- admission ----------------------------------------------------------------------------------
 
+
 class Admission:
     """Who may hold one of the agent's threads, so that no client can starve the others.
 
@@ -471,14 +517,15 @@ class Admission:
     def arrive(self, session: Session) -> None:
         """A new connection waits for its hello; the oldest stranger gives way if full."""
         with self._lock:
-            oldest = next(iter(self._waiting)) if len(self._waiting) >= self.max_waiting \
-                else None
+            oldest = next(iter(self._waiting)) if len(self._waiting) >= self.max_waiting else None
             if oldest is not None:
                 del self._waiting[oldest]
             self._waiting[session] = None
         if oldest is not None:
-            why = (f"no hello yet, and {self.max_waiting} connections are waiting for one "
-                   "(--max-waiting): the longest-waiting gives way to a newcomer")
+            why = (
+                f"no hello yet, and {self.max_waiting} connections are waiting for one "
+                "(--max-waiting): the longest-waiting gives way to a newcomer"
+            )
             oldest.last_word({"refused": why}, f"refused: {why}")
 
     def admit(self, session: Session) -> str | None:
@@ -491,8 +538,10 @@ class Admission:
             stuck = sorted(s.stuck_in for s in self._admitted if s.stuck_in)
         reason = f"too many connections (limit {self.max_connections})"
         if stuck:
-            reason += (f"; {len(stuck)} held by provider calls that never returned: "
-                       f"{', '.join(stuck[:3])}{', ...' if len(stuck) > 3 else ''}")
+            reason += (
+                f"; {len(stuck)} held by provider calls that never returned: "
+                f"{', '.join(stuck[:3])}{', ...' if len(stuck) > 3 else ''}"
+            )
         return reason
 
     def leave(self, session: Session) -> None:

@@ -111,15 +111,24 @@ class StdioTransport(Transport):
         self.where = f"`{shlex.join(argv)}`"
         # its own process group (POSIX): what the provider forks goes with the worker, so a
         # child holding the pipes cannot outlive a timeout or the run
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, bufsize=0,
-                                     start_new_session=os.name == "posix")
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=0,
+            start_new_session=os.name == "posix",
+        )
         assert self.proc.stdin and self.proc.stdout and self.proc.stderr
         self._stdin: IO[bytes] = self.proc.stdin
         self._stdout = self.proc.stdout.fileno()
         self._tail: collections.deque[str] = collections.deque(maxlen=5)
-        self._drain = threading.Thread(target=self._read_stderr, args=(self.proc.stderr,),
-                                       name="conformance-agent-stderr", daemon=True)
+        self._drain = threading.Thread(
+            target=self._read_stderr,
+            args=(self.proc.stderr,),
+            name="conformance-agent-stderr",
+            daemon=True,
+        )
         self._drain.start()
 
     def _read_stderr(self, stream: IO[bytes]) -> None:
@@ -142,7 +151,7 @@ class StdioTransport(Transport):
 
     def _note(self, lines: list[bytes]) -> None:
         logging_ = log.isEnabledFor(logging.INFO)
-        for raw in lines if logging_ else lines[-(self._tail.maxlen or 1):]:
+        for raw in lines if logging_ else lines[-(self._tail.maxlen or 1) :]:
             line = raw.decode("utf-8", "replace").rstrip()
             self._tail.append(line)
             if logging_:
@@ -202,7 +211,7 @@ def transport_factory(spec: str) -> Callable[[float], Transport]:
             raise ProviderUnavailable(f"{spec!r}: expected {TCP_SCHEME}HOST:PORT")
         return lambda timeout: TcpTransport(host, port, timeout)
     try:
-        argv = shlex.split(spec[len(STDIO_SCHEME):], posix=os.name != "nt")
+        argv = shlex.split(spec[len(STDIO_SCHEME) :], posix=os.name != "nt")
     except ValueError as exc:
         raise ProviderUnavailable(f"{spec!r}: {exc}") from None
     if not argv:

@@ -28,12 +28,16 @@ __all__ = [
 ]
 
 
-def write_reports(summary: dict[str, Any], out: Path,
-                  specs: dict[str, dict[str, Any]] | None = None) -> list[Path]:
+def write_reports(
+    summary: dict[str, Any], out: Path, specs: dict[str, dict[str, Any]] | None = None
+) -> list[Path]:
     """Write report.html, junit.xml and allure-results/ into `out`; return their paths.
 
     Per-check codes missing from an older summary are read back from `out/results.jsonl`.
     """
     summary = with_check_codes(summary, out / "results.jsonl")
-    return [write_html(summary, out, specs), write_junit(summary, out),
-            write_allure_results(summary, out, specs)]
+    return [
+        write_html(summary, out, specs),
+        write_junit(summary, out),
+        write_allure_results(summary, out, specs),
+    ]

@@ -35,17 +35,27 @@ RESULTS_DIR = "allure-results"
 REPORT_DIR = "allure-report"
 
 STATUS = {"passed": "passed", "failed": "failed", "error": "broken", "not_applicable": "skipped"}
-SEVERITY = {"scenario": "normal", "oracle": "critical", "closed-world": "critical",
-            "out-params": "normal", "stateful": "critical", "repeat": "normal",
-            "variants": "normal", "differential": "normal"}
+SEVERITY = {
+    "scenario": "normal",
+    "oracle": "critical",
+    "closed-world": "critical",
+    "out-params": "normal",
+    "stateful": "critical",
+    "repeat": "normal",
+    "variants": "normal",
+    "differential": "normal",
+}
 FAMILY_LEVEL = "family-level"
-INSTALL_HINT = ("install the Allure 3 command line, which needs Node.js: "
-                "`npm install allure` in the project folder (found in node_modules/.bin), "
-                "or `npm install -g allure` (found on PATH)")
+INSTALL_HINT = (
+    "install the Allure 3 command line, which needs Node.js: "
+    "`npm install allure` in the project folder (found in node_modules/.bin), "
+    "or `npm install -g allure` (found on PATH)"
+)
 
 
-def write_allure_results(summary: dict[str, Any], out: Path,
-                         specs: dict[str, dict[str, Any]] | None = None) -> Path:
+def write_allure_results(
+    summary: dict[str, Any], out: Path, specs: dict[str, dict[str, Any]] | None = None
+) -> Path:
     """Write one Allure result per check into `out/allure-results/`; return that folder.
 
     The folder is emptied of earlier result files first: Allure reads every file in it, and
@@ -55,8 +65,9 @@ def write_allure_results(summary: dict[str, Any], out: Path,
     _clear(folder)
     clock = _Clock(summary)
     for check in iter_checks(summary):
-        result = allure_result(check, clock, (specs or {}).get(check.method, {}),
-                               known_deviation(summary, check.name))
+        result = allure_result(
+            check, clock, (specs or {}).get(check.method, {}), known_deviation(summary, check.name)
+        )
         result["attachments"] = _attach(folder, check)
         _write_json(folder / f"{result['uuid']}-result.json", result)
     _write_environment(folder, summary)
@@ -66,8 +77,11 @@ def write_allure_results(summary: dict[str, Any], out: Path,
 def _clear(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.iterdir():
-        if old.is_file() and ("-result.json" in old.name or "-attachment." in old.name
-                              or old.name == "environment.properties"):
+        if old.is_file() and (
+            "-result.json" in old.name
+            or "-attachment." in old.name
+            or old.name == "environment.properties"
+        ):
             old.unlink()
 
 
@@ -84,8 +98,9 @@ class _Clock:
         return start, self.now
 
 
-def allure_result(check: Check, clock: _Clock, spec: dict[str, Any],
-                  known: str | None = None) -> dict[str, Any]:
+def allure_result(
+    check: Check, clock: _Clock, spec: dict[str, Any], known: str | None = None
+) -> dict[str, Any]:
     """One check as an Allure test result (without its attachments); a known deviation of a
     gated run is skipped, with the baseline's reason."""
     start, stop = clock.span(check.duration)
@@ -109,8 +124,7 @@ def allure_result(check: Check, clock: _Clock, spec: dict[str, Any],
         "steps": steps(check, status, start, stop),
     }
     if check.status != "passed":
-        message = f"{known} — {check.message}" if status == "skipped" and known else \
-            check.message
+        message = f"{known} — {check.message}" if status == "skipped" and known else check.message
         result["statusDetails"] = {"message": message, "trace": _trace(check)}
     if spec.get("file"):
         result["description"] = f"Contract: `{spec['file']}`"
@@ -142,9 +156,11 @@ def labels(check: Check) -> list[dict[str, str]]:
 
 
 def _links(spec: dict[str, Any]) -> list[dict[str, str]]:
-    return [{"name": str(s.get("doc") or s["url"]), "url": str(s["url"]), "type": "link"}
-            for s in spec.get("sources", [])
-            if isinstance(s, dict) and str(s.get("url", "")).startswith(("https://", "http://"))]
+    return [
+        {"name": str(s.get("doc") or s["url"]), "url": str(s["url"]), "type": "link"}
+        for s in spec.get("sources", [])
+        if isinstance(s, dict) and str(s.get("url", "")).startswith(("https://", "http://"))
+    ]
 
 
 def steps(check: Check, status: str, start: int, stop: int) -> list[dict[str, Any]]:
@@ -160,10 +176,20 @@ def steps(check: Check, status: str, start: int, stop: int) -> list[dict[str, An
     out = _given(repro.get("given"), start)
     calls = repro.get("calls")
     if not isinstance(calls, list):
-        calls = [{"method": check.method, "call": repro.get("call") or {},
-                  "expect": repro.get("expect")}] if "call" in repro else []
-    last = max((i for i, c in enumerate(calls) if isinstance(c, dict) and "method" in c),
-               default=-1)
+        calls = (
+            [
+                {
+                    "method": check.method,
+                    "call": repro.get("call") or {},
+                    "expect": repro.get("expect"),
+                }
+            ]
+            if "call" in repro
+            else []
+        )
+    last = max(
+        (i for i, c in enumerate(calls) if isinstance(c, dict) and "method" in c), default=-1
+    )
     for index, entry in enumerate(calls):
         if not isinstance(entry, dict):
             continue
@@ -172,10 +198,12 @@ def steps(check: Check, status: str, start: int, stop: int) -> list[dict[str, An
             continue
         final = index == last
         args = ", ".join(f"{k}={_flow(v)}" for k, v in (entry.get("call") or {}).items())
-        out.append(_step(f"call {entry['method']}({args})", "passed", start,
-                         stop if final else start))
-        then = _step(_then(check, entry.get("expect"), final), status if final else "passed",
-                     stop, stop)
+        out.append(
+            _step(f"call {entry['method']}({args})", "passed", start, stop if final else start)
+        )
+        then = _step(
+            _then(check, entry.get("expect"), final), status if final else "passed", stop, stop
+        )
         if final and check.message:
             then["statusDetails"] = {"message": check.message}
         out.append(then)
@@ -200,14 +228,23 @@ def _then(check: Check, expect: Any, final: bool) -> str:
 
 
 def _step(name: str, status: str, start: int, stop: int) -> dict[str, Any]:
-    return {"name": name, "status": status, "stage": "finished", "start": start, "stop": stop,
-            "steps": [], "attachments": [], "parameters": []}
+    return {
+        "name": name,
+        "status": status,
+        "stage": "finished",
+        "start": start,
+        "stop": stop,
+        "steps": [],
+        "attachments": [],
+        "parameters": [],
+    }
 
 
 def _flow(value: Any) -> str:
     """A value as one line of YAML flow style (`{session: S1, target: T1}`)."""
-    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, sort_keys=False,
-                          width=10_000)
+    text = yaml.safe_dump(
+        value, default_flow_style=True, allow_unicode=True, sort_keys=False, width=10_000
+    )
     return text.strip().removesuffix("...").strip()
 
 
@@ -219,21 +256,41 @@ def _trace(check: Check) -> str:
 def _attach(folder: Path, check: Check) -> list[dict[str, str]]:
     """Write the check's states and reproduction as attachment files; return their entries."""
     out = []
-    for key, title in (("state_before", "state before the call"),
-                       ("state_expected_after", "state the spec expects after the call")):
+    for key, title in (
+        ("state_before", "state before the call"),
+        ("state_expected_after", "state the spec expects after the call"),
+    ):
         value = check.details.get(key)
         if value is not None:
-            out.append(_attachment(folder, title, json.dumps(value, indent=2, ensure_ascii=False,
-                                                             default=str),
-                                   "application/json", "json"))
+            out.append(
+                _attachment(
+                    folder,
+                    title,
+                    json.dumps(value, indent=2, ensure_ascii=False, default=str),
+                    "application/json",
+                    "json",
+                )
+            )
     actual = check.details.get("actual")
     if isinstance(actual, dict):
-        out.append(_attachment(folder, "provider outcome", json.dumps(
-            {"expected": check.details.get("expected"), **actual}, indent=2,
-            ensure_ascii=False, default=str), "application/json", "json"))
+        out.append(
+            _attachment(
+                folder,
+                "provider outcome",
+                json.dumps(
+                    {"expected": check.details.get("expected"), **actual},
+                    indent=2,
+                    ensure_ascii=False,
+                    default=str,
+                ),
+                "application/json",
+                "json",
+            )
+        )
     if check.repro:
-        out.append(_attachment(folder, "reproduction", repro_yaml(check.repro),
-                               "application/yaml", "yaml"))
+        out.append(
+            _attachment(folder, "reproduction", repro_yaml(check.repro), "application/yaml", "yaml")
+        )
     return out
 
 
@@ -244,15 +301,17 @@ def _attachment(folder: Path, name: str, text: str, mime: str, ext: str) -> dict
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, ensure_ascii=False, indent=1, default=str),
-                    encoding="utf-8")
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
 
 
 def _write_environment(folder: Path, summary: dict[str, Any]) -> None:
     """environment.properties: the run's provider, profile, seed and versions in Allure's panel."""
-    facts = {"provider": summary.get("provider"), "profile": summary.get("profile"),
-             "seed": summary.get("seed") if summary.get("seed") is not None else "random",
-             **versions(summary)}
+    facts = {
+        "provider": summary.get("provider"),
+        "profile": summary.get("profile"),
+        "seed": summary.get("seed") if summary.get("seed") is not None else "random",
+        **versions(summary),
+    }
     lines = [f"{_prop(k)}={_prop(v)}" for k, v in facts.items()]
     (folder / "environment.properties").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -264,6 +323,7 @@ def _prop(value: Any) -> str:
 
 
 # -- rendering with the Allure 3 CLI ----------------------------------------------------------
+
 
 def find_allure(project: Path | None = None) -> str | None:
     """The `allure` command: the project's node_modules/.bin first, then PATH."""
@@ -285,20 +345,33 @@ def render_allure_report(out: Path, project: Path | None = None) -> int:
     """
     results, report = out / RESULTS_DIR, out / REPORT_DIR
     if not results.is_dir():
-        print(f"no Allure results in {results}: run `conformance run --out {out}` first",
-              file=sys.stderr)
+        print(
+            f"no Allure results in {results}: run `conformance run --out {out}` first",
+            file=sys.stderr,
+        )
         return 2
     if shutil.which("node") is None:
-        print(f"cannot render the Allure report: Node.js is not installed; {INSTALL_HINT}",
-              file=sys.stderr)
+        print(
+            f"cannot render the Allure report: Node.js is not installed; {INSTALL_HINT}",
+            file=sys.stderr,
+        )
         return 2
     allure = find_allure(project)
     if allure is None:
-        print(f"cannot render the Allure report: the `allure` command was not found; "
-              f"{INSTALL_HINT}", file=sys.stderr)
+        print(
+            f"cannot render the Allure report: the `allure` command was not found; {INSTALL_HINT}",
+            file=sys.stderr,
+        )
         return 2
-    command = [allure, "generate", str(results.resolve()), "--output", str(report.resolve()),
-               "--report-name", f"conformance: {out.name}"]
+    command = [
+        allure,
+        "generate",
+        str(results.resolve()),
+        "--output",
+        str(report.resolve()),
+        "--report-name",
+        f"conformance: {out.name}",
+    ]
     try:
         return subprocess.run(command, cwd=out, check=False).returncode
     except OSError as exc:

@@ -96,8 +96,10 @@ class BaselineOutcome:
         """The gate's verdict in one line: the last line a run prints, and what the reports
         show (`GATE PASSED: 13 known failures, 0 new`)."""
         known = len(self.known_failures) + len(self.flaky_failures)
-        parts = [f"{known} known failure{'' if known == 1 else 's'}",
-                 f"{len(self.new_failures)} new"]
+        parts = [
+            f"{known} known failure{'' if known == 1 else 's'}",
+            f"{len(self.new_failures)} new",
+        ]
         if self.stale:
             parts.append(f"{len(self.stale)} stale")
         if self.expired:
@@ -108,28 +110,45 @@ class BaselineOutcome:
 
     def as_dict(self, file: str = "") -> dict[str, Any]:
         """results.json's `gate` (a compatible addition): what every report shows of it."""
+
         def entries(items: list[Entry]) -> list[dict[str, Any]]:
-            return [{"check": e.check, "reason": e.reason,
-                     "expires": e.expires.isoformat() if e.expires else None} for e in items]
-        return {"baseline": file, "passed": self.exit_code == 0, "line": self.headline(),
-                "known": entries(self.known_failures), "flaky": entries(self.flaky_failures),
-                "new": list(self.new_failures), "stale": entries(self.stale),
-                "expired": entries(self.expired), "not_run": entries(self.not_run)}
+            return [
+                {
+                    "check": e.check,
+                    "reason": e.reason,
+                    "expires": e.expires.isoformat() if e.expires else None,
+                }
+                for e in items
+            ]
+
+        return {
+            "baseline": file,
+            "passed": self.exit_code == 0,
+            "line": self.headline(),
+            "known": entries(self.known_failures),
+            "flaky": entries(self.flaky_failures),
+            "new": list(self.new_failures),
+            "stale": entries(self.stale),
+            "expired": entries(self.expired),
+            "not_run": entries(self.not_run),
+        }
 
     def lines(self, file: str = "") -> list[str]:
         """What to print: every reason for the exit code, each naming what to change."""
         at = f"{file}:" if file else "line "
         out = [f"new failure: {n}" for n in self.new_failures]
-        out += [f"stale baseline entry ({at}{e.line}): {e.check} now passes; remove it"
-                for e in self.stale]
-        out += [f"expired baseline entry ({at}{e.line}): {e.check} expired on "
-                f"{e.expires}; fix the provider or renew the entry with a reason"
-                for e in self.expired]
+        out += [
+            f"stale baseline entry ({at}{e.line}): {e.check} now passes; remove it"
+            for e in self.stale
+        ]
+        out += [
+            f"expired baseline entry ({at}{e.line}): {e.check} expired on "
+            f"{e.expires}; fix the provider or renew the entry with a reason"
+            for e in self.expired
+        ]
         out += [f"known failure: {e.check} ({e.reason})" for e in self.known_failures]
-        out += [f"flaky, failed after retries: {e.check} ({e.reason})"
-                for e in self.flaky_failures]
-        out += [f"baseline entry not run this time ({at}{e.line}): {e.check}"
-                for e in self.not_run]
+        out += [f"flaky, failed after retries: {e.check} ({e.reason})" for e in self.flaky_failures]
+        out += [f"baseline entry not run this time ({at}{e.line}): {e.check}" for e in self.not_run]
         if not self.checks_run:
             out.append("no check ran: nothing was tested")
         return out
@@ -137,21 +156,27 @@ class BaselineOutcome:
 
 # -- loading --------------------------------------------------------------------------------
 
+
 def load_baseline(path: str | Path) -> Baseline:
     """Read a baseline file; raise SourceError listing every problem as file:line."""
     doc = load_file(path)
     problems: list[Problem] = []
     data = doc.data
     if not isinstance(data, dict):
-        raise SourceError([doc.problem((), "a baseline is a mapping with `baseline: 1`, "
-                                             "`known:` and `flaky:`")])
+        raise SourceError(
+            [doc.problem((), "a baseline is a mapping with `baseline: 1`, `known:` and `flaky:`")]
+        )
     if data.get("baseline") != FORMAT:
-        problems.append(doc.problem(("baseline",) if "baseline" in data else (),
-                                    f"`baseline: {FORMAT}` is required (got "
-                                    f"{data.get('baseline')!r})"))
+        problems.append(
+            doc.problem(
+                ("baseline",) if "baseline" in data else (),
+                f"`baseline: {FORMAT}` is required (got {data.get('baseline')!r})",
+            )
+        )
     for key in sorted(set(data) - {"baseline", "known", "flaky"}, key=str):
-        problems.append(doc.problem((key,), f"unknown key {key!r} (expected baseline, known, "
-                                            "flaky)"))
+        problems.append(
+            doc.problem((key,), f"unknown key {key!r} (expected baseline, known, flaky)")
+        )
     known = _entries(doc, "known", problems)
     flaky = _entries(doc, "flaky", problems)
     _duplicates(doc, known, flaky, problems)
@@ -165,8 +190,9 @@ def _entries(doc: Document, key: str, problems: list[Problem]) -> list[Entry]:
     if raw is None:
         return []
     if not isinstance(raw, list):
-        problems.append(doc.problem((key,), f"`{key}` must be a list of "
-                                            "{check, reason, expires} entries"))
+        problems.append(
+            doc.problem((key,), f"`{key}` must be a list of {{check, reason, expires}} entries")
+        )
         return []
     out = []
     for index, item in enumerate(raw):
@@ -176,32 +202,43 @@ def _entries(doc: Document, key: str, problems: list[Problem]) -> list[Entry]:
     return out
 
 
-def _entry(doc: Document, path: tuple[str, int], item: Any,
-           problems: list[Problem]) -> Entry | None:
+def _entry(
+    doc: Document, path: tuple[str, int], item: Any, problems: list[Problem]
+) -> Entry | None:
     if not isinstance(item, dict):
         problems.append(doc.problem(path, "an entry is a mapping with `check` and `reason`"))
         return None
     before = len(problems)
     for key in sorted(set(item) - ENTRY_KEYS, key=str):
-        problems.append(doc.problem((*path, key), f"unknown key {key!r} (expected check, "
-                                                  "reason, expires)"))
+        problems.append(
+            doc.problem((*path, key), f"unknown key {key!r} (expected check, reason, expires)")
+        )
     check = item.get("check")
     if not isinstance(check, str) or check.count("::") < 2:
-        problems.append(doc.problem((*path, "check") if "check" in item else path,
-                                    f"`check` must be a check's stable name "
-                                    f"`<method id>::<kind>::<case>`, got {check!r}"))
+        problems.append(
+            doc.problem(
+                (*path, "check") if "check" in item else path,
+                f"`check` must be a check's stable name "
+                f"`<method id>::<kind>::<case>`, got {check!r}",
+            )
+        )
     reason = item.get("reason")
     if not isinstance(reason, str) or not reason.strip():
-        problems.append(doc.problem((*path, "reason") if "reason" in item else path,
-                                    "`reason` is required: say why the check deviates"))
+        problems.append(
+            doc.problem(
+                (*path, "reason") if "reason" in item else path,
+                "`reason` is required: say why the check deviates",
+            )
+        )
     expires = _date(doc, path, item.get("expires"), problems)
     if len(problems) > before:
         return None
     return Entry(check, reason, expires, doc.line(path))
 
 
-def _date(doc: Document, path: tuple[str, int], value: Any,
-          problems: list[Problem]) -> dt.date | None:
+def _date(
+    doc: Document, path: tuple[str, int], value: Any, problems: list[Problem]
+) -> dt.date | None:
     """`expires` as a date: YAML reads an unquoted 2025-09-30 as one, a quoted one as text."""
     if value is None or (isinstance(value, dt.date) and not isinstance(value, dt.datetime)):
         return value
@@ -210,26 +247,36 @@ def _date(doc: Document, path: tuple[str, int], value: Any,
             return dt.date.fromisoformat(value)
         except ValueError:
             pass
-    problems.append(doc.problem((*path, "expires"),
-                                f"`expires` must be a date YYYY-MM-DD, got {value!r}"))
+    problems.append(
+        doc.problem((*path, "expires"), f"`expires` must be a date YYYY-MM-DD, got {value!r}")
+    )
     return None
 
 
-def _duplicates(doc: Document, known: list[Entry], flaky: list[Entry],
-                problems: list[Problem]) -> None:
+def _duplicates(
+    doc: Document, known: list[Entry], flaky: list[Entry], problems: list[Problem]
+) -> None:
     seen: dict[str, Entry] = {}
     for entry in (*known, *flaky):
         if entry.check in seen:
-            problems.append(Problem(doc.file, entry.line, "", f"{entry.check} is listed twice "
-                                    f"(first at line {seen[entry.check].line})"))
+            problems.append(
+                Problem(
+                    doc.file,
+                    entry.line,
+                    "",
+                    f"{entry.check} is listed twice (first at line {seen[entry.check].line})",
+                )
+            )
         else:
             seen[entry.check] = entry
 
 
 # -- applying -------------------------------------------------------------------------------
 
-def apply_baseline(summary: dict[str, Any], baseline: Baseline,
-                   today: dt.date | None = None) -> BaselineOutcome:
+
+def apply_baseline(
+    summary: dict[str, Any], baseline: Baseline, today: dt.date | None = None
+) -> BaselineOutcome:
     """Sort a run's checks against the baseline (module docstring: the exit-code table)."""
     today = today or dt.date.today()
     statuses = _statuses(summary)
@@ -246,8 +293,9 @@ def apply_baseline(summary: dict[str, Any], baseline: Baseline,
             outcome.flaky_failures.append(flaky[name])
         elif status == "passed" and name in known:
             outcome.stale.append(known[name])
-    outcome.expired = [e for e in (*baseline.known, *baseline.flaky)
-                       if e.expires is not None and e.expires < today]
+    outcome.expired = [
+        e for e in (*baseline.known, *baseline.flaky) if e.expires is not None and e.expires < today
+    ]
     outcome.not_run = [e for e in baseline.known if e.check not in statuses]
     return outcome
 
@@ -265,14 +313,15 @@ def _statuses(summary: dict[str, Any]) -> dict[str, str]:
 def _checks_run(summary: dict[str, Any]) -> int:
     """Checks that ran to a verdict that proves something: passed, failed or errored."""
     totals = summary.get("totals", {})
-    return int(totals.get("passed", 0)) + int(totals.get("failed", 0)) + \
-        int(totals.get("errors", 0))
+    return (
+        int(totals.get("passed", 0)) + int(totals.get("failed", 0)) + int(totals.get("errors", 0))
+    )
 
 
 # -- writing --------------------------------------------------------------------------------
 
-def write_baseline(summary: dict[str, Any], path: str | Path,
-                   keep: Baseline | None = None) -> Path:
+
+def write_baseline(summary: dict[str, Any], path: str | Path, keep: Baseline | None = None) -> Path:
     """Write the run's failures as a baseline, so that the same run then passes the gate.
 
     Each failed or errored check gets the reason "TODO: why" (a person must fill it in) and
@@ -287,17 +336,22 @@ def write_baseline(summary: dict[str, Any], path: str | Path,
         if status not in FAILING or name in flaky:
             continue
         old = previous.get(name)
-        known.append(_entry_data(name, old.reason if old else TODO_REASON,
-                                 old.expires if old else None))
+        known.append(
+            _entry_data(name, old.reason if old else TODO_REASON, old.expires if old else None)
+        )
     data: dict[str, Any] = {"baseline": FORMAT, "known": known}
     if keep and keep.flaky:
         data["flaky"] = [_entry_data(e.check, e.reason, e.expires) for e in keep.flaky]
     out = Path(path)
-    header = ("# Known deviations of this provider (conformance baseline). Each entry names a\n"
-              "# check, says why it deviates and may expire (YYYY-MM-DD). Replace every\n"
-              f"# '{TODO_REASON}' with the reason.\n")
-    out.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True,
-                                           width=100), encoding="utf-8")
+    header = (
+        "# Known deviations of this provider (conformance baseline). Each entry names a\n"
+        "# check, says why it deviates and may expire (YYYY-MM-DD). Replace every\n"
+        f"# '{TODO_REASON}' with the reason.\n"
+    )
+    out.write_text(
+        header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100),
+        encoding="utf-8",
+    )
     return out
 
 

@@ -26,8 +26,7 @@ def load_run(folder: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DiffError(f"{path}: no results.json (is {folder} a run's output folder?)") \
-            from None
+        raise DiffError(f"{path}: no results.json (is {folder} a run's output folder?)") from None
     except (OSError, ValueError) as exc:
         raise DiffError(f"{path}: cannot be read: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("methods"), dict):
@@ -37,41 +36,57 @@ def load_run(folder: Path) -> dict[str, Any]:
 
 def checks_of(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
     groups = [*summary.get("methods", {}).values(), *(summary.get("families") or {}).values()]
-    return {str(c.get("name")): c for g in groups if isinstance(g, dict)
-            for c in g.get("checks", []) if isinstance(c, dict)}
+    return {
+        str(c.get("name")): c
+        for g in groups
+        if isinstance(g, dict)
+        for c in g.get("checks", [])
+        if isinstance(c, dict)
+    }
 
 
-def compare(old: dict[str, Any], new: dict[str, Any], old_label: str = "",
-            new_label: str = "") -> dict[str, Any]:
+def compare(
+    old: dict[str, Any], new: dict[str, Any], old_label: str = "", new_label: str = ""
+) -> dict[str, Any]:
     """What changed from `old` to `new` (two results.json summaries)."""
     before, after = checks_of(old), checks_of(new)
     status = {name: str(c.get("status")) for name, c in before.items()}
     now = {name: str(c.get("status")) for name, c in after.items()}
-    newly_failing = sorted(n for n, s in now.items() if s in FAILING
-                           and status.get(n) not in FAILING)
-    newly_passing = sorted(n for n, s in now.items() if s == "passed"
-                           and status.get(n) in FAILING)
-    changed = [{"check": n, "old": status[n], "new": s} for n, s in sorted(now.items())
-               if n in status and s != status[n] and n not in newly_failing
-               and n not in newly_passing]
+    newly_failing = sorted(
+        n for n, s in now.items() if s in FAILING and status.get(n) not in FAILING
+    )
+    newly_passing = sorted(n for n, s in now.items() if s == "passed" and status.get(n) in FAILING)
+    changed = [
+        {"check": n, "old": status[n], "new": s}
+        for n, s in sorted(now.items())
+        if n in status and s != status[n] and n not in newly_failing and n not in newly_passing
+    ]
     methods: dict[str, Any] = {}
     old_methods, new_methods = old.get("methods", {}), new.get("methods", {})
     for method in sorted(set(old_methods) | set(new_methods)):
         was, is_ = old_methods.get(method) or {}, new_methods.get(method) or {}
-        codes = {code: [(was.get("codes") or {}).get(code), (is_.get("codes") or {}).get(code)]
-                 for code in sorted(set(was.get("codes") or {}) | set(is_.get("codes") or {}))}
+        codes = {
+            code: [(was.get("codes") or {}).get(code), (is_.get("codes") or {}).get(code)]
+            for code in sorted(set(was.get("codes") or {}) | set(is_.get("codes") or {}))
+        }
         codes = {c: pair for c, pair in codes.items() if pair[0] != pair[1]}
         verdict = [was.get("verdict"), is_.get("verdict")]
         if codes or verdict[0] != verdict[1]:
             methods[method] = {"verdict": verdict, "codes": codes}
     ops_old, ops_new = old.get("operations") or {}, new.get("operations") or {}
-    return {"old": old_label, "new": new_label,
-            "newly_failing": newly_failing, "newly_passing": newly_passing,
-            "changed": changed,
-            "added": sorted(set(after) - set(before)), "removed": sorted(set(before) - set(after)),
-            "methods": methods,
-            "operations": {kind: [ops_old.get(kind), ops_new.get(kind)]
-                           for kind in ("total", *OPERATION_KINDS)}}
+    return {
+        "old": old_label,
+        "new": new_label,
+        "newly_failing": newly_failing,
+        "newly_passing": newly_passing,
+        "changed": changed,
+        "added": sorted(set(after) - set(before)),
+        "removed": sorted(set(before) - set(after)),
+        "methods": methods,
+        "operations": {
+            kind: [ops_old.get(kind), ops_new.get(kind)] for kind in ("total", *OPERATION_KINDS)
+        },
+    }
 
 
 def render(diff: dict[str, Any]) -> str:
@@ -87,16 +102,25 @@ def render(diff: dict[str, Any]) -> str:
         lines.append("methods:")
         for method, info in diff["methods"].items():
             old_verdict, new_verdict = info["verdict"]
-            codes = ", ".join(f"{c} {a or '-'} -> {b or '-'}" for c, (a, b) in
-                              info["codes"].items())
-            lines.append(f"  {method}: {old_verdict or '-'} -> {new_verdict or '-'}"
-                         + (f" ({codes})" if codes else ""))
+            codes = ", ".join(
+                f"{c} {a or '-'} -> {b or '-'}" for c, (a, b) in info["codes"].items()
+            )
+            lines.append(
+                f"  {method}: {old_verdict or '-'} -> {new_verdict or '-'}"
+                + (f" ({codes})" if codes else "")
+            )
     if diff["added"] or diff["removed"]:
-        lines.append(f"checks only in the new run: {len(diff['added'])}, only in the old: "
-                     f"{len(diff['removed'])}")
+        lines.append(
+            f"checks only in the new run: {len(diff['added'])}, only in the old: "
+            f"{len(diff['removed'])}"
+        )
     ops = diff["operations"]
     if ops["total"][0] is not None or ops["total"][1] is not None:
-        lines.append("operations: " + ", ".join(
-            f"{kind} {a if a is not None else '-'} -> {b if b is not None else '-'}"
-            for kind, (a, b) in ops.items()))
+        lines.append(
+            "operations: "
+            + ", ".join(
+                f"{kind} {a if a is not None else '-'} -> {b if b is not None else '-'}"
+                for kind, (a, b) in ops.items()
+            )
+        )
     return "\n".join(lines)

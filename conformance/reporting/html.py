@@ -36,8 +36,11 @@ REPORT_NAME = "report.html"
 
 VERDICT_MEANINGS = (
     ("conforms", "every check passed and every documented code was exercised and passed."),
-    ("partial", "nothing failed, but some checks were not applicable to this provider (it "
-                "raised Unsupported) or some documented code was never exercised."),
+    (
+        "partial",
+        "nothing failed, but some checks were not applicable to this provider (it "
+        "raised Unsupported) or some documented code was never exercised.",
+    ),
     ("fails", "at least one check failed (or a spec error stopped one)."),
     ("not-applicable", "the provider supports none of it."),
 )
@@ -46,12 +49,17 @@ CODE_MEANINGS = (
     ("fail", "a check that touched the code failed"),
     ("untested", "no check reached the code"),
     ("not-applicable", "the checks that would reach it were not applicable"),
-    ("observed", "(a mark beside pass) the provider gave another code, which the spec records "
-                 "under `observed` for its Windows version, and the run was --observed lenient"),
+    (
+        "observed",
+        "(a mark beside pass) the provider gave another code, which the spec records "
+        "under `observed` for its Windows version, and the run was --observed lenient",
+    ),
 )
 
-def write_html(summary: dict[str, Any], out: Path,
-               specs: dict[str, dict[str, Any]] | None = None) -> Path:
+
+def write_html(
+    summary: dict[str, Any], out: Path, specs: dict[str, dict[str, Any]] | None = None
+) -> Path:
     """Render `out/report.html` from a results.json summary; return its path.
 
     `specs` maps a method id to {"file", "sources", "values"} (see `spec_sources`), so each
@@ -78,7 +86,11 @@ def _env() -> Environment:
     return Environment(
         loader=PackageLoader("conformance.reporting", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
-        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, finalize=_visible)
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=_visible,
+    )
 
 
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -95,19 +107,28 @@ def _visible(value: Any) -> Any:
 
 # -- the view model -------------------------------------------------------------------------
 
+
 def view(summary: dict[str, Any], specs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Everything the template shows, as plain data."""
     anchors = _anchors(summary)
-    totals = {"passed": 0, "failed": 0, "not_applicable": 0, "errors": 0,
-              **summary.get("totals", {})}
+    totals = {
+        "passed": 0,
+        "failed": 0,
+        "not_applicable": 0,
+        "errors": 0,
+        **summary.get("totals", {}),
+    }
     verdict = run_verdict({"totals": totals, "methods": summary.get("methods", {})})
     return {
         "provider": str(summary.get("provider", "")),
         "profile": str(summary.get("profile", "")),
         "seed": summary.get("seed"),
         "observed_policy": str(summary.get("observed") or "strict"),
-        "windows_version": str((summary.get("capabilities") or {}).get("windows_version", "")
-                               if isinstance(summary.get("capabilities"), dict) else ""),
+        "windows_version": str(
+            (summary.get("capabilities") or {}).get("windows_version", "")
+            if isinstance(summary.get("capabilities"), dict)
+            else ""
+        ),
         "schema": summary.get("schema"),
         "capabilities": _capabilities(summary.get("capabilities")),
         "versions": versions(summary),
@@ -126,7 +147,8 @@ def view(summary: dict[str, Any], specs: dict[str, dict[str, Any]]) -> dict[str,
         "coverage": coverage(summary),
         "gate": summary.get("gate") if isinstance(summary.get("gate"), dict) else None,
         "comparison": summary.get("comparison")
-        if isinstance(summary.get("comparison"), dict) else None,
+        if isinstance(summary.get("comparison"), dict)
+        else None,
         "verdict_meanings": VERDICT_MEANINGS,
         "code_meanings": CODE_MEANINGS,
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -142,16 +164,24 @@ def verdict_line(verdict: str, summary: dict[str, Any], totals: dict[str, int]) 
     if verdict == "fails":
         failing = sum(m.get("verdict") == "fails" for m in methods.values())
         errors = f" ({totals['errors']} stopped by a spec error)" if totals["errors"] else ""
-        return (f"Does not conform: {bad} of {total} checks failed{errors}, "
-                f"in {failing} of {n_methods} methods.")
+        return (
+            f"Does not conform: {bad} of {total} checks failed{errors}, "
+            f"in {failing} of {n_methods} methods."
+        )
     if verdict == "conforms":
-        return (f"Conforms: all {total} selected checks passed and every documented code "
-                f"of the {n_methods} methods was exercised.")
+        return (
+            f"Conforms: all {total} selected checks passed and every documented code "
+            f"of the {n_methods} methods was exercised."
+        )
     if verdict == "partial":
-        untested = sum(s == "untested" for m in methods.values()
-                       for s in m.get("codes", {}).values())
-        parts = [f"{totals['not_applicable']} checks not applicable"] \
-            if totals["not_applicable"] else []
+        untested = sum(
+            s == "untested" for m in methods.values() for s in m.get("codes", {}).values()
+        )
+        parts = (
+            [f"{totals['not_applicable']} checks not applicable"]
+            if totals["not_applicable"]
+            else []
+        )
         parts += [f"{untested} documented codes never exercised"] if untested else []
         return f"Partly conforms: nothing failed, but {' and '.join(parts) or 'some gaps'}."
     return "Nothing was tested: no selected check applied to this provider."
@@ -160,8 +190,9 @@ def verdict_line(verdict: str, summary: dict[str, Any], totals: dict[str, int]) 
 def _capabilities(raw: Any) -> list[tuple[str, list[str]]]:
     if not isinstance(raw, dict):
         return []
-    return [(str(k), [str(x) for x in v] if isinstance(v, list) else [str(v)])
-            for k, v in raw.items()]
+    return [
+        (str(k), [str(x) for x in v] if isinstance(v, list) else [str(v)]) for k, v in raw.items()
+    ]
 
 
 def _anchors(summary: dict[str, Any]) -> dict[str, str]:
@@ -186,26 +217,34 @@ def owner_anchor(check: Check) -> str:
     return method_anchor(check.method) if check.method else family_anchor(check.family)
 
 
-def families(summary: dict[str, Any], specs: dict[str, dict[str, Any]],
-             anchors: dict[str, str]) -> list[dict[str, Any]]:
+def families(
+    summary: dict[str, Any], specs: dict[str, dict[str, Any]], anchors: dict[str, str]
+) -> list[dict[str, Any]]:
     """Matrix rows grouped by family, families and methods in name order."""
     grouped: dict[str, list[dict[str, Any]]] = {}
     for method, info in summary.get("methods", {}).items():
         row = matrix_row(method, info, specs.get(method, {}), anchors)
         grouped.setdefault(str(info.get("family", "")), []).append(row)
-    return [{"name": name or "(no family)", "anchor": family_anchor(name),
-             "methods": sorted(rows, key=lambda r: r["id"])}
-            for name, rows in sorted(grouped.items())]
+    return [
+        {
+            "name": name or "(no family)",
+            "anchor": family_anchor(name),
+            "methods": sorted(rows, key=lambda r: r["id"]),
+        }
+        for name, rows in sorted(grouped.items())
+    ]
 
 
-def matrix_row(method: str, info: dict[str, Any], spec: dict[str, Any],
-               anchors: dict[str, str]) -> dict[str, Any]:
+def matrix_row(
+    method: str, info: dict[str, Any], spec: dict[str, Any], anchors: dict[str, str]
+) -> dict[str, Any]:
     checks = [Check(method, str(info.get("family", "")), c) for c in info.get("checks", [])]
     values = spec.get("values", {})
     observed = info.get("observed") if isinstance(info.get("observed"), dict) else {}
-    cells = [code_cell(str(code), str(status), checks, values.get(code, ""), anchors,
-                       observed.get(code))
-             for code, status in info.get("codes", {}).items()]
+    cells = [
+        code_cell(str(code), str(status), checks, values.get(code, ""), anchors, observed.get(code))
+        for code, status in info.get("codes", {}).items()
+    ]
     return {
         "id": method,
         "anchor": method_anchor(method),
@@ -217,16 +256,29 @@ def matrix_row(method: str, info: dict[str, Any], spec: dict[str, Any],
 
 def tally(checks: list[Check]) -> str:
     """`9 checks: 5 passed, 4 failed` (only the statuses that occur)."""
-    words = {"passed": "passed", "failed": "failed", "error": "errors",
-             "not_applicable": "not applicable"}
-    parts = [f"{n} {words[s]}" for s in ("passed", "failed", "error", "not_applicable")
-             if (n := sum(c.status == s for c in checks))]
+    words = {
+        "passed": "passed",
+        "failed": "failed",
+        "error": "errors",
+        "not_applicable": "not applicable",
+    }
+    parts = [
+        f"{n} {words[s]}"
+        for s in ("passed", "failed", "error", "not_applicable")
+        if (n := sum(c.status == s for c in checks))
+    ]
     noun = "check" if len(checks) == 1 else "checks"
     return f"{len(checks)} {noun}: {', '.join(parts)}" if parts else "no checks ran"
 
 
-def code_cell(code: str, status: str, checks: list[Check], value: str,
-              anchors: dict[str, str], observed: Any = None) -> dict[str, Any]:
+def code_cell(
+    code: str,
+    status: str,
+    checks: list[Check],
+    value: str,
+    anchors: dict[str, str],
+    observed: Any = None,
+) -> dict[str, Any]:
     """One code of one method: its status, how many checks touched it, where its failure is,
     and the `observed` entries that stood in for it (a pass that is a recorded departure)."""
     touching = [c for c in checks if code in c.codes]
@@ -253,25 +305,35 @@ def observed_text(entries: Any) -> str:
             continue
         checks = e.get("checks") if isinstance(e.get("checks"), list) else []
         times = "once" if e.get("times") == 1 else f"{e.get('times')} times"
-        parts.append(f"{e.get('code')} on Windows {e.get('windows')} "
-                     f"(observed[{e.get('entry')}], {times} in {len(checks)} "
-                     f"check{'' if len(checks) == 1 else 's'}; {e.get('source', '')})")
+        parts.append(
+            f"{e.get('code')} on Windows {e.get('windows')} "
+            f"(observed[{e.get('entry')}], {times} in {len(checks)} "
+            f"check{'' if len(checks) == 1 else 's'}; {e.get('source', '')})"
+        )
     return "; ".join(parts)
 
 
-def failures(summary: dict[str, Any], specs: dict[str, dict[str, Any]],
-             anchors: dict[str, str]) -> list[dict[str, Any]]:
+def failures(
+    summary: dict[str, Any], specs: dict[str, dict[str, Any]], anchors: dict[str, str]
+) -> list[dict[str, Any]]:
     """Failed and errored checks, grouped by method in the matrix's order."""
     grouped: dict[str, list[dict[str, Any]]] = {}
     order: dict[str, tuple[str, str, str]] = {}
     for check in iter_checks(summary):
         if check.status in ("failed", "error"):
             grouped.setdefault(check.owner, []).append(
-                failure(check, specs, anchors,
-                        str(summary.get("provider_path") or summary.get("provider", ""))))
+                failure(
+                    check,
+                    specs,
+                    anchors,
+                    str(summary.get("provider_path") or summary.get("provider", "")),
+                )
+            )
             order[check.owner] = (check.family, check.method, owner_anchor(check))
-    return [{"id": m, "anchor": order[m][2], "failures": grouped[m]}
-            for m in sorted(grouped, key=order.__getitem__)]
+    return [
+        {"id": m, "anchor": order[m][2], "failures": grouped[m]}
+        for m in sorted(grouped, key=order.__getitem__)
+    ]
 
 
 def not_applicable(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -286,21 +348,29 @@ def not_applicable(summary: dict[str, Any]) -> list[dict[str, Any]]:
             missing.setdefault(check.owner, []).append(check.name)
         else:
             grouped.setdefault((check.owner, check.message), []).append(check.name)
-    rows = [{"method": method, "reason": reason or "(no reason given)", "checks": names}
-            for (method, reason), names in sorted(grouped.items())]
+    rows = [
+        {"method": method, "reason": reason or "(no reason given)", "checks": names}
+        for (method, reason), names in sorted(grouped.items())
+    ]
     if missing:
-        rows.insert(0, {"method": f"{len(missing)} method{'s' if len(missing) > 1 else ''}: "
-                                  + ", ".join(sorted(missing)),
-                        "reason": "not in the provider's capabilities()['methods']",
-                        "checks": [n for names in missing.values() for n in names]})
+        rows.insert(
+            0,
+            {
+                "method": f"{len(missing)} method{'s' if len(missing) > 1 else ''}: "
+                + ", ".join(sorted(missing)),
+                "reason": "not in the provider's capabilities()['methods']",
+                "checks": [n for names in missing.values() for n in names],
+            },
+        )
     return rows
 
 
 NOT_LISTED = re.compile(r"^unsupported by the provider: method .+ is not in its capabilities$")
 
 
-def failure(check: Check, specs: dict[str, dict[str, Any]], anchors: dict[str, str],
-            provider: str) -> dict[str, Any]:
+def failure(
+    check: Check, specs: dict[str, dict[str, Any]], anchors: dict[str, str], provider: str
+) -> dict[str, Any]:
     """Everything needed to understand and replay one failed or errored check."""
     details = check.details
     actual = details.get("actual") if isinstance(details.get("actual"), dict) else {}
@@ -319,8 +389,9 @@ def failure(check: Check, specs: dict[str, dict[str, Any]], anchors: dict[str, s
         "actual_completion": _actual(actual.get("completion"), expected),
         "outputs": _outputs(actual),
         "repro": repro_yaml(check.repro),
-        "replay": f"conformance replay {repro_file(check.name)} --provider "
-                  f"{shlex.quote(provider)}" if check.repro else "",
+        "replay": f"conformance replay {repro_file(check.name)} --provider {shlex.quote(provider)}"
+        if check.repro
+        else "",
         "state_before": data_yaml(details.get("state_before")),
         "state_after": data_yaml(details.get("state_expected_after")),
         "spec_file": str(spec.get("file", "")),
@@ -333,8 +404,7 @@ def _call_code(actual: dict[str, Any], expected: list[str]) -> tuple[str, str, s
     (a completion is there) and the call itself succeeded, the call's code is not what is
     judged: shown plain, the completion beside it carries the verdict."""
     shown = _actual(actual.get("hresult"), expected)
-    if shown is not None and actual.get("completion") is not None and \
-            not _failed_code(shown[1]):
+    if shown is not None and actual.get("completion") is not None and not _failed_code(shown[1]):
         return shown[0], shown[1], "plain"
     return shown
 
@@ -351,8 +421,10 @@ def _outputs(actual: dict[str, Any]) -> list[tuple[str, str, str]]:
     is marked."""
     _, hex_ = split_code(str(actual.get("hresult") or ""))
     failed = _failed_code(hex_)
-    return [(str(k), _shown(v), "got" if failed and v not in (None, "None") else "")
-            for k, v in (actual.get("outputs") or {}).items()]
+    return [
+        (str(k), _shown(v), "got" if failed and v not in (None, "None") else "")
+        for k, v in (actual.get("outputs") or {}).items()
+    ]
 
 
 def _actual(described: Any, expected: list[str]) -> tuple[str, str, str] | None:
@@ -402,12 +474,19 @@ def operations(summary: dict[str, Any]) -> dict[str, Any] | None:
         return None  # a results.json from before operations were counted
     plan = summary.get("plan") if isinstance(summary.get("plan"), dict) else {}
     estimated = plan.get("operations") if isinstance(plan.get("operations"), dict) else {}
-    return {"total": _int(made.get("total")), "batches": _int(made.get("batches")),
-            "kinds": [(k, _int(made.get(k)), _int(estimated.get(k)) if estimated else None)
-                      for k in OPERATION_KINDS],
-            "estimated": _int(estimated.get("total")) if estimated else None,
-            "seconds": plan.get("seconds"), "cases": plan.get("cases"),
-            "budget": plan.get("budget"), "left_out": _int(plan.get("left_out"))}
+    return {
+        "total": _int(made.get("total")),
+        "batches": _int(made.get("batches")),
+        "kinds": [
+            (k, _int(made.get(k)), _int(estimated.get(k)) if estimated else None)
+            for k in OPERATION_KINDS
+        ],
+        "estimated": _int(estimated.get("total")) if estimated else None,
+        "seconds": plan.get("seconds"),
+        "cases": plan.get("cases"),
+        "budget": plan.get("budget"),
+        "left_out": _int(plan.get("left_out")),
+    }
 
 
 FAMILY_KINDS = ("pairs", "steps", "transitions")
@@ -418,15 +497,15 @@ def coverage(summary: dict[str, Any]) -> dict[str, Any] | None:
     item no case reached or the budget left out, with the reason."""
     missing: list[dict[str, str]] = []
     methods = _coverage_table(summary.get("methods", {}), GOAL_KINDS, "cases", missing)
-    families = _coverage_table(summary.get("families") or {}, FAMILY_KINDS, "sequences",
-                               missing)
+    families = _coverage_table(summary.get("families") or {}, FAMILY_KINDS, "sequences", missing)
     if methods is None and families is None:
         return None
     return {"methods": methods, "families": families, "missing": missing}
 
 
-def _coverage_table(owners: dict[str, Any], kinds: tuple[str, ...], count: str,
-                    missing: list[dict[str, str]]) -> dict[str, Any] | None:
+def _coverage_table(
+    owners: dict[str, Any], kinds: tuple[str, ...], count: str, missing: list[dict[str, str]]
+) -> dict[str, Any] | None:
     rows = []
     totals = {k: [0, 0] for k in kinds}
     for owner, info in sorted(owners.items()):
@@ -441,20 +520,34 @@ def _coverage_table(owners: dict[str, Any], kinds: tuple[str, ...], count: str,
             totals[kind][0] += covered
             totals[kind][1] += total
             cells.append({"covered": covered, "total": total, "full": covered == total})
-        rows.append({"owner": owner, "count": _int(plan.get(count)),
-                     "operations": _int((plan.get("operations") or {}).get("total")),
-                     "cells": cells})
+        rows.append(
+            {
+                "owner": owner,
+                "count": _int(plan.get(count)),
+                "operations": _int((plan.get("operations") or {}).get("total")),
+                "cells": cells,
+            }
+        )
         for key, label in (("unreachable", "not reachable"), ("left_out", "left out")):
             for entry in cov.get(key) or []:
                 if isinstance(entry, dict):
-                    missing.append({"method": owner, "what": label,
-                                    "item": str(entry.get("item", "")),
-                                    "kind": str(entry.get("kind", "")),
-                                    "why": str(entry.get("why", ""))})
+                    missing.append(
+                        {
+                            "method": owner,
+                            "what": label,
+                            "item": str(entry.get("item", "")),
+                            "kind": str(entry.get("kind", "")),
+                            "why": str(entry.get("why", "")),
+                        }
+                    )
     if not rows:
         return None
-    return {"rows": rows, "kinds": kinds, "count": count,
-            "totals": [{"covered": c, "total": t, "full": c == t} for c, t in totals.values()]}
+    return {
+        "rows": rows,
+        "kinds": kinds,
+        "count": count,
+        "totals": [{"covered": c, "total": t, "full": c == t} for c, t in totals.values()],
+    }
 
 
 def _int(value: Any) -> int:
@@ -469,23 +562,34 @@ def all_checks(summary: dict[str, Any], anchors: dict[str, str]) -> list[dict[st
     groups: dict[str, list[Check]] = {}
     for check in iter_checks(summary):
         groups.setdefault(check.owner, []).append(check)
-    verdicts = {str(f): str(i.get("verdict", "")) for f, i in
-                (summary.get("families") or {}).items()}
+    verdicts = {
+        str(f): str(i.get("verdict", "")) for f, i in (summary.get("families") or {}).items()
+    }
     verdicts.update({m: str(i.get("verdict", "")) for m, i in summary.get("methods", {}).items()})
     rank = {s: i for i, s in enumerate(STATUS_ORDER)}
     out = []
     for owner, checks in sorted(groups.items(), key=lambda g: (not g[1][0].method, g[0])):
         checks.sort(key=lambda c: (rank.get(c.status, 9), c.name))
-        out.append({
-            "id": owner,
-            "family_level": not checks[0].method,
-            "verdict": verdicts.get(owner, ""),
-            "checks": [{"name": c.name, "kind": c.kind, "status": c.status,
-                        "message": c.message, "duration": c.duration,
+        out.append(
+            {
+                "id": owner,
+                "family_level": not checks[0].method,
+                "verdict": verdicts.get(owner, ""),
+                "checks": [
+                    {
+                        "name": c.name,
+                        "kind": c.kind,
+                        "status": c.status,
+                        "message": c.message,
+                        "duration": c.duration,
                         "operations": _int((c.data.get("operations") or {}).get("total"))
-                        if isinstance(c.data.get("operations"), dict) else None,
+                        if isinstance(c.data.get("operations"), dict)
+                        else None,
                         "observed": bool(c.data.get("observed")),
-                        "href": "#" + anchors[c.name]
-                        if c.status in ("failed", "error") else ""} for c in checks],
-        })
+                        "href": "#" + anchors[c.name] if c.status in ("failed", "error") else "",
+                    }
+                    for c in checks
+                ],
+            }
+        )
     return out

@@ -60,29 +60,33 @@ def suite(method: str, checks: list[Check], summary: dict[str, Any]) -> ET.Eleme
     return element
 
 
-def _count(element: ET.Element, checks: list[Check],
-           summary: dict[str, Any] | None = None) -> None:
+def _count(element: ET.Element, checks: list[Check], summary: dict[str, Any] | None = None) -> None:
     """tests/failures/errors/skipped/time attributes, as JUnit readers expect them (a known
     deviation of a gated run counts as skipped)."""
     known = {c.name for c in checks if summary and known_deviation(summary, c.name)}
     element.set("tests", str(len(checks)))
-    element.set("failures", str(sum(c.status == "failed" and c.name not in known
-                                    for c in checks)))
+    element.set("failures", str(sum(c.status == "failed" and c.name not in known for c in checks)))
     element.set("errors", str(sum(c.status == "error" and c.name not in known for c in checks)))
-    element.set("skipped", str(sum(c.status == "not_applicable" or c.name in known
-                                   for c in checks)))
+    element.set(
+        "skipped", str(sum(c.status == "not_applicable" or c.name in known for c in checks))
+    )
     element.set("time", f"{sum(c.duration for c in checks):.3f}")
 
 
 def testcase(check: Check, known: str | None = None) -> ET.Element:
-    case = ET.Element("testcase", classname=xml_text(check.owner), name=xml_text(check.name),
-                      time=f"{check.duration:.3f}")
+    case = ET.Element(
+        "testcase",
+        classname=xml_text(check.owner),
+        name=xml_text(check.name),
+        time=f"{check.duration:.3f}",
+    )
     if known is not None and check.status in ("failed", "error"):
         skipped = ET.SubElement(case, "skipped", message=xml_text(f"{known} — {check.message}"))
         skipped.text = xml_text(_body(check))
     elif check.status == "failed":
-        failure = ET.SubElement(case, "failure", message=xml_text(check.message),
-                                type=xml_text(check.kind))
+        failure = ET.SubElement(
+            case, "failure", message=xml_text(check.message), type=xml_text(check.kind)
+        )
         failure.text = xml_text(_body(check))
     elif check.status == "error":
         error = ET.SubElement(case, "error", message=xml_text(check.message), type="spec-error")
@@ -97,5 +101,6 @@ def _body(check: Check) -> str:
     repro = repro_yaml(check.repro)
     if not repro:
         return check.message
-    return (f"{check.message}\n\nreproduction (conformance replay {repro_file(check.name)}):\n"
-            f"{repro}")
+    return (
+        f"{check.message}\n\nreproduction (conformance replay {repro_file(check.name)}):\n{repro}"
+    )

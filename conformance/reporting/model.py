@@ -133,10 +133,16 @@ def with_check_codes(summary: dict[str, Any], stream: Path) -> dict[str, Any]:
             by_name[record.get("name", "")] = record["codes"]
 
     def filled(groups: dict[str, Any]) -> dict[str, Any]:
-        return {key: {**info, "checks": [{**c, "codes": by_name[c["name"]]}
-                                         if c.get("name") in by_name else c
-                                         for c in info.get("checks", [])]}
-                for key, info in groups.items()}
+        return {
+            key: {
+                **info,
+                "checks": [
+                    {**c, "codes": by_name[c["name"]]} if c.get("name") in by_name else c
+                    for c in info.get("checks", [])
+                ],
+            }
+            for key, info in groups.items()
+        }
 
     out = {**summary, "methods": filled(summary.get("methods", {}))}
     if summary.get("families"):
@@ -231,6 +237,7 @@ def known_deviation(summary: dict[str, Any], check: str) -> str | None:
         return None
     for entry in [*(gate.get("known") or []), *(gate.get("flaky") or [])]:
         if isinstance(entry, dict) and entry.get("check") == check:
-            return f"known deviation ({gate.get('baseline') or 'baseline'}): " \
-                   f"{entry.get('reason', '')}"
+            return (
+                f"known deviation ({gate.get('baseline') or 'baseline'}): {entry.get('reason', '')}"
+            )
     return None

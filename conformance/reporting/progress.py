@@ -16,8 +16,14 @@ EVERY = 10.0  # seconds between two lines when the output is not a terminal
 
 
 class Progress:
-    def __init__(self, total: int, stream: TextIO | None = None, enabled: bool | None = None,
-                 every: float = EVERY, clock=time.monotonic):
+    def __init__(
+        self,
+        total: int,
+        stream: TextIO | None = None,
+        enabled: bool | None = None,
+        every: float = EVERY,
+        clock=time.monotonic,
+    ):
         """`enabled`: True a live line, False nothing, None a live line on a terminal and
         periodic lines otherwise."""
         self.total = total
@@ -53,8 +59,10 @@ class Progress:
             return
         self._last = now
         out = sys.stdout
-        out.write(f"progress: {self.done}/{self.total} checks, {self.failures} failed, "
-                  f"{now - self._started:.0f} s elapsed\n")
+        out.write(
+            f"progress: {self.done}/{self.total} checks, {self.failures} failed, "
+            f"{now - self._started:.0f} s elapsed\n"
+        )
         out.flush()
 
     def _show(self, name: str) -> None:

@@ -17,6 +17,8 @@ from typing import Any
 from conformance.engine.operations import Tally
 
 SCHEMA = 1
+
+
 @dataclass
 class CheckResult:
     name: str
@@ -50,8 +52,14 @@ class MethodInfo:
 class ResultStream:
     """Appends checks to results.jsonl and keeps results.json current."""
 
-    def __init__(self, out: Path, header: dict[str, Any], methods: dict[str, MethodInfo],
-                 stream: str = "results.jsonl", summary: bool = True):
+    def __init__(
+        self,
+        out: Path,
+        header: dict[str, Any],
+        methods: dict[str, MethodInfo],
+        stream: str = "results.jsonl",
+        summary: bool = True,
+    ):
         self.out = out
         (out / stream).parent.mkdir(parents=True, exist_ok=True)
         self.header = header
@@ -61,12 +69,14 @@ class ResultStream:
         try:
             self._jsonl = open(out / stream, "wb")  # noqa: SIM115  (bytes: whole lines or none)
         except OSError as exc:
-            raise ResultsWriteError(f"{out / stream}: cannot write the results: "
-                                    f"{exc.strerror or exc}") from None
+            raise ResultsWriteError(
+                f"{out / stream}: cannot write the results: {exc.strerror or exc}"
+            ) from None
         self._last_summary = 0.0
         try:
-            self._write_line({"event": "start", **header,
-                              "methods": {k: asdict(v) for k, v in methods.items()}})
+            self._write_line(
+                {"event": "start", **header, "methods": {k: asdict(v) for k, v in methods.items()}}
+            )
             self.write_summary()
         except ResultsWriteError:
             self._jsonl.close()
@@ -84,9 +94,11 @@ class ResultStream:
             with contextlib.suppress(OSError):
                 self._jsonl.seek(end)
                 self._jsonl.truncate(end)
-            raise ResultsWriteError(f"{self._jsonl.name}: cannot write the results: "
-                                    f"{exc.strerror or exc}; every check finished before "
-                                    "this one is in it") from None
+            raise ResultsWriteError(
+                f"{self._jsonl.name}: cannot write the results: "
+                f"{exc.strerror or exc}; every check finished before "
+                "this one is in it"
+            ) from None
 
     def add(self, result: CheckResult) -> None:
         self.results.append(result)
@@ -115,14 +127,16 @@ def write_summary(summary: dict[str, Any], out: Path) -> dict[str, Any]:
     temporary file is left when the disk is full)."""
     tmp = out / "results.json.tmp"
     try:
-        tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str),
-                       encoding="utf-8")
+        tmp.write_text(
+            json.dumps(summary, indent=2, ensure_ascii=False, default=str), encoding="utf-8"
+        )
         tmp.replace(out / "results.json")
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise ResultsWriteError(f"{out / 'results.json'}: cannot write: "
-                                f"{exc.strerror or exc}") from None
+        raise ResultsWriteError(
+            f"{out / 'results.json'}: cannot write: {exc.strerror or exc}"
+        ) from None
     return summary
 
 
@@ -142,17 +156,23 @@ def method_verdict(checks: list[CheckResult], codes: dict[str, str]) -> str:
         return "fails"
     if not checks or all(c.status == "not_applicable" for c in checks):
         return "not-applicable"
-    if any(c.status == "not_applicable" for c in checks) or \
-            any(s != "pass" for s in codes.values()):
+    if any(c.status == "not_applicable" for c in checks) or any(
+        s != "pass" for s in codes.values()
+    ):
         return "partial"
     return "conforms"
 
 
-def summarize(header: dict[str, Any], methods: dict[str, MethodInfo],
-              results: list[CheckResult]) -> dict[str, Any]:
+def summarize(
+    header: dict[str, Any], methods: dict[str, MethodInfo], results: list[CheckResult]
+) -> dict[str, Any]:
     totals = {"passed": 0, "failed": 0, "not_applicable": 0, "errors": 0}
-    key = {"passed": "passed", "failed": "failed", "not_applicable": "not_applicable",
-           "error": "errors"}
+    key = {
+        "passed": "passed",
+        "failed": "failed",
+        "not_applicable": "not_applicable",
+        "error": "errors",
+    }
     by_method: dict[str, list[CheckResult]] = {}
     operations = Tally()
     for r in results:
@@ -168,20 +188,30 @@ def summarize(header: dict[str, Any], methods: dict[str, MethodInfo],
             for code, status in r.codes.items():
                 if code not in marks:
                     continue  # an `also` code: outside the documented table
-                marks[code].append({"passed": "pass", "failed": "fail"}.get(status,
-                                                                            "not-applicable"))
+                marks[code].append(
+                    {"passed": "pass", "failed": "fail"}.get(status, "not-applicable")
+                )
         codes = {c: code_status(s) for c, s in marks.items()}
         out_methods[method] = {
             "verdict": method_verdict(checks, {c: codes[c] for c in info.codes}),
             "family": info.family,
             "codes": codes,
-            "checks": [{"name": r.name, "kind": r.kind, "status": r.status,
-                        "message": r.message, "codes": r.codes, "repro": r.repro,
-                        "details": r.details,
-                        "duration": round(r.duration, 4),
-                        **({"operations": r.operations} if r.operations is not None else {}),
-                        **({"regressions": r.regressions} if r.regressions else {}),
-                        **({"observed": r.observed} if r.observed else {})} for r in checks],
+            "checks": [
+                {
+                    "name": r.name,
+                    "kind": r.kind,
+                    "status": r.status,
+                    "message": r.message,
+                    "codes": r.codes,
+                    "repro": r.repro,
+                    "details": r.details,
+                    "duration": round(r.duration, 4),
+                    **({"operations": r.operations} if r.operations is not None else {}),
+                    **({"regressions": r.regressions} if r.regressions else {}),
+                    **({"observed": r.observed} if r.observed else {}),
+                }
+                for r in checks
+            ],
         }
         if info.plan is not None:
             out_methods[method]["plan"] = reached_plan(info.plan, checks)
@@ -192,23 +222,36 @@ def summarize(header: dict[str, Any], methods: dict[str, MethodInfo],
     for r in results:
         if r.method not in methods:  # a family-level check that passed (or blamed no method)
             entry = families.setdefault(r.family, {"checks": []})
-            entry["checks"].append({"name": r.name, "kind": r.kind, "status": r.status,
-                                    "message": r.message, "repro": r.repro,
-                                    "details": r.details, "duration": round(r.duration, 4),
-                                    **({"operations": r.operations}
-                                       if r.operations is not None else {}),
-                                    **({"regressions": r.regressions} if r.regressions else {}),
-                                    **({"observed": r.observed} if r.observed else {})})
+            entry["checks"].append(
+                {
+                    "name": r.name,
+                    "kind": r.kind,
+                    "status": r.status,
+                    "message": r.message,
+                    "repro": r.repro,
+                    "details": r.details,
+                    "duration": round(r.duration, 4),
+                    **({"operations": r.operations} if r.operations is not None else {}),
+                    **({"regressions": r.regressions} if r.regressions else {}),
+                    **({"observed": r.observed} if r.observed else {}),
+                }
+            )
     planned = (header.get("plan") or {}).get("families") or {}
     for name, plan in planned.items():
         families.setdefault(name, {"checks": []})["plan"] = plan
     for entry in families.values():
-        entry["verdict"] = method_verdict([CheckResult(c["name"], "", c["kind"], "", c["status"])
-                                           for c in entry["checks"]], {})
-    return {"schema": SCHEMA, **header, "totals": totals,
-            "operations": operations.as_dict(),
-            "coverage": coverage_reached([*out_methods.values(), *families.values()]),
-            "methods": out_methods, "families": families}
+        entry["verdict"] = method_verdict(
+            [CheckResult(c["name"], "", c["kind"], "", c["status"]) for c in entry["checks"]], {}
+        )
+    return {
+        "schema": SCHEMA,
+        **header,
+        "totals": totals,
+        "operations": operations.as_dict(),
+        "coverage": coverage_reached([*out_methods.values(), *families.values()]),
+        "methods": out_methods,
+        "families": families,
+    }
 
 
 def coverage_reached(owners: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
@@ -234,8 +277,10 @@ def reached_plan(plan: dict[str, Any], checks: list[CheckResult]) -> dict[str, A
             lost.setdefault(entry["item"], entry)
     if not lost:
         return plan
-    coverage = {k: (dict(v) if isinstance(v, dict) else list(v))
-                for k, v in plan.get("coverage", {}).items()}
+    coverage = {
+        k: (dict(v) if isinstance(v, dict) else list(v))
+        for k, v in plan.get("coverage", {}).items()
+    }
     for entry in lost.values():
         kind = coverage.get(entry["kind"])
         if isinstance(kind, dict) and kind.get("covered"):
@@ -253,9 +298,17 @@ def observed_codes(method: str, results: list[CheckResult]) -> dict[str, list[di
             if hit.get("method") != method:
                 continue
             for code in [hit["instead_of"]] if hit.get("instead_of") else hit.get("expected", []):
-                entry = out.setdefault(code, {}).setdefault(hit["entry"], {
-                    "entry": hit["entry"], "windows": hit.get("windows"), "code": hit.get("code"),
-                    "source": hit.get("source", ""), "checks": [], "times": 0})
+                entry = out.setdefault(code, {}).setdefault(
+                    hit["entry"],
+                    {
+                        "entry": hit["entry"],
+                        "windows": hit.get("windows"),
+                        "code": hit.get("code"),
+                        "source": hit.get("source", ""),
+                        "checks": [],
+                        "times": 0,
+                    },
+                )
                 entry["times"] += int(hit.get("times", 1))
                 if r.name not in entry["checks"]:
                     entry["checks"].append(r.name)
@@ -275,8 +328,13 @@ def run_verdict(summary: dict[str, Any]) -> str:
     return "conforms"
 
 
-def merge_streams(out: Path, paths: list[Path], plans: dict[str, Any] | None = None,
-                  run: str | None = None, notes: list[str] | None = None) -> dict[str, Any]:
+def merge_streams(
+    out: Path,
+    paths: list[Path],
+    plans: dict[str, Any] | None = None,
+    run: str | None = None,
+    notes: list[str] | None = None,
+) -> dict[str, Any]:
     """One results.jsonl and results.json from the streams of a parallel run's workers;
     `plans` (the controller's: the run's `plan` and each method's) fill in what workers that
     planned lazily left out. Only the streams of run `run` are merged (by default the run of
@@ -293,8 +351,10 @@ def merge_streams(out: Path, paths: list[Path], plans: dict[str, Any] | None = N
     for path, (part_header, part_methods, part_results) in parts.items():
         if part_header.get("run") != run:
             if notes is not None:
-                notes.append(f"{path}: left out: from another run "
-                             f"({part_header.get('run') or 'no run id'}, not {run})")
+                notes.append(
+                    f"{path}: left out: from another run "
+                    f"({part_header.get('run') or 'no run id'}, not {run})"
+                )
             continue
         merged += 1
         header = header or part_header
@@ -305,16 +365,20 @@ def merge_streams(out: Path, paths: list[Path], plans: dict[str, Any] | None = N
         for method, info in methods.items():
             if info.plan is None:
                 info.plan = plans["methods"].get(method)
-    header = {**header, "workers": merged,
-              "checks_selected": max(int(header.get("checks_selected", 0)), len(results))}
+    header = {
+        **header,
+        "workers": merged,
+        "checks_selected": max(int(header.get("checks_selected", 0)), len(results)),
+    }
     stream = ResultStream(out, header, methods)
     for result in results:
         stream.add(result)
     return stream.close()
 
 
-def read_stream(path: Path, skipped: list[str] | None = None
-                ) -> tuple[dict[str, Any], dict[str, MethodInfo], list[CheckResult]]:
+def read_stream(
+    path: Path, skipped: list[str] | None = None
+) -> tuple[dict[str, Any], dict[str, MethodInfo], list[CheckResult]]:
     """Read a results.jsonl back, skipping a torn line (a run killed mid-write, even inside a
     UTF-8 character) and any line that is not one of its records; `skipped` gets a note for
     each (which line, and why)."""
@@ -338,6 +402,5 @@ def read_stream(path: Path, skipped: list[str] | None = None
                 results.append(CheckResult(**record))
         except (ValueError, TypeError, AttributeError) as exc:
             if skipped is not None:
-                skipped.append(f"{path}:{number}: skipped: {type(exc).__name__}: "
-                               f"{str(exc)[:80]}")
+                skipped.append(f"{path}:{number}: skipped: {type(exc).__name__}: {str(exc)[:80]}")
     return header, methods, results

@@ -39,15 +39,26 @@ class SpecFile(pytest.File):
         for kind in (k.name for k in KINDS.values() if k.scope == "scenario"):
             for scenario in self.spec.scenarios:
                 case = slug(scenario.name)
-                yield CheckItem.from_parent(self, name=check_name(self.spec.id, kind, case),
-                                            spec=self.spec, kind=kind, scenario=scenario,
-                                            case=case)
+                yield CheckItem.from_parent(
+                    self,
+                    name=check_name(self.spec.id, kind, case),
+                    spec=self.spec,
+                    kind=kind,
+                    scenario=scenario,
+                    case=case,
+                )
         session = session_of(self.config)
         assert session is not None
         for kind in session.kinds_for(self.spec):
             case = KINDS[kind].case
-            yield CheckItem.from_parent(self, name=check_name(self.spec.id, kind, case),
-                                        spec=self.spec, kind=kind, scenario=None, case=case)
+            yield CheckItem.from_parent(
+                self,
+                name=check_name(self.spec.id, kind, case),
+                spec=self.spec,
+                kind=kind,
+                scenario=None,
+                case=case,
+            )
 
 
 class DomainFile(pytest.File):
@@ -61,12 +72,17 @@ class DomainFile(pytest.File):
         session = session_of(self.config)
         exploring = session is not None and session.settings.max_examples > 0
         for kind in (k for k in KINDS.values() if k.scope == "family"):
-            cases = ["machine", *([kind.explore_case] if exploring and kind.explore_case
-                                  else [])]
+            cases = ["machine", *([kind.explore_case] if exploring and kind.explore_case else [])]
             for case in cases:
-                yield CheckItem.from_parent(self, name=check_name(self.family, kind.name, case),
-                                            spec=None, kind=kind.name, scenario=None,
-                                            family=self.family, case=case)
+                yield CheckItem.from_parent(
+                    self,
+                    name=check_name(self.family, kind.name, case),
+                    spec=None,
+                    kind=kind.name,
+                    scenario=None,
+                    family=self.family,
+                    case=case,
+                )
 
 
 def check_name(subject: str, kind: str, case: str) -> str:
@@ -81,16 +97,23 @@ def kind_marker(kind: str) -> pytest.MarkDecorator:
 
 
 class CheckItem(pytest.Item):
-    def __init__(self, *, spec: Spec | None, kind: str, scenario: Scenario | None,
-                 family: str | None = None, case: str | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        spec: Spec | None,
+        kind: str,
+        scenario: Scenario | None,
+        family: str | None = None,
+        case: str | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         self.spec = spec
         self.kind = kind
         self.scenario = scenario
         self.family = family or (spec.family if spec else "")
         if case is None:  # the collectors pass it; computed for items made elsewhere
-            case = slug(scenario.name) if scenario else \
-                ("machine" if spec is None else "property")
+            case = slug(scenario.name) if scenario else ("machine" if spec is None else "property")
         self.case = case
         name = check_name(spec.id if spec else self.family, kind, self.case)
         self.check_name = self.name if self.name == name else name  # one string, not two
@@ -122,6 +145,7 @@ class CheckItem(pytest.Item):
         return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[Path, int, str]:
-        line = self.spec.line("scenarios", self.scenario.index) \
-            if self.spec and self.scenario else 1
+        line = (
+            self.spec.line("scenarios", self.scenario.index) if self.spec and self.scenario else 1
+        )
         return self.path, line - 1, self.check_name

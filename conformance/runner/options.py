@@ -70,8 +70,10 @@ class RunOptions:
             return None
         option = config.getoption
         return cls(
-            provider=provider, out=option("--conformance-out"),
-            profile=option("--conformance-profile"), seed=option("--conformance-seed"),
+            provider=provider,
+            out=option("--conformance-out"),
+            profile=option("--conformance-profile"),
+            seed=option("--conformance-seed"),
             code_page=option("--conformance-code-page"),
             differential=option("--conformance-differential"),
             token_file=option("--conformance-token-file"),
@@ -84,7 +86,8 @@ class RunOptions:
             explore=option("--conformance-explore", default=None),
             regressions=option("--conformance-regressions", default=None),
             rerun_failed=option("--conformance-rerun-failed", default=None),
-            record=option("--conformance-record", default=None))
+            record=option("--conformance-record", default=None),
+        )
 
 
 def add_pytest_options(parser: pytest.Parser) -> None:
@@ -94,38 +97,86 @@ def add_pytest_options(parser: pytest.Parser) -> None:
 
     group = parser.getgroup("conformance", "return-code contract checks")
     add = group.addoption
-    add("--conformance-provider", default=None,
-        help="provider to test (name, pkg.module:Class or file.py:Class); enables the plugin")
+    add(
+        "--conformance-provider",
+        default=None,
+        help="provider to test (name, pkg.module:Class or file.py:Class); enables the plugin",
+    )
     add("--conformance-out", default="reports/latest", help="output folder")
     add("--conformance-profile", default="ci", choices=sorted(PROFILES))
     add("--conformance-seed", default=None, type=int)
-    add("--conformance-code-page", default="cp1252",
-        help="ANSI code page of A entry points (cp1252)")
-    add("--conformance-token-file", default=None,
-        help="the agent's token, for remote+ providers")
-    add("--conformance-differential", action="store_true",
-        help="also compare with the reference provider")
-    add("--conformance-isolate", action="store_true",
-        help="run the provider in a worker process (conformance run does by default)")
-    add("--conformance-call-timeout", default=30.0, type=float,
-        help="seconds a provider call may take in the worker process")
-    add("--conformance-worker-memory", default=0, type=int,
-        help="bytes of address space the worker process may use (0: no limit)")
-    add("--conformance-check-timeout", default=DEFAULT_CHECK_TIMEOUT, type=float,
-        help="seconds a check may take, all its calls included")
-    add("--conformance-observed", default=STRICT, choices=POLICIES,
-        help="lenient: a result a spec records under `observed` passes, marked as observed")
-    add("--conformance-explore", default=None, type=int, metavar="N",
-        help="drawn cases per method after the plan (exploration)")
-    add("--conformance-regressions", default=None, metavar="DIR",
-        help="where exploration's finds are kept and replayed from")
-    add("--conformance-rerun-failed", default=None, metavar="DIR",
+    add(
+        "--conformance-code-page",
+        default="cp1252",
+        help="ANSI code page of A entry points (cp1252)",
+    )
+    add("--conformance-token-file", default=None, help="the agent's token, for remote+ providers")
+    add(
+        "--conformance-differential",
+        action="store_true",
+        help="also compare with the reference provider",
+    )
+    add(
+        "--conformance-isolate",
+        action="store_true",
+        help="run the provider in a worker process (conformance run does by default)",
+    )
+    add(
+        "--conformance-call-timeout",
+        default=30.0,
+        type=float,
+        help="seconds a provider call may take in the worker process",
+    )
+    add(
+        "--conformance-worker-memory",
+        default=0,
+        type=int,
+        help="bytes of address space the worker process may use (0: no limit)",
+    )
+    add(
+        "--conformance-check-timeout",
+        default=DEFAULT_CHECK_TIMEOUT,
+        type=float,
+        help="seconds a check may take, all its calls included",
+    )
+    add(
+        "--conformance-observed",
+        default=STRICT,
+        choices=POLICIES,
+        help="lenient: a result a spec records under `observed` passes, marked as observed",
+    )
+    add(
+        "--conformance-explore",
+        default=None,
+        type=int,
+        metavar="N",
+        help="drawn cases per method after the plan (exploration)",
+    )
+    add(
+        "--conformance-regressions",
+        default=None,
+        metavar="DIR",
+        help="where exploration's finds are kept and replayed from",
+    )
+    add(
+        "--conformance-rerun-failed",
+        default=None,
+        metavar="DIR",
         help="only the checks that failed or errored in the run in DIR (and those with "
-             "saved regressions)")
-    add("--conformance-budget", default=None, metavar="BUDGET",
-        help="keep the run within a provider time or a number of operations")
-    add("--conformance-record", default=None, metavar="FILE",
-        help="write every exchange with the provider to a cassette")
+        "saved regressions)",
+    )
+    add(
+        "--conformance-budget",
+        default=None,
+        metavar="BUDGET",
+        help="keep the run within a provider time or a number of operations",
+    )
+    add(
+        "--conformance-record",
+        default=None,
+        metavar="FILE",
+        help="write every exchange with the provider to a cassette",
+    )
 
 
 def session_of(config: pytest.Config) -> ConformanceSession | None:

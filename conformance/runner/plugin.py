@@ -26,7 +26,7 @@ from conformance.runner.options import (
     run_id_of,
     session_of,
 )
-from conformance.runner.session import open_session
+from conformance.runner.start import open_session
 from conformance.spec.catalog import load_catalog
 from conformance.spec.source import SourceError
 
@@ -48,8 +48,12 @@ def pytest_configure(config: pytest.Config) -> None:
     worker = getattr(config, "workerinput", {}).get("workerid")
     try:
         catalog = load_catalog([Path(a) for a in config.args] or None)
-        session = open_session(options, catalog, worker=worker,
-                               parallel=bool(config.getoption("numprocesses", default=None)))
+        session = open_session(
+            options,
+            catalog,
+            worker=worker,
+            parallel=bool(config.getoption("numprocesses", default=None)),
+        )
     except (ProviderUnavailable, SourceError, RegressionError, ValueError) as exc:
         raise pytest.UsageError(str(exc)) from None
     session.run_id = run_id_of(config, session.run_id)

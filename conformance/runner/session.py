@@ -7,20 +7,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import threading
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import yaml
 
 from conformance.engine.budget import DEFAULT_CHECK_TIMEOUT, Budgeted, CheckTimedOut
 from conformance.engine.draws import pin_draws
 from conformance.engine.exampledb import FailuresDatabase
 from conformance.engine.kinds import KINDS, Target, kinds_for
-from conformance.engine.operations import Budget, Costs, CostsError, Tally, parse_budget
+from conformance.engine.operations import Budget, Costs, CostsError, Tally
 from conformance.engine.oracle import OracleError
 from conformance.engine.plan import SpecPlan, plan_spec
 from conformance.engine.profiles import PROFILES
@@ -40,12 +38,10 @@ from conformance.engine.verdict import (
     NotApplicable,
     Settings,
     Verdict,
-    slug,
 )
 from conformance.engine.world import ProviderError
 from conformance.provider import Provider, ProviderUnavailable, Unsupported, load, portable
-from conformance.remote.cassette import RecordingProvider, cassette_of, cassette_part
-from conformance.remote.client import isolated
+from conformance.remote.cassette import cassette_of
 from conformance.reporting.model import run_versions
 from conformance.reporting.progress import Progress
 from conformance.reporting.results import (
@@ -59,7 +55,14 @@ from conformance.runner.items import CheckItem, DomainFile, SpecFile
 from conformance.runner.options import (
     SESSION,
     RunOptions,
-    pick_for_worker,
+)
+from conformance.runner.records import (
+    PlannedItem,
+    blamed_method,
+    plan_of,
+    say,
+    scenario_codes,
+    write_repro,
 )
 from conformance.spec.catalog import Catalog, gc_paused
 from conformance.spec.observed import (
@@ -70,59 +73,28 @@ from conformance.spec.observed import (
 )
 
 if TYPE_CHECKING:
-    from conformance.spec.model import Scenario, Spec
-
-
-def open_session(options: RunOptions, catalog: Catalog, provider: Provider | None = None,
-                 worker: str | None = None, parallel: bool = False,
-                 provider_name: str | None = None) -> ConformanceSession:
-    """A run's session from its options: the one way it is made, by `conformance run` (which
-    loads the provider itself, to say why it cannot) and in every worker of `-n`."""
-    name = pick_for_worker(options.provider, worker)
-    if provider is None:
-        spec = isolated(name, options.call_timeout, options.worker_memory) \
-            if options.isolate else name
-        provider = load(spec, token_file=options.token_file)
-        if options.record:  # the controller of `-n` merges the workers' parts
-            provider = RecordingProvider(
-                provider, cassette_part(options.record, worker),
-                parts=worker is None and parallel,
-                header={"worker": worker or "", "profile": options.profile,
-                        "seed": options.seed, "code_page": options.code_page})
-    session = ConformanceSession(
-        catalog, provider, provider_name or name, Path(options.out), options.profile,
-        options.seed, options.code_page, options.differential, options.check_timeout,
-        observed=options.observed,
-        budget=parse_budget(options.budget) if options.budget else None,
-        explore=options.explore,
-        regressions=Path(options.regressions) if options.regressions else None)
-    session.options = options
-    session.worker = worker
-    session.retry = set(options.flaky)
-    if options.rerun_failed:
-        session.only = failed_in(Path(options.rerun_failed)) | set(session.regressions)
-    return session
-
-
-def failed_in(folder: Path) -> set[str]:
-    """The checks that failed or errored in the run in `folder` (ValueError if unreadable)."""
-    from conformance.reporting.diff import DiffError, checks_of, load_run
-
-    try:
-        return {n for n, c in checks_of(load_run(folder)).items()
-                if c.get("status") in (FAILED, ERROR)}
-    except DiffError as exc:
-        raise ValueError(f"--rerun-failed: {exc}") from None
+    from conformance.spec.model import Spec
 
 
 class ConformanceSession:
     """One run: the catalog, the provider, the settings, and the results stream."""
 
-    def __init__(self, catalog: Catalog, provider: Provider, provider_name: str, out: Path,
-                 profile: str = "ci", seed: int | None = None, code_page: str = "cp1252",
-                 differential: bool = False, check_timeout: float | None = DEFAULT_CHECK_TIMEOUT,
-                 observed: str = STRICT, budget: Budget | None = None,
-                 explore: int | None = None, regressions: Path | None = None):
+    def __init__(
+        self,
+        catalog: Catalog,
+        provider: Provider,
+        provider_name: str,
+        out: Path,
+        profile: str = "ci",
+        seed: int | None = None,
+        code_page: str = "cp1252",
+        differential: bool = False,
+        check_timeout: float | None = DEFAULT_CHECK_TIMEOUT,
+        observed: str = STRICT,
+        budget: Budget | None = None,
+        explore: int | None = None,
+        regressions: Path | None = None,
+    ):
         self.catalog = catalog
         self.provider = Budgeted(provider)  # every request of a check runs against its deadline
         self.check_timeout = check_timeout or None  # seconds per check (--check-timeout)
@@ -139,15 +111,23 @@ class ConformanceSession:
         chosen = PROFILES[profile]
         drawn = chosen.explore if explore is None else explore
         runs = chosen.machine_runs if explore is None else max(5, explore // 4)
-        self.regressions_folder = regressions if regressions is not None else \
-            Path.cwd() / DEFAULT_REGRESSIONS
+        self.regressions_folder = (
+            regressions if regressions is not None else Path.cwd() / DEFAULT_REGRESSIONS
+        )
         self.regressions = by_check(load_regressions(self.regressions_folder))
         self.settings = Settings(
-            max_examples=drawn, tier=chosen.tier, steer=chosen.steer, seed=seed,
-            database=FailuresDatabase(str(out / ".hypothesis")), code_page=code_page,
+            max_examples=drawn,
+            tier=chosen.tier,
+            steer=chosen.steer,
+            seed=seed,
+            database=FailuresDatabase(str(out / ".hypothesis")),
+            code_page=code_page,
             observed=ObservedPolicy(observed, declared_version(self.capabilities)),
-            costs=costs, machine_runs=runs, regressions=self.regressions_folder,
-            provider_name=provider_name)
+            costs=costs,
+            machine_runs=runs,
+            regressions=self.regressions_folder,
+            provider_name=provider_name,
+        )
         self.budget = budget
         self.plan: RunPlan | None = None
         self.show_plan = False  # conformance run prints the plan before the checks run
@@ -184,14 +164,14 @@ class ConformanceSession:
         config.stash[SESSION] = self
 
     # -- collection ----------------------------------------------------------------------------
-    def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config,
-                                      items: list[pytest.Item]) -> None:
+    def pytest_collection_modifyitems(
+        self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
         """--rerun-failed: only the checks named (deselected, not skipped: they did not run)."""
         if self.only is None:
             return
         keep = [i for i in items if isinstance(i, CheckItem) and i.check_name in self.only]
-        dropped = [i for i in items if not (isinstance(i, CheckItem)
-                                            and i.check_name in self.only)]
+        dropped = [i for i in items if not (isinstance(i, CheckItem) and i.check_name in self.only)]
         if dropped:
             config.hook.pytest_deselected(items=dropped)
         items[:] = keep
@@ -214,14 +194,16 @@ class ConformanceSession:
 
     def kinds_for(self, spec: Spec) -> list[str]:
         """The per-spec check kinds that apply to a spec in this run."""
-        optional = frozenset(k.name for k in KINDS.values() if k.optional) \
-            if self.differential else frozenset()
+        optional = (
+            frozenset(k.name for k in KINDS.values() if k.optional)
+            if self.differential
+            else frozenset()
+        )
         return [k.name for k in kinds_for(spec, self.settings, optional)]
 
     def _spec_for(self, path: Path) -> Spec | None:
         if self._by_path is None:  # resolved once: collection asks for every file it sees
-            self._by_path = {Path(os.path.realpath(s.file)): s
-                             for s in self.catalog.specs.values()}
+            self._by_path = {Path(os.path.realpath(s.file)): s for s in self.catalog.specs.values()}
         found = self._by_path.get(path)  # usually given resolved already: no system calls
         return found if found is not None else self._by_path.get(path.resolve())
 
@@ -232,26 +214,37 @@ class ConformanceSession:
         if self.planning_only:
             return
         if self.worker is None and self.show_plan and self.plan is not None:
-            _say(self.plan.headline())
+            say(self.plan.headline())
         specs = self.plan.specs if self.plan is not None else {}
         methods = {
-            s.id: MethodInfo(s.family, [c.symbol for c in s.codes],
-                             s.interface.get("name", ""), s.file, _plan_of(specs.get(s.id)))
-            for s in self.catalog.specs.values() if s.id in chosen
+            s.id: MethodInfo(
+                s.family,
+                [c.symbol for c in s.codes],
+                s.interface.get("name", ""),
+                s.file,
+                plan_of(specs.get(s.id)),
+            )
+            for s in self.catalog.specs.values()
+            if s.id in chosen
         }
-        header = {"run": self.run_id, "provider": self.provider_name,
-                  "provider_path": portable(self.provider_name),
-                  "profile": self.profile, "seed": self.seed,
-                  "versions": run_versions(),
-                  "differential": self.differential,
-                  "observed": self.observed,
-                  "capabilities": self.capabilities,
-                  "plan": self.plan.summary() if self.plan is not None else None,
-                  "checks_selected": len(items)}
+        header = {
+            "run": self.run_id,
+            "provider": self.provider_name,
+            "provider_path": portable(self.provider_name),
+            "profile": self.profile,
+            "seed": self.seed,
+            "versions": run_versions(),
+            "differential": self.differential,
+            "observed": self.observed,
+            "capabilities": self.capabilities,
+            "plan": self.plan.summary() if self.plan is not None else None,
+            "checks_selected": len(items),
+        }
         stream = f"workers/{self.worker}.jsonl" if self.worker is not None else "results.jsonl"
         try:
-            self.stream = ResultStream(self.out, header, methods, stream,
-                                       summary=self.worker is None)
+            self.stream = ResultStream(
+                self.out, header, methods, stream, summary=self.worker is None
+            )
         except ResultsWriteError as exc:  # the disk refused before the first check
             self.write_error = str(exc)
             pytest.exit(self.write_error, returncode=pytest.ExitCode.INTERRUPTED)
@@ -310,8 +303,9 @@ class ConformanceSession:
             apply_budget([*plans, *self.family_plans.values()], self.budget, fixed, seconds)
             for plan in plans:
                 self.subject(plan.spec).plan = plan  # the executions follow the kept cases
-        return RunPlan({p.spec.id: p for p in plans}, self.budget, fixed, seconds,
-                       dict(self.family_plans))
+        return RunPlan(
+            {p.spec.id: p for p in plans}, self.budget, fixed, seconds, dict(self.family_plans)
+        )
 
     def family_plan(self, family: str) -> Any:
         """A family's planned sequences, made once (on first use in a lazy worker)."""
@@ -334,19 +328,26 @@ class ConformanceSession:
             ops.add("reset")
             ops.add("setup", len(steps))
             ops.add("call", calls)
-            ops.add("observe", len(scenario.then) if not scenario.calls else
-                    calls * len(self.capabilities.get("observe", [])))
-            seconds = costs.of_op("reset") + sum(costs.of_op("setup", str(next(iter(s))))
-                                                 for s in steps) + \
-                calls * costs.of_op("call", item.spec.id if item.spec else "*") + \
-                ops.counts["observe"] * costs.of_op("observe")
+            ops.add(
+                "observe",
+                len(scenario.then)
+                if not scenario.calls
+                else calls * len(self.capabilities.get("observe", [])),
+            )
+            seconds = (
+                costs.of_op("reset")
+                + sum(costs.of_op("setup", str(next(iter(s)))) for s in steps)
+                + calls * costs.of_op("call", item.spec.id if item.spec else "*")
+                + ops.counts["observe"] * costs.of_op("observe")
+            )
         elif KINDS[item.kind].scope == "family":  # exploring: the machine's sequences
             from conformance.engine.stateful import STEPS_PER_RUN
 
             domain = self.catalog.domains[item.family]
             runs = self.settings.machine_runs
-            reads = len([c for c in self.capabilities.get("observe", [])
-                         if c in domain.collections])
+            reads = len(
+                [c for c in self.capabilities.get("observe", []) if c in domain.collections]
+            )
             ops.add("reset", runs)
             ops.add("call", runs * STEPS_PER_RUN // 2)
             ops.add("setup", runs * STEPS_PER_RUN // 2)
@@ -364,20 +365,24 @@ class ConformanceSession:
             return
         if self.show_progress is not False:
             self.progress = Progress(len(ids), enabled=self.show_progress)
-        items = [i for i in (_PlannedItem.of(self, nodeid) for nodeid in ids) if i is not None]
+        items = [i for i in (PlannedItem.of(self, nodeid) for nodeid in ids) if i is not None]
 
         def plan() -> None:
             self.plan = self.make_plan(items)  # type: ignore[arg-type]
             if self.show_plan and self.plan is not None:
-                _say(self.plan.headline())
+                say(self.plan.headline())
 
         self._planning = threading.Thread(target=plan, name="conformance-plan", daemon=True)
         self._planning.start()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """The controller of a parallel run follows the workers' checks as they finish."""
-        if self.worker is None and self.stream is None and self.progress is not None and \
-                report.when == "call":
+        if (
+            self.worker is None
+            and self.stream is None
+            and self.progress is not None
+            and report.when == "call"
+        ):
             self.progress.finished(report.nodeid.partition("::")[2], report.failed)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -393,8 +398,9 @@ class ConformanceSession:
                 self._planning.join()
             parts = list((self.out / "workers").glob("*.jsonl"))
             if parts:  # the controller of a parallel run: merge what the workers wrote
-                self.summary = merge_streams(self.out, parts, self.plan_summaries(),
-                                             run=self.run_id)
+                self.summary = merge_streams(
+                    self.out, parts, self.plan_summaries(), run=self.run_id
+                )
         if self._cassette is not None:
             self._cassette.begin_check(None)  # what follows belongs to the run, not a check
         if self._unpin is not None:
@@ -407,18 +413,28 @@ class ConformanceSession:
         """The run's plan and each method's, for results whose workers planned lazily."""
         if self.plan is None:
             return None
-        return {"plan": self.plan.summary(),
-                "methods": {spec_id: p.summary() for spec_id, p in self.plan.specs.items()}}
+        return {
+            "plan": self.plan.summary(),
+            "methods": {spec_id: p.summary() for spec_id, p in self.plan.specs.items()},
+        }
 
     # -- running -------------------------------------------------------------------------------
     def subject(self, spec: Spec) -> Subject:
         if spec.id not in self.subjects:
             domain = self.catalog.domain_of(spec)
-            observable = tuple(c for c in self.capabilities.get("observe", [])
-                               if c in domain.collections)
-            subject = Subject(spec, domain, self.catalog.codes, self.provider, observable,
-                              self.settings, reference=self.reference,
-                              allowed=self.allowed())
+            observable = tuple(
+                c for c in self.capabilities.get("observe", []) if c in domain.collections
+            )
+            subject = Subject(
+                spec,
+                domain,
+                self.catalog.codes,
+                self.provider,
+                observable,
+                self.settings,
+                reference=self.reference,
+                allowed=self.allowed(),
+            )
             self.subjects[spec.id] = subject
             twin = self.catalog.specs.get(spec.twin or "")
             if twin is not None and twin.id in self.capabilities.get("methods", []):
@@ -428,12 +444,17 @@ class ConformanceSession:
     def allowed(self) -> Allowed:
         """What the provider declares it can build; undeclared lists mean everything."""
         steps, faults = self.capabilities.get("steps"), self.capabilities.get("faults")
-        return Allowed(frozenset(steps) if isinstance(steps, list) else None,
-                       frozenset(faults) if isinstance(faults, list) else None)
+        return Allowed(
+            frozenset(steps) if isinstance(steps, list) else None,
+            frozenset(faults) if isinstance(faults, list) else None,
+        )
 
     def family_subjects(self, family: str) -> list[Subject]:
-        return [self.subject(s) for s in self.catalog.specs.values()
-                if s.family == family and s.id in self.capabilities.get("methods", [])]
+        return [
+            self.subject(s)
+            for s in self.catalog.specs.values()
+            if s.family == family and s.id in self.capabilities.get("methods", [])
+        ]
 
     def run(self, item: CheckItem) -> Verdict:
         """Run one check within its budget; a timeout fails it and replaces the worker."""
@@ -442,7 +463,7 @@ class ConformanceSession:
             return self.run_unbudgeted(item)
         except CheckTimedOut as exc:
             self.provider.replace_worker()
-            return Verdict(FAILED, exc.message, {c: FAILED for c in _scenario_codes(item)})
+            return Verdict(FAILED, exc.message, {c: FAILED for c in scenario_codes(item)})
         finally:
             self.provider.stop()
             self.item_operations.merge(self.provider.check_operations)
@@ -450,22 +471,25 @@ class ConformanceSession:
     def run_unbudgeted(self, item: CheckItem) -> Verdict:
         spec = item.spec
         if spec is not None and spec.id not in self.capabilities.get("methods", []):
-            return Verdict(NOT_APPLICABLE, f"unsupported by the provider: method {spec.id} is "
-                                           "not in its capabilities",
-                           _scenario_codes(item))
+            return Verdict(
+                NOT_APPLICABLE,
+                f"unsupported by the provider: method {spec.id} is not in its capabilities",
+                scenario_codes(item),
+            )
         try:
             return KINDS[item.kind].run(self.target(item))
         except CheckFailed as exc:
-            return Verdict(FAILED, exc.message, {c: FAILED for c in exc.codes}, exc.repro,
-                           exc.details)
+            return Verdict(
+                FAILED, exc.message, {c: FAILED for c in exc.codes}, exc.repro, exc.details
+            )
         except NotApplicable as exc:
-            return Verdict(NOT_APPLICABLE, str(exc), _scenario_codes(item),
-                           unreached=exc.unreached)
+            return Verdict(NOT_APPLICABLE, str(exc), scenario_codes(item), unreached=exc.unreached)
         except Unsupported as exc:
-            return Verdict(NOT_APPLICABLE, f"unsupported by the provider: {exc}",
-                           _scenario_codes(item))
+            return Verdict(
+                NOT_APPLICABLE, f"unsupported by the provider: {exc}", scenario_codes(item)
+            )
         except ProviderError as exc:
-            return Verdict(FAILED, str(exc), {c: FAILED for c in _scenario_codes(item)})
+            return Verdict(FAILED, str(exc), {c: FAILED for c in scenario_codes(item)})
         except OracleError as exc:
             return Verdict(ERROR, f"spec error: {exc}")
         except Exception as exc:  # the harness must record every check, whatever happened
@@ -476,48 +500,67 @@ class ConformanceSession:
         saved = tuple(self.regressions.get(item.check_name, ()))
         if item.spec is None:
             explored = item.case == KINDS[item.kind].explore_case
-            return Target(family=self.family_subjects(item.family),
-                          domain=self.catalog.domains[item.family], catalog=self.catalog,
-                          family_plan=None if explored else self.family_plan(item.family),
-                          case=item.case, regressions=saved)
-        return Target(self.subject(item.spec), item.scenario, catalog=self.catalog,
-                      case=item.case, regressions=saved)
+            return Target(
+                family=self.family_subjects(item.family),
+                domain=self.catalog.domains[item.family],
+                catalog=self.catalog,
+                family_plan=None if explored else self.family_plan(item.family),
+                case=item.case,
+                regressions=saved,
+            )
+        return Target(
+            self.subject(item.spec),
+            item.scenario,
+            catalog=self.catalog,
+            case=item.case,
+            regressions=saved,
+        )
 
     def run_with_retries(self, item: CheckItem) -> Verdict:
         """Run a check; a check the baseline calls flaky gets more tries, noted in its message."""
         verdict = self.run(item)
         tries = 1
-        while verdict.status == FAILED and item.check_name in self.retry and \
-                tries <= self.retries:
+        while verdict.status == FAILED and item.check_name in self.retry and tries <= self.retries:
             tries += 1
             first = verdict
             if item.spec is not None:  # a flaky provider answers anew: execute the plan again
                 self.subject(item.spec).forget_executions()
             verdict = self.run(item)
             if verdict.status == PASSED:
-                verdict.message = (f"flaky: passed on try {tries} after failing: "
-                                   f"{first.message}")
+                verdict.message = f"flaky: passed on try {tries} after failing: {first.message}"
         return verdict
 
     def record(self, item: CheckItem, verdict: Verdict, duration: float) -> None:
         if self.stream is None:
             return
-        method = item.spec.id if item.spec is not None else _blamed(verdict)
+        method = item.spec.id if item.spec is not None else blamed_method(verdict)
         repro = verdict.repro
         if repro is not None:  # (a family failure that ended before any call names none)
-            repro = {"check": item.check_name, **({"method": method} if method else {}),
-                     **repro}
+            repro = {"check": item.check_name, **({"method": method} if method else {}), **repro}
             write_repro(self.out, item.check_name, repro)
         observed = self.settings.observed.take() if self.settings.observed else []
         message = verdict.message
         if observed and verdict.status == PASSED:
             message = "; ".join(m for m in (describe_hits(observed), message) if m)
-        self._add(CheckResult(
-            name=item.check_name, method=method, kind=item.kind, case=item.case,
-            status=verdict.status, message=message, codes=verdict.codes,
-            repro=repro, duration=duration, family=item.family, details=verdict.details,
-            observed=observed or None, operations=self.item_operations.as_dict(),
-            unreached=verdict.unreached, regressions=verdict.regressions))
+        self._add(
+            CheckResult(
+                name=item.check_name,
+                method=method,
+                kind=item.kind,
+                case=item.case,
+                status=verdict.status,
+                message=message,
+                codes=verdict.codes,
+                repro=repro,
+                duration=duration,
+                family=item.family,
+                details=verdict.details,
+                observed=observed or None,
+                operations=self.item_operations.as_dict(),
+                unreached=verdict.unreached,
+                regressions=verdict.regressions,
+            )
+        )
 
     def _add(self, result: CheckResult) -> None:
         """Keep a finished check; when the disk refuses, stop the run with that one line
@@ -539,75 +582,11 @@ class ConformanceSession:
             self._cassette.begin_check(item.check_name)
 
 
-def _say(line: str) -> None:
-    """A line for the person running the run, before the checks start (stdout, flushed: a CI
-    log shows it at once)."""
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
-def _plan_of(plan: SpecPlan | None) -> dict[str, Any] | None:
-    return plan.summary() if plan is not None else None
-
-
-class _PlannedItem:
-    """A collected item the controller of a parallel run knows by its node id only."""
-
-    def __init__(self, spec: Spec | None, kind: str, scenario: Scenario | None, family: str,
-                 case: str):
-        self.spec, self.kind, self.scenario, self.family = spec, kind, scenario, family
-        self.case = case
-
-    @classmethod
-    def of(cls, session: ConformanceSession, nodeid: str) -> _PlannedItem | None:
-        _, _, name = nodeid.partition("::")
-        parts = name.split("::")
-        if len(parts) < 3:
-            return None
-        kind, case = parts[-2], parts[-1]
-        if kind not in KINDS:
-            return None
-        if KINDS[kind].scope == "family":
-            return cls(None, kind, None, "::".join(parts[:-2]), case)
-        spec = session.catalog.specs.get("::".join(parts[:-2]))
-        if spec is None:
-            return None
-        scenario = next((s for s in spec.scenarios if slug(s.name) == case), None)
-        return cls(spec, kind, scenario, spec.family, case)
-
-
-def _blamed(verdict: Verdict) -> str:
-    """The method whose call a family-level failure ended on ("" when it passed)."""
-    for entry in reversed((verdict.repro or {}).get("calls", [])):
-        if "method" in entry:
-            return entry["method"]
-    return ""
-
-
-def write_repro(out: Path, check: str, repro: dict[str, Any]) -> Path:
-    """DIR/repro/<check>.yaml: a reproduction `conformance replay` runs again."""
-    folder = out / "repro"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{slug(check)}.yaml"
-    header = (f"# Reproduction of {check}\n# Run it again: conformance replay {path} "
-              "--provider PROVIDER\n")
-    path.write_text(header + yaml.safe_dump(repro, sort_keys=False, allow_unicode=True),
-                    encoding="utf-8")
-    return path
-
-
-def _scenario_codes(item: CheckItem) -> dict[str, str]:
-    if KINDS[item.kind].scope == "scenario" and item.scenario is not None:
-        return {c: NOT_APPLICABLE for c in item.scenario.expect}
-    return {}
-
-
 def _capabilities(provider: Provider) -> dict[str, Any]:
     try:
         caps = provider.capabilities()
     except Exception as exc:
-        raise ProviderUnavailable(
-            f"capabilities() raised {type(exc).__name__}: {exc}") from exc
+        raise ProviderUnavailable(f"capabilities() raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(caps, dict):
         raise ProviderUnavailable(f"capabilities() returned {caps!r}, not a dict")
     return {k: list(v) if isinstance(v, list | tuple) else v for k, v in caps.items()}

@@ -45,11 +45,16 @@ class Catalog:
             return self
         unknown = [f for f in families if f not in self.domains]
         if unknown:
-            raise ValueError(f"--family {unknown[0]}: no such family; the catalog has "
-                             f"{', '.join(sorted(self.domains))}")
-        return Catalog({k: s for k, s in self.specs.items() if s.family in families},
-                       {k: d for k, d in self.domains.items() if k in families}, self.codes,
-                       self.root)
+            raise ValueError(
+                f"--family {unknown[0]}: no such family; the catalog has "
+                f"{', '.join(sorted(self.domains))}"
+            )
+        return Catalog(
+            {k: s for k, s in self.specs.items() if s.family in families},
+            {k: d for k, d in self.domains.items() if k in families},
+            self.codes,
+            self.root,
+        )
 
 
 def spec_files(paths: list[Path]) -> list[Path]:
@@ -57,8 +62,11 @@ def spec_files(paths: list[Path]) -> list[Path]:
     out: list[Path] = []
     for path in paths:
         if path.is_dir():
-            out.extend(p for p in sorted(path.rglob("*.yaml"))
-                       if "domains" not in p.relative_to(path).parts and p.name != "codes.yaml")
+            out.extend(
+                p
+                for p in sorted(path.rglob("*.yaml"))
+                if "domains" not in p.relative_to(path).parts and p.name != "codes.yaml"
+            )
         elif "domains" not in path.parts and path.name != "codes.yaml":
             out.append(path)
     return out
@@ -104,22 +112,30 @@ def _load_catalog(paths: list[str | Path] | None) -> Catalog:
         if spec is None:
             continue
         if spec.id in catalog.specs:
-            problems.append(Problem(str(file), spec.line("id"), "id",
-                                    f"duplicate spec id, also in {catalog.specs[spec.id].file}"))
+            problems.append(
+                Problem(
+                    str(file),
+                    spec.line("id"),
+                    "id",
+                    f"duplicate spec id, also in {catalog.specs[spec.id].file}",
+                )
+            )
             continue
         catalog.specs[spec.id] = spec
     families: dict[Path, list[str]] = {}
     for spec in catalog.specs.values():
-        problems.extend(spec_problems(spec, catalog.domains.get(spec.family), catalog.codes,
-                                      families))
+        problems.extend(
+            spec_problems(spec, catalog.domains.get(spec.family), catalog.codes, families)
+        )
     problems.extend(catalog_problems(list(catalog.specs.values()), catalog.codes))
     if problems:
         raise SourceError(problems)
     return catalog
 
 
-def _load(file: Path, kind: str, build: Callable[[Document], T],
-          problems: list[Problem]) -> T | None:
+def _load(
+    file: Path, kind: str, build: Callable[[Document], T], problems: list[Problem]
+) -> T | None:
     """One file read, checked against its schema and built; None, with its problems added,
     when it cannot be."""
     try:

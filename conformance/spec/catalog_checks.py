@@ -46,11 +46,17 @@ def _sequence_problems(specs: list[Spec]) -> list[Problem]:
                 where = ("scenarios", scenario.index, "calls", j, "method")
                 other = by_id.get(method)
                 if other is None:
-                    problems.append(spec.document.problem(
-                        where, f"unknown method {method!r}: its spec is not among those loaded"))
+                    problems.append(
+                        spec.document.problem(
+                            where, f"unknown method {method!r}: its spec is not among those loaded"
+                        )
+                    )
                 elif other.family != spec.family:
-                    problems.append(spec.document.problem(
-                        where, f"{method!r} is in family {other.family}, not {spec.family}"))
+                    problems.append(
+                        spec.document.problem(
+                            where, f"{method!r} is in family {other.family}, not {spec.family}"
+                        )
+                    )
     return problems
 
 
@@ -66,13 +72,20 @@ def catalog_problems(specs: list[Spec], codes: CodeTable) -> list[Problem]:
     for spec in specs:
         for i, code in enumerate(spec.codes):
             path = f"returns.codes[{i}].value"
-            here = _Seen(code.value, spec.file, path, spec.document,
-                         ("returns", "codes", i, "value"))
+            here = _Seen(
+                code.value, spec.file, path, spec.document, ("returns", "codes", i, "value")
+            )
             earlier = first.setdefault(code.symbol, here)
             if earlier.value != code.value:
-                problems.append(Problem(here.file, here.line, path,
-                                        f"{code.symbol} is {hex32(code.value)} here but "
-                                        f"{hex32(earlier.value)} in {earlier.file}:{earlier.line}"))
+                problems.append(
+                    Problem(
+                        here.file,
+                        here.line,
+                        path,
+                        f"{code.symbol} is {hex32(code.value)} here but "
+                        f"{hex32(earlier.value)} in {earlier.file}:{earlier.line}",
+                    )
+                )
             message = _severity_problem(code.symbol, code.value)
             if message:
                 problems.append(Problem(here.file, here.line, path, message))
@@ -88,8 +101,10 @@ def _table_locations(specs: list[Spec], codes: CodeTable) -> dict[str, _Seen]:
         doc = load_file(file) if root else None
     except SourceError:
         doc = None
-    return {symbol: _Seen(value, file, f"symbols.{symbol}", doc, ("symbols", symbol))
-            for symbol, value in codes.symbols.items()}
+    return {
+        symbol: _Seen(value, file, f"symbols.{symbol}", doc, ("symbols", symbol))
+        for symbol, value in codes.symbols.items()
+    }
 
 
 def _severity_problem(symbol: str, value: int) -> str | None:
@@ -113,7 +128,13 @@ def _wrapped_win32_problems(first: dict[str, _Seen]) -> list[Problem]:
             continue
         want = inner.value if inner.value == 0 else 0x80070000 | (inner.value & 0xFFFF)
         if seen.value != want:
-            out.append(Problem(seen.file, seen.line, seen.path,
-                               f"{symbol} is {hex32(seen.value)} but {name} is "
-                               f"{hex32(inner.value)}, so it must be {hex32(want)}"))
+            out.append(
+                Problem(
+                    seen.file,
+                    seen.line,
+                    seen.path,
+                    f"{symbol} is {hex32(seen.value)} but {name} is "
+                    f"{hex32(inner.value)}, so it must be {hex32(want)}",
+                )
+            )
     return out

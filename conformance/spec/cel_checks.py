@@ -25,8 +25,22 @@ from conformance.spec.translate import ITERATION_LIMIT, Untranslatable
 STATE, ARGS, CONSTANTS = "state", "args", "constants"
 ROOTS = (STATE, ARGS, CONSTANTS)
 # Identifiers CEL itself defines (type names) and the functions the oracle adds.
-BUILTIN_NAMES = frozenset({"int", "uint", "double", "bool", "string", "bytes", "list", "map",
-                           "null_type", "type", "dyn", "ansi"})
+BUILTIN_NAMES = frozenset(
+    {
+        "int",
+        "uint",
+        "double",
+        "bool",
+        "string",
+        "bytes",
+        "list",
+        "map",
+        "null_type",
+        "type",
+        "dyn",
+        "ansi",
+    }
+)
 MAX_CEL_LENGTH = 4096
 MAX_COMPREHENSION_DEPTH = 3
 
@@ -57,8 +71,10 @@ def cel_facts(src: str) -> CelFacts:
     texts = [text for _, text in scanned] if scanned is not None else []
     depth = comprehension_depth(texts)
     if depth > MAX_COMPREHENSION_DEPTH:
-        return CelFacts(f"comprehensions nest {depth} deep; at most {MAX_COMPREHENSION_DEPTH} "
-                        "(each level multiplies the work of an evaluation)")
+        return CelFacts(
+            f"comprehensions nest {depth} deep; at most {MAX_COMPREHENSION_DEPTH} "
+            "(each level multiplies the work of an evaluation)"
+        )
     try:
         program = compiled(src).program  # the one compilation the oracle uses too
     except (ValueError, TypeError, RuntimeError) as exc:
@@ -66,8 +82,11 @@ def cel_facts(src: str) -> CelFacts:
     if scanned is None:
         return CelFacts(None)
     bound = _comprehension_vars(scanned)
-    unknown = tuple(name for name in program.variables()
-                    if name not in ROOTS and name not in bound and name not in BUILTIN_NAMES)
+    unknown = tuple(
+        name
+        for name in program.variables()
+        if name not in ROOTS and name not in bound and name not in BUILTIN_NAMES
+    )
     return CelFacts(None, unknown, tuple(_selections(scanned)), comprehension_degree(texts))
 
 
@@ -83,7 +102,7 @@ def _comprehension_vars(scanned: list[Token]) -> set[str]:
     """Names bound by `.exists(x, ...)` and the other macros."""
     bound = set()
     for i in range(len(scanned) - 4):
-        (_, dot), (_, macro), (_, paren), (kind, var), (_, comma) = scanned[i:i + 5]
+        (_, dot), (_, macro), (_, paren), (kind, var), (_, comma) = scanned[i : i + 5]
         if dot == "." and macro in MACROS and paren == "(" and kind == "ident" and comma == ",":
             bound.add(var)
     return bound
@@ -96,7 +115,7 @@ def _selections(scanned: list[Token]) -> Iterator[tuple[str, str | None]]:
             continue
         if i > 0 and scanned[i - 1][1] == ".":
             continue
-        nxt = scanned[i + 1:i + 3]
+        nxt = scanned[i + 1 : i + 3]
         if len(nxt) == 2 and nxt[0][1] == "." and nxt[1][0] == "ident":
             yield text, nxt[1][1]
         else:
@@ -149,7 +168,9 @@ def spec_expressions(spec: Spec) -> Iterator[tuple[Path_, str]]:
 def _cubic(depth: int) -> str:
     """Why an expression of this degree is likely to pass the bound on a real system."""
     side = round(ITERATION_LIMIT ** (1 / depth))
-    return (f"comprehensions nest {depth} deep, each over a collection of its own, so the "
-            f"work grows as the world's size to the power {depth}: collections of {side} "
-            f"objects reach the bound of {ITERATION_LIMIT:,} visits, past which the check "
-            "fails naming this rule")
+    return (
+        f"comprehensions nest {depth} deep, each over a collection of its own, so the "
+        f"work grows as the world's size to the power {depth}: collections of {side} "
+        f"objects reach the bound of {ITERATION_LIMIT:,} visits, past which the check "
+        "fails naming this rule"
+    )

@@ -14,7 +14,6 @@ class Untranslatable(Exception):
     """The expression uses something the translation does not model: `cel` runs it."""
 
 
-
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -109,7 +108,8 @@ _MACRO_CALL = re.compile(r"\.\s*(?:" + "|".join(MACROS) + r")\s*\(")
 
 # -- tokens -----------------------------------------------------------------------------------
 
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<ws>\s+|//[^\n]*)
   | (?P<string>[rR]?(?:'''(?:\\.|[^\\])*?'''|\"\"\"(?:\\.|[^\\])*?\"\"\"
                      |'(?:\\.|[^\\'\n])*'|"(?:\\.|[^\\"\n])*"))
@@ -118,10 +118,24 @@ _TOKEN = re.compile(r"""
   | (?P<int>0[xX][0-9a-fA-F]+[uU]?|\d+[uU]?)
   | (?P<ident>[_a-zA-Z][_a-zA-Z0-9]*)
   | (?P<op>==|!=|<=|>=|&&|\|\||[-+*/%!<>?:.,()\[\]{}])
-""", re.VERBOSE | re.DOTALL)
+""",
+    re.VERBOSE | re.DOTALL,
+)
 
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "f": "\f", "v": "\v",
-            "\\": "\\", "'": "'", '"': '"', "`": "`", "?": "?"}
+_ESCAPES = {
+    "n": "\n",
+    "t": "\t",
+    "r": "\r",
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "v": "\v",
+    "\\": "\\",
+    "'": "'",
+    '"': '"',
+    "`": "`",
+    "?": "?",
+}
 
 
 def tokens(source: str) -> list[tuple[str, str]]:
@@ -155,8 +169,7 @@ def operands(source: str) -> tuple[str, list[str]]:
         if match.lastgroup != "ws":
             spans.append((match.group(), match.start(), match.end()))
         pos = match.end()
-    while len(spans) >= 2 and spans[0][0] == "(" and spans[-1][0] == ")" and \
-            _closes_first(spans):
+    while len(spans) >= 2 and spans[0][0] == "(" and spans[-1][0] == ")" and _closes_first(spans):
         spans = spans[1:-1]
     if not spans:
         return "", [source.strip()]
@@ -168,7 +181,7 @@ def operands(source: str) -> tuple[str, list[str]]:
             depth -= 1
         elif depth == 0 and text in tops:
             tops[text].append(i)
-    body = source[spans[0][1]:spans[-1][2]]
+    body = source[spans[0][1] : spans[-1][2]]
     if tops["?"]:
         return "", [body.strip()]
     joiner = "||" if tops["||"] else "&&" if tops["&&"] else ""
@@ -176,9 +189,9 @@ def operands(source: str) -> tuple[str, list[str]]:
         return "", [body.strip()]
     cuts, out, start = tops[joiner], [], spans[0][1]
     for i in cuts:
-        out.append(source[start:spans[i][1]].strip())
+        out.append(source[start : spans[i][1]].strip())
         start = spans[i][2]
-    out.append(source[start:spans[-1][2]].strip())
+    out.append(source[start : spans[-1][2]].strip())
     return joiner, out
 
 
@@ -216,10 +229,10 @@ def _unescape(body: str) -> str:
             i += 2
         elif nxt in "xXuU":
             width = {"x": 2, "X": 2, "u": 4, "U": 8}[nxt]
-            out.append(chr(int(body[i + 2:i + 2 + width], 16)))
+            out.append(chr(int(body[i + 2 : i + 2 + width], 16)))
             i += 2 + width
         elif nxt in "01234567":
-            out.append(chr(int(body[i + 1:i + 4], 8)))
+            out.append(chr(int(body[i + 1 : i + 4], 8)))
             i += 4
         else:
             raise Untranslatable(f"escape \\{nxt}")

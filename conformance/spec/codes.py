@@ -84,8 +84,9 @@ def code_table_from(doc: Document) -> CodeTable:
     if isinstance(families_raw, dict):
         for name, spec in families_raw.items():
             if not isinstance(spec, dict) or not set(spec) <= {"mask", "value", "min", "max"}:
-                problems.append(doc.problem(("families", name),
-                                            "a family is {mask, value} or {min, max}"))
+                problems.append(
+                    doc.problem(("families", name), "a family is {mask, value} or {min, max}")
+                )
                 continue
             families[name] = Family(name, **spec)
     if problems:

@@ -58,8 +58,12 @@ class _Check:
         return [c.symbol for c in self.spec.codes] + extra
 
 
-def spec_problems(spec: Spec, domain: Domain | None, codes: CodeTable,
-                  families: dict[Path, list[str]] | None = None) -> list[Problem]:
+def spec_problems(
+    spec: Spec,
+    domain: Domain | None,
+    codes: CodeTable,
+    families: dict[Path, list[str]] | None = None,
+) -> list[Problem]:
     """Everything the schema cannot see: symbols, CEL, domain names, reachability.
     `families` memoizes the families found beside each folder, across one catalog's specs."""
     check = _Check(spec, domain, codes)
@@ -105,8 +109,11 @@ def _code_problems(check: _Check) -> None:
     for i, entry in enumerate(spec.also if table_loaded else ()):
         if entry not in check.codes.symbols and entry not in check.codes.families:
             names = [*check.codes.symbols, *check.codes.families]
-            check.add(("returns", "also", i), f"{entry!r} is neither a symbol nor a family of "
-                                              f"codes.yaml{did_you_mean(entry, names)}")
+            check.add(
+                ("returns", "also", i),
+                f"{entry!r} is neither a symbol nor a family of "
+                f"codes.yaml{did_you_mean(entry, names)}",
+            )
 
 
 def _param_problems(check: _Check) -> None:
@@ -122,8 +129,10 @@ def _param_problems(check: _Check) -> None:
         seen.add(param.name)
         for j, name in enumerate(param.special):
             if name not in check.spec.constants:
-                check.add((*path, "special", j),
-                          unknown("constant", name, check.spec.constants, "constants"))
+                check.add(
+                    (*path, "special", j),
+                    unknown("constant", name, check.spec.constants, "constants"),
+                )
         if check.domain is not None:
             _param_domain_problems(check, path, param, check.domain)
 
@@ -139,8 +148,9 @@ def _param_domain_problems(check: _Check, path: Path_, param: Param, domain: Dom
         if coll is None:
             check.add((*path, "values"), _unknown_step(step, domain))
         elif name != "id" and name not in coll.fields:
-            check.add((*path, "values"),
-                      unknown("field", name, ["id", *coll.fields], f"fields of {step}"))
+            check.add(
+                (*path, "values"), unknown("field", name, ["id", *coll.fields], f"fields of {step}")
+            )
 
 
 def _unknown_step(step: str, domain: Domain, *extra: str) -> str:
@@ -175,12 +185,14 @@ def _rule_problems(check: _Check) -> None:
         outs = {p.name for p in check.spec.params if p.is_out}
         for name, src in rule.outputs.items():
             if name not in outs:
-                check.add((*path, "outputs", name),
-                          f"{name!r} is not an out-parameter of {check.spec.id} "
-                          f"(out-parameters: {', '.join(sorted(outs)) or 'none'})")
+                check.add(
+                    (*path, "outputs", name),
+                    f"{name!r} is not an out-parameter of {check.spec.id} "
+                    f"(out-parameters: {', '.join(sorted(outs)) or 'none'})",
+                )
             _cel_problems(check, (*path, "outputs", name), src)
         if catch_all is not None and rule.index > catch_all:
-            check.add(path, f"never reached: rules[{catch_all}] matches always (when: \"true\")")
+            check.add(path, f'never reached: rules[{catch_all}] matches always (when: "true")')
     if catch_all is None:
         check.add(("rules",), 'no catch-all: the last rule should be when: "true"')
     expected = {symbol for rule in rules for symbol in rule.expect}
@@ -201,8 +213,11 @@ def _raw(spec: Spec, section: str, index: int) -> Any:
 
 def _expect_problems(check: _Check, path: Path_, expect: str | list[str]) -> None:
     """Each expected symbol is one the spec lists; a family of codes is not one code."""
-    items = [(path, expect)] if isinstance(expect, str) else [
-        ((*path, j), s) for j, s in enumerate(expect)]
+    items = (
+        [(path, expect)]
+        if isinstance(expect, str)
+        else [((*path, j), s) for j, s in enumerate(expect)]
+    )
     allowed = check.expectable
     for where, symbol in items:
         if symbol in allowed:
@@ -228,8 +243,11 @@ def _cel_problems(check: _Check, path: Path_, src: str) -> None:
         check.add(path, facts.error)
         return
     for name in facts.unknown:
-        check.add(path, f"unknown variable {name!r}: expressions see only state, args, "
-                        "constants and their own comprehension variables")
+        check.add(
+            path,
+            f"unknown variable {name!r}: expressions see only state, args, "
+            "constants and their own comprehension variables",
+        )
     for root, member in facts.selections:
         message = _selection_problem(check, root, member)
         if message:
@@ -265,8 +283,9 @@ def _scenario_problems(check: _Check) -> None:
     for scenario in check.spec.scenarios:
         path = ("scenarios", scenario.index)
         if scenario.name in names:
-            check.add((*path, "name"),
-                      f"scenario name also used by scenarios[{names[scenario.name]}]")
+            check.add(
+                (*path, "name"), f"scenario name also used by scenarios[{names[scenario.name]}]"
+            )
         names.setdefault(scenario.name, scenario.index)
         _expect_problems(check, (*path, "expect"), _raw(check.spec, "scenarios", scenario.index))
         created: dict[str, str] = {}
@@ -279,8 +298,9 @@ def _scenario_problems(check: _Check) -> None:
                 check.add((*path, "then", name), _unknown_collection(name, check.domain))
 
 
-def _step_problems(check: _Check, domain: Domain, path: Path_, step: dict[str, Any],
-                   created: dict[str, str]) -> None:
+def _step_problems(
+    check: _Check, domain: Domain, path: Path_, step: dict[str, Any], created: dict[str, str]
+) -> None:
     """A given step: a known kind, a fresh name, declared fields with plausible values."""
     kind, name = next(iter(step.items()))
     if not isinstance(name, str):
@@ -288,8 +308,9 @@ def _step_problems(check: _Check, domain: Domain, path: Path_, step: dict[str, A
         return
     if kind == FAULT_STEP:
         if name not in domain.faults:
-            check.add((*path, kind),
-                      unknown("fault", name, domain.faults, f"faults of {domain.family}"))
+            check.add(
+                (*path, kind), unknown("fault", name, domain.faults, f"faults of {domain.family}")
+            )
             return
         fields = domain.faults[name]
     else:
@@ -311,8 +332,9 @@ def _step_problems(check: _Check, domain: Domain, path: Path_, step: dict[str, A
             check.add((*path, key), message)
 
 
-def _value_problem(domain: Domain, ftype: FieldType, value: Any,
-                   created: dict[str, str]) -> str | None:
+def _value_problem(
+    domain: Domain, ftype: FieldType, value: Any, created: dict[str, str]
+) -> str | None:
     """Why a given value does not fit its declared field type, or None."""
     kind = ftype.kind
     if kind == "ref":
@@ -343,8 +365,9 @@ def _value_problem(domain: Domain, ftype: FieldType, value: Any,
     return None
 
 
-def _ref_problem(domain: Domain, ftype: FieldType, value: Any,
-                 created: dict[str, str]) -> str | None:
+def _ref_problem(
+    domain: Domain, ftype: FieldType, value: Any, created: dict[str, str]
+) -> str | None:
     """A reference field names an object an earlier step created, of the right kind."""
     if isinstance(value, dict) and set(value) == {UNKNOWN}:
         return None
@@ -358,8 +381,9 @@ def _ref_problem(domain: Domain, ftype: FieldType, value: Any,
     return None
 
 
-def _struct_problem(domain: Domain, ftype: FieldType, value: Any,
-                    created: dict[str, str]) -> str | None:
+def _struct_problem(
+    domain: Domain, ftype: FieldType, value: Any, created: dict[str, str]
+) -> str | None:
     """A struct value has only the struct type's fields, each of its type."""
     fields = domain.types.get(ftype.struct or "", {})
     if not isinstance(value, dict):
@@ -373,8 +397,9 @@ def _struct_problem(domain: Domain, ftype: FieldType, value: Any,
     return None
 
 
-def _call_problems(check: _Check, path: Path_, call: dict[str, Any],
-                   created: dict[str, str]) -> None:
+def _call_problems(
+    check: _Check, path: Path_, call: dict[str, Any], created: dict[str, str]
+) -> None:
     """A scenario's call: known parameters, objects the scenario created or
     {unknown: step}."""
     params = {p.name: p for p in check.spec.params}
@@ -383,17 +408,32 @@ def _call_problems(check: _Check, path: Path_, call: dict[str, Any],
             message = _arg_ref_problem(check, value, check.spec.this_object, (), created)
         elif key in params:
             param = params[key]
-            message = None if param.refers is None else _arg_ref_problem(
-                check, value, param.refers, param.special, created,
-                nullable=param.nullable or param.optional)
+            message = (
+                None
+                if param.refers is None
+                else _arg_ref_problem(
+                    check,
+                    value,
+                    param.refers,
+                    param.special,
+                    created,
+                    nullable=param.nullable or param.optional,
+                )
+            )
         else:
             message = unknown("parameter", key, check.param_names, "parameters")
         if message:
             check.add((*path, key), message)
 
 
-def _arg_ref_problem(check: _Check, value: Any, step: str | None, special: tuple[str, ...],
-                     created: dict[str, str], nullable: bool = False) -> str | None:
+def _arg_ref_problem(
+    check: _Check,
+    value: Any,
+    step: str | None,
+    special: tuple[str, ...],
+    created: dict[str, str],
+    nullable: bool = False,
+) -> str | None:
     """An object argument: a name the scenario created, {unknown: step}, or a constant."""
     if check.domain is None or step is None:
         return None
@@ -406,8 +446,10 @@ def _arg_ref_problem(check: _Check, value: Any, step: str | None, special: tuple
     if isinstance(value, str) and (value in created or value in special):
         return None
     known = [*created, *special]
-    return (f"{short(value)} is not an object this scenario creates; use {{unknown: {step}}} "
-            f"for an id that exists nowhere{did_you_mean(str(value), known)}")
+    return (
+        f"{short(value)} is not an object this scenario creates; use {{unknown: {step}}} "
+        f"for an id that exists nowhere{did_you_mean(str(value), known)}"
+    )
 
 
 def _finding_problems(check: _Check) -> None:
@@ -417,11 +459,14 @@ def _finding_problems(check: _Check) -> None:
     for i, finding in enumerate(check.spec.findings):
         code, source = finding.get("code"), finding.get("source")
         if code is not None and code not in symbols:
-            check.add(("findings", i, "code"),
-                      unknown("code", code, symbols, "returns.codes and returns.also"))
+            check.add(
+                ("findings", i, "code"),
+                unknown("code", code, symbols, "returns.codes and returns.also"),
+            )
         if source is not None and source not in docs:
-            check.add(("findings", i, "source"),
-                      f"{source!r} is not the doc of any entry in sources")
+            check.add(
+                ("findings", i, "source"), f"{source!r} is not the doc of any entry in sources"
+            )
 
 
 def _observed_problems(check: _Check) -> None:
@@ -431,15 +476,22 @@ def _observed_problems(check: _Check) -> None:
     for entry in check.spec.observed:
         path = ("observed", entry.index)
         if entry.code not in known:
-            check.add((*path, "code"),
-                      unknown("code", entry.code, known, "returns.codes and codes.yaml"))
+            check.add(
+                (*path, "code"), unknown("code", entry.code, known, "returns.codes and codes.yaml")
+            )
         if entry.instead_of is not None:
             if entry.instead_of not in check.expectable:
-                check.add((*path, "instead_of"),
-                          unknown("code", entry.instead_of, check.expectable,
-                                   "returns.codes and returns.also"))
+                check.add(
+                    (*path, "instead_of"),
+                    unknown(
+                        "code", entry.instead_of, check.expectable, "returns.codes and returns.also"
+                    ),
+                )
             elif entry.instead_of == entry.code:
-                check.add((*path, "instead_of"), f"{entry.code} replaces itself: an observed "
-                                                 "code must differ from the documented one")
+                check.add(
+                    (*path, "instead_of"),
+                    f"{entry.code} replaces itself: an observed "
+                    "code must differ from the documented one",
+                )
         if entry.when is not None:
             _cel_problems(check, (*path, "when"), entry.when)

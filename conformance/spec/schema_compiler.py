@@ -23,14 +23,30 @@ except ImportError:  # pragma: no cover - depends on the installed jsonschema
 Accept = Callable[[Any], bool]
 # Keywords that never fail a document: `format` asserts nothing without a format checker, and
 # `then`/`else` are read by `if`.
-_ANNOTATIONS = frozenset({"$schema", "$id", "$defs", "$comment", "title", "description",
-                          "examples", "default", "deprecated", "readOnly", "writeOnly",
-                          "format", "then", "else"})
+_ANNOTATIONS = frozenset(
+    {
+        "$schema",
+        "$id",
+        "$defs",
+        "$comment",
+        "title",
+        "description",
+        "examples",
+        "default",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+        "format",
+        "then",
+        "else",
+    }
+)
 
 
 def _is_integer(x: Any) -> bool:
-    return (isinstance(x, int) and not isinstance(x, bool)) or \
-        (isinstance(x, float) and x.is_integer())
+    return (isinstance(x, int) and not isinstance(x, bool)) or (
+        isinstance(x, float) and x.is_integer()
+    )
 
 
 def _is_number(x: Any) -> bool:
@@ -201,8 +217,9 @@ class _SchemaCompiler:
 
     def k_dependentRequired(self, value: dict, schema: dict) -> Accept:
         pairs = tuple((k, tuple(deps)) for k, deps in value.items())
-        return lambda x: not isinstance(x, dict) or all(
-            d in x for k, deps in pairs if k in x for d in deps)
+        return lambda x: (
+            not isinstance(x, dict) or all(d in x for k, deps in pairs if k in x for d in deps)
+        )
 
     def k_minProperties(self, value: int, schema: dict) -> Accept:
         return lambda x: not isinstance(x, dict) or len(x) >= value

@@ -60,8 +60,16 @@ class Document:
 
     __slots__ = ("_digest", "_lines", "_text", "data", "file", "text_keys")
 
-    def __init__(self, file: str, data: Any, lines: dict[Path_, int] | None = None, *,
-                 digest: bytes = b"", text: str | None = None, text_keys: bool | None = None):
+    def __init__(
+        self,
+        file: str,
+        data: Any,
+        lines: dict[Path_, int] | None = None,
+        *,
+        digest: bytes = b"",
+        text: str | None = None,
+        text_keys: bool | None = None,
+    ):
         self.file = file
         self.data = data
         self.text_keys = text_keys
@@ -133,8 +141,14 @@ def _load(raw: bytes | str, name: str, keep_text: bool) -> Document:
         lines = {}
         value = _located(node, name, lines)
         text_keys = [None]
-    return Document(name, value, lines, digest=_digest(data),
-                    text=text if keep_text else None, text_keys=text_keys[0])
+    return Document(
+        name,
+        value,
+        lines,
+        digest=_digest(data),
+        text=text if keep_text else None,
+        text_keys=text_keys[0],
+    )
 
 
 def _digest(raw: bytes) -> bytes:
@@ -233,27 +247,45 @@ def _line_map(name: str, digest: bytes, text: str | None) -> dict[Path_, int]:
     return lines
 
 
-def _construct(node: yaml.Node, path: Path_, name: str, lines: dict[Path_, int],
-               counter: list[int]) -> Any:
+def _construct(
+    node: yaml.Node, path: Path_, name: str, lines: dict[Path_, int], counter: list[int]
+) -> Any:
     counter[0] += 1
     if counter[0] > MAX_NODES:
-        raise SourceError([Problem(name, node.start_mark.line + 1, dotted(path),
-                                   f"more than {MAX_NODES} values (an alias bomb?)")])
+        raise SourceError(
+            [
+                Problem(
+                    name,
+                    node.start_mark.line + 1,
+                    dotted(path),
+                    f"more than {MAX_NODES} values (an alias bomb?)",
+                )
+            ]
+        )
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = _scalar(key_node, path, name)
             if key in out:
-                raise SourceError([Problem(name, key_node.start_mark.line + 1, dotted(path),
-                                           f"duplicate key {key!r}")])
+                raise SourceError(
+                    [
+                        Problem(
+                            name,
+                            key_node.start_mark.line + 1,
+                            dotted(path),
+                            f"duplicate key {key!r}",
+                        )
+                    ]
+                )
             sub = (*path, key if isinstance(key, str | int) else str(key))
             lines[sub] = key_node.start_mark.line + 1
             out[key] = _construct(value_node, sub, name, lines, counter)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, (*path, i), name, lines, counter)
-                for i, item in enumerate(node.value)]
+        return [
+            _construct(item, (*path, i), name, lines, counter) for i, item in enumerate(node.value)
+        ]
     return _scalar(node, path, name)
 
 
@@ -272,10 +304,12 @@ def _value(node: yaml.Node) -> Any:
 
 def _scalar(node: yaml.Node, path: Path_, name: str) -> Any:
     if not isinstance(node, yaml.ScalarNode):
-        raise SourceError([Problem(name, node.start_mark.line + 1, dotted(path),
-                                   "a key must be a plain value")])
+        raise SourceError(
+            [Problem(name, node.start_mark.line + 1, dotted(path), "a key must be a plain value")]
+        )
     try:
         return _value(node)
     except yaml.YAMLError as exc:
-        raise SourceError([Problem(name, node.start_mark.line + 1, dotted(path),
-                                   f"invalid value: {exc}")]) from None
+        raise SourceError(
+            [Problem(name, node.start_mark.line + 1, dotted(path), f"invalid value: {exc}")]
+        ) from None

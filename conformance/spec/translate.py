@@ -18,8 +18,6 @@ if TYPE_CHECKING:
     from conformance.spec.expression import Fast
 
 
-
-
 class CostExceeded(Exception):
     """One evaluation would pass `ITERATION_LIMIT`: the spec's rule is at fault, not the
     provider."""
@@ -47,8 +45,15 @@ _MACROS = {"all", "exists", "exists_one", "map", "filter"}
 _STRING_METHODS = {"contains", "startsWith", "endsWith", "matches"}
 _GLOBALS = {"size": "_size", "int": "_int", "string": "_string", "dyn": "", "matches": "_matches"}
 _UNMODELLED = {"uint", "double", "bool", "bytes", "type", "timestamp", "duration", "has"}
-_RELATIONS = {"==": "_eq", "!=": "_ne", "<": "_lt", "<=": "_le", ">": "_gt", ">=": "_ge",
-              "in": "_in"}
+_RELATIONS = {
+    "==": "_eq",
+    "!=": "_ne",
+    "<": "_lt",
+    "<=": "_le",
+    ">": "_gt",
+    ">=": "_ge",
+    "in": "_in",
+}
 _ARITHMETIC = {"+": "_add", "-": "_sub", "*": "_mul", "/": "_div", "%": "_mod"}
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -56,8 +61,12 @@ _INT64 = (-(2**63), 2**63 - 1)
 class _Parser:
     """Recursive descent over CEL's grammar, emitting one Python expression."""
 
-    def __init__(self, tokens: list[tuple[str, str]], bound: list[str] | None = None,
-                 strings: set[str] | None = None):
+    def __init__(
+        self,
+        tokens: list[tuple[str, str]],
+        bound: list[str] | None = None,
+        strings: set[str] | None = None,
+    ):
         self.tokens = tokens
         self.pos = 0
         self.bound = [] if bound is None else bound  # comprehension variables, innermost last
@@ -191,11 +200,13 @@ class _Parser:
         if len(parts) != 1:
             raise Untranslatable(f"{name} with {len(parts)} arguments")
         body = parts[0]
-        return {"all": f"all(_b({body}) {loop})",
-                "exists": f"any(_b({body}) {loop})",
-                "exists_one": f"(sum(1 {loop} if _b({body})) == 1)",
-                "map": f"[{body} {loop}]",
-                "filter": f"[{local} {loop} if _b({body})]"}[name]
+        return {
+            "all": f"all(_b({body}) {loop})",
+            "exists": f"any(_b({body}) {loop})",
+            "exists_one": f"(sum(1 {loop} if _b({body})) == 1)",
+            "map": f"[{body} {loop}]",
+            "filter": f"[{local} {loop} if _b({body})]",
+        }[name]
 
     def arguments(self) -> list[str]:
         self.take("(")
@@ -315,6 +326,7 @@ def _number(kind: str, text: str, negative: bool = False) -> str:
 
 
 # -- CEL's operations on plain values; anything unmodelled gives up ---------------------------
+
 
 def _b(value: Any) -> bool:
     if value is True or value is False:
@@ -496,8 +508,9 @@ def _spend(elements: int) -> None:
     left = _budget.left - elements
     _budget.left = left
     if left < 0:
-        raise CostExceeded(f"comprehensions visited more than {ITERATION_LIMIT:,} elements "
-                           "in one evaluation")
+        raise CostExceeded(
+            f"comprehensions visited more than {ITERATION_LIMIT:,} elements in one evaluation"
+        )
 
 
 def _map(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
@@ -577,21 +590,21 @@ def _regex(pattern: str) -> tuple[re.Pattern[str] | None, bool]:
         return None, False
     flags = re.match(r"^(\^?)\(\?s\)", pattern)  # `^(?s)`: Python wants flags first
     if flags:
-        pattern = "(?s)" + flags.group(1) + pattern[flags.end():]
+        pattern = "(?s)" + flags.group(1) + pattern[flags.end() :]
     out, i, in_class, classes = [], 4 if flags else 0, False, False
     if flags:
         out.append("(?s)")
     while i < len(pattern):
         ch = pattern[i]
         if ch == "\\":
-            nxt = pattern[i + 1:i + 2]
+            nxt = pattern[i + 1 : i + 2]
             if not nxt or nxt not in _SAFE_ESCAPES | _CLASS_ESCAPES:
                 return None, False
             classes = classes or nxt in _CLASS_ESCAPES
-            out.append(pattern[i:i + 2])
+            out.append(pattern[i : i + 2])
             i += 2
             continue
-        if ch == "(" and pattern[i + 1:i + 2] == "?":
+        if ch == "(" and pattern[i + 1 : i + 2] == "?":
             return None, False
         if ch == "[":
             in_class = True
@@ -605,11 +618,22 @@ def _regex(pattern: str) -> tuple[re.Pattern[str] | None, bool]:
         return None, False
 
 
-_NAMESPACE: dict[str, Any] = {name: value for name, value in globals().items()
-                              if name.startswith("_") and callable(value)}
-_NAMESPACE["__builtins__"] = {"all": all, "any": any, "sum": sum, "list": list, "dict": dict,
-                              "len": len, "zip": zip, "abs": abs, "type": type, "str": str,
-                              "int": int}
+_NAMESPACE: dict[str, Any] = {
+    name: value for name, value in globals().items() if name.startswith("_") and callable(value)
+}
+_NAMESPACE["__builtins__"] = {
+    "all": all,
+    "any": any,
+    "sum": sum,
+    "list": list,
+    "dict": dict,
+    "len": len,
+    "zip": zip,
+    "abs": abs,
+    "type": type,
+    "str": str,
+    "int": int,
+}
 
 
 def translate(source: str) -> Fast:

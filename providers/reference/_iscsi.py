@@ -233,8 +233,9 @@ class IscsiWorld(World):
         check_step(fields, "iscsi_session", optional=("informational",))
         informational = fields.get("informational", False)
         if not isinstance(informational, bool):
-            raise ValueError(f"iscsi_session: informational must be true or false, "
-                             f"got {informational!r}")
+            raise ValueError(
+                f"iscsi_session: informational must be true or false, got {informational!r}"
+            )
         return self._open_session(informational)
 
     def inject(self, kind: str, fields: Mapping[str, Any]) -> None:
@@ -277,8 +278,12 @@ class IscsiWorld(World):
     def _add_static(self, args: Mapping[str, Any], text: Text) -> Outcome:
         """AddIScsiStaticTarget: add to (or update) the static list; other data is opaque."""
         optional = ("TargetAlias", "Mappings", "LoginOptions", "PortalGroup")
-        check_args(args, "AddIScsiStaticTarget",
-                   required=("TargetName", "TargetFlags", "Persist"), optional=optional)
+        check_args(
+            args,
+            "AddIScsiStaticTarget",
+            required=("TargetName", "TargetFlags", "Persist"),
+            optional=optional,
+        )
         name = text(_string(args, "TargetName"))
         flags = _ulong(args, "TargetFlags")
         if not 1 <= len(name) <= MAX_ISCSI_NAME_LEN:
@@ -304,8 +309,11 @@ class IscsiWorld(World):
     def _report(self, args: Mapping[str, Any], text: Text) -> Outcome:
         """ReportIScsiPersistentLogins. The harness passes a buffer as a valid pointer (absent
         from args) or NULL; a NULL buffer holds no entry, so it is too small for any."""
-        check_args(args, "ReportIScsiPersistentLogins",
-                   optional=("Count", "PersistentLoginInfo", "BufferSizeInBytes"))
+        check_args(
+            args,
+            "ReportIScsiPersistentLogins",
+            optional=("Count", "PersistentLoginInfo", "BufferSizeInBytes"),
+        )
         no_buffer = "PersistentLoginInfo" in args and args["PersistentLoginInfo"] is None
         if no_buffer and self._logins:
             return direct(ERROR_INSUFFICIENT_BUFFER)
@@ -323,9 +331,12 @@ class IscsiWorld(World):
         }
 
     def _remove_persistent(self, args: Mapping[str, Any], text: Text) -> Outcome:
-        check_args(args, "RemoveIScsiPersistentTarget",
-                   required=("InitiatorInstance", "InitiatorPortNumber", "TargetName"),
-                   optional=("Portal",))
+        check_args(
+            args,
+            "RemoveIScsiPersistentTarget",
+            required=("InitiatorInstance", "InitiatorPortNumber", "TargetName"),
+            optional=("Portal",),
+        )
         instance = text(_string(args, "InitiatorInstance"))
         target_name = text(_string(args, "TargetName"))
         port = _ulong(args, "InitiatorPortNumber")

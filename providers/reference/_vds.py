@@ -47,8 +47,16 @@ VDS_S_PROPERTIES_INCOMPLETE = 0x00042715
 
 GUID_NULL = "00000000-0000-0000-0000-000000000000"
 
-_LOGIN_ARGS = ("loginType", "targetId", "targetPortalId", "initiatorPortalId", "ulLoginFlags",
-               "bHeaderDigest", "bDataDigest", "authType")
+_LOGIN_ARGS = (
+    "loginType",
+    "targetId",
+    "targetPortalId",
+    "initiatorPortalId",
+    "ulLoginFlags",
+    "bHeaderDigest",
+    "bDataDigest",
+    "authType",
+)
 
 
 def guid_key(value: Any) -> str | None:
@@ -77,15 +85,35 @@ class _PortalGroup:
 class VdsWorld(World):
     """What the VDS service and its hardware provider hold for the iSCSI objects."""
 
-    steps = ("initiator_adapter", "initiator_portal", "target", "session", "portal",
-             "portal_group")
-    faults = ("logout_fails", "login_fails", "provider_cache_corrupt", "operation_pending",
-              "object_deleted", "properties_incomplete")
-    collections = ("initiator_adapters", "initiator_portals", "targets", "sessions", "portals",
-                   "portal_groups")
-    methods = (ADAPTER_GET_PROPERTIES, QUERY_INITIATOR_PORTALS, LOGIN_TO_TARGET,
-               LOGOUT_FROM_TARGET, GROUP_GET_PROPERTIES, GET_TARGET, QUERY_ASSOCIATED_PORTALS,
-               ADD_PORTAL, REMOVE_PORTAL, DELETE)
+    steps = ("initiator_adapter", "initiator_portal", "target", "session", "portal", "portal_group")
+    faults = (
+        "logout_fails",
+        "login_fails",
+        "provider_cache_corrupt",
+        "operation_pending",
+        "object_deleted",
+        "properties_incomplete",
+    )
+    collections = (
+        "initiator_adapters",
+        "initiator_portals",
+        "targets",
+        "sessions",
+        "portals",
+        "portal_groups",
+    )
+    methods = (
+        ADAPTER_GET_PROPERTIES,
+        QUERY_INITIATOR_PORTALS,
+        LOGIN_TO_TARGET,
+        LOGOUT_FROM_TARGET,
+        GROUP_GET_PROPERTIES,
+        GET_TARGET,
+        QUERY_ASSOCIATED_PORTALS,
+        ADD_PORTAL,
+        REMOVE_PORTAL,
+        DELETE,
+    )
 
     def __init__(self) -> None:
         self.reset()
@@ -175,8 +203,11 @@ class VdsWorld(World):
         elif kind in ("operation_pending", "object_deleted", "properties_incomplete"):
             check_step(fields, kind, required=("object",))
             obj = self._any_ref(fields["object"])
-            {"operation_pending": self._pending, "object_deleted": self._deleted,
-             "properties_incomplete": self._incomplete}[kind].add(obj)
+            {
+                "operation_pending": self._pending,
+                "object_deleted": self._deleted,
+                "properties_incomplete": self._incomplete,
+            }[kind].add(obj)
         else:
             raise Unsupported(f"vds-iscsi fault {kind!r}")
 
@@ -188,8 +219,14 @@ class VdsWorld(World):
 
     def _any_ref(self, value: Any) -> str:
         key = guid_key(value)
-        pools = (self._adapters, self._initiator_portals, self._targets, self._sessions,
-                 self._portals, self._groups)
+        pools = (
+            self._adapters,
+            self._initiator_portals,
+            self._targets,
+            self._sessions,
+            self._portals,
+            self._groups,
+        )
         if key is None or not any(key in pool for pool in pools):
             raise ValueError(f"object ref {value!r} is not an id this provider returned")
         return key
@@ -206,8 +243,9 @@ class VdsWorld(World):
             return direct(E_INVALIDARG, {out: None})  # a NULL out-pointer: nothing to return
         return handler(args)
 
-    def _table(self) -> dict[str, tuple[tuple[str, ...], str, Callable[[Mapping[str, Any]],
-                                                                          Outcome]]]:
+    def _table(
+        self,
+    ) -> dict[str, tuple[tuple[str, ...], str, Callable[[Mapping[str, Any]], Outcome]]]:
         """Method -> (in-parameters, out-parameter, handler)."""
         return {
             ADAPTER_GET_PROPERTIES: ((), "pInitiatorAdapterProp", self._adapter_properties),
@@ -257,9 +295,12 @@ class VdsWorld(World):
         if adapter is None:
             return direct(VDS_E_OBJECT_NOT_FOUND, {"ppAsync": None})
         target = guid_key(args["targetId"])
-        if target not in self._targets or target in self._refusing_login \
-                or not self._reaches(target, args["targetPortalId"]) \
-                or not self._initiator_portal_of(adapter, args["initiatorPortalId"]):
+        if (
+            target not in self._targets
+            or target in self._refusing_login
+            or not self._reaches(target, args["targetPortalId"])
+            or not self._initiator_portal_of(adapter, args["initiatorPortalId"])
+        ):
             return self._async(VDS_E_ISCSI_LOGIN_FAILED)
         self._targets[target].manual_logins += 1
         return self._async(S_OK)
@@ -272,8 +313,11 @@ class VdsWorld(World):
 
     def _live_groups(self, target: str | None) -> list[_PortalGroup]:
         """The target's portal groups that have not been deleted (by anyone)."""
-        return [g for key, g in self._groups.items()
-                if target is not None and g.target == target and key not in self._deleted]
+        return [
+            g
+            for key, g in self._groups.items()
+            if target is not None and g.target == target and key not in self._deleted
+        ]
 
     def _initiator_portal_of(self, adapter: str, portal_id: Any) -> bool:
         portal = guid_key(portal_id)
@@ -307,8 +351,9 @@ class VdsWorld(World):
 
     # -- IVdsIscsiPortalGroup ------------------------------------------------------------
 
-    def _group_check(self, args: Mapping[str, Any], out: str,
-                     busy: bool) -> tuple[str, _PortalGroup] | Outcome:
+    def _group_check(
+        self, args: Mapping[str, Any], out: str, busy: bool
+    ) -> tuple[str, _PortalGroup] | Outcome:
         """What every portal group method checks first, in this order: the object behind the
         pointer, the provider's cache, then (where the page lists it) another call running."""
         key = guid_key(args["this"])

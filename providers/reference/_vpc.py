@@ -53,20 +53,38 @@ HEARTBEAT = (100, 40, 0)
 SESSION_KINDS = ("rdp", "rail")
 RAIL, RDP = 0, 1  # IsUserLoggedOn's inRailSession: "0 for a Rail session or 1 for an RDP"
 MAX_PARAMETER_NAME = 255
-VM_FAULTS = ("configuration_unknown", "guest_timeout", "unexpected_error", "out_of_memory",
-             "shutdown_in_progress", "guest_not_ready", "media_unmount_fails")
+VM_FAULTS = (
+    "configuration_unknown",
+    "guest_timeout",
+    "unexpected_error",
+    "out_of_memory",
+    "shutdown_in_progress",
+    "guest_not_ready",
+    "media_unmount_fails",
+)
 HOST_FAULTS = ("integration_components_iso_missing",)
 
-VERSION_FIELDS = ("os_major_version", "os_minor_version", "os_build_number", "os_platform_id",
-                  "csd_version", "service_pack_major", "service_pack_minor", "suite_mask",
-                  "product_type")
+VERSION_FIELDS = (
+    "os_major_version",
+    "os_minor_version",
+    "os_build_number",
+    "os_platform_id",
+    "csd_version",
+    "service_pack_major",
+    "service_pack_minor",
+    "suite_mask",
+    "product_type",
+)
 GUEST_STRINGS = ("computer_name", "os_name", "os_version", "integration_components_version")
 
 
 def _default_guest() -> dict[str, Any]:
-    return {**dict.fromkeys(GUEST_STRINGS, ""),
-            "version_info": dict.fromkeys(VERSION_FIELDS, ""),
-            "multiple_user_sessions_allowed": False, "terminal_server_port": 0}
+    return {
+        **dict.fromkeys(GUEST_STRINGS, ""),
+        "version_info": dict.fromkeys(VERSION_FIELDS, ""),
+        "multiple_user_sessions_allowed": False,
+        "terminal_server_port": 0,
+    }
 
 
 @dataclass
@@ -107,6 +125,7 @@ Gate = Callable[[_Call], "int | None"]
 
 
 # -- gates: each gives the code its condition calls for, or None to go on --------------------
+
 
 def _access(call: _Call) -> int | None:
     return None if call.vm.execute_access else hresult_from_win32(ERROR_ACCESS_DENIED)
@@ -218,25 +237,34 @@ def _port(vm: _VirtualMachine) -> int:
 
 
 PROPERTIES: dict[str, _Property] = {
-    "get_CanShutdown": _Property("canShutdown", lambda vm: vm.additions,
-                                 (_configuration, _turned_on, _unexpected),
-                                 unknown=VM_E_VM_UNKNOWN),
-    "get_ComputerName": _Property("guestComputerName", _guest("computer_name"),
-                                  null=E_INVALIDARG),
+    "get_CanShutdown": _Property(
+        "canShutdown",
+        lambda vm: vm.additions,
+        (_configuration, _turned_on, _unexpected),
+        unknown=VM_E_VM_UNKNOWN,
+    ),
+    "get_ComputerName": _Property("guestComputerName", _guest("computer_name"), null=E_INVALIDARG),
     "get_CSDVersion": _Property("csdVersion", _version("csd_version")),
-    "get_HeartbeatPercentage": _Property("heartbeatPercentage", lambda vm: vm.heartbeat,
-                                         HEARTBEAT_GATES, unknown=VM_E_VM_UNKNOWN),
+    "get_HeartbeatPercentage": _Property(
+        "heartbeatPercentage", lambda vm: vm.heartbeat, HEARTBEAT_GATES, unknown=VM_E_VM_UNKNOWN
+    ),
     "get_IntegrationComponentsVersion": _Property(
-        "ICVersion", _guest("integration_components_version"),
-        (_configuration, _version_reported, _unexpected), unknown=VM_E_VM_UNKNOWN),
-    "get_IsHeartbeating": _Property("heartBeating", lambda vm: vm.heartbeat > 0,
-                                    HEARTBEAT_GATES, unknown=VM_E_VM_UNKNOWN),
-    "get_IsHostTimeSyncEnabled": _Property("isEnabled", lambda vm: vm.time_sync,
-                                           (_configuration, _unexpected),
-                                           unknown=VM_E_VM_UNKNOWN),
+        "ICVersion",
+        _guest("integration_components_version"),
+        (_configuration, _version_reported, _unexpected),
+        unknown=VM_E_VM_UNKNOWN,
+    ),
+    "get_IsHeartbeating": _Property(
+        "heartBeating", lambda vm: vm.heartbeat > 0, HEARTBEAT_GATES, unknown=VM_E_VM_UNKNOWN
+    ),
+    "get_IsHostTimeSyncEnabled": _Property(
+        "isEnabled", lambda vm: vm.time_sync, (_configuration, _unexpected), unknown=VM_E_VM_UNKNOWN
+    ),
     "get_MultipleUserSessionsAllowed": _Property(
-        "sessionStatus", lambda vm: vm.remote_desktop == "ready"
-        and vm.guest["multiple_user_sessions_allowed"], needs_remote_desktop=True),
+        "sessionStatus",
+        lambda vm: vm.remote_desktop == "ready" and vm.guest["multiple_user_sessions_allowed"],
+        needs_remote_desktop=True,
+    ),
     "get_OSBuildNumber": _Property("buildNumber", _version("os_build_number")),
     "get_OSMajorVersion": _Property("majorVersion", _version("os_major_version")),
     "get_OSMinorVersion": _Property("minorVersion", _version("os_minor_version")),
@@ -252,7 +280,8 @@ PROPERTIES: dict[str, _Property] = {
     "get_SuiteMask": _Property("suiteMask", _version("suite_mask")),
     "get_TerminalServerPort": _Property("tsPort", _port, needs_remote_desktop=True),
     "get_TerminalServicesInitialized": _Property(
-        "termServStatus", lambda vm: vm.remote_desktop == "ready", needs_remote_desktop=True),
+        "termServStatus", lambda vm: vm.remote_desktop == "ready", needs_remote_desktop=True
+    ),
 }
 
 
@@ -266,10 +295,21 @@ class VpcWorld(World):
     steps = ("virtual_machine", "logon_session", "guest_parameter")
     faults = (*VM_FAULTS, *HOST_FAULTS)
     collections = ("virtual_machines", "logon_sessions")
-    methods = tuple(IFACE + name for name in (
-        "GetOsVersionInfo", "GetParameter", "InstallIntegrationComponents", "IsUserLoggedOn",
-        "Logoff", "Restart", "SetParameter", "Shutdown", "put_IsHostTimeSyncEnabled",
-        *PROPERTIES))
+    methods = tuple(
+        IFACE + name
+        for name in (
+            "GetOsVersionInfo",
+            "GetParameter",
+            "InstallIntegrationComponents",
+            "IsUserLoggedOn",
+            "Logoff",
+            "Restart",
+            "SetParameter",
+            "Shutdown",
+            "put_IsHostTimeSyncEnabled",
+            *PROPERTIES,
+        )
+    )
 
     def __init__(self) -> None:
         self.reset()
@@ -366,12 +406,17 @@ class VpcWorld(World):
         out = "outParameterValue"
         check_args(args, "GetParameter", required=("this", "inParameterName"), optional=(out,))
         name = args["inParameterName"]
-        refused = self._refuse(args, out, (_running_not_paused, _feature, _unexpected, _timely),
-                               invalid=not _valid_name(name))
+        refused = self._refuse(
+            args,
+            out,
+            (_running_not_paused, _feature, _unexpected, _timely),
+            invalid=not _valid_name(name),
+        )
         if refused is not None:
             return refused
-        found = [p.value for p in self.parameters.values()
-                 if p.vm == args["this"] and p.name == name]
+        found = [
+            p.value for p in self.parameters.values() if p.vm == args["this"] and p.name == name
+        ]
         if not found:  # no row names it: the name is "not valid" for this guest
             return direct(E_INVALIDARG, {out: None})
         return direct(S_OK, {out: found[-1]})
@@ -379,12 +424,17 @@ class VpcWorld(World):
     def _SetParameter(self, args: Mapping[str, Any]) -> Outcome:
         check_args(args, "SetParameter", required=("this", "inParameterName", "inParameterValue"))
         name, value = args["inParameterName"], args["inParameterValue"]
-        refused = self._refuse(args, None, (_running_not_paused, _feature, _unexpected, _timely),
-                               invalid=not _valid_name(name))
+        refused = self._refuse(
+            args,
+            None,
+            (_running_not_paused, _feature, _unexpected, _timely),
+            invalid=not _valid_name(name),
+        )
         if refused is not None:
             return refused
-        for key in [k for k, p in self.parameters.items()
-                    if p.vm == args["this"] and p.name == name]:
+        for key in [
+            k for k, p in self.parameters.items() if p.vm == args["this"] and p.name == name
+        ]:
             del self.parameters[key]
         text = "" if value is None else str(value)  # a NULL BSTR is the empty string
         self.parameters[f"parameter-{next(self._serial)}"] = _Parameter(args["this"], name, text)
@@ -395,8 +445,11 @@ class VpcWorld(World):
         check_args(args, "IsUserLoggedOn", required=("this", "inRailSession"), optional=(out,))
         kind = args["inRailSession"]
         refused = self._refuse(
-            args, out, (_running_not_paused, _feature, _unexpected, _memory, _timely),
-            invalid=isinstance(kind, bool) or kind not in (RAIL, RDP))
+            args,
+            out,
+            (_running_not_paused, _feature, _unexpected, _memory, _timely),
+            invalid=isinstance(kind, bool) or kind not in (RAIL, RDP),
+        )
         if refused is not None:
             return refused
         wanted = "rail" if kind == RAIL else "rdp"
@@ -436,8 +489,12 @@ class VpcWorld(World):
     def _Logoff(self, args: Mapping[str, Any]) -> Outcome:
         out = "outLogoffTask"
         check_args(args, "Logoff", required=("this",), optional=(out,))
-        refused = self._refuse(args, out, (_access, _configuration, _running, _feature,
-                                           _unexpected), unknown=VM_E_VM_UNKNOWN)
+        refused = self._refuse(
+            args,
+            out,
+            (_access, _configuration, _running, _feature, _unexpected),
+            unknown=VM_E_VM_UNKNOWN,
+        )
         if refused is not None:
             return refused
         call = self._on(args)
@@ -450,22 +507,28 @@ class VpcWorld(World):
     def _Restart(self, args: Mapping[str, Any]) -> Outcome:
         out = "outRestartTask"
         check_args(args, "Restart", required=("this", "inForced"), optional=(out,))
-        refused = self._refuse(args, out, (_configuration, _running, _feature, _unexpected),
-                               unknown=VM_E_VM_UNKNOWN)
+        refused = self._refuse(
+            args, out, (_configuration, _running, _feature, _unexpected), unknown=VM_E_VM_UNKNOWN
+        )
         if refused is not None:
             return refused
         call = self._on(args)
         assert call is not None
         # Restart's page lists access denied only among the task's results.
-        code = _access(call) or _timely(call) or \
-            _shutdown_gates(call, _variant_bool(args["inForced"]))
+        code = (
+            _access(call) or _timely(call) or _shutdown_gates(call, _variant_bool(args["inForced"]))
+        )
         return self._task(out, code, lambda: self._log_off(call.vm_id))
 
     def _Shutdown(self, args: Mapping[str, Any]) -> Outcome:
         out = "outShutdownTask"
         check_args(args, "Shutdown", required=("this", "isForced"), optional=(out,))
-        refused = self._refuse(args, out, (_access, _configuration, _running, _feature,
-                                           _unexpected), unknown=VM_E_VM_UNKNOWN)
+        refused = self._refuse(
+            args,
+            out,
+            (_access, _configuration, _running, _feature, _unexpected),
+            unknown=VM_E_VM_UNKNOWN,
+        )
         if refused is not None:
             return refused
         call = self._on(args)
@@ -492,8 +555,14 @@ class VpcWorld(World):
         self._log_off(call.vm_id)
         call.vm.power = "off"
 
-    def _refuse(self, args: Mapping[str, Any], out: str | None, gates: tuple[Gate, ...],
-                invalid: bool = False, unknown: int = DISP_E_EXCEPTION) -> Outcome | None:
+    def _refuse(
+        self,
+        args: Mapping[str, Any],
+        out: str | None,
+        gates: tuple[Gate, ...],
+        invalid: bool = False,
+        unknown: int = DISP_E_EXCEPTION,
+    ) -> Outcome | None:
         """The direct failure of a call, if any: NULL pointer, bad argument, then the gates."""
         failed = {} if out is None else {out: None}
         if out is not None and _null(args, out):
@@ -512,8 +581,9 @@ class VpcWorld(World):
         if collection == "virtual_machines":
             return [_vm_row(vm_id, vm) for vm_id, vm in self.vms.items()]
         if collection == "logon_sessions":
-            return [{"id": logon, "vm": vm, "kind": kind}
-                    for logon, (vm, kind) in self.logons.items()]
+            return [
+                {"id": logon, "vm": vm, "kind": kind} for logon, (vm, kind) in self.logons.items()
+            ]
         raise Unsupported(f"collection {collection!r}")
 
 
@@ -538,17 +608,28 @@ def _flag(step: str, name: str, value: Any) -> bool:
     return value
 
 
-VM_OPTIONAL = ("guest", "heartbeat", "remote_desktop", "dvd_drive", "time_sync",
-               "screen_locked", "never_started")
+VM_OPTIONAL = (
+    "guest",
+    "heartbeat",
+    "remote_desktop",
+    "dvd_drive",
+    "time_sync",
+    "screen_locked",
+    "never_started",
+)
 
 
 def _new_vm(fields: Mapping[str, Any]) -> _VirtualMachine:
     step = "virtual_machine"
-    check_step(fields, step, required=("power", "additions", "execute_access"),
-               optional=VM_OPTIONAL)
+    check_step(
+        fields, step, required=("power", "additions", "execute_access"), optional=VM_OPTIONAL
+    )
     _one_of(step, "power", fields["power"], POWER_STATES)
-    vm = _VirtualMachine(fields["power"], _flag(step, "additions", fields["additions"]),
-                         _flag(step, "execute_access", fields["execute_access"]))
+    vm = _VirtualMachine(
+        fields["power"],
+        _flag(step, "additions", fields["additions"]),
+        _flag(step, "execute_access", fields["execute_access"]),
+    )
     vm.guest = _guest_of(fields.get("guest", {}))
     vm.heartbeat = fields.get("heartbeat", vm.heartbeat)
     _one_of(step, "heartbeat", vm.heartbeat, HEARTBEAT)
@@ -581,9 +662,15 @@ def _guest_of(value: Any) -> dict[str, Any]:
 def _vm_row(vm_id: str, vm: _VirtualMachine) -> dict[str, Any]:
     guest = {**vm.guest, "version_info": dict(vm.guest["version_info"])}  # strings and numbers
     return {
-        "id": vm_id, "guest": guest, "heartbeat": vm.heartbeat,
-        "remote_desktop": vm.remote_desktop, "dvd_drive": vm.dvd_drive,
-        "time_sync": vm.time_sync, "screen_locked": vm.screen_locked,
-        "never_started": vm.never_started, "power": vm.power, "additions": vm.additions,
+        "id": vm_id,
+        "guest": guest,
+        "heartbeat": vm.heartbeat,
+        "remote_desktop": vm.remote_desktop,
+        "dvd_drive": vm.dvd_drive,
+        "time_sync": vm.time_sync,
+        "screen_locked": vm.screen_locked,
+        "never_started": vm.never_started,
+        "power": vm.power,
+        "additions": vm.additions,
         "execute_access": vm.execute_access,
     }

@@ -39,7 +39,8 @@ def require_windows() -> None:
         raise ProviderUnavailable(
             "needs Windows: the windows provider calls iscsidsc.dll and COM (VDS, Virtual PC) "
             f"on the machine under test, and this machine runs {platform.system() or sys.platform}"
-            "; run it there (pip install conformance[windows])")
+            "; run it there (pip install conformance[windows])"
+        )
 
 
 class WindowsProvider(Provider):
@@ -47,42 +48,57 @@ class WindowsProvider(Provider):
 
     name = "windows"
 
-    def __init__(self, *, config: str | os.PathLike[str] | Mapping[str, Any] | None = None
-                 ) -> None:
+    def __init__(self, *, config: str | os.PathLike[str] | Mapping[str, Any] | None = None) -> None:
         """`config`: the config file (default: $CONFORMANCE_WINDOWS_CONFIG, else none)."""
         require_windows()
         from ._com import Ole
 
         ole: Lazy[Ole] = Lazy("COM", Ole)
         self._ole = ole
-        self._start(config,
-                    Lazy("iscsidsc.dll", IscsiDsc),
-                    Lazy("the VDS service", lambda: VdsService(ole.get())),
-                    Lazy("Virtual PC", lambda: VirtualPc(ole.get())))
+        self._start(
+            config,
+            Lazy("iscsidsc.dll", IscsiDsc),
+            Lazy("the VDS service", lambda: VdsService(ole.get())),
+            Lazy("Virtual PC", lambda: VirtualPc(ole.get())),
+        )
 
     @classmethod
-    def with_apis(cls, *, config: Any = None, iscsi: IscsiApi | None = None,
-                  vds: VdsApi | None = None, vpc: VpcApi | None = None) -> WindowsProvider:
+    def with_apis(
+        cls,
+        *,
+        config: Any = None,
+        iscsi: IscsiApi | None = None,
+        vds: VdsApi | None = None,
+        vpc: VpcApi | None = None,
+    ) -> WindowsProvider:
         """The provider over given API objects (fakes in tests); skips the platform check."""
+
         def lent(what: str, api: Any, missing: str) -> Lazy[Any]:
             return Lazy(what, (lambda: api) if api is not None else _raiser(missing))
 
         provider = cls.__new__(cls)
         provider._ole = None
-        provider._start(config, lent("iscsidsc.dll", iscsi, "iscsidsc.dll: not given"),
-                        lent("the VDS service", vds, "the VDS service: not given"),
-                        lent("Virtual PC", vpc, MISSING))
+        provider._start(
+            config,
+            lent("iscsidsc.dll", iscsi, "iscsidsc.dll: not given"),
+            lent("the VDS service", vds, "the VDS service: not given"),
+            lent("Virtual PC", vpc, MISSING),
+        )
         return provider
 
-    def _start(self, config: Any, iscsi: Lazy[IscsiApi], vds: Lazy[VdsApi],
-               vpc: Lazy[VpcApi]) -> None:
+    def _start(
+        self, config: Any, iscsi: Lazy[IscsiApi], vds: Lazy[VdsApi], vpc: Lazy[VpcApi]
+    ) -> None:
         try:
             self.config = load_config(config)
         except ConfigError as exc:
             raise ProviderUnavailable(f"windows provider config: {exc}") from exc
         self._apis = (iscsi, vds, vpc)
-        self._families = (IscsiFamily(self.config, iscsi), VdsFamily(self.config, vds, iscsi),
-                          VpcFamily(self.config, vpc))
+        self._families = (
+            IscsiFamily(self.config, iscsi),
+            VdsFamily(self.config, vds, iscsi),
+            VpcFamily(self.config, vpc),
+        )
         self._by_step = _index(self._families, "steps")
         self._by_fault = _index(self._families, "faults")
         self._by_method = _index(self._families, "methods")

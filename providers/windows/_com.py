@@ -117,8 +117,11 @@ def async_outcome(out_name: str, result: AsyncResult) -> Outcome:
     """An Outcome for the contract: the pointer as returned (so a non-NULL pointer on failure
     shows), the completion only when an async object came back."""
     completion = result.completion if result.handle is not None else None
-    return Outcome(hresult=u32(result.hresult), outputs={out_name: result.handle},
-                   completion=None if completion is None else u32(completion))
+    return Outcome(
+        hresult=u32(result.hresult),
+        outputs={out_name: result.handle},
+        completion=None if completion is None else u32(completion),
+    )
 
 
 def dispatch_hresult(invoke_hresult: int, scode: int, wcode: int) -> int:
@@ -139,9 +142,12 @@ def dispatch_hresult(invoke_hresult: int, scode: int, wcode: int) -> int:
 
 def variant_value(value: Any) -> Any:
     """A result VARIANT as Python, for the automation types Virtual PC's members return."""
-    readers = {C["VT_BSTR"]: lambda v: _structs.read_wide(v.bstrVal) or "",
-               C["VT_BOOL"]: lambda v: v.boolVal != 0, C["VT_I4"]: lambda v: int(v.lVal),
-               C["VT_EMPTY"]: lambda v: None}
+    readers = {
+        C["VT_BSTR"]: lambda v: _structs.read_wide(v.bstrVal) or "",
+        C["VT_BOOL"]: lambda v: v.boolVal != 0,
+        C["VT_I4"]: lambda v: int(v.lVal),
+        C["VT_EMPTY"]: lambda v: None,
+    }
     reader = readers.get(value.vt)
     if reader is None:
         raise ComError(f"a VARIANT of type {value.vt}", 0x80020005)  # DISP_E_TYPEMISMATCH
@@ -196,8 +202,9 @@ class ComObject:
         """QueryInterface; None when the object does not implement `interface`."""
         out = ctypes.c_void_p()
         iid = guid(_structs.iid(interface))
-        hresult = u32(self.raw("QueryInterface", ctypes.byref(iid), ctypes.byref(out),
-                               interface="IUnknown"))
+        hresult = u32(
+            self.raw("QueryInterface", ctypes.byref(iid), ctypes.byref(out), interface="IUnknown")
+        )
         if failed(hresult) or not out.value:
             return None
         return ComObject(out.value, interface)
@@ -302,8 +309,9 @@ class Ole:
             context |= C["CLSCTX_ALL"]
         out = ctypes.c_void_p()
         iid = guid(_structs.iid(interface))
-        hresult = u32(self._create(ctypes.byref(clsid), None, context, ctypes.byref(iid),
-                                   ctypes.byref(out)))
+        hresult = u32(
+            self._create(ctypes.byref(clsid), None, context, ctypes.byref(iid), ctypes.byref(out))
+        )
         if failed(hresult) or not out.value:
             raise ComError(f"CoCreateInstance({guid_text(clsid)}, {interface})", hresult)
         return ComObject(out.value, interface)
@@ -340,8 +348,7 @@ class Dispatch:
         names = (ctypes.c_void_p * 1)(ctypes.cast(text, ctypes.c_void_p).value)
         dispid = ctypes.c_int32()
         iid_null = guid(GUID_NULL)
-        self.obj.check("GetIDsOfNames", ctypes.byref(iid_null), names, 1, 0,
-                       ctypes.byref(dispid))
+        self.obj.check("GetIDsOfNames", ctypes.byref(iid_null), names, 1, 0, ctypes.byref(dispid))
         return dispid.value
 
     def invoke(self, name: str, flags: int, *args: bool | int | str) -> tuple[int, Any]:
@@ -368,15 +375,26 @@ class Dispatch:
         named = ctypes.c_int32(C["DISPID_PROPERTYPUT"])
         params = _structs.struct("DISPPARAMS")(
             ctypes.cast(argv, ctypes.POINTER(variant)),
-            ctypes.pointer(named) if put else None, count, 1 if put else 0)
+            ctypes.pointer(named) if put else None,
+            count,
+            1 if put else 0,
+        )
         result = variant()
         excepinfo = _structs.struct("EXCEPINFO")()
         arg_err = ctypes.c_uint32()
         iid_null = guid(GUID_NULL)
         try:
-            hresult = self.obj.call("Invoke", self.dispid(name), ctypes.byref(iid_null), 0, flags,
-                                    ctypes.byref(params), None if put else ctypes.byref(result),
-                                    ctypes.byref(excepinfo), ctypes.byref(arg_err))
+            hresult = self.obj.call(
+                "Invoke",
+                self.dispid(name),
+                ctypes.byref(iid_null),
+                0,
+                flags,
+                ctypes.byref(params),
+                None if put else ctypes.byref(result),
+                ctypes.byref(excepinfo),
+                ctypes.byref(arg_err),
+            )
         finally:
             for bstr in bstrs:
                 self.ole.sys_free(bstr)

@@ -33,26 +33,35 @@ _SECTIONS: dict[str, tuple[dict[str, type], dict[str, type]]] = {
     "portals": ({"address": str}, {"port": int}),
     # The facts a virtual-pc step states about a machine, as the operator knows them; a step
     # field the entry leaves out cannot be checked, so such a step is not applicable.
-    "virtual_machines": ({"name": str, "power": str, "additions": bool, "execute_access": bool},
-                         {"guest": dict, "heartbeat": int, "remote_desktop": str,
-                          "dvd_drive": str, "time_sync": bool, "screen_locked": bool,
-                          "never_started": bool, "guest_actions": bool}),
+    "virtual_machines": (
+        {"name": str, "power": str, "additions": bool, "execute_access": bool},
+        {
+            "guest": dict,
+            "heartbeat": int,
+            "remote_desktop": str,
+            "dvd_drive": str,
+            "time_sync": bool,
+            "screen_locked": bool,
+            "never_started": bool,
+            "guest_actions": bool,
+        },
+    ),
 }
 _HINTS = {
     "initiators": "instance: the HBA instance name ReportIScsiInitiatorList shows "
-                  "(e.g. ROOT\\ISCSIPRT\\0000_0)",
+    "(e.g. ROOT\\ISCSIPRT\\0000_0)",
     "ports": "initiator: its initiator's name in this file, number: the HBA port number",
     "iscsi_sessions": "iqn, address (and port) of a reachable target a session may be opened "
-                      "to (LoginIScsiTarget)",
+    "to (LoginIScsiTarget)",
     "initiator_adapters": "name: the adapter's VDS name, or id: its VDS_OBJECT_ID",
     "initiator_portals": "adapter: its adapter's name in this file, address: the initiator "
-                         "portal's IP address",
+    "portal's IP address",
     "targets": "iqn: the iSCSI name of a target a VDS hardware provider already exposes",
     "portals": "address: a portal's IP address on the storage array, port: its TCP port",
     "virtual_machines": "name: the Virtual PC machine's name, and the power, additions and "
-                        "execute_access it has (and any other fact of the virtual-pc domain "
-                        "its steps state; guest_actions: true lets Shutdown, Restart and "
-                        "InstallIntegrationComponents act on it)",
+    "execute_access it has (and any other fact of the virtual-pc domain "
+    "its steps state; guest_actions: true lets Shutdown, Restart and "
+    "InstallIntegrationComponents act on it)",
 }
 POWER_STATES = ("running", "off", "saved")
 DEFAULT_PORTAL_PORT = 3260
@@ -76,8 +85,10 @@ class Config:
         """The lent object, or Unsupported saying what to add to which file."""
         entry = self.lent(section, name)
         if entry is None:
-            raise Unsupported(f"{why}: name an existing one as {section}.{name} in the "
-                              f"config file ({self.path}; {ENV_VAR}); {_HINTS[section]}")
+            raise Unsupported(
+                f"{why}: name an existing one as {section}.{name} in the "
+                f"config file ({self.path}; {ENV_VAR}); {_HINTS[section]}"
+            )
         return entry
 
 
@@ -106,12 +117,14 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | None = None
 
 def parse_config(data: Any, where: str) -> Config:
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: the config must be a mapping of sections, got "
-                          f"{type(data).__name__}")
+        raise ConfigError(
+            f"{where}: the config must be a mapping of sections, got {type(data).__name__}"
+        )
     unknown = sorted(set(map(str, data)) - set(_SECTIONS))
     if unknown:
-        raise ConfigError(f"{where}: unknown section(s) {', '.join(unknown)}; known: "
-                          f"{', '.join(_SECTIONS)}")
+        raise ConfigError(
+            f"{where}: unknown section(s) {', '.join(unknown)}; known: {', '.join(_SECTIONS)}"
+        )
     sections = {name: _section(data[name], name, where) for name in _SECTIONS if name in data}
     _check_references(sections, where)
     _check_distinct(sections, where)
@@ -122,8 +135,9 @@ def _section(entries: Any, section: str, where: str) -> dict[str, dict[str, Any]
     if entries is None:
         return {}
     if not isinstance(entries, Mapping):
-        raise ConfigError(f"{where}: {section} must map scenario names to objects "
-                          f"({_HINTS[section]})")
+        raise ConfigError(
+            f"{where}: {section} must map scenario names to objects ({_HINTS[section]})"
+        )
     return {str(name): _entry(value, section, str(name), where) for name, value in entries.items()}
 
 
@@ -137,11 +151,13 @@ def _entry(value: Any, section: str, name: str, where: str) -> dict[str, Any]:
         raise ConfigError(f"{at}: missing {', '.join(missing)} ({_HINTS[section]})")
     extra = sorted(set(map(str, value)) - set(required) - set(optional))
     if extra:
-        raise ConfigError(f"{at}: unknown field(s) {', '.join(extra)}; known: "
-                          f"{', '.join([*required, *optional])}")
+        raise ConfigError(
+            f"{at}: unknown field(s) {', '.join(extra)}; known: {', '.join([*required, *optional])}"
+        )
     for key, kind in {**required, **optional}.items():
-        if key in value and (not isinstance(value[key], kind)
-                             or (kind is int and isinstance(value[key], bool))):
+        if key in value and (
+            not isinstance(value[key], kind) or (kind is int and isinstance(value[key], bool))
+        ):
             raise ConfigError(f"{at}.{key}: expected {_kind_name(kind)}, got {value[key]!r}")
     entry = dict(value)
     _check_entry(entry, section, at)
@@ -149,8 +165,9 @@ def _entry(value: Any, section: str, name: str, where: str) -> dict[str, Any]:
 
 
 def _kind_name(kind: type) -> str:
-    return {str: "a string", int: "an integer", bool: "true or false",
-            dict: "a mapping"}.get(kind, str(kind))
+    return {str: "a string", int: "an integer", bool: "true or false", dict: "a mapping"}.get(
+        kind, str(kind)
+    )
 
 
 def _check_entry(entry: dict[str, Any], section: str, at: str) -> None:
@@ -163,8 +180,10 @@ def _check_entry(entry: dict[str, Any], section: str, at: str) -> None:
             raise ConfigError(f"{at}.id: {entry['id']!r} is not a GUID")
         entry["id"] = guid_key(entry["id"])
     if section == "ports" and not 0 <= entry["number"] <= 0xFFFFFFFE:
-        raise ConfigError(f"{at}.number: {entry['number']} is not a port number (0..0xFFFFFFFE; "
-                          "0xFFFFFFFF is ISCSI_ALL_INITIATOR_PORTS)")
+        raise ConfigError(
+            f"{at}.number: {entry['number']} is not a port number (0..0xFFFFFFFE; "
+            "0xFFFFFFFF is ISCSI_ALL_INITIATOR_PORTS)"
+        )
     if section in ("portals", "iscsi_sessions"):
         entry.setdefault("port", DEFAULT_PORTAL_PORT)
         if not 0 < entry["port"] <= 0xFFFF:
@@ -182,35 +201,42 @@ def _check_entry(entry: dict[str, Any], section: str, at: str) -> None:
 
 
 # section -> (field, the section its value names)
-_REFERENCES = {"ports": ("initiator", "initiators"),
-               "initiator_portals": ("adapter", "initiator_adapters")}
+_REFERENCES = {
+    "ports": ("initiator", "initiators"),
+    "initiator_portals": ("adapter", "initiator_adapters"),
+}
 
 
 def _check_references(sections: dict[str, dict[str, dict[str, Any]]], where: str) -> None:
     for section, (key, target) in _REFERENCES.items():
         for name, entry in sections.get(section, {}).items():
             if entry[key] not in sections.get(target, {}):
-                raise ConfigError(f"{where}: {section}.{name}.{key}: {entry[key]!r} is not "
-                                  f"a name under {target}")
+                raise ConfigError(
+                    f"{where}: {section}.{name}.{key}: {entry[key]!r} is not a name under {target}"
+                )
 
 
 def _check_distinct(sections: dict[str, dict[str, dict[str, Any]]], where: str) -> None:
     """Two names for one real object would make the harness's world disagree with itself."""
-    keys = {"initiators": lambda e: e["instance"].casefold(),
-            "ports": lambda e: (e["initiator"], e["number"]),
-            "iscsi_sessions": lambda e: id(e),  # several sessions to one target are fine
-            "initiator_portals": lambda e: (e["adapter"], e["address"]),
-            "initiator_adapters": lambda e: e.get("id") or e["name"].casefold(),
-            "targets": lambda e: e["iqn"].casefold(),
-            "portals": lambda e: (e["address"], e["port"]),
-            "virtual_machines": lambda e: e["name"].casefold()}
+    keys = {
+        "initiators": lambda e: e["instance"].casefold(),
+        "ports": lambda e: (e["initiator"], e["number"]),
+        "iscsi_sessions": lambda e: id(e),  # several sessions to one target are fine
+        "initiator_portals": lambda e: (e["adapter"], e["address"]),
+        "initiator_adapters": lambda e: e.get("id") or e["name"].casefold(),
+        "targets": lambda e: e["iqn"].casefold(),
+        "portals": lambda e: (e["address"], e["port"]),
+        "virtual_machines": lambda e: e["name"].casefold(),
+    }
     for section, entries in sections.items():
         seen: dict[Any, str] = {}
         for name, entry in entries.items():
             key = keys[section](entry)
             if key in seen:
-                raise ConfigError(f"{where}: {section}.{name} and {section}.{seen[key]} name "
-                                  "the same object; each real object may stand for one name")
+                raise ConfigError(
+                    f"{where}: {section}.{name} and {section}.{seen[key]} name "
+                    "the same object; each real object may stand for one name"
+                )
             seen[key] = name
 
 
@@ -309,8 +335,9 @@ class Lazy(Generic[T]):
         return self._value
 
 
-def exact_fields(fields: Mapping[str, Any], what: str, required: tuple[str, ...],
-                 optional: tuple[str, ...] = ()) -> None:
+def exact_fields(
+    fields: Mapping[str, Any], what: str, required: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> None:
     """A step's (or call's) fields as the backend knows them: a missing one is the caller's
     error, an unknown one a shape this backend was not written for (Unsupported, so the
     check says so instead of the backend guessing)."""

@@ -56,8 +56,9 @@ class Portal:
     @classmethod
     def parse(cls, value: Any, what: str) -> Portal:
         if not isinstance(value, Mapping) or set(value) != set(_PORTAL_FIELDS):
-            raise ValueError(f"{what}: a portal is a mapping of exactly {_PORTAL_FIELDS}, "
-                             f"got {value!r}")
+            raise ValueError(
+                f"{what}: a portal is a mapping of exactly {_PORTAL_FIELDS}, got {value!r}"
+            )
         name, address, socket = (value[f] for f in _PORTAL_FIELDS)
         if not isinstance(name, str) or not isinstance(address, str):
             raise ValueError(f"{what}: SymbolicName and Address must be strings")
@@ -70,8 +71,9 @@ class Portal:
         return self.symbolic_name == "" and self.address == "" and self.socket == 0
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(zip(_PORTAL_FIELDS, (self.symbolic_name, self.address, self.socket),
-                        strict=True))
+        return dict(
+            zip(_PORTAL_FIELDS, (self.symbolic_name, self.address, self.socket), strict=True)
+        )
 
 
 BLANK_PORTAL = Portal("", "", 0)
@@ -88,11 +90,13 @@ class PersistentLogin:
 
     def same(self, other: PersistentLogin) -> bool:
         """The same login; iSCSI names and host names compare without case."""
-        return (self.initiator.casefold() == other.initiator.casefold()
-                and self.port == other.port
-                and self.target_name.casefold() == other.target_name.casefold()
-                and self.portal.address.casefold() == other.portal.address.casefold()
-                and self.portal.socket == other.portal.socket)
+        return (
+            self.initiator.casefold() == other.initiator.casefold()
+            and self.port == other.port
+            and self.target_name.casefold() == other.target_name.casefold()
+            and self.portal.address.casefold() == other.portal.address.casefold()
+            and self.portal.socket == other.portal.socket
+        )
 
 
 @dataclass(frozen=True)
@@ -134,26 +138,32 @@ class StaticTarget:
 def portal_struct(portal: Portal, wide: bool, code_page: str) -> Any:
     """ISCSI_TARGET_PORTALA/W for a portal; TextError if a member cannot be carried."""
     value = _structs.struct("ISCSI_TARGET_PORTALW" if wide else "ISCSI_TARGET_PORTALA")()
-    _structs.put_text(value, "SymbolicName", portal.symbolic_name, wide, code_page,
-                      "Portal.SymbolicName")
+    _structs.put_text(
+        value, "SymbolicName", portal.symbolic_name, wide, code_page, "Portal.SymbolicName"
+    )
     _structs.put_text(value, "Address", portal.address, wide, code_page, "Portal.Address")
     value.Socket = portal.socket
     return value
 
 
 def portal_from_struct(value: Any, wide: bool, code_page: str) -> Portal:
-    return Portal(_structs.get_text(value, "SymbolicName", wide, code_page),
-                  _structs.get_text(value, "Address", wide, code_page), int(value.Socket))
+    return Portal(
+        _structs.get_text(value, "SymbolicName", wide, code_page),
+        _structs.get_text(value, "Address", wide, code_page),
+        int(value.Socket),
+    )
 
 
-def portal_group_struct(portals: list[Portal], wide: bool = True,
-                        code_page: str = "ascii") -> Any:
+def portal_group_struct(portals: list[Portal], wide: bool = True, code_page: str = "ascii") -> Any:
     """ISCSI_TARGET_PORTAL_GROUPA/W with its flexible array sized to `portals`."""
     suffix = "W" if wide else "A"
     layout = _structs.struct(f"ISCSI_TARGET_PORTAL_GROUP{suffix}")
     element = _structs.struct(f"ISCSI_TARGET_PORTAL{suffix}")
-    sized = type(f"ISCSI_TARGET_PORTAL_GROUP{suffix}_N", (ctypes.Structure,), {
-        "_fields_": (("Count", ctypes.c_uint32), ("Portals", element * len(portals)))})
+    sized = type(
+        f"ISCSI_TARGET_PORTAL_GROUP{suffix}_N",
+        (ctypes.Structure,),
+        {"_fields_": (("Count", ctypes.c_uint32), ("Portals", element * len(portals)))},
+    )
     assert sized.Portals.offset == layout.Portals.offset, "flexible array moved"
     group = sized()
     group.Count = len(portals)
@@ -162,18 +172,23 @@ def portal_group_struct(portals: list[Portal], wide: bool = True,
     return group
 
 
-def parse_persistent_logins(buffer: Any, count: int, wide: bool = True,
-                            code_page: str = "ascii") -> list[PersistentLogin]:
+def parse_persistent_logins(
+    buffer: Any, count: int, wide: bool = True, code_page: str = "ascii"
+) -> list[PersistentLogin]:
     """The PERSISTENT_ISCSI_LOGIN_INFOA/W array ReportIScsiPersistentLogins filled in."""
     info = _structs.struct("PERSISTENT_ISCSI_LOGIN_INFO" + ("W" if wide else "A"))
     if count * ctypes.sizeof(info) > ctypes.sizeof(buffer):
         raise ValueError(f"{count} logins do not fit in a {ctypes.sizeof(buffer)}-byte buffer")
     array = ctypes.cast(buffer, ctypes.POINTER(info))
-    return [PersistentLogin(_structs.get_text(array[i], "InitiatorInstance", wide, code_page),
-                            int(array[i].InitiatorPortNumber),
-                            _structs.get_text(array[i], "TargetName", wide, code_page),
-                            portal_from_struct(array[i].TargetPortal, wide, code_page))
-            for i in range(count)]
+    return [
+        PersistentLogin(
+            _structs.get_text(array[i], "InitiatorInstance", wide, code_page),
+            int(array[i].InitiatorPortNumber),
+            _structs.get_text(array[i], "TargetName", wide, code_page),
+            portal_from_struct(array[i].TargetPortal, wide, code_page),
+        )
+        for i in range(count)
+    ]
 
 
 def session_id_text(value: Any) -> str:
@@ -206,14 +221,18 @@ def parse_sessions(buffer: Any, count: int) -> list[Session]:
     array = ctypes.cast(buffer, ctypes.POINTER(info))
     sessions = []
     for i in range(count):
-        target = _structs.read_wide(array[i].TargetNodeName) or \
-            _structs.read_wide(array[i].TargetName) or ""
+        target = (
+            _structs.read_wide(array[i].TargetNodeName)
+            or _structs.read_wide(array[i].TargetName)
+            or ""
+        )
         sessions.append(Session(session_id_text(array[i].SessionId), target))
     return sessions
 
 
-def fetch_sized(call: Callable[[int], tuple[int, int]], first: int = 4096,
-                tries: int = 4) -> tuple[int, int]:
+def fetch_sized(
+    call: Callable[[int], tuple[int, int]], first: int = 4096, tries: int = 4
+) -> tuple[int, int]:
     """The report-function dance: call with a size, grow to what it asks while it says the
     buffer is too small. `call(size)` returns (status, size it needs); the result is
     (status, the size that worked)."""
@@ -242,10 +261,12 @@ class IscsiApi(Protocol):
     def add_static(self, wide: bool, target: StaticTarget) -> int: ...
     def remove_static(self, wide: bool, name: str) -> int: ...
     def login(self, wide: bool, login: Login) -> tuple[int, str | None]: ...
-    def report_persistent(self, wide: bool, buffer: bool
-                          ) -> tuple[int, int, list[PersistentLogin] | None]: ...
-    def remove_persistent(self, wide: bool, instance: str, port: int, name: str,
-                          portal: Portal | None) -> int: ...
+    def report_persistent(
+        self, wide: bool, buffer: bool
+    ) -> tuple[int, int, list[PersistentLogin] | None]: ...
+    def remove_persistent(
+        self, wide: bool, instance: str, port: int, name: str, portal: Portal | None
+    ) -> int: ...
     def logout(self, session_id: str) -> int: ...
 
 
@@ -256,8 +277,9 @@ def _suffix(wide: bool) -> str:
 class IscsiDsc:
     """iscsidsc.dll through ctypes; constructing it needs Windows (or a stand-in `dll`)."""
 
-    _EXPORTS = tuple(name for name, decl in _layouts.FUNCTIONS.items()
-                     if decl["dll"].lower() == "iscsidsc.dll")
+    _EXPORTS = tuple(
+        name for name, decl in _layouts.FUNCTIONS.items() if decl["dll"].lower() == "iscsidsc.dll"
+    )
 
     def __init__(self, dll: Any = None, code_page: str | None = None) -> None:
         """`dll`/`code_page` stand in for iscsidsc.dll and GetACP in tests."""
@@ -284,8 +306,9 @@ class IscsiDsc:
         def call(chars: int) -> tuple[int, int]:
             buffers[:] = [(ctypes.c_uint16 * chars)()]
             size = ctypes.c_uint32(chars)
-            return self._status(name, *leading, ctypes.byref(size),
-                                ctypes.cast(buffers[0], ctypes.c_void_p)), size.value
+            return self._status(
+                name, *leading, ctypes.byref(size), ctypes.cast(buffers[0], ctypes.c_void_p)
+            ), size.value
 
         status, _ = fetch_sized(call)
         if status != ERROR_SUCCESS:
@@ -304,8 +327,9 @@ class IscsiDsc:
             raise OSError(f"ReportIScsiPersistentLoginsW failed with {hex32(status)}")
         return logins
 
-    def report_persistent(self, wide: bool, buffer: bool
-                          ) -> tuple[int, int, list[PersistentLogin] | None]:
+    def report_persistent(
+        self, wide: bool, buffer: bool
+    ) -> tuple[int, int, list[PersistentLogin] | None]:
         """(status, Count, the logins); `buffer` False is the size query (NULL, size 0)."""
         name = "ReportIScsiPersistentLogins" + _suffix(wide)
         info = _structs.struct("PERSISTENT_ISCSI_LOGIN_INFO" + _suffix(wide))
@@ -325,8 +349,11 @@ class IscsiDsc:
         status, _ = fetch_sized(call, first=64 * 1024)
         if status != ERROR_SUCCESS:
             return status, count.value, None
-        return status, count.value, parse_persistent_logins(buffers[0], count.value, wide,
-                                                            self.code_page)
+        return (
+            status,
+            count.value,
+            parse_persistent_logins(buffers[0], count.value, wide, self.code_page),
+        )
 
     def sessions(self) -> list[Session]:
         buffers: list[Any] = []
@@ -336,8 +363,9 @@ class IscsiDsc:
             buffers[:] = [ctypes.create_string_buffer(size_bytes)]
             size = ctypes.c_uint32(size_bytes)
             info = ctypes.cast(buffers[0], ctypes.POINTER(_structs.struct("ISCSI_SESSION_INFOW")))
-            return self._status("GetIScsiSessionListW", ctypes.byref(size), ctypes.byref(count),
-                                info), size.value
+            return self._status(
+                "GetIScsiSessionListW", ctypes.byref(size), ctypes.byref(count), info
+            ), size.value
 
         status, _ = fetch_sized(call, first=64 * 1024)
         if status != ERROR_SUCCESS:
@@ -348,11 +376,21 @@ class IscsiDsc:
         group = None
         if target.portals is not None:
             sized = portal_group_struct(list(target.portals), wide, self.code_page)
-            group = ctypes.cast(ctypes.pointer(sized), ctypes.POINTER(
-                _structs.struct("ISCSI_TARGET_PORTAL_GROUP" + _suffix(wide))))
+            group = ctypes.cast(
+                ctypes.pointer(sized),
+                ctypes.POINTER(_structs.struct("ISCSI_TARGET_PORTAL_GROUP" + _suffix(wide))),
+            )
         name, alias = self._text(target.target_name, wide), self._text(target.alias, wide)
-        return self._status("AddIScsiStaticTarget" + _suffix(wide), name, alias, target.flags,
-                            int(target.persist), None, None, group)
+        return self._status(
+            "AddIScsiStaticTarget" + _suffix(wide),
+            name,
+            alias,
+            target.flags,
+            int(target.persist),
+            None,
+            None,
+            group,
+        )
 
     def remove_static(self, wide: bool, name: str) -> int:
         return self._status("RemoveIScsiStaticTarget" + _suffix(wide), self._text(name, wide))
@@ -361,25 +399,45 @@ class IscsiDsc:
         """(status, the new session's id when one was opened)."""
         target, instance = self._text(login.target_name, wide), self._text(login.instance, wide)
         key = None if login.key is None else _structs.c_string(login.key, False, self.code_page)
-        portal = None if login.portal is None else ctypes.byref(
-            portal_struct(login.portal, wide, self.code_page))
+        portal = (
+            None
+            if login.portal is None
+            else ctypes.byref(portal_struct(login.portal, wide, self.code_page))
+        )
         session = _structs.struct("ISCSI_UNIQUE_SESSION_ID")()
         connection = _structs.struct("ISCSI_UNIQUE_SESSION_ID")()
         status = self._status(
-            "LoginIScsiTarget" + _suffix(wide), target, int(login.informational), instance,
-            login.port, portal, login.security_flags, None, None,
+            "LoginIScsiTarget" + _suffix(wide),
+            target,
+            int(login.informational),
+            instance,
+            login.port,
+            portal,
+            login.security_flags,
+            None,
+            None,
             0 if key is None else len(key) - 1,
             None if key is None else ctypes.cast(key, ctypes.c_void_p),
-            int(login.persistent), ctypes.byref(session), ctypes.byref(connection))
+            int(login.persistent),
+            ctypes.byref(session),
+            ctypes.byref(connection),
+        )
         opened = status == ERROR_SUCCESS and (session.AdapterUnique or session.AdapterSpecific)
         return status, session_id_text(session) if opened else None
 
-    def remove_persistent(self, wide: bool, instance: str, port: int, name: str,
-                          portal: Portal | None) -> int:
-        value = None if portal is None else ctypes.byref(portal_struct(portal, wide,
-                                                                       self.code_page))
-        return self._status("RemoveIScsiPersistentTarget" + _suffix(wide),
-                            self._text(instance, wide), port, self._text(name, wide), value)
+    def remove_persistent(
+        self, wide: bool, instance: str, port: int, name: str, portal: Portal | None
+    ) -> int:
+        value = (
+            None if portal is None else ctypes.byref(portal_struct(portal, wide, self.code_page))
+        )
+        return self._status(
+            "RemoveIScsiPersistentTarget" + _suffix(wide),
+            self._text(instance, wide),
+            port,
+            self._text(name, wide),
+            value,
+        )
 
     def logout(self, session_id: str) -> int:
         return self._status(LOGOUT, ctypes.byref(session_id_struct(session_id_key(session_id))))
@@ -388,13 +446,20 @@ class IscsiDsc:
 # --------------------------------------------------------------------------- the family
 
 
-def could_remove(login: PersistentLogin, instance: str, port: int, name: str,
-                 portal: Portal | None, variants: Callable[[str], set[str]]) -> bool:
+def could_remove(
+    login: PersistentLogin,
+    instance: str,
+    port: int,
+    name: str,
+    portal: Portal | None,
+    variants: Callable[[str], set[str]],
+) -> bool:
     """Whether RemoveIScsiPersistentTarget with these arguments might remove `login`.
 
     Deliberately generous (no case, both the text and its ANSI round trip), because it guards
     the host: a login this says no to is one the call cannot touch.
     """
+
     def among(value: str, text: str) -> bool:
         return value.casefold() in {v.casefold() for v in variants(text)}
 
@@ -410,7 +475,7 @@ def could_remove(login: PersistentLogin, instance: str, port: int, name: str,
 _FAULT_REASONS = {
     "session_device_in_use": "a device of a real session cannot be held in use on demand",
     "persistent_login_store_fails": "making an HBA's persistent login store fail needs the "
-                                    "miniport vendor's own test hooks",
+    "miniport vendor's own test hooks",
 }
 
 
@@ -427,29 +492,46 @@ class IscsiFamily:
 
     steps = ("initiator", "port", "persistent_target", "static_target", "iscsi_session")
     faults = tuple(_FAULT_REASONS)
-    collections = ("initiators", "ports", "persistent_targets", "static_targets",
-                   "iscsi_sessions")
-    methods = (ADD_STATIC_W, ADD_STATIC_A, REMOVE_STATIC_W, REMOVE_STATIC_A, REPORT_W,
-               REPORT_A, REMOVE_W, REMOVE_A, LOGIN_W, LOGIN_A, LOGOUT)
+    collections = ("initiators", "ports", "persistent_targets", "static_targets", "iscsi_sessions")
+    methods = (
+        ADD_STATIC_W,
+        ADD_STATIC_A,
+        REMOVE_STATIC_W,
+        REMOVE_STATIC_A,
+        REPORT_W,
+        REPORT_A,
+        REMOVE_W,
+        REMOVE_A,
+        LOGIN_W,
+        LOGIN_A,
+        LOGOUT,
+    )
 
     def __init__(self, config: Config, api: Lazy[IscsiApi]) -> None:
         self.config = config
         self.api = api
         self.ledger = Ledger()
         self._makers: dict[str, Callable[[str, Mapping[str, Any]], str]] = {
-            "initiator": self._borrow_initiator, "port": self._borrow_port,
+            "initiator": self._borrow_initiator,
+            "port": self._borrow_port,
             "persistent_target": self._create_persistent_login,
-            "static_target": self._create_static, "iscsi_session": self._create_session}
+            "static_target": self._create_static,
+            "iscsi_session": self._create_session,
+        }
         self._handlers: dict[str, Callable[[bool, Mapping[str, Any]], Outcome]] = {
-            "AddIScsiStaticTarget": self._add_static, "RemoveIScsiStaticTarget":
-            self._remove_static, "ReportIScsiPersistentLogins": self._report,
+            "AddIScsiStaticTarget": self._add_static,
+            "RemoveIScsiStaticTarget": self._remove_static,
+            "ReportIScsiPersistentLogins": self._report,
             "RemoveIScsiPersistentTarget": self._remove_persistent,
-            "LoginIScsiTarget": self._login}
+            "LoginIScsiTarget": self._login,
+        }
         self._observers: dict[str, Callable[[], list[dict[str, Any]]]] = {
             "initiators": lambda: [{"id": i} for i in self._initiators.values()],
             "ports": lambda: [{"id": str(n), "initiator": o} for o, n in self._ports.values()],
             "persistent_targets": self._observe_logins,
-            "static_targets": self._observe_static, "iscsi_sessions": self._observe_sessions}
+            "static_targets": self._observe_static,
+            "iscsi_sessions": self._observe_sessions,
+        }
         self.reset_names()
 
     def reset_names(self) -> None:
@@ -484,13 +566,16 @@ class IscsiFamily:
 
     def _borrow_initiator(self, name: str, fields: Mapping[str, Any]) -> str:
         exact_fields(fields, "initiator", ())
-        entry = self.config.require("initiators", name,
-                                    "an iSCSI initiator (an HBA instance) cannot be created")
+        entry = self.config.require(
+            "initiators", name, "an iSCSI initiator (an HBA instance) cannot be created"
+        )
         instance = entry["instance"]
         known = self.api.get().initiators()
         if instance.casefold() not in {i.casefold() for i in known}:
-            raise Unsupported(f"initiators.{name}: {instance!r} is not an initiator on this "
-                              f"host (ReportIScsiInitiatorList: {known})")
+            raise Unsupported(
+                f"initiators.{name}: {instance!r} is not an initiator on this "
+                f"host (ReportIScsiInitiatorList: {known})"
+            )
         self._initiators[name] = instance
         return instance
 
@@ -499,8 +584,10 @@ class IscsiFamily:
         entry = self.config.require("ports", name, "an HBA port cannot be created")
         owner = self._initiators.get(entry["initiator"])
         if owner is None or owner != fields["initiator"]:
-            raise Unsupported(f"ports.{name} is a port of {entry['initiator']}, but the step "
-                              f"asks for it on {fields['initiator']!r}")
+            raise Unsupported(
+                f"ports.{name} is a port of {entry['initiator']}, but the step "
+                f"asks for it on {fields['initiator']!r}"
+            )
         self._ports[name] = (owner, entry["number"])
         return str(entry["number"])
 
@@ -509,20 +596,37 @@ class IscsiFamily:
         login = self._login_of(fields)
         api = self.api.get()
         if any(login.same(existing) for existing in api.persistent_logins()):
-            raise Unsupported(f"the host already has a persistent login like {login}; the "
-                              "provider neither adopts nor removes the host's own")
+            raise Unsupported(
+                f"the host already has a persistent login like {login}; the "
+                "provider neither adopts nor removes the host's own"
+            )
         self._ensure_target(login.target_name, login.portal)
-        status, _ = _marshal(lambda: api.login(True, Login(
-            login.target_name, False, login.initiator, login.port, login.portal, 0, None,
-            True)))
+        status, _ = _marshal(
+            lambda: api.login(
+                True,
+                Login(
+                    login.target_name,
+                    False,
+                    login.initiator,
+                    login.port,
+                    login.portal,
+                    0,
+                    None,
+                    True,
+                ),
+            )
+        )
         if status != ERROR_SUCCESS:
-            raise Unsupported(f"LoginIScsiTargetW (persistent) refused {login.target_name!r} "
-                              f"with {hex32(status)}; the step cannot be built here")
+            raise Unsupported(
+                f"LoginIScsiTargetW (persistent) refused {login.target_name!r} "
+                f"with {hex32(status)}; the step cannot be built here"
+            )
         login_id = f"persistent-login-{next(self._serial)}"
         self._record_login(login_id, login)
         if login_id not in self._created:
-            raise Unsupported("LoginIScsiTargetW reported success but no such persistent "
-                              "login appeared")
+            raise Unsupported(
+                "LoginIScsiTargetW reported success but no such persistent login appeared"
+            )
         return login_id
 
     def _record_login(self, login_id: str, login: PersistentLogin) -> None:
@@ -538,20 +642,26 @@ class IscsiFamily:
     def _login_of(self, fields: Mapping[str, Any]) -> PersistentLogin:
         instance, port, name = fields["initiator"], fields["port"], fields["target_name"]
         if instance not in self._initiators.values():
-            raise Unsupported(f"initiator ref {instance!r} is not an id this provider returned in "
-                              "this test case (its step was not supported?)")
+            raise Unsupported(
+                f"initiator ref {instance!r} is not an id this provider returned in "
+                "this test case (its step was not supported?)"
+            )
         number = self._port_number(instance, port)
         if number is None:
-            raise ValueError(f"port ref {port!r} is not a port this provider returned for "
-                             f"{instance!r}")
+            raise ValueError(
+                f"port ref {port!r} is not a port this provider returned for {instance!r}"
+            )
         if not isinstance(name, str):
             raise ValueError(f"persistent_target: target_name must be a string, got {name!r}")
-        return PersistentLogin(instance, number, name,
-                               Portal.parse(fields["portal"], "persistent_target.portal"))
+        return PersistentLogin(
+            instance, number, name, Portal.parse(fields["portal"], "persistent_target.portal")
+        )
 
     def _port_number(self, instance: str, port: Any) -> int | None:
-        return next((n for owner, n in self._ports.values()
-                     if owner == instance and str(n) == str(port)), None)
+        return next(
+            (n for owner, n in self._ports.values() if owner == instance and str(n) == str(port)),
+            None,
+        )
 
     def _ensure_target(self, name: str, portal: Portal | None) -> None:
         """LoginIScsiTarget needs a discovered target: add a static one if it is not known."""
@@ -559,33 +669,43 @@ class IscsiFamily:
         if name.casefold() in {t.casefold() for t in api.targets()}:
             return
         portals = None if portal is None or portal.is_blank() else (portal,)
-        status = _marshal(lambda: api.add_static(True, StaticTarget(name, None, 0, False,
-                                                                    portals)))
+        status = _marshal(lambda: api.add_static(True, StaticTarget(name, None, 0, False, portals)))
         if status != ERROR_SUCCESS:
-            raise Unsupported(f"AddIScsiStaticTargetW refused {name!r} with {hex32(status)}; "
-                              "the target cannot be made known to the initiator")
+            raise Unsupported(
+                f"AddIScsiStaticTargetW refused {name!r} with {hex32(status)}; "
+                "the target cannot be made known to the initiator"
+            )
         self._helpers.add(name.casefold())
-        self.ledger.add(f"static-target:{name.casefold()}", f"static target {name!r}",
-                        lambda: self._remove_static_own(name))
+        self.ledger.add(
+            f"static-target:{name.casefold()}",
+            f"static target {name!r}",
+            lambda: self._remove_static_own(name),
+        )
 
     def _create_static(self, name: str, fields: Mapping[str, Any]) -> str:
         exact_fields(fields, "static_target", ("target_name",), ("hidden",))
         target_name, hidden = fields["target_name"], fields.get("hidden", False)
         if not isinstance(target_name, str) or not isinstance(hidden, bool):
-            raise ValueError(f"static_target: target_name is a string and hidden a bool, got "
-                             f"{target_name!r}, {hidden!r}")
-        if any(s.target_name.casefold() == target_name.casefold()
-               for s in self._static.values()):
-            raise Unsupported("the initiator keeps one static target per name; the step asks "
-                              f"for a second {target_name!r}")
+            raise ValueError(
+                f"static_target: target_name is a string and hidden a bool, got "
+                f"{target_name!r}, {hidden!r}"
+            )
+        if any(s.target_name.casefold() == target_name.casefold() for s in self._static.values()):
+            raise Unsupported(
+                "the initiator keeps one static target per name; the step asks "
+                f"for a second {target_name!r}"
+            )
         self._refuse_foreign_static(target_name, lambda t: {t})
         api = self.api.get()
         flags = HIDE_STATIC_TARGET if hidden else 0
-        status = _marshal(lambda: api.add_static(True, StaticTarget(target_name, None, flags,
-                                                                    False, None)))
+        status = _marshal(
+            lambda: api.add_static(True, StaticTarget(target_name, None, flags, False, None))
+        )
         if status != ERROR_SUCCESS:
-            raise Unsupported(f"AddIScsiStaticTargetW refused {target_name!r} with "
-                              f"{hex32(status)}; the step cannot be built here")
+            raise Unsupported(
+                f"AddIScsiStaticTargetW refused {target_name!r} with "
+                f"{hex32(status)}; the step cannot be built here"
+            )
         static_id = f"static-target-{next(self._serial)}"
         self._keep_static(static_id, target_name, hidden)
         return static_id
@@ -606,27 +726,43 @@ class IscsiFamily:
         portal = Portal("", entry["address"], entry["port"])
         self._ensure_target(entry["iqn"], portal)
         api = self.api.get()
-        status, session = _marshal(lambda: api.login(True, Login(
-            entry["iqn"], informational, None, ISCSI_ANY_INITIATOR_PORT, portal, 0, None,
-            False)))
+        status, session = _marshal(
+            lambda: api.login(
+                True,
+                Login(
+                    entry["iqn"],
+                    informational,
+                    None,
+                    ISCSI_ANY_INITIATOR_PORT,
+                    portal,
+                    0,
+                    None,
+                    False,
+                ),
+            )
+        )
         if status != ERROR_SUCCESS or session is None:
-            raise Unsupported(f"LoginIScsiTargetW to {entry['iqn']!r} gave {hex32(status)}; the "
-                              "session cannot be built here")
+            raise Unsupported(
+                f"LoginIScsiTargetW to {entry['iqn']!r} gave {hex32(status)}; the "
+                "session cannot be built here"
+            )
         self._keep_session(session)
         self._sessions[session] = informational
         return session
 
     def _keep_session(self, session: str) -> None:
-        self.ledger.add(f"session:{session}", f"iSCSI session {session}",
-                        lambda: self._logout_own(session))
+        self.ledger.add(
+            f"session:{session}", f"iSCSI session {session}", lambda: self._logout_own(session)
+        )
 
     def _remove_own(self, login: PersistentLogin) -> None:
         """Undo one created login: exactly its initiator, port, target and portal."""
         api = self.api.get()
         if not any(login.same(found) for found in api.persistent_logins()):
             return  # the call under test already removed it
-        status = api.remove_persistent(True, login.initiator, login.port, login.target_name,
-                                       login.portal)
+        status = api.remove_persistent(
+            True, login.initiator, login.port, login.target_name, login.portal
+        )
         if status != ERROR_SUCCESS:
             raise OSError(f"RemoveIScsiPersistentTargetW gave {hex32(status)}")
 
@@ -661,8 +797,11 @@ class IscsiFamily:
         def variants(text: str) -> set[str]:
             if wide:
                 return {text}
-            return {text, text.encode(code_page, errors="replace").decode(code_page,
-                                                                           errors="replace")}
+            return {
+                text,
+                text.encode(code_page, errors="replace").decode(code_page, errors="replace"),
+            }
+
         return variants
 
     def _as_stored(self, wide: bool, text: str) -> str:
@@ -677,24 +816,34 @@ class IscsiFamily:
         adding would update it, removing would remove it."""
         mine = {s.target_name.casefold() for s in self._static.values()} | self._helpers
         wanted = {v.casefold() for v in variants(name)}
-        foreign = [t for t in self.api.get().targets()
-                   if t.casefold() in wanted and t.casefold() not in mine]
+        foreign = [
+            t
+            for t in self.api.get().targets()
+            if t.casefold() in wanted and t.casefold() not in mine
+        ]
         if foreign:
-            raise Unsupported(f"the host already has a target named {foreign[0]!r} that this "
-                              "provider did not add; the host's own are never changed")
+            raise Unsupported(
+                f"the host already has a target named {foreign[0]!r} that this "
+                "provider did not add; the host's own are never changed"
+            )
 
     def _add_static(self, wide: bool, args: Mapping[str, Any]) -> Outcome:
         method = "AddIScsiStaticTarget" + _suffix(wide)
-        exact_fields(args, method, ("TargetName", "TargetFlags", "Persist"),
-                      ("TargetAlias", "Mappings", "LoginOptions", "PortalGroup"))
+        exact_fields(
+            args,
+            method,
+            ("TargetName", "TargetFlags", "Persist"),
+            ("TargetAlias", "Mappings", "LoginOptions", "PortalGroup"),
+        )
         _only_null(args, method, ("Mappings", "LoginOptions"))
         name, alias = _text_arg(args, "TargetName"), _text_arg(args, "TargetAlias", True)
         flags, persist = _ulong_arg(args, "TargetFlags"), _bool_arg(args, "Persist")
         portals = _portal_group_arg(args.get("PortalGroup"))
         self._refuse_foreign_static(name, self._variants(wide))
         api = self.api.get()
-        status = _marshal(lambda: api.add_static(wide, StaticTarget(name, alias, flags, persist,
-                                                                    portals)))
+        status = _marshal(
+            lambda: api.add_static(wide, StaticTarget(name, alias, flags, persist, portals))
+        )
         if status == ERROR_SUCCESS:
             self._added_static(self._as_stored(wide, name), bool(flags & HIDE_STATIC_TARGET))
         return Outcome(hresult=u32(status))
@@ -727,8 +876,10 @@ class IscsiFamily:
         api = self.api.get()
         foreign = self._foreign_logins(api.persistent_logins())
         if foreign:
-            raise Unsupported(f"the report would hold {len(foreign)} persistent login(s) of the "
-                              f"host's own (first: {foreign[0]}), which no case can name")
+            raise Unsupported(
+                f"the report would hold {len(foreign)} persistent login(s) of the "
+                f"host's own (first: {foreign[0]}), which no case can name"
+            )
         buffer = args.get("PersistentLoginInfo", True) is not None
         status, count, logins = api.report_persistent(wide, buffer)
         if status != ERROR_SUCCESS:
@@ -744,10 +895,13 @@ class IscsiFamily:
 
     def _login_info(self, login: PersistentLogin) -> dict[str, Any]:
         """PERSISTENT_ISCSI_LOGIN_INFO as the specs model it; a port by the id setup gave."""
-        port: int | str = login.port if login.port == ISCSI_ANY_INITIATOR_PORT \
-            else str(login.port)
-        return {"TargetName": login.target_name, "InitiatorInstance": login.initiator,
-                "InitiatorPortNumber": port, "TargetPortal": login.portal.as_dict()}
+        port: int | str = login.port if login.port == ISCSI_ANY_INITIATOR_PORT else str(login.port)
+        return {
+            "TargetName": login.target_name,
+            "InitiatorInstance": login.initiator,
+            "InitiatorPortNumber": port,
+            "TargetPortal": login.portal.as_dict(),
+        }
 
     def _remove_persistent(self, wide: bool, args: Mapping[str, Any]) -> Outcome:
         method_id = "RemoveIScsiPersistentTarget" + _suffix(wide)
@@ -758,16 +912,22 @@ class IscsiFamily:
         self._forget_removed(api)
         return Outcome(hresult=u32(status))
 
-    def _refuse_foreign(self, api: IscsiApi, wide: bool, instance: str, port: int, name: str,
-                        portal: Portal | None) -> None:
+    def _refuse_foreign(
+        self, api: IscsiApi, wide: bool, instance: str, port: int, name: str, portal: Portal | None
+    ) -> None:
         """Unsupported if the call might remove a persistent login this provider did not make."""
         variants = self._variants(wide)
-        foreign = [login for login in self._foreign_logins(api.persistent_logins())
-                   if could_remove(login, instance, port, name, portal, variants)]
+        foreign = [
+            login
+            for login in self._foreign_logins(api.persistent_logins())
+            if could_remove(login, instance, port, name, portal, variants)
+        ]
         if foreign:
-            raise Unsupported(f"this call could also remove {len(foreign)} persistent login(s) "
-                              f"the provider did not create (first: {foreign[0]}); the host's "
-                              "own logins are never touched")
+            raise Unsupported(
+                f"this call could also remove {len(foreign)} persistent login(s) "
+                f"the provider did not create (first: {foreign[0]}); the host's "
+                "own logins are never touched"
+            )
 
     def _forget_removed(self, api: IscsiApi) -> None:
         present = api.persistent_logins()
@@ -785,11 +945,15 @@ class IscsiFamily:
         if login.persistent:
             candidate = self._persistent_of(wide, login)
             if any(candidate.same(g) for g in self._foreign_logins(api.persistent_logins())):
-                raise Unsupported(f"the host already has a persistent login like {candidate}; "
-                                  "saving it again would change the host's own")
+                raise Unsupported(
+                    f"the host already has a persistent login like {candidate}; "
+                    "saving it again would change the host's own"
+                )
         elif not self._lent_for_sessions(login.target_name):
-            raise Unsupported(f"a session to {login.target_name!r} would be a network login to a "
-                              "target the config does not lend (iscsi_sessions: iqn)")
+            raise Unsupported(
+                f"a session to {login.target_name!r} would be a network login to a "
+                "target the config does not lend (iscsi_sessions: iqn)"
+            )
         status, session = _marshal(lambda: api.login(wide, login))
         if session is not None:
             self._keep_session(session)
@@ -801,16 +965,31 @@ class IscsiFamily:
 
     def _login_args(self, wide: bool, args: Mapping[str, Any]) -> Login:
         method = "LoginIScsiTarget" + _suffix(wide)
-        required = ("TargetName", "IsInformationalSession", "InitiatorInstance",
-                    "InitiatorPortNumber", "IsPersistent")
-        optional = ("TargetPortal", "SecurityFlags", "Mappings", "LoginOptions", "KeySize", "Key",
-                    "UniqueSessionId", "UniqueConnectionId")
+        required = (
+            "TargetName",
+            "IsInformationalSession",
+            "InitiatorInstance",
+            "InitiatorPortNumber",
+            "IsPersistent",
+        )
+        optional = (
+            "TargetPortal",
+            "SecurityFlags",
+            "Mappings",
+            "LoginOptions",
+            "KeySize",
+            "Key",
+            "UniqueSessionId",
+            "UniqueConnectionId",
+        )
         exact_fields(args, method, required, optional)
         _only_null(args, method, ("Mappings", "LoginOptions"))
         _never_null(args, method, ("UniqueSessionId", "UniqueConnectionId"))
         if args["InitiatorInstance"] is None:
-            raise Unsupported("LoginIScsiTarget with a NULL InitiatorInstance lets the service "
-                              "pick an initiator, which no case can name")
+            raise Unsupported(
+                "LoginIScsiTarget with a NULL InitiatorInstance lets the service "
+                "pick an initiator, which no case can name"
+            )
         instance = _text_arg(args, "InitiatorInstance")
         port = self._port_arg(instance, args["InitiatorPortNumber"])
         raw = args.get("TargetPortal")
@@ -818,9 +997,16 @@ class IscsiFamily:
         key = _text_arg(args, "Key", True) if "Key" in args else None
         if key is not None and args.get("KeySize") not in (None, len(key)):
             raise Unsupported(f"{method}: a KeySize other than the key's length is not passed")
-        return Login(_text_arg(args, "TargetName"), _bool_arg(args, "IsInformationalSession"),
-                     instance, port, portal, _ulong_arg(args, "SecurityFlags", 64),
-                     key, _bool_arg(args, "IsPersistent"))
+        return Login(
+            _text_arg(args, "TargetName"),
+            _bool_arg(args, "IsInformationalSession"),
+            instance,
+            port,
+            portal,
+            _ulong_arg(args, "SecurityFlags", 64),
+            key,
+            _bool_arg(args, "IsPersistent"),
+        )
 
     def _port_arg(self, instance: str, value: Any) -> int:
         """A port argument: a port id this case lent, or a number (ISCSI_ANY_INITIATOR_PORT)."""
@@ -841,10 +1027,12 @@ class IscsiFamily:
             return self._as_stored(wide, text)
 
         portal = login.portal or BLANK_PORTAL
-        return PersistentLogin(stored(login.instance or ""), login.port,
-                               stored(login.target_name),
-                               Portal(stored(portal.symbolic_name), stored(portal.address),
-                                      portal.socket))
+        return PersistentLogin(
+            stored(login.instance or ""),
+            login.port,
+            stored(login.target_name),
+            Portal(stored(portal.symbolic_name), stored(portal.address), portal.socket),
+        )
 
     def _lent_for_sessions(self, name: str) -> bool:
         lent = self.config.sections.get("iscsi_sessions", {}).values()
@@ -884,25 +1072,37 @@ class IscsiFamily:
             found = next((p for p in present if login.same(p)), None)
             if found is not None:
                 port = None if found.port == ISCSI_ANY_INITIATOR_PORT else str(found.port)
-                rows.append({"id": login_id, "initiator": login.initiator, "port": port,
-                             "target_name": found.target_name,
-                             "portal": found.portal.as_dict()})
+                rows.append(
+                    {
+                        "id": login_id,
+                        "initiator": login.initiator,
+                        "port": port,
+                        "target_name": found.target_name,
+                        "portal": found.portal.as_dict(),
+                    }
+                )
         return rows
 
     def _observe_static(self) -> list[dict[str, Any]]:
         """Static targets made here, as ReportIScsiTargets shows them; a hidden one is not
         reported, so the collection cannot be shown while one exists."""
         if any(s.hidden for s in self._static.values()):
-            raise Unsupported("a hidden static target is not reported by ReportIScsiTargets, "
-                              "so the static target list cannot be read back")
+            raise Unsupported(
+                "a hidden static target is not reported by ReportIScsiTargets, "
+                "so the static target list cannot be read back"
+            )
         present = {t.casefold() for t in self.api.get().targets()}
-        return [{"id": i, "target_name": s.target_name, "hidden": s.hidden}
-                for i, s in self._static.items() if s.target_name.casefold() in present]
+        return [
+            {"id": i, "target_name": s.target_name, "hidden": s.hidden}
+            for i, s in self._static.items()
+            if s.target_name.casefold() in present
+        ]
 
     def _observe_sessions(self) -> list[dict[str, Any]]:
         present = {s.id for s in self.api.get().sessions()}
-        return [{"id": s, "informational": info} for s, info in self._sessions.items()
-                if s in present]
+        return [
+            {"id": s, "informational": info} for s, info in self._sessions.items() if s in present
+        ]
 
 
 _TARGET_NOT_FOUND = 0xEFFF0029  # iscsierr.h ISDSC_TARGET_NOT_FOUND (not in the metadata)
@@ -962,16 +1162,20 @@ def _only_null(args: Mapping[str, Any], method: str, names: tuple[str, ...]) -> 
     """Structures the backend passes only as NULL (the specs model nothing inside them)."""
     given = [n for n in names if args.get(n) is not None]
     if given:
-        raise Unsupported(f"{method}: {', '.join(given)} passed only as NULL (the model holds "
-                          "nothing that could fill them)")
+        raise Unsupported(
+            f"{method}: {', '.join(given)} passed only as NULL (the model holds "
+            "nothing that could fill them)"
+        )
 
 
 def _never_null(args: Mapping[str, Any], method: str, names: tuple[str, ...]) -> None:
     """Out-pointers the backend always passes: NULL would let the DLL write through it."""
     nulls = [n for n in names if n in args and args[n] is None]
     if nulls:
-        raise Unsupported(f"{method}: a NULL {', '.join(nulls)} is not passed to the real DLL, "
-                          "which may write through it")
+        raise Unsupported(
+            f"{method}: a NULL {', '.join(nulls)} is not passed to the real DLL, "
+            "which may write through it"
+        )
 
 
 def _marshal(call: Callable[[], Any]) -> Any:
@@ -982,7 +1186,12 @@ def _marshal(call: Callable[[], Any]) -> Any:
         raise Unsupported(f"cannot pass this text to the API unchanged: {exc}") from exc
 
 
-
-
-__all__ = ["IscsiDsc", "IscsiFamily", "Login", "PersistentLogin", "Portal", "Session",
-           "StaticTarget"]
+__all__ = [
+    "IscsiDsc",
+    "IscsiFamily",
+    "Login",
+    "PersistentLogin",
+    "Portal",
+    "Session",
+    "StaticTarget",
+]

@@ -19,17 +19,32 @@ from . import _layouts
 class GUID(ctypes.Structure):
     """guiddef.h's GUID; the metadata treats Guid as a primitive, so its layout is stated here."""
 
-    _fields_ = (("Data1", ctypes.c_uint32), ("Data2", ctypes.c_uint16),
-                ("Data3", ctypes.c_uint16), ("Data4", ctypes.c_uint8 * 8))
+    _fields_ = (
+        ("Data1", ctypes.c_uint32),
+        ("Data2", ctypes.c_uint16),
+        ("Data3", ctypes.c_uint16),
+        ("Data4", ctypes.c_uint8 * 8),
+    )
 
 
 SCALARS: dict[str, Any] = {
-    "BYTE": ctypes.c_uint8, "CHAR": ctypes.c_char, "WCHAR": ctypes.c_uint16,
-    "SHORT": ctypes.c_int16, "USHORT": ctypes.c_uint16, "LONG": ctypes.c_int32,
-    "ULONG": ctypes.c_uint32, "LONGLONG": ctypes.c_int64, "ULONGLONG": ctypes.c_uint64,
-    "FLOAT": ctypes.c_float, "DOUBLE": ctypes.c_double, "PWSTR": ctypes.c_void_p,
-    "PSTR": ctypes.c_void_p, "PVOID": ctypes.c_void_p, "LONG_PTR": ctypes.c_ssize_t,
-    "ULONG_PTR": ctypes.c_size_t, "GUID": GUID,
+    "BYTE": ctypes.c_uint8,
+    "CHAR": ctypes.c_char,
+    "WCHAR": ctypes.c_uint16,
+    "SHORT": ctypes.c_int16,
+    "USHORT": ctypes.c_uint16,
+    "LONG": ctypes.c_int32,
+    "ULONG": ctypes.c_uint32,
+    "LONGLONG": ctypes.c_int64,
+    "ULONGLONG": ctypes.c_uint64,
+    "FLOAT": ctypes.c_float,
+    "DOUBLE": ctypes.c_double,
+    "PWSTR": ctypes.c_void_p,
+    "PSTR": ctypes.c_void_p,
+    "PVOID": ctypes.c_void_p,
+    "LONG_PTR": ctypes.c_ssize_t,
+    "ULONG_PTR": ctypes.c_size_t,
+    "GUID": GUID,
 }
 _ARRAY = re.compile(r"^(.+)\[(\d*)\]$")
 _BUILDING: set[str] = set()  # structs being laid out: a pointer back to one is a plain pointer
@@ -77,8 +92,9 @@ def struct(name: str) -> type[ctypes.Structure] | type[ctypes.Union]:
     try:
         layout = _layouts.STRUCTS[name]
     except KeyError:
-        raise LayoutError(f"{name!r} is not in _layouts.STRUCTS: add it to gen_layouts.py"
-                          ) from None
+        raise LayoutError(
+            f"{name!r} is not in _layouts.STRUCTS: add it to gen_layouts.py"
+        ) from None
     base = ctypes.Union if layout["kind"] == "union" else ctypes.Structure
     namespace: dict[str, Any] = {}
     if layout["pack"]:
@@ -160,8 +176,9 @@ def put_text(obj: Any, field: str, text: str, wide: bool, code_page: str, what: 
     unit = 2 if wide else 1
     capacity = size // unit - 1
     if len(data) // unit > capacity:
-        raise TextError(f"{what} is {len(data) // unit} characters; the field holds {capacity} "
-                        "and a NUL")
+        raise TextError(
+            f"{what} is {len(data) // unit} characters; the field holds {capacity} and a NUL"
+        )
     ctypes.memset(address, 0, size)
     ctypes.memmove(address, data, len(data))
 
@@ -199,6 +216,6 @@ def multi_sz(data: bytes, wide: bool = True, code_page: str = "ascii") -> list[s
 
 def _until_nul(raw: bytes, unit: int) -> bytes:
     for i in range(0, len(raw) - unit + 1, unit):
-        if raw[i:i + unit] == b"\0" * unit:
+        if raw[i : i + unit] == b"\0" * unit:
             return raw[:i]
     return raw

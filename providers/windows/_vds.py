@@ -49,7 +49,7 @@ C = _layouts.CONSTANTS
 _FAULT_REASONS = {
     "logout_fails": "a real initiator cannot be told to refuse the logout of one session",
     "provider_cache_corrupt": "corrupting a hardware provider's cache needs the vendor's own "
-                              "test hooks",
+    "test hooks",
     "operation_pending": "VDS offers no way to hold an operation pending on an object",
     "login_fails": "a real target cannot be told to refuse one login on demand",
     "properties_incomplete": "a device cannot be made to go away half-way on demand",
@@ -72,8 +72,9 @@ class LoginRequest:
 
 def manual_login(target: str) -> LoginRequest:
     """The login a `session` step makes: manual, the initiator choosing both portals."""
-    return LoginRequest(C["VDS_ILT_MANUAL"], target, GUID_NULL, GUID_NULL, 0, False, False,
-                        C["VDS_IAT_NONE"])
+    return LoginRequest(
+        C["VDS_ILT_MANUAL"], target, GUID_NULL, GUID_NULL, 0, False, False, C["VDS_IAT_NONE"]
+    )
 
 
 def ip_text(address: Any) -> str:
@@ -127,8 +128,9 @@ class VdsService:
     def __init__(self, ole: Ole) -> None:
         self.ole = ole
         self._objects: dict[str, ComObject] = {}  # VDS_OBJECT_ID -> the interface held
-        with ole.create(guid(_layouts.GUIDS["CLSID_VdsLoader"]), "IVdsServiceLoader",
-                        C["CLSCTX_LOCAL_SERVER"]) as loader:
+        with ole.create(
+            guid(_layouts.GUIDS["CLSID_VdsLoader"]), "IVdsServiceLoader", C["CLSCTX_LOCAL_SERVER"]
+        ) as loader:
             pointer = ctypes.c_void_p()
             loader.check("LoadService", None, ctypes.byref(pointer))
         self.service = ComObject(pointer.value, "IVdsService")
@@ -144,8 +146,9 @@ class VdsService:
             raise ComError(f"{owner.interface}::{method}", hresult)
         return found
 
-    def _try_each(self, owner: ComObject, method: str, interface: str,
-                  *args: Any) -> tuple[int, list[ComObject] | None]:
+    def _try_each(
+        self, owner: ComObject, method: str, interface: str, *args: Any
+    ) -> tuple[int, list[ComObject] | None]:
         """A Query* method's HRESULT and, when it succeeded, every object it enumerates."""
         pointer = ctypes.c_void_p()
         hresult = owner.call(method, *args, ctypes.byref(pointer))
@@ -175,8 +178,9 @@ class VdsService:
 
     def _subsystems(self) -> list[ComObject]:
         out = []
-        for provider in self._each(self.service, "QueryProviders", "IVdsHwProvider",
-                                   C["VDS_QUERY_HARDWARE_PROVIDERS"]):
+        for provider in self._each(
+            self.service, "QueryProviders", "IVdsHwProvider", C["VDS_QUERY_HARDWARE_PROVIDERS"]
+        ):
             with provider:
                 for subsystem in self._each(provider, "QuerySubSystems", "IUnknown"):
                     with subsystem:
@@ -187,8 +191,9 @@ class VdsService:
 
     def adapters(self) -> list[tuple[str, str]]:
         out = []
-        for adapter in self._each(self.iscsi, "QueryInitiatorAdapters",
-                                  "IVdsIscsiInitiatorAdapter"):
+        for adapter in self._each(
+            self.iscsi, "QueryInitiatorAdapters", "IVdsIscsiInitiatorAdapter"
+        ):
             prop = _structs.struct("VDS_ISCSI_INITIATOR_ADAPTER_PROP")()
             adapter.check("GetProperties", ctypes.byref(prop))
             name = self.ole.take_wide(prop.pwszName) or ""
@@ -214,13 +219,19 @@ class VdsService:
                 for portal in self._each(subsystem, "QueryPortals", "IVdsIscsiPortal"):
                     prop = _structs.struct("VDS_ISCSI_PORTAL_PROP")()
                     portal.check("GetProperties", ctypes.byref(prop))
-                    out.append((self._keep(guid_text(prop.id), portal), ip_text(prop.address),
-                                int(prop.address.ulPort)))
+                    out.append(
+                        (
+                            self._keep(guid_text(prop.id), portal),
+                            ip_text(prop.address),
+                            int(prop.address.ulPort),
+                        )
+                    )
         return out
 
     def initiator_portals(self, adapter: str) -> tuple[int, list[tuple[str, str]] | None]:
-        hresult, found = self._try_each(self._held(adapter), "QueryInitiatorPortals",
-                                        "IVdsIscsiInitiatorPortal")
+        hresult, found = self._try_each(
+            self._held(adapter), "QueryInitiatorPortals", "IVdsIscsiInitiatorPortal"
+        )
         if found is None:
             return hresult, None
         out = []
@@ -239,11 +250,18 @@ class VdsService:
         return hresult, guid_text(prop.id), self.ole.take_wide(prop.pwszName)
 
     def login(self, adapter: str, request: LoginRequest) -> AsyncResult:
-        return call_async(self._held(adapter), "LoginToTarget", request.login_type,
-                          guid(request.target), guid(request.target_portal),
-                          guid(request.initiator_portal), request.flags,
-                          int(request.header_digest), int(request.data_digest),
-                          request.auth_type)
+        return call_async(
+            self._held(adapter),
+            "LoginToTarget",
+            request.login_type,
+            guid(request.target),
+            guid(request.target_portal),
+            guid(request.initiator_portal),
+            request.flags,
+            int(request.header_digest),
+            int(request.data_digest),
+            request.auth_type,
+        )
 
     def logout_from_target(self, adapter: str, target: str) -> AsyncResult:
         return call_async(self._held(adapter), "LogoutFromTarget", guid(target))
@@ -257,8 +275,11 @@ class VdsService:
         name = repr(handle)
         completion, output = wait_with_output(handle)
         result = AsyncResult(hresult, name, completion)
-        if failed(completion) or output.type != C["VDS_ASYNCOUT_CREATEPORTALGROUP"] \
-                or not output.cpg.pPortalGroupUnk:
+        if (
+            failed(completion)
+            or output.type != C["VDS_ASYNCOUT_CREATEPORTALGROUP"]
+            or not output.cpg.pPortalGroupUnk
+        ):
             return result, None
         with ComObject(output.cpg.pPortalGroupUnk, "IUnknown") as unknown:
             group = unknown.query("IVdsIscsiPortalGroup")
@@ -297,8 +318,9 @@ class VdsService:
         return hresult, guid_text(prop.id)
 
     def group_portals(self, group: str) -> tuple[int, list[str] | None]:
-        hresult, found = self._try_each(self._held(group), "QueryAssociatedPortals",
-                                        "IVdsIscsiPortal")
+        hresult, found = self._try_each(
+            self._held(group), "QueryAssociatedPortals", "IVdsIscsiPortal"
+        )
         if found is None:
             return hresult, None
         ids = []
@@ -344,15 +366,30 @@ def _code(result: AsyncResult) -> int:
 class VdsFamily:
     """The vds-iscsi family on a real VDS service."""
 
-    steps = ("initiator_adapter", "initiator_portal", "target", "session", "portal",
-             "portal_group")
+    steps = ("initiator_adapter", "initiator_portal", "target", "session", "portal", "portal_group")
     faults = (*_FAULT_REASONS, "object_deleted")
-    collections = ("initiator_adapters", "initiator_portals", "targets", "sessions", "portals",
-                   "portal_groups")
-    methods = tuple(f"{ADAPTER}::{m}" for m in (
-        "GetProperties", "QueryInitiatorPortals", "LoginToTarget", "LogoutFromTarget")) + \
-        tuple(f"{GROUP}::{m}" for m in ("GetProperties", "GetTarget", "QueryAssociatedPortals",
-                                        "AddPortal", "RemovePortal", "Delete"))
+    collections = (
+        "initiator_adapters",
+        "initiator_portals",
+        "targets",
+        "sessions",
+        "portals",
+        "portal_groups",
+    )
+    methods = tuple(
+        f"{ADAPTER}::{m}"
+        for m in ("GetProperties", "QueryInitiatorPortals", "LoginToTarget", "LogoutFromTarget")
+    ) + tuple(
+        f"{GROUP}::{m}"
+        for m in (
+            "GetProperties",
+            "GetTarget",
+            "QueryAssociatedPortals",
+            "AddPortal",
+            "RemovePortal",
+            "Delete",
+        )
+    )
 
     def __init__(self, config: Config, api: Lazy[VdsApi], iscsi: Lazy[IscsiApi]) -> None:
         self.config = config
@@ -360,9 +397,13 @@ class VdsFamily:
         self.iscsi = iscsi
         self.ledger = Ledger()
         self._makers: dict[str, Callable[[str, Mapping[str, Any]], str]] = {
-            "initiator_adapter": self._borrow_adapter, "initiator_portal": self._borrow_ip,
-            "target": self._borrow_target, "portal": self._borrow_portal,
-            "session": self._create_session, "portal_group": self._create_group}
+            "initiator_adapter": self._borrow_adapter,
+            "initiator_portal": self._borrow_ip,
+            "target": self._borrow_target,
+            "portal": self._borrow_portal,
+            "session": self._create_session,
+            "portal_group": self._create_group,
+        }
         self._handlers: dict[str, Callable[[str, Mapping[str, Any]], Outcome]] = {
             f"{ADAPTER}::GetProperties": self._adapter_properties,
             f"{ADAPTER}::QueryInitiatorPortals": self._query_initiator_portals,
@@ -371,15 +412,20 @@ class VdsFamily:
             f"{GROUP}::GetProperties": self._group_properties,
             f"{GROUP}::GetTarget": self._group_target,
             f"{GROUP}::QueryAssociatedPortals": self._group_portals,
-            f"{GROUP}::AddPortal": self._add_portal, REMOVE_PORTAL: self._remove_portal,
-            f"{GROUP}::Delete": self._delete_group}
+            f"{GROUP}::AddPortal": self._add_portal,
+            REMOVE_PORTAL: self._remove_portal,
+            f"{GROUP}::Delete": self._delete_group,
+        }
         self._observers: dict[str, Callable[[], list[dict[str, Any]]]] = {
             "initiator_adapters": self._observe_adapters,
-            "initiator_portals": lambda: [{"id": p, "adapter": a}
-                                          for p, a in self._initiator_portals.values()],
+            "initiator_portals": lambda: [
+                {"id": p, "adapter": a} for p, a in self._initiator_portals.values()
+            ],
             "targets": self._observe_targets,
             "portals": lambda: [{"id": p} for p in self._portals.values()],
-            "sessions": self._observe_sessions, "portal_groups": self._observe_groups}
+            "sessions": self._observe_sessions,
+            "portal_groups": self._observe_groups,
+        }
         self.reset_names()
 
     def reset_names(self) -> None:
@@ -426,29 +472,45 @@ class VdsFamily:
             taken = set(self._adapters.values())
             free = [a for a in found if a[0] not in taken]
             if len(found) != 1 or not free:
-                self.config.require("initiator_adapters", name,
-                                    "an initiator adapter cannot be created, and this host has "
-                                    f"{len(found)} to choose from")
+                self.config.require(
+                    "initiator_adapters",
+                    name,
+                    "an initiator adapter cannot be created, and this host has "
+                    f"{len(found)} to choose from",
+                )
             match = free[0]
         else:
-            match = next((a for a in found if entry.get("id") == a[0] or (
-                "id" not in entry and entry["name"].casefold() == a[1].casefold())), None)
+            match = next(
+                (
+                    a
+                    for a in found
+                    if entry.get("id") == a[0]
+                    or ("id" not in entry and entry["name"].casefold() == a[1].casefold())
+                ),
+                None,
+            )
             if match is None:
-                raise Unsupported(f"initiator_adapters.{name} matches none of this host's "
-                                  f"adapters: {[f'{n} ({i})' for i, n in found]}")
+                raise Unsupported(
+                    f"initiator_adapters.{name} matches none of this host's "
+                    f"adapters: {[f'{n} ({i})' for i, n in found]}"
+                )
         adapter = self._remember(self._adapters, name, match[0])
         self._names[adapter] = (str(fields.get("name", match[1])), match[1])
         return adapter
 
     def _borrow_ip(self, name: str, fields: Mapping[str, Any]) -> str:
         exact_fields(fields, "initiator_portal", ("adapter",))
-        entry = self.config.require("initiator_portals", name,
-                                    "an initiator portal is an adapter's network address and "
-                                    "cannot be created")
+        entry = self.config.require(
+            "initiator_portals",
+            name,
+            "an initiator portal is an adapter's network address and cannot be created",
+        )
         adapter = guid_key(fields["adapter"])
         if adapter is None or adapter != self._adapters.get(entry["adapter"]):
-            raise Unsupported(f"initiator_portals.{name} is a portal of {entry['adapter']}, but "
-                              f"the step asks for it on {fields['adapter']!r}")
+            raise Unsupported(
+                f"initiator_portals.{name} is a portal of {entry['adapter']}, but "
+                f"the step asks for it on {fields['adapter']!r}"
+            )
         hresult, found = self.api.get().initiator_portals(adapter)
         for portal_id, address in found or []:
             if same_address(address, entry["address"]):
@@ -456,24 +518,32 @@ class VdsFamily:
                     raise Unsupported(f"{portal_id} already stands for another name")
                 self._initiator_portals[name] = (portal_id, adapter)
                 return portal_id
-        raise Unsupported(f"initiator_portals.{name}: the adapter has no initiator portal at "
-                          f"{entry['address']} ({hex32(hresult)}; seen: {found})")
+        raise Unsupported(
+            f"initiator_portals.{name}: the adapter has no initiator portal at "
+            f"{entry['address']} ({hex32(hresult)}; seen: {found})"
+        )
 
     def _borrow_target(self, name: str, fields: Mapping[str, Any]) -> str:
         exact_fields(fields, "target", (), ("logged_in",))
-        entry = self.config.require("targets", name, "creating an iSCSI target needs a storage "
-                                    "array (a VDS hardware provider's sub-system)")
+        entry = self.config.require(
+            "targets",
+            name,
+            "creating an iSCSI target needs a storage array (a VDS hardware provider's sub-system)",
+        )
         found = self.api.get().targets()
-        target_id = next((t for t, iqn in found if iqn.casefold() == entry["iqn"].casefold()),
-                         None)
+        target_id = next((t for t, iqn in found if iqn.casefold() == entry["iqn"].casefold()), None)
         if target_id is None:
-            raise Unsupported(f"targets.{name}: no VDS hardware provider exposes "
-                              f"{entry['iqn']!r} (targets seen: {[iqn for _, iqn in found]})")
+            raise Unsupported(
+                f"targets.{name}: no VDS hardware provider exposes "
+                f"{entry['iqn']!r} (targets seen: {[iqn for _, iqn in found]})"
+            )
         foreign = self._sessions_to(entry["iqn"])
         if foreign:
-            raise Unsupported(f"targets.{name} ({entry['iqn']}) has {len(foreign)} session(s) "
-                              "of the host's own; the step's state cannot hold, and they are "
-                              "never ended")
+            raise Unsupported(
+                f"targets.{name} ({entry['iqn']}) has {len(foreign)} session(s) "
+                "of the host's own; the step's state cannot hold, and they are "
+                "never ended"
+            )
         self._targets[name] = (target_id, entry["iqn"])
         if fields.get("logged_in"):
             self._login(self._login_adapter(), manual_login(target_id), named=False)
@@ -482,19 +552,25 @@ class VdsFamily:
     def _sessions_to(self, iqn: str) -> list[str]:
         """Sessions to a target that this provider did not open."""
         ours = {*self._sessions, *self._unnamed}
-        return [s.id for s in self.iscsi.get().sessions()
-                if s.target.casefold() == iqn.casefold() and s.id not in ours]
+        return [
+            s.id
+            for s in self.iscsi.get().sessions()
+            if s.target.casefold() == iqn.casefold() and s.id not in ours
+        ]
 
     def _borrow_portal(self, name: str, fields: Mapping[str, Any]) -> str:
         exact_fields(fields, "portal", ())
-        entry = self.config.require("portals", name, "a portal belongs to a storage array and "
-                                    "cannot be created through VDS")
+        entry = self.config.require(
+            "portals", name, "a portal belongs to a storage array and cannot be created through VDS"
+        )
         found = self.api.get().portals()
         for portal_id, address, port in found:
             if same_address(address, entry["address"]) and port == entry["port"]:
                 return self._remember(self._portals, name, portal_id)
-        raise Unsupported(f"portals.{name}: no portal at {entry['address']}:{entry['port']} "
-                          f"(portals seen: {[f'{a}:{p}' for _, a, p in found]})")
+        raise Unsupported(
+            f"portals.{name}: no portal at {entry['address']}:{entry['port']} "
+            f"(portals seen: {[f'{a}:{p}' for _, a, p in found]})"
+        )
 
     def _remember(self, pool: dict[str, str], name: str, object_id: str) -> str:
         if object_id in pool.values():
@@ -505,8 +581,10 @@ class VdsFamily:
     def _target_ref(self, value: Any) -> str:
         key = guid_key(value)
         if key is None or key not in {t for t, _ in self._targets.values()}:
-            raise Unsupported(f"target ref {value!r} is not an id this provider returned in this "
-                              "test case (its step was not supported?)")
+            raise Unsupported(
+                f"target ref {value!r} is not an id this provider returned in this "
+                "test case (its step was not supported?)"
+            )
         return key
 
     def _iqn(self, target: str) -> str | None:
@@ -517,26 +595,34 @@ class VdsFamily:
         target = self._target_ref(fields["target"])
         result, new = self._login(self._login_adapter(), manual_login(target), named=True)
         if failed(_code(result)) or len(new) != 1:
-            raise Unsupported(f"LoginToTarget to {self._iqn(target)!r} gave "
-                              f"{hex32(_code(result))} and {len(new)} new session(s); the "
-                              "session cannot be built here")
+            raise Unsupported(
+                f"LoginToTarget to {self._iqn(target)!r} gave "
+                f"{hex32(_code(result))} and {len(new)} new session(s); the "
+                "session cannot be built here"
+            )
         return new[0]
 
-    def _login(self, adapter: str, request: LoginRequest,
-               named: bool) -> tuple[AsyncResult, list[str]]:
+    def _login(
+        self, adapter: str, request: LoginRequest, named: bool
+    ) -> tuple[AsyncResult, list[str]]:
         """LoginToTarget, then the sessions GetIScsiSessionList shows that were not there
         before, each in the ledger; a target this case did not borrow gets no call."""
         iqn = self._iqn(request.target)
         iscsi = self.iscsi.get()
         before = {s.id for s in iscsi.sessions()}
         result = self.api.get().login(adapter, request)
-        new = [s.id for s in iscsi.sessions() if s.id not in before
-               and (iqn is None or s.target.casefold() == iqn.casefold())]
+        new = [
+            s.id
+            for s in iscsi.sessions()
+            if s.id not in before and (iqn is None or s.target.casefold() == iqn.casefold())
+        ]
         for session in new:
-            self.ledger.add(f"session:{session}", f"iSCSI session {session} to {iqn}",
-                            lambda s=session: self._logout_own(s))
-            (self._sessions if named and len(new) == 1 else self._unnamed)[session] = \
-                request.target
+            self.ledger.add(
+                f"session:{session}",
+                f"iSCSI session {session} to {iqn}",
+                lambda s=session: self._logout_own(s),
+            )
+            (self._sessions if named and len(new) == 1 else self._unnamed)[session] = request.target
         return result, new
 
     def _login_adapter(self) -> str:
@@ -544,8 +630,10 @@ class VdsFamily:
             return next(iter(self._adapters.values()))
         found = self.api.get().adapters()
         if len(found) != 1:
-            raise Unsupported("a session needs an initiator adapter: the case names none and "
-                              f"this host has {len(found)}")
+            raise Unsupported(
+                "a session needs an initiator adapter: the case names none and "
+                f"this host has {len(found)}"
+            )
         return found[0][0]
 
     def _logout_own(self, session: str) -> None:
@@ -568,25 +656,31 @@ class VdsFamily:
         api = self.api.get()
         result, group = api.create_portal_group(target)
         if group is None:
-            raise Unsupported(f"CreatePortalGroup on {self._iqn(target)!r} failed "
-                              f"({hex32(_code(result))}); the provider may not support it")
-        self.ledger.add(f"portal-group:{group}", f"portal group {group}",
-                        lambda: self._delete_own(group))
+            raise Unsupported(
+                f"CreatePortalGroup on {self._iqn(target)!r} failed "
+                f"({hex32(_code(result))}); the provider may not support it"
+            )
+        self.ledger.add(
+            f"portal-group:{group}", f"portal group {group}", lambda: self._delete_own(group)
+        )
         self._groups[group] = target
         _, _, tag = api.group_properties(group)
         self._tags[group] = (int(fields.get("tag", tag or 0)), tag or 0)
         for portal in members:
             added = api.add_portal(group, portal)
             if failed(_code(added)):
-                raise Unsupported(f"AddPortal({portal}) to the new group failed "
-                                  f"({hex32(_code(added))})")
+                raise Unsupported(
+                    f"AddPortal({portal}) to the new group failed ({hex32(_code(added))})"
+                )
         return group
 
     def _portal_ref(self, value: Any) -> str:
         key = guid_key(value)
         if key is None or key not in self._portals.values():
-            raise Unsupported(f"portal ref {value!r} is not an id this provider returned in this "
-                              "test case (its step was not supported?)")
+            raise Unsupported(
+                f"portal ref {value!r} is not an id this provider returned in this "
+                "test case (its step was not supported?)"
+            )
         return key
 
     def _delete_own(self, group: str) -> None:
@@ -614,8 +708,10 @@ class VdsFamily:
         """A real object_deleted: delete a group this provider made, keep its pointer."""
         group = guid_key(value)
         if group not in self._groups:
-            raise Unsupported("fault 'object_deleted' is built only for a portal group this "
-                              f"provider created; {value!r} is borrowed or not a group")
+            raise Unsupported(
+                "fault 'object_deleted' is built only for a portal group this "
+                f"provider created; {value!r} is borrowed or not a group"
+            )
         portals = self.api.get().group_portals(group)[1] or []
         code = self._empty_and_delete(group)
         if failed(code):
@@ -635,26 +731,29 @@ class VdsFamily:
         handler = self._handlers.get(method_id)
         if handler is None:
             raise Unsupported(f"method {method_id!r}")
-        for out in ("ppAsync", "ppEnum", "ppTarget", "pInitiatorAdapterProp",
-                    "pPortalGroupProp"):
+        for out in ("ppAsync", "ppEnum", "ppTarget", "pInitiatorAdapterProp", "pPortalGroupProp"):
             if out in args and args[out] is None:
-                raise Unsupported(f"a NULL {out} is not passed to a real VDS provider, which "
-                                  "may write through it")
+                raise Unsupported(
+                    f"a NULL {out} is not passed to a real VDS provider, which may write through it"
+                )
         return handler(method_id, args)
 
     def _adapter(self, this: Any) -> str:
         adapter = guid_key(this)
         if adapter not in self._adapters.values():
-            raise Unsupported(f"no interface pointer for {this!r}: not an initiator adapter "
-                              "this provider holds")
+            raise Unsupported(
+                f"no interface pointer for {this!r}: not an initiator adapter this provider holds"
+            )
         assert adapter is not None
         return adapter
 
     def _group(self, this: Any, method_id: str) -> str:
         group = guid_key(this)
         if group not in self._groups and group not in self._deleted:
-            raise Unsupported(f"{method_id} is called only on portal groups this provider "
-                              f"created; {this!r} is not one")
+            raise Unsupported(
+                f"{method_id} is called only on portal groups this provider "
+                f"created; {this!r} is not one"
+            )
         assert group is not None
         return group
 
@@ -669,8 +768,10 @@ class VdsFamily:
     def _refuse_renamed(self, adapter: str) -> None:
         asked, real = self._names.get(adapter, ("", ""))
         if asked != real:
-            raise Unsupported(f"the adapter lent for this case is named {real!r}; the step asks "
-                              f"for {asked!r}, and an adapter cannot be renamed")
+            raise Unsupported(
+                f"the adapter lent for this case is named {real!r}; the step asks "
+                f"for {asked!r}, and an adapter cannot be renamed"
+            )
 
     def _query_initiator_portals(self, method_id: str, args: Mapping[str, Any]) -> Outcome:
         exact_fields(args, method_id, ("this",), ("ppEnum",))
@@ -681,21 +782,35 @@ class VdsFamily:
         named = {p for p, _ in self._initiator_portals.values()}
         unnamed = [p for p, _ in found if p not in named]
         if unnamed:
-            raise Unsupported(f"the adapter has {len(unnamed)} initiator portal(s) this case "
-                              "does not name (lend them as initiator_portals)")
+            raise Unsupported(
+                f"the adapter has {len(unnamed)} initiator portal(s) this case "
+                "does not name (lend them as initiator_portals)"
+            )
         return Outcome(hresult=hresult, outputs={"ppEnum": [p for p, _ in found]})
 
     def _login_to_target(self, method_id: str, args: Mapping[str, Any]) -> Outcome:
-        names = ("loginType", "targetId", "targetPortalId", "initiatorPortalId", "ulLoginFlags",
-                 "bHeaderDigest", "bDataDigest", "authType")
+        names = (
+            "loginType",
+            "targetId",
+            "targetPortalId",
+            "initiatorPortalId",
+            "ulLoginFlags",
+            "bHeaderDigest",
+            "bDataDigest",
+            "authType",
+        )
         exact_fields(args, method_id, ("this", *names), ("ppAsync",))
         adapter = self._adapter(args["this"])
         request = LoginRequest(
-            _int(args["loginType"]), _guid_arg(args["targetId"], "targetId"),
+            _int(args["loginType"]),
+            _guid_arg(args["targetId"], "targetId"),
             _guid_arg(args["targetPortalId"], "targetPortalId"),
             _guid_arg(args["initiatorPortalId"], "initiatorPortalId"),
-            _int(args["ulLoginFlags"]) & 0xFFFFFFFF, bool(args["bHeaderDigest"]),
-            bool(args["bDataDigest"]), _int(args["authType"]))
+            _int(args["ulLoginFlags"]) & 0xFFFFFFFF,
+            bool(args["bHeaderDigest"]),
+            bool(args["bDataDigest"]),
+            _int(args["authType"]),
+        )
         self._refuse_unlent_target(request.target)
         result, _ = self._login(adapter, request, named=False)
         return async_outcome("ppAsync", result)
@@ -714,8 +829,10 @@ class VdsFamily:
         iqn = self._iqn(target)
         foreign = self._sessions_to(iqn) if iqn is not None else []
         if foreign:
-            raise Unsupported(f"{iqn} has {len(foreign)} session(s) this provider did not "
-                              "create; logging out would end them")
+            raise Unsupported(
+                f"{iqn} has {len(foreign)} session(s) this provider did not "
+                "create; logging out would end them"
+            )
         result = self.api.get().logout_from_target(adapter, target)
         self._forget_ended_sessions()
         return async_outcome("ppAsync", result)
@@ -732,8 +849,10 @@ class VdsFamily:
         group = self._group(args["this"], method_id)
         asked, real = self._tags.get(group, (0, 0))
         if asked != real:
-            raise Unsupported(f"VDS gave the group tag {real}; the step asks for {asked}, and "
-                              "a portal group's tag is the provider's to choose")
+            raise Unsupported(
+                f"VDS gave the group tag {real}; the step asks for {asked}, and "
+                "a portal group's tag is the provider's to choose"
+            )
         hresult, group_id, tag = self.api.get().group_properties(group)
         prop = None if failed(hresult) else {"id": group_id, "tag": tag}
         return Outcome(hresult=hresult, outputs={"pPortalGroupProp": prop})

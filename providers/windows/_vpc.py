@@ -24,14 +24,16 @@ LOGOFF = "IVMGuestOS::Logoff"
 PROGID = "VirtualPC.Application"
 C = _layouts.CONSTANTS
 NOT_REGISTERED = frozenset(u32(C[name]) for name in ("REGDB_E_CLASSNOTREG", "CO_E_CLASSSTRING"))
-MISSING = (f"Windows Virtual PC is not installed here: the {PROGID} COM class is not "
-           "registered (Virtual PC is gone since Windows 8)")
+MISSING = (
+    f"Windows Virtual PC is not installed here: the {PROGID} COM class is not "
+    "registered (Virtual PC is gone since Windows 8)"
+)
 TASK_TIMEOUT_MS = 120_000  # a task that takes longer is reported by IVMTask as it stands
 GET, PUT, CALL = C["DISPATCH_PROPERTYGET"], C["DISPATCH_PROPERTYPUT"], C["DISPATCH_METHOD"]
 
 _REASONS = {
     "logon_session": "logging a user on in a guest needs that user's credentials at the guest's "
-                     "console; Virtual PC's COM interfaces cannot do it",
+    "console; Virtual PC's COM interfaces cannot do it",
     "configuration_unknown": "a VM's configuration cannot be made unreadable on demand",
     "guest_timeout": "a guest cannot be made to stop answering on demand",
     "unexpected_error": "the automation layer cannot be made to raise on demand",
@@ -40,7 +42,7 @@ _REASONS = {
     "guest_not_ready": "a guest's shutdown service cannot be made unready on demand",
     "media_unmount_fails": "a DVD drive's media cannot be made to refuse unmounting on demand",
     "integration_components_iso_missing": "removing the host's integration components ISO "
-                                          "would change the host",
+    "would change the host",
 }
 
 
@@ -65,42 +67,67 @@ def _getter(name: str, out: str) -> tuple[str, Member]:
     return f"IVMGuestOS::get_{name}", Member(name, GET, out=out)
 
 
-MEMBERS: dict[str, Member] = dict([
-    _getter("CSDVersion", "csdVersion"), _getter("CanShutdown", "canShutdown"),
-    _getter("ComputerName", "guestComputerName"),
-    _getter("HeartbeatPercentage", "heartbeatPercentage"),
-    _getter("IntegrationComponentsVersion", "ICVersion"),
-    _getter("IsHeartbeating", "heartBeating"), _getter("IsHostTimeSyncEnabled", "isEnabled"),
-    _getter("MultipleUserSessionsAllowed", "sessionStatus"),
-    _getter("OSBuildNumber", "buildNumber"), _getter("OSMajorVersion", "majorVersion"),
-    _getter("OSMinorVersion", "minorVersion"), _getter("OSName", "guestOSName"),
-    _getter("OSPlatformId", "platformId"), _getter("OSVersion", "OSVersion"),
-    _getter("ProductType", "productType"), _getter("ScreenLocked", "guestScreenLocked"),
-    _getter("ServicePackMajor", "servicePackMajor"),
-    _getter("ServicePackMinor", "servicePackMinor"), _getter("SuiteMask", "suiteMask"),
-    _getter("TerminalServerPort", "tsPort"),
-    _getter("TerminalServicesInitialized", "termServStatus"),
-    ("IVMGuestOS::put_IsHostTimeSyncEnabled",
-     Member("IsHostTimeSyncEnabled", PUT, ins=("shouldEnable",))),
-    ("IVMGuestOS::GetParameter",
-     Member("GetParameter", CALL, ins=("inParameterName",), out="outParameterValue")),
-    ("IVMGuestOS::SetParameter",
-     Member("SetParameter", CALL, ins=("inParameterName", "inParameterValue"))),
-    ("IVMGuestOS::IsUserLoggedOn",
-     Member("IsUserLoggedOn", CALL, ins=("inRailSession",), out="outSessionPresent")),
-    ("IVMGuestOS::InstallIntegrationComponents",
-     Member("InstallIntegrationComponents", CALL, acts=True)),
-    (LOGOFF, Member("Logoff", CALL, out="outLogoffTask", task=True)),
-    ("IVMGuestOS::Restart",
-     Member("Restart", CALL, ins=("inForced",), out="outRestartTask", task=True, acts=True)),
-    ("IVMGuestOS::Shutdown",
-     Member("Shutdown", CALL, ins=("isForced",), out="outShutdownTask", task=True, acts=True)),
-])
+MEMBERS: dict[str, Member] = dict(
+    [
+        _getter("CSDVersion", "csdVersion"),
+        _getter("CanShutdown", "canShutdown"),
+        _getter("ComputerName", "guestComputerName"),
+        _getter("HeartbeatPercentage", "heartbeatPercentage"),
+        _getter("IntegrationComponentsVersion", "ICVersion"),
+        _getter("IsHeartbeating", "heartBeating"),
+        _getter("IsHostTimeSyncEnabled", "isEnabled"),
+        _getter("MultipleUserSessionsAllowed", "sessionStatus"),
+        _getter("OSBuildNumber", "buildNumber"),
+        _getter("OSMajorVersion", "majorVersion"),
+        _getter("OSMinorVersion", "minorVersion"),
+        _getter("OSName", "guestOSName"),
+        _getter("OSPlatformId", "platformId"),
+        _getter("OSVersion", "OSVersion"),
+        _getter("ProductType", "productType"),
+        _getter("ScreenLocked", "guestScreenLocked"),
+        _getter("ServicePackMajor", "servicePackMajor"),
+        _getter("ServicePackMinor", "servicePackMinor"),
+        _getter("SuiteMask", "suiteMask"),
+        _getter("TerminalServerPort", "tsPort"),
+        _getter("TerminalServicesInitialized", "termServStatus"),
+        (
+            "IVMGuestOS::put_IsHostTimeSyncEnabled",
+            Member("IsHostTimeSyncEnabled", PUT, ins=("shouldEnable",)),
+        ),
+        (
+            "IVMGuestOS::GetParameter",
+            Member("GetParameter", CALL, ins=("inParameterName",), out="outParameterValue"),
+        ),
+        (
+            "IVMGuestOS::SetParameter",
+            Member("SetParameter", CALL, ins=("inParameterName", "inParameterValue")),
+        ),
+        (
+            "IVMGuestOS::IsUserLoggedOn",
+            Member("IsUserLoggedOn", CALL, ins=("inRailSession",), out="outSessionPresent"),
+        ),
+        (
+            "IVMGuestOS::InstallIntegrationComponents",
+            Member("InstallIntegrationComponents", CALL, acts=True),
+        ),
+        (LOGOFF, Member("Logoff", CALL, out="outLogoffTask", task=True)),
+        (
+            "IVMGuestOS::Restart",
+            Member("Restart", CALL, ins=("inForced",), out="outRestartTask", task=True, acts=True),
+        ),
+        (
+            "IVMGuestOS::Shutdown",
+            Member(
+                "Shutdown", CALL, ins=("isForced",), out="outShutdownTask", task=True, acts=True
+            ),
+        ),
+    ]
+)
 # Members IDispatch cannot reach, with the reason.
 UNREACHABLE = {
     "IVMGuestOS::GetOsVersionInfo": "its GUESTOSVERSIONINFOEX** is not an automation type, so "
-                                    "IDispatch cannot carry it, and the metadata gives no "
-                                    "vtable slot for Virtual PC to call it directly",
+    "IDispatch cannot carry it, and the metadata gives no "
+    "vtable slot for Virtual PC to call it directly",
 }
 # The setting a member changes and the member that reads it back, so the ledger restores it.
 _RESTORES = {"IsHostTimeSyncEnabled": "IsHostTimeSyncEnabled", "SetParameter": "GetParameter"}
@@ -110,8 +137,7 @@ class VpcApi(Protocol):
     """What the family asks of Virtual PC (a fake stands in for it in tests)."""
 
     def has_vm(self, name: str) -> bool: ...
-    def guest(self, vm: str, member: str, flags: int, args: tuple[Any, ...]) -> tuple[int, Any]:
-        ...
+    def guest(self, vm: str, member: str, flags: int, args: tuple[Any, ...]) -> tuple[int, Any]: ...
     def guest_task(self, vm: str, member: str, args: tuple[Any, ...]) -> AsyncResult: ...
 
 
@@ -146,8 +172,10 @@ class VirtualPc:
         finally:
             vm.release()
         if guest is None:
-            raise Unsupported(f"IVMVirtualMachine.GuestOS failed ({hex32(hresult)}), so the "
-                              "guest's members could not be called")
+            raise Unsupported(
+                f"IVMVirtualMachine.GuestOS failed ({hex32(hresult)}), so the "
+                "guest's members could not be called"
+            )
         return guest
 
     def guest(self, vm: str, member: str, flags: int, args: tuple[Any, ...]) -> tuple[int, Any]:
@@ -176,16 +204,27 @@ class VirtualPc:
             task.invoke("WaitForCompletion", CALL, TASK_TIMEOUT_MS)
             error_hresult, error = task.get_int("Error")
             completion = error_hresult if failed(error_hresult) or error is None else error
-            return AsyncResult(hresult, repr(task.obj).replace("IDispatch", "IVMTask"),
-                               u32(completion))
+            return AsyncResult(
+                hresult, repr(task.obj).replace("IDispatch", "IVMTask"), u32(completion)
+            )
         finally:
             task.release()
 
 
 # The virtual-pc step fields a lent machine's config entry may state (and must, for a step that
 # sets them); `name` and `guest_actions` are the backend's own.
-_VM_FIELDS = ("guest", "heartbeat", "remote_desktop", "dvd_drive", "time_sync", "screen_locked",
-              "never_started", "power", "additions", "execute_access")
+_VM_FIELDS = (
+    "guest",
+    "heartbeat",
+    "remote_desktop",
+    "dvd_drive",
+    "time_sync",
+    "screen_locked",
+    "never_started",
+    "power",
+    "additions",
+    "execute_access",
+)
 
 
 class VpcFamily:
@@ -223,25 +262,32 @@ class VpcFamily:
         raise Unsupported(f"virtual-pc step {kind!r}")
 
     def _borrow_vm(self, api: VpcApi, name: str, fields: Mapping[str, Any]) -> str:
-        entry = self.config.require("virtual_machines", name,
-                                    "a virtual machine with a given guest cannot be made here")
+        entry = self.config.require(
+            "virtual_machines", name, "a virtual machine with a given guest cannot be made here"
+        )
         extra = sorted(set(fields) - set(_VM_FIELDS))
         if extra:
             raise Unsupported(f"virtual_machine: unexpected field(s) {', '.join(extra)}")
         unstated = [k for k in fields if k not in entry]
         if unstated:
-            raise Unsupported(f"virtual_machines.{name} ({entry['name']}) does not state "
-                              f"{', '.join(unstated)}; the step needs them, and the provider "
-                              "cannot check what the operator does not state")
+            raise Unsupported(
+                f"virtual_machines.{name} ({entry['name']}) does not state "
+                f"{', '.join(unstated)}; the step needs them, and the provider "
+                "cannot check what the operator does not state"
+            )
         differs = {k: (fields[k], entry[k]) for k in fields if fields[k] != entry[k]}
         if differs:
-            shown = ", ".join(f"{k}: step {want!r}, machine {have!r}"
-                              for k, (want, have) in differs.items())
-            raise Unsupported(f"virtual_machines.{name} ({entry['name']}) is not in the state "
-                              f"the step needs ({shown}); the provider does not change it")
+            shown = ", ".join(
+                f"{k}: step {want!r}, machine {have!r}" for k, (want, have) in differs.items()
+            )
+            raise Unsupported(
+                f"virtual_machines.{name} ({entry['name']}) is not in the state "
+                f"the step needs ({shown}); the provider does not change it"
+            )
         if not api.has_vm(entry["name"]):
-            raise Unsupported(f"virtual_machines.{name}: Virtual PC has no machine named "
-                              f"{entry['name']!r}")
+            raise Unsupported(
+                f"virtual_machines.{name}: Virtual PC has no machine named {entry['name']!r}"
+            )
         if entry["name"] in self._vms.values():
             raise Unsupported(f"{entry['name']!r} already stands for another name in this case")
         self._vms[name] = entry["name"]
@@ -257,8 +303,10 @@ class VpcFamily:
         keep = self._old_setting(api, vm, "SetParameter", args)
         hresult, _ = api.guest(vm, "SetParameter", CALL, args)
         if failed(hresult):
-            raise Unsupported(f"SetParameter({fields['name']!r}) failed ({hex32(hresult)}); the "
-                              "step cannot be built here")
+            raise Unsupported(
+                f"SetParameter({fields['name']!r}) failed ({hex32(hresult)}); the "
+                "step cannot be built here"
+            )
         if keep is not None:
             keep()
         return f"{vm}/{fields['name']}"
@@ -268,8 +316,9 @@ class VpcFamily:
             raise Unsupported(f"no IVMGuestOS for {value!r}: not a machine this case borrowed")
         return str(value)
 
-    def _old_setting(self, api: VpcApi, vm: str, member: str,
-                     args: tuple[Any, ...]) -> Callable[[], None] | None:
+    def _old_setting(
+        self, api: VpcApi, vm: str, member: str, args: tuple[Any, ...]
+    ) -> Callable[[], None] | None:
         """Before a member changes a setting, read it: the call that puts it back (None when
         this case already changed it: the first value read is the machine's own)."""
         key = str(args[0]) if member == "SetParameter" else ""
@@ -279,8 +328,10 @@ class VpcFamily:
         read_args = (key,) if member == "SetParameter" else ()
         hresult, old = api.guest(vm, reader, GET if reader == member else CALL, read_args)
         if failed(hresult) and member != "SetParameter":
-            raise Unsupported(f"{reader} failed ({hex32(hresult)}), so the setting could not be "
-                              "put back afterwards; it is not changed")
+            raise Unsupported(
+                f"{reader} failed ({hex32(hresult)}), so the setting could not be "
+                "put back afterwards; it is not changed"
+            )
         # A parameter the guest did not have is put back as the empty string (IVMGuestOS
         # cannot delete one).
         restore = (*read_args, "" if old is None else old)
@@ -288,8 +339,12 @@ class VpcFamily:
 
         def keep() -> None:
             self._changed.add((vm, member, key))
-            self.ledger.add(f"{vm}:{member}:{key}", f"{member} {key} of {vm!r}",
-                            lambda: self._restore(vm, member, flags, restore))
+            self.ledger.add(
+                f"{vm}:{member}:{key}",
+                f"{member} {key} of {vm!r}",
+                lambda: self._restore(vm, member, flags, restore),
+            )
+
         return keep
 
     def _restore(self, vm: str, member: str, flags: int, args: tuple[Any, ...]) -> None:
@@ -311,12 +366,14 @@ class VpcFamily:
         api = self.api.get()
         values = self._arguments(method_id, member, args)
         vm = self._machine(args["this"])
-        if member.acts and not self.config.lent("virtual_machines", self._name_of(vm)
-                                                ).get("guest_actions"):
-            raise Unsupported(f"{method_id} acts on the guest; the config lends "
-                              f"{vm!r} without guest_actions: true")
-        keep = self._old_setting(api, vm, member.name, values) \
-            if member.name in _RESTORES else None
+        if member.acts and not self.config.lent("virtual_machines", self._name_of(vm)).get(
+            "guest_actions"
+        ):
+            raise Unsupported(
+                f"{method_id} acts on the guest; the config lends "
+                f"{vm!r} without guest_actions: true"
+            )
+        keep = self._old_setting(api, vm, member.name, values) if member.name in _RESTORES else None
         if member.task:
             assert member.out is not None
             return async_outcome(member.out, api.guest_task(vm, member.name, values))
@@ -329,13 +386,16 @@ class VpcFamily:
     def _name_of(self, vm: str) -> str:
         return next(name for name, machine in self._vms.items() if machine == vm)
 
-    def _arguments(self, method_id: str, member: Member,
-                   args: Mapping[str, Any]) -> tuple[Any, ...]:
+    def _arguments(
+        self, method_id: str, member: Member, args: Mapping[str, Any]
+    ) -> tuple[Any, ...]:
         """The in-parameters in order; a NULL out-pointer cannot go through IDispatch, which
         owns the [out, retval] pointer."""
         if member.out is not None and member.out in args and args[member.out] is None:
-            raise Unsupported(f"a NULL {member.out} cannot be passed through IDispatch, which "
-                              "owns the [out, retval] pointer")
+            raise Unsupported(
+                f"a NULL {member.out} cannot be passed through IDispatch, which "
+                "owns the [out, retval] pointer"
+            )
         known = {"this", *member.ins, *([member.out] if member.out else [])}
         extra = sorted(set(args) - known)
         missing = [n for n in ("this", *member.ins) if n not in args]
@@ -343,14 +403,17 @@ class VpcFamily:
             raise ValueError(f"{method_id}: expected {sorted(known)}, got {sorted(args)}")
         values = tuple(args[n] for n in member.ins)
         if any(v is None for v in values):
-            raise Unsupported(f"{method_id}: a NULL BSTR is passed through IDispatch as an "
-                              "empty VARIANT, not as the NULL the page means")
+            raise Unsupported(
+                f"{method_id}: a NULL BSTR is passed through IDispatch as an "
+                "empty VARIANT, not as the NULL the page means"
+            )
         return values
 
     def observe(self, collection: str) -> list[dict[str, Any]]:
         if collection in self.collections:
-            raise Unsupported(f"collection {collection!r}: Virtual PC's automation shows no "
-                              "list of guest logons or parameters, and a VM's state is the "
-                              "operator's word")
+            raise Unsupported(
+                f"collection {collection!r}: Virtual PC's automation shows no "
+                "list of guest logons or parameters, and a VM's state is the "
+                "operator's word"
+            )
         raise Unsupported(f"collection {collection!r}")
-

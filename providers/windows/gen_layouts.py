@@ -33,56 +33,139 @@ ARCH = "X64"  # the layouts Windows x64 uses; `if ARCH in '...'` blocks are chos
 OUTPUT = Path(__file__).with_name("_layouts.py")
 
 STRUCTS = (
-    "ISCSI_TARGET_PORTALA", "ISCSI_TARGET_PORTALW", "ISCSI_UNIQUE_SESSION_ID",
-    "ISCSI_LOGIN_OPTIONS", "ISCSI_TARGET_MAPPINGA", "ISCSI_TARGET_MAPPINGW", "SCSI_LUN_LIST",
-    "PERSISTENT_ISCSI_LOGIN_INFOA", "PERSISTENT_ISCSI_LOGIN_INFOW", "ISCSI_SESSION_INFOW",
-    "ISCSI_CONNECTION_INFOW", "ISCSI_TARGET_PORTAL_GROUPA", "ISCSI_TARGET_PORTAL_GROUPW",
-    "VDS_ISCSI_INITIATOR_ADAPTER_PROP", "VDS_ISCSI_TARGET_PROP", "VDS_ISCSI_PORTAL_PROP",
-    "VDS_ISCSI_PORTALGROUP_PROP", "VDS_ISCSI_INITIATOR_PORTAL_PROP", "VDS_IPADDRESS",
+    "ISCSI_TARGET_PORTALA",
+    "ISCSI_TARGET_PORTALW",
+    "ISCSI_UNIQUE_SESSION_ID",
+    "ISCSI_LOGIN_OPTIONS",
+    "ISCSI_TARGET_MAPPINGA",
+    "ISCSI_TARGET_MAPPINGW",
+    "SCSI_LUN_LIST",
+    "PERSISTENT_ISCSI_LOGIN_INFOA",
+    "PERSISTENT_ISCSI_LOGIN_INFOW",
+    "ISCSI_SESSION_INFOW",
+    "ISCSI_CONNECTION_INFOW",
+    "ISCSI_TARGET_PORTAL_GROUPA",
+    "ISCSI_TARGET_PORTAL_GROUPW",
+    "VDS_ISCSI_INITIATOR_ADAPTER_PROP",
+    "VDS_ISCSI_TARGET_PROP",
+    "VDS_ISCSI_PORTAL_PROP",
+    "VDS_ISCSI_PORTALGROUP_PROP",
+    "VDS_ISCSI_INITIATOR_PORTAL_PROP",
+    "VDS_IPADDRESS",
     "VDS_ASYNC_OUTPUT",
-    "DISPPARAMS", "EXCEPINFO", "VARIANT",
+    "DISPPARAMS",
+    "EXCEPINFO",
+    "VARIANT",
 )
 INTERFACES = (
-    "IUnknown", "IDispatch", "IEnumVdsObject", "IVdsServiceLoader", "IVdsService",
-    "IVdsServiceIscsi", "IVdsIscsiInitiatorAdapter", "IVdsAsync", "IVdsHwProvider",
-    "IVdsSubSystemIscsi", "IVdsIscsiTarget", "IVdsIscsiPortal", "IVdsIscsiPortalGroup",
+    "IUnknown",
+    "IDispatch",
+    "IEnumVdsObject",
+    "IVdsServiceLoader",
+    "IVdsService",
+    "IVdsServiceIscsi",
+    "IVdsIscsiInitiatorAdapter",
+    "IVdsAsync",
+    "IVdsHwProvider",
+    "IVdsSubSystemIscsi",
+    "IVdsIscsiTarget",
+    "IVdsIscsiPortal",
+    "IVdsIscsiPortalGroup",
     "IVdsIscsiInitiatorPortal",
 )
 FUNCTIONS = (
-    "RemoveIScsiPersistentTargetA", "RemoveIScsiPersistentTargetW",
-    "ReportIScsiPersistentLoginsA", "ReportIScsiPersistentLoginsW",
-    "LoginIScsiTargetA", "LoginIScsiTargetW", "AddIScsiStaticTargetA", "AddIScsiStaticTargetW",
-    "RemoveIScsiStaticTargetA", "RemoveIScsiStaticTargetW", "ReportIScsiTargetsW",
+    "RemoveIScsiPersistentTargetA",
+    "RemoveIScsiPersistentTargetW",
+    "ReportIScsiPersistentLoginsA",
+    "ReportIScsiPersistentLoginsW",
+    "LoginIScsiTargetA",
+    "LoginIScsiTargetW",
+    "AddIScsiStaticTargetA",
+    "AddIScsiStaticTargetW",
+    "RemoveIScsiStaticTargetA",
+    "RemoveIScsiStaticTargetW",
+    "ReportIScsiTargetsW",
     "ReportIScsiInitiatorListW",
-    "GetIScsiSessionListW", "LogoutIScsiTarget",
-    "CoInitializeEx", "CoUninitialize", "CoCreateInstance", "CLSIDFromProgID", "CoTaskMemFree",
-    "SysAllocString", "SysFreeString", "VariantClear", "GetACP",
+    "GetIScsiSessionListW",
+    "LogoutIScsiTarget",
+    "CoInitializeEx",
+    "CoUninitialize",
+    "CoCreateInstance",
+    "CLSIDFromProgID",
+    "CoTaskMemFree",
+    "SysAllocString",
+    "SysFreeString",
+    "VariantClear",
+    "GetACP",
 )
 CONSTANTS = (
-    "MAX_ISCSI_NAME_LEN", "MAX_ISCSI_HBANAME_LEN", "MAX_ISCSI_PORTAL_NAME_LEN",
-    "MAX_ISCSI_PORTAL_ADDRESS_LEN", "ISCSI_ALL_INITIATOR_PORTS", "ISCSI_ANY_INITIATOR_PORT",
-    "ISCSI_TARGET_FLAG_HIDE_STATIC_TARGET", "ERROR_SUCCESS", "ERROR_INSUFFICIENT_BUFFER",
-    "VDS_QUERY_HARDWARE_PROVIDERS", "VDS_ILT_MANUAL", "VDS_IAT_NONE",
-    "VDS_ASYNCOUT_CREATEPORTALGROUP", "VDS_IPT_TEXT", "VDS_IPT_IPV4", "VDS_IPT_IPV6",
-    "VDS_IPT_EMPTY", "VDS_OT_TARGET", "VDS_OT_PORTAL", "VDS_OT_PORTAL_GROUP",
-    "VDS_OT_INIT_ADAPTER", "VDS_E_OBJECT_NOT_FOUND", "VDS_E_OBJECT_DELETED",
-    "COINIT_MULTITHREADED", "CLSCTX_LOCAL_SERVER", "CLSCTX_ALL", "RPC_E_CHANGED_MODE",
-    "REGDB_E_CLASSNOTREG", "CO_E_CLASSSTRING", "DISP_E_EXCEPTION", "DISPATCH_METHOD",
-    "DISPATCH_PROPERTYGET", "DISPATCH_PROPERTYPUT", "DISPID_PROPERTYPUT", "VT_EMPTY", "VT_I4",
-    "VT_BSTR", "VT_DISPATCH", "VT_BOOL",
+    "MAX_ISCSI_NAME_LEN",
+    "MAX_ISCSI_HBANAME_LEN",
+    "MAX_ISCSI_PORTAL_NAME_LEN",
+    "MAX_ISCSI_PORTAL_ADDRESS_LEN",
+    "ISCSI_ALL_INITIATOR_PORTS",
+    "ISCSI_ANY_INITIATOR_PORT",
+    "ISCSI_TARGET_FLAG_HIDE_STATIC_TARGET",
+    "ERROR_SUCCESS",
+    "ERROR_INSUFFICIENT_BUFFER",
+    "VDS_QUERY_HARDWARE_PROVIDERS",
+    "VDS_ILT_MANUAL",
+    "VDS_IAT_NONE",
+    "VDS_ASYNCOUT_CREATEPORTALGROUP",
+    "VDS_IPT_TEXT",
+    "VDS_IPT_IPV4",
+    "VDS_IPT_IPV6",
+    "VDS_IPT_EMPTY",
+    "VDS_OT_TARGET",
+    "VDS_OT_PORTAL",
+    "VDS_OT_PORTAL_GROUP",
+    "VDS_OT_INIT_ADAPTER",
+    "VDS_E_OBJECT_NOT_FOUND",
+    "VDS_E_OBJECT_DELETED",
+    "COINIT_MULTITHREADED",
+    "CLSCTX_LOCAL_SERVER",
+    "CLSCTX_ALL",
+    "RPC_E_CHANGED_MODE",
+    "REGDB_E_CLASSNOTREG",
+    "CO_E_CLASSSTRING",
+    "DISP_E_EXCEPTION",
+    "DISPATCH_METHOD",
+    "DISPATCH_PROPERTYGET",
+    "DISPATCH_PROPERTYPUT",
+    "DISPID_PROPERTYPUT",
+    "VT_EMPTY",
+    "VT_I4",
+    "VT_BSTR",
+    "VT_DISPATCH",
+    "VT_BOOL",
 )
 GUIDS = ("CLSID_VdsLoader",)
 
 # win32more's primitive names -> the vocabulary above.
 PRIMITIVES = {
-    "Byte": "BYTE", "SByte": "CHAR", "Int16": "SHORT", "UInt16": "USHORT", "Int32": "LONG",
-    "UInt32": "ULONG", "Int64": "LONGLONG", "UInt64": "ULONGLONG", "Single": "FLOAT",
-    "Double": "DOUBLE", "Char": "WCHAR", "String": "PWSTR", "Bytes": "PSTR", "VoidPtr": "PVOID",
-    "IntPtr": "LONG_PTR", "UIntPtr": "ULONG_PTR", "Guid": "GUID", "Void": "VOID",
+    "Byte": "BYTE",
+    "SByte": "CHAR",
+    "Int16": "SHORT",
+    "UInt16": "USHORT",
+    "Int32": "LONG",
+    "UInt32": "ULONG",
+    "Int64": "LONGLONG",
+    "UInt64": "ULONGLONG",
+    "Single": "FLOAT",
+    "Double": "DOUBLE",
+    "Char": "WCHAR",
+    "String": "PWSTR",
+    "Bytes": "PSTR",
+    "VoidPtr": "PVOID",
+    "IntPtr": "LONG_PTR",
+    "UIntPtr": "ULONG_PTR",
+    "Guid": "GUID",
+    "Void": "VOID",
     "Boolean": "BYTE",
 }
 _DEFINITION = re.compile(
-    rb"^\s{0,4}(?:class ([A-Za-z_]\w*)\(|def ([A-Za-z_]\w*)\(|([A-Za-z_]\w*)(?:: | = ))", re.M)
+    rb"^\s{0,4}(?:class ([A-Za-z_]\w*)\(|def ([A-Za-z_]\w*)\(|([A-Za-z_]\w*)(?:: | = ))", re.M
+)
 
 
 class MetadataError(Exception):
@@ -132,9 +215,13 @@ def _for_arch(body: Iterable[ast.stmt]) -> Iterable[ast.stmt]:
 
 
 def _arch_test(test: ast.expr) -> bool | None:
-    if (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name)
-            and test.left.id == "ARCH" and len(test.ops) == 1
-            and isinstance(test.comparators[0], ast.Constant)):
+    if (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "ARCH"
+        and len(test.ops) == 1
+        and isinstance(test.comparators[0], ast.Constant)
+    ):
         inside = ARCH in str(test.comparators[0].value).split(",")
         return inside if isinstance(test.ops[0], ast.In) else not inside
     return None
@@ -145,15 +232,18 @@ def _defined_name(node: ast.stmt) -> str | None:
         return node.name
     if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
         return node.target.id
-    if (isinstance(node, ast.Assign) and len(node.targets) == 1
-            and isinstance(node.targets[0], ast.Name)):
+    if (
+        isinstance(node, ast.Assign)
+        and len(node.targets) == 1
+        and isinstance(node.targets[0], ast.Name)
+    ):
         return node.targets[0].id
     return None
 
 
 def module_of(file: Path) -> str:
     parts = file.parts
-    return "/".join(parts[parts.index("Win32") + 1:-1]) if "Win32" in parts else file.stem
+    return "/".join(parts[parts.index("Win32") + 1 : -1]) if "Win32" in parts else file.stem
 
 
 def locate() -> list[Path]:
@@ -162,10 +252,14 @@ def locate() -> list[Path]:
         dist = importlib.metadata.distribution(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
         raise MetadataError(
-            f"{DISTRIBUTION} is not installed: pip install {DISTRIBUTION}") from None
-    files = [Path(str(dist.locate_file(f))) for f in dist.files or []
-             if str(f).replace("\\", "/").startswith("win32more/Windows/Win32/")
-             and str(f).endswith("__init__.py")]
+            f"{DISTRIBUTION} is not installed: pip install {DISTRIBUTION}"
+        ) from None
+    files = [
+        Path(str(dist.locate_file(f)))
+        for f in dist.files or []
+        if str(f).replace("\\", "/").startswith("win32more/Windows/Win32/")
+        and str(f).endswith("__init__.py")
+    ]
     if not files:
         raise MetadataError(f"{DISTRIBUTION} lists no win32more/Windows/Win32 modules")
     return files
@@ -248,8 +342,9 @@ class Generator:
         for part in inner:
             if not isinstance(node, ast.ClassDef):
                 return None
-            node = next((n for n in node.body
-                         if isinstance(n, ast.ClassDef) and n.name == part), None)
+            node = next(
+                (n for n in node.body if isinstance(n, ast.ClassDef) and n.name == part), None
+            )
         return node if isinstance(node, ast.ClassDef) else None
 
     def struct(self, name: str) -> None:
@@ -281,8 +376,11 @@ class Generator:
 
     def signature(self, node: ast.FunctionDef, skip_self: bool) -> dict[str, Any]:
         args = node.args.args[1:] if skip_self else node.args.args
-        params = tuple((a.arg, self._type(a.annotation, (), by_value=False))
-                       for a in args if a.annotation is not None)
+        params = tuple(
+            (a.arg, self._type(a.annotation, (), by_value=False))
+            for a in args
+            if a.annotation is not None
+        )
         returns = "VOID" if node.returns is None else self._type(node.returns, (), False)
         return {"params": params, "returns": returns}
 
@@ -310,9 +408,17 @@ class Generator:
         if found is None or not isinstance(found[0], ast.FunctionDef):
             raise MetadataError(f"function {name!r} is not defined in the metadata")
         node = found[0]
-        dll = next((str(d.args[0].value) for d in node.decorator_list
-                    if isinstance(d, ast.Call) and _name(d.func) == "winfunctype" and d.args
-                    and isinstance(d.args[0], ast.Constant)), None)
+        dll = next(
+            (
+                str(d.args[0].value)
+                for d in node.decorator_list
+                if isinstance(d, ast.Call)
+                and _name(d.func) == "winfunctype"
+                and d.args
+                and isinstance(d.args[0], ast.Constant)
+            ),
+            None,
+        )
         if dll is None:
             raise MetadataError(f"function {name!r} names no DLL")
         return {"dll": dll, **self.signature(node, skip_self=False)}
@@ -331,8 +437,11 @@ class Generator:
 
     def guid(self, name: str) -> str:
         found = self.index.find(name)
-        value = _guid_literal(found[0].value) if found and isinstance(found[0], ast.AnnAssign) \
-            and found[0].value is not None else None
+        value = (
+            _guid_literal(found[0].value)
+            if found and isinstance(found[0], ast.AnnAssign) and found[0].value is not None
+            else None
+        )
         if value is None:
             raise MetadataError(f"GUID {name!r} is not defined in the metadata")
         return value
@@ -347,16 +456,24 @@ def _name(node: ast.AST | None) -> str | None:
 
 
 def _guid_literal(node: ast.expr) -> str | None:
-    if (isinstance(node, ast.Call) and _name(node.func) == "Guid" and node.args
-            and isinstance(node.args[0], ast.Constant)):
+    if (
+        isinstance(node, ast.Call)
+        and _name(node.func) == "Guid"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+    ):
         return str(node.args[0].value).strip("{}").lower()
     return None
 
 
 def _commethod_slot(node: ast.FunctionDef) -> int | None:
     for deco in node.decorator_list:
-        if (isinstance(deco, ast.Call) and _name(deco.func) == "commethod" and deco.args
-                and isinstance(deco.args[0], ast.Constant)):
+        if (
+            isinstance(deco, ast.Call)
+            and _name(deco.func) == "commethod"
+            and deco.args
+            and isinstance(deco.args[0], ast.Constant)
+        ):
             return int(deco.args[0].value)
     return None
 
@@ -389,43 +506,62 @@ def literal(value: Any, indent: int = 0, lead: int = 0) -> str:
         return flat
     inner = " " * (indent + 4)
     if isinstance(value, dict):
-        items = [f"{inner}{key!r}: {literal(item, indent + 4, len(repr(key)) + 2)},"
-                 for key, item in value.items()]
+        items = [
+            f"{inner}{key!r}: {literal(item, indent + 4, len(repr(key)) + 2)},"
+            for key, item in value.items()
+        ]
         return "{\n" + "\n".join(items) + "\n" + " " * indent + "}"
     items = [f"{inner}{literal(item, indent + 4)}," for item in value]
     return "(\n" + "\n".join(items) + "\n" + " " * indent + ")"
 
 
-def render(source: str, structs: dict[str, Any], interfaces: dict[str, Any],
-           functions: dict[str, Any], constants: dict[str, int], missing: tuple[str, ...],
-           guids: dict[str, str]) -> str:
+def render(
+    source: str,
+    structs: dict[str, Any],
+    interfaces: dict[str, Any],
+    functions: dict[str, Any],
+    constants: dict[str, int],
+    missing: tuple[str, ...],
+    guids: dict[str, str],
+) -> str:
     def block(name: str, annotation: str, value: Any) -> str:
         return f"{name}: {annotation} = {literal(value, 0, len(name) + len(annotation) + 5)}\n"
 
-    return "".join([
-        '"""Generated by gen_layouts.py from Microsoft\'s win32metadata: do not edit.\n\n'
-        "Struct layouts (field names and types in declaration order), COM interfaces (IID, base,\n"
-        "vtable slot and signature of each method), DLL functions and constants, as the metadata\n"
-        f"states them for {ARCH}. Regenerate: python providers/windows/gen_layouts.py\n"
-        '"""\n\n',
-        "from typing import Any\n\n",
-        f"SOURCE = {source!r}\n",
-        f"ARCH = {ARCH!r}\n\n",
-        block("STRUCTS", "dict[str, dict[str, Any]]", structs), "\n",
-        block("INTERFACES", "dict[str, dict[str, Any]]", interfaces), "\n",
-        block("FUNCTIONS", "dict[str, dict[str, Any]]", functions), "\n",
-        "# Constants the metadata does not carry are listed in MISSING_CONSTANTS;\n"
-        "# the backend states those itself, citing the header.\n",
-        block("CONSTANTS", "dict[str, int]", constants),
-        block("MISSING_CONSTANTS", "tuple[str, ...]", missing), "\n",
-        block("GUIDS", "dict[str, str]", guids),
-    ])
+    return "".join(
+        [
+            '"""Generated by gen_layouts.py from Microsoft\'s win32metadata: do not edit.\n\n'
+            "Struct layouts (field names and types in declaration order), COM interfaces "
+            "(IID, base,\n"
+            "vtable slot and signature of each method), DLL functions and constants, "
+            "as the metadata\n"
+            f"states them for {ARCH}. Regenerate: python providers/windows/gen_layouts.py\n"
+            '"""\n\n',
+            "from typing import Any\n\n",
+            f"SOURCE = {source!r}\n",
+            f"ARCH = {ARCH!r}\n\n",
+            block("STRUCTS", "dict[str, dict[str, Any]]", structs),
+            "\n",
+            block("INTERFACES", "dict[str, dict[str, Any]]", interfaces),
+            "\n",
+            block("FUNCTIONS", "dict[str, dict[str, Any]]", functions),
+            "\n",
+            "# Constants the metadata does not carry are listed in MISSING_CONSTANTS;\n"
+            "# the backend states those itself, citing the header.\n",
+            block("CONSTANTS", "dict[str, int]", constants),
+            block("MISSING_CONSTANTS", "tuple[str, ...]", missing),
+            "\n",
+            block("GUIDS", "dict[str, str]", guids),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 if the checked-in file differs from what the metadata gives")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 if the checked-in file differs from what the metadata gives",
+    )
     parser.add_argument("--out", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
     try:

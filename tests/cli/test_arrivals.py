@@ -47,19 +47,31 @@ class Recording(ReferenceProvider):
 
 def test_the_guide_shows_the_generated_tables() -> None:
     text = GUIDE.read_text(encoding="utf-8")
-    shown = text[text.index(BEGIN):text.index(END) + len(END)]
+    shown = text[text.index(BEGIN) : text.index(END) + len(END)]
     assert shown == render(load_catalog()), "run python -m conformance.cli.arrivals and paste"
 
 
-def test_the_engine_sends_what_the_tables_say(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_engine_sends_what_the_tables_say(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(LOG, str(tmp_path / "arrived.jsonl"))
-    code, _, _ = cli("run", "--in-process", "--provider", f"{__file__}:Recording",
-                     "--out", str(tmp_path), "--regressions", str(tmp_path / "r"),
-                     "-k", "not stateful")
+    code, _, _ = cli(
+        "run",
+        "--in-process",
+        "--provider",
+        f"{__file__}:Recording",
+        "--out",
+        str(tmp_path),
+        "--regressions",
+        str(tmp_path / "r"),
+        "-k",
+        "not stateful",
+    )
     assert code == 0
-    seen = [json.loads(line) for line in (tmp_path / "arrived.jsonl").read_text(
-        encoding="utf-8").splitlines()]
+    seen = [
+        json.loads(line)
+        for line in (tmp_path / "arrived.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     catalog = load_catalog()
     returned: set[str] = set()
     steps = calls = 0
@@ -70,9 +82,12 @@ def test_the_engine_sends_what_the_tables_say(tmp_path: Path,
         if what == "setup":
             steps += 1
             kind = next(iter(arrived))
-            domain = next(d for d in catalog.domains.values()
-                          if (kind == FAULT_STEP and arrived[FAULT_STEP] in d.faults)
-                          or d.by_step(kind) is not None)
+            domain = next(
+                d
+                for d in catalog.domains.values()
+                if (kind == FAULT_STEP and arrived[FAULT_STEP] in d.faults)
+                or d.by_step(kind) is not None
+            )
             fields = domain.fields_of_step(arrived)
             assert set(arrived) == {kind, *fields}, arrived  # every field, defaults filled
             for name, ftype in fields.items():
@@ -91,9 +106,12 @@ def test_the_engine_sends_what_the_tables_say(tmp_path: Path,
             value = args.get(param.name, "absent")
             if param.is_out:
                 assert value == "absent" or (value is None and param.nullable), (method, args)
-            elif param.refers and value is not None and \
-                    value not in [spec.constants[s] for s in param.special] and \
-                    value not in _written(spec, param.name):
+            elif (
+                param.refers
+                and value is not None
+                and value not in [spec.constants[s] for s in param.special]
+                and value not in _written(spec, param.name)
+            ):
                 id_type = domain.by_step(param.refers).id  # type: ignore[union-attr]
                 assert _an_id(id_type, value, returned), (method, param.name, value)
             elif value is None:
@@ -117,6 +135,7 @@ def _an_id(id_type: str, value: Any, returned: set[str]) -> bool:
 
 def _written(spec: Any, name: str) -> list[Any]:
     """Values a scenario of the spec passes literally (a scenario may pass any value)."""
-    calls = [s.call for s in spec.scenarios] + [c.get("call") or {} for s in spec.scenarios
-                                                for c in s.calls]
+    calls = [s.call for s in spec.scenarios] + [
+        c.get("call") or {} for s in spec.scenarios for c in s.calls
+    ]
     return [call[name] for call in calls if name in call]

@@ -15,7 +15,7 @@ from conformance.cli import main
 
 # A filled-in provider: the bundled reference, for the virtual-pc family only (what a vendor
 # would have written), and the same with Logoff answering a wrong code.
-FILLED = '''\
+FILLED = """\
 from conformance_providers.reference import ReferenceProvider
 from conformance.provider import Outcome
 
@@ -28,27 +28,34 @@ class Provider(ReferenceProvider):
     def capabilities(self):
         caps = super().capabilities()
         return {**caps, "methods": [m for m in caps["methods"] if m.startswith(FAMILY)]}
-'''
-BROKEN = FILLED + '''
+"""
+BROKEN = (
+    FILLED
+    + """
     def call(self, method_id, args):
         outcome = super().call(method_id, args)
         if method_id == "IVMGuestOS::Logoff" and outcome.hresult == 0:
             return Outcome(0x8000FFFF, {"outLogoffTask": None})
         return outcome
-'''
+"""
+)
 
 
 def generated_test(root: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           str(root / "tests")], capture_output=True, text=True, check=False,
-                          cwd=root, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=root,
+        env=env,
+    )
 
 
 @pytest.fixture
 def skeleton(tmp_path: Path) -> Path:
-    assert main(["init-provider", "contoso", "--family", "virtual-pc", "--out",
-                 str(tmp_path)]) == 0
+    assert main(["init-provider", "contoso", "--family", "virtual-pc", "--out", str(tmp_path)]) == 0
     return tmp_path / "contoso"
 
 

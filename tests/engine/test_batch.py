@@ -56,8 +56,9 @@ class Logged(ReferenceProvider):
         super().reset()
 
     def __getattribute__(self, name: str) -> Any:
-        if name in ("reset", "setup", "call", "observe") and \
-                not object.__getattribute__(self, "__dict__").get("_inside", False):
+        if name in ("reset", "setup", "call", "observe") and not object.__getattribute__(
+            self, "__dict__"
+        ).get("_inside", False):
             self.singles += 1
         return object.__getattribute__(self, name)
 
@@ -108,8 +109,9 @@ def login_case(catalog: Catalog) -> tuple[list[dict[str, Any]], Then]:
     return steps, Then(spec, scenario_args(spec, scenario), OBSERVE)
 
 
-def play(catalog: Catalog, provider: Provider, steps: list[dict[str, Any]],
-         then: Then) -> tuple[Any, ...]:
+def play(
+    catalog: Catalog, provider: Provider, steps: list[dict[str, Any]], then: Then
+) -> tuple[Any, ...]:
     """What the engine sees of one case: the outcome (or error) and each observation."""
     world = World(provider, catalog.domains[then.spec.family])
     world.reset_and_setup(steps, then)
@@ -128,8 +130,10 @@ def play(catalog: Catalog, provider: Provider, steps: list[dict[str, Any]],
 
 # -- the World: batched or not, the same requests and the same results ---------------------------
 
+
 def test_a_batched_case_makes_the_requests_and_gets_the_results_of_single_ones(
-        catalog: Catalog) -> None:
+    catalog: Catalog,
+) -> None:
     steps, then = login_case(catalog)
     single, batched = Logged(), Batching()
     assert play(catalog, batched, steps, then) == play(catalog, single, steps, then)
@@ -141,8 +145,14 @@ def test_a_batched_case_makes_the_requests_and_gets_the_results_of_single_ones(
 def test_the_batch_carries_refs_for_the_ids_made_in_it(catalog: Catalog) -> None:
     steps, then = login_case(catalog)
     requests = World(Batching(), catalog.domains["iscsi-discovery"]).batch_requests(steps, then)
-    assert [r["op"] for r in requests] == ["reset", "setup", "setup", "setup", "call",
-                                           *["observe"] * len(OBSERVE)]
+    assert [r["op"] for r in requests] == [
+        "reset",
+        "setup",
+        "setup",
+        "setup",
+        "call",
+        *["observe"] * len(OBSERVE),
+    ]
     assert requests[2]["refs"] == [[1, "step", "initiator"]]  # port N1 of initiator I1
     call = requests[4]
     assert call["refs"] == [[1, "args", "InitiatorInstance"]]
@@ -185,13 +195,17 @@ class Broken(Batching):
         return super().observe(collection)
 
 
-@pytest.mark.parametrize(("how", "message"), [
-    ("too many", r"answered a batch of 8 requests \(reset\(\) first\) with \[null"),
-    ("early", r"batch stopped after 2 of 8 requests \(reset\(\) first\) without saying why"),
-    ("nothing", r"answered a batch of 8 requests \(reset\(\) first\) with \[\]"),
-])
-def test_a_batch_answer_that_lies_is_a_provider_error(catalog: Catalog, how: str,
-                                                      message: str) -> None:
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("too many", r"answered a batch of 8 requests \(reset\(\) first\) with \[null"),
+        ("early", r"batch stopped after 2 of 8 requests \(reset\(\) first\) without saying why"),
+        ("nothing", r"answered a batch of 8 requests \(reset\(\) first\) with \[\]"),
+    ],
+)
+def test_a_batch_answer_that_lies_is_a_provider_error(
+    catalog: Catalog, how: str, message: str
+) -> None:
     steps, then = login_case(catalog)
     world = World(Broken(how), catalog.domains["iscsi-discovery"])
     with pytest.raises(ProviderError, match=message):
@@ -204,8 +218,7 @@ class Unbatched(Broken):
     batch = None  # type: ignore[assignment]
 
 
-@pytest.mark.parametrize("how", ["setup raises", "call raises", "negative",
-                                 "observe unsupported"])
+@pytest.mark.parametrize("how", ["setup raises", "call raises", "negative", "observe unsupported"])
 def test_a_broken_provider_reads_the_same_batched_or_not(catalog: Catalog, how: str) -> None:
     """Errors are raised where the engine asks, with the messages of single requests; a call
     the harness refuses ends the batch, so nothing is observed after it either way."""
@@ -222,7 +235,8 @@ def test_a_broken_provider_reads_the_same_batched_or_not(catalog: Catalog, how: 
     assert batched.log == single.log
     if how == "setup raises":
         assert outcome(Broken(how))[1].startswith(
-            'provider raised in setup({"port": "N1", "initiator": ')
+            'provider raised in setup({"port": "N1", "initiator": '
+        )
     if how in ("call raises", "negative"):
         assert LOGIN in outcome(Broken(how))[1]
         assert all(op != "observe" for op, _ in batched.log)  # nothing read after it
@@ -242,8 +256,7 @@ def test_repeat_makes_its_second_call_in_the_same_batch(catalog: Catalog) -> Non
         first = world.call(then.spec, then.args, then.observe)
         seen = [world.observe(c) for c in then.observe]
         second = world.call(then.spec, then.args, then.observe)
-        logs.append((first, seen, second, [world.observe(c) for c in then.observe],
-                     provider.log))
+        logs.append((first, seen, second, [world.observe(c) for c in then.observe], provider.log))
     assert logs[0] == logs[1]
     assert [op for op, _ in logs[0][-1]].count("call") == 2
 
@@ -289,7 +302,8 @@ def agent_of(tmp_path: Path, provider: str) -> Iterator[str]:
 
 
 def test_the_agent_stops_after_a_refused_outcome_and_goes_on_after_a_failed_observe(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     with agent_of(tmp_path, ":Refusing") as spec:
         remote = RemoteProvider(spec)
         observe = [{"op": "observe", "collection": c, "may_fail": True} for c in OBSERVE]
@@ -308,31 +322,43 @@ def test_a_batch_whose_answers_pass_the_message_limit_stops_there(tmp_path: Path
     with agent_of(tmp_path, ":Wide") as spec:
         remote = RemoteProvider(spec)
         observe = [{"op": "observe", "collection": "sessions", "may_fail": True}] * 200
-        with pytest.raises(protocol.RemoteProviderError,
-                           match=r"batch of 200 requests is over the message "
-                           r"limit of 1048576 bytes after 3 of them"):
+        with pytest.raises(
+            protocol.RemoteProviderError,
+            match=r"batch of 200 requests is over the message "
+            r"limit of 1048576 bytes after 3 of them",
+        ):
             remote.batch(observe)
         assert len(remote.batch(observe[:2])) == 2  # what fits is answered
         remote.close()
 
 
 def test_int_refs_put_an_id_of_digits_as_an_int() -> None:
-    item = batches.BatchItem("call", {"args": {"a": "A1", "n": "N1"}},
-                              refs=((0, "args", "a"),), int_refs=((1, "args", "n"),))
+    item = batches.BatchItem(
+        "call",
+        {"args": {"a": "A1", "n": "N1"}},
+        refs=((0, "args", "a"),),
+        int_refs=((1, "args", "n"),),
+    )
     assert batches.fill_refs(item, ["guid-1", "2130706432"]) == {
-        "args": {"a": "guid-1", "n": 2130706432}}
+        "args": {"a": "guid-1", "n": 2130706432}
+    }
     assert batches.fill_refs(item, ["guid-1", "port-x"])["args"]["n"] == "port-x"
     with pytest.raises(batches.RefError, match="which is no id"):
         batches.fill_refs(item, ["guid-1", None])
 
 
-@pytest.mark.parametrize(("requests", "error"), [
-    ([["reset"]], "batch request 0 is not a JSON object"),
-    ([{"op": "close"}], "batch request 0: op 'close' cannot be batched"),
-    ([{"op": "setup"}], "setup needs 'step' as a JSON object"),
-    ([{"op": "reset"}, {"op": "setup", "step": {}, "int_refs": [[1, "step"]]}],
-     "batch request 1: 'int_refs' must be a list of"),
-])
+@pytest.mark.parametrize(
+    ("requests", "error"),
+    [
+        ([["reset"]], "batch request 0 is not a JSON object"),
+        ([{"op": "close"}], "batch request 0: op 'close' cannot be batched"),
+        ([{"op": "setup"}], "setup needs 'step' as a JSON object"),
+        (
+            [{"op": "reset"}, {"op": "setup", "step": {}, "int_refs": [[1, "step"]]}],
+            "batch request 1: 'int_refs' must be a list of",
+        ),
+    ],
+)
 def test_a_malformed_batch_is_one_protocol_error(requests: list[Any], error: str) -> None:
     with pytest.raises(protocol.ProtocolError, match=error):
         protocol.parse_batch(7, requests)
@@ -340,13 +366,15 @@ def test_a_malformed_batch_is_one_protocol_error(requests: list[Any], error: str
 
 # -- test cases sent ahead ------------------------------------------------------------------------
 
+
 def case_batch(n: int) -> list[dict[str, Any]]:
-    return [{"op": "reset"}, {"op": "setup", "step": {"initiator_adapter": f"A{n}"},
-                              "expect_id": True}]
+    return [
+        {"op": "reset"},
+        {"op": "setup", "step": {"initiator_adapter": f"A{n}"}, "expect_id": True},
+    ]
 
 
-def test_cases_sent_ahead_are_answered_in_order_without_being_sent_again(
-        tmp_path: Path) -> None:
+def test_cases_sent_ahead_are_answered_in_order_without_being_sent_again(tmp_path: Path) -> None:
     with agent_of(tmp_path, "reference") as spec:
         remote = RemoteProvider(spec)
         assert remote.submit([case_batch(n) for n in range(3)])
@@ -365,7 +393,8 @@ def test_cases_sent_ahead_are_answered_in_order_without_being_sent_again(
 
 
 def test_no_more_than_the_window_is_sent_ahead_and_never_a_request_on_a_moved_world(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     with agent_of(tmp_path, "reference") as spec:
         remote = RemoteProvider(spec)
         assert remote.submit([case_batch(n) for n in range(AHEAD_CASES)])
@@ -379,7 +408,8 @@ def test_no_more_than_the_window_is_sent_ahead_and_never_a_request_on_a_moved_wo
 
 
 def test_looking_ahead_sends_each_case_once_in_order_and_yields_them_all(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A provider may refuse a case (its window is full): it is offered again later, and no
     case after it is sent before it, so the cases are answered in the order judged."""
     taken: list[int] = []
@@ -402,8 +432,10 @@ def test_looking_ahead_sends_each_case_once_in_order_and_yields_them_all(
 
 # -- cassettes record single exchanges ------------------------------------------------------------
 
+
 def test_a_cassette_recorded_through_batches_replays_one_request_at_a_time(
-        catalog: Catalog, tmp_path: Path) -> None:
+    catalog: Catalog, tmp_path: Path
+) -> None:
     steps, then = login_case(catalog)
     cassette = tmp_path / "batched.jsonl"
     recorder = RecordingProvider(Batching(), cassette)
@@ -420,8 +452,8 @@ def test_a_cassette_recorded_through_batches_replays_one_request_at_a_time(
 
 # -- what the engine reads after a change is read with the next one ------------------------------
 
-def test_what_was_read_after_a_call_or_setup_is_read_with_the_next_one(
-        catalog: Catalog) -> None:
+
+def test_what_was_read_after_a_call_or_setup_is_read_with_the_next_one(catalog: Catalog) -> None:
     """A state machine's steps name no observations: the World reads with a call (a setup)
     what the engine read after the previous one, and answers a second read of a collection
     with no change between from the first. Batched or not, the same requests."""

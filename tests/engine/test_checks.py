@@ -35,6 +35,7 @@ def broken(name: str) -> str:
 
 # -- running the CLI --------------------------------------------------------------------------
 
+
 @dataclass
 class Run:
     """One finished `conformance run`: its exit code, its output folder, what it printed."""
@@ -70,8 +71,17 @@ class Run:
 
 def run_cli(out: Path, provider: str, keyword: str | None = None, *extra: str) -> Run:
     """`conformance run` in-process, the default (ci) profile, a seed; output captured."""
-    argv = ["run", "--provider", provider, "--out", str(out),
-            "--seed", "1", "--in-process", *extra]  # isolation: tests/remote/test_isolation.py
+    argv = [
+        "run",
+        "--provider",
+        provider,
+        "--out",
+        str(out),
+        "--seed",
+        "1",
+        "--in-process",
+        *extra,
+    ]  # isolation: tests/remote/test_isolation.py
     if keyword is not None:
         argv += ["-k", keyword]
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -151,6 +161,7 @@ def only(*method_ids: str) -> str:
 
 # -- one broken thing, caught by the named kind -----------------------------------------------
 
+
 @dataclass(frozen=True)
 class Breakage:
     """A broken provider, the method it breaks, and what the run must say about it."""
@@ -168,108 +179,201 @@ class Breakage:
 
 ANSI_SCENARIO = "scenario::a-target-name-the-ansi-code-page-cannot-represent-is-not-found"
 SESSION_NOT_FOUND_AS_S_OK = "expected VDS_E_ISCSI_SESSION_NOT_FOUND (0x8004270A), got S_OK"
-NEGATIVE = ("Outcome.hresult is negative (-2147211510); return the unsigned 32-bit value "
-            "(value & 0xFFFFFFFF = 0x8004270A)")
+NEGATIVE = (
+    "Outcome.hresult is negative (-2147211510); return the unsigned 32-bit value "
+    "(value & 0xFFFFFFFF = 0x8004270A)"
+)
 
 BREAKAGES = [
-    Breakage("WrongCode", LOGOUT,
-             {"scenario::a-target-with-no-session": SESSION_NOT_FOUND_AS_S_OK,
-              "scenario::an-unknown-target-id": SESSION_NOT_FOUND_AS_S_OK,
-              "oracle::property": SESSION_NOT_FOUND_AS_S_OK},
-             "VDS_E_ISCSI_SESSION_NOT_FOUND",
-             ("scenario::logs-out-of-every-session-to-the-target", "closed-world::property",
-              "out-params::property")),
-    Breakage("LeakedAsync", REMOVE_PORTAL,
-             {"out-params::property": "but set ppAsync: out-parameters must be NULL on failure"},
-             None,
-             ("scenario::the-portal-group-was-deleted-under-the-caller", "oracle::property",
-              "closed-world::property")),
-    Breakage("NoStateChange", LOGOUT,
-             {"scenario::logs-out-of-every-session-to-the-target":
-                  "sessions after the call: expected [], provider has ['S1', 'S2']",
-              "oracle::property": "sessions after the call: expected"},
-             "S_OK",
-             ("scenario::a-target-with-no-session", "closed-world::property",
-              "out-params::property")),
-    Breakage("Win32AsHresult", REMOVE_W,
-             {"out-params::property": "an HRESULT, where a Win32 or ISDSC status is documented",
-              "closed-world::property": "which is neither a documented code of "
-                                        "RemoveIScsiPersistentTargetW nor in its `also` list",
-              "scenario::a-target-with-no-persistent-login":
-                  "expected ISDSC_TARGET_NOT_FOUND (0xEFFF0029), got 0x80070002"},
-             "ISDSC_TARGET_NOT_FOUND",
-             ("scenario::removes-the-persistent-login-on-one-port-and-portal",)),
-    Breakage("HresultAsWin32", LOGOFF,
-             {"out-params::property":
-                  "returned 0x00000005, a bare Win32 code, where an HRESULT is documented",
-              "scenario::the-caller-lacks-execute-access":
-                  "expected HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED) (0x80070005), "
-                  "got 0x00000005"},
-             "HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED)",
-             ("scenario::logs-off-every-user-of-the-guest",)),
-    Breakage("Undocumented", LOGOFF,
-             {"closed-world::property": "returned E_UNEXPECTED (0x8000FFFF), which is neither "
-                                        "a documented code of IVMGuestOS::Logoff nor in its "
-                                        "`also` list (empty)"},
-             "VM_E_VM_NOT_RUNNING",
-             ("scenario::logs-off-every-user-of-the-guest", "out-params::property")),
-    Breakage("NegativeHresult", LOGOUT,
-             {"scenario::a-target-with-no-session": NEGATIVE,
-              "oracle::property": "return the unsigned 32-bit value",
-              "closed-world::property": "return the unsigned 32-bit value",
-              "out-params::property": "return the unsigned 32-bit value"},
-             "VDS_E_ISCSI_SESSION_NOT_FOUND",
-             ("scenario::logs-out-of-every-session-to-the-target",)),
-    Breakage("NotAnOutcome", LOGOFF,
-             {f"{kind}::property": "IVMGuestOS::Logoff returned [" for kind in PROPERTY_KINDS}
-             | {"scenario::a-null-task-pointer": "], not an Outcome"},
-             "E_POINTER"),
-    Breakage("BadObserve", LOGOUT,
-             {"scenario::logs-out-of-every-session-to-the-target":
-                  "observe('sessions') returned {}; it must return a list of dicts",
-              "oracle::property": "it must return a list of dicts"},
-             "S_OK",
-             ("scenario::an-unknown-target-id", "closed-world::property",
-              "out-params::property")),
-    Breakage("CompletionOnDirect", REMOVE_W,
-             {"out-params::property": "reported a completion"},
-             None,
-             ("scenario::a-target-with-no-persistent-login", "oracle::property",
-              "closed-world::property")),
-    Breakage("MissingCompletion", REMOVE_PORTAL,
-             {"out-params::property":
-                  "succeeded with S_OK (0x00000000) but the async object ppAsync has no result"},
-             None,
-             ("scenario::removes-a-member-portal", "oracle::property", "closed-world::property")),
-    Breakage("MissingAsync", LOGOUT,
-             {"out-params::property": "but returned no async object in ppAsync"},
-             None,
-             ("scenario::logs-out-of-every-session-to-the-target", "oracle::property",
-              "closed-world::property")),
-    Breakage("WrongVia", LOGOFF,
-             {"scenario::no-one-is-logged-on":
-                  "HRESULT_FROM_WIN32(ERROR_NO_SUCH_LOGON_SESSION) (0x80070520) must arrive "
-                  "through the completion, but arrived through the call",
-              "oracle::property": "must arrive through the completion"},
-             "HRESULT_FROM_WIN32(ERROR_NO_SUCH_LOGON_SESSION)",
-             ("closed-world::property", "out-params::property")),
-    Breakage("WrongPrecedence", REMOVE_PORTAL,
-             {"oracle::property": "got VDS_E_OBJECT_NOT_FOUND (0x80042405)"},
-             None,  # which fault the oracle trips over first is the engine's choice
-             ("scenario::the-portal-group-was-deleted-under-the-caller",
-              "scenario::the-provider-cache-is-corrupt", "closed-world::property",
-              "out-params::property")),
-    Breakage("NoAnsiConversion", REMOVE_A,
-             {ANSI_SCENARIO: "expected ISDSC_TARGET_NOT_FOUND (0xEFFF0029), got ERROR_SUCCESS",
-              "oracle::property": "expected ISDSC_TARGET_NOT_FOUND (0xEFFF0029), got "
-                                  "ERROR_SUCCESS"},
-             "ISDSC_TARGET_NOT_FOUND",
-             ("scenario::a-target-name-the-ansi-code-page-represents-is-found",
-              "closed-world::property", "out-params::property")),
-    Breakage("BadSetupId", LOGOFF,
-             {"scenario::no-one-is-logged-on": "it must return the provider's id",
-              "closed-world::property": "returned None; it must return the provider's id"},
-             "HRESULT_FROM_WIN32(ERROR_NO_SUCH_LOGON_SESSION)"),
+    Breakage(
+        "WrongCode",
+        LOGOUT,
+        {
+            "scenario::a-target-with-no-session": SESSION_NOT_FOUND_AS_S_OK,
+            "scenario::an-unknown-target-id": SESSION_NOT_FOUND_AS_S_OK,
+            "oracle::property": SESSION_NOT_FOUND_AS_S_OK,
+        },
+        "VDS_E_ISCSI_SESSION_NOT_FOUND",
+        (
+            "scenario::logs-out-of-every-session-to-the-target",
+            "closed-world::property",
+            "out-params::property",
+        ),
+    ),
+    Breakage(
+        "LeakedAsync",
+        REMOVE_PORTAL,
+        {"out-params::property": "but set ppAsync: out-parameters must be NULL on failure"},
+        None,
+        (
+            "scenario::the-portal-group-was-deleted-under-the-caller",
+            "oracle::property",
+            "closed-world::property",
+        ),
+    ),
+    Breakage(
+        "NoStateChange",
+        LOGOUT,
+        {
+            "scenario::logs-out-of-every-session-to-the-target": (
+                "sessions after the call: expected [], provider has ['S1', 'S2']"
+            ),
+            "oracle::property": "sessions after the call: expected",
+        },
+        "S_OK",
+        ("scenario::a-target-with-no-session", "closed-world::property", "out-params::property"),
+    ),
+    Breakage(
+        "Win32AsHresult",
+        REMOVE_W,
+        {
+            "out-params::property": "an HRESULT, where a Win32 or ISDSC status is documented",
+            "closed-world::property": "which is neither a documented code of "
+            "RemoveIScsiPersistentTargetW nor in its `also` list",
+            "scenario::a-target-with-no-persistent-login": (
+                "expected ISDSC_TARGET_NOT_FOUND (0xEFFF0029), got 0x80070002"
+            ),
+        },
+        "ISDSC_TARGET_NOT_FOUND",
+        ("scenario::removes-the-persistent-login-on-one-port-and-portal",),
+    ),
+    Breakage(
+        "HresultAsWin32",
+        LOGOFF,
+        {
+            "out-params::property": (
+                "returned 0x00000005, a bare Win32 code, where an HRESULT is documented"
+            ),
+            "scenario::the-caller-lacks-execute-access": (
+                "expected HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED) (0x80070005), got 0x00000005"
+            ),
+        },
+        "HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED)",
+        ("scenario::logs-off-every-user-of-the-guest",),
+    ),
+    Breakage(
+        "Undocumented",
+        LOGOFF,
+        {
+            "closed-world::property": "returned E_UNEXPECTED (0x8000FFFF), which is neither "
+            "a documented code of IVMGuestOS::Logoff nor in its "
+            "`also` list (empty)"
+        },
+        "VM_E_VM_NOT_RUNNING",
+        ("scenario::logs-off-every-user-of-the-guest", "out-params::property"),
+    ),
+    Breakage(
+        "NegativeHresult",
+        LOGOUT,
+        {
+            "scenario::a-target-with-no-session": NEGATIVE,
+            "oracle::property": "return the unsigned 32-bit value",
+            "closed-world::property": "return the unsigned 32-bit value",
+            "out-params::property": "return the unsigned 32-bit value",
+        },
+        "VDS_E_ISCSI_SESSION_NOT_FOUND",
+        ("scenario::logs-out-of-every-session-to-the-target",),
+    ),
+    Breakage(
+        "NotAnOutcome",
+        LOGOFF,
+        {f"{kind}::property": "IVMGuestOS::Logoff returned [" for kind in PROPERTY_KINDS}
+        | {"scenario::a-null-task-pointer": "], not an Outcome"},
+        "E_POINTER",
+    ),
+    Breakage(
+        "BadObserve",
+        LOGOUT,
+        {
+            "scenario::logs-out-of-every-session-to-the-target": (
+                "observe('sessions') returned {}; it must return a list of dicts"
+            ),
+            "oracle::property": "it must return a list of dicts",
+        },
+        "S_OK",
+        ("scenario::an-unknown-target-id", "closed-world::property", "out-params::property"),
+    ),
+    Breakage(
+        "CompletionOnDirect",
+        REMOVE_W,
+        {"out-params::property": "reported a completion"},
+        None,
+        (
+            "scenario::a-target-with-no-persistent-login",
+            "oracle::property",
+            "closed-world::property",
+        ),
+    ),
+    Breakage(
+        "MissingCompletion",
+        REMOVE_PORTAL,
+        {
+            "out-params::property": (
+                "succeeded with S_OK (0x00000000) but the async object ppAsync has no result"
+            )
+        },
+        None,
+        ("scenario::removes-a-member-portal", "oracle::property", "closed-world::property"),
+    ),
+    Breakage(
+        "MissingAsync",
+        LOGOUT,
+        {"out-params::property": "but returned no async object in ppAsync"},
+        None,
+        (
+            "scenario::logs-out-of-every-session-to-the-target",
+            "oracle::property",
+            "closed-world::property",
+        ),
+    ),
+    Breakage(
+        "WrongVia",
+        LOGOFF,
+        {
+            "scenario::no-one-is-logged-on": (
+                "HRESULT_FROM_WIN32(ERROR_NO_SUCH_LOGON_SESSION) (0x80070520) must arrive "
+                "through the completion, but arrived through the call"
+            ),
+            "oracle::property": "must arrive through the completion",
+        },
+        "HRESULT_FROM_WIN32(ERROR_NO_SUCH_LOGON_SESSION)",
+        ("closed-world::property", "out-params::property"),
+    ),
+    Breakage(
+        "WrongPrecedence",
+        REMOVE_PORTAL,
+        {"oracle::property": "got VDS_E_OBJECT_NOT_FOUND (0x80042405)"},
+        None,  # which fault the oracle trips over first is the engine's choice
+        (
+            "scenario::the-portal-group-was-deleted-under-the-caller",
+            "scenario::the-provider-cache-is-corrupt",
+            "closed-world::property",
+            "out-params::property",
+        ),
+    ),
+    Breakage(
+        "NoAnsiConversion",
+        REMOVE_A,
+        {
+            ANSI_SCENARIO: "expected ISDSC_TARGET_NOT_FOUND (0xEFFF0029), got ERROR_SUCCESS",
+            "oracle::property": "expected ISDSC_TARGET_NOT_FOUND (0xEFFF0029), got ERROR_SUCCESS",
+        },
+        "ISDSC_TARGET_NOT_FOUND",
+        (
+            "scenario::a-target-name-the-ansi-code-page-represents-is-found",
+            "closed-world::property",
+            "out-params::property",
+        ),
+    ),
+    Breakage(
+        "BadSetupId",
+        LOGOFF,
+        {
+            "scenario::no-one-is-logged-on": "it must return the provider's id",
+            "closed-world::property": "returned None; it must return the provider's id",
+        },
+        "HRESULT_FROM_WIN32(ERROR_NO_SUCH_LOGON_SESSION)",
+    ),
 ]
 
 
@@ -315,8 +419,11 @@ def test_the_affected_code_is_marked_fail(breakage: tuple[Breakage, Run]) -> Non
 @over([b for b in BREAKAGES if any(not name.startswith("scenario") for name in b.fails)])
 def test_failing_property_checks_carry_a_repro(breakage: tuple[Breakage, Run]) -> None:
     case, result = breakage
-    failing = [c for c in result.checks(case.method) if c["kind"] in PROPERTY_KINDS
-               and c["status"] == "failed"]
+    failing = [
+        c
+        for c in result.checks(case.method)
+        if c["kind"] in PROPERTY_KINDS and c["status"] == "failed"
+    ]
     assert failing, "no property check failed"
     for check in failing:
         repro = check["repro"]
@@ -344,17 +451,22 @@ def test_oracle_failures_mark_the_predicted_code_fail(breakage: tuple[Breakage, 
             assert result.method(case.method)["codes"][code] == "fail", code
 
 
-MORE_BROKEN = [("Raises", REMOVE_PORTAL), ("FlakyWrongCode", LOGOFF),
-               ("IgnoresForce", "IVMGuestOS::Shutdown"),
-               ("LongNameRefused", "AddIScsiStaticTargetW")]
+MORE_BROKEN = [
+    ("Raises", REMOVE_PORTAL),
+    ("FlakyWrongCode", LOGOFF),
+    ("IgnoresForce", "IVMGuestOS::Shutdown"),
+    ("LongNameRefused", "AddIScsiStaticTargetW"),
+]
 
 
-@pytest.mark.parametrize(("provider", "method"),
-                         [(b.provider, b.method) for b in BREAKAGES] + MORE_BROKEN,
-                         ids=[b.provider for b in BREAKAGES] + [p for p, _ in MORE_BROKEN])
+@pytest.mark.parametrize(
+    ("provider", "method"),
+    [(b.provider, b.method) for b in BREAKAGES] + MORE_BROKEN,
+    ids=[b.provider for b in BREAKAGES] + [p for p, _ in MORE_BROKEN],
+)
 def test_the_default_ci_run_catches_every_broken_provider(
-        provider: str, method: str, tmp_path: Path,
-        record_property: Callable[[str, object], None]) -> None:
+    provider: str, method: str, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
     """Every check kind of the broken method, as the default run makes them (ci profile):
     the provider fails, and what it took is counted."""
     result = run_cli(tmp_path, broken(provider), spec_file(method))
@@ -362,13 +474,16 @@ def test_the_default_ci_run_catches_every_broken_provider(
     assert result.method(method)["verdict"] == "fails"
     operations = result.results["operations"]
     record_property("operations", operations["total"])
-    print(f"{provider}: caught by "
-          f"{sorted(c['kind'] for c in result.checks(method) if c['status'] == 'failed')} "
-          f"in {operations['total']} operations")
+    print(
+        f"{provider}: caught by "
+        f"{sorted(c['kind'] for c in result.checks(method) if c['status'] == 'failed')} "
+        f"in {operations['total']} operations"
+    )
     assert 0 < operations["total"] <= 2_000
 
 
 # -- the repro replays ------------------------------------------------------------------------
+
 
 def replay(path: Path, provider: str) -> tuple[int, str]:
     """`conformance replay FILE --provider P` in-process: exit code and what it printed."""
@@ -378,16 +493,20 @@ def replay(path: Path, provider: str) -> tuple[int, str]:
     return code, stdout.getvalue()
 
 
-@pytest.mark.parametrize(("provider", "check"), [
-    ("WrongCode", "oracle::property"),
-    ("NoStateChange", "oracle::property"),
-    ("WrongPrecedence", "oracle::property"),
-    ("NoAnsiConversion", ANSI_SCENARIO),
-    ("LeakedAsync", "out-params::property"),
-    ("Win32AsHresult", "closed-world::property"),
-])
+@pytest.mark.parametrize(
+    ("provider", "check"),
+    [
+        ("WrongCode", "oracle::property"),
+        ("NoStateChange", "oracle::property"),
+        ("WrongPrecedence", "oracle::property"),
+        ("NoAnsiConversion", ANSI_SCENARIO),
+        ("LeakedAsync", "out-params::property"),
+        ("Win32AsHresult", "closed-world::property"),
+    ],
+)
 def test_the_repro_file_still_fails_the_provider_and_passes_the_reference(
-        provider: str, check: str, run: Callable[..., Run]) -> None:
+    provider: str, check: str, run: Callable[..., Run]
+) -> None:
     """The shrunk case, replayed on its own, reproduces the failure and only the failure."""
     case = next(b for b in BREAKAGES if b.provider == provider)
     result = run(broken(provider), case.keyword)
@@ -402,6 +521,7 @@ def test_the_repro_file_still_fails_the_provider_and_passes_the_reference(
 
 
 # -- a provider that raises, and one that supports nothing ------------------------------------
+
 
 def test_a_raising_method_fails_alone_and_the_run_goes_on(run: Callable[..., Run]) -> None:
     result = run(broken("Raises"), f"{only(*SEED_METHODS)} and {FOUR}")
@@ -418,12 +538,16 @@ def test_a_raising_method_fails_alone_and_the_run_goes_on(run: Callable[..., Run
         assert result.method(method_id)["verdict"] == "conforms", method_id
 
 
-@pytest.mark.parametrize(("provider", "reason"), [
-    ("UnsupportedEverything", "unsupported by the provider: "),
-    ("ClaimsNothing", "is not in its capabilities"),
-])
-def test_a_provider_supporting_nothing_ran_no_check(provider: str, reason: str,
-                                                     run: Callable[..., Run]) -> None:
+@pytest.mark.parametrize(
+    ("provider", "reason"),
+    [
+        ("UnsupportedEverything", "unsupported by the provider: "),
+        ("ClaimsNothing", "is not in its capabilities"),
+    ],
+)
+def test_a_provider_supporting_nothing_ran_no_check(
+    provider: str, reason: str, run: Callable[..., Run]
+) -> None:
     """Not applicable is never passed. (Scenarios and one property kind of one method: with
     nothing applicable, hypothesis spins through hundreds of rejected draws per property
     check, seconds each.)"""
@@ -441,6 +565,7 @@ def test_a_provider_supporting_nothing_ran_no_check(provider: str, reason: str,
 
 
 # -- selection and loading --------------------------------------------------------------------
+
 
 def test_k_selecting_nothing_does_not_exit_0(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "reference", "no_such_check_anywhere")
@@ -461,23 +586,34 @@ def _write(path: Path, text: str) -> Path:
 
 UNAVAILABLE: list[tuple[str, Callable[[Path], str], str]] = [
     ("missing file", lambda d: f"{d / 'nowhere.py'}:Provider", "does not exist"),
-    ("import error", lambda d: f"{_write(d / 'bad.py', 'import no_such_module_xyz')}:P",
-     "does not import: ModuleNotFoundError"),
+    (
+        "import error",
+        lambda d: f"{_write(d / 'bad.py', 'import no_such_module_xyz')}:P",
+        "does not import: ModuleNotFoundError",
+    ),
     ("syntax error", lambda d: f"{_write(d / 'bad.py', 'def (:')}:P", "does not import"),
     ("unknown name", lambda d: "no-such-provider", "unknown provider 'no-such-provider'"),
     ("unknown module", lambda d: "no_such_pkg_xyz.mod:Provider", "does not import"),
     ("missing class", lambda d: broken("NoSuchClass"), "has no attribute 'NoSuchClass'"),
-    ("constructor raises", lambda d: broken("StartFails"),
-     "failed to start: ConnectionRefusedError: agent at 127.0.0.1:7700 refused"),
-    ("capabilities raise", lambda d: broken("CapabilitiesRaise"),
-     "capabilities() raised OSError: service not running"),
+    (
+        "constructor raises",
+        lambda d: broken("StartFails"),
+        "failed to start: ConnectionRefusedError: agent at 127.0.0.1:7700 refused",
+    ),
+    (
+        "capabilities raise",
+        lambda d: broken("CapabilitiesRaise"),
+        "capabilities() raised OSError: service not running",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("spec", "reason"), [(s, r) for _, s, r in UNAVAILABLE],
-                         ids=[n for n, _, _ in UNAVAILABLE])
-def test_an_unavailable_provider_exits_3_saying_why(spec: Callable[[Path], str], reason: str,
-                                                    tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("spec", "reason"), [(s, r) for _, s, r in UNAVAILABLE], ids=[n for n, _, _ in UNAVAILABLE]
+)
+def test_an_unavailable_provider_exits_3_saying_why(
+    spec: Callable[[Path], str], reason: str, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     result = run_cli(out, spec(tmp_path))
     assert result.code == 3, result.stdout + result.stderr
@@ -487,6 +623,7 @@ def test_an_unavailable_provider_exits_3_saying_why(spec: Callable[[Path], str],
 
 
 # -- harness bugs found while writing these tests (fixed; kept as regressions) ---------------
+
 
 @pytest.mark.parametrize("provider", ["LeakedAsync", "MissingCompletion"])
 def test_out_params_failure_marks_its_code_fail(provider: str, run: Callable[..., Run]) -> None:
@@ -504,7 +641,8 @@ def test_out_params_repro_is_a_valid_scenario(run: Callable[..., Run]) -> None:
 
 
 def test_a_flaky_answer_fails_the_check_that_met_it_and_every_check_is_recorded(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     result = run_cli(tmp_path, broken("FlakyWrongCode"), f"{only(LOGOFF)} and {FOUR}")
     assert result.code != 0, result.stdout
     lines = [e for e in result.stream() if e["event"] == "check"]
@@ -523,18 +661,26 @@ def test_the_stateful_machines_run_with_a_seed(run: Callable[..., Run]) -> None:
 
 
 @pytest.mark.slow
-def test_a_baselines_flaky_checks_are_tried_again_in_the_workers_of_n_too(
-        tmp_path: Path) -> None:
+def test_a_baselines_flaky_checks_are_tried_again_in_the_workers_of_n_too(tmp_path: Path) -> None:
     """The run's options reach every worker whole (runner.options.RunOptions): a check the
     baseline calls flaky gets its second try under -n as in one process (the workers used to
     get the options relayed one by one, and the flaky list was not among them)."""
     first = run_cli(tmp_path / "first", broken("FlakyWrongCode"), f"{only(LOGOFF)} and {FOUR}")
     (tripped,) = [c["name"] for c in first.checks(LOGOFF) if c["status"] != "passed"]
     baseline = tmp_path / "baseline.yaml"
-    baseline.write_text(f"baseline: 1\nflaky:\n  - check: {tripped}\n    reason: trips once\n",
-                        encoding="utf-8")
-    again = run_cli(tmp_path / "again", broken("FlakyWrongCode"), f"{only(LOGOFF)} and {FOUR}",
-                    "--baseline", str(baseline), "-n", "2")
+    baseline.write_text(
+        f"baseline: 1\nflaky:\n  - check: {tripped}\n    reason: trips once\n", encoding="utf-8"
+    )
+    again = run_cli(
+        tmp_path / "again",
+        broken("FlakyWrongCode"),
+        f"{only(LOGOFF)} and {FOUR}",
+        "--baseline",
+        str(baseline),
+        "-n",
+        "2",
+    )
     (check,) = [c for c in again.checks(LOGOFF) if c["name"] == tripped]
-    assert check["status"] == "passed" and check["message"].startswith("flaky: passed on try 2"), \
+    assert check["status"] == "passed" and check["message"].startswith("flaky: passed on try 2"), (
         check
+    )

@@ -22,7 +22,7 @@ from conformance.cli import main
 from conformance.engine.kinds import Target, kinds_for
 from conformance.engine.replay import replay
 from conformance.engine.scenarios import check_scenario
-from conformance.engine.sequences import check_sequences
+from conformance.engine.sequence_run import check_sequences
 from conformance.engine.stateful import check_stateful
 from conformance.engine.strategies import Pool, draw_new_step, param_strategy
 from conformance.engine.subject import Subject
@@ -88,8 +88,18 @@ def reference_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("iscsi-reference")
     keyword = " or ".join([*METHODS, FAMILY])
     code = main(
-        ["run", "--profile", "ci", "--specs", str(SPECS), "-k", keyword, "--out", str(out),
-         "--in-process"]
+        [
+            "run",
+            "--profile",
+            "ci",
+            "--specs",
+            str(SPECS),
+            "-k",
+            keyword,
+            "--out",
+            str(out),
+            "--in-process",
+        ]
     )
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     return {"exit": code, "results": results}
@@ -125,8 +135,13 @@ def test_the_family_machine_passes_on_the_reference(reference_run: dict[str, Any
 Predicate = Callable[[Any], bool]
 # Derandomized and not shrunk: an argument only has to be one the strategy can draw; a given
 # step is shrunk to the simplest of its kind.
-_DRAWN = settings(max_examples=500, database=None, derandomize=True, phases=[Phase.generate],
-                  suppress_health_check=list(HealthCheck))
+_DRAWN = settings(
+    max_examples=500,
+    database=None,
+    derandomize=True,
+    phases=[Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
 _SIMPLEST = settings(_DRAWN, phases=[Phase.generate, Phase.shrink])
 
 
@@ -156,8 +171,9 @@ class Walk:
         def new_step(draw: Any) -> dict[str, Any] | None:
             return draw_new_step(draw, self.domain, state, {})
 
-        step = find(new_step(), lambda s: s is not None and next(iter(s)) == kind,
-                    settings=_SIMPLEST)
+        step = find(
+            new_step(), lambda s: s is not None and next(iter(s)) == kind, settings=_SIMPLEST
+        )
         step = self.domain.complete(step)
         self.domain.apply(self.state, step)
         self.given.append(step)
@@ -169,8 +185,11 @@ class Walk:
         spec = self.catalog.specs[method]
         pool = Pool.of(self.domain, self.state)
         args = {
-            p.name: find(param_strategy(spec, self.domain, p, pool), wanted.get(p.name, _any),
-                         settings=_DRAWN)
+            p.name: find(
+                param_strategy(spec, self.domain, p, pool),
+                wanted.get(p.name, _any),
+                settings=_DRAWN,
+            )
             for p in spec.params
         }
         predicted = self._subjects[method].oracle.predict(self.state, args)
@@ -196,16 +215,29 @@ def test_login_persistent_report_remove_report_is_reachable_and_passes(catalog: 
     target = walk.step("static_target")
     assert target["hidden"] is False
     name = target["target_name"]
-    walk.call("LoginIScsiTargetW", ERROR_SUCCESS, TargetName=_is(name),
-              InitiatorInstance=_is(initiator),
-              InitiatorPortNumber=_is(ISCSI_ANY_INITIATOR_PORT), IsPersistent=_is(True))
+    walk.call(
+        "LoginIScsiTargetW",
+        ERROR_SUCCESS,
+        TargetName=_is(name),
+        InitiatorInstance=_is(initiator),
+        InitiatorPortNumber=_is(ISCSI_ANY_INITIATOR_PORT),
+        IsPersistent=_is(True),
+    )
     walk.call("ReportIScsiPersistentLoginsW", ERROR_SUCCESS, PersistentLoginInfo=_is(OUT))
-    walk.call("RemoveIScsiPersistentTargetW", ERROR_SUCCESS, InitiatorInstance=_is(initiator),
-              InitiatorPortNumber=_is(ISCSI_ALL_INITIATOR_PORTS), TargetName=_is(name))
+    walk.call(
+        "RemoveIScsiPersistentTargetW",
+        ERROR_SUCCESS,
+        InitiatorInstance=_is(initiator),
+        InitiatorPortNumber=_is(ISCSI_ALL_INITIATOR_PORTS),
+        TargetName=_is(name),
+    )
     walk.call("ReportIScsiPersistentLoginsW", ERROR_SUCCESS, PersistentLoginInfo=_is(OUT))
     reported = [out.get("PersistentLoginInfo") for out in walk.outputs]
     assert [None if r is None else [i["TargetName"] for i in r] for r in reported] == [
-        None, [name], None, []
+        None,
+        [name],
+        None,
+        [],
     ]
     assert walk.replay_on(ReferenceProvider()) == (True, "4 call(s) behave as documented")
 
@@ -292,8 +324,12 @@ def test_the_specs_call_sequences_do_not_catch_it_either(catalog: Catalog) -> No
     """The `calls:` scenarios never put a ReportIScsiPersistentLogins after an
     AddIScsiStaticTarget, so only the family machine is left to find the mix-up."""
     provider = StaticTargetsReportedAsLogins()
-    sequences = [(spec, scenario) for spec in catalog.specs.values()
-                 for scenario in spec.scenarios if scenario.calls]
+    sequences = [
+        (spec, scenario)
+        for spec in catalog.specs.values()
+        for scenario in spec.scenarios
+        if scenario.calls
+    ]
     assert len(sequences) >= 4
     for spec, scenario in sequences:
         repro = {"method": spec.id, "given": list(scenario.given), "calls": list(scenario.calls)}
@@ -310,14 +346,19 @@ def test_only_the_family_check_catches_it_with_a_short_reproduction(
     it too and is shrunk to the same two calls."""
     provider = StaticTargetsReportedAsLogins()
     family = list(subjects(catalog, provider, Settings(machine_runs=50, seed=0)).values())
-    verdict = check_sequences(family, catalog.domains[FAMILY]) if check == "planned" else \
-        check_stateful(family, catalog.domains[FAMILY])
+    verdict = (
+        check_sequences(family, catalog.domains[FAMILY])
+        if check == "planned"
+        else check_stateful(family, catalog.domains[FAMILY])
+    )
     assert verdict.status == "failed"
     assert "ReportIScsiPersistentLogins" in verdict.message
     assert verdict.repro is not None
     calls = [entry for entry in verdict.repro["calls"] if "given" not in entry]
-    print(f"{MACHINE}: shrunk reproduction of {len(calls)} calls: "
-          + " -> ".join(entry["method"] for entry in calls))
+    print(
+        f"{MACHINE}: shrunk reproduction of {len(calls)} calls: "
+        + " -> ".join(entry["method"] for entry in calls)
+    )
     record_property("shrunk_reproduction_calls", len(calls))
     # Two calls is the least that can show it (each call alone behaves); the harness takes out
     # every call the shrunk sequence does not need, so that is what is left.
@@ -353,8 +394,15 @@ def test_objects_calls_create_are_known_by_their_target_name() -> None:
     initiator = p.setup({"initiator": "I1"})
     given = p.setup({"static_target": "ST1", "target_name": "iqn.x:given"})
     assert given != "iqn.x:given"
-    add = {"TargetName": "iqn.x:added", "TargetAlias": None, "TargetFlags": 0, "Persist": True,
-           "Mappings": None, "LoginOptions": None, "PortalGroup": None}
+    add = {
+        "TargetName": "iqn.x:added",
+        "TargetAlias": None,
+        "TargetFlags": 0,
+        "Persist": True,
+        "Mappings": None,
+        "LoginOptions": None,
+        "PortalGroup": None,
+    }
     assert p.call("AddIScsiStaticTargetW", add).hresult == 0
     assert [row["id"] for row in p.observe("static_targets")] == [given, "iqn.x:added"]
     login = p.call("LoginIScsiTargetW", _login_args("iqn.x:given", initiator, persistent=True))

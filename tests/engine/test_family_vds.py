@@ -35,11 +35,21 @@ FAMILY = "vds-iscsi"
 MACHINE = f"{FAMILY}::stateful::machine"
 SEED = "1"
 METHODS = [
-    *(f"IVdsIscsiInitiatorAdapter::{m}"
-      for m in ("GetProperties", "QueryInitiatorPortals", "LoginToTarget", "LogoutFromTarget")),
-    *(f"IVdsIscsiPortalGroup::{m}"
-      for m in ("GetProperties", "GetTarget", "QueryAssociatedPortals", "AddPortal",
-                "RemovePortal", "Delete")),
+    *(
+        f"IVdsIscsiInitiatorAdapter::{m}"
+        for m in ("GetProperties", "QueryInitiatorPortals", "LoginToTarget", "LogoutFromTarget")
+    ),
+    *(
+        f"IVdsIscsiPortalGroup::{m}"
+        for m in (
+            "GetProperties",
+            "GetTarget",
+            "QueryAssociatedPortals",
+            "AddPortal",
+            "RemovePortal",
+            "Delete",
+        )
+    ),
 ]
 # (spec, scenario name): the family sequences the issue names, as `calls:` scenarios.
 SEQUENCES = [
@@ -92,16 +102,30 @@ class StaleDeletedGroupProvider(ReferenceProvider):
     def __init__(self) -> None:
         super().__init__()
         # The reference routes by world; put the broken VDS world in the VDS one's place.
-        self._worlds = tuple(_TombstoningVdsWorld() if isinstance(w, VdsWorld) else w
-                             for w in self._worlds)
+        self._worlds = tuple(
+            _TombstoningVdsWorld() if isinstance(w, VdsWorld) else w for w in self._worlds
+        )
         self._by_step, self._by_fault = self._index("steps"), self._index("faults")
         self._by_method, self._by_collection = self._index("methods"), self._index("collections")
 
 
 def run(out: Path, *args: str) -> tuple[int, dict[str, Any]]:
     """`conformance run` on the family's specs; its exit code and results.json."""
-    code = main(["run", "--specs", str(SPECS), "--seed", SEED, "--out", str(out), "--in-process",
-                 "--regressions", str(out / "regressions"), *args])
+    code = main(
+        [
+            "run",
+            "--specs",
+            str(SPECS),
+            "--seed",
+            SEED,
+            "--out",
+            str(out),
+            "--in-process",
+            "--regressions",
+            str(out / "regressions"),
+            *args,
+        ]
+    )
     return code, json.loads((out / "results.json").read_text(encoding="utf-8"))
 
 
@@ -114,8 +138,9 @@ def checks_of(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def failures(results: dict[str, Any]) -> list[str]:
-    return [f"{n}: {c['message']}" for n, c in checks_of(results).items()
-            if c["status"] != "passed"]
+    return [
+        f"{n}: {c['message']}" for n, c in checks_of(results).items() if c["status"] != "passed"
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -146,8 +171,12 @@ def test_every_method_conforms_on_the_reference(
     documented = [c.symbol for c in catalog.specs[method].codes]
     assert entry["verdict"] == "conforms"
     assert {c: entry["codes"].get(c) for c in documented} == {c: "pass" for c in documented}
-    assert {c["kind"] for c in entry["checks"]} >= {"scenario", "oracle", "closed-world",
-                                                     "out-params"}
+    assert {c["kind"] for c in entry["checks"]} >= {
+        "scenario",
+        "oracle",
+        "closed-world",
+        "out-params",
+    }
 
 
 def test_the_family_machine_passes_on_the_reference(
@@ -168,8 +197,13 @@ def _drawable_step(domain: Domain, state: dict[str, Any], step: dict[str, Any]) 
             assert any(step[key] in [o.get("id") for o in objs] for objs in pools), step
 
 
-def _drawable_call(domain: Domain, state: dict[str, Any], removed: dict[str, list[str]],
-                   spec: Spec, call: dict[str, Any]) -> None:
+def _drawable_call(
+    domain: Domain,
+    state: dict[str, Any],
+    removed: dict[str, list[str]],
+    spec: Spec,
+    call: dict[str, Any],
+) -> None:
     """The machine draws `this` and every reference argument from `Pool.of(state, removed)`:
     each object the call names must be in that pool when the call comes."""
     pool = Pool.of(domain, state, removed)
@@ -181,16 +215,18 @@ def _drawable_call(domain: Domain, state: dict[str, Any], removed: dict[str, lis
             assert value in drawable, (spec.id, param.name, value, drawable)
 
 
-def _after(catalog: Catalog, domain: Domain, spec: Spec, state: dict[str, Any],
-           call: dict[str, Any]) -> dict[str, Any]:
+def _after(
+    catalog: Catalog, domain: Domain, spec: Spec, state: dict[str, Any], call: dict[str, Any]
+) -> dict[str, Any]:
     """The state the rules predict after the call (the machine's next state)."""
     args = scenario_args(spec, Scenario("step", (), dict(call), ()))
     return Oracle(spec, catalog.codes).predict(state, args).state
 
 
 @pytest.mark.parametrize("method, name", SEQUENCES)
-def test_the_machine_can_draw_each_family_sequence(catalog: Catalog, method: str,
-                                                   name: str) -> None:
+def test_the_machine_can_draw_each_family_sequence(
+    catalog: Catalog, method: str, name: str
+) -> None:
     """Walk the sequence as the machine would: objects are only ever made from what exists,
     and each call's objects are in the pool the machine draws from at that point (objects a
     call removed stay drawable, as the machine keeps them)."""
@@ -209,7 +245,8 @@ def test_the_machine_can_draw_each_family_sequence(catalog: Catalog, method: str
         for coll in domain.collections.values():
             still = {o["id"] for o in after[coll.name]}
             removed.setdefault(coll.step, []).extend(
-                o["id"] for o in state[coll.name] if o["id"] not in still)
+                o["id"] for o in state[coll.name] if o["id"] not in still
+            )
         state = after
     assert len(methods) >= 2, "a family sequence crosses methods"
 
@@ -232,9 +269,15 @@ def broken_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str,
     methods, whose behaviour the provider changes, and the family machine, on the broken
     provider, with the reference run's seed and budget."""
     provider = f"{Path(__file__).resolve()}:StaleDeletedGroupProvider"
-    return run(tmp_path_factory.mktemp("vds-broken"), "--provider", provider,
-               "--profile", "ci",
-               "-k", "IVdsIscsiPortalGroup and (scenario or oracle or repeat) or stateful")
+    return run(
+        tmp_path_factory.mktemp("vds-broken"),
+        "--provider",
+        provider,
+        "--profile",
+        "ci",
+        "-k",
+        "IVdsIscsiPortalGroup and (scenario or oracle or repeat) or stateful",
+    )
 
 
 def _scenario_of(catalog: Catalog, check: str) -> tuple[str, Scenario]:
@@ -259,7 +302,8 @@ def test_the_broken_provider_passes_every_single_call_check(
 
 
 def test_only_cross_method_sequences_catch_the_broken_provider(
-    catalog: Catalog, broken_run: tuple[int, dict[str, Any]],
+    catalog: Catalog,
+    broken_run: tuple[int, dict[str, Any]],
     record_property: Callable[[str, object], None],
 ) -> None:
     """The family check's planned sequences (a Delete, then another method of the group)
@@ -272,8 +316,10 @@ def test_only_cross_method_sequences_catch_the_broken_provider(
         assert {e.get("method", method) for e in scenario.calls if "call" in e} != {method}
     machine = failed[MACHINE]
     calls = [c for c in machine["repro"]["calls"] if "method" in c]
-    print(f"\n{MACHINE} shrunk to {len(calls)} calls: "
-          + " -> ".join(f"{c['method']} ({c['expect']})" for c in calls))
+    print(
+        f"\n{MACHINE} shrunk to {len(calls)} calls: "
+        + " -> ".join(f"{c['method']} ({c['expect']})" for c in calls)
+    )
     record_property("shrunk_reproduction_calls", len(calls))
     assert len(calls) == 2 and calls[0]["method"] == DELETE
     assert calls[1]["method"].startswith(GROUP)

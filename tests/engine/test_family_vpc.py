@@ -36,22 +36,53 @@ from conformance.spec.model import Spec
 
 SPECS = ROOT / "specs"
 # win32metadata does not cover Virtual PC: its codes are checked against this page instead.
-VPC_CODES_PAGE = (SPECS.parent.parent / "shared" / "docs"
-                  / "win32_hresult-codes-specific-to-windows-virtual-pc.md")
+VPC_CODES_PAGE = (
+    SPECS.parent.parent
+    / "shared"
+    / "docs"
+    / "win32_hresult-codes-specific-to-windows-virtual-pc.md"
+)
 FAMILY = "virtual-pc"
 MACHINE = f"{FAMILY}::stateful::machine"
-METHODS = ("GetOsVersionInfo", "GetParameter", "InstallIntegrationComponents", "IsUserLoggedOn",
-           "Logoff", "Restart", "SetParameter", "Shutdown")
+METHODS = (
+    "GetOsVersionInfo",
+    "GetParameter",
+    "InstallIntegrationComponents",
+    "IsUserLoggedOn",
+    "Logoff",
+    "Restart",
+    "SetParameter",
+    "Shutdown",
+)
 # Every property whose page lists return codes (ProductType's lists none: see its findings).
-PROPERTIES = ("CanShutdown", "ComputerName", "CSDVersion", "HeartbeatPercentage",
-              "IntegrationComponentsVersion", "IsHeartbeating", "IsHostTimeSyncEnabled",
-              "MultipleUserSessionsAllowed", "OSBuildNumber", "OSMajorVersion", "OSMinorVersion",
-              "OSName", "OSPlatformId", "OSVersion", "ProductType", "ScreenLocked",
-              "ServicePackMajor", "ServicePackMinor", "SuiteMask", "TerminalServerPort",
-              "TerminalServicesInitialized")
-FAMILY_IDS = sorted([f"IVMGuestOS::{m}" for m in METHODS]
-                    + [f"IVMGuestOS::get_{p}" for p in PROPERTIES]
-                    + ["IVMGuestOS::put_IsHostTimeSyncEnabled"])
+PROPERTIES = (
+    "CanShutdown",
+    "ComputerName",
+    "CSDVersion",
+    "HeartbeatPercentage",
+    "IntegrationComponentsVersion",
+    "IsHeartbeating",
+    "IsHostTimeSyncEnabled",
+    "MultipleUserSessionsAllowed",
+    "OSBuildNumber",
+    "OSMajorVersion",
+    "OSMinorVersion",
+    "OSName",
+    "OSPlatformId",
+    "OSVersion",
+    "ProductType",
+    "ScreenLocked",
+    "ServicePackMajor",
+    "ServicePackMinor",
+    "SuiteMask",
+    "TerminalServerPort",
+    "TerminalServicesInitialized",
+)
+FAMILY_IDS = sorted(
+    [f"IVMGuestOS::{m}" for m in METHODS]
+    + [f"IVMGuestOS::get_{p}" for p in PROPERTIES]
+    + ["IVMGuestOS::put_IsHostTimeSyncEnabled"]
+)
 
 
 class MemoizedGuestQueries(ReferenceProvider):
@@ -82,6 +113,7 @@ BROKEN = f"{Path(__file__).resolve()}:{MemoizedGuestQueries.__name__}"
 
 # -- running the CLI once per question ----------------------------------------------------------
 
+
 @pytest.fixture(scope="module", autouse=True)
 def _catalog_parsed_once() -> Iterator[None]:
     with catalog_parsed_once():
@@ -101,16 +133,35 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
         key = (provider, keyword)
         if key not in done:
             out = tmp_path_factory.mktemp("run")
-            argv = ["run", "--provider", provider, "--out", str(out), "--profile", "quick",
-                    "--seed", "1", "--specs", str(SPECS / FAMILY), "-k", keyword, "--in-process"]
-            with contextlib.redirect_stdout(io.StringIO()), \
-                    contextlib.redirect_stderr(io.StringIO()):
+            argv = [
+                "run",
+                "--provider",
+                provider,
+                "--out",
+                str(out),
+                "--profile",
+                "quick",
+                "--seed",
+                "1",
+                "--specs",
+                str(SPECS / FAMILY),
+                "-k",
+                keyword,
+                "--in-process",
+            ]
+            with (
+                contextlib.redirect_stdout(io.StringIO()),
+                contextlib.redirect_stderr(io.StringIO()),
+            ):
                 code = main(argv)
             results = json.loads((out / "results.json").read_text(encoding="utf-8"))
             stream = (out / "results.jsonl").read_text(encoding="utf-8").splitlines()
             events = [json.loads(line) for line in stream]
-            done[key] = {"exit": code, **results,
-                         "stream": [e for e in events if e.get("event") == "check"]}
+            done[key] = {
+                "exit": code,
+                **results,
+                "stream": [e for e in events if e.get("event") == "check"],
+            }
         return done[key]
 
     return get
@@ -123,11 +174,17 @@ def family_catalog() -> Catalog:
 
 def single_call_checks(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Scenario and oracle checks, less the scenarios that are sequences (`calls:`)."""
-    sequences = {f"{spec.id}::scenario::{slug(scenario.name)}"
-                 for spec in family_catalog().specs.values()
-                 for scenario in spec.scenarios if scenario.calls}
-    return [c for c in results["stream"]
-            if c["kind"] in ("scenario", "oracle") and c["name"] not in sequences]
+    sequences = {
+        f"{spec.id}::scenario::{slug(scenario.name)}"
+        for spec in family_catalog().specs.values()
+        for scenario in spec.scenarios
+        if scenario.calls
+    }
+    return [
+        c
+        for c in results["stream"]
+        if c["kind"] in ("scenario", "oracle") and c["name"] not in sequences
+    ]
 
 
 def machine_check(results: dict[str, Any]) -> dict[str, Any]:
@@ -144,7 +201,6 @@ def machine_check(results: dict[str, Any]) -> dict[str, Any]:
 EVERYTHING = "IVMGuestOS and (scenario or oracle) or virtual and stateful"
 
 
-
 def test_the_family_specs_every_ivmguestos_method_and_failing_property() -> None:
     specs = family_catalog().specs
     assert sorted(s for s in specs if specs[s].family == FAMILY) == FAMILY_IDS
@@ -153,11 +209,17 @@ def test_the_family_specs_every_ivmguestos_method_and_failing_property() -> None
 @pytest.mark.skipif(not VPC_CODES_PAGE.is_file(), reason=f"no page at {VPC_CODES_PAGE}")
 def test_every_virtual_pc_code_has_the_value_the_virtual_pc_code_list_gives() -> None:
     text = VPC_CODES_PAGE.read_text(encoding="utf-8").replace("\\_", "_")
-    listed = {m[1]: int(m[2], 16)
-              for m in re.finditer(r"\*\*(VM_E_\w+)\*\*</dt> <dt>(0x[0-9A-Fa-f]{8})</dt>", text)}
+    listed = {
+        m[1]: int(m[2], 16)
+        for m in re.finditer(r"\*\*(VM_E_\w+)\*\*</dt> <dt>(0x[0-9A-Fa-f]{8})</dt>", text)
+    }
     assert len(listed) > 50
-    used = {c.symbol: c.value for spec in family_catalog().specs.values() for c in spec.codes
-            if c.symbol.startswith("VM_E_")}
+    used = {
+        c.symbol: c.value
+        for spec in family_catalog().specs.values()
+        for c in spec.codes
+        if c.symbol.startswith("VM_E_")
+    }
     assert used and {s: listed.get(s) for s in used} == used
 
 
@@ -182,33 +244,41 @@ SEQUENCES = {
     "Shutdown then Logoff": (
         [VM1, {"logon_session": "L1", "vm": "VM1"}],
         ("Shutdown", {"this": "VM1", "isForced": False}, "S_OK"),
-        ("Logoff", {"this": "VM1"}, "VM_E_VM_NOT_RUNNING")),
+        ("Logoff", {"this": "VM1"}, "VM_E_VM_NOT_RUNNING"),
+    ),
     "Restart then IsUserLoggedOn": (
         [VM1, {"logon_session": "L1", "vm": "VM1", "kind": "rdp"}],
         ("Restart", {"this": "VM1", "inForced": False}, "S_OK"),
-        ("IsUserLoggedOn", {"this": "VM1", "inRailSession": 1}, "S_OK")),
+        ("IsUserLoggedOn", {"this": "VM1", "inRailSession": 1}, "S_OK"),
+    ),
     "SetParameter then GetParameter": (
         [VM1],
         # A name no given step draws: GetParameter can only draw it from what SetParameter set.
-        ("SetParameter", {"this": "VM1", "inParameterName": "ContosoAssetTag",
-                          "inParameterValue": "A-1"}, "S_OK"),
-        ("GetParameter", {"this": "VM1", "inParameterName": "ContosoAssetTag"}, "S_OK")),
+        (
+            "SetParameter",
+            {"this": "VM1", "inParameterName": "ContosoAssetTag", "inParameterValue": "A-1"},
+            "S_OK",
+        ),
+        ("GetParameter", {"this": "VM1", "inParameterName": "ContosoAssetTag"}, "S_OK"),
+    ),
 }
 
 
 def machine_trace(given: list[dict[str, Any]], *calls: tuple[str, dict, str]) -> dict[str, Any]:
     """A reproduction in the shape the family machine writes: steps and calls, in order."""
     entries: list[dict[str, Any]] = [{"given": [step]} for step in given]
-    entries += [{"method": f"IVMGuestOS::{m}", "call": call, "expect": expect}
-                for m, call, expect in calls]
+    entries += [
+        {"method": f"IVMGuestOS::{m}", "call": call, "expect": expect} for m, call, expect in calls
+    ]
     return {"check": MACHINE, "given": [], "calls": entries}
 
 
 @pytest.mark.parametrize("name", SEQUENCES)
 def test_each_sequence_passes_on_the_reference(name: str) -> None:
     given, first, second = SEQUENCES[name]
-    result = replay(machine_trace(given, first, second), family_catalog(),
-                    ReferenceProvider(), Settings())
+    result = replay(
+        machine_trace(given, first, second), family_catalog(), ReferenceProvider(), Settings()
+    )
     assert result.passed, result.message
     assert result.calls == 2
 
@@ -233,9 +303,13 @@ def test_the_machine_draws_each_sequence(name: str) -> None:
     def second_args(draw: Callable[..., Any]) -> dict[str, Any]:
         return draw_args(draw, target, domain, pool)
 
-    drawn = find(second_args(), lambda a: all(a.get(k) == v for k, v in want.items()),
-                 settings=settings(max_examples=2000, database=None,
-                                   suppress_health_check=list(HealthCheck)))
+    drawn = find(
+        second_args(),
+        lambda a: all(a.get(k) == v for k, v in want.items()),
+        settings=settings(
+            max_examples=2000, database=None, suppress_health_check=list(HealthCheck)
+        ),
+    )
     assert all(drawn[k] == v for k, v in want.items())
 
 
@@ -249,19 +323,23 @@ BROKEN_RUN = "IVMGuestOS and get_ and (scenario or oracle) or virtual and statef
 def test_memoized_guest_queries_pass_every_single_call_check(run: Run) -> None:
     checks = single_call_checks(run(BROKEN, BROKEN_RUN))
     assert len(checks) > 2 * len(PROPERTIES)
-    assert all(c["status"] == "passed" for c in checks), [c for c in checks
-                                                          if c["status"] != "passed"]
+    assert all(c["status"] == "passed" for c in checks), [
+        c for c in checks if c["status"] != "passed"
+    ]
 
 
 def test_memoized_guest_queries_fail_the_family_machine(
-        run: Run, record_property: Callable[[str, Any], None]) -> None:
+    run: Run, record_property: Callable[[str, Any], None]
+) -> None:
     results = run(BROKEN, BROKEN_RUN)
     machine = machine_check(results)
     assert machine["status"] == "failed", machine
     calls = [c for c in machine["repro"]["calls"] if "method" in c]
     record_property("shrunk_reproduction_calls", len(calls))
-    print(f"{MACHINE} on {MemoizedGuestQueries.__name__}: shrunk to {len(calls)} calls: "
-          f"{[c['method'] for c in calls]}")
+    print(
+        f"{MACHINE} on {MemoizedGuestQueries.__name__}: shrunk to {len(calls)} calls: "
+        f"{[c['method'] for c in calls]}"
+    )
     methods = {c["method"] for c in calls}
     assert len(calls) == 2 and all("::get_" in m for m in methods), calls
     assert calls[0]["call"]["this"] == calls[1]["call"]["this"]  # the same VM

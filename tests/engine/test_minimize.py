@@ -51,10 +51,12 @@ def test_a_padded_failure_keeps_only_what_it_needs(catalog: Catalog) -> None:
 
 def test_expects_are_predicted_again_for_the_shorter_sequence(catalog: Catalog) -> None:
     """Taking out the session makes the logout's documented code change."""
-    repro = {"calls": [{"given": [{"initiator_adapter": "A1"}, {"target": "T1"}]},
-                       logout("T1", "S_OK")]}
-    assert predicted_expects(repro, catalog)["calls"][-1]["expect"] == \
-        "VDS_E_ISCSI_SESSION_NOT_FOUND"
+    repro = {
+        "calls": [{"given": [{"initiator_adapter": "A1"}, {"target": "T1"}]}, logout("T1", "S_OK")]
+    }
+    assert (
+        predicted_expects(repro, catalog)["calls"][-1]["expect"] == "VDS_E_ISCSI_SESSION_NOT_FOUND"
+    )
 
 
 def test_a_reproduction_the_provider_passes_is_left_alone(catalog: Catalog) -> None:
@@ -62,6 +64,11 @@ def test_a_reproduction_the_provider_passes_is_left_alone(catalog: Catalog) -> N
 
 
 def test_a_failure_that_needs_every_entry_is_unchanged(catalog: Catalog) -> None:
-    needed = {"calls": [{"given": [{"initiator_adapter": "A1"}]}, {"given": [{"target": "T2"}]},
-                        logout("T2", "VDS_E_ISCSI_SESSION_NOT_FOUND")]}
+    needed = {
+        "calls": [
+            {"given": [{"initiator_adapter": "A1"}]},
+            {"given": [{"target": "T2"}]},
+            logout("T2", "VDS_E_ISCSI_SESSION_NOT_FOUND"),
+        ]
+    }
     assert minimize(needed, catalog, WrongCode()) == needed

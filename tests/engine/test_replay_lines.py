@@ -25,8 +25,9 @@ FAMILY_BROKEN = [  # broken between methods: only sequences show it
     # a family check that fails on a step, before any call: its reproduction names no method
     (f"{HERE / 'broken_providers.py'}:BadSetupId", "virtual-pc and stateful"),
 ]
-SELECTIONS = [(f"{HERE / 'broken_providers.py'}:{b.provider}", spec_file(b.method))
-              for b in BREAKAGES] + [
+SELECTIONS = [
+    (f"{HERE / 'broken_providers.py'}:{b.provider}", spec_file(b.method)) for b in BREAKAGES
+] + [
     (f"{HERE / 'broken_providers.py'}:Raises", spec_file(REMOVE_PORTAL)),
     (f"{HERE / 'broken_providers.py'}:IgnoresForce", "IVMGuestOS.Shutdown.yaml"),
     (f"{HERE / 'broken_providers.py'}:LongNameRefused", "AddIScsiStaticTargetW.yaml"),
@@ -49,12 +50,23 @@ def replayed(command: str, provider: str | None = None) -> int:
     return cli(*argv[1:])[0]
 
 
-@pytest.mark.parametrize(("provider", "keyword"), SELECTIONS,
-                         ids=[p.rpartition(":")[2] for p, _ in SELECTIONS])
+@pytest.mark.parametrize(
+    ("provider", "keyword"), SELECTIONS, ids=[p.rpartition(":")[2] for p, _ in SELECTIONS]
+)
 def test_every_printed_replay_line_replays(provider: str, keyword: str, tmp_path: Path) -> None:
     with inside(tmp_path):
-        code, stdout, _ = cli("run", "--provider", provider, "--in-process", "--out", "out",
-                              "-k", keyword, "--regressions", "regressions")
+        code, stdout, _ = cli(
+            "run",
+            "--provider",
+            provider,
+            "--in-process",
+            "--out",
+            "out",
+            "-k",
+            keyword,
+            "--regressions",
+            "regressions",
+        )
         assert code == 1
         printed = re.findall(r"^  reproduce: (conformance replay .+)$", stdout, re.M)
         assert printed, stdout
@@ -70,15 +82,24 @@ def test_every_printed_replay_line_replays(provider: str, keyword: str, tmp_path
             assert replayed(command, "reference") == 0, command
 
 
-def test_a_provider_given_as_a_relative_file_replays_from_the_report_folder(
-        tmp_path: Path) -> None:
+def test_a_provider_given_as_a_relative_file_replays_from_the_report_folder(tmp_path: Path) -> None:
     (tmp_path / "vendor").mkdir()
     (tmp_path / "vendor" / "mine.py").write_text(
-        (HERE / "broken_providers.py").read_text(encoding="utf-8"), encoding="utf-8")
+        (HERE / "broken_providers.py").read_text(encoding="utf-8"), encoding="utf-8"
+    )
     with inside(tmp_path):
-        code, _, _ = cli("run", "--provider", "vendor/mine.py:WrongCode", "--in-process",
-                              "--out", "out", "-k", spec_file(BREAKAGES[0].method),
-                              "--regressions", "regressions")
+        code, _, _ = cli(
+            "run",
+            "--provider",
+            "vendor/mine.py:WrongCode",
+            "--in-process",
+            "--out",
+            "out",
+            "-k",
+            spec_file(BREAKAGES[0].method),
+            "--regressions",
+            "regressions",
+        )
         assert code == 1
     report = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     shown = [html.unescape(c) for c in re.findall(r"Run it again: <code>(.+?)</code>", report)]

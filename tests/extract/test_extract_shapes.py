@@ -30,9 +30,11 @@ REPO = HERE.parent
 CORPUS = REPO.parent / "shared" / "docs-wide"
 
 needs_metadata = pytest.mark.skipif(
-    win32metadata() is None, reason="win32metadata is not installed (the `metadata` extra)")
-needs_corpus = pytest.mark.skipif(not (CORPUS / "truth.yaml").is_file(),
-                                  reason=f"no development corpus at {CORPUS}")
+    win32metadata() is None, reason="win32metadata is not installed (the `metadata` extra)"
+)
+needs_corpus = pytest.mark.skipif(
+    not (CORPUS / "truth.yaml").is_file(), reason=f"no development corpus at {CORPUS}"
+)
 
 
 def spec_of(name: str, *more: str, code_pages=(CODE_PAGE,)):
@@ -53,25 +55,46 @@ def kinds(spec) -> set[tuple[str, str | None]]:
 # --------------------------------------------------------------------------- the rules
 
 
-@pytest.mark.parametrize(("token", "table", "prose"), [
-    ("S_OK", True, True), ("SEC_I_CONTINUE_NEEDED", True, True), ("NERR_Success", True, True),
-    ("MMSYSERR_NOERROR", True, True), ("CR_SUCCESS", True, True), ("NO_ERROR", True, True),
-    ("D3DDDIERR_DEVICEREMOVED", True, True), ("HRESULT_FROM_WIN32(ERROR_BUSY)", True, True),
-    ("IDOK", True, False), ("WSAEFAULT", True, False), ("WAIT_TIMEOUT", True, False),
-    ("DXGI_ERROR", True, False), ("FORMAT_MESSAGE_FROM_SYSTEM", True, False),
-    ("CR_Xxx", True, False), ("TRUE", False, False), ("HRESULT", False, False),
-    ("Zero", False, False),
-])
+@pytest.mark.parametrize(
+    ("token", "table", "prose"),
+    [
+        ("S_OK", True, True),
+        ("SEC_I_CONTINUE_NEEDED", True, True),
+        ("NERR_Success", True, True),
+        ("MMSYSERR_NOERROR", True, True),
+        ("CR_SUCCESS", True, True),
+        ("NO_ERROR", True, True),
+        ("D3DDDIERR_DEVICEREMOVED", True, True),
+        ("HRESULT_FROM_WIN32(ERROR_BUSY)", True, True),
+        ("IDOK", True, False),
+        ("WSAEFAULT", True, False),
+        ("WAIT_TIMEOUT", True, False),
+        ("DXGI_ERROR", True, False),
+        ("FORMAT_MESSAGE_FROM_SYSTEM", True, False),
+        ("CR_Xxx", True, False),
+        ("TRUE", False, False),
+        ("HRESULT", False, False),
+        ("Zero", False, False),
+    ],
+)
 def test_which_names_are_codes_where(token, table, prose):
     """A table or list may lead with any symbol; prose must spell a status code."""
     assert (symbol_like(token), code_shaped(token)) == (table, prose)
 
 
-@pytest.mark.parametrize(("text", "value"), [
-    ("87", 87), ("0x00000080L", 0x80), ("(DWORD)0xFFFFFFFF", 0xFFFFFFFF), ("(0x5)", 5),
-    ("0x80070057:", 0x80070057), ("2147942405", 0x80070005), ("0x1FFFFFFFF", None),
-    ("E_FAIL", None),
-])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("87", 87),
+        ("0x00000080L", 0x80),
+        ("(DWORD)0xFFFFFFFF", 0xFFFFFFFF),
+        ("(0x5)", 5),
+        ("0x80070057:", 0x80070057),
+        ("2147942405", 0x80070005),
+        ("0x1FFFFFFFF", None),
+        ("E_FAIL", None),
+    ],
+)
 def test_values_in_hex_decimal_and_casts(text, value):
     assert value_of(text) == value
 
@@ -84,8 +107,10 @@ def test_prose_codes_remarks_and_parameters_with_traps_refused():
     spec = spec_of("sdkapi_fabrikam_open.md")
     found = codes(spec)
     assert {s: (c["value"], c["x-from"]) for s, c in found.items()} == {
-        "ERROR_SUCCESS": (0, "prose"), "ERROR_NO_MORE_ITEMS": (0x103, "remarks"),
-        "ERROR_INVALID_PARAMETER": (0x57, "parameters")}
+        "ERROR_SUCCESS": (0, "prose"),
+        "ERROR_NO_MORE_ITEMS": (0x103, "remarks"),
+        "ERROR_INVALID_PARAMETER": (0x57, "parameters"),
+    }
     assert found["ERROR_SUCCESS"]["x-value"] == "win32metadata (Foundation)"
     assert all("x-confirm" in c for c in found.values()), "none came from a table or list"
     assert any("ERROR_NO_MORE_ITEMS: named only in the Remarks" in c for c in spec.confirm)
@@ -93,8 +118,14 @@ def test_prose_codes_remarks_and_parameters_with_traps_refused():
     # function's code, a code the call does *not* fail with, and a code sample are not codes.
     named = {f.message.split()[0] for f in spec.findings if f.kind == "code-in-prose-not-in-table"}
     assert {"CO_E_NOTINITIALIZED", "ERROR_PRIVILEGE_NOT_HELD"} <= named
-    for trap in ("FABRIKAM_OPEN_GENTLY", "FABRIKAM_OPEN_FULLY", "FORMAT_MESSAGE_FROM_SYSTEM",
-                 "CO_E_NOTINITIALIZED", "ERROR_PRIVILEGE_NOT_HELD", "E_FAIL"):
+    for trap in (
+        "FABRIKAM_OPEN_GENTLY",
+        "FABRIKAM_OPEN_FULLY",
+        "FORMAT_MESSAGE_FROM_SYSTEM",
+        "CO_E_NOTINITIALIZED",
+        "ERROR_PRIVILEGE_NOT_HELD",
+        "E_FAIL",
+    ):
         assert trap not in found
 
 
@@ -103,14 +134,24 @@ def test_list_with_nonzero_success_and_unknown_values():
     spec = spec_of("sdkapi_fabrikam_pump.md")
     found = codes(spec)
     assert [(s, c["value"], c["x-from"]) for s, c in found.items()] == [
-        ("S_OK", 0, "list"), ("S_FALSE", 1, "list"), ("E_OUTOFMEMORY", 0x8007000E, "list"),
-        ("FABRIKAM_E_PUMP_STUCK", None, "list"), ("FABRIKAM_STATUS_DRY", None, "prose")]
+        ("S_OK", 0, "list"),
+        ("S_FALSE", 1, "list"),
+        ("E_OUTOFMEMORY", 0x8007000E, "list"),
+        ("FABRIKAM_E_PUMP_STUCK", None, "list"),
+        ("FABRIKAM_STATUS_DRY", None, "prose"),
+    ]
     assert found["S_FALSE"]["doc"] == "If the pump was already running."
     assert found["FABRIKAM_E_PUMP_STUCK"]["x-value"] == "unknown"
-    assert {("value-not-found", "FABRIKAM_E_PUMP_STUCK"),
-            ("value-not-found", "FABRIKAM_STATUS_DRY")} <= kinds(spec)
-    for trap in ("FABRIKAM_ERROR", "FABRIKAM_STATUS", "FABRIKAM_START_PRIME",
-                 "FABRIKAM_E_TANK_FULL"):
+    assert {
+        ("value-not-found", "FABRIKAM_E_PUMP_STUCK"),
+        ("value-not-found", "FABRIKAM_STATUS_DRY"),
+    } <= kinds(spec)
+    for trap in (
+        "FABRIKAM_ERROR",
+        "FABRIKAM_STATUS",
+        "FABRIKAM_START_PRIME",
+        "FABRIKAM_E_TANK_FULL",
+    ):
         assert trap not in found, "a code-list link, a flag, another interface's code"
 
 
@@ -119,8 +160,11 @@ def test_decimal_table_misspelled_symbol_and_value_disagreeing_with_metadata():
     spec = spec_of("sdkapi_fabrikam_policy.md")
     found = codes(spec)
     assert [(s, c["value"]) for s, c in found.items()] == [
-        ("ERROR_ACCESS_DENIED", 5), ("ERROR_INVALID_PARAMETER", 87),
-        ("ERROR_NO_SUCH_USER", 1318), ("WAIT_TIMEOUT", 0x102)]
+        ("ERROR_ACCESS_DENIED", 5),
+        ("ERROR_INVALID_PARAMETER", 87),
+        ("ERROR_NO_SUCH_USER", 1318),
+        ("WAIT_TIMEOUT", 0x102),
+    ]
     assert all(c["x-value"] == "printed" and "x-confirm" not in c for c in found.values())
     assert ("value-disagrees-with-symbol", "ERROR_NO_SUCH_USER") in kinds(spec)
     (wrong,) = [f for f in spec.findings if f.kind == "symbol-exists-nowhere"]
@@ -136,14 +180,24 @@ def test_two_pipe_tables_a_variant_title_and_a_remark_about_later_calls():
     spec = spec_of("win32_fabrikam_negotiate.md")
     assert spec.id == "FabrikamNegotiate"
     found = codes(spec)
-    assert list(found) == ["SEC_E_OK", "SEC_I_CONTINUE_NEEDED", "SEC_E_INVALID_HANDLE",
-                           "SEC_E_LOGON_DENIED", "SEC_E_CONTEXT_EXPIRED"]
+    assert list(found) == [
+        "SEC_E_OK",
+        "SEC_I_CONTINUE_NEEDED",
+        "SEC_E_INVALID_HANDLE",
+        "SEC_E_LOGON_DENIED",
+        "SEC_E_CONTEXT_EXPIRED",
+    ]
     assert found["SEC_I_CONTINUE_NEEDED"]["value"] == 0x00090312
     assert found["SEC_E_CONTEXT_EXPIRED"]["x-from"] == "remarks"
-    assert not any(k == "severity-contradicts-name" for k, _ in kinds(spec)), \
+    assert not any(k == "severity-contradicts-name" for k, _ in kinds(spec)), (
         "SEC_E_OK is a success by its name's end, and its value is not the page's"
-    for trap in ("FABRIKAM_REQ_CONFIDENTIAL", "FABRIKAM_REQ_MUTUAL",
-                 "FABRIKAM_E_NO_CACHED_REPLY", "FABRIKAM_E_NOT_INITIALIZED"):
+    )
+    for trap in (
+        "FABRIKAM_REQ_CONFIDENTIAL",
+        "FABRIKAM_REQ_MUTUAL",
+        "FABRIKAM_E_NO_CACHED_REPLY",
+        "FABRIKAM_E_NOT_INITIALIZED",
+    ):
         assert trap not in found
 
 
@@ -152,10 +206,14 @@ def test_bullets_values_first_and_a_code_page_for_the_rest():
     spec = spec_of("win32_fabrikam_format.md")
     rows = [(c["symbol"], c["value"], c["x-from"]) for c in spec.data["returns"]["codes"]]
     assert rows == [
-        ("ERROR_INSUFFICIENT_BUFFER", 0x7A, "list"), ("ERROR_INVALID_FLAGS", 0x3EC, "list"),
-        ("FABRIKAM_E_LABEL_TOO_LONG", 0xA0041002, "list"), ("E_INVALIDARG", 0x80070057, "list"),
-        (None, 0x80073B39, "list"), ("HRESULT_FROM_WIN32(ERROR_BAD_FORMAT)", 0x8007000B, "list"),
-        ("ERROR_SUCCESS", 0, "remarks")]
+        ("ERROR_INSUFFICIENT_BUFFER", 0x7A, "list"),
+        ("ERROR_INVALID_FLAGS", 0x3EC, "list"),
+        ("FABRIKAM_E_LABEL_TOO_LONG", 0xA0041002, "list"),
+        ("E_INVALIDARG", 0x80070057, "list"),
+        (None, 0x80073B39, "list"),
+        ("HRESULT_FROM_WIN32(ERROR_BAD_FORMAT)", 0x8007000B, "list"),
+        ("ERROR_SUCCESS", 0, "remarks"),
+    ]
     label = codes(spec)["FABRIKAM_E_LABEL_TOO_LONG"]
     assert label["x-value"] == "code page win32_fabrikam_hresult_codes.md"
     assert not {"FABRIKAM_LABEL_SHORT", "FABRIKAM_LABEL_LONG"} & set(codes(spec))
@@ -165,8 +223,10 @@ def test_bullets_values_first_and_a_code_page_for_the_rest():
 def test_definition_list_returns_and_an_out_parameter_s_codes_refused():
     spec = spec_of("win32_fabrikam_ticket.md")
     assert [(s, c["value"], c["x-from"]) for s, c in codes(spec).items()] == [
-        ("RPC_S_OK", 0, "list"), ("RPC_S_INVALID_ARG", 0x57, "list"),
-        ("FABRIKAM_E_CABINET_GONE", 0xA0041001, "list")]
+        ("RPC_S_OK", 0, "list"),
+        ("RPC_S_INVALID_ARG", 0x57, "list"),
+        ("FABRIKAM_E_CABINET_GONE", 0xA0041001, "list"),
+    ]
 
 
 def test_without_a_code_page_the_value_stays_null_with_a_finding():
@@ -182,7 +242,9 @@ def test_code_pages_named_in_codes_yaml(tmp_path):
     specs.mkdir()
     (specs / "codes.yaml").write_text(
         f"codes: 1\nsymbols: {{}}\nx-code-pages:\n  fabrikam: {CODE_PAGE}\n"
-        "  gone: missing-page.md\n", encoding="utf-8")
+        "  gone: missing-page.md\n",
+        encoding="utf-8",
+    )
     result = extract([SHAPES / "win32_fabrikam_ticket.md"], specs, metadata=False)
     assert codes(result.specs[0])["FABRIKAM_E_CABINET_GONE"]["value"] == 0xA0041001
     assert any("missing-page.md" in p for p in result.resolver.pages.problems)
@@ -190,13 +252,31 @@ def test_code_pages_named_in_codes_yaml(tmp_path):
 
 def test_codes_option_on_the_command_line(tmp_path, capsys):
     out = tmp_path / "out"
-    assert main([str(SHAPES / "win32_fabrikam_ticket.md"), "--out", str(out), "--no-specs",
-                 "--codes", str(CODE_PAGE)]) in (0, 1)
+    assert main(
+        [
+            str(SHAPES / "win32_fabrikam_ticket.md"),
+            "--out",
+            str(out),
+            "--no-specs",
+            "--codes",
+            str(CODE_PAGE),
+        ]
+    ) in (0, 1)
     data = load_file(out / "FabrikamGetTicket.yaml").data
     gone = next(c for c in data["returns"]["codes"] if c["symbol"] == "FABRIKAM_E_CABINET_GONE")
     assert gone["value"] == 0xA0041001
-    assert main([str(SHAPES / "win32_fabrikam_ticket.md"), "--out", str(out),
-                 "--codes", str(tmp_path / "nope.md")]) == 2
+    assert (
+        main(
+            [
+                str(SHAPES / "win32_fabrikam_ticket.md"),
+                "--out",
+                str(out),
+                "--codes",
+                str(tmp_path / "nope.md"),
+            ]
+        )
+        == 2
+    )
 
 
 # --------------------------------------------------------------------------- rendered text
@@ -207,13 +287,22 @@ def test_rendered_english_prose_bullets_decimal_table_and_remarks():
     spec = spec_of("rendered_en_fabrikam_sort.txt")
     found = codes(spec)
     assert [(s, c["value"], c["x-from"]) for s, c in found.items()] == [
-        ("ERROR_SUCCESS", 0, "prose"), ("FABRIKAM_S_PARTIAL", 0x41005, "prose"),
-        ("ERROR_NOT_ENOUGH_MEMORY", 8, "list"), ("ERROR_BUSY", 0xAA, "list"),
-        ("ERROR_ACCESS_DENIED", 5, "table"), ("WAIT_TIMEOUT", 258, "table"),
-        ("ERROR_ALREADY_EXISTS", 0xB7, "remarks"), ("ERROR_INVALID_HANDLE", 6, "parameters")]
+        ("ERROR_SUCCESS", 0, "prose"),
+        ("FABRIKAM_S_PARTIAL", 0x41005, "prose"),
+        ("ERROR_NOT_ENOUGH_MEMORY", 8, "list"),
+        ("ERROR_BUSY", 0xAA, "list"),
+        ("ERROR_ACCESS_DENIED", 5, "table"),
+        ("WAIT_TIMEOUT", 258, "table"),
+        ("ERROR_ALREADY_EXISTS", 0xB7, "remarks"),
+        ("ERROR_INVALID_HANDLE", 6, "parameters"),
+    ]
     assert found["FABRIKAM_S_PARTIAL"]["x-value"] == "printed"
-    for trap in ("FABRIKAM_SORT_ASCENDING", "FABRIKAM_SORT_DESCENDING", "ERROR_CANCELLED",
-                 "FABRIKAM_E_UNSORTED"):
+    for trap in (
+        "FABRIKAM_SORT_ASCENDING",
+        "FABRIKAM_SORT_DESCENDING",
+        "ERROR_CANCELLED",
+        "FABRIKAM_E_UNSORTED",
+    ):
         assert trap not in found
 
 
@@ -223,9 +312,13 @@ def test_rendered_localized_page_reads_its_prose_lists_and_remarks():
     (spec,) = result.specs
     found = codes(spec)
     assert spec.pages[0].lang == "ru"
-    for symbol, where in (("ERROR_SUCCESS", "prose"), ("FABRIKAM_S_PARTIAL", "prose"),
-                          ("ERROR_NOT_ENOUGH_MEMORY", "list"), ("ERROR_BUSY", "list"),
-                          ("ERROR_ALREADY_EXISTS", "remarks")):
+    for symbol, where in (
+        ("ERROR_SUCCESS", "prose"),
+        ("FABRIKAM_S_PARTIAL", "prose"),
+        ("ERROR_NOT_ENOUGH_MEMORY", "list"),
+        ("ERROR_BUSY", "list"),
+        ("ERROR_ALREADY_EXISTS", "remarks"),
+    ):
         assert found[symbol]["x-from"] == where, symbol
     assert "ERROR_CANCELLED" not in found, "the function does not return it (не возвращает)"
 
@@ -243,8 +336,15 @@ def test_english_and_localized_pages_merge_the_stripped_rows():
 _ADVERSARIAL = [
     "If the function succeeds, it returns S_OK" + " " * 2000 + "(0x0" + " " * 500 + ").\n\n",
     "<ul>" * 300 + "<li>E_FAIL if" + "\t \n" * 300 + "it fails</li>" + "</ul>" * 300 + "\n\n",
-    "<table><tr><td><dl><dt><b>" + "<b>" * 200 + "ERROR_X_Y" + "</b>" * 201 + "</dt><dt>"
-    + " " * 1000 + "87</dt></dl></td><td>" + "  \n" * 200 + "Text.</td></tr></table>\n\n",
+    "<table><tr><td><dl><dt><b>"
+    + "<b>" * 200
+    + "ERROR_X_Y"
+    + "</b>" * 201
+    + "</dt><dt>"
+    + " " * 1000
+    + "87</dt></dl></td><td>"
+    + "  \n" * 200
+    + "Text.</td></tr></table>\n\n",
     "| " + " " * 3000 + "| " + "-" * 3000 + " |\n\n",
     "S_OK " * 300 + "returns " * 300 + "\n\n",
     "> " * 100 + "E_X_Y returns such as " + "E_A_B, " * 200 + "\n\n",
@@ -264,8 +364,10 @@ def adversarial_page(size: int) -> str:
         i += 1
     text = "".join(body)
     half = len(text) // 2
-    return ("---\ntitle: X\n---\n\n# IFabrikamPump::Start\n\n## -description\n\nStarts.\n\n"
-            f"## -returns\n\n{text[:half]}\n\n## -remarks\n\n{text[half:]}")[:size]
+    return (
+        "---\ntitle: X\n---\n\n# IFabrikamPump::Start\n\n## -description\n\nStarts.\n\n"
+        f"## -returns\n\n{text[:half]}\n\n## -remarks\n\n{text[half:]}"
+    )[:size]
 
 
 def _best_time(text: str, runs: int = 3) -> float:

@@ -17,31 +17,67 @@ VDS_METHODS = [
     for m in ("GetProperties", "QueryInitiatorPortals", "LoginToTarget", "LogoutFromTarget")
 ] + [
     f"IVdsIscsiPortalGroup::{m}"
-    for m in ("GetProperties", "GetTarget", "QueryAssociatedPortals", "AddPortal",
-              "RemovePortal", "Delete")
+    for m in (
+        "GetProperties",
+        "GetTarget",
+        "QueryAssociatedPortals",
+        "AddPortal",
+        "RemovePortal",
+        "Delete",
+    )
 ]
 REMOVE_W = "RemoveIScsiPersistentTargetW"
 REMOVE_A = "RemoveIScsiPersistentTargetA"
 ISCSI_DISCOVERY_METHODS = [
     f"{name}{form}"
-    for name in ("AddIScsiStaticTarget", "RemoveIScsiStaticTarget", "ReportIScsiPersistentLogins",
-                 "RemoveIScsiPersistentTarget", "LoginIScsiTarget")
+    for name in (
+        "AddIScsiStaticTarget",
+        "RemoveIScsiStaticTarget",
+        "ReportIScsiPersistentLogins",
+        "RemoveIScsiPersistentTarget",
+        "LoginIScsiTarget",
+    )
     for form in "WA"
 ] + ["LogoutIScsiTarget"]
 LOGOFF = "IVMGuestOS::Logoff"
 VPC_METHODS = [
     f"IVMGuestOS::{m}"
-    for m in ("GetOsVersionInfo", "GetParameter", "InstallIntegrationComponents",
-              "IsUserLoggedOn", "Logoff", "Restart", "SetParameter", "Shutdown",
-              "put_IsHostTimeSyncEnabled")
+    for m in (
+        "GetOsVersionInfo",
+        "GetParameter",
+        "InstallIntegrationComponents",
+        "IsUserLoggedOn",
+        "Logoff",
+        "Restart",
+        "SetParameter",
+        "Shutdown",
+        "put_IsHostTimeSyncEnabled",
+    )
 ] + [
     f"IVMGuestOS::get_{p}"
-    for p in ("CanShutdown", "ComputerName", "CSDVersion", "HeartbeatPercentage",
-              "IntegrationComponentsVersion", "IsHeartbeating", "IsHostTimeSyncEnabled",
-              "MultipleUserSessionsAllowed", "OSBuildNumber", "OSMajorVersion",
-              "OSMinorVersion", "OSName", "OSPlatformId", "OSVersion", "ProductType",
-              "ScreenLocked", "ServicePackMajor", "ServicePackMinor", "SuiteMask",
-              "TerminalServerPort", "TerminalServicesInitialized")
+    for p in (
+        "CanShutdown",
+        "ComputerName",
+        "CSDVersion",
+        "HeartbeatPercentage",
+        "IntegrationComponentsVersion",
+        "IsHeartbeating",
+        "IsHostTimeSyncEnabled",
+        "MultipleUserSessionsAllowed",
+        "OSBuildNumber",
+        "OSMajorVersion",
+        "OSMinorVersion",
+        "OSName",
+        "OSPlatformId",
+        "OSVersion",
+        "ProductType",
+        "ScreenLocked",
+        "ServicePackMajor",
+        "ServicePackMinor",
+        "SuiteMask",
+        "TerminalServerPort",
+        "TerminalServicesInitialized",
+    )
 ]
 
 S_OK = 0
@@ -114,8 +150,7 @@ def assert_async(outcome: Outcome, completion: int, out: str) -> None:
 
 def test_capabilities_list_every_method_step_fault_and_collection(p: ReferenceProvider) -> None:
     caps = p.capabilities()
-    assert sorted(caps["methods"]) == sorted([*VDS_METHODS, *ISCSI_DISCOVERY_METHODS,
-                                              *VPC_METHODS])
+    assert sorted(caps["methods"]) == sorted([*VDS_METHODS, *ISCSI_DISCOVERY_METHODS, *VPC_METHODS])
     assert sorted(caps["steps"]) == sorted(
         [
             "initiator_adapter",
@@ -335,7 +370,10 @@ def test_ids_and_observed_shapes(p: ReferenceProvider) -> None:
     logon = p.setup({"logon_session": "L", "vm": vm})
     (row,) = p.observe("virtual_machines")
     assert {k: row[k] for k in ("id", "power", "additions", "execute_access")} == {
-        "id": vm, "power": "saved", "additions": False, "execute_access": True
+        "id": vm,
+        "power": "saved",
+        "additions": False,
+        "execute_access": True,
     }
     assert p.observe("logon_sessions") == [{"id": logon, "vm": vm, "kind": "rdp"}]
 

@@ -35,7 +35,8 @@ from support import ROOT
 DOUBLES = os.environ.get("CONFORMANCE_DOUBLES", "")
 pytestmark = pytest.mark.skipif(
     sys.platform != "win32" or not DOUBLES,
-    reason="needs Windows (or Wine) and $CONFORMANCE_DOUBLES (ci/wine-backend.sh)")
+    reason="needs Windows (or Wine) and $CONFORMANCE_DOUBLES (ci/wine-backend.sh)",
+)
 
 
 def _checker() -> Any:
@@ -52,8 +53,9 @@ def double(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Path, 
     """The double loaded as iscsidsc.dll would be, logging to a fresh file."""
     log = tmp_path / "calls.jsonl"
     script = tmp_path / "script.txt"
-    script.write_text("initiators=ROOT\\ISCSIPRT\\0000_0;ROOT\\ISCSIPRT\\0001_0\n",
-                      encoding="ascii")
+    script.write_text(
+        "initiators=ROOT\\ISCSIPRT\\0000_0;ROOT\\ISCSIPRT\\0001_0\n", encoding="ascii"
+    )
     monkeypatch.setenv("DOUBLE_LOG", str(log))
     monkeypatch.setenv("DOUBLE_SCRIPT", str(script))
     dll = ctypes.WinDLL(str(Path(DOUBLES) / "iscsidsc.dll"))  # type: ignore[attr-defined]
@@ -66,7 +68,8 @@ def records(log: Path) -> list[dict[str, Any]]:
 
 
 def test_the_c_compiler_lays_out_every_structure_as_ctypes_does(
-        double: tuple[Any, Path, dict[str, Any]]) -> None:
+    double: tuple[Any, Path, dict[str, Any]],
+) -> None:
     _, _, c_layout = double
     assert c_layout
     for name, layout in c_layout.items():
@@ -88,8 +91,19 @@ def test_every_iscsidsc_call_arrives_as_meant(double: tuple[Any, Path, dict[str,
     api.add_static(True, StaticTarget("iqn.w:é", "alias", 2, True, (portal, portal)))
     api.add_static(False, StaticTarget("iqn.a:é", None, 0, False, None))
     api.remove_static(False, "iqn.a:é")
-    status, session = api.login(False, Login("iqn.t", True, "ROOT\\X", ISCSI_ANY_INITIATOR_PORT,
-                                             portal, 0x0123456789ABCDEF, "key", True))
+    status, session = api.login(
+        False,
+        Login(
+            "iqn.t",
+            True,
+            "ROOT\\X",
+            ISCSI_ANY_INITIATOR_PORT,
+            portal,
+            0x0123456789ABCDEF,
+            "key",
+            True,
+        ),
+    )
     assert status == 0 and session == f"{0x1000:016x}-{1:016x}"
     api.remove_persistent(True, "ROOT\\X", 7, "iqn.t", portal)
     api.report_persistent(False, False)
@@ -107,18 +121,26 @@ def test_every_iscsidsc_call_arrives_as_meant(double: tuple[Any, Path, dict[str,
     assert add_w["Persist"] == 1 and add_w["Mappings"] is None
     group = bytes.fromhex(add_w["PortalGroup"])
     assert int.from_bytes(group[:4], "little") == 2
-    first = check.decode("ISCSI_TARGET_PORTALW", group[c_layout["ISCSI_TARGET_PORTAL_GROUPW"]
-                                                        ["offsets"]["Portals"]:], lay, c_layout)
-    assert first == {"SymbolicName": {"text": "sym-é"}, "Address": {"text": "192.0.2.10"},
-                     "Socket": 3261}
+    first = check.decode(
+        "ISCSI_TARGET_PORTALW",
+        group[c_layout["ISCSI_TARGET_PORTAL_GROUPW"]["offsets"]["Portals"] :],
+        lay,
+        c_layout,
+    )
+    assert first == {
+        "SymbolicName": {"text": "sym-é"},
+        "Address": {"text": "192.0.2.10"},
+        "Socket": 3261,
+    }
     assert text(by_fn["AddIScsiStaticTargetA"]["TargetName"], False) == "iqn.a:é"
     login = by_fn["LoginIScsiTargetA"]
     assert (login["IsInformationalSession"], login["IsPersistent"]) == (1, 1)
     assert login["InitiatorPortNumber"] == ISCSI_ANY_INITIATOR_PORT
     assert login["SecurityFlags"] == 0x0123456789ABCDEF and login["KeySize"] == 3
     assert bytes.fromhex(login["Key"]) == b"key"
-    narrow = check.decode("ISCSI_TARGET_PORTALA", bytes.fromhex(login["TargetPortal"]), lay,
-                          c_layout)
+    narrow = check.decode(
+        "ISCSI_TARGET_PORTALA", bytes.fromhex(login["TargetPortal"]), lay, c_layout
+    )
     assert narrow["Address"] == {"text": "192.0.2.10"} and narrow["Socket"] == 3261
     remove = by_fn["RemoveIScsiPersistentTargetW"]
     assert remove["InitiatorPortNumber"] == 7 and text(remove["TargetName"], True) == "iqn.t"
@@ -186,9 +208,12 @@ def _register(dll: str) -> None:
 def _unregister() -> None:
     winreg: Any = importlib.import_module("winreg")
     classes = (WORLD.CLSID_VDS_LOADER, WORLD.CLSID_VPC_DOUBLE)
-    for path in [*(rf"CLSID\{{{c}}}\InprocServer32" for c in classes),
-                 *(rf"CLSID\{{{c}}}" for c in classes),
-                 rf"{WORLD.PROGID_VPC}\CLSID", WORLD.PROGID_VPC]:
+    for path in [
+        *(rf"CLSID\{{{c}}}\InprocServer32" for c in classes),
+        *(rf"CLSID\{{{c}}}" for c in classes),
+        rf"{WORLD.PROGID_VPC}\CLSID",
+        WORLD.PROGID_VPC,
+    ]:
         with contextlib.suppress(OSError):
             winreg.DeleteKey(winreg.HKEY_CLASSES_ROOT, path)
 
@@ -251,10 +276,16 @@ def test_vds_runs_through_the_com_double_as_the_metadata_lays_it_out(com: ComDou
             assert service.targets() == [(target, WORLD.TARGET_IQN)]
             assert service.portals() == [(p0, "192.0.2.20", 3260), (p1, "192.0.2.21", 3260)]
             assert service.initiator_portals(adapter) == (
-                0, [(WORLD.INITIATOR_PORTAL_ID, "192.0.2.5")])
+                0,
+                [(WORLD.INITIATOR_PORTAL_ID, "192.0.2.5")],
+            )
             assert service.adapter_properties(adapter) == (0, adapter, WORLD.ADAPTER_NAME)
-            login = service.login(adapter, LoginRequest(
-                C["VDS_ILT_MANUAL"], target, p0, WORLD.INITIATOR_PORTAL_ID, 0x2, True, False, 1))
+            login = service.login(
+                adapter,
+                LoginRequest(
+                    C["VDS_ILT_MANUAL"], target, p0, WORLD.INITIATOR_PORTAL_ID, 0x2, True, False, 1
+                ),
+            )
             assert (login.hresult, login.completion) == (0, 0) and login.handle
             assert service.logout_from_target(adapter, target).completion == 0
             created, group = service.create_portal_group(target)
@@ -273,16 +304,22 @@ def test_vds_runs_through_the_com_double_as_the_metadata_lays_it_out(com: ComDou
     assert not _refs_left(com), "references the backend kept"
     (load,) = com.calls("IVdsServiceLoader::LoadService")
     assert load["pwszMachineName"] is None and load["ppService"] == "ptr"
-    assert com.calls("IVdsService::QueryProviders")[0]["masks"] == \
-        C["VDS_QUERY_HARDWARE_PROVIDERS"]
+    assert com.calls("IVdsService::QueryProviders")[0]["masks"] == C["VDS_QUERY_HARDWARE_PROVIDERS"]
     (sent,) = com.calls("IVdsIscsiInitiatorAdapter::LoginToTarget")
-    assert sent == {"loginType": C["VDS_ILT_MANUAL"], "targetId": _guid_bytes(target),
-                    "targetPortalId": _guid_bytes(p0),
-                    "initiatorPortalId": _guid_bytes(WORLD.INITIATOR_PORTAL_ID),
-                    "ulLoginFlags": 2, "bHeaderDigest": 1, "bDataDigest": 0, "authType": 1,
-                    "ppAsync": "ptr"}
-    assert com.calls("IVdsIscsiInitiatorAdapter::LogoutFromTarget")[0]["targetId"] == \
-        _guid_bytes(target)
+    assert sent == {
+        "loginType": C["VDS_ILT_MANUAL"],
+        "targetId": _guid_bytes(target),
+        "targetPortalId": _guid_bytes(p0),
+        "initiatorPortalId": _guid_bytes(WORLD.INITIATOR_PORTAL_ID),
+        "ulLoginFlags": 2,
+        "bHeaderDigest": 1,
+        "bDataDigest": 0,
+        "authType": 1,
+        "ppAsync": "ptr",
+    }
+    assert com.calls("IVdsIscsiInitiatorAdapter::LogoutFromTarget")[0]["targetId"] == _guid_bytes(
+        target
+    )
     assert com.calls("IVdsIscsiPortalGroup::AddPortal")[0]["portalId"] == _guid_bytes(p1)
     assert com.calls("IVdsIscsiPortalGroup::RemovePortal")[0]["portalId"] == _guid_bytes(p0)
     waits = com.calls("IVdsAsync::Wait")
@@ -294,13 +331,17 @@ def test_vds_failures_arrive_where_the_pages_say(com: ComDouble) -> None:
     from conformance_providers.windows._vds import VdsService
 
     not_found, deleted, denied = 0x80042405, 0x8004240B, 0x80070005
-    com.rescript({("adapter", "LogoutFromTarget"): hex(not_found),
-                  ("adapter", "QueryInitiatorPortals"): hex(denied),
-                  ("done", "Wait.pHrResult"): hex(deleted),
-                  ("group", "RemovePortal.ppAsync"): "@waitfails",
-                  ("waitfails", "interfaces"): "IVdsAsync",
-                  ("waitfails", "Wait"): hex(denied),
-                  ("group", "GetTarget"): hex(deleted)})
+    com.rescript(
+        {
+            ("adapter", "LogoutFromTarget"): hex(not_found),
+            ("adapter", "QueryInitiatorPortals"): hex(denied),
+            ("done", "Wait.pHrResult"): hex(deleted),
+            ("group", "RemovePortal.ppAsync"): "@waitfails",
+            ("waitfails", "interfaces"): "IVdsAsync",
+            ("waitfails", "Wait"): hex(denied),
+            ("group", "GetTarget"): hex(deleted),
+        }
+    )
     ole = _ole()
     try:
         service = VdsService(ole)
@@ -373,10 +414,14 @@ def test_virtual_pc_failures_come_from_excepinfo_or_invoke(com: ComDouble) -> No
     from conformance_providers.windows._vpc import GET, PUT, VirtualPc
 
     vm = WORLD.VM_NAME
-    com.rescript({("guest", ".ComputerName"): "!0x80070005",
-                  ("guest", ".OSName"): "!!0x80020003",
-                  ("guest", ".IsHostTimeSyncEnabled.put"): "!0x80004005",
-                  ("task", ".Error"): "i:-2147024891"})
+    com.rescript(
+        {
+            ("guest", ".ComputerName"): "!0x80070005",
+            ("guest", ".OSName"): "!!0x80020003",
+            ("guest", ".IsHostTimeSyncEnabled.put"): "!0x80004005",
+            ("task", ".Error"): "i:-2147024891",
+        }
+    )
     ole = _ole()
     try:
         vpc = VirtualPc(ole)
@@ -395,27 +440,47 @@ def test_virtual_pc_failures_come_from_excepinfo_or_invoke(com: ComDouble) -> No
 def test_the_provider_borrows_and_calls_through_the_com_double(com: ComDouble) -> None:
     from conformance_providers.windows import WindowsProvider
 
-    config = {"initiator_adapters": {"A1": {"name": WORLD.ADAPTER_NAME}},
-              "targets": {"T1": {"iqn": WORLD.TARGET_IQN}},
-              "portals": {"P1": {"address": "192.0.2.20", "port": 3260}},
-              "virtual_machines": {"VM1": {"name": WORLD.VM_NAME, "power": "running",
-                                           "additions": True, "execute_access": True}}}
+    config = {
+        "initiator_adapters": {"A1": {"name": WORLD.ADAPTER_NAME}},
+        "targets": {"T1": {"iqn": WORLD.TARGET_IQN}},
+        "portals": {"P1": {"address": "192.0.2.20", "port": 3260}},
+        "virtual_machines": {
+            "VM1": {
+                "name": WORLD.VM_NAME,
+                "power": "running",
+                "additions": True,
+                "execute_access": True,
+            }
+        },
+    }
     windows = WindowsProvider(config=config)
     try:
         adapter = windows.setup({"initiator_adapter": "A1"})
         target = windows.setup({"target": "T1"})
         portal = windows.setup({"portal": "P1"})
         group = windows.setup({"portal_group": "G1", "target": target, "portals": [portal]})
-        assert windows.call("IVdsIscsiPortalGroup::GetTarget",
-                            {"this": group, "ppTarget": "out"}).outputs == {"ppTarget": target}
-        outcome = windows.call("IVdsIscsiInitiatorAdapter::GetProperties",
-                               {"this": adapter, "pInitiatorAdapterProp": "out"})
-        assert outcome.outputs["pInitiatorAdapterProp"] == {"id": adapter,
-                                                            "pwszName": WORLD.ADAPTER_NAME}
-        vm = windows.setup({"virtual_machine": "VM1", "power": "running", "additions": True,
-                            "execute_access": True})
-        outcome = windows.call("IVMGuestOS::get_ComputerName",
-                               {"this": vm, "guestComputerName": "out"})
+        assert windows.call(
+            "IVdsIscsiPortalGroup::GetTarget", {"this": group, "ppTarget": "out"}
+        ).outputs == {"ppTarget": target}
+        outcome = windows.call(
+            "IVdsIscsiInitiatorAdapter::GetProperties",
+            {"this": adapter, "pInitiatorAdapterProp": "out"},
+        )
+        assert outcome.outputs["pInitiatorAdapterProp"] == {
+            "id": adapter,
+            "pwszName": WORLD.ADAPTER_NAME,
+        }
+        vm = windows.setup(
+            {
+                "virtual_machine": "VM1",
+                "power": "running",
+                "additions": True,
+                "execute_access": True,
+            }
+        )
+        outcome = windows.call(
+            "IVMGuestOS::get_ComputerName", {"this": vm, "guestComputerName": "out"}
+        )
         assert outcome.outputs == {"guestComputerName": "WIN7-GUEST"}
         windows.reset()  # the ledger deletes the group it made
     finally:

@@ -68,8 +68,10 @@ from conformance.spec.catalog import load_catalog
 
 needs_windows = pytest.mark.skipif(sys.platform != "win32", reason="needs Windows")
 not_windows = pytest.mark.skipif(sys.platform == "win32", reason="checks the non-Windows path")
-x64_sizes = pytest.mark.skipif(ctypes.sizeof(ctypes.c_void_p) != 8,
-                               reason="the layouts are checked as Windows x64 lays them out")
+x64_sizes = pytest.mark.skipif(
+    ctypes.sizeof(ctypes.c_void_p) != 8,
+    reason="the layouts are checked as Windows x64 lays them out",
+)
 
 INST0, INST1 = "ROOT\\ISCSIPRT\\0000_0", "ROOT\\ISCSIPRT\\0001_0"
 IQN1, IQN2 = "iqn.1991-05.com.example:array-t1", "iqn.1991-05.com.example:array-t2"
@@ -78,32 +80,56 @@ T1_ID, T2_ID = "6b0d1a72-3c3e-4d1b-9a52-0a0c6f1b0011", "6b0d1a72-3c3e-4d1b-9a52-
 P1_ID, P2_ID = "6b0d1a72-3c3e-4d1b-9a52-0a0c6f1b0021", "6b0d1a72-3c3e-4d1b-9a52-0a0c6f1b0022"
 IP1_ID = "6b0d1a72-3c3e-4d1b-9a52-0a0c6f1b0031"
 DISK1 = "iqn.1991-05.com.example:disk1"
-GUEST = {"computer_name": "WIN7-GUEST", "os_name": "Windows 7 Enterprise",
-         "os_version": "6.1.7601",
-         "version_info": {"os_major_version": "6", "os_minor_version": "1",
-                          "os_build_number": "7601", "os_platform_id": "2",
-                          "csd_version": "Service Pack 1", "service_pack_major": "1",
-                          "service_pack_minor": "0", "suite_mask": "0x00000100",
-                          "product_type": "0x0000001"},
-         "integration_components_version": "6.1.7601.17514",
-         "multiple_user_sessions_allowed": True, "terminal_server_port": 3389}
+GUEST = {
+    "computer_name": "WIN7-GUEST",
+    "os_name": "Windows 7 Enterprise",
+    "os_version": "6.1.7601",
+    "version_info": {
+        "os_major_version": "6",
+        "os_minor_version": "1",
+        "os_build_number": "7601",
+        "os_platform_id": "2",
+        "csd_version": "Service Pack 1",
+        "service_pack_major": "1",
+        "service_pack_minor": "0",
+        "suite_mask": "0x00000100",
+        "product_type": "0x0000001",
+    },
+    "integration_components_version": "6.1.7601.17514",
+    "multiple_user_sessions_allowed": True,
+    "terminal_server_port": 3389,
+}
 CONFIG: dict[str, Any] = {
     "initiators": {"I1": {"instance": INST0}, "I2": {"instance": INST1}},
     "ports": {"N1": {"initiator": "I1", "number": 0}, "N2": {"initiator": "I1", "number": 1}},
-    "iscsi_sessions": {"S1": {"iqn": DISK1, "address": "192.0.2.30"},
-                       "S2": {"iqn": DISK1, "address": "192.0.2.30"}},
+    "iscsi_sessions": {
+        "S1": {"iqn": DISK1, "address": "192.0.2.30"},
+        "S2": {"iqn": DISK1, "address": "192.0.2.30"},
+    },
     "initiator_adapters": {"A1": {"name": "Microsoft iSCSI Initiator"}},
     "initiator_portals": {"IP1": {"adapter": "A1", "address": "192.0.2.5"}},
     "targets": {"T1": {"iqn": IQN1}, "T2": {"iqn": IQN2}},
     "portals": {"P1": {"address": "192.0.2.20"}, "P2": {"address": "192.0.2.21", "port": 3260}},
-    "virtual_machines": {"VM1": {"name": "XP Mode", "power": "running", "additions": True,
-                                 "execute_access": True, "guest": GUEST, "heartbeat": 100,
-                                 "remote_desktop": "ready", "dvd_drive": "empty",
-                                 "time_sync": False, "screen_locked": False,
-                                 "never_started": False, "guest_actions": True}},
+    "virtual_machines": {
+        "VM1": {
+            "name": "XP Mode",
+            "power": "running",
+            "additions": True,
+            "execute_access": True,
+            "guest": GUEST,
+            "heartbeat": 100,
+            "remote_desktop": "ready",
+            "dvd_drive": "empty",
+            "time_sync": False,
+            "screen_locked": False,
+            "never_started": False,
+            "guest_actions": True,
+        }
+    },
 }
-HOST_LOGIN = PersistentLogin(INST0, 0, "iqn.1991-05.com.example:host-disk",
-                             Portal("", "198.51.100.7", 3260))
+HOST_LOGIN = PersistentLogin(
+    INST0, 0, "iqn.1991-05.com.example:host-disk", Portal("", "198.51.100.7", 3260)
+)
 
 ERROR_SUCCESS = 0
 ERROR_INSUFFICIENT_BUFFER = 122
@@ -132,8 +158,9 @@ class FakeIscsi:
 
     code_page = "cp1252"
 
-    def __init__(self, logins: tuple[PersistentLogin, ...] = (),
-                 sessions: tuple[Session, ...] = ()) -> None:
+    def __init__(
+        self, logins: tuple[PersistentLogin, ...] = (), sessions: tuple[Session, ...] = ()
+    ) -> None:
         self.ports = {INST0: {0, 1}, INST1: {0}}
         self.static_targets: dict[str, bool] = {}  # name -> hidden
         self.logins = list(logins)
@@ -187,8 +214,9 @@ class FakeIscsi:
         # A NULL InitiatorInstance lets the service choose an initiator (here the first).
         chosen = next(iter(self.ports)) if login.instance is None else login.instance
         instance, name = text(chosen), text(login.target_name)
-        self.calls.append(("LoginIScsiTarget" + "AW"[wide], name, instance, login.port,
-                           login.persistent))
+        self.calls.append(
+            ("LoginIScsiTarget" + "AW"[wide], name, instance, login.port, login.persistent)
+        )
         if instance not in self.ports:
             return ISDSC_INITIATOR_INSTANCE_NOT_FOUND, None
         if login.port != ISCSI_ALL_INITIATOR_PORTS and login.port not in self.ports[instance]:
@@ -197,37 +225,57 @@ class FakeIscsi:
             return ISDSC_TARGET_NOT_FOUND, None
         if login.persistent:
             portal = login.portal or Portal("", "", 0)
-            self.logins.append(PersistentLogin(instance, login.port, name, Portal(
-                text(portal.symbolic_name), text(portal.address), portal.socket)))
+            self.logins.append(
+                PersistentLogin(
+                    instance,
+                    login.port,
+                    name,
+                    Portal(text(portal.symbolic_name), text(portal.address), portal.socket),
+                )
+            )
             return ERROR_SUCCESS, None
         return ERROR_SUCCESS, self.new_session(name)
 
-    def report_persistent(self, wide: bool, buffer: bool
-                          ) -> tuple[int, int, list[PersistentLogin] | None]:
+    def report_persistent(
+        self, wide: bool, buffer: bool
+    ) -> tuple[int, int, list[PersistentLogin] | None]:
         if not buffer:
             return (ERROR_INSUFFICIENT_BUFFER if self.logins else ERROR_SUCCESS), 0, None
         text = self._text(wide)
-        return ERROR_SUCCESS, len(self.logins), [
-            PersistentLogin(text(g.initiator), g.port, text(g.target_name),
-                            Portal(text(g.portal.symbolic_name), text(g.portal.address),
-                                   g.portal.socket)) for g in self.logins]
+        return (
+            ERROR_SUCCESS,
+            len(self.logins),
+            [
+                PersistentLogin(
+                    text(g.initiator),
+                    g.port,
+                    text(g.target_name),
+                    Portal(text(g.portal.symbolic_name), text(g.portal.address), g.portal.socket),
+                )
+                for g in self.logins
+            ],
+        )
 
-    def remove_persistent(self, wide: bool, instance: str, port: int, name: str,
-                          portal: Portal | None) -> int:
+    def remove_persistent(
+        self, wide: bool, instance: str, port: int, name: str, portal: Portal | None
+    ) -> int:
         if portal is not None:
             portal_struct(portal, wide, self.code_page)  # raises TextError as the real one
         self.calls.append(("RemoveIScsiPersistentTarget" + "AW"[wide], instance, port, name))
         text = self._text(wide)
         instance, name = text(instance), text(name)
-        portal = portal and Portal(text(portal.symbolic_name), text(portal.address),
-                                   portal.socket)
+        portal = portal and Portal(text(portal.symbolic_name), text(portal.address), portal.socket)
         if instance not in self.ports:
             return ISDSC_INITIATOR_INSTANCE_NOT_FOUND
         if port != ISCSI_ALL_INITIATOR_PORTS and port not in self.ports[instance]:
             return ISDSC_INVALID_PORT_NUMBER
-        doomed = [g for g in self.logins if could_remove(g, instance, port, name, portal,
-                                                         lambda t: {t})
-                  and g.initiator == instance and g.target_name == name]
+        doomed = [
+            g
+            for g in self.logins
+            if could_remove(g, instance, port, name, portal, lambda t: {t})
+            and g.initiator == instance
+            and g.target_name == name
+        ]
         if not doomed:
             return ISDSC_TARGET_NOT_FOUND
         self.logins = [g for g in self.logins if g not in doomed]
@@ -281,8 +329,11 @@ class FakeVds:
         self.calls.append(("LoginToTarget", request.target))
         iqn = self._iqn(request.target)
         portal_ok = request.target_portal == _com.GUID_NULL or any(
-            g["target"] == request.target and request.target_portal in g["portals"]
-            and not g["deleted"] for g in self.groups.values())
+            g["target"] == request.target
+            and request.target_portal in g["portals"]
+            and not g["deleted"]
+            for g in self.groups.values()
+        )
         initiator_ok = request.initiator_portal in (_com.GUID_NULL, IP1_ID)
         if iqn is None or not portal_ok or not initiator_ok:
             return self._done(VDS_E_ISCSI_LOGIN_FAILED)
@@ -315,8 +366,10 @@ class FakeVds:
         if portal not in {p for p, _, _ in self.portals()}:
             return AsyncResult(VDS_E_OBJECT_NOT_FOUND)
         target = self.groups[group]["target"]
-        if any(portal in g["portals"] and g["target"] == target and not g["deleted"]
-               for g in self.groups.values()):
+        if any(
+            portal in g["portals"] and g["target"] == target and not g["deleted"]
+            for g in self.groups.values()
+        ):
             return self._done(E_INVALIDARG)  # a portal is in one group of a target at most
         if portal not in self.groups[group]["portals"]:
             self.groups[group]["portals"].append(portal)
@@ -368,21 +421,28 @@ class FakeVpc:
         facts = CONFIG["virtual_machines"]["VM1"]
         info = facts["guest"]["version_info"]
         self.values: dict[str, Any] = {
-            "CSDVersion": info["csd_version"], "CanShutdown": facts["additions"],
+            "CSDVersion": info["csd_version"],
+            "CanShutdown": facts["additions"],
             "ComputerName": facts["guest"]["computer_name"],
             "HeartbeatPercentage": facts["heartbeat"],
             "IntegrationComponentsVersion": facts["guest"]["integration_components_version"],
-            "IsHeartbeating": facts["heartbeat"] > 0, "IsHostTimeSyncEnabled":
-            facts["time_sync"], "MultipleUserSessionsAllowed":
-            facts["guest"]["multiple_user_sessions_allowed"],
-            "OSBuildNumber": info["os_build_number"], "OSMajorVersion": info["os_major_version"],
-            "OSMinorVersion": info["os_minor_version"], "OSName": facts["guest"]["os_name"],
-            "OSPlatformId": info["os_platform_id"], "OSVersion": facts["guest"]["os_version"],
-            "ProductType": info["product_type"], "ScreenLocked": facts["screen_locked"],
+            "IsHeartbeating": facts["heartbeat"] > 0,
+            "IsHostTimeSyncEnabled": facts["time_sync"],
+            "MultipleUserSessionsAllowed": facts["guest"]["multiple_user_sessions_allowed"],
+            "OSBuildNumber": info["os_build_number"],
+            "OSMajorVersion": info["os_major_version"],
+            "OSMinorVersion": info["os_minor_version"],
+            "OSName": facts["guest"]["os_name"],
+            "OSPlatformId": info["os_platform_id"],
+            "OSVersion": facts["guest"]["os_version"],
+            "ProductType": info["product_type"],
+            "ScreenLocked": facts["screen_locked"],
             "ServicePackMajor": info["service_pack_major"],
-            "ServicePackMinor": info["service_pack_minor"], "SuiteMask": info["suite_mask"],
+            "ServicePackMinor": info["service_pack_minor"],
+            "SuiteMask": info["suite_mask"],
             "TerminalServerPort": facts["guest"]["terminal_server_port"],
-            "TerminalServicesInitialized": facts["remote_desktop"] == "ready"}
+            "TerminalServicesInitialized": facts["remote_desktop"] == "ready",
+        }
         self.parameters: dict[str, str] = {}
 
     def has_vm(self, name: str) -> bool:
@@ -417,11 +477,16 @@ def _parameter_name(name: str) -> bool:
     return 0 < len(name) <= 255 and "\\" not in name
 
 
-def provider(config: Any = None, iscsi: FakeIscsi | None = None,
-             vds: Any = "default", vpc: Any = None) -> WindowsProvider:
+def provider(
+    config: Any = None, iscsi: FakeIscsi | None = None, vds: Any = "default", vpc: Any = None
+) -> WindowsProvider:
     iscsi = iscsi or FakeIscsi()
-    return WindowsProvider.with_apis(config=CONFIG if config is None else config, iscsi=iscsi,
-                                     vds=FakeVds(iscsi) if vds == "default" else vds, vpc=vpc)
+    return WindowsProvider.with_apis(
+        config=CONFIG if config is None else config,
+        iscsi=iscsi,
+        vds=FakeVds(iscsi) if vds == "default" else vds,
+        vpc=vpc,
+    )
 
 
 # =========================================================================== not Windows
@@ -440,12 +505,20 @@ def test_load_keeps_the_needs_windows_message() -> None:
 
 
 @not_windows
-def test_conformance_run_exits_3_off_windows(tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_conformance_run_exits_3_off_windows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from conformance.cli import main
 
-    code = main(["run", "--provider", "conformance_providers.windows:WindowsProvider",
-                 "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            "run",
+            "--provider",
+            "conformance_providers.windows:WindowsProvider",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 3
     assert capsys.readouterr().err.startswith("provider unavailable: needs Windows: ")
 
@@ -458,7 +531,8 @@ def test_capabilities_name_what_the_backend_can_attempt() -> None:
     assert set(caps["methods"]) == set(specs.specs)
     domains = specs.domains.values()
     assert set(caps["steps"]) == {c.step for d in domains for c in d.collections.values()} | {
-        "fault"}
+        "fault"
+    }
     assert set(caps["faults"]) == {f for d in domains for f in d.faults}
     assert set(caps["observe"]) == {c for d in domains for c in d.collections}
 
@@ -467,30 +541,55 @@ def test_capabilities_name_what_the_backend_can_attempt() -> None:
 
 
 @x64_sizes
-@pytest.mark.parametrize(("name", "size", "offsets"), [
-    ("ISCSI_TARGET_PORTALW", 1026, {"SymbolicName": 0, "Address": 512, "Socket": 1024}),
-    ("ISCSI_TARGET_PORTALA", 514, {"SymbolicName": 0, "Address": 256, "Socket": 512}),
-    ("ISCSI_UNIQUE_SESSION_ID", 16, {"AdapterUnique": 0, "AdapterSpecific": 8}),
-    ("ISCSI_LOGIN_OPTIONS", 64, {"UsernameLength": 36, "Username": 48, "Password": 56}),
-    ("PERSISTENT_ISCSI_LOGIN_INFOW", 2080,
-     {"TargetName": 0, "IsInformationalSession": 448, "InitiatorInstance": 450,
-      "InitiatorPortNumber": 964, "TargetPortal": 968, "SecurityFlags": 2000, "Mappings": 2008,
-      "LoginOptions": 2016}),
-    ("PERSISTENT_ISCSI_LOGIN_INFOA", 1088,
-     {"InitiatorInstance": 225, "InitiatorPortNumber": 484, "TargetPortal": 488,
-      "SecurityFlags": 1008, "LoginOptions": 1024}),
-    ("ISCSI_SESSION_INFOW", 64, {"InitiatorName": 16, "TargetName": 32, "Connections": 56}),
-    ("ISCSI_TARGET_PORTAL_GROUPW", 4, {"Count": 0, "Portals": 4}),
-    ("VDS_IPADDRESS", 552, {"ipv4Address": 4, "ipv6Address": 8, "wszTextAddress": 32,
-                            "ulPort": 548}),
-    ("VDS_ISCSI_TARGET_PROP", 40, {"id": 0, "pwszIscsiName": 16, "bChapEnabled": 32}),
-    ("VDS_ASYNC_OUTPUT", 32, {"type": 0, "Anonymous": 8}),
-    ("VARIANT", 24, {}),
-    ("EXCEPINFO", 64, {"bstrSource": 8, "scode": 56}),
-    ("DISPPARAMS", 24, {"cArgs": 16, "cNamedArgs": 20}),
-])
-def test_structures_have_windows_x64_sizes_and_offsets(name: str, size: int,
-                                                       offsets: dict[str, int]) -> None:
+@pytest.mark.parametrize(
+    ("name", "size", "offsets"),
+    [
+        ("ISCSI_TARGET_PORTALW", 1026, {"SymbolicName": 0, "Address": 512, "Socket": 1024}),
+        ("ISCSI_TARGET_PORTALA", 514, {"SymbolicName": 0, "Address": 256, "Socket": 512}),
+        ("ISCSI_UNIQUE_SESSION_ID", 16, {"AdapterUnique": 0, "AdapterSpecific": 8}),
+        ("ISCSI_LOGIN_OPTIONS", 64, {"UsernameLength": 36, "Username": 48, "Password": 56}),
+        (
+            "PERSISTENT_ISCSI_LOGIN_INFOW",
+            2080,
+            {
+                "TargetName": 0,
+                "IsInformationalSession": 448,
+                "InitiatorInstance": 450,
+                "InitiatorPortNumber": 964,
+                "TargetPortal": 968,
+                "SecurityFlags": 2000,
+                "Mappings": 2008,
+                "LoginOptions": 2016,
+            },
+        ),
+        (
+            "PERSISTENT_ISCSI_LOGIN_INFOA",
+            1088,
+            {
+                "InitiatorInstance": 225,
+                "InitiatorPortNumber": 484,
+                "TargetPortal": 488,
+                "SecurityFlags": 1008,
+                "LoginOptions": 1024,
+            },
+        ),
+        ("ISCSI_SESSION_INFOW", 64, {"InitiatorName": 16, "TargetName": 32, "Connections": 56}),
+        ("ISCSI_TARGET_PORTAL_GROUPW", 4, {"Count": 0, "Portals": 4}),
+        (
+            "VDS_IPADDRESS",
+            552,
+            {"ipv4Address": 4, "ipv6Address": 8, "wszTextAddress": 32, "ulPort": 548},
+        ),
+        ("VDS_ISCSI_TARGET_PROP", 40, {"id": 0, "pwszIscsiName": 16, "bChapEnabled": 32}),
+        ("VDS_ASYNC_OUTPUT", 32, {"type": 0, "Anonymous": 8}),
+        ("VARIANT", 24, {}),
+        ("EXCEPINFO", 64, {"bstrSource": 8, "scode": 56}),
+        ("DISPPARAMS", 24, {"cArgs": 16, "cNamedArgs": 20}),
+    ],
+)
+def test_structures_have_windows_x64_sizes_and_offsets(
+    name: str, size: int, offsets: dict[str, int]
+) -> None:
     cls = _structs.struct(name)
     assert ctypes.sizeof(cls) == size
     assert {f: getattr(cls, f).offset for f in offsets} == offsets
@@ -508,8 +607,9 @@ def test_portal_field_lengths_come_from_the_metadata_constants() -> None:
 
 def test_all_initiator_ports_is_stated_where_the_metadata_lacks_it() -> None:
     assert "ISCSI_ALL_INITIATOR_PORTS" in _layouts.MISSING_CONSTANTS
-    spec = yaml.safe_load(Path(load_catalog().specs["RemoveIScsiPersistentTargetW"].file)
-                          .read_text(encoding="utf-8"))
+    spec = yaml.safe_load(
+        Path(load_catalog().specs["RemoveIScsiPersistentTargetW"].file).read_text(encoding="utf-8")
+    )
     assert spec["constants"]["ISCSI_ALL_INITIATOR_PORTS"] == ISCSI_ALL_INITIATOR_PORTS
 
 
@@ -542,7 +642,7 @@ def test_checked_in_layouts_match_the_installed_metadata() -> None:
     assert text == Path(gen_layouts.__file__).with_name("_layouts.py").read_text(encoding="utf-8")
 
 
-FAKE_METADATA = '''\
+FAKE_METADATA = """\
 from __future__ import annotations
 from win32more._prelude import *
 BOOL = Int32
@@ -574,7 +674,7 @@ class IThing(ComPtr):
              ppOut: POINTER(IThing)) -> Int32: ...
 @winfunctype('FAKE.dll')
 def MakeThing(Name: win32more.Windows.Win32.Fake.PWSTR, Count: UInt32) -> UInt32: ...
-'''
+"""
 
 
 def test_the_generator_reads_metadata_source_as_data(tmp_path: Path) -> None:
@@ -585,17 +685,30 @@ def test_the_generator_reads_metadata_source_as_data(tmp_path: Path) -> None:
     gen.struct("THING")
     gen.struct("ONLY64")
     assert gen.structs["THING"]["fields"] == (
-        ("Name", "WCHAR[4]"), ("Kind", "LONG"), ("Next", "THING*"),
-        ("Inner", "THING._Inner_e__Union"))
+        ("Name", "WCHAR[4]"),
+        ("Kind", "LONG"),
+        ("Next", "THING*"),
+        ("Inner", "THING._Inner_e__Union"),
+    )
     assert gen.structs["THING"]["anonymous"] == ("Inner",)
     assert gen.structs["THING._Inner_e__Union"]["kind"] == "union"
     assert gen.structs["ONLY64"]["fields"] == (("Big", "ULONGLONG"),)
     assert gen.interface("IThing") == {
-        "iid": "d5d23b6d-5a55-4492-9889-397a3c2d2dbc", "base": "IUnknown",
-        "methods": {"Poke": {"slot": 3, "params": (("pThing", "THING*"), ("ppOut", "PVOID*")),
-                             "returns": "LONG"}}}
-    assert gen.function("MakeThing") == {"dll": "FAKE.dll", "params": (
-        ("Name", "PWSTR"), ("Count", "ULONG")), "returns": "ULONG"}
+        "iid": "d5d23b6d-5a55-4492-9889-397a3c2d2dbc",
+        "base": "IUnknown",
+        "methods": {
+            "Poke": {
+                "slot": 3,
+                "params": (("pThing", "THING*"), ("ppOut", "PVOID*")),
+                "returns": "LONG",
+            }
+        },
+    }
+    assert gen.function("MakeThing") == {
+        "dll": "FAKE.dll",
+        "params": (("Name", "PWSTR"), ("Count", "ULONG")),
+        "returns": "ULONG",
+    }
     assert gen.constant("MAX_THING_LEN") == 4 and gen.constant("FLAG_AS_TEXT") == 0x40
     assert gen.guid("CLSID_Thing") == "9c38ed61-d565-4728-aeee-c80952f0ecde"
     with pytest.raises(gen_layouts.MetadataError, match="NOPE"):
@@ -603,8 +716,22 @@ def test_the_generator_reads_metadata_source_as_data(tmp_path: Path) -> None:
 
 
 def test_rendered_layouts_are_valid_python_within_100_columns() -> None:
-    text = gen_layouts.render("src", {"A": {"kind": "struct", "pack": 0, "fields": tuple(
-        (f"Field{i}", "ULONG") for i in range(30)), "anonymous": ()}}, {}, {}, {"X": 1}, (), {})
+    text = gen_layouts.render(
+        "src",
+        {
+            "A": {
+                "kind": "struct",
+                "pack": 0,
+                "fields": tuple((f"Field{i}", "ULONG") for i in range(30)),
+                "anonymous": (),
+            }
+        },
+        {},
+        {},
+        {"X": 1},
+        (),
+        {},
+    )
     namespace: dict[str, Any] = {}
     exec(compile(text, "<layouts>", "exec"), namespace)
     assert len(namespace["STRUCTS"]["A"]["fields"]) == 30
@@ -656,7 +783,8 @@ def test_persistent_logins_are_read_from_the_report_buffer() -> None:
     buffer = ctypes.create_string_buffer(bytes(array))
     assert parse_persistent_logins(buffer, 2) == [
         PersistentLogin(INST0, 0, "iqn.a", Portal("", "192.0.2.0", 3260)),
-        PersistentLogin(INST1, 7, "iqn.b", Portal("", "192.0.2.1", 3260))]
+        PersistentLogin(INST1, 7, "iqn.b", Portal("", "192.0.2.1", 3260)),
+    ]
     with pytest.raises(ValueError, match="do not fit"):
         parse_persistent_logins(buffer, 3)
 
@@ -668,8 +796,10 @@ def test_sessions_are_read_through_the_pointers_in_their_buffer() -> None:
     for i, name in enumerate(names):
         array[i].SessionId.AdapterUnique, array[i].SessionId.AdapterSpecific = 0xFFFF0001, i + 2
         array[i].TargetNodeName = ctypes.addressof(name)
-    assert parse_sessions(array, 2) == [Session("00000000ffff0001-0000000000000002", "iqn.x"),
-                                        Session("00000000ffff0001-0000000000000003", "iqn.y")]
+    assert parse_sessions(array, 2) == [
+        Session("00000000ffff0001-0000000000000002", "iqn.x"),
+        Session("00000000ffff0001-0000000000000003", "iqn.y"),
+    ]
     again = session_id_struct("00000000ffff0001-0000000000000003")
     assert session_id_text(again) == "00000000ffff0001-0000000000000003"
     with pytest.raises(ValueError):
@@ -731,10 +861,12 @@ def test_ivdsasync_wait_gives_the_operation_result_unless_wait_failed() -> None:
 
 
 def test_async_outcomes_carry_the_pointer_as_returned() -> None:
-    assert _com.async_outcome("ppAsync", AsyncResult(0, "IVdsAsync@0x1", -2147211504)) == \
-        Outcome(0, {"ppAsync": "IVdsAsync@0x1"}, VDS_E_ISCSI_LOGOUT_INCOMPLETE)
-    assert _com.async_outcome("ppAsync", AsyncResult(VDS_E_ISCSI_SESSION_NOT_FOUND)) == \
-        Outcome(VDS_E_ISCSI_SESSION_NOT_FOUND, {"ppAsync": None}, None)
+    assert _com.async_outcome("ppAsync", AsyncResult(0, "IVdsAsync@0x1", -2147211504)) == Outcome(
+        0, {"ppAsync": "IVdsAsync@0x1"}, VDS_E_ISCSI_LOGOUT_INCOMPLETE
+    )
+    assert _com.async_outcome("ppAsync", AsyncResult(VDS_E_ISCSI_SESSION_NOT_FOUND)) == Outcome(
+        VDS_E_ISCSI_SESSION_NOT_FOUND, {"ppAsync": None}, None
+    )
     leaked = _com.async_outcome("ppAsync", AsyncResult(0x80004005, "IVdsAsync@0x2", 0))
     assert leaked.outputs == {"ppAsync": "IVdsAsync@0x2"}  # so the out-params check sees it
 
@@ -757,14 +889,17 @@ class FakeCom:
         self.count = itertools.count()
 
     def make(self, interface: str, impls: dict[str, Callable[..., int]]) -> int:
-        methods = {**_layouts.INTERFACES["IUnknown"]["methods"],
-                   **_layouts.INTERFACES[interface]["methods"]}
+        methods = {
+            **_layouts.INTERFACES["IUnknown"]["methods"],
+            **_layouts.INTERFACES[interface]["methods"],
+        }
         table = (ctypes.c_void_p * (max(m["slot"] for m in methods.values()) + 1))()
         name = f"{interface}#{next(self.count)}"
         defaults: dict[str, Callable[..., int]] = {
             "QueryInterface": lambda this, riid, out: 0x80004002,
             "AddRef": lambda this: 2,
-            "Release": lambda this: self.released.append(name) or 0}
+            "Release": lambda this: self.released.append(name) or 0,
+        }
         for method, decl in methods.items():
             owner = interface if method in _layouts.INTERFACES[interface]["methods"] else "IUnknown"
             _, restype, argtypes = _structs.method(owner, method)
@@ -792,8 +927,10 @@ def test_a_vds_call_goes_through_the_metadata_slot_and_waits() -> None:
         pp_async[0] = async_address
         return 0
 
-    adapter = ComObject(com.make("IVdsIscsiInitiatorAdapter", {"LogoutFromTarget": logout}),
-                        "IVdsIscsiInitiatorAdapter")
+    adapter = ComObject(
+        com.make("IVdsIscsiInitiatorAdapter", {"LogoutFromTarget": logout}),
+        "IVdsIscsiInitiatorAdapter",
+    )
     result = _com.call_async(adapter, "LogoutFromTarget", _com.guid(T1_ID))
     assert seen == [T1_ID]
     assert result == AsyncResult(0, f"IVdsAsync@0x{async_address:x}", VDS_E_ISCSI_LOGOUT_INCOMPLETE)
@@ -802,11 +939,16 @@ def test_a_vds_call_goes_through_the_metadata_slot_and_waits() -> None:
 
 def test_a_failed_vds_call_returns_no_async_object() -> None:
     com = FakeCom()
-    group = ComObject(com.make("IVdsIscsiPortalGroup", {
-        "RemovePortal": lambda this, portal, pp: VDS_E_OBJECT_NOT_FOUND - (1 << 32)}),
-        "IVdsIscsiPortalGroup")
-    assert _com.call_async(group, "RemovePortal", _com.guid(P1_ID)) == \
-        AsyncResult(VDS_E_OBJECT_NOT_FOUND)
+    group = ComObject(
+        com.make(
+            "IVdsIscsiPortalGroup",
+            {"RemovePortal": lambda this, portal, pp: VDS_E_OBJECT_NOT_FOUND - (1 << 32)},
+        ),
+        "IVdsIscsiPortalGroup",
+    )
+    assert _com.call_async(group, "RemovePortal", _com.guid(P1_ID)) == AsyncResult(
+        VDS_E_OBJECT_NOT_FOUND
+    )
 
 
 def test_enumerations_and_query_interface() -> None:
@@ -879,50 +1021,91 @@ def test_iscsidsc_calls_marshal_through_the_declared_prototypes() -> None:
         array[0].TargetPortal = portal_struct(Portal("", "192.0.2.5", 3260), True, "ascii")
         return 0
 
-    def add_static(name: Any, alias: Any, flags: int, persist: int, mappings: Any,
-                   options: Any, group: Any) -> int:
+    def add_static(
+        name: Any, alias: Any, flags: int, persist: int, mappings: Any, options: Any, group: Any
+    ) -> int:
         layout = _structs.struct("ISCSI_TARGET_PORTAL_GROUPW")
-        first = ctypes.cast(ctypes.addressof(group.contents) + layout.Portals.offset,
-                            ctypes.POINTER(_structs.struct("ISCSI_TARGET_PORTALW")))[0]
-        seen.append(("add", _structs.read_wide(name), group[0].Count,
-                     portal_from_struct(first, True, "ascii")))
+        first = ctypes.cast(
+            ctypes.addressof(group.contents) + layout.Portals.offset,
+            ctypes.POINTER(_structs.struct("ISCSI_TARGET_PORTALW")),
+        )[0]
+        seen.append(
+            (
+                "add",
+                _structs.read_wide(name),
+                group[0].Count,
+                portal_from_struct(first, True, "ascii"),
+            )
+        )
         return 0
 
     def remove_a(instance: Any, port: int, name: Any, portal: Any) -> int:
-        seen.append(("A", ctypes.string_at(instance), port, ctypes.string_at(name),
-                     portal[0].Address if portal else None))
+        seen.append(
+            (
+                "A",
+                ctypes.string_at(instance),
+                port,
+                ctypes.string_at(name),
+                portal[0].Address if portal else None,
+            )
+        )
         return ISDSC_TARGET_NOT_FOUND - (1 << 32) if port == 9 else 0
 
-    def login(name: Any, informational: int, instance: Any, port: int, portal: Any,
-              security: int, mappings: Any, options: Any, key_size: int, key: Any,
-              persistent: int, session: Any, connection: Any) -> int:
-        seen.append(("login", _structs.read_wide(name), _structs.read_wide(instance), port,
-                     persistent, portal[0].Socket))
+    def login(
+        name: Any,
+        informational: int,
+        instance: Any,
+        port: int,
+        portal: Any,
+        security: int,
+        mappings: Any,
+        options: Any,
+        key_size: int,
+        key: Any,
+        persistent: int,
+        session: Any,
+        connection: Any,
+    ) -> int:
+        seen.append(
+            (
+                "login",
+                _structs.read_wide(name),
+                _structs.read_wide(instance),
+                port,
+                persistent,
+                portal[0].Socket,
+            )
+        )
         return 0
 
     # The callbacks live as long as `dll` does: IscsiDsc keeps only the function pointers, so
     # a FakeDll left to the garbage collector frees the code they point to.
-    dll = FakeDll({"ReportIScsiInitiatorListW": initiators,
-                   "ReportIScsiPersistentLoginsW": report,
-                   "AddIScsiStaticTargetW": add_static,
-                   "RemoveIScsiPersistentTargetA": remove_a,
-                   "LoginIScsiTargetW": login})
+    dll = FakeDll(
+        {
+            "ReportIScsiInitiatorListW": initiators,
+            "ReportIScsiPersistentLoginsW": report,
+            "AddIScsiStaticTargetW": add_static,
+            "RemoveIScsiPersistentTargetA": remove_a,
+            "LoginIScsiTargetW": login,
+        }
+    )
     api = IscsiDsc(dll, code_page="cp1252")
     assert api.initiators() == [INST0]
-    assert api.persistent_logins() == [PersistentLogin(INST0, 3, "iqn.x",
-                                                       Portal("", "192.0.2.5", 3260))]
+    assert api.persistent_logins() == [
+        PersistentLogin(INST0, 3, "iqn.x", Portal("", "192.0.2.5", 3260))
+    ]
     assert info is _structs.struct("PERSISTENT_ISCSI_LOGIN_INFOW")
     portal = Portal("", "192.0.2.9", 3260)
     assert api.add_static(True, StaticTarget("iqn.y", None, 0, False, (portal,))) == 0
     assert api.login(True, Login("iqn.y", False, INST0, 1, portal, 0, None, True)) == (0, None)
-    assert api.remove_persistent(False, INST0, 9, "iqn.café-диск", portal) == \
-        ISDSC_TARGET_NOT_FOUND
+    assert api.remove_persistent(False, INST0, 9, "iqn.café-диск", portal) == ISDSC_TARGET_NOT_FOUND
     assert api.remove_persistent(False, INST0, ISCSI_ALL_INITIATOR_PORTS, "iqn.z", None) == 0
     assert seen == [
         ("add", "iqn.y", 1, portal),
         ("login", "iqn.y", INST0, 1, 1, 3260),
         ("A", INST0.encode(), 9, "iqn.café-????".encode("cp1252"), b"192.0.2.9"),
-        ("A", INST0.encode(), ISCSI_ALL_INITIATOR_PORTS, b"iqn.z", None)]
+        ("A", INST0.encode(), ISCSI_ALL_INITIATOR_PORTS, b"iqn.z", None),
+    ]
     assert len(dll.keep) == len(FakeDllNames)  # (and `dll` is alive until here)
 
 
@@ -940,7 +1123,8 @@ def test_config_loads_from_the_environment(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_no_config_is_allowed_and_every_lent_object_says_where_to_name_it(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv(ENV_VAR, raising=False)
     config = load_config()
     assert config == Config()
@@ -948,22 +1132,36 @@ def test_no_config_is_allowed_and_every_lent_object_says_where_to_name_it(
         config.require("targets", "T1", "creating an iSCSI target needs a storage array")
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    ([], "must be a mapping of sections"),
-    ({"target": {}}, "unknown section.*target; known: initiators"),
-    ({"targets": {"T1": {}}}, r"targets\.T1: missing iqn \(iqn: the iSCSI name"),
-    ({"targets": {"T1": {"iqn": "x", "name": "y"}}}, r"unknown field\(s\) name"),
-    ({"targets": {"T1": {"iqn": 5}}}, r"targets\.T1\.iqn: expected a string, got 5"),
-    ({"portals": {"P1": {"address": "not an ip"}}}, "is not an IP address"),
-    ({"portals": {"P1": {"address": "192.0.2.1", "port": True}}}, "expected an integer"),
-    ({"ports": {"N1": {"initiator": "I9", "number": 0}}}, "'I9' is not a name under initiators"),
-    ({"initiators": {"I1": {"instance": "X"}, "I2": {"instance": "x"}}},
-     "name the same object"),
-    ({"initiator_adapters": {"A1": {}}}, "give name or id"),
-    ({"initiator_adapters": {"A1": {"id": "nope"}}}, "is not a GUID"),
-    ({"virtual_machines": {"VM1": {"name": "x", "power": "on", "additions": True,
-                                   "execute_access": True}}}, "'on' is not one of"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([], "must be a mapping of sections"),
+        ({"target": {}}, "unknown section.*target; known: initiators"),
+        ({"targets": {"T1": {}}}, r"targets\.T1: missing iqn \(iqn: the iSCSI name"),
+        ({"targets": {"T1": {"iqn": "x", "name": "y"}}}, r"unknown field\(s\) name"),
+        ({"targets": {"T1": {"iqn": 5}}}, r"targets\.T1\.iqn: expected a string, got 5"),
+        ({"portals": {"P1": {"address": "not an ip"}}}, "is not an IP address"),
+        ({"portals": {"P1": {"address": "192.0.2.1", "port": True}}}, "expected an integer"),
+        (
+            {"ports": {"N1": {"initiator": "I9", "number": 0}}},
+            "'I9' is not a name under initiators",
+        ),
+        (
+            {"initiators": {"I1": {"instance": "X"}, "I2": {"instance": "x"}}},
+            "name the same object",
+        ),
+        ({"initiator_adapters": {"A1": {}}}, "give name or id"),
+        ({"initiator_adapters": {"A1": {"id": "nope"}}}, "is not a GUID"),
+        (
+            {
+                "virtual_machines": {
+                    "VM1": {"name": "x", "power": "on", "additions": True, "execute_access": True}
+                }
+            },
+            "'on' is not one of",
+        ),
+    ],
+)
 def test_config_errors_name_the_entry_and_the_fix(data: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(data)
@@ -1057,11 +1255,13 @@ NOT_APPLICABLE = (
 # A step field, fault, method or argument the backend was not written for: on a real machine
 # it is not applicable (never a wrong verdict), but here it is a failing test naming the spec
 # and the field, so the backend follows the specs as they grow.
-UNKNOWN_SHAPE = re.compile(r"unexpected field|unexpected argument|^method '|fault kind|"
-                           r"unsupported by the provider: method '|"
-                           r"step kind|has no fault|expected .* got|the provider does not "
-                           r"support this reproduction: (method|step kind|fault kind|"
-                           r".*unexpected)")
+UNKNOWN_SHAPE = re.compile(
+    r"unexpected field|unexpected argument|^method '|fault kind|"
+    r"unsupported by the provider: method '|"
+    r"step kind|has no fault|expected .* got|the provider does not "
+    r"support this reproduction: (method|step kind|fault kind|"
+    r".*unexpected)"
+)
 
 
 @functools.cache
@@ -1083,8 +1283,9 @@ def host_for(method: str) -> FakeIscsi:
     return FakeIscsi(logins=logins, sessions=(Session("host-session", "iqn.other"),))
 
 
-@pytest.mark.parametrize(("method", "index"), scenario_ids(),
-                         ids=[f"{m}-{i}" for m, i in scenario_ids()])
+@pytest.mark.parametrize(
+    ("method", "index"), scenario_ids(), ids=[f"{m}-{i}" for m, i in scenario_ids()]
+)
 def test_spec_scenarios_run_through_the_backend(method: str, index: int) -> None:
     """Each scenario passes on the fakes, or is not applicable for a stated reason, and the
     host is as it was afterwards; a shape the backend does not know fails, naming it."""
@@ -1100,8 +1301,11 @@ def test_spec_scenarios_run_through_the_backend(method: str, index: int) -> None
     subject = Subject(spec, domain, specs.codes, windows, observable)
     try:
         if scenario.calls:  # several calls: run as the plugin does, through replay
-            repro = {"method": spec.id, "given": list(scenario.given),
-                     "calls": list(scenario.calls)}
+            repro = {
+                "method": spec.id,
+                "given": list(scenario.given),
+                "calls": list(scenario.calls),
+            }
             result = replay(repro, specs, windows)
             verdict = Verdict(PASSED if result.passed else "failed", result.message)
         else:
@@ -1109,8 +1313,10 @@ def test_spec_scenarios_run_through_the_backend(method: str, index: int) -> None
     except (Unsupported, ReproError, ValueError) as exc:
         windows.close()
         if isinstance(exc, ValueError) or UNKNOWN_SHAPE.search(str(exc)):
-            pytest.fail(f"{spec.file}: {spec.id}, scenario {scenario.name!r}: the backend does "
-                        f"not know this shape of the spec: {exc}")
+            pytest.fail(
+                f"{spec.file}: {spec.id}, scenario {scenario.name!r}: the backend does "
+                f"not know this shape of the spec: {exc}"
+            )
         assert any(reason in str(exc) for reason in NOT_APPLICABLE), f"{scenario.name}: {exc}"
     else:
         assert verdict.status == PASSED, f"{scenario.name}: {verdict.message}"
@@ -1129,8 +1335,12 @@ def test_a_call_that_could_remove_a_host_login_is_refused() -> None:
     windows = provider(iscsi=iscsi)
     instance = windows.setup({"initiator": "I1"})
     windows.setup({"port": "N1", "initiator": instance})
-    args = {"InitiatorInstance": instance, "InitiatorPortNumber": ISCSI_ALL_INITIATOR_PORTS,
-            "TargetName": HOST_LOGIN.target_name.upper(), "Portal": None}
+    args = {
+        "InitiatorInstance": instance,
+        "InitiatorPortNumber": ISCSI_ALL_INITIATOR_PORTS,
+        "TargetName": HOST_LOGIN.target_name.upper(),
+        "Portal": None,
+    }
     for method in ("RemoveIScsiPersistentTargetW", "RemoveIScsiPersistentTargetA"):
         with pytest.raises(Unsupported, match="did not create"):
             windows.call(method, args)
@@ -1143,14 +1353,25 @@ def test_a_call_that_can_only_reach_created_logins_goes_ahead() -> None:
     windows = provider(iscsi=iscsi)
     instance = windows.setup({"initiator": "I1"})
     windows.setup({"port": "N2", "initiator": instance})
-    created = windows.setup({"persistent_target": "PT1", "initiator": instance, "port": "1",
-                             "target_name": HOST_LOGIN.target_name,
-                             "portal": {"SymbolicName": "", "Address": "192.0.2.10",
-                                        "Socket": 3260}})
+    created = windows.setup(
+        {
+            "persistent_target": "PT1",
+            "initiator": instance,
+            "port": "1",
+            "target_name": HOST_LOGIN.target_name,
+            "portal": {"SymbolicName": "", "Address": "192.0.2.10", "Socket": 3260},
+        }
+    )
     assert [r["id"] for r in windows.observe("persistent_targets")] == [created]
-    outcome = windows.call("RemoveIScsiPersistentTargetW", {
-        "InitiatorInstance": instance, "InitiatorPortNumber": 1,
-        "TargetName": HOST_LOGIN.target_name, "Portal": None})
+    outcome = windows.call(
+        "RemoveIScsiPersistentTargetW",
+        {
+            "InitiatorInstance": instance,
+            "InitiatorPortNumber": 1,
+            "TargetName": HOST_LOGIN.target_name,
+            "Portal": None,
+        },
+    )
     assert outcome == Outcome(ERROR_SUCCESS)
     assert windows.observe("persistent_targets") == []
     assert iscsi.logins == [HOST_LOGIN]
@@ -1163,9 +1384,15 @@ def test_cleanup_removes_only_what_was_created() -> None:
     instance = windows.setup({"initiator": "I1"})
     windows.setup({"port": "N1", "initiator": instance})
     for i, name in enumerate(["iqn.new:one", "iqn.host:static"]):
-        windows.setup({"persistent_target": f"PT{i}", "initiator": instance, "port": "0",
-                       "target_name": name,
-                       "portal": {"SymbolicName": "", "Address": "192.0.2.9", "Socket": 3260}})
+        windows.setup(
+            {
+                "persistent_target": f"PT{i}",
+                "initiator": instance,
+                "port": "0",
+                "target_name": name,
+                "portal": {"SymbolicName": "", "Address": "192.0.2.9", "Socket": 3260},
+            }
+        )
     windows.reset()
     assert iscsi.logins == [HOST_LOGIN] and iscsi.static == ["iqn.host:static"]
     assert ("RemoveIScsiStaticTargetW", "iqn.new:one") in iscsi.calls
@@ -1178,17 +1405,26 @@ def test_a_login_the_host_already_has_is_not_adopted() -> None:
     instance = windows.setup({"initiator": "I1"})
     windows.setup({"port": "N1", "initiator": instance})
     with pytest.raises(Unsupported, match="already has a persistent login"):
-        windows.setup({"persistent_target": "PT1", "initiator": instance, "port": "0",
-                       "target_name": HOST_LOGIN.target_name,
-                       "portal": HOST_LOGIN.portal.as_dict()})
+        windows.setup(
+            {
+                "persistent_target": "PT1",
+                "initiator": instance,
+                "port": "0",
+                "target_name": HOST_LOGIN.target_name,
+                "portal": HOST_LOGIN.portal.as_dict(),
+            }
+        )
     windows.reset()
     assert iscsi.logins == [HOST_LOGIN]
 
 
 def test_unbuildable_iscsi_steps_say_why() -> None:
     windows = provider(config={"initiators": {"I1": {"instance": "ROOT\\ISCSIPRT\\9999_0"}}})
-    with pytest.raises(Unsupported, match=r"initiator \(an HBA instance\) cannot be created.*"
-                                          r"initiators\.I2"):
+    with pytest.raises(
+        Unsupported,
+        match=r"initiator \(an HBA instance\) cannot be created.*"
+        r"initiators\.I2",
+    ):
         windows.setup({"initiator": "I2"})
     with pytest.raises(Unsupported, match="is not an initiator on this host"):
         windows.setup({"initiator": "I1"})
@@ -1198,9 +1434,15 @@ def test_text_an_api_cannot_carry_is_not_applicable() -> None:
     windows = provider()
     instance = windows.setup({"initiator": "I1"})
     with pytest.raises(Unsupported, match="the field holds 255"):
-        windows.call("RemoveIScsiPersistentTargetW", {
-            "InitiatorInstance": instance, "InitiatorPortNumber": 0, "TargetName": "iqn.x",
-            "Portal": {"SymbolicName": "", "Address": "a" * 256, "Socket": 1}})
+        windows.call(
+            "RemoveIScsiPersistentTargetW",
+            {
+                "InitiatorInstance": instance,
+                "InitiatorPortNumber": 0,
+                "TargetName": "iqn.x",
+                "Portal": {"SymbolicName": "", "Address": "a" * 256, "Socket": 1},
+            },
+        )
 
 
 # =========================================================================== VDS safety
@@ -1229,8 +1471,9 @@ def test_logout_is_refused_when_a_session_appeared_that_was_not_created_here() -
     windows.setup({"session": "S1", "target": target})
     iscsi.session_list.append(Session("host-session", IQN1))  # the host logged in meanwhile
     with pytest.raises(Unsupported, match=r"1 session.*did not create"):
-        windows.call("IVdsIscsiInitiatorAdapter::LogoutFromTarget",
-                     {"this": adapter, "targetId": target})
+        windows.call(
+            "IVdsIscsiInitiatorAdapter::LogoutFromTarget", {"this": adapter, "targetId": target}
+        )
     assert ("LogoutFromTarget", target) not in vds.calls
     windows.close()
     assert iscsi.session_list == [Session("host-session", IQN1)]
@@ -1243,11 +1486,13 @@ def test_vds_objects_the_config_does_not_lend_are_not_used() -> None:
     adapter = windows.setup({"initiator_adapter": "A1"})  # the host's only adapter
     assert adapter == ADAPTER
     with pytest.raises(Unsupported, match="a real target the config does not lend"):
-        windows.call("IVdsIscsiInitiatorAdapter::LogoutFromTarget",
-                     {"this": adapter, "targetId": T2_ID})
+        windows.call(
+            "IVdsIscsiInitiatorAdapter::LogoutFromTarget", {"this": adapter, "targetId": T2_ID}
+        )
     with pytest.raises(Unsupported, match="only on portal groups this provider created"):
-        windows.call("IVdsIscsiPortalGroup::RemovePortal", {"this": str(uuid.uuid4()),
-                                                            "portalId": P1_ID})
+        windows.call(
+            "IVdsIscsiPortalGroup::RemovePortal", {"this": str(uuid.uuid4()), "portalId": P1_ID}
+        )
 
 
 def test_object_deleted_is_built_only_on_a_group_created_here() -> None:
@@ -1261,7 +1506,8 @@ def test_object_deleted_is_built_only_on_a_group_created_here() -> None:
     assert windows.setup({"fault": "object_deleted", "object": group}).startswith("fault-")
     # deleted behind the caller's pointer: still the caller's group, of the same target
     assert windows.observe("portal_groups") == [
-        {"id": group, "target": target, "tag": 0, "portals": []}]
+        {"id": group, "target": target, "tag": 0, "portals": []}
+    ]
     windows.reset()
     assert [c for c in vds.calls if c[0] == "Delete"] == [("Delete", group)]  # deleted once
     assert group in vds.forgotten
@@ -1279,8 +1525,14 @@ def test_faults_a_real_machine_cannot_inject_are_not_applicable(fault: str) -> N
 def test_without_virtual_pc_every_step_and_call_says_so() -> None:
     windows = provider()
     with pytest.raises(Unsupported, match="gone since Windows 8"):
-        windows.setup({"virtual_machine": "VM1", "power": "running", "additions": True,
-                       "execute_access": True})
+        windows.setup(
+            {
+                "virtual_machine": "VM1",
+                "power": "running",
+                "additions": True,
+                "execute_access": True,
+            }
+        )
     with pytest.raises(Unsupported, match="not registered"):
         windows.call("IVMGuestOS::Logoff", {"this": "XP Mode"})
     assert MISSING.startswith("Windows Virtual PC is not installed")
@@ -1290,12 +1542,15 @@ def test_a_lent_virtual_machine_must_be_as_the_step_needs() -> None:
     vpc = FakeVpc(completion=0x80070520)
     windows = provider(vpc=vpc)
     with pytest.raises(Unsupported, match="power: step 'off', machine 'running'"):
-        windows.setup({"virtual_machine": "VM1", "power": "off", "additions": True,
-                       "execute_access": True})
-    vm = windows.setup({"virtual_machine": "VM1", "power": "running", "additions": True,
-                        "execute_access": True})
-    assert windows.call("IVMGuestOS::Logoff", {"this": vm}) == \
-        Outcome(0, {"outLogoffTask": "IVMTask@0x1"}, 0x80070520)
+        windows.setup(
+            {"virtual_machine": "VM1", "power": "off", "additions": True, "execute_access": True}
+        )
+    vm = windows.setup(
+        {"virtual_machine": "VM1", "power": "running", "additions": True, "execute_access": True}
+    )
+    assert windows.call("IVMGuestOS::Logoff", {"this": vm}) == Outcome(
+        0, {"outLogoffTask": "IVMTask@0x1"}, 0x80070520
+    )
     with pytest.raises(Unsupported, match="NULL outLogoffTask"):
         windows.call("IVMGuestOS::Logoff", {"this": vm, "outLogoffTask": None})
     with pytest.raises(Unsupported, match="credentials"):
@@ -1320,8 +1575,7 @@ def test_on_windows_the_provider_starts_and_lists_its_capabilities() -> None:
 @needs_windows
 def test_on_windows_wchar_is_the_two_bytes_the_layouts_use() -> None:
     assert ctypes.sizeof(ctypes.c_wchar) == 2
-    assert ctypes.sizeof(_structs.struct("ISCSI_TARGET_PORTALW")) == \
-        2 * 256 + 2 * 256 + 2
+    assert ctypes.sizeof(_structs.struct("ISCSI_TARGET_PORTALW")) == 2 * 256 + 2 * 256 + 2
 
 
 @needs_windows
@@ -1348,8 +1602,9 @@ def test_on_windows_unknown_initiator_gives_the_documented_status() -> None:
         api.initiators()
     except OSError as exc:
         pytest.skip(f"iSCSI initiator service unavailable: {exc}")
-    status = api.remove_persistent(True, "ROOT\\NO_SUCH_INITIATOR\\0000_0", 0,
-                                   "iqn.1991-05.com.example:none", None)
+    status = api.remove_persistent(
+        True, "ROOT\\NO_SUCH_INITIATOR\\0000_0", 0, "iqn.1991-05.com.example:none", None
+    )
     assert status != ERROR_SUCCESS  # nothing of the host's can match this initiator
 
 
@@ -1397,7 +1652,7 @@ def test_a_host_with_no_config_and_no_apis_is_not_applicable_never_failed() -> N
     applicable; none fails (the machine used to send steps that named an object whose own
     step was Unsupported)."""
     from conformance.engine.kinds import Target, kinds_for
-    from conformance.engine.sequences import check_sequences
+    from conformance.engine.sequence_run import check_sequences
     from conformance.engine.stateful import check_stateful
     from conformance.engine.verdict import Settings
 
@@ -1417,19 +1672,22 @@ def test_a_host_with_no_config_and_no_apis_is_not_applicable_never_failed() -> N
         for scenario in spec.scenarios:
             if not scenario.calls:
                 verdicts[f"{spec.id}::scenario::{scenario.name}"] = _verdict(
-                    lambda s=subject, sc=scenario: check_scenario(s, sc))
+                    lambda s=subject, sc=scenario: check_scenario(s, sc)
+                )
         for kind in kinds_for(spec, config):
             verdicts[f"{spec.id}::{kind.name}"] = _verdict(
-                lambda k=kind, s=subject: k.run(Target(s, catalog=catalog)))
+                lambda k=kind, s=subject: k.run(Target(s, catalog=catalog))
+            )
     for family, subjects in by_family.items():
         domain = catalog.domains[family]
-        verdicts[f"{family}::sequences"] = _verdict(lambda s=subjects, d=domain:
-                                                    check_sequences(s, d))
-        verdicts[f"{family}::machine"] = _verdict(lambda s=subjects, d=domain:
-                                                  check_stateful(s, d))
+        verdicts[f"{family}::sequences"] = _verdict(
+            lambda s=subjects, d=domain: check_sequences(s, d)
+        )
+        verdicts[f"{family}::machine"] = _verdict(lambda s=subjects, d=domain: check_stateful(s, d))
     assert verdicts
-    failed = {n: v.message for n, v in verdicts.items()
-              if v.status not in (PASSED, "not_applicable")}
+    failed = {
+        n: v.message for n, v in verdicts.items() if v.status not in (PASSED, "not_applicable")
+    }
     assert not failed
 
 
@@ -1449,12 +1707,15 @@ def test_a_pointer_to_a_structure_is_a_pointer_whichever_structure_is_built_firs
     (found by the COM double under Wine). Each order in a fresh process."""
     import subprocess
 
-    probe = ("from conformance_providers.windows import _structs\n"
-             "import sys\n"
-             "for name in sys.argv[1:]:\n"
-             "    _structs.struct(name)\n"
-             "print(dict(_structs.struct('DISPPARAMS')._fields_)['rgvarg'].__name__)\n")
+    probe = (
+        "from conformance_providers.windows import _structs\n"
+        "import sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    _structs.struct(name)\n"
+        "print(dict(_structs.struct('DISPPARAMS')._fields_)['rgvarg'].__name__)\n"
+    )
     for order in (["VARIANT", "DISPPARAMS"], ["DISPPARAMS", "VARIANT"]):
-        found = subprocess.run([sys.executable, "-c", probe, *order], capture_output=True,
-                               text=True, check=True).stdout.strip()
+        found = subprocess.run(
+            [sys.executable, "-c", probe, *order], capture_output=True, text=True, check=True
+        ).stdout.strip()
         assert found == "LP_VARIANT", order

@@ -50,7 +50,7 @@ AGENT = [sys.executable, "-m", "conformance.remote.agent", "--log-level", "WARNI
 TOKEN = "s3cret-token-for-tests"
 
 # Providers the agent serves in these tests; written to tmp_path, loaded as file.py:Class.
-TEST_PROVIDERS = f'''
+TEST_PROVIDERS = f"""
 import os, sys, threading
 from conformance_providers.reference import ReferenceProvider
 LOGOUT = {LOGOUT!r}
@@ -77,10 +77,11 @@ class Chatty(ReferenceProvider):
     def reset(self):
         print("resetting", flush=True)  # must not reach the protocol stream
         super().reset()
-'''
+"""
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -112,8 +113,11 @@ def served(config: AgentConfig) -> Iterator[AgentServer]:
 @pytest.fixture(scope="module")
 def agent_process() -> Iterator[str]:
     """`conformance agent --provider reference --listen 127.0.0.1:0` as a process: its address."""
-    proc = subprocess.Popen([*AGENT, "--provider", "reference", "--listen", "127.0.0.1:0"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*AGENT, "--provider", "reference", "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line.startswith("listening on 127.0.0.1:"), line
@@ -158,16 +162,18 @@ def still_serving(server: AgentServer, token: str | None = TOKEN) -> None:
 def shim(folder: Path, body: str) -> str:
     """A provider file whose class P builds the provider under test; returns 'file.py:P'."""
     path = folder / f"shim_{abs(hash(body))}.py"
-    path.write_text("from conformance.remote.cassette import *\n"
-                    "from conformance.remote.client import *\nimport sys\n\n"
-                    f"class P:\n    def __new__(cls):\n        return {body}\n", encoding="utf-8")
+    path.write_text(
+        "from conformance.remote.cassette import *\n"
+        "from conformance.remote.client import *\nimport sys\n\n"
+        f"class P:\n    def __new__(cls):\n        return {body}\n",
+        encoding="utf-8",
+    )
     return f"{path}:P"
 
 
 def run(out: Path, provider: str, keyword: str | None = None) -> tuple[int, str]:
     """`conformance run`, quick profile, fixed seed: (exit code, stderr)."""
-    argv = ["run", "--provider", provider, "--out", str(out), "--profile", "quick",
-            "--seed", "1"]
+    argv = ["run", "--provider", provider, "--out", str(out), "--profile", "quick", "--seed", "1"]
     if keyword:
         argv += ["-k", keyword]
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -206,37 +212,47 @@ def in_process(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 # -- the wire format -----------------------------------------------------------------------------
 
+
 def test_outcomes_round_trip_with_non_json_outputs_as_repr() -> None:
-    outcome = Outcome(0x8004270A, {"ppAsync": None, "n": 3, "t": (1, 2), "b": b"\x01",
-                                   "f": float("nan"), "s": "é\udc80"}, None)
+    outcome = Outcome(
+        0x8004270A,
+        {"ppAsync": None, "n": 3, "t": (1, 2), "b": b"\x01", "f": float("nan"), "s": "é\udc80"},
+        None,
+    )
     wire = protocol.decode(protocol.encode(protocol.ok(7, protocol.outcome_to_json(outcome))))
     back = protocol.outcome_from_json(wire["result"])
-    assert back == Outcome(0x8004270A, {"ppAsync": None, "n": 3, "t": [1, 2], "b": "b'\\x01'",
-                                        "f": "nan", "s": "é\udc80"}, None)
+    assert back == Outcome(
+        0x8004270A,
+        {"ppAsync": None, "n": 3, "t": [1, 2], "b": "b'\\x01'", "f": "nan", "s": "é\udc80"},
+        None,
+    )
     assert protocol.outcome_from_json(protocol.outcome_to_json("garbage")) == "garbage"
 
 
 def test_errors_cross_as_the_exceptions_they_were() -> None:
     unsupported = protocol.exception_from_error(
-        protocol.error_from_exception(Unsupported("method 'X'")))
+        protocol.error_from_exception(Unsupported("method 'X'"))
+    )
     assert isinstance(unsupported, Unsupported) and str(unsupported) == "method 'X'"
     raised = protocol.exception_from_error(protocol.error_from_exception(KeyError("T9")))
     assert isinstance(raised, RemoteProviderError)
     assert (type(raised).__name__, str(raised)) == ("KeyError", "'T9'")
-    odd = protocol.exception_from_error({"kind": "provider", "type": "os.system('x')",
-                                         "text": "t"})
+    odd = protocol.exception_from_error({"kind": "provider", "type": "os.system('x')", "text": "t"})
     assert type(odd).__name__ == "RemoteProviderError"
     timeout = protocol.exception_from_error({"kind": "timeout", "message": "too slow"})
     assert isinstance(timeout, TimeoutError)
 
 
-@pytest.mark.parametrize(("message", "error"), [
-    ({"op": "reset"}, "needs an 'id'"),
-    ({"id": True, "op": "reset"}, "needs an 'id'"),
-    ({"id": 1, "op": "format_disk"}, "unknown op 'format_disk'"),
-    ({"id": 1, "op": "call", "method": LOGOUT}, "call needs 'args' as a JSON object"),
-    ({"id": 1, "op": "setup", "step": []}, "setup needs 'step' as a JSON object"),
-])
+@pytest.mark.parametrize(
+    ("message", "error"),
+    [
+        ({"op": "reset"}, "needs an 'id'"),
+        ({"id": True, "op": "reset"}, "needs an 'id'"),
+        ({"id": 1, "op": "format_disk"}, "unknown op 'format_disk'"),
+        ({"id": 1, "op": "call", "method": LOGOUT}, "call needs 'args' as a JSON object"),
+        ({"id": 1, "op": "setup", "step": []}, "setup needs 'step' as a JSON object"),
+    ],
+)
 def test_malformed_requests_are_named(message: dict[str, Any], error: str) -> None:
     with pytest.raises(ProtocolError, match=error):
         protocol.parse_request(message)
@@ -264,23 +280,29 @@ def test_lines_are_bounded_and_the_stream_stays_in_step() -> None:
 # seconds of collection): the A form (non-ASCII text crosses the wire) and a COM method of
 # another family. benchmarks/remote_ratio.py compares the whole suite.
 TCP_METHOD, STDIO_METHOD = "RemoveIScsiPersistentTargetA", "IVMGuestOS::Logoff"
-SELECTIONS = {TCP_METHOD: "RemoveIScsiPersistentTargetA and (scenario or oracle)",
-              STDIO_METHOD: "Logoff and (scenario or out)"}
+SELECTIONS = {
+    TCP_METHOD: "RemoveIScsiPersistentTargetA and (scenario or oracle)",
+    STDIO_METHOD: "Logoff and (scenario or out)",
+}
 
 
 def test_the_suite_over_tcp_gives_the_in_process_verdicts(
-        agent_process: str, in_process: dict[str, Any], tmp_path: Path) -> None:
+    agent_process: str, in_process: dict[str, Any], tmp_path: Path
+) -> None:
     remote = shim(tmp_path, f"RemoteProvider('remote+tcp://{agent_process}')")
     code, _ = run(tmp_path, remote, SELECTIONS[TCP_METHOD])
     same_as(in_process, code, tmp_path, TCP_METHOD)
 
 
 def test_the_suite_over_stdio_gives_the_in_process_verdicts_and_replays_from_its_cassette(
-        in_process: dict[str, Any], tmp_path: Path) -> None:
+    in_process: dict[str, Any], tmp_path: Path
+) -> None:
     command = " ".join([*AGENT, "--provider", "reference", "--stdio"])
     cassette = tmp_path / "run.jsonl"
-    recorded = shim(tmp_path, f"RecordingProvider(RemoteProvider({'remote+stdio:' + command!r}), "
-                              f"{str(cassette)!r})")
+    recorded = shim(
+        tmp_path,
+        f"RecordingProvider(RemoteProvider({'remote+stdio:' + command!r}), {str(cassette)!r})",
+    )
     code, _ = run(tmp_path / "stdio", recorded, SELECTIONS[STDIO_METHOD])
     same_as(in_process, code, tmp_path / "stdio", STDIO_METHOD)
     replay = shim(tmp_path, f"CassetteProvider({str(cassette)!r})")
@@ -289,6 +311,7 @@ def test_the_suite_over_stdio_gives_the_in_process_verdicts_and_replays_from_its
 
 
 # -- the remote provider -------------------------------------------------------------------------
+
 
 def test_provider_exceptions_read_as_they_would_in_process(workdir: Path) -> None:
     with served(AgentConfig(provider_in(workdir, "Raises"))) as server:
@@ -326,8 +349,7 @@ def test_a_hung_call_times_out_and_the_next_test_case_reconnects(workdir: Path) 
         remote.close()
 
 
-def test_a_lost_connection_fails_the_call_in_flight_and_reset_reconnects(
-        workdir: Path) -> None:
+def test_a_lost_connection_fails_the_call_in_flight_and_reset_reconnects(workdir: Path) -> None:
     command = " ".join([*AGENT, "--provider", provider_in(workdir, "Dies"), "--stdio"])
     remote = RemoteProvider(f"remote+stdio:{command}")
     remote.reset()
@@ -351,20 +373,25 @@ def test_stray_prints_of_a_stdio_provider_do_not_corrupt_the_stream(workdir: Pat
 
 
 def test_a_refused_token_makes_the_run_exit_3_with_the_agents_reason(
-        workdir: Path, tmp_path: Path) -> None:
+    workdir: Path, tmp_path: Path
+) -> None:
     with served(AgentConfig("reference", token=TOKEN)) as server:
         host, port = server.server_address[:2]
         spec = f"remote+tcp://{host}:{port}"
-        for token_file, reason in ((workdir / "wrong-token", "wrong token"),
-                                   (None, "a token is required")):
+        for token_file, reason in (
+            (workdir / "wrong-token", "wrong token"),
+            (None, "a token is required"),
+        ):
             token = token_file and str(token_file)
-            code, stderr = run(tmp_path, shim(tmp_path,
-                                              f"RemoteProvider({spec!r}, token_file={token!r})"))
+            code, stderr = run(
+                tmp_path, shim(tmp_path, f"RemoteProvider({spec!r}, token_file={token!r})")
+            )
             assert code == 3, stderr
             assert f"the agent at {host}:{port} refused the connection: {reason}" in stderr
         RemoteProvider(spec, token_file=str(workdir / "token")).close()
-    command = " ".join([*AGENT, "--provider", "reference", "--stdio", "--token-file",
-                        str(workdir / "token")])
+    command = " ".join(
+        [*AGENT, "--provider", "reference", "--stdio", "--token-file", str(workdir / "token")]
+    )
     with pytest.raises(ProviderUnavailable, match="refused the connection: wrong token"):
         RemoteProvider(f"remote+stdio:{command}", token_file=str(workdir / "wrong-token"))
 
@@ -380,20 +407,24 @@ def test_a_protocol_version_the_harness_does_not_speak_is_unavailable() -> None:
 
     threading.Thread(target=future_agent, daemon=True).start()
     port = listener.getsockname()[1]
-    with pytest.raises(ProviderUnavailable, match="protocol version 2; this harness speaks "
-                                                  "version 1"):
+    with pytest.raises(
+        ProviderUnavailable, match="protocol version 2; this harness speaks version 1"
+    ):
         RemoteProvider(f"remote+tcp://127.0.0.1:{port}")
     listener.close()
 
 
-@pytest.mark.parametrize(("spec", "reason"), [
-    ("remote+tcp://127.0.0.1", "expected remote\\+tcp://HOST:PORT"),
-    ("remote+tcp://127.0.0.1:1", "cannot reach the agent"),
-    ("remote+stdio:", "expected remote\\+stdio:COMMAND"),
-    ("remote+stdio:/no/such/agent", "cannot reach the agent"),
-    ("remote+udp://x:1", "unknown remote provider"),
-    ("replay:/no/such/cassette.jsonl", "No such file"),
-])
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ("remote+tcp://127.0.0.1", "expected remote\\+tcp://HOST:PORT"),
+        ("remote+tcp://127.0.0.1:1", "cannot reach the agent"),
+        ("remote+stdio:", "expected remote\\+stdio:COMMAND"),
+        ("remote+stdio:/no/such/agent", "cannot reach the agent"),
+        ("remote+udp://x:1", "unknown remote provider"),
+        ("replay:/no/such/cassette.jsonl", "No such file"),
+    ],
+)
 def test_unreachable_agents_are_unavailable_saying_why(spec: str, reason: str) -> None:
     opener = open_cassette if spec.startswith("replay:") else open_remote
     with pytest.raises(ProviderUnavailable, match=reason):
@@ -402,21 +433,27 @@ def test_unreachable_agents_are_unavailable_saying_why(spec: str, reason: str) -
 
 # -- hardening: each refused with a clear error, and the agent keeps serving -----------------------
 
+
 @pytest.fixture
 def guarded() -> Iterator[AgentServer]:
-    config = AgentConfig("reference", token=TOKEN, max_message=4096, max_errors=5,
-                         idle_timeout=5, hello_timeout=5)
+    config = AgentConfig(
+        "reference", token=TOKEN, max_message=4096, max_errors=5, idle_timeout=5, hello_timeout=5
+    )
     with served(config) as server:
         yield server
 
 
-@pytest.mark.parametrize(("token", "reason"), [
-    ("guess", "wrong token"),
-    (None, "a token is required"),
-    ("", "wrong token"),
-])
-def test_a_bad_token_is_refused_and_logged(guarded: AgentServer, token: str | None, reason: str,
-                                           caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("guess", "wrong token"),
+        (None, "a token is required"),
+        ("", "wrong token"),
+    ],
+)
+def test_a_bad_token_is_refused_and_logged(
+    guarded: AgentServer, token: str | None, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
     client = Raw(guarded)
     with caplog.at_level(logging.WARNING, logger="conformance.remote.agent"):
         answer = client.hello(token)
@@ -426,15 +463,22 @@ def test_a_bad_token_is_refused_and_logged(guarded: AgentServer, token: str | No
     still_serving(guarded)
 
 
-@pytest.mark.parametrize(("first", "reason"), [
-    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\n", "the first message must be a hello: not "
-                                                        "UTF-8"),
-    (b"GET / HTTP/1.1\r\n", "the first message must be a hello: malformed JSON"),
-    (b'{"id": 1, "op": "reset"}\n', "the first message must be a hello"),
-    (b'{"hello": 2, "token": "' + TOKEN.encode() + b'"}\n', "protocol version 2 is not "
-                                                             "supported"),
-    (b'{"hello": 1, "token": "' + b"x" * 5000 + b'"}\n', "over the limit of 4096"),
-])
+@pytest.mark.parametrize(
+    ("first", "reason"),
+    [
+        (
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\n",
+            "the first message must be a hello: not UTF-8",
+        ),
+        (b"GET / HTTP/1.1\r\n", "the first message must be a hello: malformed JSON"),
+        (b'{"id": 1, "op": "reset"}\n', "the first message must be a hello"),
+        (
+            b'{"hello": 2, "token": "' + TOKEN.encode() + b'"}\n',
+            "protocol version 2 is not supported",
+        ),
+        (b'{"hello": 1, "token": "' + b"x" * 5000 + b'"}\n', "over the limit of 4096"),
+    ],
+)
 def test_a_bad_hello_is_refused(guarded: AgentServer, first: bytes, reason: str) -> None:
     client = Raw(guarded)
     answer = client.ask(first)
@@ -442,27 +486,35 @@ def test_a_bad_hello_is_refused(guarded: AgentServer, first: bytes, reason: str)
     still_serving(guarded)
 
 
-@pytest.mark.parametrize(("request_line", "reason"), [
-    (b"\xff\xfe garbage \x00\n", "not UTF-8"),
-    (b"{'id': 1}\n", "malformed JSON"),
-    (b"[1, 2]\n", "a message is a JSON object"),
-    (b'{"id": 5, "op": "exec"}\n', "unknown op 'exec'"),
-    (b"x" * 10_000 + b"\n", "10000 bytes is over the limit of 4096"),
-])
+@pytest.mark.parametrize(
+    ("request_line", "reason"),
+    [
+        (b"\xff\xfe garbage \x00\n", "not UTF-8"),
+        (b"{'id': 1}\n", "malformed JSON"),
+        (b"[1, 2]\n", "a message is a JSON object"),
+        (b'{"id": 5, "op": "exec"}\n', "unknown op 'exec'"),
+        (b"x" * 10_000 + b"\n", "10000 bytes is over the limit of 4096"),
+    ],
+)
 def test_a_malformed_request_gets_an_error_and_the_connection_goes_on(
-        guarded: AgentServer, request_line: bytes, reason: str) -> None:
+    guarded: AgentServer, request_line: bytes, reason: str
+) -> None:
     client = Raw(guarded)
     client.hello()
     answer = client.ask(request_line)
     assert answer is not None and answer["ok"] is False
     assert answer["error"]["kind"] == "protocol" and reason in answer["error"]["message"]
     assert client.ask({"id": 9, "op": "observe", "collection": "targets"}) == {
-        "id": 9, "ok": True, "result": []}
+        "id": 9,
+        "ok": True,
+        "result": [],
+    }
     client.close()
 
 
 def test_a_half_closed_connection_is_told_why_and_the_agent_keeps_serving(
-        guarded: AgentServer) -> None:
+    guarded: AgentServer,
+) -> None:
     client = Raw(guarded)
     client.hello()
     client.send(b'{"id": 1, "op": "res')
@@ -504,8 +556,11 @@ def test_a_harness_idle_past_the_agents_limit_reconnects_at_the_next_test_case()
         remote.reset()
         assert remote.setup({"target": "T1"})
         time.sleep(0.8)  # mid test case, the world is gone with the connection
-        with pytest.raises(ConnectionError, match="the agent ended the connection before "
-                                                  "observe\\('targets'\\): no complete request"):
+        with pytest.raises(
+            ConnectionError,
+            match="the agent ended the connection before "
+            "observe\\('targets'\\): no complete request",
+        ):
             remote.observe("targets")
         remote.reset()
         assert remote.observe("targets") == []
@@ -531,16 +586,16 @@ def test_slow_strangers_cannot_keep_a_harness_out() -> None:
     ends the longest-waiting one, so a legitimate client always gets in."""
     config = AgentConfig("reference", hello_timeout=30, max_connections=2, max_waiting=4)
     with served(config) as server:
-        strangers = [socket.create_connection(server.server_address[:2], timeout=5)
-                     for _ in range(12)]
+        strangers = [
+            socket.create_connection(server.server_address[:2], timeout=5) for _ in range(12)
+        ]
         for _ in range(3):
             still_serving(server, None)
         waiting, admitted = server.admission.counts()
         assert waiting <= 4 and admitted <= 2
         evicted = Raw.__new__(Raw)  # the first stranger was long since dropped, saying why
         evicted.sock, evicted.reader = strangers[0], LineReader(strangers[0].recv, 1 << 16)
-        assert "connections are waiting for one (--max-waiting)" in \
-            evicted.read()["refused"]  # type: ignore[index]
+        assert "connections are waiting for one (--max-waiting)" in evicted.read()["refused"]  # type: ignore[index]
         for sock in strangers:
             sock.close()
 
@@ -558,14 +613,17 @@ def test_calls_that_never_return_keep_their_slot_and_are_named(workdir: Path) ->
             assert answer is not None and answer["error"]["kind"] == "timeout"
             client.close()
         refused = Raw(server).hello(None)
-        assert refused == {"refused": "too many connections (limit 2); 2 held by provider "
-                                      f"calls that never returned: call({LOGOUT}), "
-                                      f"call({LOGOUT})"}
+        assert refused == {
+            "refused": "too many connections (limit 2); 2 held by provider "
+            f"calls that never returned: call({LOGOUT}), "
+            f"call({LOGOUT})"
+        }
         assert server.admission.counts() == (0, 2)  # the two threads still in the provider
 
 
 def test_the_agent_will_not_listen_beyond_loopback_without_a_token(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     assert agent.main(["--provider", "reference", "--listen", "0.0.0.0:0"]) == 2
     assert "refusing to listen on 0.0.0.0 without a token" in capsys.readouterr().err
 
@@ -579,6 +637,7 @@ def test_a_remote_client_goes_through_a_token_agent(workdir: Path) -> None:
 
 
 # -- cassettes -------------------------------------------------------------------------------------
+
 
 def record(path: Path, targets: list[str]) -> None:
     recorder = RecordingProvider(ReferenceProvider(), path)
@@ -595,8 +654,7 @@ def test_a_cassette_replays_ids_results_and_errors(tmp_path: Path) -> None:
     record(tmp_path / "c.jsonl", ["T1"])
     lines = [json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines()]
     assert lines[0] == {"cassette": 1, "protocol": 1, "provider": "reference"}
-    assert [line["op"] for line in lines[1:]] == ["capabilities", "reset", "setup", "call",
-                                                  "close"]
+    assert [line["op"] for line in lines[1:]] == ["capabilities", "reset", "setup", "call", "close"]
     replay = CassetteProvider(tmp_path / "c.jsonl")
     replay.capabilities()
     replay.reset()

@@ -84,8 +84,22 @@ def _providers(tmp_path: Path) -> Path:
 def _run(tmp_path: Path, provider: str, keyword: str, *extra: str) -> tuple[int, dict]:
     """`conformance run` as a user types it (no isolation option: the default)."""
     out = tmp_path / "out"
-    code = main(["run", "--provider", provider, "--profile", "quick", "--seed", "1",
-                 "--out", str(out), "-k", keyword, *extra])
+    code = main(
+        [
+            "run",
+            "--provider",
+            provider,
+            "--profile",
+            "quick",
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+            "-k",
+            keyword,
+            *extra,
+        ]
+    )
     return code, json.loads((out / "results.json").read_text(encoding="utf-8"))
 
 
@@ -96,16 +110,26 @@ def _pids(tmp_path: Path) -> list[int]:
     return pids
 
 
-@pytest.mark.parametrize(("provider", "said"), [
-    ("Exits", "agent process exited with code 7"),
-    ("Segfaults", "agent process exited with code " + (f"{-signal.SIGSEGV}" if os.name == "posix"
-                                                       else "")),
-])
-def test_a_crashing_provider_fails_only_its_checks(provider: str, said: str,
-                                                   tmp_path: Path) -> None:
-    code, results = _run(tmp_path, f"{HOSTILE}:{provider}",
-                         f"{LOGOFF} and (scenario and (the-vm-is-off or no-one-is-logged-on) "
-                         f"or out-params) or {ONE_PORTAL_SCENARIO}")
+@pytest.mark.parametrize(
+    ("provider", "said"),
+    [
+        ("Exits", "agent process exited with code 7"),
+        (
+            "Segfaults",
+            "agent process exited with code "
+            + (f"{-signal.SIGSEGV}" if os.name == "posix" else ""),
+        ),
+    ],
+)
+def test_a_crashing_provider_fails_only_its_checks(
+    provider: str, said: str, tmp_path: Path
+) -> None:
+    code, results = _run(
+        tmp_path,
+        f"{HOSTILE}:{provider}",
+        f"{LOGOFF} and (scenario and (the-vm-is-off or no-one-is-logged-on) "
+        f"or out-params) or {ONE_PORTAL_SCENARIO}",
+    )
     assert code == 1
     logoff = results["methods"][LOGOFF]
     assert logoff["verdict"] == "fails"
@@ -122,9 +146,13 @@ def test_a_hanging_call_times_out_and_the_run_goes_on(tmp_path: Path) -> None:
     checks that hang + the normal time."""
     provider = f"{HOSTILE}:Hangs"
     started = time.monotonic()
-    code, results = _run(tmp_path, provider,
-                         f"logs-out-of-every-session-to-the-target or {LOGOUT} and oracle "
-                         f"or {ONE_PORTAL_SCENARIO}", "--call-timeout", "0.5")
+    code, results = _run(
+        tmp_path,
+        provider,
+        f"logs-out-of-every-session-to-the-target or {LOGOUT} and oracle or {ONE_PORTAL_SCENARIO}",
+        "--call-timeout",
+        "0.5",
+    )
     assert code == 1
     assert time.monotonic() - started < 30
     checks = results["methods"][LOGOUT]["checks"]
@@ -144,9 +172,13 @@ def test_a_check_over_its_budget_fails_and_the_worker_is_replaced(tmp_path: Path
     the worker in the middle of the call, and the next check runs on a new one."""
     provider = f"{HOSTILE}:Hangs"
     started = time.monotonic()
-    code, results = _run(tmp_path, provider,
-                         f"logs-out-of-every-session-to-the-target or {ONE_PORTAL_SCENARIO}",
-                         "--check-timeout", "1")
+    code, results = _run(
+        tmp_path,
+        provider,
+        f"logs-out-of-every-session-to-the-target or {ONE_PORTAL_SCENARIO}",
+        "--check-timeout",
+        "1",
+    )
     assert code == 1
     assert time.monotonic() - started < 20
     (check,) = results["methods"][LOGOUT]["checks"]
@@ -157,9 +189,14 @@ def test_a_check_over_its_budget_fails_and_the_worker_is_replaced(tmp_path: Path
 
 
 def test_the_budget_holds_in_process_too_between_calls(tmp_path: Path) -> None:
-    code, results = _run(tmp_path, f"{_providers(tmp_path)}:Slow",
-                         f"{LOGOUT} and oracle or {ONE_PORTAL_SCENARIO}",
-                         "--in-process", "--check-timeout", "1")
+    code, results = _run(
+        tmp_path,
+        f"{_providers(tmp_path)}:Slow",
+        f"{LOGOUT} and oracle or {ONE_PORTAL_SCENARIO}",
+        "--in-process",
+        "--check-timeout",
+        "1",
+    )
     assert code == 1
     (check,) = results["methods"][LOGOUT]["checks"]
     assert check["message"].startswith(f"timed out after 1 s in {LOGOUT}"), check["message"]
@@ -180,8 +217,18 @@ def test_isolation_is_the_default_and_in_process_is_asked_for(tmp_path: Path) ->
 def _unavailable(tmp_path: Path, provider: str, *extra: str) -> tuple[int, str]:
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main(["run", "--provider", provider, "--profile", "quick",
-                     "--out", str(tmp_path / "out"), *extra])
+        code = main(
+            [
+                "run",
+                "--provider",
+                provider,
+                "--profile",
+                "quick",
+                "--out",
+                str(tmp_path / "out"),
+                *extra,
+            ]
+        )
     assert not (tmp_path / "out" / "results.json").exists()
     return code, err.getvalue()
 
@@ -202,9 +249,11 @@ def test_an_unloadable_provider_exits_3_at_startup_with_its_reason(tmp_path: Pat
 
 def test_a_killed_run_keeps_every_finished_check(tmp_path: Path) -> None:
     out = tmp_path / "killed"
-    run = subprocess.Popen([sys.executable, "-m", "conformance", "run", "--profile", "ci",
-                            "--out", str(out)], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "conformance", "run", "--profile", "ci", "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     stream = out / "results.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -218,20 +267,34 @@ def test_a_killed_run_keeps_every_finished_check(tmp_path: Path) -> None:
     assert main(["report", str(out)]) in (0, 1)
     rebuilt = json.loads((out / "results.json").read_text(encoding="utf-8"))
     counted = sum(len(m["checks"]) for m in rebuilt["methods"].values()) + sum(
-        len(f["checks"]) for f in rebuilt.get("families", {}).values())
+        len(f["checks"]) for f in rebuilt.get("families", {}).values()
+    )
     assert counted == finished
     assert (out / "report.html").is_file() and (out / "junit.xml").is_file()
 
 
 def test_a_provider_that_logs_a_lot_to_stderr_gets_no_false_timeouts(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The worker's stderr is drained in large reads: a byte at a time, 4 MB of log per call
     kept each call waiting on a full pipe past a one-second call timeout."""
     out = tmp_path / "out"
     monkeypatch.setenv("NOISY_KB", "4096")
-    code = main(["run", "--provider", f"{HOSTILE}:Noisy", "--out", str(out),
-                 "--call-timeout", "1", "-k", "Logoff.yaml and (oracle or closed-world)",
-                 "--regressions", str(tmp_path / "r")])
+    code = main(
+        [
+            "run",
+            "--provider",
+            f"{HOSTILE}:Noisy",
+            "--out",
+            str(out),
+            "--call-timeout",
+            "1",
+            "-k",
+            "Logoff.yaml and (oracle or closed-world)",
+            "--regressions",
+            str(tmp_path / "r"),
+        ]
+    )
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     messages = [c["message"] for m in results["methods"].values() for c in m["checks"]]
     assert code == 0, messages
@@ -242,26 +305,47 @@ def test_report_recovers_a_parallel_run_killed_before_its_merge(tmp_path: Path) 
     """Killed with -n, a run leaves its finished checks in workers/*.jsonl, and an older
     results.jsonl may lie beside them: `conformance report` rebuilds from the workers'."""
     out = tmp_path / "out"
-    assert main(["run", "--out", str(out), "-n", "2", "--in-process", "-k", "Logoff.yaml",
-                 "--regressions", str(tmp_path / "r")]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--out",
+                str(out),
+                "-n",
+                "2",
+                "--in-process",
+                "-k",
+                "Logoff.yaml",
+                "--regressions",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
+    )
     finished = json.loads((out / "results.json").read_text(encoding="utf-8"))["totals"]
     (out / "results.json").unlink()
     older = out / "results.jsonl"
-    older.write_text('{"event": "start", "provider": "an older run", "methods": {}}\n',
-                     encoding="utf-8")
+    older.write_text(
+        '{"event": "start", "provider": "an older run", "methods": {}}\n', encoding="utf-8"
+    )
     os.utime(older, (1, 1))  # older than the workers' streams
-    run = json.loads((out / "workers" / "gw0.jsonl").read_text(encoding="utf-8")
-                     .splitlines()[0])["run"]
+    run = json.loads((out / "workers" / "gw0.jsonl").read_text(encoding="utf-8").splitlines()[0])[
+        "run"
+    ]
     stale = out / "workers" / "gw7.jsonl"  # a worker's stream an earlier run left behind
-    stale.write_text((out / "workers" / "gw0.jsonl").read_text(encoding="utf-8")
-                     .replace(run, "0123456789ab"), encoding="utf-8")
+    stale.write_text(
+        (out / "workers" / "gw0.jsonl").read_text(encoding="utf-8").replace(run, "0123456789ab"),
+        encoding="utf-8",
+    )
     os.utime(stale, (2, 2))
     assert main(["report", str(out)]) == 0
     rebuilt = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert rebuilt["totals"] == finished and rebuilt["provider"] == "reference"
     assert rebuilt["run"] == run and rebuilt["workers"] == 2
-    lines = [json.loads(line) for line in
-             (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    lines = [
+        json.loads(line)
+        for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     assert {line["run"] for line in lines if line["event"] == "check"} == {run}
 
 
@@ -269,8 +353,18 @@ def test_report_skips_the_lines_of_another_run(tmp_path: Path, capsys) -> None:
     """A results.jsonl holding check lines of two runs (appended by hand, or a copy gone
     wrong): the other run's lines are skipped and named, not counted."""
     out = tmp_path / "out"
-    main(["run", "--out", str(out), "--in-process", "-k", "Logoff.yaml and oracle",
-          "--regressions", str(tmp_path / "r")])
+    main(
+        [
+            "run",
+            "--out",
+            str(out),
+            "--in-process",
+            "-k",
+            "Logoff.yaml and oracle",
+            "--regressions",
+            str(tmp_path / "r"),
+        ]
+    )
     finished = json.loads((out / "results.json").read_text(encoding="utf-8"))["totals"]
     stream = out / "results.jsonl"
     lines = stream.read_text(encoding="utf-8").splitlines()
@@ -289,13 +383,21 @@ def test_a_provider_eating_memory_hits_the_worker_limit_and_is_told_so(tmp_path:
     """With --worker-memory, a provider allocating without end fails its check saying the
     limit was reached (it used to be reported as a timeout, after taking the machine's
     memory), and the next check runs in the same worker."""
-    code, results = _run(tmp_path, f"{HOSTILE}:EatsMemory",
-                         f"{LOGOFF} and out-params or {ONE_PORTAL_SCENARIO}",
-                         "--worker-memory", "256M", "--regressions", str(tmp_path / "r"))
+    code, results = _run(
+        tmp_path,
+        f"{HOSTILE}:EatsMemory",
+        f"{LOGOFF} and out-params or {ONE_PORTAL_SCENARIO}",
+        "--worker-memory",
+        "256M",
+        "--regressions",
+        str(tmp_path / "r"),
+    )
     assert code == 1
     (check,) = results["methods"][LOGOFF]["checks"]
-    assert "the provider ran out of memory: the worker's limit is 256 MiB (--worker-memory)" \
-        in check["message"], check["message"]
+    assert (
+        "the provider ran out of memory: the worker's limit is 256 MiB (--worker-memory)"
+        in check["message"]
+    ), check["message"]
     statuses = {c["status"] for c in results["methods"][REMOVE_PORTAL]["checks"]}
     assert statuses == {"passed"}
 
@@ -315,25 +417,38 @@ def test_a_memory_option_reads_sizes_and_refuses_nonsense() -> None:
 def test_a_crash_during_a_call_is_named_after_the_call(tmp_path: Path) -> None:
     """The worker dies inside Logoff, in the middle of its test case's batch: the message
     names the call, not the batch's first request (reset)."""
-    code, results = _run(tmp_path, f"{HOSTILE}:Exits",
-                         f"{LOGOFF} and out-params", "--regressions", str(tmp_path / "r"))
+    code, results = _run(
+        tmp_path,
+        f"{HOSTILE}:Exits",
+        f"{LOGOFF} and out-params",
+        "--regressions",
+        str(tmp_path / "r"),
+    )
     assert code == 1
     (check,) = results["methods"][LOGOFF]["checks"]
     assert "provider raised in call(IVMGuestOS::Logoff)" in check["message"], check["message"]
     assert "provider raised in reset()" not in check["message"]
 
 
-@pytest.mark.parametrize(("provider", "reason"), [
-    ("Deep", "cannot be sent: it nests deeper than JSON can be written here"),
-    ("BadRepr", "cannot be sent: a Weird in it has no repr (RuntimeError: repr refuses)"),
-])
+@pytest.mark.parametrize(
+    ("provider", "reason"),
+    [
+        ("Deep", "cannot be sent: it nests deeper than JSON can be written here"),
+        ("BadRepr", "cannot be sent: a Weird in it has no repr (RuntimeError: repr refuses)"),
+    ],
+)
 def test_an_answer_the_worker_cannot_send_fails_its_check_with_the_reason(
-        provider: str, reason: str, tmp_path: Path) -> None:
+    provider: str, reason: str, tmp_path: Path
+) -> None:
     """Output nested 100,000 deep, or holding an object whose repr raises, used to kill the
     worker; now the check fails saying why, and the worker goes on."""
-    code, results = _run(tmp_path, f"{HOSTILE}:{provider}",
-                         f"{LOGOFF} and out-params or {ONE_PORTAL_SCENARIO}",
-                         "--regressions", str(tmp_path / "r"))
+    code, results = _run(
+        tmp_path,
+        f"{HOSTILE}:{provider}",
+        f"{LOGOFF} and out-params or {ONE_PORTAL_SCENARIO}",
+        "--regressions",
+        str(tmp_path / "r"),
+    )
     assert code == 1
     (check,) = results["methods"][LOGOFF]["checks"]
     assert reason in check["message"] and "exited" not in check["message"], check["message"]
@@ -342,20 +457,30 @@ def test_an_answer_the_worker_cannot_send_fails_its_check_with_the_reason(
 
 @pytest.mark.skipif(os.name != "posix", reason="fork and process groups are POSIX")
 def test_a_forked_child_holding_the_pipes_does_not_outlive_the_timeout(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FORKED_PID_FILE", str(tmp_path / "child.pid"))
-    code, results = _run(tmp_path, f"{HOSTILE}:ForkHangs",
-                         f"{LOGOFF} and out-params or {ONE_PORTAL_SCENARIO}",
-                         "--call-timeout", "2", "--check-timeout", "10",
-                         "--regressions", str(tmp_path / "r"))
+    code, results = _run(
+        tmp_path,
+        f"{HOSTILE}:ForkHangs",
+        f"{LOGOFF} and out-params or {ONE_PORTAL_SCENARIO}",
+        "--call-timeout",
+        "2",
+        "--check-timeout",
+        "10",
+        "--regressions",
+        str(tmp_path / "r"),
+    )
     assert code == 1
     (check,) = results["methods"][LOGOFF]["checks"]
     assert "timed out after 2 s in IVMGuestOS::Logoff" in check["message"]
     assert [c["status"] for c in results["methods"][REMOVE_PORTAL]["checks"]] == ["passed"]
     child = int((tmp_path / "child.pid").read_text(encoding="utf-8"))
     for _ in range(50):  # the kill is immediate; its reaping by init may take a moment
-        if not Path(f"/proc/{child}").exists() or \
-                Path(f"/proc/{child}/stat").read_text().split()[2] == "Z":
+        if (
+            not Path(f"/proc/{child}").exists()
+            or Path(f"/proc/{child}/stat").read_text().split()[2] == "Z"
+        ):
             break
         time.sleep(0.1)
     else:

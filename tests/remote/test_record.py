@@ -47,8 +47,12 @@ def verdicts(out: Path) -> dict[str, Any]:
     """What a run concluded, the seed it drew from, and the checks that asked the provider
     for something (a check that judged cases another check executed asks nothing)."""
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    asked = {c["name"] for m in [*results["methods"].values(), *results["families"].values()]
-             for c in m["checks"] if c.get("operations", {}).get("total")}
+    asked = {
+        c["name"]
+        for m in [*results["methods"].values(), *results["families"].values()]
+        for c in m["checks"]
+        if c.get("operations", {}).get("total")
+    }
     return {**concluded(out), "seed": results["seed"], "asked": asked}
 
 
@@ -61,20 +65,35 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     """A run of the reference with -n 2, recorded without --seed: (cassette, verdicts)."""
     folder = tmp_path_factory.mktemp("record")
     cassette = folder / "run.jsonl"
-    code, stderr = run(folder / "recorded", "--provider", "reference", "--profile", "quick",
-                       "-k", SELECTION, "-n", "2", "--record", str(cassette))
+    code, stderr = run(
+        folder / "recorded",
+        "--provider",
+        "reference",
+        "--profile",
+        "quick",
+        "-k",
+        SELECTION,
+        "-n",
+        "2",
+        "--record",
+        str(cassette),
+    )
     assert code == 0, stderr
     assert "recording with --seed " in stderr
     return cassette, verdicts(folder / "recorded")
 
 
 def test_two_workers_record_one_cassette_filed_by_check(
-        recorded: tuple[Path, dict[str, Any]]) -> None:
+    recorded: tuple[Path, dict[str, Any]],
+) -> None:
     cassette, expected = recorded
     header, *exchanges = lines(cassette)
     assert header["cassette"] == 1 and header["parts"] == 2
-    assert (header["profile"], header["seed"], header["code_page"]) == \
-        ("quick", expected["seed"], "cp1252")
+    assert (header["profile"], header["seed"], header["code_page"]) == (
+        "quick",
+        expected["seed"],
+        "cp1252",
+    )
     assert isinstance(header["seed"], int)
     assert not parts_folder(cassette).exists(), "the parts are merged and removed"
     run_level = [e["op"] for e in exchanges if "check" not in e]
@@ -83,13 +102,15 @@ def test_two_workers_record_one_cassette_filed_by_check(
     order = list(dict.fromkeys(checks))
     assert order == sorted(order), "checks in name order, each check's exchanges together"
     assert len(order) == 1 + sum(a != b for a, b in itertools.pairwise(checks))
-    assert set(order) == expected["asked"], \
+    assert set(order) == expected["asked"], (
         "every check that made requests is filed, and only those"
+    )
     assert expected["asked"] < set(expected["checks"]), "the planned cases ran once"
 
 
 def test_a_two_worker_cassette_replays_in_one_process_to_the_same_verdicts(
-        recorded: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    recorded: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
     cassette, expected = recorded
     code, stderr = run(tmp_path, "--provider", f"replay:{cassette}", "-k", SELECTION)
     assert code == 0, stderr
@@ -98,8 +119,9 @@ def test_a_two_worker_cassette_replays_in_one_process_to_the_same_verdicts(
     assert len(got["checks"]) >= 4
 
 
-def test_a_replay_refuses_another_seed_or_profile(recorded: tuple[Path, dict[str, Any]],
-                                                  tmp_path: Path) -> None:
+def test_a_replay_refuses_another_seed_or_profile(
+    recorded: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
     cassette, expected = recorded
     other = str(expected["seed"] + 1)
     code, stderr = run(tmp_path, "--provider", f"replay:{cassette}", "--seed", other)
@@ -107,31 +129,48 @@ def test_a_replay_refuses_another_seed_or_profile(recorded: tuple[Path, dict[str
     assert stderr.strip() == (
         f"--seed {other}: the cassette {cassette} was recorded with --seed {expected['seed']}, "
         "and a replay with another would ask for exchanges it does not hold; leave --seed out "
-        "to use the recorded one")
+        "to use the recorded one"
+    )
     code, stderr = run(tmp_path, "--provider", f"replay:{cassette}", "--profile", "ci")
     assert code == 2
     assert stderr.startswith("--profile ci: the cassette ") and "--profile quick" in stderr
     # the recorded ones, given again, are accepted
-    code, _ = run(tmp_path / "same", "--provider", f"replay:{cassette}", "--seed",
-                  str(expected["seed"]), "--profile", "quick", "-k",
-                  "RemovePortal and scenario and removes")
+    code, _ = run(
+        tmp_path / "same",
+        "--provider",
+        f"replay:{cassette}",
+        "--seed",
+        str(expected["seed"]),
+        "--profile",
+        "quick",
+        "-k",
+        "RemovePortal and scenario and removes",
+    )
     assert code == 0
 
 
 def test_a_check_the_cassette_does_not_hold_fails_clearly(
-        recorded: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    recorded: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
     cassette, _ = recorded
-    code, _ = run(tmp_path, "--provider", f"replay:{cassette}", "-k",
-                  "LogoutFromTarget and scenario and unknown")
+    code, _ = run(
+        tmp_path,
+        "--provider",
+        f"replay:{cassette}",
+        "-k",
+        "LogoutFromTarget and scenario and unknown",
+    )
     assert code == 1
     (check,) = verdicts(tmp_path)["checks"].values()
     assert check[0] == "failed"
-    assert f"cassette {cassette} holds no exchange of check " \
-           "IVdsIscsiInitiatorAdapter::LogoutFromTarget::scenario::an-unknown-target-id" \
-           in check[1]
+    assert (
+        f"cassette {cassette} holds no exchange of check "
+        "IVdsIscsiInitiatorAdapter::LogoutFromTarget::scenario::an-unknown-target-id" in check[1]
+    )
 
 
 # -- the cassette, by hand --------------------------------------------------------------------
+
 
 def record_part(path: Path, checks: dict[str, list[str]], header: dict[str, Any]) -> None:
     """A cassette with, per check, one setup of each named target."""
@@ -148,11 +187,14 @@ def record_part(path: Path, checks: dict[str, list[str]], header: dict[str, Any]
 
 def test_parts_merge_to_the_same_file_whatever_the_worker_split(tmp_path: Path) -> None:
     merged = []
-    for split in ([{"b": ["T2"], "a": ["T1"]}, {"c": ["T3"]}],
-                  [{"c": ["T3"]}, {"a": ["T1"]}, {"b": ["T2"]}]):
+    for split in (
+        [{"b": ["T2"], "a": ["T1"]}, {"c": ["T3"]}],
+        [{"c": ["T3"]}, {"a": ["T1"]}, {"b": ["T2"]}],
+    ):
         folder = tmp_path / str(len(split))
-        controller = RecordingProvider(ReferenceProvider(), folder / "c.jsonl",
-                                       header={"seed": 7}, parts=True)
+        controller = RecordingProvider(
+            ReferenceProvider(), folder / "c.jsonl", header={"seed": 7}, parts=True
+        )
         controller.capabilities()
         for i, checks in enumerate(split):
             record_part(parts_folder(folder / "c.jsonl") / f"gw{i}.jsonl", checks, {"seed": 7})
@@ -162,8 +204,15 @@ def test_parts_merge_to_the_same_file_whatever_the_worker_split(tmp_path: Path) 
         merged.append([header, *((e.get("check"), e["op"], e["args"]) for e in exchanges)])
     assert merged[0] == merged[1]  # the ids the reference made up aside
     assert [(check, op) for check, op, _ in merged[0][1:]] == [
-        (None, "capabilities"), (None, "close"), ("a", "reset"), ("a", "setup"),
-        ("b", "reset"), ("b", "setup"), ("c", "reset"), ("c", "setup")]
+        (None, "capabilities"),
+        (None, "close"),
+        ("a", "reset"),
+        ("a", "setup"),
+        ("b", "reset"),
+        ("b", "setup"),
+        ("c", "reset"),
+        ("c", "setup"),
+    ]
 
 
 def test_a_cassette_by_check_plays_each_check_in_any_order(tmp_path: Path) -> None:
@@ -176,12 +225,14 @@ def test_a_cassette_by_check_plays_each_check_in_any_order(tmp_path: Path) -> No
     replay.begin_check("two")
     replay.reset()
     ids = [replay.setup({"target": "T2"}), replay.setup({"target": "T3"})]
-    assert ids == [e["result"] for e in lines(path) if e.get("check") == "two"
-                   and e["op"] == "setup"]
+    assert ids == [
+        e["result"] for e in lines(path) if e.get("check") == "two" and e["op"] == "setup"
+    ]
     replay.begin_check("one")
     replay.reset()
-    with pytest.raises(CassetteMismatch,
-                       match=re.escape('step.target: asked "T9", the cassette holds "T1"')):
+    with pytest.raises(
+        CassetteMismatch, match=re.escape('step.target: asked "T9", the cassette holds "T1"')
+    ):
         replay.setup({"target": "T9"})
     replay.begin_check("one")  # a check starts again from its first exchange
     replay.reset()

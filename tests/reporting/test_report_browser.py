@@ -23,19 +23,34 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stab
 CHROMIUM = next((found for name in BROWSERS if (found := shutil.which(name))), None)
 WINDOW = (1400, 2000)
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="headless Chromium is not installed: apt-get install -y chromium chromium-driver")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="headless Chromium is not installed: apt-get install -y chromium chromium-driver",
+    ),
+]
 
 
 def chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """One headless Chromium run on a local file, with nothing that reaches the network."""
     assert CHROMIUM is not None
-    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-               "--disable-dev-shm-usage", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run",
-               "--hide-scrollbars", f"--user-data-dir={profile}",
-               f"--window-size={WINDOW[0]},{WINDOW[1]}", *args, page.resolve().as_uri()]
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
+        *args,
+        page.resolve().as_uri(),
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 

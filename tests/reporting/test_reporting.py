@@ -56,8 +56,20 @@ class Broken(ReferenceProvider):
 def run_conformance(tmp: Path, provider: str, keyword: str) -> dict[str, Any]:
     """`conformance run` in-process; the summary with per-check codes from results.jsonl."""
     out = tmp / "out"
-    argv = ["run", "--provider", provider, "--out", str(out), "--profile", "quick",
-            "--seed", "1", "--in-process", "-k", keyword]
+    argv = [
+        "run",
+        "--provider",
+        provider,
+        "--out",
+        str(out),
+        "--profile",
+        "quick",
+        "--seed",
+        "1",
+        "--in-process",
+        "-k",
+        keyword,
+    ]
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         main(argv)
     summary = json.loads((out / "results.json").read_text(encoding="utf-8"))
@@ -68,8 +80,7 @@ def broken_run(tmp: Path) -> tuple[dict[str, Any], Path]:
     """LogoutFromTarget (broken) and RemovePortal (intact), and the run's output folder."""
     provider = tmp / "broken.py"
     provider.write_text(BROKEN_PROVIDER, encoding="utf-8")
-    summary = run_conformance(tmp, f"{provider}:Broken",
-                              "LogoutFromTarget or RemovePortal")
+    summary = run_conformance(tmp, f"{provider}:Broken", "LogoutFromTarget or RemovePortal")
     return summary, tmp / "out"
 
 
@@ -87,37 +98,77 @@ def hostile_summary() -> dict[str, Any]:
     """A summary whose every outside string is an attack on the page."""
     evil = HOSTILE + QUOTES
     return {
-        "schema": 1, "provider": evil, "profile": "quick", "seed": None,
+        "schema": 1,
+        "provider": evil,
+        "profile": "quick",
+        "seed": None,
         "capabilities": {"methods": [evil], "steps": [evil]},
         "totals": {"passed": 1, "failed": 1, "not_applicable": 1, "errors": 0},
         "methods": {
             f"IEvil::{evil}": {
-                "verdict": "fails", "family": evil,
+                "verdict": "fails",
+                "family": evil,
                 "codes": {evil: "fail", "S_OK": "pass"},
                 "checks": [
-                    {"name": f"IEvil::{evil}::scenario::x", "kind": "scenario",
-                     "status": "failed", "message": evil, "duration": 0.1,
-                     "codes": {evil: "failed"},
-                     "repro": {"given": [{"target": evil}], "call": {"this": evil},
-                               "expect": evil},
-                     "details": {"expected": [f"{evil} (0x8004270A)"],
-                                 "actual": {"hresult": f"{evil} (0x00000000)",
-                                            "completion": None, "outputs": {evil: evil}},
-                                 "state_before": {"targets": [{"id": evil}]}}},
-                    {"name": f"IEvil::{evil}::oracle::property", "kind": "oracle",
-                     "status": "passed", "message": evil, "duration": 0.1,
-                     "codes": {"S_OK": "passed"}, "repro": None, "details": None},
-                    {"name": f"IEvil::{evil}::closed-world::property", "kind": "closed-world",
-                     "status": "not_applicable", "message": evil, "duration": 0.1,
-                     "repro": None, "details": None},
-                ]}}}
+                    {
+                        "name": f"IEvil::{evil}::scenario::x",
+                        "kind": "scenario",
+                        "status": "failed",
+                        "message": evil,
+                        "duration": 0.1,
+                        "codes": {evil: "failed"},
+                        "repro": {
+                            "given": [{"target": evil}],
+                            "call": {"this": evil},
+                            "expect": evil,
+                        },
+                        "details": {
+                            "expected": [f"{evil} (0x8004270A)"],
+                            "actual": {
+                                "hresult": f"{evil} (0x00000000)",
+                                "completion": None,
+                                "outputs": {evil: evil},
+                            },
+                            "state_before": {"targets": [{"id": evil}]},
+                        },
+                    },
+                    {
+                        "name": f"IEvil::{evil}::oracle::property",
+                        "kind": "oracle",
+                        "status": "passed",
+                        "message": evil,
+                        "duration": 0.1,
+                        "codes": {"S_OK": "passed"},
+                        "repro": None,
+                        "details": None,
+                    },
+                    {
+                        "name": f"IEvil::{evil}::closed-world::property",
+                        "kind": "closed-world",
+                        "status": "not_applicable",
+                        "message": evil,
+                        "duration": 0.1,
+                        "repro": None,
+                        "details": None,
+                    },
+                ],
+            }
+        },
+    }
 
 
 def hostile_specs() -> dict[str, dict[str, Any]]:
     evil = HOSTILE + QUOTES
-    return {f"IEvil::{evil}": {"file": evil, "values": {evil: evil}, "sources": [
-        {"doc": evil, "format": evil, "lang": evil, "note": evil},
-        {"doc": "page", "url": "javascript:alert(1)"}]}}
+    return {
+        f"IEvil::{evil}": {
+            "file": evil,
+            "values": {evil: evil},
+            "sources": [
+                {"doc": evil, "format": evil, "lang": evil, "note": evil},
+                {"doc": "page", "url": "javascript:alert(1)"},
+            ],
+        }
+    }
 
 
 class Tags(HTMLParser):
@@ -142,9 +193,10 @@ def parse(html: str) -> Tags:
 
 # -- report.html ----------------------------------------------------------------------------
 
+
 def test_matrix_has_one_row_per_method_and_a_cell_per_failed_code(
-        broken: tuple[dict[str, Any], Path], specs: dict[str, dict[str, Any]],
-        tmp_path: Path) -> None:
+    broken: tuple[dict[str, Any], Path], specs: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
     summary, _ = broken
     assert set(summary["methods"]) == {LOGOUT, REMOVE_PORTAL}
     tags = parse(write_html(summary, tmp_path, specs).read_text(encoding="utf-8"))
@@ -153,24 +205,23 @@ def test_matrix_has_one_row_per_method_and_a_cell_per_failed_code(
     cells = sum(len(m["codes"]) for m in summary["methods"].values())
     statuses = ("code-pass", "code-fail", "code-untested", "code-not-applicable")
     assert sum(tags.count(t, s) for t in ("a", "span") for s in statuses) == cells
-    failed = [c for m in summary["methods"].values() for c, s in m["codes"].items()
-              if s == "fail"]
+    failed = [c for m in summary["methods"].values() for c, s in m["codes"].items() if s == "fail"]
     assert "VDS_E_ISCSI_SESSION_NOT_FOUND" in failed
     assert summary["methods"][REMOVE_PORTAL]["verdict"] == "conforms"
     assert tags.count("a", "code-fail") == len(failed), "each failed code links to a failure"
 
 
 def test_each_failure_shows_expected_actual_repro_and_source(
-        broken: tuple[dict[str, Any], Path], specs: dict[str, dict[str, Any]],
-        tmp_path: Path) -> None:
+    broken: tuple[dict[str, Any], Path], specs: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
     summary, _ = broken
     html = write_html(summary, tmp_path, specs).read_text(encoding="utf-8")
     failed = [c for c in summary["methods"][LOGOUT]["checks"] if c["status"] == "failed"]
     assert failed
     for check in failed:
-        assert f'<h3>{check["name"]}</h3>' in html
-    assert "VDS_E_ISCSI_SESSION_NOT_FOUND</span> <span class=\"hex\">0x8004270A" in html
-    assert "S_OK</span> <span class=\"hex\">0x00000000" in html
+        assert f"<h3>{check['name']}</h3>" in html
+    assert 'VDS_E_ISCSI_SESSION_NOT_FOUND</span> <span class="hex">0x8004270A' in html
+    assert 'S_OK</span> <span class="hex">0x00000000' in html
     assert "expect: VDS_E_ISCSI_SESSION_NOT_FOUND" in html, "the reproduction as YAML"
     for source in specs[LOGOUT]["sources"]:
         assert source["doc"] in html
@@ -198,8 +249,7 @@ def test_hostile_strings_are_text_never_markup(tmp_path: Path) -> None:
     assert tags.count("tr", "method-row") == 1
 
 
-def test_the_page_is_self_contained(broken: tuple[dict[str, Any], Path],
-                                    tmp_path: Path) -> None:
+def test_the_page_is_self_contained(broken: tuple[dict[str, Any], Path], tmp_path: Path) -> None:
     summary, _ = broken
     tags = parse(write_html(summary, tmp_path).read_text(encoding="utf-8"))
     assert not [t for t, _ in tags.tags if t in ("script", "link", "img", "iframe")]
@@ -208,6 +258,7 @@ def test_the_page_is_self_contained(broken: tuple[dict[str, Any], Path],
 
 
 # -- junit.xml ------------------------------------------------------------------------------
+
 
 def test_junit_counts_and_names(broken: tuple[dict[str, Any], Path], tmp_path: Path) -> None:
     summary, _ = broken
@@ -244,6 +295,7 @@ def test_junit_of_hostile_strings_parses_back(tmp_path: Path) -> None:
 
 # -- allure-results -------------------------------------------------------------------------
 
+
 def allure_results(folder: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text(encoding="utf-8")) for p in folder.glob("*-result.json")]
 
@@ -252,8 +304,9 @@ def labels(result: dict[str, Any], name: str) -> list[str]:
     return [label["value"] for label in result["labels"] if label["name"] == name]
 
 
-def test_allure_result_per_check_with_labels(broken: tuple[dict[str, Any], Path],
-                                              tmp_path: Path) -> None:
+def test_allure_result_per_check_with_labels(
+    broken: tuple[dict[str, Any], Path], tmp_path: Path
+) -> None:
     summary, _ = broken
     folder = write_allure_results(summary, tmp_path)
     results = allure_results(folder)
@@ -273,7 +326,8 @@ def test_allure_result_per_check_with_labels(broken: tuple[dict[str, Any], Path]
 
 
 def test_allure_failure_has_steps_details_and_attachments(
-        broken: tuple[dict[str, Any], Path], tmp_path: Path) -> None:
+    broken: tuple[dict[str, Any], Path], tmp_path: Path
+) -> None:
     summary, _ = broken
     folder = write_allure_results(summary, tmp_path)
     name = f"{LOGOUT}::scenario::a-target-with-no-session"
@@ -291,8 +345,9 @@ def test_allure_failure_has_steps_details_and_attachments(
     for attachment in result["attachments"]:
         assert (folder / attachment["source"]).is_file()
     assert re.match(r"^[0-9a-f-]{36}-attachment\.yaml$", kinds["reproduction"]["source"])
-    assert "expect: VDS_E_ISCSI_SESSION_NOT_FOUND" in \
-        (folder / kinds["reproduction"]["source"]).read_text(encoding="utf-8")
+    assert "expect: VDS_E_ISCSI_SESSION_NOT_FOUND" in (
+        folder / kinds["reproduction"]["source"]
+    ).read_text(encoding="utf-8")
 
 
 def test_allure_results_of_an_earlier_run_are_replaced(tmp_path: Path) -> None:
@@ -306,8 +361,8 @@ def test_allure_results_of_an_earlier_run_are_replaced(tmp_path: Path) -> None:
 
 
 def test_render_allure_report_without_node_says_how_to_install(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     write_allure_results(hostile_summary(), tmp_path)
     monkeypatch.setattr(allure_module.shutil, "which", lambda name: None)
     assert render_allure_report(tmp_path) == 2
@@ -315,8 +370,8 @@ def test_render_allure_report_without_node_says_how_to_install(
 
 
 def test_render_allure_report_without_the_package_says_how_to_install(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     write_allure_results(hostile_summary(), tmp_path)
     monkeypatch.setattr(allure_module, "find_allure", lambda project=None: None)
     assert render_allure_report(tmp_path) == 2
@@ -324,11 +379,13 @@ def test_render_allure_report_without_the_package_says_how_to_install(
     assert "npm install allure" in err and "npm install -g allure" in err
 
 
-@pytest.mark.skipif(allure_module.find_allure() is None
-                    or allure_module.shutil.which("node") is None,
-                    reason="the Allure 3 CLI is not installed (npm install allure)")
-def test_render_allure_report_with_allure_3(broken: tuple[dict[str, Any], Path],
-                                            tmp_path: Path) -> None:
+@pytest.mark.skipif(
+    allure_module.find_allure() is None or allure_module.shutil.which("node") is None,
+    reason="the Allure 3 CLI is not installed (npm install allure)",
+)
+def test_render_allure_report_with_allure_3(
+    broken: tuple[dict[str, Any], Path], tmp_path: Path
+) -> None:
     summary, _ = broken
     write_allure_results(summary, tmp_path)
     assert render_allure_report(tmp_path) == 0
@@ -337,27 +394,57 @@ def test_render_allure_report_with_allure_3(broken: tuple[dict[str, Any], Path],
 
 # -- family-level checks (the stateful machine of a family) ---------------------------------
 
+
 def family_summary() -> dict[str, Any]:
     """One passing method and a failed stateful machine that blamed no method."""
-    repro = {"check": "fam::stateful::machine", "method": "",
-             "given": [], "calls": [{"given": [{"target": "T1"}]},
-                                    {"method": "IFoo::Bar", "call": {"this": "A1"},
-                                     "expect": "S_OK"},
-                                    {"method": "IFoo::Bar", "call": {"this": "A1"},
-                                     "expect": "E_GONE"}]}
+    repro = {
+        "check": "fam::stateful::machine",
+        "method": "",
+        "given": [],
+        "calls": [
+            {"given": [{"target": "T1"}]},
+            {"method": "IFoo::Bar", "call": {"this": "A1"}, "expect": "S_OK"},
+            {"method": "IFoo::Bar", "call": {"this": "A1"}, "expect": "E_GONE"},
+        ],
+    }
     return {
-        "schema": 1, "provider": "p", "profile": "quick", "seed": 3,
+        "schema": 1,
+        "provider": "p",
+        "profile": "quick",
+        "seed": 3,
         "totals": {"passed": 1, "failed": 1, "not_applicable": 0, "errors": 0},
-        "methods": {"IFoo::Bar": {"verdict": "conforms", "family": "fam",
-                                  "codes": {"S_OK": "pass"},
-                                  "checks": [{"name": "IFoo::Bar::scenario::ok",
-                                              "kind": "scenario", "status": "passed",
-                                              "codes": {"S_OK": "passed"}, "message": ""}]}},
-        "families": {"fam": {"verdict": "fails", "checks": [
-            {"name": "fam::stateful::machine", "kind": "stateful", "status": "failed",
-             "message": "IFoo::Bar: expected E_GONE, got S_OK (after 3 steps)",
-             "repro": repro, "details": {"expected": ["E_GONE (0x80070490)"]},
-             "duration": 1.0}]}},
+        "methods": {
+            "IFoo::Bar": {
+                "verdict": "conforms",
+                "family": "fam",
+                "codes": {"S_OK": "pass"},
+                "checks": [
+                    {
+                        "name": "IFoo::Bar::scenario::ok",
+                        "kind": "scenario",
+                        "status": "passed",
+                        "codes": {"S_OK": "passed"},
+                        "message": "",
+                    }
+                ],
+            }
+        },
+        "families": {
+            "fam": {
+                "verdict": "fails",
+                "checks": [
+                    {
+                        "name": "fam::stateful::machine",
+                        "kind": "stateful",
+                        "status": "failed",
+                        "message": "IFoo::Bar: expected E_GONE, got S_OK (after 3 steps)",
+                        "repro": repro,
+                        "details": {"expected": ["E_GONE (0x80070490)"]},
+                        "duration": 1.0,
+                    }
+                ],
+            }
+        },
     }
 
 
@@ -371,20 +458,29 @@ def test_family_level_checks_appear_in_every_report(tmp_path: Path) -> None:
     assert root.get("tests") == "2" and root.get("failures") == "1"
     case = root.find(".//testcase[failure]")
     assert (case.get("classname"), case.get("name")) == ("fam", "fam::stateful::machine")
-    result = next(r for r in allure_results(write_allure_results(summary, tmp_path))
-                  if r["name"] == "fam::stateful::machine")
+    result = next(
+        r
+        for r in allure_results(write_allure_results(summary, tmp_path))
+        if r["name"] == "fam::stateful::machine"
+    )
     assert labels(result, "feature") == ["family-level"]
     assert labels(result, "story") == ["fam"] and labels(result, "severity") == ["critical"]
     steps = [(s["name"], s["status"]) for s in result["steps"]]
-    assert steps == [("given (1 step)", "passed"),
-                     ("call IFoo::Bar(this=A1)", "passed"), ("then expect S_OK", "passed"),
-                     ("call IFoo::Bar(this=A1)", "passed"), ("then expect E_GONE", "failed")]
+    assert steps == [
+        ("given (1 step)", "passed"),
+        ("call IFoo::Bar(this=A1)", "passed"),
+        ("then expect S_OK", "passed"),
+        ("call IFoo::Bar(this=A1)", "passed"),
+        ("then expect E_GONE", "failed"),
+    ]
 
 
 # -- all together ---------------------------------------------------------------------------
 
+
 def test_write_reports_reads_check_codes_from_the_stream(
-        broken: tuple[dict[str, Any], Path]) -> None:
+    broken: tuple[dict[str, Any], Path],
+) -> None:
     _, out = broken
     summary = json.loads((out / "results.json").read_text(encoding="utf-8"))
     paths = write_reports(summary, out)
@@ -400,8 +496,11 @@ def test_an_async_result_marks_the_completion_not_the_call_and_a_leak_is_marked(
 
     actual = {"hresult": "S_OK (0x00000000)", "completion": "S_OK (0x00000000)"}
     assert _call_code(actual, ["VDS_E_ISCSI_SESSION_NOT_FOUND (0x8004270A)"])[2] == "plain"
-    failed = {"hresult": "VDS_E_OBJECT_NOT_FOUND (0x80042405)",
-              "outputs": {"ppAsync": "IVdsAsync#leaked", "other": None}}
+    failed = {
+        "hresult": "VDS_E_OBJECT_NOT_FOUND (0x80042405)",
+        "outputs": {"ppAsync": "IVdsAsync#leaked", "other": None},
+    }
     assert _outputs(failed) == [("ppAsync", "IVdsAsync#leaked", "got"), ("other", "NULL", "")]
-    assert _outputs({"hresult": "S_OK (0x00000000)", "outputs": {"ppAsync": "x"}}) == \
-        [("ppAsync", "x", "")]
+    assert _outputs({"hresult": "S_OK (0x00000000)", "outputs": {"ppAsync": "x"}}) == [
+        ("ppAsync", "x", "")
+    ]

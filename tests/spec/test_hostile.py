@@ -60,7 +60,8 @@ def load_outcome(root: Path) -> list[str]:
 ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
     f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
-    for i in range(9))
+    for i in range(9)
+)
 
 CORPUS = {
     "alias bomb": ALIAS_BOMB.encode(),
@@ -92,15 +93,20 @@ def test_nasty_files_give_located_errors(specs: Path, name: str) -> None:
 def _rule(specs: Path, expression: str) -> list[str]:
     path = specs / TARGET
     text = path.read_text(encoding="utf-8")
-    text = text.replace('  - when: "!state.sessions.exists(s, s.target == args.targetId)"',
-                        f"  - when: {expression!r}", 1)
+    text = text.replace(
+        '  - when: "!state.sessions.exists(s, s.target == args.targetId)"',
+        f"  - when: {expression!r}",
+        1,
+    )
     path.write_text(text, encoding="utf-8")
     return load_outcome(specs)
 
 
 def test_cel_that_multiplies_work_is_refused(specs: Path) -> None:
-    nested = "[1,2,3,4,5,6,7,8,9].map(a, [1,2,3,4,5,6,7,8,9].map(b, [1,2,3,4,5,6,7,8,9].map(" \
-             "c, [1,2,3,4,5,6,7,8,9].map(d, a + b + c + d)))).size() > 0"
+    nested = (
+        "[1,2,3,4,5,6,7,8,9].map(a, [1,2,3,4,5,6,7,8,9].map(b, [1,2,3,4,5,6,7,8,9].map("
+        "c, [1,2,3,4,5,6,7,8,9].map(d, a + b + c + d)))).size() > 0"
+    )
     problems = _rule(specs, nested)
     assert any("comprehensions nest 4 deep" in p for p in problems), problems
 
@@ -111,15 +117,18 @@ def test_cel_whose_work_grows_as_a_cube_is_warned_of(specs: Path) -> None:
     element (`g.portals` in the loop over `g`) takes that loop's place and is not warned of."""
     from conformance.spec.cel_checks import cost_warnings
 
-    cubic = ("state.sessions.exists(a, state.sessions.exists(b, state.sessions.exists(c, "
-             "a.target == b.target && b.target == c.target && a.id != c.id)))")
+    cubic = (
+        "state.sessions.exists(a, state.sessions.exists(b, state.sessions.exists(c, "
+        "a.target == b.target && b.target == c.target && a.id != c.id)))"
+    )
     assert _rule(specs, cubic) == []
     warnings = cost_warnings(load_catalog([specs]))
     assert len(warnings) == 1 and TARGET in warnings[0], warnings
-    assert re.search(r"\.yaml:\d+: rules\[\d+\]\.when: warning: comprehensions nest 3 deep",
-                     warnings[0]), warnings
+    assert re.search(
+        r"\.yaml:\d+: rules\[\d+\]\.when: warning: comprehensions nest 3 deep", warnings[0]
+    ), warnings
     assert "collections of 100 objects reach the bound of 1,000,000 visits" in warnings[0]
-    parts = ("state.sessions.all(s, s.portals.all(p, s.portals.filter(q, q == p).size() == 1))")
+    parts = "state.sessions.all(s, s.portals.all(p, s.portals.filter(q, q == p).size() == 1))"
     assert _rule(copy_specs(specs.parent / "again"), parts) == []
     assert cost_warnings(load_catalog([specs.parent / "again"])) == []
 
@@ -132,26 +141,36 @@ def test_enormous_cel_is_refused(specs: Path) -> None:
 def test_python_tags_are_never_constructed(specs: Path, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     (specs / TARGET).write_text(
-        f"!!python/object/apply:os.system ['touch {marker}']\n", encoding="utf-8")
+        f"!!python/object/apply:os.system ['touch {marker}']\n", encoding="utf-8"
+    )
     assert load_outcome(specs)
     assert not marker.exists()
 
 
-_MUTATION = st.tuples(st.integers(0, 10_000), st.integers(0, 40),
-                      st.text(alphabet=st.sampled_from(list(":-[]{}&*!|>'\"#\n \t?,%@`")) |
-                              st.characters(), max_size=8))
+_MUTATION = st.tuples(
+    st.integers(0, 10_000),
+    st.integers(0, 40),
+    st.text(
+        alphabet=st.sampled_from(list(":-[]{}&*!|>'\"#\n \t?,%@`")) | st.characters(), max_size=8
+    ),
+)
 
 
 # The default run tries 60 inputs; CONFORMANCE_FUZZ_EXAMPLES=N tries N (a longer profile).
 FUZZ_EXAMPLES = int(os.environ.get("CONFORMANCE_FUZZ_EXAMPLES", "60"))
 
 
-def test_mutated_specs_load_or_fail_cleanly(tmp_path_factory: pytest.TempPathFactory,
-                                            record_property: Any) -> None:
+def test_mutated_specs_load_or_fail_cleanly(
+    tmp_path_factory: pytest.TempPathFactory, record_property: Any
+) -> None:
     tried: list[tuple[float, int]] = []  # (seconds, problems) per input
 
-    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=FUZZ_EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(st.lists(_MUTATION, min_size=1, max_size=4))
     def load_mutated(mutations: list[tuple[int, int, str]]) -> None:
         root = copy_specs(tmp_path_factory.mktemp("fuzz") / "specs")
@@ -159,7 +178,7 @@ def test_mutated_specs_load_or_fail_cleanly(tmp_path_factory: pytest.TempPathFac
         text = path.read_text(encoding="utf-8")
         for at, cut, insert in mutations:
             at %= len(text) + 1
-            text = text[:at] + insert + text[at + cut:]
+            text = text[:at] + insert + text[at + cut :]
         path.write_text(text, encoding="utf-8", errors="surrogatepass")
         started = time.perf_counter()
         problems = load_outcome(root)  # anything but a located SourceError fails here
@@ -169,14 +188,17 @@ def test_mutated_specs_load_or_fail_cleanly(tmp_path_factory: pytest.TempPathFac
     load_mutated()
     slowest = max(seconds for seconds, _ in tried)
     rejected = sum(1 for _, n in tried if n)
-    print(f"\nfuzz: {len(tried)} inputs, {rejected} rejected with located errors, "
-          f"{len(tried) - rejected} loaded, 0 crashes, slowest {slowest:.2f} s")
+    print(
+        f"\nfuzz: {len(tried)} inputs, {rejected} rejected with located errors, "
+        f"{len(tried) - rejected} loaded, 0 crashes, slowest {slowest:.2f} s"
+    )
     record_property("fuzz_inputs", len(tried))
     record_property("fuzz_slowest_seconds", round(slowest, 3))
     assert tried
 
 
 # -- issue 18: what a broken disk, file or provider gives stays one clear line ---------------
+
 
 def test_a_read_only_out_folder_is_a_usage_error_in_one_line(tmp_path: Path) -> None:
     import contextlib
@@ -198,23 +220,40 @@ def test_a_read_only_out_folder_is_a_usage_error_in_one_line(tmp_path: Path) -> 
         os.chmod(out, 0o755)
     assert code == 2
     assert err.getvalue().strip().splitlines() == [
-        f"--out {out}: cannot write there: Permission denied"]
+        f"--out {out}: cannot write there: Permission denied"
+    ]
 
 
 def test_a_torn_or_foreign_results_line_is_skipped_and_named(tmp_path: Path) -> None:
     from conformance.reporting.results import read_stream
 
     stream = tmp_path / "results.jsonl"
-    good = json.dumps({"event": "check", "name": "M::oracle::property", "method": "M",
-                       "kind": "oracle", "case": "property", "status": "passed"})
-    stream.write_bytes(b'{"event": "start", "provider": "p", "methods": {}}\n' +
-                       b'[1, 2, 3]\n' + b'{"event": "check", "bogus": 1}\n' +
-                       good.encode() + b"\n" + '{"event": "check", "name": "é'.encode()[:-1])
+    good = json.dumps(
+        {
+            "event": "check",
+            "name": "M::oracle::property",
+            "method": "M",
+            "kind": "oracle",
+            "case": "property",
+            "status": "passed",
+        }
+    )
+    stream.write_bytes(
+        b'{"event": "start", "provider": "p", "methods": {}}\n'
+        + b"[1, 2, 3]\n"
+        + b'{"event": "check", "bogus": 1}\n'
+        + good.encode()
+        + b"\n"
+        + '{"event": "check", "name": "é'.encode()[:-1]
+    )
     skipped: list[str] = []
     header, _, results = read_stream(stream, skipped)
     assert header["provider"] == "p" and [r.name for r in results] == ["M::oracle::property"]
-    assert [s.split(": skipped")[0] for s in skipped] == [f"{stream}:2", f"{stream}:3",
-                                                          f"{stream}:5"]
+    assert [s.split(": skipped")[0] for s in skipped] == [
+        f"{stream}:2",
+        f"{stream}:3",
+        f"{stream}:5",
+    ]
 
 
 def test_a_huge_spec_file_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
@@ -249,19 +288,31 @@ def test_a_huge_spec_file_is_refused_without_reading_it_whole(tmp_path: Path) ->
 def test_control_characters_from_a_provider_are_shown_not_sent_raw() -> None:
     from conformance.reporting.html import render_html
 
-    summary = {"provider": "p\x1b[31m", "totals": {"passed": 0, "failed": 1,
-                                                  "not_applicable": 0, "errors": 0},
-               "methods": {"M": {"verdict": "fails", "family": "f", "codes": {},
-                                 "checks": [{"name": "M::oracle::property", "kind": "oracle",
-                                             "status": "failed",
-                                             "message": "got \x00\x1b[2J"}]}}}
+    summary = {
+        "provider": "p\x1b[31m",
+        "totals": {"passed": 0, "failed": 1, "not_applicable": 0, "errors": 0},
+        "methods": {
+            "M": {
+                "verdict": "fails",
+                "family": "f",
+                "codes": {},
+                "checks": [
+                    {
+                        "name": "M::oracle::property",
+                        "kind": "oracle",
+                        "status": "failed",
+                        "message": "got \x00\x1b[2J",
+                    }
+                ],
+            }
+        },
+    }
     page = render_html(summary)
     assert "\x00" not in page and "\x1b" not in page
     assert "got \\x00\\x1b[2J" in page
 
 
-def test_an_out_folder_that_cannot_be_made_is_a_usage_error_in_one_line(
-        tmp_path: Path) -> None:
+def test_an_out_folder_that_cannot_be_made_is_a_usage_error_in_one_line(tmp_path: Path) -> None:
     import contextlib
     import io
 
@@ -274,8 +325,9 @@ def test_an_out_folder_that_cannot_be_made_is_a_usage_error_in_one_line(
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         code = main(["run", "--in-process", "--out", str(out), "-k", "Logoff.yaml"])
     assert code == 2
-    assert err.getvalue().strip().splitlines() == [f"--out {out}: cannot write there: Not a "
-                                                   "directory"]
+    assert err.getvalue().strip().splitlines() == [
+        f"--out {out}: cannot write there: Not a directory"
+    ]
 
 
 def _result(name: str) -> Any:
@@ -312,8 +364,11 @@ def test_a_full_disk_leaves_whole_lines_and_no_temporary_file(tmp_path: Path) ->
     real = stream._jsonl
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(stream, "_jsonl", Full(real))
-        with pytest.raises(ResultsWriteError, match=r"results\.jsonl: cannot write the "
-                                                    r"results: No space left on device"):
+        with pytest.raises(
+            ResultsWriteError,
+            match=r"results\.jsonl: cannot write the "
+            r"results: No space left on device",
+        ):
             stream.add(_result("M::oracle::second"))
     real.flush()
     _, _, results = read_stream(tmp_path / "results.jsonl")
@@ -345,17 +400,32 @@ def test_a_run_stops_in_one_line_when_the_disk_is_full(tmp_path: Path) -> None:
         if count[0] == 3:
             raise results_module.ResultsWriteError(
                 f"{tmp_path}/out/results.jsonl: cannot write the results: No space left on "
-                "device; every check finished before this one is in it")
+                "device; every check finished before this one is in it"
+            )
         real_add(self, result)
 
     err = io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(results_module.ResultStream, "add", add)
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            code = main(["run", "--in-process", "--out", str(tmp_path / "out"),
-                         "-k", "Logoff.yaml", "--regressions", str(tmp_path / "r")])
+            code = main(
+                [
+                    "run",
+                    "--in-process",
+                    "--out",
+                    str(tmp_path / "out"),
+                    "-k",
+                    "Logoff.yaml",
+                    "--regressions",
+                    str(tmp_path / "r"),
+                ]
+            )
     assert code == 2
-    assert err.getvalue().strip().splitlines()[-1].endswith(
-        "No space left on device; every check finished before this one is in it")
+    assert (
+        err.getvalue()
+        .strip()
+        .splitlines()[-1]
+        .endswith("No space left on device; every check finished before this one is in it")
+    )
     _, _, kept = results_module.read_stream(tmp_path / "out" / "results.jsonl")
     assert len(kept) == 2

@@ -24,19 +24,77 @@ from conformance.spec.source import load_file, load_text
 
 SPECS = ROOT / "specs"
 VALUES: list[Any] = [
-    None, True, False, 0, 1, -1, 1.0, 1.5, float("nan"), 2**32, "", "x", "true", "in", "out",
-    "E_FAIL", "S_OK", "com-method", "function", "fault", "faults", "id", "call", "completion",
-    "hresult", "x-y", [], {}, ["a", "a"], ["a"], [1, True], {"a": 1}, {"x-a": 1},
-    datetime.date(2024, 1, 1), b"\x00",
+    None,
+    True,
+    False,
+    0,
+    1,
+    -1,
+    1.0,
+    1.5,
+    float("nan"),
+    2**32,
+    "",
+    "x",
+    "true",
+    "in",
+    "out",
+    "E_FAIL",
+    "S_OK",
+    "com-method",
+    "function",
+    "fault",
+    "faults",
+    "id",
+    "call",
+    "completion",
+    "hresult",
+    "x-y",
+    [],
+    {},
+    ["a", "a"],
+    ["a"],
+    [1, True],
+    {"a": 1},
+    {"x-a": 1},
+    datetime.date(2024, 1, 1),
+    b"\x00",
 ]
-KEYS = ["x-a", "zzz", "name", "call", "calls", "expect", "given", "then", "same", "ref", "mask",
-        "value", "kind", "interface", "object", "effects", "outputs", "when", "id", "faults",
-        "fault", "doc", "source", "via", "special", "max_length", "list", "enum", "struct"]
+KEYS = [
+    "x-a",
+    "zzz",
+    "name",
+    "call",
+    "calls",
+    "expect",
+    "given",
+    "then",
+    "same",
+    "ref",
+    "mask",
+    "value",
+    "kind",
+    "interface",
+    "object",
+    "effects",
+    "outputs",
+    "when",
+    "id",
+    "faults",
+    "fault",
+    "doc",
+    "source",
+    "via",
+    "special",
+    "max_length",
+    "list",
+    "enum",
+    "struct",
+]
 
 
 def _kind(file: Path) -> str:
-    return "codes" if file.name == "codes.yaml" else \
-        "domain" if "domains" in file.parts else "spec"
+    return "codes" if file.name == "codes.yaml" else "domain" if "domains" in file.parts else "spec"
 
 
 def _bundled() -> list[tuple[str, Any]]:
@@ -46,8 +104,13 @@ def _bundled() -> list[tuple[str, Any]]:
 
 def _paths(value: Any, path: tuple = ()) -> list[tuple]:
     out = [path]
-    items = value.items() if isinstance(value, dict) else \
-        enumerate(value) if isinstance(value, list) else ()
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
     for key, item in items:
         out += _paths(item, (*path, key))
     return out
@@ -107,8 +170,13 @@ def test_lines_are_read_only_when_asked(tmp_path: Path) -> None:
     file.write_text("a: 1\nb:\n  - x\n  - {c: 2}\n", encoding="utf-8")
     doc = load_file(file)
     assert doc._lines is None
-    assert [doc.line(p) for p in [("a",), ("b",), ("b", 1), ("b", 1, "c"), ("b", 1, "z")]] == \
-        [1, 2, 4, 4, 4]
+    assert [doc.line(p) for p in [("a",), ("b",), ("b", 1), ("b", 1, "c"), ("b", 1, "z")]] == [
+        1,
+        2,
+        4,
+        4,
+        4,
+    ]
     text = load_text(file.read_text(encoding="utf-8"), "t.yaml")
     assert text.line(("b", 0)) == 3
 

