@@ -176,7 +176,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     from conformance.provider import ProviderUnavailable, load
     from conformance.remote.client import is_local, isolated
-    from conformance.runner.session import ConformanceSession
+    from conformance.runner.options import RunOptions
+    from conformance.runner.start import open_session
 
     catalog = selected_catalog(args.specs, args.family)
     if catalog is None:
@@ -189,16 +190,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="conformance-plan-") as out:
-            session = ConformanceSession(
-                catalog,
-                provider,
-                args.provider,
-                Path(out),
-                args.profile,
-                args.seed,
-                budget=args.budget,
+            options = RunOptions(
+                provider=args.provider,
+                out=out,
+                profile=args.profile,
+                seed=args.seed,
+                budget=args.budget.source if args.budget else None,
                 differential=args.differential,
             )
+            session = open_session(options, catalog, provider, provider_name=args.provider)
             session.planning_only = True
             code = pytest.main(
                 [*pytest_selection(catalog, args.keyword), "--collect-only"], plugins=[session]

@@ -23,8 +23,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from conformance.engine.batch import BatchingProvider, SubmittingProvider
 from conformance.engine.operations import Tally, request_kind
-from conformance.engine.worker import CallTimedOut
+from conformance.engine.worker import CallTimedOut, WorkerProvider
 from conformance.provider import Outcome, Provider
 
 DEFAULT_CHECK_TIMEOUT = 300.0  # seconds per check (`--check-timeout`; 0: none)
@@ -46,11 +47,7 @@ def worker_of(provider: Any) -> Any:
     recording one), or None when it runs in this process."""
     seen = 0
     while provider is not None and seen < 10:
-        if (
-            callable(getattr(provider, "restart", None))
-            and callable(getattr(provider, "connect", None))
-            and hasattr(provider, "deadline")
-        ):
+        if isinstance(provider, WorkerProvider):
             return provider
         provider, seen = getattr(provider, "inner", None), seen + 1
     return None
@@ -68,9 +65,9 @@ class Budgeted(Provider):
         self.last = "no provider request yet"
         self.operations = Tally()  # every operation of the run
         self.check_operations = Tally()  # those of the check in progress
-        if callable(getattr(inner, "batch", None)):  # offered only when inner has it
+        if isinstance(inner, BatchingProvider):  # offered only when inner has it
             self.batch = self._batch
-        if callable(getattr(inner, "submit", None)):
+        if isinstance(inner, SubmittingProvider):
             self.submit = self._submit
 
     # -- the session's side --

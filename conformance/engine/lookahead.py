@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from conformance.engine.batch import SubmittingProvider
 from conformance.engine.strategies import Case
 from conformance.engine.world import Then, World
 
@@ -26,8 +27,8 @@ def looking_ahead(subject: Subject, plan: Plan | None, cases: Iterable[Case]) ->
     """The cases in order; a provider that takes test cases ahead (`submit`: a worker
     process) gets the next ones' requests first, and runs them while this one is judged. The
     requests are those the engine makes, so its results are the same either way."""
-    submit = getattr(subject.provider, "submit", None)
-    if plan is None or submit is None:
+    provider = subject.provider
+    if plan is None or not isinstance(provider, SubmittingProvider):
         yield from cases
         return
     pending = iter(cases)
@@ -38,7 +39,7 @@ def looking_ahead(subject: Subject, plan: Plan | None, cases: Iterable[Case]) ->
         while True:
             while len(upcoming) < LOOKAHEAD and (case := next(pending, None)) is not None:
                 upcoming.append(case)
-            while sent < len(upcoming) and submit(_batches(plan, upcoming[sent], planned)):
+            while sent < len(upcoming) and provider.submit(_batches(plan, upcoming[sent], planned)):
                 sent += 1
             if not upcoming:
                 return
