@@ -15,11 +15,13 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from conformance.errors import ConformanceError, ExitStatus, Status
+
 ENTRY_POINT_GROUP = "conformance.providers"
 CONTRACT = ("capabilities", "reset", "setup", "call", "observe", "close")
 # Providers named by a scheme rather than a name, module or file: scheme -> the
 # "module:function" that opens one (`function(spec, **options)`), imported only when a spec
-# uses it, so that this contract imports nothing of the harness.
+# uses it, so that this contract imports nothing of the harness but its error root.
 SCHEMES: dict[str, str] = {
     "remote+tcp://": "conformance.remote.client:open_remote",
     "remote+stdio:": "conformance.remote.client:open_remote",
@@ -28,15 +30,24 @@ SCHEMES: dict[str, str] = {
 REMOTE_SCHEMES = tuple(SCHEMES)
 
 
-class Unsupported(Exception):
+class Unsupported(ConformanceError):
     """Raised by a provider for a step, fault, method or collection it cannot do.
 
     The check that needed it becomes *not applicable*, never *passed*.
     """
 
+    status = Status.NOT_APPLICABLE
+    exit_status = ExitStatus.FAILS
+    prefix = "unsupported by the provider: "
+    blame = "provider"
 
-class ProviderUnavailable(Exception):
+
+class ProviderUnavailable(ConformanceError):
     """The provider cannot be loaded or started (exit code 3 of `conformance run`)."""
+
+    exit_status = ExitStatus.UNAVAILABLE
+    prefix = "provider unavailable: "
+    blame = "provider"
 
 
 @dataclass(frozen=True)

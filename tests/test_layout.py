@@ -15,19 +15,31 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "conformance"
 
-# What each part of the harness may import, bottom to top: the provider contract and the units
-# users type at the bottom, the spec model on them, then the engine (and extraction beside it),
-# the remote side, the reports, the runner (pytest) and the command line on top.
+# What each part of the harness may import, bottom to top: the error root, the provider
+# contract and the units users type at the bottom, the spec model on them, then the engine (and
+# extraction beside it), the remote side, the reports, the runner (pytest) and the command line
+# on top.
 MAY_IMPORT: dict[str, set[str]] = {
-    "provider": set(),
+    "errors": set(),
+    "provider": {"errors"},
     "units": set(),
-    "spec": {"provider", "units"},
-    "extract": {"spec", "provider", "units"},
-    "engine": {"spec", "provider", "units"},
-    "remote": {"engine", "spec", "provider", "units"},
-    "reporting": {"engine", "remote", "spec", "provider", "units"},
-    "runner": {"reporting", "remote", "engine", "extract", "spec", "provider", "units"},
-    "cli": {"runner", "reporting", "remote", "engine", "extract", "spec", "provider", "units"},
+    "spec": {"provider", "units", "errors"},
+    "extract": {"spec", "provider", "units", "errors"},
+    "engine": {"spec", "provider", "units", "errors"},
+    "remote": {"engine", "spec", "provider", "units", "errors"},
+    "reporting": {"engine", "remote", "spec", "provider", "units", "errors"},
+    "runner": {"reporting", "remote", "engine", "extract", "spec", "provider", "units", "errors"},
+    "cli": {
+        "runner",
+        "reporting",
+        "remote",
+        "engine",
+        "extract",
+        "spec",
+        "provider",
+        "units",
+        "errors",
+    },
     "__init__": {"provider"},
     "__main__": {"cli"},
 }

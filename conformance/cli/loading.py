@@ -1,16 +1,13 @@
 """What the commands load before they do anything: the catalog (all of it, or some families),
-the provider, and the pytest arguments that select a run's checks; each failure said in one
-line with the exit status it means.
+the provider, and the pytest arguments that select a run's checks; a failure is raised as the
+ConformanceError that says it and its exit status (`cli.main` prints it).
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
-
-from conformance.cli.exits import EXIT_UNAVAILABLE, EXIT_USAGE
 
 
 def pytest_selection(catalog: Any, keyword: str | None, verbose: bool = False) -> list[str]:
@@ -75,33 +72,18 @@ def collection_args(files: list[str]) -> list[str]:
 
 def catalog_and_provider(
     specs: list[str] | None, families: list[str] | None, provider: str, token_file: str | None
-) -> tuple[Any, Any] | int:
-    """The catalog and the loaded provider of a command that replays or probes, or the exit
-    code after saying why not (usage for the specs, unavailable for the provider)."""
-    from conformance.provider import ProviderUnavailable, load
+) -> tuple[Any, Any]:
+    """The catalog and the loaded provider of a command that replays or probes (SourceError,
+    UsageError or ProviderUnavailable say why not, with their exit status)."""
+    from conformance.provider import load
 
     catalog = selected_catalog(specs, families)
-    if catalog is None:
-        return EXIT_USAGE
-    try:
-        return catalog, load(provider, token_file=token_file)
-    except ProviderUnavailable as exc:
-        print(f"provider unavailable: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+    return catalog, load(provider, token_file=token_file)
 
 
 def selected_catalog(specs: list[str] | None, families: list[str] | None = None) -> Any:
-    """The catalog (of `families` only, when given), or None after printing every problem
-    (`file:line: path: message`) or the unknown family."""
+    """The catalog (of `families` only, when given); SourceError names every problem
+    (`file:line: path: message`), UsageError an unknown family."""
     from conformance.spec.catalog import load_catalog
-    from conformance.spec.source import SourceError
 
-    try:
-        return load_catalog(specs).of_families(families)
-    except SourceError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return None
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
-        return None
+    return load_catalog(specs).of_families(families)

@@ -18,8 +18,8 @@ from conformance.cli.commands import (
     cmd_replay,
     cmd_validate,
 )
-from conformance.cli.exits import EXIT_USAGE
 from conformance.cli.run import DEFAULT_CHECK_TIMEOUT, budget_option, cmd_plan, cmd_report, cmd_run
+from conformance.errors import EXIT_USAGE, ConformanceError
 from conformance.units import memory_size, timeout_seconds
 
 DELEGATED = {
@@ -31,6 +31,19 @@ DELEGATED = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return dispatch(argv)
+    except ConformanceError as exc:  # its class says the exit status (conformance.errors)
+        for line in exc.lines():
+            print(line, file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def dispatch(argv: list[str]) -> int:
+    """Run the command `argv` names; its errors rise to `main`."""
     if argv and argv[0] in DELEGATED:  # these parse their own options
         import importlib
 
@@ -40,11 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_USAGE
-    try:
-        return args.handler(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return args.handler(args)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,10 +10,15 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from conformance.cli.exits import EXIT_FAILS, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
 from conformance.cli.loading import pytest_selection, selected_catalog, unavailable_reason
+from conformance.errors import EXIT_FAILS, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
+
+if TYPE_CHECKING:
+    from conformance.reporting.baseline import Baseline, BaselineOutcome
+    from conformance.reporting.shapes import Comparison, Summary
+    from conformance.spec.catalog import Catalog
 
 DEFAULT_CHECK_TIMEOUT = 300.0  # as conformance.engine.budget (not imported: keep `--help` light)
 
@@ -31,13 +36,11 @@ def budget_option(text: str) -> Any:
 def cmd_run(args: argparse.Namespace) -> int:
     import pytest
 
-    from conformance.engine.regressions import RegressionError
     from conformance.provider import ProviderUnavailable, load
     from conformance.remote.client import is_local, isolated
     from conformance.reporting.results import run_verdict
     from conformance.runner.options import RunOptions
     from conformance.runner.start import open_session
-    from conformance.spec.source import SourceError
 
     if args.isolate and args.in_process:
         print(
@@ -54,14 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"--out {args.out}: {problem}", file=sys.stderr)
         return EXIT_USAGE
     catalog = selected_catalog(args.specs, args.family)
-    if catalog is None:
-        return EXIT_USAGE
-    try:
-        baseline = _load_baseline(args.baseline)
-    except SourceError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return EXIT_USAGE
+    baseline = _load_baseline(args.baseline)
     first = args.provider.split(",")[0]
     try:
         provider = load(
@@ -110,9 +106,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_UNAVAILABLE
-    except (RegressionError, ValueError) as exc:  # ValueError: --rerun-failed's folder
-        print(exc, file=sys.stderr)
-        return EXIT_USAGE
     if args.rerun_failed:
         print(
             f"re-running {len(session.only or ())} check(s) that failed in "
@@ -180,8 +173,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from conformance.runner.start import open_session
 
     catalog = selected_catalog(args.specs, args.family)
-    if catalog is None:
-        return EXIT_USAGE
     isolate = not args.in_process
     try:
         provider = load(
@@ -295,7 +286,7 @@ def _unwritable(folder: Path) -> str | None:
     return None
 
 
-def _load_baseline(path: str | None):
+def _load_baseline(path: str | None) -> Baseline | None:
     if path is None:
         return None
     from conformance.reporting.baseline import load_baseline
@@ -303,7 +294,7 @@ def _load_baseline(path: str | None):
     return load_baseline(path)
 
 
-def _compare(summary: dict[str, Any], old: str, out: Path) -> dict[str, Any] | None:
+def _compare(summary: Summary, old: str, out: Path) -> Comparison | None:
     """The run against an earlier one, kept in results.json as `comparison`."""
     from conformance.reporting.diff import DiffError, compare, load_run
     from conformance.reporting.results import write_summary
@@ -317,7 +308,7 @@ def _compare(summary: dict[str, Any], old: str, out: Path) -> dict[str, Any] | N
     return summary["comparison"]
 
 
-def _gate(summary: dict[str, Any], baseline, path: str, out: Path):
+def _gate(summary: Summary, baseline: Baseline, path: str, out: Path) -> BaselineOutcome:
     """The run against its baseline (known failures pass, stale or expired entries fail),
     kept in results.json as `gate` so that every report shows the gate's verdict."""
     from datetime import date
@@ -331,7 +322,7 @@ def _gate(summary: dict[str, Any], baseline, path: str, out: Path):
     return outcome
 
 
-def _write_reports(summary: dict[str, Any], out: Path, catalog, allure: bool) -> None:
+def _write_reports(summary: Summary, out: Path, catalog: Catalog, allure: bool) -> None:
     from conformance.reporting import render_allure_report, spec_sources, write_reports
 
     write_reports(summary, out, spec_sources(catalog.specs.values()))
@@ -374,15 +365,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     summary = summarize(header, methods, results)
     write_summary(summary, out)
     catalog = selected_catalog(args.specs)
-    if catalog is None:
-        return EXIT_USAGE
     _write_reports(summary, out, catalog, args.allure)
     verdict = run_verdict(summary)
     print(f"{len(results)} checks read back from {stream}; verdict {verdict}")
     return EXIT_FAILS if verdict == "fails" or not results else EXIT_OK
 
 
-def print_summary(summary: dict[str, Any], verdict: str, out: Path) -> None:
+def print_summary(summary: Summary, verdict: str, out: Path) -> None:
     width = max((len(m) for m in summary["methods"]), default=10)
     failures = [
         c

@@ -13,10 +13,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from conformance.errors import UsageError
 from conformance.spec.catalog import Catalog
 
 
-class ScaffoldError(Exception):
+class ScaffoldError(UsageError):
     pass
 
 

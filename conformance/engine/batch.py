@@ -20,6 +20,7 @@ import json
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+from conformance.errors import ProviderFault
 from conformance.provider import Outcome
 
 
@@ -40,7 +41,7 @@ class SubmittingProvider(Protocol):
     def submit(self, batches: list[list[dict[str, Any]]]) -> bool: ...
 
 
-class RefError(ValueError):
+class RefError(ProviderFault, ValueError):
     """A batch ref to an answer that is no id, or to a place its request's params lack."""
 
 

@@ -14,6 +14,7 @@ from conformance.engine.case_space import case_space, enumerate_cases, relevant,
 from conformance.engine.goals import arg_classes
 from conformance.engine.operations import Costs, Tally
 from conformance.engine.strategies import Allowed, Case, state_of
+from conformance.errors import SpecError
 from conformance.spec.cel_text import operands
 from conformance.spec.domain import FAULT_STEP, Domain
 from conformance.spec.expression import compiled
@@ -178,7 +179,7 @@ def case_key(case: Case) -> str:
     return repr((case.given, case.args))
 
 
-class CostlyOperand(Exception):
+class CostlyOperand(SpecError):
     """One operand of a rule's condition, evaluated alone, passed the cost bound."""
 
     def __init__(self, source: str, exc: CostExceeded):

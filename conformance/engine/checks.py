@@ -48,6 +48,7 @@ from conformance.engine.world import Then
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from conformance.engine.repro import Repro, SequenceRepro
     from conformance.engine.subject import Subject
 
 
@@ -59,6 +60,7 @@ def _failure(
     case = Case([subject.domain.minimal(step) for step in run.case.given], run.case.args)
     expect = kind.blame(subject, call) if call is not None else ()
     text = f"{problem} {context_line(case.given, case.args)}"
+    reproduction: Repro
     if kind.repro == "calls":
         ordinal = ("first", "second", "third")[min(index, 2)]
         text = (
@@ -345,7 +347,7 @@ def found_by_exploration(config: Settings, check: str, method: str, exc: CheckFa
 
     note = ""
     if config.regressions is not None and exc.repro is not None:
-        repro = {"check": check, "method": method, **exc.repro}
+        repro: Repro = {"check": check, "method": method, **exc.repro}
         try:
             path = regressions.save(
                 config.regressions, check, repro, config.provider_name, config.seed, exc.message
@@ -490,7 +492,11 @@ def check_sequence(target: Target) -> Verdict:
     subject, scenario = target.subject, target.scenario
     assert subject is not None and scenario is not None
     spec = subject.spec
-    sequence = {"method": spec.id, "given": list(scenario.given), "calls": list(scenario.calls)}
+    sequence: SequenceRepro = {
+        "method": spec.id,
+        "given": list(scenario.given),
+        "calls": list(scenario.calls),
+    }
     expected = {
         c
         for entry in scenario.calls

@@ -21,6 +21,7 @@ from conformance.spec.codes import (
 from conformance.spec.model import DIRECT, Spec
 
 if TYPE_CHECKING:
+    from conformance.engine.repro import CallEntry, CallRepro
     from conformance.engine.subject import Subject
     from conformance.engine.trial import Trial
     from conformance.spec.domain import Domain
@@ -178,12 +179,12 @@ def _expect(expect: tuple[str, ...]) -> str | list[str]:
     return expect[0] if len(expect) == 1 else list(expect)
 
 
-def repro(steps: list[dict[str, Any]], args: dict[str, Any], expect: tuple[str, ...]) -> dict:
+def repro(steps: list[dict[str, Any]], args: dict[str, Any], expect: tuple[str, ...]) -> CallRepro:
     """A failing case in the spec's scenario shape, ready to paste under `scenarios`."""
     return Case(steps, args).scenario(expect)
 
 
-def call_repro(method: str, args: dict[str, Any], expect: tuple[str, ...]) -> dict:
+def call_repro(method: str, args: dict[str, Any], expect: tuple[str, ...]) -> CallEntry:
     """One call of a multi-call reproduction (`calls:`), naming its method."""
     return {"method": method, "call": call_args(args), "expect": _expect(expect)}
 

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from conformance.provider import ProviderUnavailable
+
 KINDS = ("reset", "setup", "call", "observe")
 # Seconds per operation when a provider declares no costs: what the reference simulator and a
 # provider in a local worker take, within a factor of a few; only the ranking of cases and the
@@ -56,7 +58,7 @@ def request_kind(request: dict[str, Any]) -> str:
     return str(request.get("op", ""))
 
 
-class CostsError(ValueError):
+class CostsError(ProviderUnavailable, ValueError):
     """`capabilities()["costs"]` is not of the documented shape; names the place."""
 
 

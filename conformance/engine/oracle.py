@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from conformance.engine.values import OUT, Unknown
+from conformance.errors import SpecError
 from conformance.spec.codes import CodeTable
 from conformance.spec.expression import Expression, Scope, compiled
 from conformance.spec.model import Observed, Rule, Spec
 from conformance.spec.translate import CostExceeded
 
 
-class OracleError(Exception):
+class OracleError(SpecError):
     """A rule could not be evaluated: a defect of the spec, reported with its place."""
 
 

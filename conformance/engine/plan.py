@@ -14,8 +14,9 @@ the seconds the provider declares for them:
 
 A goal no candidate reaches is listed as unreachable with the reason. `--budget` keeps the
 cheapest prefix of the run's cases, tier 0 first, and lists what it left out. The plan is a
-pure function of the catalog, the profile, the budget and the provider's capabilities
-(`plan_run`); `--seed` never changes it.
+pure function of the catalog, the profile, the budget and the provider's capabilities (one
+spec's `plan_spec` here, the run's `runplan.RunPlan` with `apply_budget`); `--seed` never
+changes it.
 """
 
 from __future__ import annotations

@@ -18,23 +18,30 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import yaml
+
+from conformance.errors import UsageError
+
+if TYPE_CHECKING:
+    from conformance.engine.repro import Repro, Saved
 
 DEFAULT_FOLDER = Path(".conformance") / "regressions"
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 
-class RegressionError(Exception):
+class RegressionError(UsageError):
     """A regression file cannot be used; the message names the file and what is wrong."""
+
+    blame = "file"
 
 
 @dataclass(frozen=True)
 class Regression:
     path: Path
     check: str  # the planned check it is replayed under
-    repro: dict[str, Any]  # the reproduction: method, given, call/expect or calls
+    repro: Saved  # the whole file: check, method, given, call/expect or calls, found, ...
     provider: str = ""
     seed: int | None = None
     found: str = ""
@@ -91,7 +98,7 @@ def by_check(regressions: list[Regression]) -> dict[str, list[Regression]]:
 
 
 def save(
-    folder: Path, check: str, repro: dict[str, Any], provider: str, seed: int | None, message: str
+    folder: Path, check: str, repro: Repro, provider: str, seed: int | None, message: str
 ) -> Path:
     """Write one regression (the same case twice is one file) and return its path."""
     shape = {k: repro[k] for k in ("method", "given", "call", "calls", "expect") if k in repro}

@@ -19,22 +19,30 @@ from conformance.engine.executions import Call
 from conformance.engine.judging import judge_rules
 from conformance.engine.kinds import KINDS
 from conformance.engine.oracle import Oracle
+from conformance.engine.repro import CallEntry, Entry, Repro, SequenceRepro
 from conformance.engine.scenarios import scenario_args
 from conformance.engine.strategies import state_of
 from conformance.engine.subject import Subject
 from conformance.engine.verdict import Settings
 from conformance.engine.world import ProviderError, World
+from conformance.errors import ExitStatus, Status, UsageError
 from conformance.provider import Provider, Unsupported
 from conformance.spec.catalog import Catalog
 from conformance.spec.model import Scenario
 
 
-class ReproError(Exception):
+class ReproError(UsageError):
     """The reproduction file cannot be used (not the provider's fault)."""
+
+    blame = "file"
 
 
 class ReplayUnsupported(ReproError):
     """The provider does not support a step or call the reproduction needs."""
+
+    status = Status.NOT_APPLICABLE
+    exit_status = ExitStatus.FAILS
+    blame = "provider"
 
 
 @dataclass
@@ -45,7 +53,9 @@ class ReplayResult:
     expected: tuple[str, ...] = ()  # what the failing call should have given
 
 
-def load_repro(path: str | Path) -> dict[str, Any]:
+def load_repro(path: str | Path) -> Repro:
+    """A reproduction file; checked only for `call` or `calls` (a hand-written one may leave
+    out `given` or `expect`)."""
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -55,7 +65,7 @@ def load_repro(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _calls(repro: dict[str, Any]) -> list[dict[str, Any]]:
+def _calls(repro: Repro) -> list[Entry]:
     if "calls" in repro:
         return list(repro["calls"] or [])
     return [
@@ -68,7 +78,7 @@ def _calls(repro: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _kind(repro: dict[str, Any]) -> str:
+def _kind(repro: Repro) -> str:
     parts = str(repro.get("check", "")).split("::")
     if len(parts) >= 3:
         return parts[-2]
@@ -76,7 +86,7 @@ def _kind(repro: dict[str, Any]) -> str:
 
 
 def replay(
-    repro: dict[str, Any], catalog: Catalog, provider: Provider, settings: Settings | None = None
+    repro: Repro, catalog: Catalog, provider: Provider, settings: Settings | None = None
 ) -> ReplayResult:
     """Run a reproduction; passed is True when the provider now behaves as documented."""
     calls = _calls(repro)
@@ -127,7 +137,7 @@ def replay(
 
 
 def _steps_only(
-    repro: dict[str, Any], calls: list[dict[str, Any]], catalog: Catalog, provider: Provider
+    repro: Repro, calls: list[Entry], catalog: Catalog, provider: Provider
 ) -> ReplayResult:
     """A reproduction of steps alone (the provider failed a setup): the steps run again."""
     family = str(repro.get("check", "")).split("::")[0]
@@ -166,7 +176,7 @@ def _given(world: World, domain, steps: list[dict[str, Any]], state):
     return state
 
 
-def _one_call(subject: Subject, world: World, state, entry: dict[str, Any], kind: str):
+def _one_call(subject: Subject, world: World, state, entry: CallEntry, kind: str):
     """Make one call of the reproduction and judge it as its check kind judges a call."""
     spec = subject.spec
     expect = entry.get("expect")
@@ -189,7 +199,7 @@ def _one_call(subject: Subject, world: World, state, entry: dict[str, Any], kind
     return judge(subject, call, world), predicted.state
 
 
-def _failing_method(repro: dict[str, Any], result: ReplayResult) -> str | None:
+def _failing_method(repro: Repro, result: ReplayResult) -> str | None:
     """The method of the call a failed replay stopped at; None when it failed before a call."""
     if result.passed or result.calls < 1:
         return None
@@ -197,7 +207,7 @@ def _failing_method(repro: dict[str, Any], result: ReplayResult) -> str | None:
     return calls[result.calls - 1].get("method") or repro.get("method")
 
 
-def _names(entries: list[dict[str, Any]]) -> set[str]:
+def _names(entries: list[Entry]) -> set[str]:
     """The scenario names the `given` entries create (a step's first key holds the name)."""
     return {
         str(next(iter(step.values())))
@@ -218,7 +228,7 @@ def _mentions(value: Any) -> set[str]:
     return set()
 
 
-def _dangling(entries: list[dict[str, Any]], named: set[str]) -> bool:
+def _dangling(entries: list[Entry], named: set[str]) -> bool:
     """Whether an entry mentions an object of the original sequence that no entry now makes."""
     made = _names(entries)
     for e in entries:
@@ -231,20 +241,20 @@ def _dangling(entries: list[dict[str, Any]], named: set[str]) -> bool:
     return False
 
 
-def _without_expects(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _without_expects(entries: list[Entry]) -> list[Entry]:
     return [e if "given" in e else {k: v for k, v in e.items() if k != "expect"} for e in entries]
 
 
 def predicted_expects(
-    repro: dict[str, Any], catalog: Catalog, settings: Settings | None = None
-) -> dict[str, Any]:
+    repro: SequenceRepro, catalog: Catalog, settings: Settings | None = None
+) -> SequenceRepro:
     """The reproduction with each call's `expect` what the rules give after the steps before
     it: what a shortened sequence must be checked against."""
     calls = _calls(repro)
     first = next(c.get("method") or repro.get("method") for c in calls if "given" not in c)
     domain = catalog.domain_of(catalog.specs[first])
     state = state_of(domain, repro.get("given") or [])
-    out: list[dict[str, Any]] = []
+    out: list[Entry] = []
     oracles: dict[str, Oracle] = {}
     for entry in calls:
         if "given" in entry:
@@ -264,12 +274,12 @@ def predicted_expects(
 
 
 def minimize(
-    repro: dict[str, Any],
+    repro: Repro,
     catalog: Catalog,
     provider: Provider,
     settings: Settings | None = None,
     max_replays: int = 200,
-) -> dict[str, Any]:
+) -> Repro:
     """Drop calls and given steps one at a time while the reproduction still fails at the same
     method, so that every entry left is needed (hypothesis's shrinker can stop short of that on
     a state machine). Each try re-predicts the codes, as the shorter sequence changes them."""

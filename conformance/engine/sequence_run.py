@@ -10,21 +10,25 @@ from typing import TYPE_CHECKING, Any
 from conformance.engine.sequences import FamilyPlan, Sequence, context_of, plan_family
 from conformance.engine.strategies import call_args
 from conformance.engine.world import ProviderError, Then, World
+from conformance.errors import ProviderFault
 from conformance.provider import Unsupported
 from conformance.spec.domain import FAULTS, Domain
 
 if TYPE_CHECKING:
     from conformance.engine.oracle import Prediction
+    from conformance.engine.repro import Entry
     from conformance.engine.subject import Subject
 
 # -- running a planned sequence ----------------------------------------------------------------
 
 
-class SequenceFailed(Exception):
+class SequenceFailed(ProviderFault):
+    """A planned sequence went wrong; `trace` holds what ran up to it."""
+
     def __init__(
         self,
         message: str,
-        trace: list[dict[str, Any]],
+        trace: list[Entry],
         codes: tuple[str, ...],
         details: dict[str, Any] | None = None,
     ):
@@ -47,7 +51,7 @@ def run_sequence(
     state = domain.empty_state()
     for step in completed:
         domain.apply(state, step)
-    trace: list[dict[str, Any]] = []
+    trace: list[Entry] = []
     try:
         world.reset_and_setup(
             completed, Then(subjects[first.method or ""].spec, first.args or {}, observe)
@@ -107,7 +111,7 @@ def _invariants(
     domain: Domain,
     state: dict[str, Any],
     observe: tuple[str, ...],
-    trace: list[dict[str, Any]],
+    trace: list[Entry],
     seen: dict[str, Any] | None = None,
 ) -> None:
     """The domain's invariants on what the provider shows (the oracle's state for what it

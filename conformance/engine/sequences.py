@@ -38,6 +38,7 @@ from conformance.spec.domain import FAULT_STEP, FAULTS, Domain
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from conformance.engine.repro import Entry, SequenceRepro
     from conformance.engine.subject import Subject
 
 FAMILY_GOAL_KINDS = ("pairs", "steps", "transitions")
@@ -65,10 +66,10 @@ class Sequence:
     seconds: float
     order: int
 
-    def scenario(self) -> dict[str, Any]:
+    def scenario(self) -> SequenceRepro:
         """The sequence as a reproduction writes it: `given`, then `calls` (the expectations
         are the rules' answers; a planned sequence is judged call by call)."""
-        calls: list[dict[str, Any]] = []
+        calls: list[Entry] = []
         for event in self.events:
             if event.step is not None:
                 calls.append({"given": [dict(event.step)]})

@@ -37,6 +37,7 @@ from conformance.engine.judging import (
     state_mismatch,
 )
 from conformance.engine.replay import minimize
+from conformance.engine.repro import Entry, Repro
 from conformance.engine.strategies import (
     Pool,
     draw_args,
@@ -113,7 +114,7 @@ def build_machine(
             self.world.reset()
             self.state = domain.empty_state()
             self.removed: dict[str, list[str]] = {}
-            self.trace: list[dict[str, Any]] = []
+            self.trace: list[Entry] = []
             self.counters: dict[str, int] = {}
             self.recent: list[dict[str, list[str]]] = []  # objects the last two steps used
 
@@ -236,9 +237,7 @@ def build_machine(
     return FamilyMachine
 
 
-def _minimized(
-    repro: dict[str, Any] | None, subjects: list[Subject], domain: Domain
-) -> dict[str, Any] | None:
+def _minimized(repro: Repro | None, subjects: list[Subject], domain: Domain) -> Repro | None:
     """The shrunk sequence with every call and step it does not need taken out."""
     if repro is None:
         return None

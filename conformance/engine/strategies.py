@@ -18,6 +18,7 @@ from conformance.engine.world import OUT, Unknown
 from conformance.spec.domain import ANY, FAULT_STEP, Collection, Domain, FieldType
 
 if TYPE_CHECKING:
+    from conformance.engine.repro import CallRepro
     from conformance.spec.model import Param, Spec
 
 MAX_PER_COLLECTION = 3
@@ -36,7 +37,7 @@ class Case:
     given: list[dict[str, Any]]
     args: dict[str, Any]
 
-    def scenario(self, expect: tuple[str, ...]) -> dict[str, Any]:
+    def scenario(self, expect: tuple[str, ...]) -> CallRepro:
         """The case in the spec's scenario shape, ready to paste under `scenarios`."""
         return {
             "given": [dict(s) for s in self.given],

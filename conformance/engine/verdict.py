@@ -1,44 +1,41 @@
-"""What a check concludes: its status, the verdict, the two ways it stops early (CheckFailed,
-NotApplicable), and the run's settings every check reads.
+"""What a check concludes: the verdict (of one an error ended: `verdict_of`), the two ways a
+check stops early (CheckFailed, NotApplicable), and the run's settings every check reads.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from hypothesis import Phase
 
 from conformance.engine.operations import Costs
+from conformance.errors import ConformanceError, ExitStatus, Status
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from hypothesis.database import ExampleDatabase
 
+    from conformance.engine.repro import Repro
     from conformance.spec.observed import ObservedPolicy
-
-
-class Status(StrEnum):
-    """A check's status, as results.json spells it (a StrEnum: it is written and compared as
-    that string)."""
-
-    PASSED = "passed"
-    FAILED = "failed"
-    NOT_APPLICABLE = "not_applicable"
-    ERROR = "error"
 
 
 PASSED, FAILED, NOT_APPLICABLE, ERROR = Status  # the names the checks use
 
 
-class CheckFailed(Exception):
+class CheckFailed(ConformanceError):
+    """The check found the provider deviating; `codes` are the codes it marks failed."""
+
+    status = Status.FAILED
+    exit_status = ExitStatus.FAILS
+    blame = "provider"
+
     def __init__(
         self,
         message: str,
-        repro: dict[str, Any] | None = None,
+        repro: Repro | None = None,
         codes: tuple[str, ...] = (),
         details: dict[str, Any] | None = None,
     ):
@@ -49,7 +46,12 @@ class CheckFailed(Exception):
         self.details = details
 
 
-class NotApplicable(Exception):
+class NotApplicable(ConformanceError):
+    """The check cannot judge this provider (what it needs is unsupported or unreachable)."""
+
+    status = Status.NOT_APPLICABLE
+    exit_status = ExitStatus.FAILS
+
     def __init__(self, message: str, unreached: list[dict[str, str]] | None = None):
         super().__init__(message)
         self.unreached = unreached  # planned coverage no case reached (see Verdict)
@@ -60,11 +62,23 @@ class Verdict:
     status: Status
     message: str = ""
     codes: dict[str, str] = field(default_factory=dict)
-    repro: dict[str, Any] | None = None
+    repro: Repro | None = None
     details: dict[str, Any] | None = None
     # coverage items of the plan that no executed case reached (its cases were Unsupported)
     unreached: list[dict[str, str]] | None = None
     regressions: list[dict[str, str]] | None = None  # saved cases it replayed, and how they went
+
+
+def verdict_of(error: ConformanceError, scenario: dict[str, str]) -> Verdict:
+    """The verdict of a check an error ended, read from the error's class: its status and
+    message, and the codes it marks (`scenario`: the check's own codes, each not applicable)."""
+    if error.status is Status.FAILED:
+        codes = {c: FAILED for c in (scenario if error.codes is None else error.codes)}
+    else:
+        codes = scenario if error.status is Status.NOT_APPLICABLE else {}
+    return Verdict(
+        error.status, error.describe(), codes, error.repro, error.details, error.unreached
+    )
 
 
 @dataclass

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from conformance.errors import ProviderFault
 
-class CallTimedOut(TimeoutError):
+
+class CallTimedOut(ProviderFault, TimeoutError):
     """A request got no answer in time: the agent's per-call timeout fired, or the harness
     stopped waiting (its own wait, or the check's deadline when `budget` is true).
 

@@ -17,6 +17,7 @@ from typing import Any, cast
 from conformance.engine import batch as batches
 from conformance.engine.batch import BatchingProvider
 from conformance.engine.values import OUT, Unknown  # noqa: F401 - also imported from here
+from conformance.errors import ProviderFault
 from conformance.provider import Outcome, Provider, Unsupported
 from conformance.spec.domain import ANY, FAULT_STEP, Domain, FieldType
 from conformance.spec.model import Param, Spec
@@ -24,7 +25,7 @@ from conformance.spec.model import Param, Spec
 _UNKNOWN_NS = uuid.UUID("6f1c3a52-7d0e-4f7a-9b1e-3c5d2a9e8b41")
 
 
-class ProviderError(Exception):
+class ProviderError(ProviderFault):
     """The provider raised or broke the contract; the check fails with this message."""
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conformance.errors import EXIT_FAILS, EXIT_OK, EXIT_USAGE
 from conformance.extract.formats import read_page
 from conformance.extract.knowledge import Knowledge, load_knowledge
 from conformance.extract.merge import ExtractedSpec, merge
@@ -133,17 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     specs_dir = None if args.no_specs else (Path(args.specs) if args.specs else default_specs_dir())
     if specs_dir is not None and not (specs_dir / "codes.yaml").is_file():
         print(f"error: {specs_dir} is not a specs folder (no codes.yaml)", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     missing = [c for c in args.codes if not Path(c).is_file()]
     if missing:
         print(f"error: --codes {missing[0]}: no such file", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     result = extract(args.pages, specs_dir, args.codes)
     try:
         write_specs(result.specs, args.out, specs_dir)
     except OSError as exc:
         print(f"error: cannot write to {args.out}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     return report(result)
 
 
@@ -184,4 +185,4 @@ def report(result: Extraction, out=None) -> int:
         f"{len(result.errors)} pages unreadable",
         file=out,
     )
-    return 1 if result.errors or unnamed else 0
+    return EXIT_FAILS if result.errors or unnamed else EXIT_OK

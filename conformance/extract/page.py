@@ -10,13 +10,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from conformance.errors import ConformanceError
+
 MAX_BYTES = 1024 * 1024
 
 SDK_API, WIN32_MD, RENDERED = "sdk-api-md", "win32-md", "rendered-text"
 
 
-class PageError(Exception):
+class PageError(ConformanceError):
     """A page that cannot be extracted; the message names the page and the reason."""
+
+    blame = "page"
 
     def __init__(self, doc: str, message: str, skipped: bool = False):
         super().__init__(f"{doc}: {message}")

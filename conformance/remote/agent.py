@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from conformance.errors import UsageError
 from conformance.provider import ProviderUnavailable, load
 from conformance.remote import protocol
 from conformance.remote.session import (
@@ -41,7 +42,7 @@ log = logging.getLogger("conformance.remote.agent")
 EXIT_OK, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 2, 3
 
 
-class AgentUsageError(ValueError):
+class AgentUsageError(UsageError, ValueError):
     """A configuration the agent refuses to start with (exit code 2)."""
 
 

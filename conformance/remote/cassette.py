@@ -25,6 +25,7 @@ from conformance.engine.batch import (
     batch_item,
     fill_refs,
 )
+from conformance.errors import UsageError
 from conformance.provider import Outcome, Provider, ProviderUnavailable
 from conformance.remote import protocol
 from conformance.remote.protocol import ProtocolError
@@ -41,8 +42,10 @@ def open_cassette(spec: str, **options: Any) -> Provider:
     return CassetteProvider(spec[len(REPLAY_SCHEME) :])
 
 
-class CassetteMismatch(Exception):
+class CassetteMismatch(UsageError):
     """A replayed request that the cassette does not hold next."""
+
+    blame = "file"
 
 
 class RecordingProvider(Provider):

@@ -88,7 +88,7 @@ def isolated(provider: str, call_timeout: float | None, memory: int = 0) -> str:
     return STDIO_SCHEME + shlex.join(command)
 
 
-class AgentRefused(ConnectionError):
+class AgentRefused(ProviderUnavailable, ConnectionError):
     """The agent could not be reached or would not serve us; the message says why.
 
     `refused` is the agent's own reason when it answered the hello with a refusal.

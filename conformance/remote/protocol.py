@@ -84,6 +84,7 @@ from collections.abc import Callable
 from typing import Any
 
 from conformance.engine.batch import BatchItem
+from conformance.errors import ProviderFault
 from conformance.provider import Outcome, Unsupported
 
 PROTOCOL_VERSION = 1
@@ -105,8 +106,10 @@ _PARAMS: dict[str, dict[str, type]] = {
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,99}")
 
 
-class ProtocolError(ValueError):
+class ProtocolError(ProviderFault, ValueError):
     """A message that breaks the protocol; `id` is the request's id when it could be read."""
+
+    blame = "peer"
 
     def __init__(self, message: str, request_id: Any = None):
         super().__init__(message)
@@ -121,7 +124,7 @@ class TruncatedMessage(ProtocolError):
     """The stream ended in the middle of a line (a half-closed or dropped connection)."""
 
 
-class RemoteProviderError(Exception):
+class RemoteProviderError(ProviderFault):
     """Base of the exceptions re-raised on the harness side for a provider's exception.
 
     Subclasses carry the remote exception's class name, so the harness's message
@@ -129,7 +132,7 @@ class RemoteProviderError(Exception):
     """
 
 
-class RemoteProtocolError(Exception):
+class RemoteProtocolError(ProviderFault):
     """The agent said our request was malformed (a bug on the harness side, or a limit)."""
 
 

@@ -2,8 +2,9 @@
 
 report.html is for the person who must fix the provider; junit.xml and allure-results/ are
 for CI dashboards; the baseline (`conformance.reporting.baseline`) is for the merge gate. All
-of them read the same summary, so they always agree. Reporting depends on the results format and on
-the spec model (for the pages a contract came from), never on the engine.
+of them read the same summary, so they always agree. Reporting depends on the results format, the
+spec model (for the pages a contract came from) and, of the engine, only the shapes it reads:
+operation counts (`engine.operations`) and reproductions (`engine.repro`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from conformance.reporting.allure import render_allure_report, write_allure_resu
 from conformance.reporting.html import write_html
 from conformance.reporting.junit import write_junit
 from conformance.reporting.model import run_versions, spec_sources, with_check_codes
+from conformance.reporting.shapes import Summary
 
 __all__ = [
     "render_allure_report",
@@ -29,7 +31,7 @@ __all__ = [
 
 
 def write_reports(
-    summary: dict[str, Any], out: Path, specs: dict[str, dict[str, Any]] | None = None
+    summary: Summary, out: Path, specs: dict[str, dict[str, Any]] | None = None
 ) -> list[Path]:
     """Write report.html, junit.xml and allure-results/ into `out`; return their paths.
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from conformance.errors import EXIT_USAGE
 from conformance.reporting.model import (
     Check,
     interface_of,
@@ -30,6 +31,7 @@ from conformance.reporting.model import (
     repro_yaml,
     versions,
 )
+from conformance.reporting.shapes import Summary
 
 RESULTS_DIR = "allure-results"
 REPORT_DIR = "allure-report"
@@ -54,7 +56,7 @@ INSTALL_HINT = (
 
 
 def write_allure_results(
-    summary: dict[str, Any], out: Path, specs: dict[str, dict[str, Any]] | None = None
+    summary: Summary, out: Path, specs: dict[str, dict[str, Any]] | None = None
 ) -> Path:
     """Write one Allure result per check into `out/allure-results/`; return that folder.
 
@@ -88,7 +90,7 @@ def _clear(folder: Path) -> None:
 class _Clock:
     """Start/stop times for checks that recorded only durations: laid end to end, ending now."""
 
-    def __init__(self, summary: dict[str, Any]):
+    def __init__(self, summary: Summary):
         total = sum(c.duration for c in iter_checks(summary))
         self.now = int((time.time() - total) * 1000)
 
@@ -304,7 +306,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
 
 
-def _write_environment(folder: Path, summary: dict[str, Any]) -> None:
+def _write_environment(folder: Path, summary: Summary) -> None:
     """environment.properties: the run's provider, profile, seed and versions in Allure's panel."""
     facts = {
         "provider": summary.get("provider"),
@@ -349,20 +351,20 @@ def render_allure_report(out: Path, project: Path | None = None) -> int:
             f"no Allure results in {results}: run `conformance run --out {out}` first",
             file=sys.stderr,
         )
-        return 2
+        return EXIT_USAGE
     if shutil.which("node") is None:
         print(
             f"cannot render the Allure report: Node.js is not installed; {INSTALL_HINT}",
             file=sys.stderr,
         )
-        return 2
+        return EXIT_USAGE
     allure = find_allure(project)
     if allure is None:
         print(
             f"cannot render the Allure report: the `allure` command was not found; {INSTALL_HINT}",
             file=sys.stderr,
         )
-        return 2
+        return EXIT_USAGE
     command = [
         allure,
         "generate",
@@ -376,4 +378,4 @@ def render_allure_report(out: Path, project: Path | None = None) -> int:
         return subprocess.run(command, cwd=out, check=False).returncode
     except OSError as exc:
         print(f"cannot run {allure}: {exc}; {INSTALL_HINT}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE

@@ -46,6 +46,8 @@ from typing import Any
 
 import yaml
 
+from conformance.errors import EXIT_FAILS, EXIT_OK
+from conformance.reporting.shapes import CheckEntry, Gate, GateEntry, Summary
 from conformance.spec.source import Document, Problem, SourceError, load_file
 
 FORMAT = 1
@@ -90,7 +92,7 @@ class BaselineOutcome:
     def exit_code(self) -> int:
         """0 when the run passes the gate, 1 otherwise (table in the module docstring)."""
         blocking = self.new_failures or self.stale or self.expired or not self.checks_run
-        return 1 if blocking else 0
+        return EXIT_FAILS if blocking else EXIT_OK
 
     def headline(self) -> str:
         """The gate's verdict in one line: the last line a run prints, and what the reports
@@ -108,10 +110,10 @@ class BaselineOutcome:
             parts.append("no check ran")
         return f"GATE {'PASSED' if self.exit_code == 0 else 'FAILED'}: {', '.join(parts)}"
 
-    def as_dict(self, file: str = "") -> dict[str, Any]:
+    def as_dict(self, file: str = "") -> Gate:
         """results.json's `gate` (a compatible addition): what every report shows of it."""
 
-        def entries(items: list[Entry]) -> list[dict[str, Any]]:
+        def entries(items: list[Entry]) -> list[GateEntry]:
             return [
                 {
                     "check": e.check,
@@ -275,7 +277,7 @@ def _duplicates(
 
 
 def apply_baseline(
-    summary: dict[str, Any], baseline: Baseline, today: dt.date | None = None
+    summary: Summary, baseline: Baseline, today: dt.date | None = None
 ) -> BaselineOutcome:
     """Sort a run's checks against the baseline (module docstring: the exit-code table)."""
     today = today or dt.date.today()
@@ -300,17 +302,17 @@ def apply_baseline(
     return outcome
 
 
-def _checks(summary: dict[str, Any]) -> list[dict[str, Any]]:
+def _checks(summary: Summary) -> list[CheckEntry]:
     """Every check in results.json: the methods' and the family-level ones (stateful)."""
     groups = [*summary.get("methods", {}).values(), *(summary.get("families") or {}).values()]
     return [c for info in groups for c in info.get("checks", [])]
 
 
-def _statuses(summary: dict[str, Any]) -> dict[str, str]:
+def _statuses(summary: Summary) -> dict[str, str]:
     return {str(c.get("name")): str(c.get("status")) for c in _checks(summary)}
 
 
-def _checks_run(summary: dict[str, Any]) -> int:
+def _checks_run(summary: Summary) -> int:
     """Checks that ran to a verdict that proves something: passed, failed or errored."""
     totals = summary.get("totals", {})
     return (
@@ -321,7 +323,7 @@ def _checks_run(summary: dict[str, Any]) -> int:
 # -- writing --------------------------------------------------------------------------------
 
 
-def write_baseline(summary: dict[str, Any], path: str | Path, keep: Baseline | None = None) -> Path:
+def write_baseline(summary: Summary, path: str | Path, keep: Baseline | None = None) -> Path:
     """Write the run's failures as a baseline, so that the same run then passes the gate.
 
     Each failed or errored check gets the reason "TODO: why" (a person must fill it in) and

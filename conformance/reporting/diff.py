@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from conformance.engine.operations import KINDS as OPERATION_KINDS
+from conformance.errors import UsageError
+from conformance.reporting.shapes import CheckEntry, Comparison, MethodChange, Summary
 
 FAILING = ("failed", "error")
 
 
-class DiffError(Exception):
+class DiffError(UsageError):
     """A run folder cannot be compared; the message names the file."""
 
+    blame = "file"
 
-def load_run(folder: Path) -> dict[str, Any]:
+
+def load_run(folder: Path) -> Summary:
     path = folder / "results.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -34,7 +37,7 @@ def load_run(folder: Path) -> dict[str, Any]:
     return data
 
 
-def checks_of(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def checks_of(summary: Summary) -> dict[str, CheckEntry]:
     groups = [*summary.get("methods", {}).values(), *(summary.get("families") or {}).values()]
     return {
         str(c.get("name")): c
@@ -45,9 +48,7 @@ def checks_of(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def compare(
-    old: dict[str, Any], new: dict[str, Any], old_label: str = "", new_label: str = ""
-) -> dict[str, Any]:
+def compare(old: Summary, new: Summary, old_label: str = "", new_label: str = "") -> Comparison:
     """What changed from `old` to `new` (two results.json summaries)."""
     before, after = checks_of(old), checks_of(new)
     status = {name: str(c.get("status")) for name, c in before.items()}
@@ -61,7 +62,7 @@ def compare(
         for n, s in sorted(now.items())
         if n in status and s != status[n] and n not in newly_failing and n not in newly_passing
     ]
-    methods: dict[str, Any] = {}
+    methods: dict[str, MethodChange] = {}
     old_methods, new_methods = old.get("methods", {}), new.get("methods", {})
     for method in sorted(set(old_methods) | set(new_methods)):
         was, is_ = old_methods.get(method) or {}, new_methods.get(method) or {}
@@ -89,7 +90,7 @@ def compare(
     }
 
 
-def render(diff: dict[str, Any]) -> str:
+def render(diff: Comparison) -> str:
     """The comparison as text: what broke, what was fixed, verdicts and codes, operations."""
     lines = [f"comparing {diff.get('old') or 'the old run'} -> {diff.get('new') or 'the new run'}"]
     for title, key in (("newly failing", "newly_failing"), ("newly passing", "newly_passing")):

@@ -31,6 +31,7 @@ from conformance.reporting.model import (
     versions,
 )
 from conformance.reporting.results import run_verdict
+from conformance.reporting.shapes import MethodEntry, Summary
 
 REPORT_NAME = "report.html"
 
@@ -57,9 +58,7 @@ CODE_MEANINGS = (
 )
 
 
-def write_html(
-    summary: dict[str, Any], out: Path, specs: dict[str, dict[str, Any]] | None = None
-) -> Path:
+def write_html(summary: Summary, out: Path, specs: dict[str, dict[str, Any]] | None = None) -> Path:
     """Render `out/report.html` from a results.json summary; return its path.
 
     `specs` maps a method id to {"file", "sources", "values"} (see `spec_sources`), so each
@@ -74,7 +73,7 @@ def write_html(
     return path
 
 
-def render_html(summary: dict[str, Any], specs: dict[str, dict[str, Any]] | None = None) -> str:
+def render_html(summary: Summary, specs: dict[str, dict[str, Any]] | None = None) -> str:
     """The page as a string (what `write_html` writes)."""
     template = _env().get_template("report.html.j2")
     return template.render(**view(summary, specs or {}))
@@ -108,7 +107,7 @@ def _visible(value: Any) -> Any:
 # -- the view model -------------------------------------------------------------------------
 
 
-def view(summary: dict[str, Any], specs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def view(summary: Summary, specs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Everything the template shows, as plain data."""
     anchors = _anchors(summary)
     totals = {
@@ -155,7 +154,7 @@ def view(summary: dict[str, Any], specs: dict[str, dict[str, Any]]) -> dict[str,
     }
 
 
-def verdict_line(verdict: str, summary: dict[str, Any], totals: dict[str, int]) -> str:
+def verdict_line(verdict: str, summary: Summary, totals: dict[str, int]) -> str:
     """One sentence a person can repeat in a meeting."""
     methods = summary.get("methods", {})
     n_methods = len(methods)
@@ -195,7 +194,7 @@ def _capabilities(raw: Any) -> list[tuple[str, list[str]]]:
     ]
 
 
-def _anchors(summary: dict[str, Any]) -> dict[str, str]:
+def _anchors(summary: Summary) -> dict[str, str]:
     """Check name -> a unique, attribute-safe fragment id (names come from specs)."""
     anchors: dict[str, str] = {}
     for index, check in enumerate(iter_checks(summary)):
@@ -218,7 +217,7 @@ def owner_anchor(check: Check) -> str:
 
 
 def families(
-    summary: dict[str, Any], specs: dict[str, dict[str, Any]], anchors: dict[str, str]
+    summary: Summary, specs: dict[str, dict[str, Any]], anchors: dict[str, str]
 ) -> list[dict[str, Any]]:
     """Matrix rows grouped by family, families and methods in name order."""
     grouped: dict[str, list[dict[str, Any]]] = {}
@@ -236,7 +235,7 @@ def families(
 
 
 def matrix_row(
-    method: str, info: dict[str, Any], spec: dict[str, Any], anchors: dict[str, str]
+    method: str, info: MethodEntry, spec: dict[str, Any], anchors: dict[str, str]
 ) -> dict[str, Any]:
     checks = [Check(method, str(info.get("family", "")), c) for c in info.get("checks", [])]
     values = spec.get("values", {})
@@ -314,7 +313,7 @@ def observed_text(entries: Any) -> str:
 
 
 def failures(
-    summary: dict[str, Any], specs: dict[str, dict[str, Any]], anchors: dict[str, str]
+    summary: Summary, specs: dict[str, dict[str, Any]], anchors: dict[str, str]
 ) -> list[dict[str, Any]]:
     """Failed and errored checks, grouped by method in the matrix's order."""
     grouped: dict[str, list[dict[str, Any]]] = {}
@@ -336,7 +335,7 @@ def failures(
     ]
 
 
-def not_applicable(summary: dict[str, Any]) -> list[dict[str, Any]]:
+def not_applicable(summary: Summary) -> list[dict[str, Any]]:
     """Not-applicable checks grouped by method and reason: one reason usually covers many;
     the methods the provider does not list in its capabilities are one row."""
     grouped: dict[tuple[str, str], list[str]] = {}
@@ -467,7 +466,7 @@ OPERATION_KINDS = ("reset", "setup", "call", "observe")
 GOAL_KINDS = ("rules", "codes", "effects", "conditions", "arguments", "faults")
 
 
-def operations(summary: dict[str, Any]) -> dict[str, Any] | None:
+def operations(summary: Summary) -> dict[str, Any] | None:
     """What the run asked of the provider, by kind, beside what its plan estimated."""
     made = summary.get("operations")
     if not isinstance(made, dict):
@@ -492,7 +491,7 @@ def operations(summary: dict[str, Any]) -> dict[str, Any] | None:
 FAMILY_KINDS = ("pairs", "steps", "transitions")
 
 
-def coverage(summary: dict[str, Any]) -> dict[str, Any] | None:
+def coverage(summary: Summary) -> dict[str, Any] | None:
     """The plan's coverage per method and per family (covered/total per goal kind) and every
     item no case reached or the budget left out, with the reason."""
     missing: list[dict[str, str]] = []
@@ -557,7 +556,7 @@ def _int(value: Any) -> int:
         return 0
 
 
-def all_checks(summary: dict[str, Any], anchors: dict[str, str]) -> list[dict[str, Any]]:
+def all_checks(summary: Summary, anchors: dict[str, str]) -> list[dict[str, Any]]:
     """Per method (then per family, for family-level checks), every check: failures first."""
     groups: dict[str, list[Check]] = {}
     for check in iter_checks(summary):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
 
 from conformance.reporting.model import (
     Check,
@@ -21,11 +20,12 @@ from conformance.reporting.model import (
     repro_yaml,
     xml_text,
 )
+from conformance.reporting.shapes import Summary
 
 JUNIT_NAME = "junit.xml"
 
 
-def write_junit(summary: dict[str, Any], out: Path) -> Path:
+def write_junit(summary: Summary, out: Path) -> Path:
     """Write `out/junit.xml` from a results.json summary; return its path."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / JUNIT_NAME
@@ -37,7 +37,7 @@ def write_junit(summary: dict[str, Any], out: Path) -> Path:
     return path
 
 
-def junit_tree(summary: dict[str, Any]) -> ET.Element:
+def junit_tree(summary: Summary) -> ET.Element:
     """The `<testsuites>` element: totals on the root, one suite per method."""
     root = ET.Element("testsuites", name=xml_text(f"conformance {summary.get('provider', '')}"))
     by_method: dict[str, list[Check]] = {}
@@ -49,7 +49,7 @@ def junit_tree(summary: dict[str, Any]) -> ET.Element:
     return root
 
 
-def suite(method: str, checks: list[Check], summary: dict[str, Any]) -> ET.Element:
+def suite(method: str, checks: list[Check], summary: Summary) -> ET.Element:
     element = ET.Element("testsuite", name=xml_text(method))
     _count(element, checks, summary)
     props = ET.SubElement(element, "properties")
@@ -60,7 +60,7 @@ def suite(method: str, checks: list[Check], summary: dict[str, Any]) -> ET.Eleme
     return element
 
 
-def _count(element: ET.Element, checks: list[Check], summary: dict[str, Any] | None = None) -> None:
+def _count(element: ET.Element, checks: list[Check], summary: Summary | None = None) -> None:
     """tests/failures/errors/skipped/time attributes, as JUnit readers expect them (a known
     deviation of a gated run counts as skipped)."""
     known = {c.name for c in checks if summary and known_deviation(summary, c.name)}

@@ -19,6 +19,9 @@ from typing import Any
 
 import yaml
 
+from conformance.engine.repro import Repro
+from conformance.reporting.shapes import CheckEntry, Summary
+
 #: check statuses (results.json) in the order a reader wants to see them
 STATUS_ORDER = ("failed", "error", "not_applicable", "passed")
 
@@ -38,7 +41,7 @@ class Check:
 
     method: str
     family: str
-    data: dict[str, Any]
+    data: CheckEntry
 
     @property
     def owner(self) -> str:
@@ -62,7 +65,7 @@ class Check:
         return str(self.data.get("message") or "")
 
     @property
-    def repro(self) -> dict[str, Any] | None:
+    def repro(self) -> Repro | None:
         repro = self.data.get("repro")
         return repro if isinstance(repro, dict) else None
 
@@ -83,7 +86,7 @@ class Check:
         return check_codes(self.data)
 
 
-def iter_checks(summary: dict[str, Any]) -> Iterator[Check]:
+def iter_checks(summary: Summary) -> Iterator[Check]:
     """Every check of the run: method by method, then the family-level ones."""
     for method, info in summary.get("methods", {}).items():
         for data in info.get("checks", []):
@@ -93,7 +96,7 @@ def iter_checks(summary: dict[str, Any]) -> Iterator[Check]:
             yield Check("", str(family), data)
 
 
-def check_codes(check: dict[str, Any]) -> dict[str, str]:
+def check_codes(check: CheckEntry) -> dict[str, str]:
     """The codes a check touched, code -> passed|failed|not_applicable.
 
     results.json carries them per check when the stream wrote them (`codes`); an older
@@ -110,12 +113,12 @@ def check_codes(check: dict[str, Any]) -> dict[str, str]:
     return {}
 
 
-def has_check_codes(summary: dict[str, Any]) -> bool:
+def has_check_codes(summary: Summary) -> bool:
     """Whether the summary records per-check codes (needed to count checks per code)."""
     return any(isinstance(c.data.get("codes"), dict) for c in iter_checks(summary))
 
 
-def with_check_codes(summary: dict[str, Any], stream: Path) -> dict[str, Any]:
+def with_check_codes(summary: Summary, stream: Path) -> Summary:
     """The summary with each check's `codes` filled in from results.jsonl where missing.
 
     results.jsonl is the run's event stream and records the codes of every check; a
@@ -175,7 +178,7 @@ def split_code(described: Any) -> tuple[str, str]:
     return text, ""
 
 
-def repro_yaml(repro: dict[str, Any] | None) -> str:
+def repro_yaml(repro: Repro | None) -> str:
     """A reproduction as the YAML a spec author pastes under `scenarios`."""
     if not repro:
         return ""
@@ -194,7 +197,7 @@ def xml_text(value: Any) -> str:
     return _NOT_XML.sub("\ufffd", "" if value is None else str(value))
 
 
-def versions(summary: dict[str, Any] | None = None) -> dict[str, str]:
+def versions(summary: Summary | None = None) -> dict[str, str]:
     """The versions behind a run: those recorded in the summary, else this environment's."""
     recorded = (summary or {}).get("versions")
     if isinstance(recorded, dict) and recorded:
@@ -229,7 +232,7 @@ def spec_sources(specs: Iterable[Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def known_deviation(summary: dict[str, Any], check: str) -> str | None:
+def known_deviation(summary: Summary, check: str) -> str | None:
     """The baseline's reason when a failed check is a known deviation of a gated run
     (results.json `gate`), else None: reports show it as skipped, not as a failure."""
     gate = summary.get("gate")

@@ -15,6 +15,23 @@ from pathlib import Path
 from typing import Any
 
 from conformance.engine.operations import Tally
+from conformance.engine.repro import Repro
+from conformance.errors import WriteError
+from conformance.reporting.shapes import (
+    Covered,
+    Details,
+    FamilyEntry,
+    Header,
+    MethodEntry,
+    MethodPlanSummary,
+    Missing,
+    ObservedHit,
+    ObservedUse,
+    Operations,
+    RegressionOutcome,
+    Summary,
+    Totals,
+)
 
 SCHEMA = 1
 
@@ -28,14 +45,14 @@ class CheckResult:
     status: str
     message: str = ""
     codes: dict[str, str] = field(default_factory=dict)
-    repro: dict[str, Any] | None = None
+    repro: Repro | None = None
     duration: float = 0.0
     family: str = ""
-    details: dict[str, Any] | None = None
-    observed: list[dict[str, Any]] | None = None  # `observed` entries that excused results
-    operations: dict[str, int] | None = None  # provider operations the check made, by kind
-    unreached: list[dict[str, str]] | None = None  # planned coverage its cases did not reach
-    regressions: list[dict[str, str]] | None = None  # saved cases it replayed first: file, status
+    details: Details | None = None
+    observed: list[ObservedHit] | None = None  # `observed` entries that excused results
+    operations: Operations | None = None  # provider operations the check made, by kind
+    unreached: list[Missing] | None = None  # planned coverage its cases did not reach
+    regressions: list[RegressionOutcome] | None = None  # saved cases it replayed first
 
 
 @dataclass
@@ -46,7 +63,7 @@ class MethodInfo:
     codes: list[str]
     interface: str = ""
     file: str = ""
-    plan: dict[str, Any] | None = None  # the method's planned cases and their coverage
+    plan: MethodPlanSummary | None = None  # the method's planned cases and their coverage
 
 
 class ResultStream:
@@ -55,7 +72,7 @@ class ResultStream:
     def __init__(
         self,
         out: Path,
-        header: dict[str, Any],
+        header: Header,
         methods: dict[str, MethodInfo],
         stream: str = "results.jsonl",
         summary: bool = True,
@@ -106,23 +123,23 @@ class ResultStream:
         if time.monotonic() - self._last_summary > 0.5:
             self.write_summary()
 
-    def close(self) -> dict[str, Any]:
+    def close(self) -> Summary:
         summary = self.write_summary()
         self._write_line({"event": "end", "totals": summary["totals"]})
         self._jsonl.close()
         return summary
 
-    def write_summary(self) -> dict[str, Any]:
+    def write_summary(self) -> Summary:
         self._last_summary = time.monotonic()
         summary = summarize(self.header, self.methods, self.results)
         return write_summary(summary, self.out) if self.summary else summary
 
 
-class ResultsWriteError(Exception):
+class ResultsWriteError(WriteError):
     """Results could not be written (a full or read-only disk); names the file and why."""
 
 
-def write_summary(summary: dict[str, Any], out: Path) -> dict[str, Any]:
+def write_summary(summary: Summary, out: Path) -> Summary:
     """results.json, replaced atomically so a reader never sees half a file (and no partial
     temporary file is left when the disk is full)."""
     tmp = out / "results.json.tmp"
@@ -164,9 +181,10 @@ def method_verdict(checks: list[CheckResult], codes: dict[str, str]) -> str:
 
 
 def summarize(
-    header: dict[str, Any], methods: dict[str, MethodInfo], results: list[CheckResult]
-) -> dict[str, Any]:
-    totals = {"passed": 0, "failed": 0, "not_applicable": 0, "errors": 0}
+    header: Header, methods: dict[str, MethodInfo], results: list[CheckResult]
+) -> Summary:
+    """results.json from the run's header, its methods and its finished checks."""
+    totals: Totals = {"passed": 0, "failed": 0, "not_applicable": 0, "errors": 0}
     key = {
         "passed": "passed",
         "failed": "failed",
@@ -180,7 +198,7 @@ def summarize(
         by_method.setdefault(r.method, []).append(r)
         if r.operations:
             operations.merge(r.operations)
-    out_methods: dict[str, Any] = {}
+    out_methods: dict[str, MethodEntry] = {}
     for method, info in methods.items():
         checks = by_method.get(method, [])
         marks: dict[str, list[str]] = {c: [] for c in info.codes}
@@ -218,7 +236,7 @@ def summarize(
         excused = observed_codes(method, results)
         if excused:
             out_methods[method]["observed"] = excused
-    families: dict[str, Any] = {}
+    families: dict[str, FamilyEntry] = {}
     for r in results:
         if r.method not in methods:  # a family-level check that passed (or blamed no method)
             entry = families.setdefault(r.family, {"checks": []})
@@ -254,10 +272,10 @@ def summarize(
     }
 
 
-def coverage_reached(owners: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+def coverage_reached(owners: list[MethodEntry | FamilyEntry]) -> dict[str, Covered]:
     """covered/total per coverage kind over the plans of methods and families, as their
     cases reached it."""
-    out: dict[str, dict[str, int]] = {}
+    out: dict[str, Covered] = {}
     for info in owners:
         coverage = (info.get("plan") or {}).get("coverage") or {}
         for kind, value in coverage.items():
@@ -268,10 +286,10 @@ def coverage_reached(owners: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     return out
 
 
-def reached_plan(plan: dict[str, Any], checks: list[CheckResult]) -> dict[str, Any]:
+def reached_plan(plan: MethodPlanSummary, checks: list[CheckResult]) -> MethodPlanSummary:
     """A method's plan with the coverage its executed cases reached: an item whose every case
     the provider could not run (Unsupported) moves from covered to unreachable, with why."""
-    lost: dict[str, dict[str, str]] = {}
+    lost: dict[str, Missing] = {}
     for check in checks:
         for entry in check.unreached or ():
             lost.setdefault(entry["item"], entry)
@@ -289,10 +307,10 @@ def reached_plan(plan: dict[str, Any], checks: list[CheckResult]) -> dict[str, A
     return {**plan, "coverage": coverage}
 
 
-def observed_codes(method: str, results: list[CheckResult]) -> dict[str, list[dict[str, Any]]]:
+def observed_codes(method: str, results: list[CheckResult]) -> dict[str, list[ObservedUse]]:
     """Documented code -> the `observed` entries of `method` that stood in for it, with the
     checks they excused (a family's stateful check excuses calls of several methods)."""
-    out: dict[str, dict[int, dict[str, Any]]] = {}
+    out: dict[str, dict[int, ObservedUse]] = {}
     for r in results:
         for hit in r.observed or ():
             if hit.get("method") != method:
@@ -315,7 +333,7 @@ def observed_codes(method: str, results: list[CheckResult]) -> dict[str, list[di
     return {code: list(entries.values()) for code, entries in sorted(out.items())}
 
 
-def run_verdict(summary: dict[str, Any]) -> str:
+def run_verdict(summary: Summary) -> str:
     """conforms / fails / partial / not-applicable for the whole run."""
     verdicts = [m["verdict"] for m in summary["methods"].values()]
     t = summary["totals"]
@@ -334,7 +352,7 @@ def merge_streams(
     plans: dict[str, Any] | None = None,
     run: str | None = None,
     notes: list[str] | None = None,
-) -> dict[str, Any]:
+) -> Summary:
     """One results.jsonl and results.json from the streams of a parallel run's workers;
     `plans` (the controller's: the run's `plan` and each method's) fill in what workers that
     planned lazily left out. Only the streams of run `run` are merged (by default the run of
@@ -344,7 +362,7 @@ def merge_streams(
     if run is None and parts:
         newest = max(parts, key=lambda p: p.stat().st_mtime)
         run = parts[newest][0].get("run")
-    header: dict[str, Any] = {}
+    header: Header = {}  # (filled from the first stream of the run)
     methods: dict[str, MethodInfo] = {}
     results: list[CheckResult] = []
     merged = 0
@@ -378,11 +396,11 @@ def merge_streams(
 
 def read_stream(
     path: Path, skipped: list[str] | None = None
-) -> tuple[dict[str, Any], dict[str, MethodInfo], list[CheckResult]]:
+) -> tuple[Header, dict[str, MethodInfo], list[CheckResult]]:
     """Read a results.jsonl back, skipping a torn line (a run killed mid-write, even inside a
     UTF-8 character) and any line that is not one of its records; `skipped` gets a note for
     each (which line, and why)."""
-    header: dict[str, Any] = {}
+    header: Header = {}  # (the stream's first line)
     methods: dict[str, MethodInfo] = {}
     results: list[CheckResult] = []
     text = path.read_bytes().decode("utf-8", errors="replace")

@@ -6,7 +6,7 @@ knows by their node ids only.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from conformance.engine.plan import SpecPlan
+    from conformance.engine.repro import Repro
+    from conformance.reporting.shapes import MethodPlanSummary
     from conformance.runner.items import CheckItem
     from conformance.runner.session import ConformanceSession
     from conformance.spec.model import Scenario, Spec
@@ -33,7 +35,7 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
-def plan_of(plan: SpecPlan | None) -> dict[str, Any] | None:
+def plan_of(plan: SpecPlan | None) -> MethodPlanSummary | None:
     return plan.summary() if plan is not None else None
 
 
@@ -72,7 +74,7 @@ def blamed_method(verdict: Verdict) -> str:
     return ""
 
 
-def write_repro(out: Path, check: str, repro: dict[str, Any]) -> Path:
+def write_repro(out: Path, check: str, repro: Repro) -> Path:
     """DIR/repro/<check>.yaml: a reproduction `conformance replay` runs again."""
     folder = out / "repro"
     folder.mkdir(parents=True, exist_ok=True)

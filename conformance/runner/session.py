@@ -18,8 +18,7 @@ from conformance.engine.budget import DEFAULT_CHECK_TIMEOUT, Budgeted, CheckTime
 from conformance.engine.draws import pin_draws
 from conformance.engine.exampledb import FailuresDatabase
 from conformance.engine.kinds import KINDS, Target, kinds_for
-from conformance.engine.operations import Budget, Costs, CostsError, Tally
-from conformance.engine.oracle import OracleError
+from conformance.engine.operations import Budget, Costs, Tally
 from conformance.engine.plan import SpecPlan, plan_spec
 from conformance.engine.profiles import PROFILES
 from conformance.engine.regressions import DEFAULT_FOLDER as DEFAULT_REGRESSIONS
@@ -34,13 +33,12 @@ from conformance.engine.verdict import (
     FAILED,
     NOT_APPLICABLE,
     PASSED,
-    CheckFailed,
-    NotApplicable,
     Settings,
     Verdict,
+    verdict_of,
 )
-from conformance.engine.world import ProviderError
-from conformance.provider import Provider, ProviderUnavailable, Unsupported, load, portable
+from conformance.errors import ConformanceError
+from conformance.provider import Provider, ProviderUnavailable, load, portable
 from conformance.remote.cassette import cassette_of
 from conformance.reporting.model import run_versions
 from conformance.reporting.progress import Progress
@@ -73,6 +71,7 @@ from conformance.spec.observed import (
 )
 
 if TYPE_CHECKING:
+    from conformance.reporting.shapes import Summary
     from conformance.spec.model import Spec
 
 
@@ -104,10 +103,7 @@ class ConformanceSession:
         self.seed = seed
         self.code_page = code_page
         self.capabilities = _capabilities(provider)
-        try:
-            costs = Costs.of(self.capabilities)
-        except CostsError as exc:
-            raise ProviderUnavailable(str(exc)) from None
+        costs = Costs.of(self.capabilities)  # CostsError: a ProviderUnavailable
         chosen = PROFILES[profile]
         drawn = chosen.explore if explore is None else explore
         runs = chosen.machine_runs if explore is None else max(5, explore // 4)
@@ -149,7 +145,7 @@ class ConformanceSession:
         self.stream: ResultStream | None = None
         self.progress: Progress | None = None
         self.show_progress: bool | None = False  # conformance run turns it on
-        self.summary: dict[str, Any] | None = None
+        self.summary: Summary | None = None
         self.subjects: dict[str, Subject] = {}
         self.family_plans: dict[str, Any] = {}  # family -> its planned sequences
         self.only: set[str] | None = None  # --rerun-failed: the checks to run
@@ -478,20 +474,8 @@ class ConformanceSession:
             )
         try:
             return KINDS[item.kind].run(self.target(item))
-        except CheckFailed as exc:
-            return Verdict(
-                FAILED, exc.message, {c: FAILED for c in exc.codes}, exc.repro, exc.details
-            )
-        except NotApplicable as exc:
-            return Verdict(NOT_APPLICABLE, str(exc), scenario_codes(item), unreached=exc.unreached)
-        except Unsupported as exc:
-            return Verdict(
-                NOT_APPLICABLE, f"unsupported by the provider: {exc}", scenario_codes(item)
-            )
-        except ProviderError as exc:
-            return Verdict(FAILED, str(exc), {c: FAILED for c in scenario_codes(item)})
-        except OracleError as exc:
-            return Verdict(ERROR, f"spec error: {exc}")
+        except ConformanceError as exc:  # its class says the verdict (conformance.errors)
+            return verdict_of(exc, scenario_codes(item))
         except Exception as exc:  # the harness must record every check, whatever happened
             return Verdict(ERROR, f"the check could not complete: {type(exc).__name__}: {exc}")
 

@@ -77,7 +77,8 @@ def open_session(
 
 
 def failed_in(folder: Path) -> set[str]:
-    """The checks that failed or errored in the run in `folder` (ValueError if unreadable)."""
+    """The checks that failed or errored in the run in `folder` (UsageError if unreadable)."""
+    from conformance.errors import UsageError
     from conformance.reporting.diff import DiffError, checks_of, load_run
 
     try:
@@ -85,4 +86,4 @@ def failed_in(folder: Path) -> set[str]:
             n for n, c in checks_of(load_run(folder)).items() if c.get("status") in (FAILED, ERROR)
         }
     except DiffError as exc:
-        raise ValueError(f"--rerun-failed: {exc}") from None
+        raise UsageError(f"--rerun-failed: {exc}") from None

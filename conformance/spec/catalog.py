@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from conformance.errors import UsageError
 from conformance.spec.catalog_checks import catalog_problems
 from conformance.spec.codes import CodeTable, code_table_from
 from conformance.spec.crosscheck import spec_problems
@@ -40,12 +41,12 @@ class Catalog:
         return self.domains[spec.family]
 
     def of_families(self, families: list[str] | None) -> Catalog:
-        """The catalog of these families only (`--family`); ValueError names an unknown one."""
+        """The catalog of these families only (`--family`); UsageError names an unknown one."""
         if not families:
             return self
         unknown = [f for f in families if f not in self.domains]
         if unknown:
-            raise ValueError(
+            raise UsageError(
                 f"--family {unknown[0]}: no such family; the catalog has "
                 f"{', '.join(sorted(self.domains))}"
             )

@@ -9,8 +9,10 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from conformance.errors import SpecError
 
-class Untranslatable(Exception):
+
+class Untranslatable(SpecError):
     """The expression uses something the translation does not model: `cel` runs it."""
 
 

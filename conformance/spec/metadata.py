@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conformance.errors import EXIT_FAILS, EXIT_OK, EXIT_USAGE, UsageError
 from conformance.spec.codes import hex32
 from conformance.spec.model import Spec
 from conformance.spec.source import SourceError, dotted
@@ -46,8 +47,10 @@ _STRINGS = {
 _WIN32_RETURNS = {"UInt32", "WIN32_ERROR", "Int32"}
 
 
-class MetadataMissing(Exception):
+class MetadataMissing(UsageError):
     """The optional metadata package is not installed."""
+
+    blame = "environment"
 
 
 @dataclass(frozen=True)
@@ -443,12 +446,12 @@ def main(argv: list[str] | None = None) -> int:
     except SourceError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
         found = check(catalog)
     except MetadataMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     disagreements = [d for d in found if not d.note]
     if not args.quiet:
         for note in (d for d in found if d.note):
@@ -459,4 +462,4 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(catalog.specs)} specs checked: {len(disagreements)} disagreements, "
         f"{len(found) - len(disagreements)} notes"
     )
-    return 1 if disagreements else 0
+    return EXIT_FAILS if disagreements else EXIT_OK

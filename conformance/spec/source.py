@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from conformance.errors import SpecError
+
 MAX_BYTES = 2 * 1024 * 1024
 _BASE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml keeps the marks, fast
 MAX_NODES = 200_000
@@ -44,12 +46,17 @@ class Problem:
         return f"{self.file}:{self.line}: {where}{self.message}"
 
 
-class SourceError(Exception):
-    """A file that cannot be used at all; carries its problems."""
+class SourceError(SpecError):
+    """A file that cannot be used at all; carries its problems (each names file:line)."""
+
+    prefix = ""
 
     def __init__(self, problems: list[Problem]):
         super().__init__("\n".join(str(p) for p in problems))
         self.problems = problems
+
+    def lines(self) -> list[str]:
+        return [str(p) for p in self.problems]
 
 
 class Document:

@@ -12,13 +12,14 @@ import warnings
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from conformance.errors import SpecError
 from conformance.spec.cel_text import Untranslatable, _string_value, tokens
 
 if TYPE_CHECKING:
     from conformance.spec.expression import Fast
 
 
-class CostExceeded(Exception):
+class CostExceeded(SpecError):
     """One evaluation would pass `ITERATION_LIMIT`: the spec's rule is at fault, not the
     provider."""
 
