@@ -30,7 +30,7 @@ from conformance.engine.judging import (
 )
 from conformance.engine.kinds import KINDS, CheckKind, Target, kinds_for
 from conformance.engine.oracle import OracleError
-from conformance.engine.scenarios import check_scenario
+from conformance.engine.scenarios import check_scenario, sequence_disagreement
 from conformance.engine.strategies import Case, cases, state_of
 from conformance.engine.trial import Trial, prepare
 from conformance.engine.verdict import (
@@ -503,6 +503,9 @@ def check_sequence(target: Target) -> Verdict:
         if "expect" in entry and entry.get("method", spec.id) == spec.id
         for c in ([entry["expect"]] if isinstance(entry["expect"], str) else entry["expect"])
     }
+    wrong = sequence_disagreement(spec, scenario, target.catalog, subject.settings.code_page)
+    if wrong is not None:  # a spec error, found before any provider call
+        raise wrong
     try:
         result = replay(sequence, target.catalog, subject.provider, subject.settings)
     except ReplayUnsupported as exc:

@@ -171,6 +171,35 @@ def state_mismatch(
     return None
 
 
+def then_mismatch(
+    then: dict[str, Any], rows_of: Callable[[str], list[dict[str, Any]]]
+) -> str | None:
+    """How the collections a scenario's `then` names (read with `rows_of`) differ from it: a
+    list of names is the whole collection; a list of objects must each match one object on
+    the keys written, with no other objects."""
+    for coll, want in then.items():
+        seen = rows_of(coll)
+        if all(isinstance(w, str) for w in want):
+            got = sorted(o["id"] for o in seen)
+            if got != sorted(want):
+                return f"{coll} after the call: expected {sorted(want)}, provider has {got}"
+            continue
+        for w in want:
+            match = [o for o in seen if all(_same(o.get(k), v) for k, v in w.items())]
+            if not match:
+                return f"{coll} after the call: no object like {w} in {_objects(seen)}"
+        if len(seen) != len(want):
+            return (
+                f"{coll} after the call: expected {len(want)} objects, provider has "
+                f"{_objects(seen)}"
+            )
+    return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    return canonical([{"v": a}]) == canonical([{"v": b}])
+
+
 def _objects(objs: list[dict[str, Any]]) -> str:
     return "[" + ", ".join(json.dumps(o, ensure_ascii=False, sort_keys=True) for o in objs) + "]"
 

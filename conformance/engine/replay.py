@@ -2,9 +2,10 @@
 
 A reproduction is a scenario in the spec's own shape: `given` steps, then one `call` with its
 `expect` (and optional `then`), or a list of `calls` in which an entry is either a call
-(`method`, `call`, `expect`) or more `given` steps. Every call is checked as the check that
-wrote it would: its code against `expect`, the observable state against the rules' effects,
-and, for out-params and closed-world reproductions, those properties.
+(`method`, `call`, `expect`, optional `then`) or more `given` steps. Every call is checked as
+the check that wrote it would: its code against `expect`, the observable state against the
+rules' effects, and, for out-params and closed-world reproductions, those properties; then the
+collections its `then` names against what it says.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import yaml
 
 from conformance.engine.executions import Call
-from conformance.engine.judging import judge_rules
+from conformance.engine.judging import judge_rules, then_mismatch
 from conformance.engine.kinds import KINDS
 from conformance.engine.oracle import Oracle
 from conformance.engine.repro import CallEntry, Entry, Repro, SequenceRepro
@@ -196,7 +197,16 @@ def _one_call(subject: Subject, world: World, state, entry: CallEntry, kind: str
         except (Unsupported, ProviderError) as exc:
             call.seen[coll] = exc
     judge = KINDS[kind].replay_judge() if kind in KINDS else judge_rules
-    return judge(subject, call, world), predicted.state
+    problem = judge(subject, call, world) or then_mismatch(
+        entry.get("then") or {}, lambda coll: _rows(call, world, coll)
+    )
+    return problem, predicted.state
+
+
+def _rows(call: Call, world: World, coll: str) -> list[dict[str, Any]]:
+    """A collection after the call: as the judge read it, else read now."""
+    seen = call.seen.get(coll)
+    return seen if isinstance(seen, list) else world.observe(coll)
 
 
 def _failing_method(repro: Repro, result: ReplayResult) -> str | None:

@@ -32,7 +32,7 @@ class CallEntry(TypedDict):
     # left out where no code is asserted: `Sequence.scenario` (a plan shown by `conformance
     # plan --json`), and the shorter sequences `replay.minimize` tries
     expect: NotRequired[Expect]
-    then: NotRequired[dict[str, Any]]  # a spec scenario's entry may have it (replay ignores it)
+    then: NotRequired[dict[str, Any]]  # what the collections hold after it (compared)
 
 
 class GivenEntry(TypedDict):
@@ -52,7 +52,7 @@ class CallRepro(TypedDict):
     expect: Expect
     check: NotRequired[str]  # the check that wrote it (its kind judges a replay)
     method: NotRequired[str]
-    then: NotRequired[dict[str, Any]]  # a hand-written one may have it (replay ignores it)
+    then: NotRequired[dict[str, Any]]  # what the collections hold after it (compared)
 
 
 class SequenceRepro(TypedDict):

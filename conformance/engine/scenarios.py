@@ -5,23 +5,25 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from conformance.engine.judging import (
-    _objects,
-    canonical,
     code_mismatch,
     context_line,
     details,
     outputs_mismatch,
     repro,
+    then_mismatch,
 )
-from conformance.engine.oracle import OracleError
+from conformance.engine.oracle import Oracle, OracleError
 from conformance.engine.strategies import state_of
 from conformance.engine.trial import Trial, prepare
 from conformance.engine.verdict import FAILED, PASSED, CheckFailed, Verdict
 from conformance.engine.world import OUT, ProviderError, Then, Unknown
+from conformance.spec.model import Scenario
 
 if TYPE_CHECKING:
+    from conformance.engine.oracle import Prediction
     from conformance.engine.subject import Subject
-    from conformance.spec.model import Scenario, Spec
+    from conformance.spec.catalog import Catalog
+    from conformance.spec.model import Spec
 
 # -- scenario ---------------------------------------------------------------------------------
 
@@ -45,6 +47,77 @@ def _ref(value: Any) -> Any:
     return value
 
 
+def _disagreement(
+    spec: Spec,
+    scenario: Scenario,
+    entry: tuple[str | int, ...],
+    expect: tuple,
+    predicted: Prediction,
+) -> OracleError | None:
+    """A scenario's call expecting other codes than the rules predict: a spec error, found
+    with the oracle alone. `entry` is the path of one of its `calls` (empty: its `call`)."""
+    if set(predicted.codes) == set(expect):
+        return None
+    where = f" {entry[0]}[{entry[1]}]" if entry else ""
+    return OracleError(
+        f"{spec.file}:{spec.line('scenarios', scenario.index, *entry, 'expect')}: scenario "
+        f"{scenario.name!r}{where} expects {', '.join(expect)} but the rules predict "
+        f"{', '.join(predicted.codes)} (rule {predicted.rule.index})"
+    )
+
+
+def sequence_disagreement(
+    spec: Spec, scenario: Scenario, catalog: Catalog, code_page: str = "cp1252"
+) -> OracleError | None:
+    """The first entry of a multi-call scenario whose `expect` is not what the rules predict
+    after the steps and calls before it (what its check raises before any provider call)."""
+    domain = catalog.domain_of(spec)
+    state = state_of(domain, list(scenario.given))
+    oracles: dict[str, Oracle] = {}
+    for j, entry in enumerate(scenario.calls):
+        if "given" in entry:
+            for raw in entry["given"] or []:
+                domain.apply(state, domain.complete(raw))
+            continue
+        callee = catalog.specs.get(entry.get("method") or spec.id)
+        if callee is None:  # the catalog refuses it when loaded; a replay names it
+            return None
+        if callee.id not in oracles:
+            oracles[callee.id] = Oracle(callee, catalog.codes, code_page)
+        call = Scenario(scenario.name, (), dict(entry.get("call") or {}), ())
+        predicted = oracles[callee.id].predict(state, scenario_args(callee, call))
+        expect = entry.get("expect")
+        if expect is not None:
+            expected = tuple(expect) if isinstance(expect, list) else (expect,)
+            wrong = _disagreement(spec, scenario, ("calls", j), expected, predicted)
+            if wrong is not None:
+                return wrong
+        state = predicted.state
+    return None
+
+
+def scenario_problems(catalog: Catalog) -> list[str]:
+    """Every scenario of the catalog whose expected codes the rules do not predict, or whose
+    rules fail on it (`file:line: message`): found by `conformance validate` with the oracle
+    alone, as the scenario checks would find them."""
+    problems: list[str] = []
+    for spec in catalog.specs.values():
+        oracle = Oracle(spec, catalog.codes)
+        for scenario in spec.scenarios:
+            try:
+                if scenario.calls:
+                    wrong = sequence_disagreement(spec, scenario, catalog)
+                else:
+                    state = state_of(catalog.domain_of(spec), list(scenario.given))
+                    predicted = oracle.predict(state, scenario_args(spec, scenario))
+                    wrong = _disagreement(spec, scenario, (), scenario.expect, predicted)
+            except OracleError as exc:
+                wrong = exc
+            if wrong is not None:
+                problems.append(str(wrong))
+    return problems
+
+
 def check_scenario(subject: Subject, scenario: Scenario) -> Verdict:
     spec = subject.spec
     args = scenario_args(spec, scenario)
@@ -53,12 +126,7 @@ def check_scenario(subject: Subject, scenario: Scenario) -> Verdict:
     wrong: OracleError | None = None  # raised after the setups, the call not made
     try:
         predicted = subject.oracle.predict(state, args)
-        if set(predicted.codes) != set(scenario.expect):
-            wrong = OracleError(
-                f"{spec.file}:{spec.line('scenarios', scenario.index)}: scenario "
-                f"{scenario.name!r} expects {', '.join(scenario.expect)} but the rules predict "
-                f"{', '.join(predicted.codes)} (rule {predicted.rule.index})"
-            )
+        wrong = _disagreement(spec, scenario, (), scenario.expect, predicted)
     except OracleError as exc:
         wrong = exc
     then = Then(spec, args, tuple(scenario.then)) if wrong is None else None
@@ -78,7 +146,7 @@ def check_scenario(subject: Subject, scenario: Scenario) -> Verdict:
         subject, scenario.expect, trial.outcome, state, args
     ) or outputs_mismatch(trial.world, predicted.outputs, trial.outcome)
     if problem is None:
-        problem = _then_mismatch(trial, scenario.then)
+        problem = then_mismatch(scenario.then, trial.world.observe)
     if problem:
         raise CheckFailed(
             f"{problem} {context_line(steps, args)}",
@@ -87,27 +155,3 @@ def check_scenario(subject: Subject, scenario: Scenario) -> Verdict:
             details(subject, trial, scenario.expect),
         )
     return Verdict(PASSED, codes={s: PASSED for s in codes})
-
-
-def _then_mismatch(trial: Trial, then: dict[str, Any]) -> str | None:
-    for coll, want in then.items():
-        seen = trial.world.observe(coll)
-        if all(isinstance(w, str) for w in want):
-            got = sorted(o["id"] for o in seen)
-            if got != sorted(want):
-                return f"{coll} after the call: expected {sorted(want)}, provider has {got}"
-            continue
-        for w in want:
-            match = [o for o in seen if all(_same(o.get(k), v) for k, v in w.items())]
-            if not match:
-                return f"{coll} after the call: no object like {w} in {_objects(seen)}"
-        if len(seen) != len(want):
-            return (
-                f"{coll} after the call: expected {len(want)} objects, provider has "
-                f"{_objects(seen)}"
-            )
-    return None
-
-
-def _same(a: Any, b: Any) -> bool:
-    return canonical([{"v": a}]) == canonical([{"v": b}])

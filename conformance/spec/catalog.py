@@ -126,7 +126,9 @@ def _load_catalog(paths: list[str | Path] | None) -> Catalog:
     families: dict[Path, list[str]] = {}
     for spec in catalog.specs.values():
         problems.extend(
-            spec_problems(spec, catalog.domains.get(spec.family), catalog.codes, families)
+            spec_problems(
+                spec, catalog.domains.get(spec.family), catalog.codes, families, catalog.specs
+            )
         )
     problems.extend(catalog_problems(list(catalog.specs.values()), catalog.codes))
     if problems:

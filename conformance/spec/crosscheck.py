@@ -3,14 +3,15 @@
 A spec is written by a person and read by the oracle, the engine and the reports; a typo in a
 symbol, a collection or a parameter would otherwise surface as a baffling test failure in the
 middle of a run. `spec_problems` checks a schema-valid spec against its domain and the code
-table: symbols, CEL names, steps, fields and reachability. Every problem is located at the
-YAML line it concerns, so `conformance validate` can list them all as `file:line: path:
-message`. The checks across specs are `catalog_checks`; the shape is `schema`.
+table: symbols, CEL names, steps, fields and reachability; a multi-call scenario's `calls`
+entries are judged like single calls, each against the spec of the method it calls. Every
+problem is located at the YAML line it concerns, so `conformance validate` can list them all
+as `file:line: path: message`. The checks across specs are `catalog_checks`; the shape is `schema`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,19 +30,28 @@ UNKNOWN = "unknown"
 
 @dataclass
 class _Check:
-    """What every per-spec check needs: the spec, its domain, the code table, the findings."""
+    """What every per-spec check needs: the spec, its domain, the code table, the findings,
+    the loaded specs by id; `home`, when a `calls` entry is judged against another method's
+    spec, is the spec that holds the scenario, where its problems are reported."""
 
     spec: Spec
     domain: Domain | None
     codes: CodeTable
     problems: list[Problem] = field(default_factory=list)
+    specs: dict[str, Spec] = field(default_factory=dict)
+    home: Spec | None = None
 
     def add(self, path: Path_, message: str) -> None:
-        doc = self.spec.document
-        if doc is not None:
-            self.problems.append(doc.problem(path, message))
+        spec = self.home or self.spec
+        if spec.document is not None:
+            self.problems.append(spec.document.problem(path, message))
         else:
-            self.problems.append(Problem(self.spec.file, 1, dotted(path), message))
+            self.problems.append(Problem(spec.file, 1, dotted(path), message))
+
+    @property
+    def whose(self) -> str:
+        """` of <method>` when judging a call to another method, for the names' label."""
+        return f" of {self.spec.id}" if self.home is not None else ""
 
     @property
     def is_com(self) -> bool:
@@ -63,10 +73,12 @@ def spec_problems(
     domain: Domain | None,
     codes: CodeTable,
     families: dict[Path, list[str]] | None = None,
+    specs: dict[str, Spec] | None = None,
 ) -> list[Problem]:
     """Everything the schema cannot see: symbols, CEL, domain names, reachability.
-    `families` memoizes the families found beside each folder, across one catalog's specs."""
-    check = _Check(spec, domain, codes)
+    `families` memoizes the families found beside each folder, across one catalog's specs;
+    `specs`, the loaded specs by id, are those a `calls` entry may call."""
+    check = _Check(spec, domain, codes, specs=specs or {})
     known = _known_families(spec.file, {} if families is None else families)
     if domain is None and spec.family not in known:  # else its domain file failed, and said so
         check.add(("family",), unknown("family", spec.family, known, "families with a domain"))
@@ -223,9 +235,13 @@ def _expect_problems(check: _Check, path: Path_, expect: str | list[str]) -> Non
         if symbol in allowed:
             continue
         if symbol in check.spec.also:
-            check.add(where, f"{symbol!r} is a family of codes in returns.also, not one code")
+            check.add(
+                where, f"{symbol!r} is a family of codes in returns.also{check.whose}, not one code"
+            )
             continue
-        check.add(where, unknown("code", symbol, allowed, "returns.codes and returns.also"))
+        check.add(
+            where, unknown("code", symbol, allowed, f"returns.codes and returns.also{check.whose}")
+        )
 
 
 def _unknown_collection(name: str, domain: Domain) -> str:
@@ -278,7 +294,8 @@ def _selection_problem(check: _Check, root: str, member: str | None) -> str | No
 
 def _scenario_problems(check: _Check) -> None:
     """Scenarios: unique names, known codes, `given` steps that build a world the domain
-    allows, a call with known arguments, `then` over known collections."""
+    allows, a call with known arguments, `then` over known collections; each `calls` entry
+    likewise, in order."""
     names: dict[str, int] = {}
     for scenario in check.spec.scenarios:
         path = ("scenarios", scenario.index)
@@ -293,9 +310,45 @@ def _scenario_problems(check: _Check) -> None:
             for j, step in enumerate(scenario.given):
                 _step_problems(check, check.domain, (*path, "given", j), step, created)
         _call_problems(check, (*path, "call"), scenario.call, created)
-        for name in scenario.then:
-            if check.domain is not None and name not in check.domain.collections:
-                check.add((*path, "then", name), _unknown_collection(name, check.domain))
+        _then_problems(check, (*path, "then"), scenario.then)
+        for j, entry in enumerate(scenario.calls):
+            _entry_problems(check, (*path, "calls", j), entry, created)
+
+
+def _then_problems(check: _Check, path: Path_, then: dict[str, Any]) -> None:
+    """`then` names collections of the domain."""
+    for name in then:
+        if check.domain is not None and name not in check.domain.collections:
+            check.add((*path, name), _unknown_collection(name, check.domain))
+
+
+def _entry_problems(
+    check: _Check, path: Path_, entry: dict[str, Any], created: dict[str, str]
+) -> None:
+    """A `calls` entry: its `given` steps, whose names the later entries see, or a call
+    judged like a scenario's against the method it calls (its parameters, `this` and codes),
+    reported where the entry is written."""
+    if check.domain is not None:
+        for k, step in enumerate(entry.get("given") or []):
+            _step_problems(check, check.domain, (*path, "given", k), step, created)
+    called = _called(check, entry.get("method"))
+    if "call" not in entry or called is None:
+        return
+    _call_problems(called, (*path, "call"), entry.get("call") or {}, created)
+    if "expect" in entry:
+        _expect_problems(called, (*path, "expect"), entry["expect"])
+    _then_problems(check, (*path, "then"), entry.get("then") or {})
+
+
+def _called(check: _Check, method: str | None) -> _Check | None:
+    """The check a call to `method` (default the scenario's own) is judged by; None for a
+    method not loaded or of another family, which catalog_checks reports."""
+    if method is None or method == check.spec.id:
+        return check
+    other = check.specs.get(method)
+    if other is None or other.family != check.spec.family:
+        return None
+    return replace(check, spec=other, home=check.spec)
 
 
 def _step_problems(
@@ -421,7 +474,7 @@ def _call_problems(
                 )
             )
         else:
-            message = unknown("parameter", key, check.param_names, "parameters")
+            message = unknown("parameter", key, check.param_names, f"parameters{check.whose}")
         if message:
             check.add((*path, key), message)
 

@@ -429,6 +429,17 @@ def test_goals_of_a_spec() -> None:
     assert [c.case for c in again.cases] == [c.case for c in plan.cases]
 
 
+def _without_scenarios(text: str) -> str:
+    """A spec's text without its top-level `scenarios:` section."""
+    lines = text.splitlines(keepends=True)
+    start = lines.index("scenarios:\n")
+    end = next(
+        (i for i in range(start + 1, len(lines)) if lines[i][:1] not in (" ", "\n", "#")),
+        len(lines),
+    )
+    return "".join(lines[:start] + lines[end:])
+
+
 def test_validate_warns_of_a_rule_no_case_makes_first(tmp_path: Path) -> None:
     root = tmp_path / "specs"
     source = default_specs_dir()
@@ -446,6 +457,12 @@ def test_validate_warns_of_a_rule_no_case_makes_first(tmp_path: Path) -> None:
     spec_path.write_text(shadowed, encoding="utf-8")
     login = "IVdsIscsiInitiatorAdapter.LoginToTarget.yaml"  # a scenario of it calls this one
     shutil.copy(source / "vds" / login, root / "vds" / login)
+    code, stdout, _ = cli("validate", str(root))
+    assert code == 2  # the scenarios the new rule contradicts say so first, with the oracle
+    assert f"{spec_path}:" in stdout and "but the rules predict S_OK (rule 0)" in stdout
+    root = shutil.copytree(root, tmp_path / "without-scenarios")  # (a catalog is parsed once)
+    spec_path = root / "vds" / LOGOUT_SPEC
+    spec_path.write_text(_without_scenarios(shadowed), encoding="utf-8")
     code, stdout, _ = cli("validate", str(root))
     assert code == 0, stdout
     warnings = [line for line in stdout.splitlines() if "warning:" in line]

@@ -17,6 +17,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
+from conformance.cli import main
 from conformance.spec.catalog import load_catalog, spec_files
 from conformance.spec.paths import default_specs_dir
 from conformance.spec.schema import SCHEMA_KINDS, schema_problems
@@ -535,6 +536,122 @@ def test_then_key_that_is_not_a_collection(specs: Path) -> None:
     line = edit(specs, LOGOUT, "then: {sessions:", "then: {sesions:", after=SCENARIO0)
     (found,) = problems(specs)
     assert found.startswith(f"{LOGOUT}:{line}: scenarios[0].then.sesions: unknown collection")
+
+
+# A multi-call scenario: each `calls` entry is judged like a call, against the method it calls.
+LOGGED_ON = "virtual-pc/IVMGuestOS.IsUserLoggedOn.yaml"
+GET_PARAMETER = "virtual-pc/IVMGuestOS.GetParameter.yaml"
+AFTER_LOGOFF = "name: nobody is logged on after Logoff"  # calls Logoff, then IsUserLoggedOn
+OWN_CALL = "- call: {this: VM1, inRailSession: 1}"
+
+
+def _sequence(root: Path) -> int:
+    return scenario_index(root, LOGGED_ON, AFTER_LOGOFF.removeprefix("name: "))
+
+
+def test_calls_entry_parameter_of_another_method(specs: Path) -> None:
+    line = edit(
+        specs, LOGGED_ON, "call: {this: VM1}", "call: {this: VM1, inRailSession: 1}", AFTER_LOGOFF
+    )
+    assert problems(specs) == [
+        f"{LOGGED_ON}:{line}: scenarios[{_sequence(specs)}].calls[0].call.inRailSession: "
+        "unknown parameter 'inRailSession' (parameters of IVMGuestOS::Logoff: "
+        "outLogoffTask, this)"
+    ]
+
+
+def test_calls_entry_names_no_created_object(specs: Path) -> None:
+    line = edit(specs, LOGGED_ON, OWN_CALL, OWN_CALL.replace("VM1", "VM2"), AFTER_LOGOFF)
+    (found,) = problems(specs)
+    assert found.startswith(
+        f"{LOGGED_ON}:{line}: scenarios[{_sequence(specs)}].calls[1].call.this: 'VM2' is not "
+        "an object this scenario creates; use {unknown: virtual_machine}"
+    )
+
+
+def test_calls_entry_given_step_of_unknown_kind(specs: Path) -> None:
+    given = "- given: [{virtual_machin: VM2}]\n      "
+    line = edit(specs, LOGGED_ON, OWN_CALL, given + OWN_CALL, AFTER_LOGOFF)
+    assert problems(specs) == [
+        f"{LOGGED_ON}:{line}: scenarios[{_sequence(specs)}].calls[1].given[0].virtual_machin: "
+        f"unknown step 'virtual_machin' (steps of virtual-pc: "
+        f"{domain_names(specs, 'virtual-pc', 'steps')}, fault); "
+        "did you mean 'virtual_machine'?"
+    ]
+
+
+def test_calls_entry_given_undeclared_field(specs: Path) -> None:
+    given = "- given: [{virtual_machine: VM2, powr: running}]\n      "
+    line = edit(specs, LOGGED_ON, OWN_CALL, given + OWN_CALL, AFTER_LOGOFF)
+    (found,) = problems(specs)
+    assert found.startswith(
+        f"{LOGGED_ON}:{line}: scenarios[{_sequence(specs)}].calls[1].given[0].powr: "
+        "unknown field 'powr' (fields of virtual_machine: "
+    )
+    assert found.endswith("did you mean 'power'?")
+
+
+def test_calls_entry_given_names_what_later_entries_call(specs: Path) -> None:
+    given = "- given: [{virtual_machine: VM2, power: running, additions: true}]\n      "
+    new = given + OWN_CALL.replace("VM1", "VM2")
+    edit(specs, LOGGED_ON, OWN_CALL, new, AFTER_LOGOFF)
+    assert load_catalog([specs]).specs["IVMGuestOS::IsUserLoggedOn"].scenarios[
+        _sequence(specs)
+    ].calls[1] == {"given": [{"virtual_machine": "VM2", "power": "running", "additions": True}]}
+
+
+@pytest.mark.parametrize(
+    ("code", "wrong"),
+    [("E_INVALIDARG", True), ("HRESULT_FROM_WIN32(ERROR_NO_SUCH_LOGON_SESSION)", False)],
+)
+def test_calls_entry_expects_the_codes_of_the_method_it_calls(
+    specs: Path, code: str, wrong: bool
+) -> None:
+    listed = {
+        rel: {c["symbol"] for c in _data(specs, rel)["returns"]["codes"]}
+        for rel in (LOGGED_ON, LOGOFF)
+    }
+    # the calling method lists the code and Logoff does not, or the other way round
+    assert (code in listed[LOGGED_ON], code in listed[LOGOFF]) == (wrong, not wrong)
+    line = edit(specs, LOGGED_ON, "expect: S_OK", f'expect: "{code}"', AFTER_LOGOFF)
+    if not wrong:
+        assert load_catalog([specs]).specs
+        return
+    (found,) = problems(specs)
+    assert found.startswith(
+        f"{LOGGED_ON}:{line}: scenarios[{_sequence(specs)}].calls[0].expect: unknown code "
+        f"{code!r} (returns.codes and returns.also of IVMGuestOS::Logoff: S_OK, "
+    )
+
+
+def test_calls_entry_then_names_an_unknown_collection(specs: Path) -> None:
+    name = "logs off Rail and RDP sessions alike, then finds no one"
+    line = edit(specs, LOGOFF, "then: {logon_sessions:", "then: {logon_sesions:", f"name: {name}")
+    (found,) = problems(specs)
+    assert found.startswith(
+        f"{LOGOFF}:{line}: scenarios[{scenario_index(specs, LOGOFF, name)}].calls[0].then."
+        "logon_sesions: unknown collection 'logon_sesions' (collections of virtual-pc: "
+    )
+
+
+def test_calls_entry_judged_against_the_method_it_calls(specs: Path) -> None:
+    name = "reads what SetParameter wrote"
+    params = {p["name"] for p in _data(specs, GET_PARAMETER)["params"]}
+    assert "inParameterValue" not in params  # SetParameter's, passed to SetParameter
+    assert load_catalog([specs]).specs["IVMGuestOS::GetParameter"]
+    edit(specs, GET_PARAMETER, "IVMGuestOS::SetParameter", "IVMGuestOS::GetParameter", name)
+    line = line_of(specs, GET_PARAMETER, "inParameterValue:", after=f"name: {name}")
+    (found,) = problems(specs)
+    assert found.startswith(
+        f"{GET_PARAMETER}:{line}: scenarios[{scenario_index(specs, GET_PARAMETER, name)}]"
+        ".calls[0].call.inParameterValue: unknown parameter 'inParameterValue' (parameters: "
+    )
+
+
+def test_validate_finds_the_bundled_catalog_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(SPECS)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"\d+ specs, \d+ documented codes, \d+ domains: valid", out)
 
 
 def test_non_string_key(specs: Path) -> None:

@@ -1,0 +1,85 @@
+"""A scenario that expects other codes than its rules predict is a spec error found with the
+oracle alone: `conformance validate` lists it at its line, and its check is an error before
+any provider operation, for one call and for each entry of a sequence of `calls`."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from support import ROOT, cli, results
+
+from conformance.engine.scenarios import scenario_problems
+from conformance.spec.catalog import load_catalog
+
+LOGOFF = "virtual-pc/IVMGuestOS.Logoff.yaml"
+SECOND = "        expect: HRESULT_FROM_WIN32(ERROR_NO_SUCH_LOGON_SESSION)"
+SINGLE = "    expect: VM_E_VM_NOT_RUNNING"
+
+
+@pytest.fixture
+def specs(tmp_path: Path) -> Path:
+    root = tmp_path / "specs"
+    shutil.copytree(
+        ROOT / "specs", root, ignore=shutil.ignore_patterns("__pycache__", "*.py", "schema")
+    )
+    return root
+
+
+def edit(root: Path, old: str, new: str, after: str = "scenarios:") -> int:
+    """Replace the first line that is `old` after the line `after` in Logoff's spec; its line
+    number."""
+    file = root / LOGOFF
+    lines = file.read_text(encoding="utf-8").split("\n")
+    index = lines.index(old, lines.index(after))
+    lines[index] = new
+    file.write_text("\n".join(lines), encoding="utf-8")
+    return index + 1
+
+
+def test_the_bundled_scenarios_agree_with_their_rules() -> None:
+    assert scenario_problems(load_catalog()) == []
+
+
+def test_validate_names_a_sequence_entry_the_rules_contradict(specs: Path) -> None:
+    line = edit(specs, SECOND, "        expect: S_OK")
+    code, out, _ = cli("validate", str(specs))
+    assert code == 2
+    name = "logs off Rail and RDP sessions alike, then finds no one"
+    assert f"IVMGuestOS.Logoff.yaml:{line}: scenario {name!r} " in out
+    assert "calls[1] expects S_OK but the rules predict" in out
+
+
+def test_validate_names_a_single_call_the_rules_contradict(specs: Path) -> None:
+    line = edit(specs, SINGLE, "    expect: S_OK")
+    code, out, _ = cli("validate", str(specs))
+    assert code == 2 and f"IVMGuestOS.Logoff.yaml:{line}: scenario " in out
+    assert "expects S_OK but the rules predict VM_E_VM_NOT_RUNNING" in out
+
+
+@pytest.mark.slow
+def test_the_sequence_check_is_a_spec_error_before_any_provider_operation(
+    specs: Path, tmp_path: Path
+) -> None:
+    edit(specs, SECOND, "        expect: S_OK")
+    out = tmp_path / "out"
+    cli(
+        "run",
+        "--specs",
+        str(specs),
+        "--family",
+        "virtual-pc",
+        "-k",
+        "Logoff and scenario and Rail",
+        "--out",
+        str(out),
+        "--regressions",
+        str(tmp_path / "r"),
+        "--in-process",
+    )
+    (check,) = results(out)["methods"]["IVMGuestOS::Logoff"]["checks"]
+    assert check["status"] == "error"
+    assert check["message"].startswith("spec error: ")
+    assert "calls[1] expects S_OK" in check["message"]
+    assert check["operations"]["total"] == 0
