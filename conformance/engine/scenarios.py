@@ -123,17 +123,13 @@ def check_scenario(subject: Subject, scenario: Scenario) -> Verdict:
     args = scenario_args(spec, scenario)
     steps = [dict(s) for s in scenario.given]
     state = state_of(subject.domain, steps)
-    wrong: OracleError | None = None  # raised after the setups, the call not made
-    try:
-        predicted = subject.oracle.predict(state, args)
-        wrong = _disagreement(spec, scenario, (), scenario.expect, predicted)
-    except OracleError as exc:
-        wrong = exc
-    then = Then(spec, args, tuple(scenario.then)) if wrong is None else None
+    predicted = subject.oracle.predict(state, args)  # the oracle first: it is free
+    wrong = _disagreement(spec, scenario, (), scenario.expect, predicted)
+    if wrong is not None:  # a spec error, found before any provider operation
+        raise wrong
+    then = Then(spec, args, tuple(scenario.then))
     try:
         world, _ = prepare(subject, steps, then=then, state=state)
-        if wrong is not None:
-            raise wrong
         trial = Trial(world, state, args, world.call(spec, args))
     except ProviderError as exc:
         raise CheckFailed(

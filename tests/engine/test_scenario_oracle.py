@@ -59,10 +59,18 @@ def test_validate_names_a_single_call_the_rules_contradict(specs: Path) -> None:
 
 
 @pytest.mark.slow
-def test_the_sequence_check_is_a_spec_error_before_any_provider_operation(
-    specs: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("old", "new", "selected", "said"),
+    [
+        (SECOND, "        expect: S_OK", "Rail", "calls[1] expects S_OK"),
+        (SINGLE, "    expect: S_OK", "off", "expects S_OK but the rules predict VM_E_VM_NOT"),
+    ],
+    ids=["sequence", "one call"],
+)
+def test_a_scenario_the_rules_contradict_is_an_error_before_any_provider_operation(
+    specs: Path, tmp_path: Path, old: str, new: str, selected: str, said: str
 ) -> None:
-    edit(specs, SECOND, "        expect: S_OK")
+    edit(specs, old, new)
     out = tmp_path / "out"
     cli(
         "run",
@@ -71,15 +79,15 @@ def test_the_sequence_check_is_a_spec_error_before_any_provider_operation(
         "--family",
         "virtual-pc",
         "-k",
-        "Logoff and scenario and Rail",
+        f"Logoff and scenario and {selected}",
         "--out",
         str(out),
         "--regressions",
         str(tmp_path / "r"),
         "--in-process",
     )
-    (check,) = results(out)["methods"]["IVMGuestOS::Logoff"]["checks"]
+    checks = results(out)["methods"]["IVMGuestOS::Logoff"]["checks"]
+    (check,) = [c for c in checks if c["status"] != "passed"]
     assert check["status"] == "error"
-    assert check["message"].startswith("spec error: ")
-    assert "calls[1] expects S_OK" in check["message"]
+    assert check["message"].startswith("spec error: ") and said in check["message"]
     assert check["operations"]["total"] == 0
