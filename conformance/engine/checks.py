@@ -31,7 +31,7 @@ from conformance.engine.judging import (
 from conformance.engine.kinds import KINDS, CheckKind, Target, kinds_for
 from conformance.engine.oracle import OracleError
 from conformance.engine.scenarios import check_scenario, sequence_disagreement
-from conformance.engine.strategies import Case, cases, state_of
+from conformance.engine.strategies import Allowed, Case, cases, state_of
 from conformance.engine.trial import Trial, prepare
 from conformance.engine.verdict import (
     FAILED,
@@ -506,6 +506,14 @@ def check_sequence(target: Target) -> Verdict:
     wrong = sequence_disagreement(spec, scenario, target.catalog, subject.settings.code_page)
     if wrong is not None:  # a spec error, found before any provider call
         raise wrong
+    steps = [*scenario.given, *(s for e in scenario.calls for s in e.get("given") or [])]
+    refused = (subject.allowed or Allowed()).refused(steps)
+    if refused is not None:
+        return Verdict(
+            NOT_APPLICABLE,
+            f"unsupported by the provider: {refused}",
+            dict.fromkeys(expected, NOT_APPLICABLE),
+        )
     try:
         result = replay(sequence, target.catalog, subject.provider, subject.settings)
     except ReplayUnsupported as exc:

@@ -13,9 +13,9 @@ from conformance.engine.judging import (
     then_mismatch,
 )
 from conformance.engine.oracle import Oracle, OracleError
-from conformance.engine.strategies import state_of
+from conformance.engine.strategies import Allowed, state_of
 from conformance.engine.trial import Trial, prepare
-from conformance.engine.verdict import FAILED, PASSED, CheckFailed, Verdict
+from conformance.engine.verdict import FAILED, PASSED, CheckFailed, NotApplicable, Verdict
 from conformance.engine.world import OUT, ProviderError, Then, Unknown
 from conformance.spec.model import Scenario
 
@@ -127,6 +127,9 @@ def check_scenario(subject: Subject, scenario: Scenario) -> Verdict:
     wrong = _disagreement(spec, scenario, (), scenario.expect, predicted)
     if wrong is not None:  # a spec error, found before any provider operation
         raise wrong
+    refused = (subject.allowed or Allowed()).refused(scenario.given)
+    if refused is not None:
+        raise NotApplicable(f"unsupported by the provider: {refused}")
     then = Then(spec, args, tuple(scenario.then))
     try:
         world, _ = prepare(subject, steps, then=then, state=state)

@@ -9,6 +9,7 @@ non-ASCII, and the documented maximum length). Nothing here knows a method by na
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -182,6 +183,17 @@ class Allowed:
 
     def fault(self, name: str) -> bool:
         return self.faults is None or name in self.faults
+
+    def refused(self, steps: Iterable[dict[str, Any]]) -> str | None:
+        """The first of `steps` the provider's capabilities leave out, said as the reason a
+        check is not applicable (known before any provider operation), or None."""
+        for step in steps:
+            kind, name = next(iter(step.items()))
+            if kind == FAULT_STEP and not self.fault(name):
+                return f"fault {name!r} is not in its capabilities()['faults']"
+            if kind != FAULT_STEP and not self.step(kind):
+                return f"step {kind!r} is not in its capabilities()['steps']"
+        return None
 
 
 def draw_given(

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
+from conformance_providers.reference import ReferenceProvider
 from support import ROOT, cli, results
 
 from conformance.engine.scenarios import scenario_problems
@@ -91,3 +93,52 @@ def test_a_scenario_the_rules_contradict_is_an_error_before_any_provider_operati
     assert check["status"] == "error"
     assert check["message"].startswith("spec error: ") and said in check["message"]
     assert check["operations"]["total"] == 0
+
+
+class NoLogonSessions(ReferenceProvider):
+    """Declares every step but `logon_session`, and no fault: what a scenario needs of them is
+    known not applicable from its capabilities, before any operation."""
+
+    def capabilities(self) -> dict[str, Any]:
+        declared = super().capabilities()
+        declared["steps"] = [s for s in declared["steps"] if s != "logon_session"]
+        declared["faults"] = []
+        return declared
+
+
+@pytest.mark.slow
+def test_a_scenario_needing_what_the_provider_leaves_out_costs_no_operation(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    cli(
+        "run",
+        "--provider",
+        f"{Path(__file__)}:NoLogonSessions",
+        "--family",
+        "virtual-pc",
+        "-k",
+        "Logoff and scenario",
+        "--out",
+        str(out),
+        "--regressions",
+        str(tmp_path / "r"),
+        "--in-process",
+    )
+    checks = {c["name"].rpartition("::")[2]: c for c in _logoff_checks(out)}
+    for name, reason in [
+        ("logs-off-rail-and-rdp-sessions-alike-then-finds-no-one", "step 'logon_session'"),
+        ("the-configuration-cannot-be-read", "fault 'configuration_unknown'"),
+    ]:
+        assert checks[name]["status"] == "not_applicable"
+        assert checks[name][
+            "message"
+        ] == f"unsupported by the provider: {reason} is not in its " + (
+            "capabilities()['steps']" if "step" in reason else "capabilities()['faults']"
+        )
+        assert checks[name]["operations"]["total"] == 0
+    assert any(c["status"] == "passed" for c in checks.values())
+
+
+def _logoff_checks(out: Path) -> list[dict[str, Any]]:
+    return results(out)["methods"]["IVMGuestOS::Logoff"]["checks"]
