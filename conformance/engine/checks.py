@@ -507,7 +507,8 @@ def check_sequence(target: Target) -> Verdict:
     if wrong is not None:  # a spec error, found before any provider call
         raise wrong
     steps = [*scenario.given, *(s for e in scenario.calls for s in e.get("given") or [])]
-    refused = (subject.allowed or Allowed()).refused(steps)
+    called = [e.get("method") or spec.id for e in scenario.calls if "call" in e]
+    refused = (subject.allowed or Allowed()).refused(steps, called)
     if refused is not None:
         return Verdict(
             NOT_APPLICABLE,

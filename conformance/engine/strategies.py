@@ -177,6 +177,7 @@ class Allowed:
 
     steps: frozenset[str] | None = None
     faults: frozenset[str] | None = None
+    methods: frozenset[str] | None = None  # what it can call (a scenario's `calls` may name any)
 
     def step(self, name: str) -> bool:
         return self.steps is None or name in self.steps
@@ -184,15 +185,19 @@ class Allowed:
     def fault(self, name: str) -> bool:
         return self.faults is None or name in self.faults
 
-    def refused(self, steps: Iterable[dict[str, Any]]) -> str | None:
-        """The first of `steps` the provider's capabilities leave out, said as the reason a
-        check is not applicable (known before any provider operation), or None."""
+    def refused(self, steps: Iterable[dict[str, Any]], methods: Iterable[str] = ()) -> str | None:
+        """The first of `steps` (then of `methods` called) the provider's capabilities leave
+        out, said as the reason a check is not applicable (known before any provider
+        operation), or None."""
         for step in steps:
             kind, name = next(iter(step.items()))
             if kind == FAULT_STEP and not self.fault(name):
                 return f"fault {name!r} is not in its capabilities()['faults']"
             if kind != FAULT_STEP and not self.step(kind):
                 return f"step {kind!r} is not in its capabilities()['steps']"
+        for method in methods:
+            if self.methods is not None and method not in self.methods:
+                return f"method {method} is not in its capabilities()['methods']"
         return None
 
 

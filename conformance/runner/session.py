@@ -443,6 +443,7 @@ class ConformanceSession:
         return Allowed(
             frozenset(steps) if isinstance(steps, list) else None,
             frozenset(faults) if isinstance(faults, list) else None,
+            frozenset(self.capabilities.get("methods", [])),
         )
 
     def family_subjects(self, family: str) -> list[Subject]:

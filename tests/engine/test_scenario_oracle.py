@@ -142,3 +142,42 @@ def test_a_scenario_needing_what_the_provider_leaves_out_costs_no_operation(
 
 def _logoff_checks(out: Path) -> list[dict[str, Any]]:
     return results(out)["methods"]["IVMGuestOS::Logoff"]["checks"]
+
+
+class NoLogoff(ReferenceProvider):
+    """Lists every method but Logoff, which a scenario of IsUserLoggedOn calls first."""
+
+    def capabilities(self) -> dict[str, Any]:
+        declared = super().capabilities()
+        declared["methods"] = [m for m in declared["methods"] if m != "IVMGuestOS::Logoff"]
+        return declared
+
+
+@pytest.mark.slow
+def test_a_sequence_calling_a_method_the_provider_leaves_out_costs_no_operation(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    cli(
+        "run",
+        "--provider",
+        f"{Path(__file__)}:NoLogoff",
+        "--family",
+        "virtual-pc",
+        "-k",
+        "IsUserLoggedOn and scenario",
+        "--out",
+        str(out),
+        "--regressions",
+        str(tmp_path / "r"),
+        "--in-process",
+    )
+    checks = results(out)["methods"]["IVMGuestOS::IsUserLoggedOn"]["checks"]
+    (check,) = [c for c in checks if c["name"].endswith("after-logoff")]
+    assert check["status"] == "not_applicable"
+    assert check["message"] == (
+        "unsupported by the provider: method IVMGuestOS::Logoff is not in its "
+        "capabilities()['methods']"
+    )
+    assert check["operations"]["total"] == 0
+    assert sum(c["status"] == "passed" for c in checks) == len(checks) - 1
