@@ -40,6 +40,25 @@ def edit(root: Path, old: str, new: str, after: str = "scenarios:") -> int:
     return index + 1
 
 
+def virtual_pc_checks(tmp_path: Path, method: str, keyword: str, *options: str) -> list[Any]:
+    """The checks of `method` in an in-process run of the virtual-pc family's `keyword`."""
+    out = tmp_path / "out"
+    cli(
+        "run",
+        *options,
+        "--family",
+        "virtual-pc",
+        "-k",
+        keyword,
+        "--out",
+        str(out),
+        "--regressions",
+        str(tmp_path / "r"),
+        "--in-process",
+    )
+    return results(out)["methods"][method]["checks"]
+
+
 def test_the_bundled_scenarios_agree_with_their_rules() -> None:
     assert scenario_problems(load_catalog()) == []
 
@@ -73,22 +92,9 @@ def test_a_scenario_the_rules_contradict_is_an_error_before_any_provider_operati
     specs: Path, tmp_path: Path, old: str, new: str, selected: str, said: str
 ) -> None:
     edit(specs, old, new)
-    out = tmp_path / "out"
-    cli(
-        "run",
-        "--specs",
-        str(specs),
-        "--family",
-        "virtual-pc",
-        "-k",
-        f"Logoff and scenario and {selected}",
-        "--out",
-        str(out),
-        "--regressions",
-        str(tmp_path / "r"),
-        "--in-process",
+    checks = virtual_pc_checks(
+        tmp_path, "IVMGuestOS::Logoff", f"Logoff and scenario and {selected}", "--specs", str(specs)
     )
-    checks = results(out)["methods"]["IVMGuestOS::Logoff"]["checks"]
     (check,) = [c for c in checks if c["status"] != "passed"]
     assert check["status"] == "error"
     assert check["message"].startswith("spec error: ") and said in check["message"]
@@ -110,22 +116,14 @@ class NoLogonSessions(ReferenceProvider):
 def test_a_scenario_needing_what_the_provider_leaves_out_costs_no_operation(
     tmp_path: Path,
 ) -> None:
-    out = tmp_path / "out"
-    cli(
-        "run",
+    found = virtual_pc_checks(
+        tmp_path,
+        "IVMGuestOS::Logoff",
+        "Logoff and scenario",
         "--provider",
         f"{Path(__file__)}:NoLogonSessions",
-        "--family",
-        "virtual-pc",
-        "-k",
-        "Logoff and scenario",
-        "--out",
-        str(out),
-        "--regressions",
-        str(tmp_path / "r"),
-        "--in-process",
     )
-    checks = {c["name"].rpartition("::")[2]: c for c in _logoff_checks(out)}
+    checks = {c["name"].rpartition("::")[2]: c for c in found}
     for name, reason in [
         ("logs-off-rail-and-rdp-sessions-alike-then-finds-no-one", "step 'logon_session'"),
         ("the-configuration-cannot-be-read", "fault 'configuration_unknown'"),
@@ -138,10 +136,6 @@ def test_a_scenario_needing_what_the_provider_leaves_out_costs_no_operation(
         )
         assert checks[name]["operations"]["total"] == 0
     assert any(c["status"] == "passed" for c in checks.values())
-
-
-def _logoff_checks(out: Path) -> list[dict[str, Any]]:
-    return results(out)["methods"]["IVMGuestOS::Logoff"]["checks"]
 
 
 class NoLogoff(ReferenceProvider):
@@ -157,22 +151,13 @@ class NoLogoff(ReferenceProvider):
 def test_a_sequence_calling_a_method_the_provider_leaves_out_costs_no_operation(
     tmp_path: Path,
 ) -> None:
-    out = tmp_path / "out"
-    cli(
-        "run",
+    checks = virtual_pc_checks(
+        tmp_path,
+        "IVMGuestOS::IsUserLoggedOn",
+        "IsUserLoggedOn and scenario",
         "--provider",
         f"{Path(__file__)}:NoLogoff",
-        "--family",
-        "virtual-pc",
-        "-k",
-        "IsUserLoggedOn and scenario",
-        "--out",
-        str(out),
-        "--regressions",
-        str(tmp_path / "r"),
-        "--in-process",
     )
-    checks = results(out)["methods"]["IVMGuestOS::IsUserLoggedOn"]["checks"]
     (check,) = [c for c in checks if c["name"].endswith("after-logoff")]
     assert check["status"] == "not_applicable"
     assert check["message"] == (
