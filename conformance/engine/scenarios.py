@@ -21,6 +21,7 @@ from conformance.spec.model import Scenario
 
 if TYPE_CHECKING:
     from conformance.engine.oracle import Prediction
+    from conformance.engine.repro import CallRepro
     from conformance.engine.subject import Subject
     from conformance.spec.catalog import Catalog
     from conformance.spec.model import Spec
@@ -118,6 +119,14 @@ def scenario_problems(catalog: Catalog) -> list[str]:
     return problems
 
 
+def _repro(steps: list[dict[str, Any]], args: dict[str, Any], scenario: Scenario) -> CallRepro:
+    """The failing scenario as its reproduction: with its `then`, which a replay compares."""
+    written = repro(steps, args, scenario.expect)
+    if scenario.then:
+        written["then"] = dict(scenario.then)
+    return written
+
+
 def check_scenario(subject: Subject, scenario: Scenario) -> Verdict:
     spec = subject.spec
     args = scenario_args(spec, scenario)
@@ -137,7 +146,7 @@ def check_scenario(subject: Subject, scenario: Scenario) -> Verdict:
     except ProviderError as exc:
         raise CheckFailed(
             f"{exc} {context_line(steps, args)}",
-            repro(steps, args, scenario.expect),
+            _repro(steps, args, scenario),
             scenario.expect,
         ) from None
     codes = {s: FAILED for s in scenario.expect}
@@ -149,7 +158,7 @@ def check_scenario(subject: Subject, scenario: Scenario) -> Verdict:
     if problem:
         raise CheckFailed(
             f"{problem} {context_line(steps, args)}",
-            repro(steps, args, scenario.expect),
+            _repro(steps, args, scenario),
             scenario.expect,
             details(subject, trial, scenario.expect),
         )

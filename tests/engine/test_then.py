@@ -3,11 +3,13 @@ of a sequence of `calls` (a spec's multi-call scenario is replayed as one)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
-from broken_providers import LOGOUT
+from broken_providers import LOGOUT, NoStateChange
 from conformance_providers.reference import ReferenceProvider
+from support import TESTS, cli, results
 
 from conformance.engine.replay import replay
 from conformance.spec.catalog import Catalog, load_catalog
@@ -69,3 +71,31 @@ def test_a_then_of_objects_matches_on_the_keys_written(catalog: Catalog) -> None
     assert replay(kept, catalog, ReferenceProvider()).passed
     kept["calls"][0]["then"] = {"sessions": [{"target": "T1"}]}
     assert "no object like {'target': 'T1'}" in replay(kept, catalog, ReferenceProvider()).message
+
+
+@pytest.mark.slow
+def test_a_scenario_failing_its_then_writes_a_reproduction_that_keeps_it(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    """Replaying the reproduction judges what the scenario judged: without its `then` a
+    provider that leaves the sessions in place could replay as fixed."""
+    out = tmp_path / "out"
+    cli(
+        "run",
+        "--provider",
+        f"{TESTS / 'broken_providers.py'}:NoStateChange",
+        "-k",
+        "LogoutFromTarget and scenario",
+        "--out",
+        str(out),
+        "--regressions",
+        str(tmp_path / "r"),
+        "--in-process",
+    )
+    checks = results(out)["methods"][LOGOUT]["checks"]
+    failed = [c for c in checks if c["status"] == "failed" and "then" in (c["repro"] or {})]
+    assert failed, [c["message"] for c in checks]
+    for check in failed:
+        assert "sessions after the call" in check["message"]
+        assert not replay(check["repro"], catalog, NoStateChange()).passed
+        assert replay(check["repro"], catalog, ReferenceProvider()).passed
