@@ -172,27 +172,27 @@ def state_mismatch(
 
 
 def then_mismatch(
-    then: dict[str, Any], rows_of: Callable[[str], list[dict[str, Any]]]
+    then: dict[str, Any],
+    rows_of: Callable[[str], list[dict[str, Any]]],
+    holder: str = "provider has",
 ) -> str | None:
-    """How the collections a scenario's `then` names (read with `rows_of`) differ from it: a
-    list of names is the whole collection; a list of objects must each match one object on
-    the keys written, with no other objects."""
+    """How the collections a scenario's `then` names (read with `rows_of`, from the provider
+    or the oracle's next state: `holder` says which) differ from it: a list of names is the
+    whole collection; a list of objects must each match one object on the keys written, with
+    no other objects."""
     for coll, want in then.items():
         seen = rows_of(coll)
         if all(isinstance(w, str) for w in want):
             got = sorted(o["id"] for o in seen)
             if got != sorted(want):
-                return f"{coll} after the call: expected {sorted(want)}, provider has {got}"
+                return f"{coll} after the call: expected {sorted(want)}, {holder} {got}"
             continue
         for w in want:
             match = [o for o in seen if all(_same(o.get(k), v) for k, v in w.items())]
             if not match:
                 return f"{coll} after the call: no object like {w} in {_objects(seen)}"
         if len(seen) != len(want):
-            return (
-                f"{coll} after the call: expected {len(want)} objects, provider has "
-                f"{_objects(seen)}"
-            )
+            return f"{coll} after the call: expected {len(want)} objects, {holder} {_objects(seen)}"
     return None
 
 

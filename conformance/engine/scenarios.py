@@ -52,26 +52,35 @@ def _disagreement(
     spec: Spec,
     scenario: Scenario,
     entry: tuple[str | int, ...],
-    expect: tuple,
+    written: tuple[tuple[str, ...], dict[str, Any]],
     predicted: Prediction,
 ) -> OracleError | None:
-    """A scenario's call expecting other codes than the rules predict: a spec error, found
-    with the oracle alone. `entry` is the path of one of its `calls` (empty: its `call`)."""
-    if set(predicted.codes) == set(expect):
-        return None
+    """A scenario's call whose `expect` or `then` (`written`) is not what the rules predict: a
+    spec error, found with the oracle alone. `entry` is the path of one of its `calls` (empty:
+    its `call`)."""
+    expect, then = written
     where = f" {entry[0]}[{entry[1]}]" if entry else ""
+    if set(predicted.codes) != set(expect):
+        return OracleError(
+            f"{spec.file}:{spec.line('scenarios', scenario.index, *entry, 'expect')}: scenario "
+            f"{scenario.name!r}{where} expects {', '.join(expect)} but the rules predict "
+            f"{', '.join(predicted.codes)} (rule {predicted.rule.index})"
+        )
+    differs = then_mismatch(then, lambda c: predicted.state.get(c, []), "the rules leave")
+    if differs is None:
+        return None
     return OracleError(
-        f"{spec.file}:{spec.line('scenarios', scenario.index, *entry, 'expect')}: scenario "
-        f"{scenario.name!r}{where} expects {', '.join(expect)} but the rules predict "
-        f"{', '.join(predicted.codes)} (rule {predicted.rule.index})"
+        f"{spec.file}:{spec.line('scenarios', scenario.index, *entry, 'then')}: scenario "
+        f"{scenario.name!r}{where} then: {differs} (rule {predicted.rule.index})"
     )
 
 
 def sequence_disagreement(
     spec: Spec, scenario: Scenario, catalog: Catalog, code_page: str = "cp1252"
 ) -> OracleError | None:
-    """The first entry of a multi-call scenario whose `expect` is not what the rules predict
-    after the steps and calls before it (what its check raises before any provider call)."""
+    """The first entry of a multi-call scenario whose `expect` or `then` is not what the rules
+    predict after the steps and calls before it (what its check raises before any provider
+    call)."""
     domain = catalog.domain_of(spec)
     state = state_of(domain, list(scenario.given))
     oracles: dict[str, Oracle] = {}
@@ -90,7 +99,8 @@ def sequence_disagreement(
         expect = entry.get("expect")
         if expect is not None:
             expected = tuple(expect) if isinstance(expect, list) else (expect,)
-            wrong = _disagreement(spec, scenario, ("calls", j), expected, predicted)
+            written = (expected, dict(entry.get("then") or {}))
+            wrong = _disagreement(spec, scenario, ("calls", j), written, predicted)
             if wrong is not None:
                 return wrong
         state = predicted.state
@@ -98,9 +108,9 @@ def sequence_disagreement(
 
 
 def scenario_problems(catalog: Catalog) -> list[str]:
-    """Every scenario of the catalog whose expected codes the rules do not predict, or whose
-    rules fail on it (`file:line: message`): found by `conformance validate` with the oracle
-    alone, as the scenario checks would find them."""
+    """Every scenario of the catalog whose expected codes or `then` the rules do not predict,
+    or whose rules fail on it (`file:line: message`): found by `conformance validate` with the
+    oracle alone, as the scenario checks would find them."""
     problems: list[str] = []
     for spec in catalog.specs.values():
         oracle = Oracle(spec, catalog.codes)
@@ -111,7 +121,9 @@ def scenario_problems(catalog: Catalog) -> list[str]:
                 else:
                     state = state_of(catalog.domain_of(spec), list(scenario.given))
                     predicted = oracle.predict(state, scenario_args(spec, scenario))
-                    wrong = _disagreement(spec, scenario, (), scenario.expect, predicted)
+                    wrong = _disagreement(
+                        spec, scenario, (), (scenario.expect, scenario.then), predicted
+                    )
             except OracleError as exc:
                 wrong = exc
             if wrong is not None:
@@ -133,7 +145,7 @@ def check_scenario(subject: Subject, scenario: Scenario) -> Verdict:
     steps = [dict(s) for s in scenario.given]
     state = state_of(subject.domain, steps)
     predicted = subject.oracle.predict(state, args)  # the oracle first: it is free
-    wrong = _disagreement(spec, scenario, (), scenario.expect, predicted)
+    wrong = _disagreement(spec, scenario, (), (scenario.expect, scenario.then), predicted)
     if wrong is not None:  # a spec error, found before any provider operation
         raise wrong
     refused = (subject.allowed or Allowed()).refused(scenario.given)

@@ -79,6 +79,32 @@ def test_validate_names_a_single_call_the_rules_contradict(specs: Path) -> None:
     assert "expects S_OK but the rules predict VM_E_VM_NOT_RUNNING" in out
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "said"),
+    [
+        (
+            "    then: {logon_sessions: [L3]}",
+            "    then: {logon_sessions: [L1, L3]}",
+            "scenario 'logs off every user of the guest' then: logon_sessions after the call: "
+            "expected ['L1', 'L3'], the rules leave ['L3'] (rule 8)",
+        ),
+        (
+            "        then: {logon_sessions: []}",
+            "        then: {logon_sessions: [{kind: rdp}]}",
+            "calls[0] then: logon_sessions after the call: no object like {'kind': 'rdp'} in []",
+        ),
+    ],
+    ids=["one call", "sequence"],
+)
+def test_validate_names_a_then_the_rules_contradict(
+    specs: Path, old: str, new: str, said: str
+) -> None:
+    line = edit(specs, old, new)
+    code, out, _ = cli("validate", str(specs))
+    assert code == 2
+    assert f"IVMGuestOS.Logoff.yaml:{line}: " in out and said in out
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("old", "new", "selected", "said"),
