@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from conformance.engine.repro import CallRepro
     from conformance.engine.subject import Subject
     from conformance.spec.catalog import Catalog
+    from conformance.spec.domain import Domain
     from conformance.spec.model import Spec
 
 # -- scenario ---------------------------------------------------------------------------------
@@ -49,15 +50,16 @@ def _ref(value: Any) -> Any:
 
 
 def _disagreement(
+    domain: Domain,
     spec: Spec,
     scenario: Scenario,
     entry: tuple[str | int, ...],
     written: tuple[tuple[str, ...], dict[str, Any]],
     predicted: Prediction,
 ) -> OracleError | None:
-    """A scenario's call whose `expect` or `then` (`written`) is not what the rules predict: a
-    spec error, found with the oracle alone. `entry` is the path of one of its `calls` (empty:
-    its `call`)."""
+    """A scenario's call whose `expect` or `then` (`written`) is not what the rules predict,
+    or after which the rules leave a world the invariants forbid: a spec error, found with the
+    oracle alone. `entry` is the path of one of its `calls` (empty: its `call`)."""
     expect, then = written
     where = f" {entry[0]}[{entry[1]}]" if entry else ""
     if set(predicted.codes) != set(expect):
@@ -67,27 +69,67 @@ def _disagreement(
             f"{', '.join(predicted.codes)} (rule {predicted.rule.index})"
         )
     differs = then_mismatch(then, lambda c: predicted.state.get(c, []), "the rules leave")
-    if differs is None:
+    if differs is not None:
+        return OracleError(
+            f"{spec.file}:{spec.line('scenarios', scenario.index, *entry, 'then')}: scenario "
+            f"{scenario.name!r}{where} then: {differs} (rule {predicted.rule.index})"
+        )
+    what = f"the state rule {predicted.rule.index} leaves"
+    return _impossible(domain, spec, scenario, entry, predicted.state, what)
+
+
+def _impossible(
+    domain: Domain,
+    spec: Spec,
+    scenario: Scenario,
+    entry: tuple[str | int, ...],
+    state: dict[str, Any],
+    what: str,
+) -> OracleError | None:
+    """A scenario whose steps, or whose rules' effects, make a world the domain's invariants
+    forbid: no provider can show it, so it is the spec's error."""
+    broken = domain.broken_invariant(state, on=what)
+    if broken is None:
         return None
-    return OracleError(
-        f"{spec.file}:{spec.line('scenarios', scenario.index, *entry, 'then')}: scenario "
-        f"{scenario.name!r}{where} then: {differs} (rule {predicted.rule.index})"
-    )
+    where = f" {entry[0]}[{entry[1]}]" if entry else ""
+    line = spec.line("scenarios", scenario.index, *entry)
+    return OracleError(f"{spec.file}:{line}: scenario {scenario.name!r}{where}: {broken}")
+
+
+def _predicted(
+    spec: Spec, scenario: Scenario, domain: Domain, oracle: Oracle
+) -> tuple[dict[str, Any], Prediction]:
+    """The state a one-call scenario's steps build and what the rules predict of its call;
+    OracleError when the scenario contradicts its rules or invariants."""
+    state = state_of(domain, list(scenario.given))
+    wrong = _impossible(domain, spec, scenario, (), state, "the state its given steps build")
+    if wrong is None:
+        predicted = oracle.predict(state, scenario_args(spec, scenario))
+        written = (scenario.expect, scenario.then)
+        wrong = _disagreement(domain, spec, scenario, (), written, predicted)
+    if wrong is not None:
+        raise wrong
+    return state, predicted
 
 
 def sequence_disagreement(
     spec: Spec, scenario: Scenario, catalog: Catalog, code_page: str = "cp1252"
 ) -> OracleError | None:
     """The first entry of a multi-call scenario whose `expect` or `then` is not what the rules
-    predict after the steps and calls before it (what its check raises before any provider
-    call)."""
+    predict after the steps and calls before it, or whose steps or calls make a world the
+    invariants forbid (what its check raises before any provider call)."""
     domain = catalog.domain_of(spec)
     state = state_of(domain, list(scenario.given))
+    wrong = _impossible(domain, spec, scenario, (), state, "the state its given steps build")
     oracles: dict[str, Oracle] = {}
     for j, entry in enumerate(scenario.calls):
+        if wrong is not None:
+            return wrong
         if "given" in entry:
             for raw in entry["given"] or []:
                 domain.apply(state, domain.complete(raw))
+            what = "the state the steps before it build"
+            wrong = _impossible(domain, spec, scenario, ("calls", j), state, what)
             continue
         callee = catalog.specs.get(entry.get("method") or spec.id)
         if callee is None:  # the catalog refuses it when loaded; a replay names it
@@ -100,17 +142,16 @@ def sequence_disagreement(
         if expect is not None:
             expected = tuple(expect) if isinstance(expect, list) else (expect,)
             written = (expected, dict(entry.get("then") or {}))
-            wrong = _disagreement(spec, scenario, ("calls", j), written, predicted)
-            if wrong is not None:
-                return wrong
+            wrong = _disagreement(domain, spec, scenario, ("calls", j), written, predicted)
         state = predicted.state
-    return None
+    return wrong
 
 
 def scenario_problems(catalog: Catalog) -> list[str]:
     """Every scenario of the catalog whose expected codes or `then` the rules do not predict,
-    or whose rules fail on it (`file:line: message`): found by `conformance validate` with the
-    oracle alone, as the scenario checks would find them."""
+    whose world the invariants forbid, or whose rules fail on it (`file:line: message`):
+    found by `conformance validate` with the oracle alone, as the scenario checks would find
+    them."""
     problems: list[str] = []
     for spec in catalog.specs.values():
         oracle = Oracle(spec, catalog.codes)
@@ -119,11 +160,8 @@ def scenario_problems(catalog: Catalog) -> list[str]:
                 if scenario.calls:
                     wrong = sequence_disagreement(spec, scenario, catalog)
                 else:
-                    state = state_of(catalog.domain_of(spec), list(scenario.given))
-                    predicted = oracle.predict(state, scenario_args(spec, scenario))
-                    wrong = _disagreement(
-                        spec, scenario, (), (scenario.expect, scenario.then), predicted
-                    )
+                    _predicted(spec, scenario, catalog.domain_of(spec), oracle)
+                    wrong = None
             except OracleError as exc:
                 wrong = exc
             if wrong is not None:
@@ -143,11 +181,8 @@ def check_scenario(subject: Subject, scenario: Scenario) -> Verdict:
     spec = subject.spec
     args = scenario_args(spec, scenario)
     steps = [dict(s) for s in scenario.given]
-    state = state_of(subject.domain, steps)
-    predicted = subject.oracle.predict(state, args)  # the oracle first: it is free
-    wrong = _disagreement(spec, scenario, (), (scenario.expect, scenario.then), predicted)
-    if wrong is not None:  # a spec error, found before any provider operation
-        raise wrong
+    # the oracle first (it is free): a spec error is raised before any provider operation
+    state, predicted = _predicted(spec, scenario, subject.domain, subject.oracle)
     refused = (subject.allowed or Allowed()).refused(scenario.given)
     if refused is not None:
         raise NotApplicable(f"unsupported by the provider: {refused}")

@@ -79,9 +79,12 @@ class Domain:
     def steps(self) -> list[str]:
         return [c.step for c in self.collections.values()]
 
-    def broken_invariant(self, shown: dict[str, Any]) -> str | None:
-        """Why the first invariant that fails on `shown` (what the provider shows) fails; None
-        if all hold. An invariant too costly to evaluate on it says so, naming the bound."""
+    def broken_invariant(
+        self, shown: dict[str, Any], on: str = "what the provider shows"
+    ) -> str | None:
+        """Why the first invariant that fails on `shown` (`on` says what it is: by default what
+        the provider shows) fails; None if all hold. An invariant too costly to evaluate on it
+        says so, naming the bound."""
         for name, rule in self.invariants:
             try:
                 holds = compiled(rule).evaluate(Scope({"state": shown}, {}))
@@ -92,13 +95,13 @@ class Domain:
                     if isinstance(rows, list) and rows
                 )
                 return (
-                    f"invariant {name!r} ({self.file}) could not be judged on what the "
-                    f"provider shows ({sizes}): {exc}"
+                    f"invariant {name!r} ({self.file}) could not be judged on {on} "
+                    f"({sizes}): {exc}"
                 )
             except Exception:
                 holds = False
             if holds is not True:
-                return f"invariant {name!r} ({self.file}) does not hold on what the provider shows"
+                return f"invariant {name!r} ({self.file}) does not hold on {on}"
         return None
 
     def empty_state(self) -> dict[str, list[dict[str, Any]]]:

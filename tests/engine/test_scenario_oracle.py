@@ -105,6 +105,37 @@ def test_validate_names_a_then_the_rules_contradict(
     assert f"IVMGuestOS.Logoff.yaml:{line}: " in out and said in out
 
 
+def test_validate_names_a_scenario_whose_world_the_invariants_forbid(specs: Path) -> None:
+    login = specs / "vds" / "IVdsIscsiInitiatorAdapter.LoginToTarget.yaml"
+    text = login.read_text(encoding="utf-8")
+    twice = "      - {portal_group: G1, target: T1, portals: [P1, P1]}\n"
+    marker = "  - name: a target portal whose portal group was deleted\n"
+    head, tail = text.split(marker)
+    tail = tail.replace("      - {portal_group: G1, target: T1, portals: [P1]}\n", twice, 1)
+    login.write_text(head + marker + tail, encoding="utf-8")
+    code, out, _ = cli("validate", str(specs))
+    assert code == 2
+    assert (
+        "scenario 'a target portal whose portal group was deleted': invariant 'a portal group "
+        "lists each portal at most once'"
+    ) in out
+    assert "does not hold on the state its given steps build" in out
+
+
+def test_validate_names_a_rule_whose_effects_leave_a_world_the_invariants_forbid(
+    specs: Path,
+) -> None:
+    effect = '      logon_sessions: "state.logon_sessions.filter(l, l.vm != args.this)"'
+    edit(specs, effect, effect + '\n      virtual_machines: "[]"', after="rules:")
+    code, out, _ = cli("validate", str(specs))
+    assert code == 2
+    assert (
+        "scenario 'logs off every user of the guest': invariant 'a logon session lives in a "
+        "known VM'"
+    ) in out
+    assert "does not hold on the state rule 8 leaves" in out
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("old", "new", "selected", "said"),
