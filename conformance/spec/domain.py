@@ -95,8 +95,7 @@ class Domain:
                     if isinstance(rows, list) and rows
                 )
                 return (
-                    f"invariant {name!r} ({self.file}) could not be judged on {on} "
-                    f"({sizes}): {exc}"
+                    f"invariant {name!r} ({self.file}) could not be judged on {on} ({sizes}): {exc}"
                 )
             except Exception:
                 holds = False
