@@ -1,4 +1,8 @@
-"""Scenario checks: one row of a spec's scenario table (given, call, code, then) run as written."""
+"""Scenario checks: one row of a spec's scenario table (given, call, code, then) run as written,
+once the oracle has judged the row itself: a scenario its rules or its domain's invariants
+contradict is a spec error found without the provider (at run time, and by `conformance
+validate` through `scenario_problems`).
+"""
 
 from __future__ import annotations
 
