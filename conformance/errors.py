@@ -17,7 +17,10 @@ swallow it) and private signals a module raises and catches itself (`_GiveUp`, `
 from __future__ import annotations
 
 from enum import IntEnum, StrEnum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from conformance.engine.repro import Repro
 
 
 class ExitStatus(IntEnum):
@@ -54,7 +57,7 @@ class ConformanceError(Exception):
     # what a check it ends records: the codes a failed check marks failed (None: every code
     # of its scenario), the reproduction, details, and planned coverage no case reached
     codes: tuple[str, ...] | None = None
-    repro: dict[str, Any] | None = None  # an engine.repro.Repro
+    repro: Repro | None = None
     details: dict[str, Any] | None = None
     unreached: list[dict[str, str]] | None = None
 

@@ -88,8 +88,8 @@ def render(catalog: Catalog) -> str:
             fields = "; ".join(f"`{n}`: {field_text(domain, t)}" for n, t in coll.fields.items())
             out.append(f"| `{coll.step}` | {coll.id} | {fields or 'none'} |")
         out += ["", "| fault | fields |", "| --- | --- |"]
-        for kind, fields in domain.faults.items():
-            text = "; ".join(f"`{n}`: {field_text(domain, t)}" for n, t in fields.items())
+        for kind, types in domain.faults.items():
+            text = "; ".join(f"`{n}`: {field_text(domain, t)}" for n, t in types.items())
             out.append(f"| `{kind}` | {text or 'none'} |")
         out += [
             "",
@@ -103,8 +103,8 @@ def render(catalog: Catalog) -> str:
         ):
             rows = []
             if spec.this_object:
-                coll = domain.by_step(spec.this_object)
-                known, _ = ID_FORMS.get(coll.id if coll else "string", ID_FORMS["string"])
+                this = domain.by_step(spec.this_object)
+                known, _ = ID_FORMS.get(this.id if this else "string", ID_FORMS["string"])
                 rows.append(("this", f"{known} for the `{spec.this_object}` called"))
             rows += [(p.name, param_text(spec, domain, p)) for p in spec.params]
             for i, (name, text) in enumerate(rows):

@@ -17,7 +17,7 @@ from conformance.errors import EXIT_FAILS, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
 
 if TYPE_CHECKING:
     from conformance.reporting.baseline import Baseline, BaselineOutcome
-    from conformance.reporting.shapes import Comparison, Summary
+    from conformance.reporting.shapes import CheckEntry, Comparison, MethodEntry, Summary
     from conformance.spec.catalog import Catalog
 
 DEFAULT_CHECK_TIMEOUT = 300.0  # as conformance.engine.budget (not imported: keep `--help` light)
@@ -217,7 +217,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK if session.plan.specs or session.plan.fixed.total else EXIT_FAILS
 
 
-def _not_listed(info: dict[str, Any]) -> bool:
+def _not_listed(info: MethodEntry) -> bool:
     """Whether a method's every check was not applicable for want of it in capabilities."""
     checks = info.get("checks") or []
     return bool(checks) and all(
@@ -373,7 +373,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def print_summary(summary: Summary, verdict: str, out: Path) -> None:
     width = max((len(m) for m in summary["methods"]), default=10)
-    failures = [
+    failures: list[CheckEntry] = [
         c
         for m in summary["methods"].values()
         for c in m["checks"]
@@ -412,9 +412,11 @@ def print_summary(summary: Summary, verdict: str, out: Path) -> None:
         )
     ops = summary.get("operations") or {}
     if ops:
-        plan = summary.get("plan") or {}
+        plan = summary.get("plan")
         estimated = (
-            f"; the plan estimated {plan['operations']['total']}" if plan.get("operations") else ""
+            f"; the plan estimated {plan['operations']['total']}"
+            if plan and plan.get("operations")
+            else ""
         )
         print(
             f"\noperations: {ops.get('total', 0)} (reset {ops.get('reset', 0)}, setup "
@@ -433,7 +435,7 @@ def print_summary(summary: Summary, verdict: str, out: Path) -> None:
                     if v.get("total")
                 )
             )
-        if plan.get("left_out"):
+        if plan and plan.get("left_out"):
             print(
                 f"left out by the budget ({plan.get('budget')}): {plan['left_out']} coverage "
                 "items (listed in report.html, and by conformance plan)"

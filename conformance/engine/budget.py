@@ -21,7 +21,7 @@ The session then replaces the worker (`replace_worker`), so the next check start
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 from conformance.engine.batch import BatchingProvider, SubmittingProvider
 from conformance.engine.operations import Tally, request_kind
@@ -124,7 +124,9 @@ class Budgeted(Provider):
     def _batch(self, requests: list[dict[str, Any]]) -> list[Any]:
         """Several requests in one (see World.reset_and_setup); a timeout names the call of
         the batch if it has one (what hangs is the method under test), else its last setup."""
-        results = self._request(_main(requests), lambda: self.inner.batch(requests))
+        results = self._request(
+            _main(requests), lambda: cast(BatchingProvider, self.inner).batch(requests)
+        )
         self.operations.batches += 1
         self.check_operations.batches += 1
         if isinstance(results, list) and results:
@@ -137,7 +139,7 @@ class Budgeted(Provider):
         """Test cases sent ahead (see RemoteProvider.submit); none once the check is late."""
         if self.deadline is not None and time.monotonic() >= self.deadline:
             return False
-        return self.inner.submit(batches)
+        return cast(SubmittingProvider, self.inner).submit(batches)
 
     def close(self) -> None:
         self.stop()

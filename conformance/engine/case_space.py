@@ -61,8 +61,8 @@ def relevant(spec: Spec, domain: Domain) -> tuple[list[Collection], list[str]]:
             coll = domain.by_step(step)
             if coll:
                 wanted.add(coll.name)
-    if spec.this_object and domain.by_step(spec.this_object):
-        wanted.add(domain.by_step(spec.this_object).name)  # type: ignore[union-attr]
+    if spec.this_object and (this := domain.by_step(spec.this_object)):
+        wanted.add(this.name)
     grew = True
     while grew:
         grew = False
@@ -258,8 +258,8 @@ def case_space(
     colls = [c for c in colls if allowed.step(c.step)]
     faults = [f for f in faults if allowed.fault(f)]
     require: dict[str, int] = {}
-    if spec.this_object and domain.by_step(spec.this_object):
-        require_objects(domain, domain.by_step(spec.this_object), require)  # type: ignore[arg-type]
+    if spec.this_object and (this := domain.by_step(spec.this_object)):
+        require_objects(domain, this, require)
     return colls, faults, require, read_fields(spec, domain)
 
 

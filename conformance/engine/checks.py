@@ -9,7 +9,7 @@ a person can act on and a reproduction in the spec's own scenario shape.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from hypothesis import HealthCheck, assume, given, settings, target
 from hypothesis import seed as hypothesis_seed
@@ -30,6 +30,7 @@ from conformance.engine.judging import (
 )
 from conformance.engine.kinds import KINDS, CheckKind, Target, kinds_for
 from conformance.engine.oracle import OracleError
+from conformance.engine.repro import is_sequence
 from conformance.engine.scenarios import check_scenario, sequence_disagreement
 from conformance.engine.strategies import Allowed, Case, cases, state_of
 from conformance.engine.trial import Trial, prepare
@@ -48,7 +49,7 @@ from conformance.engine.world import Then
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from conformance.engine.repro import Repro, SequenceRepro
+    from conformance.engine.repro import Entry, Repro, SequenceRepro
     from conformance.engine.subject import Subject
 
 
@@ -66,7 +67,7 @@ def _failure(
         text = (
             f"{ordinal} of {len(run.calls)} identical calls: {text}" if len(run.calls) > 1 else text
         )
-        shown = [
+        shown: list[Entry] = [
             call_repro(subject.spec.id, c.args, c.prediction.codes) for c in run.calls[: index + 1]
         ]
         reproduction = {"given": list(case.given), "calls": shown}
@@ -94,14 +95,14 @@ def judge_execution(subject: Subject, kind: CheckKind, run: Execution) -> tuple[
             repro(given, run.case.args, predicted.codes),
             predicted.codes,
         )
-        failure.breach = True  # type: ignore[attr-defined]  (the contract, not a code)
+        failure.breach = True
         raise failure
     seen: list[str] = []
     assert run.world is not None
     for index, call in enumerate(run.calls[: kind.calls]):
         if call.error is not None:
             failure = _failure(subject, kind, run, index, str(call.error), call)
-            failure.breach = True  # type: ignore[attr-defined]
+            failure.breach = True
             raise failure
         problem = kind.judge(subject, call, run.world)
         if problem:
@@ -154,7 +155,7 @@ def shrink(subject: Subject, kind: CheckKind, run: Execution, failure: CheckFail
     object or a field's value taken out at a time, each try one execution (at most
     SHRINK_TRIES), kept when the kind fails again blaming the same codes. A planned case
     covers several goals at once; a person reads the one thing that breaks."""
-    if getattr(failure, "breach", False):
+    if failure.breach:
         return failure  # a crash or a refused answer: trying smaller cases would repeat it
     best, tries = failure, 0
     case = run.case
@@ -237,7 +238,7 @@ def replay_regressions(
             outcomes.append({"file": regression.name, "status": "fixed", "message": result.message})
             continue
         outcomes.append({"file": regression.name, "status": "fails", "message": result.message})
-        codes = {c: FAILED for c in result.expected}
+        codes: dict[str, str] = {c: FAILED for c in result.expected}
         return Verdict(
             FAILED,
             f"{regression.describe()}: {result.message}",
@@ -261,7 +262,7 @@ def _fixed_note(replayed: list[dict[str, str]]) -> str:
 
 
 def _failed(seen: set[str], exc: CheckFailed) -> Verdict:
-    codes = {c: PASSED for c in seen}
+    codes: dict[str, str] = {c: PASSED for c in seen}
     codes.update({c: FAILED for c in exc.codes})
     return Verdict(FAILED, exc.message, codes, exc.repro, exc.details)
 
@@ -294,7 +295,7 @@ def run_explore(target: Target, kind: CheckKind) -> Verdict:
             try:
                 codes.update(judge_execution(subject, kind, run))
             except CheckFailed as exc:
-                exc.kind = kind.name  # type: ignore[attr-defined]
+                exc.kind = kind.name
                 raise
         if subject.settings.steer:  # once a case: hypothesis keeps one score per label
             target_codes(float(sum(c not in seen for c in codes)))
@@ -316,7 +317,7 @@ def run_explore(target: Target, kind: CheckKind) -> Verdict:
     try:
         test()
     except CheckFailed as exc:
-        check = f"{subject.spec.id}::{getattr(exc, 'kind', 'oracle')}::property"
+        check = f"{subject.spec.id}::{exc.kind or 'oracle'}::property"
         return found_by_exploration(subject.settings, check, subject.spec.id, exc)
     except Unsatisfiable:
         pass
@@ -347,7 +348,7 @@ def found_by_exploration(config: Settings, check: str, method: str, exc: CheckFa
 
     note = ""
     if config.regressions is not None and exc.repro is not None:
-        repro: Repro = {"check": check, "method": method, **exc.repro}
+        repro = cast("Repro", {"check": check, "method": method, **exc.repro})
         try:
             path = regressions.save(
                 config.regressions, check, repro, config.provider_name, config.seed, exc.message
@@ -495,7 +496,7 @@ def check_sequence(target: Target) -> Verdict:
     sequence: SequenceRepro = {
         "method": spec.id,
         "given": list(scenario.given),
-        "calls": list(scenario.calls),
+        "calls": cast("list[Entry]", list(scenario.calls)),  # schema-valid `calls` entries
     }
     expected = {
         c
@@ -521,7 +522,7 @@ def check_sequence(target: Target) -> Verdict:
         return Verdict(NOT_APPLICABLE, str(exc), {c: NOT_APPLICABLE for c in expected})
     if result.passed:
         return Verdict(PASSED, result.message, {c: PASSED for c in expected})
-    blamed = (
+    blamed: dict[str, str] = (
         {c: FAILED for c in result.expected if c in expected}
         if result.expected
         else {c: FAILED for c in expected}
@@ -559,8 +560,7 @@ def explore_family(target: Target) -> Verdict:
     if verdict.status != FAILED or verdict.repro is None:
         return verdict
     check = f"{target.domain.family}::stateful::machine"
-    method = next(
-        (e["method"] for e in reversed(verdict.repro.get("calls", [])) if "method" in e), ""
-    )
+    calls = verdict.repro["calls"] if is_sequence(verdict.repro) else []
+    method = next((e["method"] for e in reversed(calls) if "method" in e), "")
     failure = CheckFailed(verdict.message, verdict.repro, tuple(verdict.codes), verdict.details)
     return found_by_exploration(config, check, method, failure)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,7 @@ class Tally:
         if kind in self.counts:
             self.counts[kind] += n
 
-    def merge(self, other: Tally | dict[str, Any]) -> None:
+    def merge(self, other: Tally | Mapping[str, Any]) -> None:
         data = other.as_dict() if isinstance(other, Tally) else other
         for kind in KINDS:
             self.counts[kind] += int(data.get(kind, 0) or 0)

@@ -67,9 +67,9 @@ class Oracle:
         # `observed` entry's `when` where the caller does not pass them (the stateful machine).
         self.last: tuple[dict[str, Any], dict[str, Any]] | None = None
         self.values = {c.symbol: c.value for c in spec.codes}
-        for entry in (*spec.also, *(o.code for o in spec.observed)):
-            if entry in codes.symbols:
-                self.values.setdefault(entry, codes.symbols[entry])
+        for symbol in (*spec.also, *(o.code for o in spec.observed)):
+            if symbol in codes.symbols:
+                self.values.setdefault(symbol, codes.symbols[symbol])
         text = " ".join(
             [r.when for r in spec.rules]
             + [e for r in spec.rules for e in (*r.effects.values(), *r.outputs.values())]

@@ -22,7 +22,7 @@ changes it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from conformance.engine.candidates import (
     ENOUGH,
@@ -57,7 +57,7 @@ class Planned:
     tiers: list[int] = field(default_factory=list)  # the tier each case was chosen for
     unreachable: dict[str, str] = field(default_factory=dict)  # goal key -> why
     left_out: dict[str, str] = field(default_factory=dict)  # goal key -> why (budget)
-    KINDS = GOAL_KINDS  # the goal kinds its coverage counts
+    KINDS: ClassVar[tuple[str, ...]] = GOAL_KINDS  # the goal kinds its coverage counts
 
     @property
     def covered(self) -> set[str]:
@@ -91,7 +91,7 @@ class Planned:
 class SpecPlan(Planned):
     """The cases of one spec's property checks, and the coverage they reach."""
 
-    spec: Spec | None = None
+    spec: Spec = field(kw_only=True)
     error: str | None = None  # the rules could not be evaluated on some case
     observe: tuple[str, ...] = ()  # the collections read after each call
     calls: int = 1  # calls per case (2 when the repeat check applies)

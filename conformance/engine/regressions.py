@@ -15,10 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import yaml
 
@@ -82,7 +83,7 @@ def load_one(path: Path) -> Regression:
     return Regression(
         path,
         check,
-        data,
+        cast("Saved", data),  # (checked for `call` or `calls`, as a reproduction is)
         str(data.get("provider") or ""),
         seed if isinstance(seed, int) else None,
         str(data.get("found") or ""),
@@ -101,7 +102,8 @@ def save(
     folder: Path, check: str, repro: Repro, provider: str, seed: int | None, message: str
 ) -> Path:
     """Write one regression (the same case twice is one file) and return its path."""
-    shape = {k: repro[k] for k in ("method", "given", "call", "calls", "expect") if k in repro}
+    fields: Mapping[str, object] = repro
+    shape = {k: fields[k] for k in ("method", "given", "call", "calls", "expect") if k in fields}
     digest = hashlib.sha256(
         json.dumps([check, shape], sort_keys=True, default=str, ensure_ascii=False).encode("utf-8")
     ).hexdigest()[:10]

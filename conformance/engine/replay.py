@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -20,7 +20,7 @@ from conformance.engine.executions import Call
 from conformance.engine.judging import judge_rules, then_mismatch
 from conformance.engine.kinds import KINDS
 from conformance.engine.oracle import Oracle
-from conformance.engine.repro import CallEntry, Entry, Repro, SequenceRepro
+from conformance.engine.repro import CallEntry, Entry, Repro, SequenceRepro, is_sequence
 from conformance.engine.scenarios import scenario_args
 from conformance.engine.strategies import state_of
 from conformance.engine.subject import Subject
@@ -63,20 +63,20 @@ def load_repro(path: str | Path) -> Repro:
         raise ReproError(f"{path}: cannot read the reproduction: {exc}") from None
     if not isinstance(data, dict) or not ("call" in data or "calls" in data):
         raise ReproError(f"{path}: not a reproduction (needs `call` or `calls`)")
-    return data
+    return cast(Repro, data)  # (every reader takes a key left out, or null, as none)
 
 
 def _calls(repro: Repro) -> list[Entry]:
-    if "calls" in repro:
+    if is_sequence(repro):
         return list(repro["calls"] or [])
-    return [
-        {
-            "method": repro.get("method"),
-            "call": repro["call"],
-            "expect": repro.get("expect"),
-            "then": repro.get("then"),
-        }
-    ]
+    entry: CallEntry = {"call": repro["call"]}  # (a key left out is none, as its readers take it)
+    if repro.get("method") is not None:
+        entry["method"] = repro["method"]
+    if repro.get("expect") is not None:
+        entry["expect"] = repro["expect"]
+    if repro.get("then") is not None:
+        entry["then"] = repro["then"]
+    return [entry]
 
 
 def _kind(repro: Repro) -> str:
@@ -91,13 +91,14 @@ def replay(
 ) -> ReplayResult:
     """Run a reproduction; passed is True when the provider now behaves as documented."""
     calls = _calls(repro)
-    methods = [c.get("method") or repro.get("method") for c in calls if "given" not in c]
-    unknown = [m for m in methods if m not in catalog.specs]
+    named = [c.get("method") or repro.get("method") for c in calls if "given" not in c]
+    unknown = [m for m in named if m not in catalog.specs]
     if unknown:
         raise ReproError(
             f"unknown method {unknown[0]!r} in the reproduction (is it in the "
             "specs given with --specs?)"
         )
+    methods = [m for m in named if m is not None]  # (every one: each is a known method)
     if not methods:  # a family check that failed on a step, before any call
         return _steps_only(repro, calls, catalog, provider)
     domain = catalog.domain_of(catalog.specs[methods[0]])
@@ -153,8 +154,9 @@ def _steps_only(
     try:
         world.reset()
         state = _given(world, domain, repro.get("given") or [], state)
-        for entry in calls:
-            state = _given(world, domain, entry.get("given") or [], state)
+        for entry in calls:  # (each a `given` entry: no call names a method)
+            if "given" in entry:
+                state = _given(world, domain, entry["given"] or [], state)
     except ProviderError as exc:
         return ReplayResult(False, str(exc), 0)
     except Unsupported as exc:
@@ -252,7 +254,13 @@ def _dangling(entries: list[Entry], named: set[str]) -> bool:
 
 
 def _without_expects(entries: list[Entry]) -> list[Entry]:
-    return [e if "given" in e else {k: v for k, v in e.items() if k != "expect"} for e in entries]
+    return [e if "given" in e else _without_expect(e) for e in entries]
+
+
+def _without_expect(entry: CallEntry) -> CallEntry:
+    out = entry.copy()
+    out.pop("expect", None)
+    return out
 
 
 def predicted_expects(
@@ -261,7 +269,7 @@ def predicted_expects(
     """The reproduction with each call's `expect` what the rules give after the steps before
     it: what a shortened sequence must be checked against."""
     calls = _calls(repro)
-    first = next(c.get("method") or repro.get("method") for c in calls if "given" not in c)
+    first = next(c.get("method") or repro["method"] for c in calls if "given" not in c)
     domain = catalog.domain_of(catalog.specs[first])
     state = state_of(domain, repro.get("given") or [])
     out: list[Entry] = []
@@ -278,7 +286,8 @@ def predicted_expects(
         args = scenario_args(spec, Scenario("replay", (), dict(entry.get("call") or {}), ()))
         predicted = oracles[spec.id].predict(state, args)
         codes = list(predicted.codes)
-        out.append({**entry, "expect": codes[0] if len(codes) == 1 else codes})
+        called: CallEntry = {**entry, "expect": codes[0] if len(codes) == 1 else codes}
+        out.append(called)
         state = predicted.state
     return {**repro, "calls": out}
 
@@ -293,7 +302,7 @@ def minimize(
     """Drop calls and given steps one at a time while the reproduction still fails at the same
     method, so that every entry left is needed (hypothesis's shrinker can stop short of that on
     a state machine). Each try re-predicts the codes, as the shorter sequence changes them."""
-    if "calls" not in repro:
+    if not is_sequence(repro):
         return repro
     try:
         target = _failing_method(repro, replay(repro, catalog, provider, settings))
@@ -307,7 +316,7 @@ def minimize(
     while shrunk and replays < max_replays:
         shrunk = False
         for i in reversed(range(len(entries))):
-            candidate = {**repro, "calls": entries[:i] + entries[i + 1 :]}
+            candidate: SequenceRepro = {**repro, "calls": entries[:i] + entries[i + 1 :]}
             if not any("given" not in e for e in candidate["calls"]) or _dangling(
                 candidate["calls"], named
             ):

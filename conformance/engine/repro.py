@@ -17,13 +17,17 @@ every reader takes a missing `given` or `expect` as none.
 # (`__optional_keys__`) only from annotations it can evaluate, and tests/reporting/
 # test_shapes.py holds what runs write to the keys declared here.
 
-from typing import Any, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, final
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
 
 Step = dict[str, Any]  # one `given` step as a scenario writes it: {"session": "S1", ...}
 Args = dict[str, Any]  # a call's arguments as a scenario writes them (`strategies.call_args`)
 Expect = str | list[str]  # one code, or the codes any one of which is right
 
 
+@final  # (final: a type checker tells an entry by `"given" in entry`)
 class CallEntry(TypedDict):
     """One call of a sequence."""
 
@@ -35,6 +39,7 @@ class CallEntry(TypedDict):
     then: NotRequired[dict[str, Any]]  # what the collections hold after it (compared)
 
 
+@final
 class GivenEntry(TypedDict):
     """Steps made between two calls of a sequence."""
 
@@ -65,6 +70,11 @@ class SequenceRepro(TypedDict):
 
 
 Repro = CallRepro | SequenceRepro
+
+
+def is_sequence(repro: Repro) -> "TypeIs[SequenceRepro]":
+    """A sequence (`calls`), not one call."""
+    return "calls" in repro
 
 
 class Found(TypedDict, total=False):

@@ -103,9 +103,9 @@ class Search:
             rules = [r.index for r in self.spec.rules if rest in r.expect]
             return (rules[0], None, True) if rules else None
         if kind == "condition":
-            rule, operand = (int(x) for x in rest.split(":"))
-            joiner = self.conditions[rule][0]
-            return rule, operand, joiner == "||"
+            index, operand = (int(x) for x in rest.split(":"))
+            joiner = self.conditions[index][0]
+            return index, operand, joiner == "||"
         return None
 
     def _known(self, candidate: Candidate) -> dict[Any, bool | None]:
@@ -186,8 +186,7 @@ class Search:
             dims = dict(arguments_of(self.spec, domain, Pool.of(domain, new_state), True))
             if all(_still_valid(v, dims.get(k)) for k, v in case.args.items()):
                 yield Case(given, case.args), new_state
-        dims = arguments_of(self.spec, domain, Pool.of(domain, state), True)
-        for name, values in dims:
+        for name, values in arguments_of(self.spec, domain, Pool.of(domain, state), True):
             for value in values:
                 if value != case.args.get(name) or type(value) is not type(case.args.get(name)):
                     yield Case(case.given, {**case.args, name: value}), state

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 class SequenceFailed(ProviderFault):
     """A planned sequence went wrong; `trace` holds what ran up to it."""
 
+    codes: tuple[str, ...]
+
     def __init__(
         self,
         message: str,

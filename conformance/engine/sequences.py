@@ -74,6 +74,7 @@ class Sequence:
             if event.step is not None:
                 calls.append({"given": [dict(event.step)]})
             else:
+                assert event.method is not None  # an event is a step or a method's call
                 calls.append({"method": event.method, "call": call_args(event.args or {})})
         return {"given": [dict(s) for s in self.given], "calls": calls}
 
@@ -242,8 +243,9 @@ def plan_family(subjects: list[Subject], ctx: FamilyContext) -> FamilyPlan:
     plan.goals = {k: g for k, g in goals.items() if g.tier <= ctx.tier}
     for tier in range(ctx.tier + 1):
         wanted = {k for k, g in plan.goals.items() if g.tier == tier}
+        # a Sequence has what greedy reads of a Candidate (covers, its cost)
         for chosen in greedy(pool, wanted - plan.covered):  # type: ignore[arg-type]
-            plan.cases.append(chosen)  # type: ignore[arg-type]
+            plan.cases.append(chosen)
             plan.tiers.append(tier)
     for key, goal in plan.goals.items():
         if key not in plan.covered:
@@ -293,7 +295,12 @@ def _starts(subject: Subject, wanted: set[str]) -> list[Any]:
 
 def _distinct(candidates: list[Any]) -> list[Any]:
     seen: set[int] = set()
-    return [c for c in candidates if not (id(c) in seen or seen.add(id(c)))]  # type: ignore
+    out: list[Any] = []
+    for c in candidates:
+        if id(c) not in seen:
+            seen.add(id(c))
+            out.append(c)
+    return out
 
 
 def _pair_candidates(

@@ -105,7 +105,7 @@ def build_machine(
         coll = domain.by_step(subject.spec.this_object or "")
         if coll is not None:
             require_objects(domain, coll, require)
-    calls_made = calls_made if calls_made is not None else [0]
+    made = calls_made if calls_made is not None else [0]
 
     class FamilyMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -189,7 +189,7 @@ def build_machine(
                 return
             except ProviderError as exc:
                 self.fail(f"{subject.spec.id}: {exc}", predicted.codes)
-            calls_made[0] += 1
+            made[0] += 1
             problem = code_mismatch(subject, predicted.codes, outcome) or outputs_mismatch(
                 self.world, predicted.outputs, outcome
             )

@@ -222,7 +222,7 @@ def draw_given(
         low = require.get(coll.name, 0)
         count = draw(integers(low, max(low, MAX_PER_COLLECTION)))
         for i in range(1, count + 1):
-            step = {coll.step: f"{coll.prefix}{i}"}
+            step: dict[str, Any] = {coll.step: f"{coll.prefix}{i}"}
             for fname, ftype in coll.fields.items():
                 step[fname] = _draw_field(draw, domain, ftype, step, made, fname)
             if any(step[f] is None for f, t in coll.fields.items() if t.kind == "ref"):
@@ -234,7 +234,7 @@ def draw_given(
             continue
         count = draw(integers(0, MAX_PER_FAULT))
         for _ in range(count):
-            step: dict[str, Any] = {FAULT_STEP: kind}
+            step = {FAULT_STEP: kind}
             ok = True
             for fname, ftype in fields.items():
                 pool = _pool(ftype, made)
@@ -366,7 +366,7 @@ def param_strategy(spec: Spec, domain: Domain, param: Param, pool: Pool) -> st.S
             options.append(present)
         if pool.removed.get(param.refers):
             options.append(sampled(pool.removed[param.refers]))
-        options.append(st.integers(1, 2).map(lambda n, s=param.refers: Unknown(s, n)))
+        options.append(st.integers(1, 2).map(functools.partial(Unknown, param.refers)))
     elif param.values:
         step, _, fname = param.values.partition(".")
         coll = domain.by_step(step)

@@ -31,6 +31,9 @@ class CheckFailed(ConformanceError):
     status = Status.FAILED
     exit_status = ExitStatus.FAILS
     blame = "provider"
+    codes: tuple[str, ...]
+    breach: bool = False  # the contract broken (a crash, a refused answer), not a code
+    kind: str | None = None  # the kind that judged it, where exploration ran several
 
     def __init__(
         self,
@@ -72,6 +75,7 @@ class Verdict:
 def verdict_of(error: ConformanceError, scenario: dict[str, str]) -> Verdict:
     """The verdict of a check an error ended, read from the error's class: its status and
     message, and the codes it marks (`scenario`: the check's own codes, each not applicable)."""
+    codes: dict[str, str]
     if error.status is Status.FAILED:
         codes = {c: FAILED for c in (scenario if error.codes is None else error.codes)}
     else:

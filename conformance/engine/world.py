@@ -109,7 +109,7 @@ class World:
         if not observe:
             created = _guard(lambda: self.provider.setup(sent), what)
         else:
-            request = {"op": "setup", "step": sent}
+            request: dict[str, Any] = {"op": "setup", "step": sent}
             if next(iter(step)) != FAULT_STEP:
                 request["expect_id"] = True
             answers = self._run([request, *map(_observe_request, observe)], what())
@@ -164,7 +164,7 @@ class World:
         for index, step in enumerate(steps, 1):
             kind, name = next(iter(step.items()))
             handed = self._pending
-            request = {"op": "setup", "step": self._sent(step)}
+            request: dict[str, Any] = {"op": "setup", "step": self._sent(step)}
             if self._pending != handed:  # the step refers to objects made in this batch
                 _with_refs(request, "step")
             if kind != FAULT_STEP:

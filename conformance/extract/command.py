@@ -60,9 +60,11 @@ def extract(
 
     Values a page leaves out are resolved from win32metadata (unless `metadata` is False),
     what the specs know, then the code pages of codes.yaml and `code_pages` (see resolve)."""
-    result = Extraction(knowledge=load_knowledge(existing_specs_dir))
-    pages = CodePages(result.knowledge.code_pages + [Path(p) for p in code_pages])
-    result.resolver = Resolver(result.knowledge, pages, metadata)
+    knowledge = load_knowledge(existing_specs_dir)
+    resolver = Resolver(
+        knowledge, CodePages(knowledge.code_pages + [Path(p) for p in code_pages]), metadata
+    )
+    result = Extraction(knowledge=knowledge, resolver=resolver)
     groups: dict[str, list[Page]] = {}
     for path in paths:
         try:
@@ -74,8 +76,8 @@ def extract(
             result.catalogs.append(page)
         else:
             groups.setdefault(page.method, []).append(page)
-    result.knowledge.learn_pages(result.catalogs + [p for g in groups.values() for p in g])
-    result.specs = [merge(group, result.knowledge, result.resolver) for group in groups.values()]
+    knowledge.learn_pages(result.catalogs + [p for g in groups.values() for p in g])
+    result.specs = [merge(group, knowledge, resolver) for group in groups.values()]
     return result
 
 

@@ -290,13 +290,14 @@ def _params(m: _Merge) -> list[ParamDoc]:
 def _types(m: _Merge, params: list[ParamDoc]) -> None:
     existing = m.known.specs.get(m.lead.method)
     old = {p.get("name"): p for p in (existing.data.get("params") or [])} if existing else {}
+    source = existing.file.name if existing else ""  # (old is empty without it)
     for param in params:
         if any(page.signature for page in m.pages):
             continue
         previous = old.get(param.name, {}).get("type")
         if previous:
             param.type = previous
-            m.inferences.append(f"type of {param.name} from the existing spec {existing.file.name}")
+            m.inferences.append(f"type of {param.name} from the existing spec {source}")
         elif param.type:
             m.inferences.append(f"type of {param.name} ({param.type}) read from its prose")
         else:
@@ -381,15 +382,16 @@ def _interface(m: _Merge, obj: str | None) -> dict[str, Any]:
     iid, page = m.first("iid")
     existing = m.known.specs.get(m.lead.method)
     old = (existing.data.get("interface") or {}) if existing else {}
+    source = existing.file.name if existing else ""  # (old is empty without it)
     if iid:
         iface["iid"] = iid
         _took(m, page, "interface.iid")
     elif old.get("iid"):
         iface["iid"] = old["iid"]
-        m.inferences.append(f"interface.iid from {existing.file.name}")
+        m.inferences.append(f"interface.iid from {source}")
     if isinstance(old.get("slot"), int):
         iface["slot"] = old["slot"]
-        m.inferences.append(f"interface.slot from {existing.file.name} (pages do not give it)")
+        m.inferences.append(f"interface.slot from {source} (pages do not give it)")
     return iface
 
 

@@ -290,15 +290,15 @@ SUCH_AS = re.compile(
 
 def also_from(text: str) -> list[str]:
     """The "may also return" families a returns paragraph allows, in the order it names them."""
-    found: list[tuple[int, str]] = []
+    found: list[tuple[float, str]] = []
     for match in SUCH_AS.finditer(text):
         for sym in re.findall(r"[A-Z][A-Z0-9_]+", match.group(1)):
             if is_code_symbol(sym):
                 found.append((match.start(1) + match.group(1).find(sym), sym))
     for pattern, names in ALSO_PHRASES:
-        match = pattern.search(text)
-        if match:
-            found.extend((match.start() + i / 10, n) for i, n in enumerate(names))
+        phrase = pattern.search(text)
+        if phrase:
+            found.extend((phrase.start() + i / 10, n) for i, n in enumerate(names))
     return list(dict.fromkeys(n for _, n in sorted(found)))
 
 

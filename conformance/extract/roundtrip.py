@@ -279,7 +279,7 @@ def _codes(
             changes.append(f"returns.codes: {old.get('symbol')} is not on the page (kept)")
 
 
-def _code_facts(old: CommentedMap, item: dict[str, Any], changes: list[str]) -> None:
+def _code_facts(old: dict[str, Any], item: dict[str, Any], changes: list[str]) -> None:
     symbol = item["symbol"]
     if item["value"] is not None and old.get("value") != item["value"]:
         if old.get("value") is None:

@@ -142,7 +142,7 @@ def _accessor(prop: str, syntax: markup.Section, doc: str) -> str:
 
 def _catalog(secs: list[markup.Section], doc: str) -> Page | None:
     """A page that lists codes for no one method (VDS common return codes, ISDSC statuses)."""
-    rows = []
+    rows: list[Row] = []
     for section in secs:
         for table in section.dom().iter("table"):
             rows.extend(r for cells in markup.table_rows(table) if (r := _row(cells)) and r.symbol)

@@ -23,7 +23,7 @@ import socket
 import socketserver
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from conformance.errors import UsageError
 from conformance.provider import ProviderUnavailable, load
@@ -65,7 +65,7 @@ class AgentServer(socketserver.ThreadingTCPServer):
 
     @property
     def address(self) -> str:
-        host, port = self.server_address[:2]
+        host, port = cast("tuple[str, int]", self.server_address[:2])  # an AF_INET(6) address
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -97,7 +97,7 @@ def make_tcp_server(config: AgentConfig, host: str = "127.0.0.1", port: int = 0)
     if host == "localhost":
         host = "127.0.0.1"
     server = AgentServer((host, port), config)
-    bound = server.server_address[0]
+    bound = cast(str, server.server_address[0])  # an AF_INET(6) address
     if config.token is None and not is_loopback(bound):
         server.server_close()
         raise AgentUsageError(

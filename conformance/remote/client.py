@@ -128,7 +128,9 @@ class _Connection:
         self.transport = transport
         self.reader = reader
         self.welcome = welcome
-        limits = welcome.get("limits") if isinstance(welcome.get("limits"), dict) else {}
+        limits = welcome.get("limits")
+        if not isinstance(limits, dict):
+            limits = {}
         announced = limits.get("max_message")
         if isinstance(announced, int) and 64 <= announced <= _MAX_AGENT_MESSAGE:
             reader.limit = announced
@@ -176,6 +178,7 @@ class RemoteProvider(Provider):
             self._conn: _Connection | None = self._connect()
         except AgentRefused as exc:
             error = ProviderUnavailable(str(exc))
+            # the stable contract's ProviderUnavailable has no `refused`: carried beside it
             error.refused = exc.refused  # type: ignore[attr-defined]
             raise error from None
         self.welcome = self._conn.welcome

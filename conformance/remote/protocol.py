@@ -322,7 +322,7 @@ def _op_params(message: dict[str, Any], request_id: Any) -> tuple[str, dict[str,
     return op, params
 
 
-_JSON_NAMES = {dict: "object", str: "string", list: "array"}
+_JSON_NAMES: dict[type, str] = {dict: "object", str: "string", list: "array"}
 
 
 def parse_batch(request_id: Any, requests: list[Any]) -> list[BatchItem]:
@@ -455,7 +455,8 @@ class LineReader:
                 raise self._too_large(self._discard())
             chunk = self._recv(self.CHUNK)
             if not chunk:
-                return self._at_end()
+                self._at_end()  # raises when the stream ended inside a message
+                return None
             self._buf += chunk
 
     def _discard(self) -> int:

@@ -116,7 +116,7 @@ class StdioChannel(Channel):
         sys.stdout.flush()
         os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
         sys.stdout = sys.stderr
-        if os.name == "nt":  # pragma: no cover - Windows only
+        if sys.platform == "win32":  # pragma: no cover - Windows only
             import msvcrt
 
             msvcrt.setmode(self._in, os.O_BINARY)

@@ -187,7 +187,8 @@ class StdioTransport(Transport):
         else:
             self._kill_group()  # the worker ended: what it left running ends too
         with contextlib.suppress(OSError):
-            self.proc.stdout.close()  # type: ignore[union-attr]
+            if self.proc.stdout is not None:  # (a pipe: the worker's answers)
+                self.proc.stdout.close()
 
     def why_ended(self) -> str:
         try:

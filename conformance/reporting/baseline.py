@@ -47,7 +47,14 @@ from typing import Any
 import yaml
 
 from conformance.errors import EXIT_FAILS, EXIT_OK
-from conformance.reporting.shapes import CheckEntry, Gate, GateEntry, Summary
+from conformance.reporting.shapes import (
+    CheckEntry,
+    FamilyEntry,
+    Gate,
+    GateEntry,
+    MethodEntry,
+    Summary,
+)
 from conformance.spec.source import Document, Problem, SourceError, load_file
 
 FORMAT = 1
@@ -233,8 +240,8 @@ def _entry(
             )
         )
     expires = _date(doc, path, item.get("expires"), problems)
-    if len(problems) > before:
-        return None
+    if len(problems) > before or not (isinstance(check, str) and isinstance(reason, str)):
+        return None  # (either not a string: a problem above)
     return Entry(check, reason, expires, doc.line(path))
 
 
@@ -304,7 +311,10 @@ def apply_baseline(
 
 def _checks(summary: Summary) -> list[CheckEntry]:
     """Every check in results.json: the methods' and the family-level ones (stateful)."""
-    groups = [*summary.get("methods", {}).values(), *(summary.get("families") or {}).values()]
+    groups: list[MethodEntry | FamilyEntry] = [
+        *summary.get("methods", {}).values(),
+        *(summary.get("families") or {}).values(),
+    ]
     return [c for info in groups for c in info.get("checks", [])]
 
 

@@ -9,11 +9,19 @@ became green, what broke, and what the fix cost in operations.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, cast
 
 from conformance.engine.operations import KINDS as OPERATION_KINDS
 from conformance.errors import UsageError
-from conformance.reporting.shapes import CheckEntry, Comparison, MethodChange, Summary
+from conformance.reporting.shapes import (
+    CheckEntry,
+    Comparison,
+    MethodChange,
+    StatusChange,
+    Summary,
+)
 
 FAILING = ("failed", "error")
 
@@ -34,13 +42,17 @@ def load_run(folder: Path) -> Summary:
         raise DiffError(f"{path}: cannot be read: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("methods"), dict):
         raise DiffError(f"{path}: not a results.json (no `methods`)")
-    return data
+    return cast(Summary, data)  # (every reader checks what it reads)
 
 
 def checks_of(summary: Summary) -> dict[str, CheckEntry]:
-    groups = [*summary.get("methods", {}).values(), *(summary.get("families") or {}).values()]
+    # (a summary read from a file: each part checked as it is read)
+    groups: list[Any] = [
+        *summary.get("methods", {}).values(),
+        *(summary.get("families") or {}).values(),
+    ]
     return {
-        str(c.get("name")): c
+        str(c.get("name")): cast(CheckEntry, c)
         for g in groups
         if isinstance(g, dict)
         for c in g.get("checks", [])
@@ -57,7 +69,7 @@ def compare(old: Summary, new: Summary, old_label: str = "", new_label: str = ""
         n for n, s in now.items() if s in FAILING and status.get(n) not in FAILING
     )
     newly_passing = sorted(n for n, s in now.items() if s == "passed" and status.get(n) in FAILING)
-    changed = [
+    changed: list[StatusChange] = [
         {"check": n, "old": status[n], "new": s}
         for n, s in sorted(now.items())
         if n in status and s != status[n] and n not in newly_failing and n not in newly_passing
@@ -65,7 +77,8 @@ def compare(old: Summary, new: Summary, old_label: str = "", new_label: str = ""
     methods: dict[str, MethodChange] = {}
     old_methods, new_methods = old.get("methods", {}), new.get("methods", {})
     for method in sorted(set(old_methods) | set(new_methods)):
-        was, is_ = old_methods.get(method) or {}, new_methods.get(method) or {}
+        was: Mapping[str, Any] = old_methods.get(method) or {}
+        is_: Mapping[str, Any] = new_methods.get(method) or {}
         codes = {
             code: [(was.get("codes") or {}).get(code), (is_.get("codes") or {}).get(code)]
             for code in sorted(set(was.get("codes") or {}) | set(is_.get("codes") or {}))
@@ -74,7 +87,8 @@ def compare(old: Summary, new: Summary, old_label: str = "", new_label: str = ""
         verdict = [was.get("verdict"), is_.get("verdict")]
         if codes or verdict[0] != verdict[1]:
             methods[method] = {"verdict": verdict, "codes": codes}
-    ops_old, ops_new = old.get("operations") or {}, new.get("operations") or {}
+    ops_old: Mapping[str, Any] = old.get("operations") or {}
+    ops_new: Mapping[str, Any] = new.get("operations") or {}
     return {
         "old": old_label,
         "new": new_label,
@@ -93,9 +107,12 @@ def compare(old: Summary, new: Summary, old_label: str = "", new_label: str = ""
 def render(diff: Comparison) -> str:
     """The comparison as text: what broke, what was fixed, verdicts and codes, operations."""
     lines = [f"comparing {diff.get('old') or 'the old run'} -> {diff.get('new') or 'the new run'}"]
-    for title, key in (("newly failing", "newly_failing"), ("newly passing", "newly_passing")):
-        lines.append(f"{title} ({len(diff[key])}):")
-        lines += [f"  {name}" for name in diff[key]]
+    for title, names in (
+        ("newly failing", diff["newly_failing"]),
+        ("newly passing", diff["newly_passing"]),
+    ):
+        lines.append(f"{title} ({len(names)}):")
+        lines += [f"  {name}" for name in names]
     if diff["changed"]:
         lines.append(f"changed status ({len(diff['changed'])}):")
         lines += [f"  {c['check']}: {c['old']} -> {c['new']}" for c in diff["changed"]]

@@ -12,9 +12,10 @@ from __future__ import annotations
 import functools
 import re
 import shlex
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
@@ -30,7 +31,7 @@ from conformance.reporting.model import (
     split_code,
     versions,
 )
-from conformance.reporting.results import run_verdict
+from conformance.reporting.results import verdict_of_run
 from conformance.reporting.shapes import MethodEntry, Summary
 
 REPORT_NAME = "report.html"
@@ -110,14 +111,14 @@ def _visible(value: Any) -> Any:
 def view(summary: Summary, specs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Everything the template shows, as plain data."""
     anchors = _anchors(summary)
-    totals = {
+    totals: dict[str, int] = {
         "passed": 0,
         "failed": 0,
         "not_applicable": 0,
         "errors": 0,
-        **summary.get("totals", {}),
+        **cast("dict[str, int]", summary.get("totals", {})),  # (Totals: each an int)
     }
-    verdict = run_verdict({"totals": totals, "methods": summary.get("methods", {})})
+    verdict = verdict_of_run(totals, summary.get("methods", {}))
     return {
         "provider": str(summary.get("provider", "")),
         "profile": str(summary.get("profile", "")),
@@ -239,7 +240,9 @@ def matrix_row(
 ) -> dict[str, Any]:
     checks = [Check(method, str(info.get("family", "")), c) for c in info.get("checks", [])]
     values = spec.get("values", {})
-    observed = info.get("observed") if isinstance(info.get("observed"), dict) else {}
+    observed = info.get("observed")
+    if not isinstance(observed, dict):
+        observed = {}
     cells = [
         code_cell(str(code), str(status), checks, values.get(code, ""), anchors, observed.get(code))
         for code, status in info.get("codes", {}).items()
@@ -302,7 +305,9 @@ def observed_text(entries: Any) -> str:
     for e in entries:
         if not isinstance(e, dict):
             continue
-        checks = e.get("checks") if isinstance(e.get("checks"), list) else []
+        checks = e.get("checks")
+        if not isinstance(checks, list):
+            checks = []
         times = "once" if e.get("times") == 1 else f"{e.get('times')} times"
         parts.append(
             f"{e.get('code')} on Windows {e.get('windows')} "
@@ -372,7 +377,9 @@ def failure(
 ) -> dict[str, Any]:
     """Everything needed to understand and replay one failed or errored check."""
     details = check.details
-    actual = details.get("actual") if isinstance(details.get("actual"), dict) else {}
+    actual = details.get("actual")
+    if not isinstance(actual, dict):
+        actual = {}
     spec = specs.get(check.method, {})
     expected = [str(e) for e in details.get("expected") or []]
     return {
@@ -471,8 +478,12 @@ def operations(summary: Summary) -> dict[str, Any] | None:
     made = summary.get("operations")
     if not isinstance(made, dict):
         return None  # a results.json from before operations were counted
-    plan = summary.get("plan") if isinstance(summary.get("plan"), dict) else {}
-    estimated = plan.get("operations") if isinstance(plan.get("operations"), dict) else {}
+    plan: Mapping[str, Any] | None = summary.get("plan")
+    if not isinstance(plan, dict):
+        plan = {}
+    estimated = plan.get("operations")
+    if not isinstance(estimated, dict):
+        estimated = {}
     return {
         "total": _int(made.get("total")),
         "batches": _int(made.get("batches")),
@@ -556,6 +567,10 @@ def _int(value: Any) -> int:
         return 0
 
 
+def _operations_total(operations: object) -> int | None:
+    return _int(operations.get("total")) if isinstance(operations, dict) else None
+
+
 def all_checks(summary: Summary, anchors: dict[str, str]) -> list[dict[str, Any]]:
     """Per method (then per family, for family-level checks), every check: failures first."""
     groups: dict[str, list[Check]] = {}
@@ -581,9 +596,7 @@ def all_checks(summary: Summary, anchors: dict[str, str]) -> list[dict[str, Any]
                         "status": c.status,
                         "message": c.message,
                         "duration": c.duration,
-                        "operations": _int((c.data.get("operations") or {}).get("total"))
-                        if isinstance(c.data.get("operations"), dict)
-                        else None,
+                        "operations": _operations_total(c.data.get("operations")),
                         "observed": bool(c.data.get("observed")),
                         "href": "#" + anchors[c.name] if c.status in ("failed", "error") else "",
                     }

@@ -71,7 +71,7 @@ class Check:
 
     @property
     def details(self) -> dict[str, Any]:
-        details = self.data.get("details")
+        details: object = self.data.get("details")  # (read from a file)
         return details if isinstance(details, dict) else {}
 
     @property
@@ -91,9 +91,9 @@ def iter_checks(summary: Summary) -> Iterator[Check]:
     for method, info in summary.get("methods", {}).items():
         for data in info.get("checks", []):
             yield Check(method, str(info.get("family", "")), data)
-    for family, info in (summary.get("families") or {}).items():
-        for data in info.get("checks", []):
-            yield Check("", str(family), data)
+    for family, entry in (summary.get("families") or {}).items():
+        for check in entry.get("checks", []):
+            yield Check("", str(family), check)
 
 
 def check_codes(check: CheckEntry) -> dict[str, str]:
@@ -147,7 +147,7 @@ def with_check_codes(summary: Summary, stream: Path) -> Summary:
             for key, info in groups.items()
         }
 
-    out = {**summary, "methods": filled(summary.get("methods", {}))}
+    out: Summary = {**summary, "methods": filled(summary.get("methods", {}))}
     if summary.get("families"):
         out["families"] = filled(summary["families"])
     return out
@@ -199,7 +199,7 @@ def xml_text(value: Any) -> str:
 
 def versions(summary: Summary | None = None) -> dict[str, str]:
     """The versions behind a run: those recorded in the summary, else this environment's."""
-    recorded = (summary or {}).get("versions")
+    recorded = summary.get("versions") if summary else None
     if isinstance(recorded, dict) and recorded:
         return {str(k): str(v) for k, v in recorded.items()}
     return run_versions()

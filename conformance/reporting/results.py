@@ -10,24 +10,28 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from conformance.engine.operations import Tally
 from conformance.engine.repro import Repro
 from conformance.errors import WriteError
 from conformance.reporting.shapes import (
+    CheckEntry,
     Covered,
     Details,
     FamilyEntry,
     Header,
+    MethodCheckEntry,
     MethodEntry,
     MethodPlanSummary,
     Missing,
     ObservedHit,
     ObservedUse,
     Operations,
+    PlanCoverage,
     RegressionOutcome,
     Summary,
     Totals,
@@ -185,7 +189,7 @@ def summarize(
 ) -> Summary:
     """results.json from the run's header, its methods and its finished checks."""
     totals: Totals = {"passed": 0, "failed": 0, "not_applicable": 0, "errors": 0}
-    key = {
+    key: dict[str, Literal["passed", "failed", "not_applicable", "errors"]] = {
         "passed": "passed",
         "failed": "failed",
         "not_applicable": "not_applicable",
@@ -214,62 +218,78 @@ def summarize(
             "verdict": method_verdict(checks, {c: codes[c] for c in info.codes}),
             "family": info.family,
             "codes": codes,
-            "checks": [
-                {
-                    "name": r.name,
-                    "kind": r.kind,
-                    "status": r.status,
-                    "message": r.message,
-                    "codes": r.codes,
-                    "repro": r.repro,
-                    "details": r.details,
-                    "duration": round(r.duration, 4),
-                    **({"operations": r.operations} if r.operations is not None else {}),
-                    **({"regressions": r.regressions} if r.regressions else {}),
-                    **({"observed": r.observed} if r.observed else {}),
-                }
-                for r in checks
-            ],
+            "checks": [_method_check(r) for r in checks],
         }
         if info.plan is not None:
             out_methods[method]["plan"] = reached_plan(info.plan, checks)
         excused = observed_codes(method, results)
         if excused:
             out_methods[method]["observed"] = excused
-    families: dict[str, FamilyEntry] = {}
+    family_checks: dict[str, list[CheckEntry]] = {}
     for r in results:
         if r.method not in methods:  # a family-level check that passed (or blamed no method)
-            entry = families.setdefault(r.family, {"checks": []})
-            entry["checks"].append(
-                {
-                    "name": r.name,
-                    "kind": r.kind,
-                    "status": r.status,
-                    "message": r.message,
-                    "repro": r.repro,
-                    "details": r.details,
-                    "duration": round(r.duration, 4),
-                    **({"operations": r.operations} if r.operations is not None else {}),
-                    **({"regressions": r.regressions} if r.regressions else {}),
-                    **({"observed": r.observed} if r.observed else {}),
-                }
-            )
-    planned = (header.get("plan") or {}).get("families") or {}
-    for name, plan in planned.items():
-        families.setdefault(name, {"checks": []})["plan"] = plan
-    for entry in families.values():
-        entry["verdict"] = method_verdict(
-            [CheckResult(c["name"], "", c["kind"], "", c["status"]) for c in entry["checks"]], {}
+            family_checks.setdefault(r.family, []).append(_family_check(r))
+    run_plan = header.get("plan")
+    planned = (run_plan.get("families") if run_plan else None) or {}
+    for name in planned:
+        family_checks.setdefault(name, [])
+    families: dict[str, FamilyEntry] = {}
+    for name, entries in family_checks.items():
+        verdict = method_verdict(
+            [CheckResult(c["name"], "", c["kind"], "", c["status"]) for c in entries], {}
+        )
+        families[name] = (
+            {"checks": entries, "plan": planned[name], "verdict": verdict}
+            if name in planned
+            else {"checks": entries, "verdict": verdict}
         )
     return {
         "schema": SCHEMA,
         **header,
         "totals": totals,
-        "operations": operations.as_dict(),
+        "operations": cast(Operations, operations.as_dict()),
         "coverage": coverage_reached([*out_methods.values(), *families.values()]),
         "methods": out_methods,
         "families": families,
     }
+
+
+def _method_check(r: CheckResult) -> MethodCheckEntry:
+    entry: MethodCheckEntry = {
+        "name": r.name,
+        "kind": r.kind,
+        "status": r.status,
+        "message": r.message,
+        "codes": r.codes,
+        "repro": r.repro,
+        "details": r.details,
+        "duration": round(r.duration, 4),
+    }
+    _optional_keys(entry, r)
+    return entry
+
+
+def _family_check(r: CheckResult) -> CheckEntry:
+    entry: CheckEntry = {
+        "name": r.name,
+        "kind": r.kind,
+        "status": r.status,
+        "message": r.message,
+        "repro": r.repro,
+        "details": r.details,
+        "duration": round(r.duration, 4),
+    }
+    _optional_keys(entry, r)
+    return entry
+
+
+def _optional_keys(entry: CheckEntry, r: CheckResult) -> None:
+    if r.operations is not None:
+        entry["operations"] = r.operations
+    if r.regressions:
+        entry["regressions"] = r.regressions
+    if r.observed:
+        entry["observed"] = r.observed
 
 
 def coverage_reached(owners: list[MethodEntry | FamilyEntry]) -> dict[str, Covered]:
@@ -277,7 +297,8 @@ def coverage_reached(owners: list[MethodEntry | FamilyEntry]) -> dict[str, Cover
     cases reached it."""
     out: dict[str, Covered] = {}
     for info in owners:
-        coverage = (info.get("plan") or {}).get("coverage") or {}
+        plan = info.get("plan")
+        coverage = (plan.get("coverage") if plan else None) or {}
         for kind, value in coverage.items():
             if isinstance(value, dict):
                 entry = out.setdefault(kind, {"covered": 0, "total": 0})
@@ -295,16 +316,18 @@ def reached_plan(plan: MethodPlanSummary, checks: list[CheckResult]) -> MethodPl
             lost.setdefault(entry["item"], entry)
     if not lost:
         return plan
-    coverage = {
-        k: (dict(v) if isinstance(v, dict) else list(v))
+    coverage: PlanCoverage = {
+        k: (v.copy() if isinstance(v, dict) else list(v))
         for k, v in plan.get("coverage", {}).items()
     }
     for entry in lost.values():
         kind = coverage.get(entry["kind"])
         if isinstance(kind, dict) and kind.get("covered"):
             kind["covered"] -= 1
-    coverage["unreachable"] = [*coverage.get("unreachable", []), *lost.values()]
-    return {**plan, "coverage": coverage}
+    earlier = coverage.get("unreachable", [])
+    coverage["unreachable"] = [*(earlier if isinstance(earlier, list) else []), *lost.values()]
+    reached: MethodPlanSummary = {**plan, "coverage": coverage}
+    return reached
 
 
 def observed_codes(method: str, results: list[CheckResult]) -> dict[str, list[ObservedUse]]:
@@ -315,7 +338,8 @@ def observed_codes(method: str, results: list[CheckResult]) -> dict[str, list[Ob
         for hit in r.observed or ():
             if hit.get("method") != method:
                 continue
-            for code in [hit["instead_of"]] if hit.get("instead_of") else hit.get("expected", []):
+            instead = hit.get("instead_of")
+            for code in [instead] if instead else hit.get("expected", []):
                 entry = out.setdefault(code, {}).setdefault(
                     hit["entry"],
                     {
@@ -335,8 +359,12 @@ def observed_codes(method: str, results: list[CheckResult]) -> dict[str, list[Ob
 
 def run_verdict(summary: Summary) -> str:
     """conforms / fails / partial / not-applicable for the whole run."""
-    verdicts = [m["verdict"] for m in summary["methods"].values()]
-    t = summary["totals"]
+    return verdict_of_run(summary["totals"], summary["methods"])
+
+
+def verdict_of_run(t: Mapping[str, object], methods: Mapping[str, MethodEntry]) -> str:
+    """The run's verdict from its totals and its methods."""
+    verdicts = [m["verdict"] for m in methods.values()]
     if t["failed"] or t["errors"] or "fails" in verdicts:
         return "fails"
     if not t["passed"]:
@@ -362,7 +390,7 @@ def merge_streams(
     if run is None and parts:
         newest = max(parts, key=lambda p: p.stat().st_mtime)
         run = parts[newest][0].get("run")
-    header: Header = {}  # (filled from the first stream of the run)
+    header = cast(Header, {})  # (filled from the first stream of the run)
     methods: dict[str, MethodInfo] = {}
     results: list[CheckResult] = []
     merged = 0
@@ -400,7 +428,7 @@ def read_stream(
     """Read a results.jsonl back, skipping a torn line (a run killed mid-write, even inside a
     UTF-8 character) and any line that is not one of its records; `skipped` gets a note for
     each (which line, and why)."""
-    header: Header = {}  # (the stream's first line)
+    header = cast(Header, {})  # (the stream's first line; none in a stream without it)
     methods: dict[str, MethodInfo] = {}
     results: list[CheckResult] = []
     text = path.read_bytes().decode("utf-8", errors="replace")
@@ -412,7 +440,7 @@ def read_stream(
             event = record.pop("event", None)
             if event == "start":
                 methods = {k: MethodInfo(**v) for k, v in record.pop("methods", {}).items()}
-                header = record
+                header = cast(Header, record)  # (written by ResultStream; read with .get)
             elif event == "check":
                 run = record.pop("run", None)
                 if run is not None and run != header.get("run"):

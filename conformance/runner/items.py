@@ -27,6 +27,8 @@ from conformance.runner.options import (
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from _pytest._code.code import TerminalRepr
+
     from conformance.spec.model import Scenario, Spec
 
 
@@ -139,7 +141,9 @@ class CheckItem(pytest.Item):
             raise CheckFailed(self.verdict.message)
         assert self.verdict.status == PASSED
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:
+    def repr_failure(
+        self, excinfo: pytest.ExceptionInfo[BaseException], style=None
+    ) -> str | TerminalRepr:
         if isinstance(excinfo.value, CheckFailed):
             return f"{self.check_name}\n  {excinfo.value.message}"
         return super().repr_failure(excinfo)

@@ -6,11 +6,12 @@ knows by their node ids only.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import yaml
 
 from conformance.engine.kinds import KINDS
+from conformance.engine.repro import is_sequence
 from conformance.engine.verdict import (
     NOT_APPLICABLE,
     Verdict,
@@ -36,7 +37,8 @@ def say(line: str) -> None:
 
 
 def plan_of(plan: SpecPlan | None) -> MethodPlanSummary | None:
-    return plan.summary() if plan is not None else None
+    # (the engine writes the shape without importing reporting)
+    return cast("MethodPlanSummary", plan.summary()) if plan is not None else None
 
 
 class PlannedItem:
@@ -68,7 +70,8 @@ class PlannedItem:
 
 def blamed_method(verdict: Verdict) -> str:
     """The method whose call a family-level failure ended on ("" when it passed)."""
-    for entry in reversed((verdict.repro or {}).get("calls", [])):
+    repro = verdict.repro
+    for entry in reversed(repro["calls"] if repro is not None and is_sequence(repro) else []):
         if "method" in entry:
             return entry["method"]
     return ""

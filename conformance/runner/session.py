@@ -10,7 +10,7 @@ import os
 import threading
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -71,7 +71,17 @@ from conformance.spec.observed import (
 )
 
 if TYPE_CHECKING:
-    from conformance.reporting.shapes import Summary
+    from conformance.engine.repro import Repro
+    from conformance.reporting.shapes import (
+        Details,
+        Header,
+        Missing,
+        ObservedHit,
+        Operations,
+        RegressionOutcome,
+        RunPlanSummary,
+        Summary,
+    )
     from conformance.spec.model import Spec
 
 
@@ -223,7 +233,7 @@ class ConformanceSession:
             for s in self.catalog.specs.values()
             if s.id in chosen
         }
-        header = {
+        header: Header = {
             "run": self.run_id,
             "provider": self.provider_name,
             "provider_path": portable(self.provider_name),
@@ -233,7 +243,7 @@ class ConformanceSession:
             "differential": self.differential,
             "observed": self.observed,
             "capabilities": self.capabilities,
-            "plan": self.plan.summary() if self.plan is not None else None,
+            "plan": cast("RunPlanSummary", self.plan.summary()) if self.plan is not None else None,
             "checks_selected": len(items),
         }
         stream = f"workers/{self.worker}.jsonl" if self.worker is not None else "results.jsonl"
@@ -364,6 +374,7 @@ class ConformanceSession:
         items = [i for i in (PlannedItem.of(self, nodeid) for nodeid in ids) if i is not None]
 
         def plan() -> None:
+            # a PlannedItem has what make_plan reads of a CheckItem (spec, kind, family, case)
             self.plan = self.make_plan(items)  # type: ignore[arg-type]
             if self.show_plan and self.plan is not None:
                 say(self.plan.headline())
@@ -521,7 +532,10 @@ class ConformanceSession:
         method = item.spec.id if item.spec is not None else blamed_method(verdict)
         repro = verdict.repro
         if repro is not None:  # (a family failure that ended before any call names none)
-            repro = {"check": item.check_name, **({"method": method} if method else {}), **repro}
+            repro = cast(
+                "Repro",
+                {"check": item.check_name, **({"method": method} if method else {}), **repro},
+            )
             write_repro(self.out, item.check_name, repro)
         observed = self.settings.observed.take() if self.settings.observed else []
         message = verdict.message
@@ -539,11 +553,12 @@ class ConformanceSession:
                 repro=repro,
                 duration=duration,
                 family=item.family,
-                details=verdict.details,
-                observed=observed or None,
-                operations=self.item_operations.as_dict(),
-                unreached=verdict.unreached,
-                regressions=verdict.regressions,
+                # (the engine writes these shapes without importing reporting)
+                details=cast("Details | None", verdict.details),
+                observed=cast("list[ObservedHit] | None", observed or None),
+                operations=cast("Operations", self.item_operations.as_dict()),
+                unreached=cast("list[Missing] | None", verdict.unreached),
+                regressions=cast("list[RegressionOutcome] | None", verdict.regressions),
             )
         )
 

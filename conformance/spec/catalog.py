@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -87,13 +87,13 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def load_catalog(paths: list[str | Path] | None = None) -> Catalog:
+def load_catalog(paths: Sequence[str | Path] | None = None) -> Catalog:
     """Load and check specs; raise SourceError listing every problem found."""
     with gc_paused():
         return _load_catalog(paths)
 
 
-def _load_catalog(paths: list[str | Path] | None) -> Catalog:
+def _load_catalog(paths: Sequence[str | Path] | None) -> Catalog:
     """Read the code table, every domain, then every spec; cross-check them all and raise
     one SourceError listing every problem."""
     targets = [Path(p) for p in (paths or [default_specs_dir()])]

@@ -175,7 +175,8 @@ def operands(source: str) -> tuple[str, list[str]]:
         spans = spans[1:-1]
     if not spans:
         return "", [source.strip()]
-    depth, tops = 0, {"&&": [], "||": [], "?": []}
+    depth = 0
+    tops: dict[str, list[int]] = {"&&": [], "||": [], "?": []}
     for i, (text, _, _) in enumerate(spans):
         if text in "([{" and text:
             depth += 1

@@ -22,7 +22,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from conformance.errors import EXIT_FAILS, EXIT_OK, EXIT_USAGE, UsageError
 from conformance.spec.codes import hex32
@@ -45,6 +45,8 @@ _STRINGS = {
     "LPCWSTR": "unicode",
 }
 _WIN32_RETURNS = {"UInt32", "WIN32_ERROR", "Int32"}
+
+_Node = TypeVar("_Node", bound=ast.AST)
 
 
 class MetadataMissing(UsageError):
@@ -129,7 +131,7 @@ class Metadata:
             self._trees[file] = defs
         return self._trees[file]
 
-    def _find(self, name: str, kind: type) -> tuple[ast.AST, Path] | None:
+    def _find(self, name: str, kind: type[_Node]) -> tuple[_Node, Path] | None:
         for file in self.where.get(name, []):
             node = self._definitions(file).get(name)
             if isinstance(node, kind):
@@ -160,7 +162,10 @@ class Metadata:
             (
                 d.args[0].value
                 for d in node.decorator_list
-                if isinstance(d, ast.Call) and d.args and isinstance(d.args[0], ast.Constant)
+                if isinstance(d, ast.Call)
+                and d.args
+                and isinstance(d.args[0], ast.Constant)
+                and isinstance(d.args[0].value, str)
             ),
             None,
         )
@@ -192,6 +197,7 @@ class Metadata:
                         and _last(d.func) == "commethod"
                         and d.args
                         and isinstance(d.args[0], ast.Constant)
+                        and isinstance(d.args[0].value, int)
                     ),
                     None,
                 )

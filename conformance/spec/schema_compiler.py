@@ -18,7 +18,7 @@ from typing import Any
 try:  # jsonschema's own equality, so the compiled test means what it means; private, so
     from jsonschema._utils import equal, uniq  # a release without it only loses the fast path
 except ImportError:  # pragma: no cover - depends on the installed jsonschema
-    equal = uniq = None  # type: ignore[assignment]
+    equal = uniq = None
 
 Accept = Callable[[Any], bool]
 # Keywords that never fail a document: `format` asserts nothing without a format checker, and

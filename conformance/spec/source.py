@@ -172,6 +172,7 @@ def _decode(raw: bytes | str, name: str) -> str:
         raise SourceError([Problem(name, line, "", "not valid UTF-8 text")]) from None
 
 
+# (the base is chosen when imported: libyaml's safe loader when present)
 class _Loader(_BASE_LOADER):  # type: ignore[misc, valid-type]
     """The safe loader, resolving the tag of each distinct short plain scalar once: keys and
     symbols repeat across thousands of specs, and the resolver's regexes are its largest cost."""
