@@ -330,16 +330,19 @@ class ConformanceSession:
         if KINDS[item.kind].scope == "scenario" and item.scenario is not None:
             scenario = item.scenario
             steps = [*scenario.given, *(s for c in scenario.calls for s in c.get("given", []))]
-            calls = max(1, sum("given" not in c for c in scenario.calls))
+            own = item.spec.id if item.spec else ""
+            called = [c.get("method") or own for c in scenario.calls if "call" in c]
+            if self.allowed().refused(steps, called):
+                return ops, seconds  # not applicable before any operation
+            calls = max(1, len(called))
+            domain = self.catalog.domains[item.family]
+            shown = [c for c in self.capabilities.get("observe", []) if c in domain.collections]
             ops.add("reset")
             ops.add("setup", len(steps))
             ops.add("call", calls)
-            ops.add(
-                "observe",
-                len(scenario.then)
-                if not scenario.calls
-                else calls * len(self.capabilities.get("observe", [])),
-            )
+            # one call reads what its `then` names; a sequence, its family's collections after
+            # every call (as a replay does)
+            ops.add("observe", len(scenario.then) if not scenario.calls else calls * len(shown))
             seconds = (
                 costs.of_op("reset")
                 + sum(costs.of_op("setup", str(next(iter(s)))) for s in steps)

@@ -223,3 +223,31 @@ def test_a_sequence_calling_a_method_the_provider_leaves_out_costs_no_operation(
     )
     assert check["operations"]["total"] == 0
     assert sum(c["status"] == "passed" for c in checks) == len(checks) - 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("provider", ["reference", f"{Path(__file__)}:NoLogonSessions"])
+def test_the_plan_estimates_the_scenarios_operations_exactly(tmp_path: Path, provider: str) -> None:
+    """What a run of scenarios will ask of the provider is known before it starts: one-call
+    scenarios read what their `then` names, sequences their family's collections after every
+    call, and those needing what the provider leaves out nothing."""
+    out = tmp_path / "out"
+    cli(
+        "run",
+        "--provider",
+        provider,
+        "--family",
+        "virtual-pc",
+        "-k",
+        "scenario",
+        "--out",
+        str(out),
+        "--regressions",
+        str(tmp_path / "r"),
+        "--in-process",
+    )
+    summary = results(out)
+    estimated = dict(summary["plan"]["operations"])
+    estimated.pop("batches", None)
+    made = {k: v for k, v in summary["operations"].items() if k != "batches"}
+    assert estimated == made
