@@ -335,18 +335,21 @@ def regex_in_a_rule(ctx: Context) -> Outcome:
     return Outcome(held, what)
 
 
+_NUMBERS = "[" + ",".join(str(i) for i in range(250)) + "]"
+# a condition whose first operand visits 250**3 elements: far past the cost bound
+NESTED_MAPS = (
+    f"{_NUMBERS}.map(a, {_NUMBERS}.map(b, {_NUMBERS}.map(c, a + b + c))).size() == 0 "
+    "|| args.targetId == 'nothing'"
+)
+
+
 @case(
     "comprehensions nested 3 deep over 250-element lists",
     "spec",
     "1,000,000 comprehension visits per evaluation, the rule's file:line named",
 )
 def nested_maps(ctx: Context) -> Outcome:
-    numbers = "[" + ",".join(str(i) for i in range(250)) + "]"
-    when = (
-        f"{numbers}.map(a, {numbers}.map(b, {numbers}.map(c, a + b + c))).size() == 0 "
-        "|| args.targetId == 'nothing'"
-    )
-    specs = ctx.specs_with_rule(when)
+    specs = ctx.specs_with_rule(NESTED_MAPS)
     out = ctx.tmp / "out"
     done = ctx.run(
         "run",
@@ -372,6 +375,20 @@ def nested_maps(ctx: Context) -> Outcome:
     if named:
         return Outcome(True, f"failed as the spec's fault: {named[0]['message'][:120]}")
     return Outcome(False, f"exit {done.code} in {done.seconds:.0f} s: {_said(done)}")
+
+
+@case(
+    "validate with a rule past the cost bound that every scenario evaluates",
+    "spec",
+    "the bound paid once per spec: one problem naming the rule's file:line, not one per scenario",
+)
+def validate_costly_rule(ctx: Context) -> Outcome:
+    done = ctx.run("validate", "--no-reach", str(ctx.specs_with_rule(NESTED_MAPS)), cap=90)
+    if done.capped:
+        return Outcome(False, "still running after 90 s (killed)")
+    lines = [line for line in done.stdout.splitlines() if "1,000,000" in line]
+    held = done.code == 2 and len(lines) == 1 and ".yaml:" in lines[0]
+    return Outcome(held, f"exit {done.code}, {len(lines)} cost line(s) in {done.seconds:.1f} s")
 
 
 @case("a 400 MB spec file", "spec", "2 MiB read per spec file, refused naming the file")

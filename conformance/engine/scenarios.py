@@ -16,7 +16,7 @@ from conformance.engine.judging import (
     repro,
     then_mismatch,
 )
-from conformance.engine.oracle import Oracle, OracleError
+from conformance.engine.oracle import Oracle, OracleCostError, OracleError
 from conformance.engine.strategies import Allowed, state_of
 from conformance.engine.trial import Trial, prepare
 from conformance.engine.verdict import FAILED, PASSED, CheckFailed, NotApplicable, Verdict
@@ -159,13 +159,20 @@ def scenario_problems(catalog: Catalog) -> list[str]:
     problems: list[str] = []
     for spec in catalog.specs.values():
         oracle = Oracle(spec, catalog.codes)
-        for scenario in spec.scenarios:
+        for number, scenario in enumerate(spec.scenarios, 1):
             try:
                 if scenario.calls:
                     wrong = sequence_disagreement(spec, scenario, catalog)
                 else:
                     _predicted(spec, scenario, catalog.domain_of(spec), oracle)
                     wrong = None
+            except OracleCostError as exc:  # paid once per spec, not once per scenario
+                left = len(spec.scenarios) - number
+                problems.append(
+                    f"{exc}"
+                    + (f" ({left} later scenarios of {spec.id} not judged)" if left else "")
+                )
+                break
             except OracleError as exc:
                 wrong = exc
             if wrong is not None:
