@@ -31,7 +31,7 @@ from conformance.engine.judging import (
 from conformance.engine.kinds import KINDS, CheckKind, Target, kinds_for
 from conformance.engine.oracle import OracleError
 from conformance.engine.repro import is_sequence
-from conformance.engine.scenarios import check_scenario, sequence_disagreement
+from conformance.engine.scenarios import check_scenario, scenario_needs, sequence_disagreement
 from conformance.engine.strategies import Allowed, Case, cases, state_of
 from conformance.engine.trial import Trial, prepare
 from conformance.engine.verdict import (
@@ -507,9 +507,7 @@ def check_sequence(target: Target) -> Verdict:
     wrong = sequence_disagreement(spec, scenario, target.catalog, subject.settings.code_page)
     if wrong is not None:  # a spec error, found before any provider call
         raise wrong
-    steps = [*scenario.given, *(s for e in scenario.calls for s in e.get("given") or [])]
-    called = [e.get("method") or spec.id for e in scenario.calls if "call" in e]
-    refused = (subject.allowed or Allowed()).refused(steps, called)
+    refused = (subject.allowed or Allowed()).refused(*scenario_needs(scenario, spec.id))
     if refused is not None:
         return Verdict(
             NOT_APPLICABLE,

@@ -19,9 +19,8 @@ import yaml
 from conformance.engine.executions import Call
 from conformance.engine.judging import judge_rules, then_mismatch
 from conformance.engine.kinds import KINDS
-from conformance.engine.oracle import Oracle
 from conformance.engine.repro import CallEntry, Entry, Repro, SequenceRepro, is_sequence
-from conformance.engine.scenarios import scenario_args
+from conformance.engine.scenarios import scenario_args, walk_calls
 from conformance.engine.strategies import state_of
 from conformance.engine.subject import Subject
 from conformance.engine.verdict import Settings
@@ -272,23 +271,16 @@ def predicted_expects(
     first = next(c.get("method") or repro["method"] for c in calls if "given" not in c)
     domain = catalog.domain_of(catalog.specs[first])
     state = state_of(domain, repro.get("given") or [])
+    code_page = (settings or Settings()).code_page
     out: list[Entry] = []
-    oracles: dict[str, Oracle] = {}
-    for entry in calls:
-        if "given" in entry:
-            for raw in entry["given"] or []:
-                domain.apply(state, domain.complete(raw))
+    for _, entry, _, predicted in walk_calls(
+        calls, state, domain, catalog, repro.get("method") or "", code_page
+    ):
+        if "given" in entry or predicted is None:  # (None exactly for a `given` entry)
             out.append(entry)
             continue
-        spec = catalog.specs[entry.get("method") or repro["method"]]
-        if spec.id not in oracles:
-            oracles[spec.id] = Oracle(spec, catalog.codes, (settings or Settings()).code_page)
-        args = scenario_args(spec, Scenario("replay", (), dict(entry.get("call") or {}), ()))
-        predicted = oracles[spec.id].predict(state, args)
         codes = list(predicted.codes)
-        called: CallEntry = {**entry, "expect": codes[0] if len(codes) == 1 else codes}
-        out.append(called)
-        state = predicted.state
+        out.append({**entry, "expect": codes[0] if len(codes) == 1 else codes})
     return {**repro, "calls": out}
 
 

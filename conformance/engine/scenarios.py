@@ -6,7 +6,8 @@ validate` through `scenario_problems`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, cast
 
 from conformance.engine.judging import (
     code_mismatch,
@@ -25,7 +26,7 @@ from conformance.spec.model import Scenario
 
 if TYPE_CHECKING:
     from conformance.engine.oracle import Prediction
-    from conformance.engine.repro import CallRepro
+    from conformance.engine.repro import CallRepro, Entry
     from conformance.engine.subject import Subject
     from conformance.spec.catalog import Catalog
     from conformance.spec.domain import Domain
@@ -45,6 +46,13 @@ def scenario_args(spec: Spec, scenario: Scenario) -> dict[str, Any]:
             value = spec.constants[value]
         args[param.name] = _ref(value)
     return args
+
+
+def scenario_needs(scenario: Scenario, method: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """What a scenario asks of the provider: the steps its `given` and its `calls` entries
+    build, and the methods its `calls` call (`method` where an entry names none)."""
+    steps = [*scenario.given, *(s for e in scenario.calls for s in e.get("given") or [])]
+    return steps, [e.get("method") or method for e in scenario.calls if "call" in e]
 
 
 def _ref(value: Any) -> Any:
@@ -116,6 +124,34 @@ def _predicted(
     return state, predicted
 
 
+def walk_calls(
+    entries: Iterable[Entry],
+    state: dict[str, Any],
+    domain: Domain,
+    catalog: Catalog,
+    method: str,
+    code_page: str = "cp1252",
+) -> Iterator[tuple[int, Entry, dict[str, Any], Prediction | None]]:
+    """A sequence of `calls` run on the oracle alone, from `state`: each entry with the state
+    it leaves and, for a call, what the rules predict of it (None for a `given` entry, whose
+    steps are applied). A call names its `method`, else `method`; the catalog holds every
+    method a loaded scenario calls (catalog_checks), and a replay names one it lacks."""
+    oracles: dict[str, Oracle] = {}
+    for j, entry in enumerate(entries):
+        if "given" in entry:
+            for raw in entry["given"] or []:
+                domain.apply(state, domain.complete(raw))
+            yield j, entry, state, None
+            continue
+        callee = catalog.specs[entry.get("method") or method]
+        if callee.id not in oracles:
+            oracles[callee.id] = Oracle(callee, catalog.codes, code_page)
+        call = Scenario(callee.id, (), dict(entry.get("call") or {}), ())
+        predicted = oracles[callee.id].predict(state, scenario_args(callee, call))
+        state = predicted.state
+        yield j, entry, state, predicted
+
+
 def sequence_disagreement(
     spec: Spec, scenario: Scenario, catalog: Catalog, code_page: str = "cp1252"
 ) -> OracleError | None:
@@ -125,29 +161,18 @@ def sequence_disagreement(
     domain = catalog.domain_of(spec)
     state = state_of(domain, list(scenario.given))
     wrong = _impossible(domain, spec, scenario, (), state, "the state its given steps build")
-    oracles: dict[str, Oracle] = {}
-    for j, entry in enumerate(scenario.calls):
-        if wrong is not None:
-            return wrong
+    entries = cast("list[Entry]", list(scenario.calls))  # schema-valid `calls` entries
+    walked = walk_calls(entries, state, domain, catalog, spec.id, code_page)
+    for j, entry, after, predicted in walked if wrong is None else ():
         if "given" in entry:
-            for raw in entry["given"] or []:
-                domain.apply(state, domain.complete(raw))
             what = "the state the steps before it build"
-            wrong = _impossible(domain, spec, scenario, ("calls", j), state, what)
-            continue
-        callee = catalog.specs.get(entry.get("method") or spec.id)
-        if callee is None:  # the catalog refuses it when loaded; a replay names it
-            return None
-        if callee.id not in oracles:
-            oracles[callee.id] = Oracle(callee, catalog.codes, code_page)
-        call = Scenario(scenario.name, (), dict(entry.get("call") or {}), ())
-        predicted = oracles[callee.id].predict(state, scenario_args(callee, call))
-        expect = entry.get("expect")
-        if expect is not None:
+            wrong = _impossible(domain, spec, scenario, ("calls", j), after, what)
+        elif predicted is not None and (expect := entry.get("expect")) is not None:
             expected = tuple(expect) if isinstance(expect, list) else (expect,)
             written = (expected, dict(entry.get("then") or {}))
             wrong = _disagreement(domain, spec, scenario, ("calls", j), written, predicted)
-        state = predicted.state
+        if wrong is not None:  # the first one: later entries are not predicted
+            break
     return wrong
 
 
@@ -194,7 +219,7 @@ def check_scenario(subject: Subject, scenario: Scenario) -> Verdict:
     steps = [dict(s) for s in scenario.given]
     # the oracle first (it is free): a spec error is raised before any provider operation
     state, predicted = _predicted(spec, scenario, subject.domain, subject.oracle)
-    refused = (subject.allowed or Allowed()).refused(scenario.given)
+    refused = (subject.allowed or Allowed()).refused(*scenario_needs(scenario, spec.id))
     if refused is not None:
         raise NotApplicable(f"unsupported by the provider: {refused}")
     then = Then(spec, args, tuple(scenario.then))

@@ -25,6 +25,7 @@ from conformance.engine.regressions import DEFAULT_FOLDER as DEFAULT_REGRESSIONS
 from conformance.engine.regressions import by_check
 from conformance.engine.regressions import load as load_regressions
 from conformance.engine.runplan import RunPlan, apply_budget
+from conformance.engine.scenarios import scenario_needs
 from conformance.engine.sequences import context_of, plan_family
 from conformance.engine.strategies import Allowed
 from conformance.engine.subject import Subject
@@ -82,6 +83,7 @@ if TYPE_CHECKING:
         RunPlanSummary,
         Summary,
     )
+    from conformance.spec.domain import Domain
     from conformance.spec.model import Spec
 
 
@@ -329,14 +331,11 @@ class ConformanceSession:
         costs, ops, seconds = self.settings.costs, Tally(), 0.0
         if KINDS[item.kind].scope == "scenario" and item.scenario is not None:
             scenario = item.scenario
-            steps = [*scenario.given, *(s for c in scenario.calls for s in c.get("given", []))]
-            own = item.spec.id if item.spec else ""
-            called = [c.get("method") or own for c in scenario.calls if "call" in c]
+            steps, called = scenario_needs(scenario, item.spec.id if item.spec else "")
             if self.allowed().refused(steps, called):
                 return ops, seconds  # not applicable before any operation
             calls = max(1, len(called))
-            domain = self.catalog.domains[item.family]
-            shown = [c for c in self.capabilities.get("observe", []) if c in domain.collections]
+            shown = self.observable(self.catalog.domains[item.family])
             ops.add("reset")
             ops.add("setup", len(steps))
             ops.add("call", calls)
@@ -352,11 +351,8 @@ class ConformanceSession:
         elif KINDS[item.kind].scope == "family":  # exploring: the machine's sequences
             from conformance.engine.stateful import STEPS_PER_RUN
 
-            domain = self.catalog.domains[item.family]
             runs = self.settings.machine_runs
-            reads = len(
-                [c for c in self.capabilities.get("observe", []) if c in domain.collections]
-            )
+            reads = len(self.observable(self.catalog.domains[item.family]))
             ops.add("reset", runs)
             ops.add("call", runs * STEPS_PER_RUN // 2)
             ops.add("setup", runs * STEPS_PER_RUN // 2)
@@ -432,15 +428,12 @@ class ConformanceSession:
     def subject(self, spec: Spec) -> Subject:
         if spec.id not in self.subjects:
             domain = self.catalog.domain_of(spec)
-            observable = tuple(
-                c for c in self.capabilities.get("observe", []) if c in domain.collections
-            )
             subject = Subject(
                 spec,
                 domain,
                 self.catalog.codes,
                 self.provider,
-                observable,
+                self.observable(domain),
                 self.settings,
                 reference=self.reference,
                 allowed=self.allowed(),
@@ -450,6 +443,10 @@ class ConformanceSession:
             if twin is not None and twin.id in self.capabilities.get("methods", []):
                 subject.twin = self.subject(twin)
         return self.subjects[spec.id]
+
+    def observable(self, domain: Domain) -> tuple[str, ...]:
+        """The collections of `domain` the provider can show (`capabilities()["observe"]`)."""
+        return tuple(c for c in self.capabilities.get("observe", []) if c in domain.collections)
 
     def allowed(self) -> Allowed:
         """What the provider declares it can build; undeclared lists mean everything."""
