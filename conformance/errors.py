@@ -3,15 +3,16 @@ errors that carry both.
 
 Every error the harness raises on purpose derives from `ConformanceError`, whose class says
 what it means where it lands: the exit status a command ends with (`exit_status`), the status
-of a check it ends (`status`), how a message introduces it (`prefix`) and who broke the bound
-(`blame`: the spec, the provider, the user's options or files, the disk). So the runner judges
-a check with one `except ConformanceError` and a command exits with one; a new error is one
-class here or beside the code that raises it, never another `except` clause.
+of a check it ends (`status`) and how a message introduces it (`prefix`); its family says who
+broke the bound (`UsageError`: the user's options or files, `SpecError`, `ProviderFault`,
+`WriteError`: the disk). So the runner judges a check with one `except ConformanceError` and
+a command exits with one; a new error is one class here or beside the code that raises it,
+never another `except` clause.
 
 Two kinds of exception stay outside the root, on purpose: a check's time limit
 (`engine.budget.CheckTimedOut`, a BaseException so that a provider's `except Exception` cannot
 swallow it) and private signals a module raises and catches itself (`_GiveUp`, `Untranslatable`
-...), which never leave it. tests/test_layout.py keeps that list closed.
+...), which never leave it. tests/test_errors.py keeps that list closed.
 """
 
 from __future__ import annotations
@@ -51,9 +52,6 @@ class ConformanceError(Exception):
     exit_status: ClassVar[ExitStatus] = ExitStatus.USAGE
     status: ClassVar[Status] = Status.ERROR
     prefix: ClassVar[str] = ""  # how a check's message or a command's line introduces it
-    # who broke the bound: spec, provider, peer (the other end of the agent's wire), options,
-    # file (one the user named), page, disk, environment or harness
-    blame: ClassVar[str] = "harness"
     # what a check it ends records: the codes a failed check marks failed (None: every code
     # of its scenario), the reproduction, details, and planned coverage no case reached
     codes: tuple[str, ...] | None = None
@@ -73,26 +71,20 @@ class ConformanceError(Exception):
 class UsageError(ConformanceError):
     """The options or files the user gave cannot be used as given (exit 2, before any check)."""
 
-    blame = "options"
-
 
 class SpecError(ConformanceError):
     """A spec (or domain) cannot be read or evaluated: its checks are errors, a command exits
     2."""
 
-    blame = "spec"
     prefix = "spec error: "
 
 
 class ProviderFault(ConformanceError):
     """The provider broke the contract (raised, hung, crashed, lied): the check fails."""
 
-    blame = "provider"
     status = Status.FAILED
     exit_status = ExitStatus.FAILS
 
 
 class WriteError(ConformanceError):
     """The disk refused the harness's results (exit 2 in one line; nothing written is lost)."""
-
-    blame = "disk"

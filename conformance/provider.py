@@ -39,7 +39,6 @@ class Unsupported(ConformanceError):
     status = Status.NOT_APPLICABLE
     exit_status = ExitStatus.FAILS
     prefix = "unsupported by the provider: "
-    blame = "provider"
 
 
 class ProviderUnavailable(ConformanceError):
@@ -47,7 +46,6 @@ class ProviderUnavailable(ConformanceError):
 
     exit_status = ExitStatus.UNAVAILABLE
     prefix = "provider unavailable: "
-    blame = "provider"
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,6 @@ _SLUG = re.compile(r"[^a-z0-9]+")
 class RegressionError(UsageError):
     """A regression file cannot be used; the message names the file and what is wrong."""
 
-    blame = "file"
-
 
 @dataclass(frozen=True)
 class Regression:

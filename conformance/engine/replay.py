@@ -34,15 +34,12 @@ from conformance.spec.model import Scenario
 class ReproError(UsageError):
     """The reproduction file cannot be used (not the provider's fault)."""
 
-    blame = "file"
-
 
 class ReplayUnsupported(ReproError):
     """The provider does not support a step or call the reproduction needs."""
 
     status = Status.NOT_APPLICABLE
     exit_status = ExitStatus.FAILS
-    blame = "provider"
 
 
 @dataclass

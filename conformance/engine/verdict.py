@@ -30,7 +30,6 @@ class CheckFailed(ConformanceError):
 
     status = Status.FAILED
     exit_status = ExitStatus.FAILS
-    blame = "provider"
     codes: tuple[str, ...]
     breach: bool = False  # the contract broken (a crash, a refused answer), not a code
     kind: str | None = None  # the kind that judged it, where exploration ran several

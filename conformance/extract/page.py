@@ -20,8 +20,6 @@ SDK_API, WIN32_MD, RENDERED = "sdk-api-md", "win32-md", "rendered-text"
 class PageError(ConformanceError):
     """A page that cannot be extracted; the message names the page and the reason."""
 
-    blame = "page"
-
     def __init__(self, doc: str, message: str, skipped: bool = False):
         super().__init__(f"{doc}: {message}")
         self.doc = doc

@@ -45,8 +45,6 @@ def open_cassette(spec: str, **options: Any) -> Provider:
 class CassetteMismatch(UsageError):
     """A replayed request that the cassette does not hold next."""
 
-    blame = "file"
-
 
 class RecordingProvider(Provider):
     """Passes every request to `inner` and appends the exchange to a JSONL cassette.

@@ -109,8 +109,6 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,99}")
 class ProtocolError(ProviderFault, ValueError):
     """A message that breaks the protocol; `id` is the request's id when it could be read."""
 
-    blame = "peer"
-
     def __init__(self, message: str, request_id: Any = None):
         super().__init__(message)
         self.request_id = request_id

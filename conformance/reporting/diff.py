@@ -29,8 +29,6 @@ FAILING = ("failed", "error")
 class DiffError(UsageError):
     """A run folder cannot be compared; the message names the file."""
 
-    blame = "file"
-
 
 def load_run(folder: Path) -> Summary:
     path = folder / "results.json"

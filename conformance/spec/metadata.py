@@ -52,8 +52,6 @@ _Node = TypeVar("_Node", bound=ast.AST)
 class MetadataMissing(UsageError):
     """The optional metadata package is not installed."""
 
-    blame = "environment"
-
 
 @dataclass(frozen=True)
 class Disagreement:
